@@ -1,0 +1,50 @@
+using System.CommandLine;
+
+namespace Appliance.Cli.Commands;
+
+/// <summary>
+/// `appliance parts`: what this build contains, part by part (the folders of DESIGN.md), and which commands reach
+/// each. Keep this table true when a part gains code or commands.
+/// </summary>
+public static class PartsCommand
+{
+    public sealed record Part(string Name, string Folder, string State, string Commands);
+
+    public static readonly IReadOnlyList<Part> Parts =
+    [
+        new("platform", "node/Platform", "ready: native calls (O_DIRECT, AIO, fdatasync, ioctl, mount, flock, statvfs) and devices (file/block, memory, fault-injecting)", "device info, device create"),
+        new("crush", "crush", "planned: CRUSH maps, Ceph's text format, straw2 mapping", "-"),
+        new("store", "node/Store", "planned: object store with journal, checksums, fsck", "-"),
+        new("wire", "node/Wire", "planned: frames, messenger, cephx-style authentication", "-"),
+        new("monitor", "node/Monitor", "planned: Multi-Paxos and the cluster maps", "-"),
+        new("osd", "node/Osd", "planned: placement groups, peering, recovery, scrub", "-"),
+        new("client", "node/Client", "planned: the cluster client", "-"),
+        new("blockdev", "blockdev", "planned: images and the NBD server", "-"),
+        new("fs", "fs", "planned: the filesystem and the FUSE protocol", "-"),
+        new("packaging", "packaging", "planned: .deb and systemd units", "-"),
+        new("vagrant", "vagrant", "planned: a multi-VM test cluster", "-"),
+    ];
+
+    public static Command Create()
+    {
+        var command = new Command("parts", "Show the parts of this build and what state each is in.");
+        command.SetAction(parse =>
+        {
+            var output = parse.InvocationConfiguration.Output;
+            var version = typeof(PartsCommand).Assembly.GetName().Version;
+            output.WriteLine($"appliance {version?.ToString(3)}");
+            var width = Parts.Max(p => p.Name.Length);
+            var folderWidth = Parts.Max(p => p.Folder.Length);
+            foreach (var part in Parts)
+            {
+                output.WriteLine($"  {part.Name.PadRight(width)}  {part.Folder.PadRight(folderWidth)}  {part.State}");
+                if (part.Commands != "-")
+                {
+                    output.WriteLine($"  {new string(' ', width + folderWidth + 2)}  commands: {part.Commands}");
+                }
+            }
+            return 0;
+        });
+        return command;
+    }
+}
