@@ -9,7 +9,7 @@ namespace Appliance.Cli;
 /// Builds the command tree of the `appliance` program and runs it. This is the one place where exceptions become
 /// messages and exit codes (see <see cref="ExitCodes"/>).
 /// </summary>
-public static class CliApp
+public static partial class CliApp
 {
     public static RootCommand BuildRoot()
     {
@@ -18,8 +18,21 @@ public static class CliApp
             "places data with CRUSH and serves pools as NBD block devices and FUSE mounts.\n" + ExitCodes.Summary);
         root.Subcommands.Add(PartsCommand.Create());
         root.Subcommands.Add(DeviceCommands.Create());
+        // Each part adds its commands from a file of its own (CliApp.<Part>.cs), so parts never edit one shared list.
+        AddCrushCommands(root);
+        AddStoreCommands(root);
+        AddBlockDevCommands(root);
+        AddFsCommands(root);
         return root;
     }
+
+    static partial void AddCrushCommands(RootCommand root);
+
+    static partial void AddStoreCommands(RootCommand root);
+
+    static partial void AddBlockDevCommands(RootCommand root);
+
+    static partial void AddFsCommands(RootCommand root);
 
     public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken ct = default)
     {

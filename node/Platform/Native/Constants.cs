@@ -18,6 +18,12 @@ public static class Constants
     public static int O_DIRECT => Arm64 ? 0x10000 : 0x4000;
     public static int O_NOFOLLOW => Arm64 ? 0x8000 : 0x20000;
 
+    public const int SEEK_SET = 0;
+    public const int SEEK_CUR = 1;
+    public const int SEEK_END = 2;
+    public const int SEEK_DATA = 3;
+    public const int SEEK_HOLE = 4;
+
     public const int AT_FDCWD = -100;
     public const int AT_EMPTY_PATH = 0x1000;
     public const uint STATX_BASIC_STATS = 0x7ff;

@@ -20,6 +20,7 @@ public static class Errno
     public const int EINVAL = 22;
     public const int ENOSPC = 28;
     public const int EROFS = 30;
+    public const int ENXIO = 6;
     public const int ENOSYS = 38;
     public const int EOPNOTSUPP = 95;
     public const int ETIMEDOUT = 110;

@@ -24,6 +24,9 @@ internal static unsafe partial class Libc
     internal static partial nint pwrite(int fd, void* buf, nuint count, long offset);
 
     [LibraryImport(Lib, SetLastError = true)]
+    internal static partial long lseek(int fd, long offset, int whence);
+
+    [LibraryImport(Lib, SetLastError = true)]
     internal static partial int fdatasync(int fd);
 
     [LibraryImport(Lib, SetLastError = true)]

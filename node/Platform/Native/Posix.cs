@@ -93,6 +93,21 @@ public static unsafe class Posix
         }
     }
 
+    /// <summary>lseek(2). For SEEK_DATA / SEEK_HOLE past the last data, returns -1 (ENXIO) instead of throwing,
+    /// so callers can walk the allocation map of a sparse file.</summary>
+    public static long lseek(int fd, long offset, int whence, string? subject = null)
+    {
+        var r = Libc.lseek(fd, offset, whence);
+        if (r >= 0)
+        {
+            return r;
+        }
+        var errno = Marshal.GetLastPInvokeError();
+        return errno == Errno.ENXIO && whence is Constants.SEEK_DATA or Constants.SEEK_HOLE
+            ? -1
+            : throw Throw.For("lseek", errno, subject);
+    }
+
     public static void fdatasync(int fd, string? subject = null) => Retry(() => Libc.fdatasync(fd), "fdatasync", subject);
 
     public static void fsync(int fd, string? subject = null) => Retry(() => Libc.fsync(fd), "fsync", subject);
