@@ -6,7 +6,7 @@ namespace Appliance.Platform.Native;
 /// The checked wrappers over <see cref="Libc"/>: C names, EINTR retried, short reads and writes completed, errors
 /// thrown as typed <see cref="PlatformException"/>s naming the call and the subject.
 /// </summary>
-public static unsafe class Posix
+public static unsafe partial class Posix
 {
     public static int open(string path, int flags, uint mode = 0)
     {
