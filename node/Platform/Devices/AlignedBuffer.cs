@@ -41,6 +41,9 @@ public sealed unsafe class AlignedBuffer : MemoryManager<byte>
     {
     }
 
+    /// <summary>Frees the memory. Every Memory/Span over it is invalid afterwards.</summary>
+    public void Dispose() => ((IDisposable)this).Dispose();
+
     protected override void Dispose(bool disposing)
     {
         if (_pointer != null)
