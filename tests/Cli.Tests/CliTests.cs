@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Diagnostics;
-using Appliance.Cli;
 using Appliance.Cli.Common;
 
 namespace Appliance.Cli.Tests;
