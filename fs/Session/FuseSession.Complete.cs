@@ -98,6 +98,7 @@ public sealed partial class FuseSession
             {
                 undo?.Invoke(result.Value);
             }
+            Interlocked.Increment(ref _lateAnswers);
             return;
         }
         if (!result.IsOk)

@@ -29,6 +29,7 @@ public sealed partial class FuseSession : IAsyncDisposable
     private long _timeouts;
     private long _interrupts;
     private long _backendFaults;
+    private long _lateAnswers;
 
     private FuseSession(IFuseFileSystem fs, string mountPoint, FuseOptions options, bool viaFusermount)
     {
@@ -56,6 +57,10 @@ public sealed partial class FuseSession : IAsyncDisposable
 
     /// <summary>Requests answered EINTR because the caller was interrupted.</summary>
     public long Interrupts => Interlocked.Read(ref _interrupts);
+
+    /// <summary>Backend results dropped because the request had already been answered (deadline or interrupt);
+    /// the lookups and handles they created were given back.</summary>
+    public long LateAnswers => Interlocked.Read(ref _lateAnswers);
 
     /// <summary>Backend calls that threw something other than <see cref="FsException"/> (bugs; answered EIO).</summary>
     public long BackendFaults => Interlocked.Read(ref _backendFaults);

@@ -453,6 +453,7 @@ public sealed partial class MemoryFileSystem
                 done += take;
             }
             n.Size = Math.Max(n.Size, offset + src.Length);
+            LargestWrite = Math.Max(LargestWrite, src.Length);
             Touch(n, content: true);
             return src.Length;
         }

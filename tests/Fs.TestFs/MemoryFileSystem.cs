@@ -45,6 +45,9 @@ public sealed partial class MemoryFileSystem : IFuseFileSystem
     /// </summary>
     public Func<string, string?, CancellationToken, Task>? Gate { get; set; }
 
+    /// <summary>The largest single write the kernel sent (shows the negotiated write size).</summary>
+    public int LargestWrite { get; private set; }
+
     /// <summary>Inodes currently held (for leak checks): every one must be reachable, looked up, or open.</summary>
     public int NodeCount
     {
