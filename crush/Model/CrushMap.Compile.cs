@@ -352,14 +352,24 @@ public sealed partial class CrushMap
         private void BuildShadows()
         {
             var roots = _order.Where(id => !_isChild.Contains(id)).OrderBy(id => id).ToList();
-            foreach (var root in roots)
+            try
             {
-                for (var c = 0; c < _classes.Count; c++)
+                foreach (var root in roots)
                 {
-                    Clone(root, c);
+                    for (var c = 0; c < _classes.Count; c++)
+                    {
+                        Clone(root, c);
+                    }
                 }
             }
+            catch (UniformCloneFailed)
+            {
+                // crushtool cannot add items to a cloned uniform bucket: populate_classes stops at that point and
+                // keeps the clones made so far. Rules that take a class it did not reach fail to compile.
+            }
         }
+
+        private sealed class UniformCloneFailed : Exception;
 
         private int Clone(int originalId, int classId)
         {
@@ -378,6 +388,10 @@ public sealed partial class CrushMap
                 {
                     if (_deviceClass.TryGetValue(item, out var dc) && dc == classId)
                     {
+                        if (original.Alg == BucketAlg.Uniform)
+                        {
+                            throw new UniformCloneFailed();
+                        }
                         items.Add(item);
                         weights.Add(original.ItemWeights[i]);
                     }
@@ -385,6 +399,10 @@ public sealed partial class CrushMap
                 else
                 {
                     var child = Clone(item, classId);
+                    if (original.Alg == BucketAlg.Uniform)
+                    {
+                        throw new UniformCloneFailed();
+                    }
                     items.Add(child);
                     weights.Add(_buckets[-1 - child]!.Weight);
                 }

@@ -41,7 +41,7 @@ public static class CrushMapWriter
             sb.Append(CultureInfo.InvariantCulture, $"type {t.Id} {t.Name}\n");
         }
         sb.Append("\n# buckets\n");
-        foreach (var id in map.BucketOrder)
+        foreach (var id in WriteOrder(map))
         {
             var b = map.GetBucket(id)!;
             sb.Append(CultureInfo.InvariantCulture, $"{map.GetTypeName(b.TypeId)} {b.Name} {{\n");
@@ -121,6 +121,35 @@ public static class CrushMapWriter
         }
         sb.Append("\n# end crush map\n");
         return sb.ToString();
+    }
+
+    // crushtool -d's order: buckets by id -1, -2, ..., each preceded by those of its children not yet written, so a
+    // bucket always comes after the buckets it contains.
+    private static List<int> WriteOrder(CrushMap map)
+    {
+        var order = new List<int>();
+        var done = new HashSet<int>();
+        var nonShadow = new HashSet<int>(map.BucketOrder);
+        void Visit(int id, int depth)
+        {
+            if (depth > 256 || !nonShadow.Contains(id) || !done.Add(id))
+            {
+                return;
+            }
+            foreach (var item in map.GetBucket(id)!.Items)
+            {
+                if (item < 0)
+                {
+                    Visit(item, depth + 1);
+                }
+            }
+            order.Add(id);
+        }
+        foreach (var id in map.BucketOrder.OrderByDescending(i => i))
+        {
+            Visit(id, 0);
+        }
+        return order;
     }
 
     public static string AlgName(BucketAlg alg) => alg switch
