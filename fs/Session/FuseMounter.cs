@@ -53,6 +53,10 @@ public static class FuseMounter
         }
         if (options.AllowOther)
         {
+            if (!IsRoot && !UserAllowOther())
+            {
+                throw new FuseMountException("allow_other needs `user_allow_other` in /etc/fuse.conf when mounting as a user; add it there, or mount without allow_other");
+            }
             opts += ",allow_other";
         }
         opts += options.ReadOnly ? ",ro" : ",rw";
@@ -174,6 +178,9 @@ public static class FuseMounter
         }
         File.WriteAllText(abort, "1");
     }
+
+    private static bool UserAllowOther() =>
+        File.Exists("/etc/fuse.conf") && File.ReadLines("/etc/fuse.conf").Any(l => l.Trim() == "user_allow_other");
 
     private static bool RunFusermount(string flags, string mountPoint)
     {

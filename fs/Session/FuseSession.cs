@@ -202,9 +202,21 @@ public sealed partial class FuseSession : IAsyncDisposable
     {
         _fds.Add(masterFd);
         ConnectionId = FuseMounter.ConnectionId(MountPoint);
+        var readers = new List<int> { masterFd };
         for (var i = 1; i < _options.Threads; i++)
         {
-            var clone = Posix.open("/dev/fuse", Constants.O_RDWR);
+            int clone;
+            try
+            {
+                clone = Posix.open("/dev/fuse", Constants.O_RDWR);
+            }
+            catch (PlatformAccessException)
+            {
+                // Not root and /dev/fuse is 0600: fusermount3 opened the connection for us, but we cannot open more.
+                // Several threads then read the one descriptor (the kernel hands each request to one reader).
+                readers.Add(masterFd);
+                continue;
+            }
             try
             {
                 Posix.ioctl_FUSE_DEV_IOC_CLONE(clone, masterFd);
@@ -215,11 +227,12 @@ public sealed partial class FuseSession : IAsyncDisposable
                 throw;
             }
             _fds.Add(clone);
+            readers.Add(clone);
         }
-        _running = _fds.Count;
-        for (var i = 0; i < _fds.Count; i++)
+        _running = readers.Count;
+        for (var i = 0; i < readers.Count; i++)
         {
-            var fd = _fds[i];
+            var fd = readers[i];
             var thread = new Thread(() => ReadLoop(fd)) { IsBackground = true, Name = $"fuse-reader-{i}" };
             thread.Start();
         }

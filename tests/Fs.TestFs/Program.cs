@@ -4,12 +4,14 @@ using Appliance.Fs.Session;
 using Appliance.Fs.TestFs;
 
 // appliance-testfs MOUNTPOINT [--threads N] [--timeout-ms N] [--writeback] [--fusermount] [--attr-timeout-ms N]
+// As a user without CAP_SYS_ADMIN it mounts through fusermount3 (allow_other then needs user_allow_other in
+// /etc/fuse.conf, or --no-allow-other).
 // Mounts the in-memory test filesystem and serves it until it is unmounted (umount, fusermount3 -u) or the
 // process gets SIGINT/SIGTERM (then it unmounts cleanly). Prints "mounted MOUNTPOINT" once usable.
 
 if (args.Length < 1 || args[0].StartsWith('-'))
 {
-    Console.Error.WriteLine("usage: appliance-testfs MOUNTPOINT [--threads N] [--timeout-ms N] [--attr-timeout-ms N] [--writeback] [--fusermount]");
+    Console.Error.WriteLine("usage: appliance-testfs MOUNTPOINT [--threads N] [--timeout-ms N] [--attr-timeout-ms N] [--writeback] [--fusermount] [--no-allow-other]");
     return 2;
 }
 var mountPoint = args[0];
@@ -30,6 +32,9 @@ for (var i = 1; i < args.Length; i++)
             break;
         case "--writeback":
             options = options with { WritebackCache = true };
+            break;
+        case "--no-allow-other":
+            options = options with { AllowOther = false };
             break;
         case "--fusermount":
             options = options with { UseFusermount = true };

@@ -128,6 +128,47 @@ public class LifecycleTests
     }
 
     [Fact]
+    public async Task An_unprivileged_user_mounts_through_fusermount3_and_unmounts()
+    {
+        // /dev/fuse is 0600 on this machine (Debian makes it 0666): give the scenario a private mount namespace in
+        // which a 0666 node is bound over it, so nothing outside changes. Inside, nobody runs appliance-testfs
+        // (fusermount3 mounts and passes the descriptor back by SCM_RIGHTS), uses the mount, and unmounts it with
+        // fusermount3 -u; the program must then exit 0 by itself.
+        var dir = TestMount.NewDirectory("user");
+        var work = TestMount.NewDirectory("userwork");
+        try
+        {
+            Posix.lchown(dir, Shell.Nobody, Shell.Nobody);
+            Posix.chmod(dir, 0x1ED);
+            Posix.chmod(work, 0x1ED);
+            var program = Path.Combine(AppContext.BaseDirectory, "appliance-testfs.dll");
+            var asNobody = "setpriv --reuid=65534 --regid=65534 --clear-groups";
+            var script = $$"""
+                set -e
+                mknod -m 666 {{work}}/fuse c 10 229
+                mount --bind {{work}}/fuse /dev/fuse
+                HOME=/tmp DOTNET_CLI_TELEMETRY_OPTOUT=1 {{asNobody}} dotnet {{program}} {{dir}} --no-allow-other > {{work}}/log 2>&1 &
+                pid=$!
+                for i in $(seq 150); do grep -q mounted {{work}}/log && break; sleep 0.2; done
+                {{asNobody}} sh -c "echo hi > {{dir}}/f && stat -c '%U %a' {{dir}}/f && grep -c ' {{dir}} fuse.appliance .*user_id=65534' /proc/self/mounts && fusermount3 -u {{dir}}"
+                wait $pid
+                echo "program exit $?"
+                """;
+            File.WriteAllText(Path.Combine(work, "run.sh"), script);
+            var (exit, stdout, stderr) = await Task.Run(() => Shell.Run($"unshare -m --propagation private sh {work}/run.sh"));
+            var log = File.Exists(Path.Combine(work, "log")) ? File.ReadAllText(Path.Combine(work, "log")) : "";
+            Assert.True(exit == 0, $"exit {exit}: {stdout}\n{stderr}\n{log}");
+            Assert.Equal($"nobody 644\n1\nprogram exit 0\n", stdout);
+            Assert.Empty(Directory.GetFileSystemEntries(dir)); // the file lived in the mount, not in the directory
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+            Directory.Delete(work, recursive: true);
+        }
+    }
+
+    [Fact]
     public void Mounting_on_a_missing_directory_says_what_to_do()
     {
         var e = Assert.Throws<FuseMountException>(() => FuseSession.Mount(new MemoryFileSystem(), "/nonexistent/appliance-mnt"));
