@@ -1,0 +1,88 @@
+using Appliance.Wire.Codec;
+
+namespace Appliance.Wire.Messenger;
+
+/// <summary>Frame types below <see cref="FirstMessageType"/> belong to the messenger itself.</summary>
+public static class FrameTypes
+{
+    public const ushort Hello = 1;
+    public const ushort Challenge = 2;
+    public const ushort Proof = 3;
+    public const ushort Accept = 4;
+    public const ushort Reject = 5;
+    public const ushort Ack = 6;
+
+    /// <summary>Application messages use types from here up.</summary>
+    public const ushort FirstMessageType = 256;
+}
+
+/// <summary>How a connection protects its frames after authentication.</summary>
+public enum ConnectionMode : byte
+{
+    /// <summary>crc32c on every frame: integrity against accidents.</summary>
+    Crc = 0,
+    /// <summary>AES-GCM on every frame with per-session keys: integrity and confidentiality against attackers.</summary>
+    Secure = 1,
+}
+
+/// <summary>The client's opening frame: who it is, which session it resumes, and how far it has received.</summary>
+internal sealed record HelloFrame(byte[] HandshakeHello, Guid SessionId, ulong LastReceived, ConnectionMode Mode)
+{
+    private const byte Version = 1;
+
+    public byte[] Encode()
+    {
+        using var w = new WireWriter();
+        var m = w.BeginStruct(Version, 1);
+        w.WriteBytes(HandshakeHello);
+        w.WriteFixed(SessionId.ToByteArray());
+        w.WriteU64(LastReceived);
+        w.WriteU8((byte)Mode);
+        w.EndStruct(m);
+        return w.ToArray();
+    }
+
+    public static HelloFrame Decode(ReadOnlySpan<byte> bytes)
+    {
+        var r = new WireReader(bytes);
+        var s = r.BeginStruct(Version, "hello frame");
+        var hello = r.ReadBytes(1024).ToArray();
+        var id = new Guid(r.ReadFixed(16));
+        var last = r.ReadU64();
+        var mode = r.ReadU8();
+        if (mode > (byte)ConnectionMode.Secure)
+        {
+            throw new WireFormatException($"unknown connection mode {mode}");
+        }
+        r.EndStruct(s);
+        r.ExpectEnd("hello frame");
+        return new HelloFrame(hello, id, last, (ConnectionMode)mode);
+    }
+}
+
+/// <summary>The server's last handshake frame: its proof, and how far it has received in the resumed session.</summary>
+internal sealed record AcceptFrame(byte[] ServerProof, ulong LastReceived)
+{
+    private const byte Version = 1;
+
+    public byte[] Encode()
+    {
+        using var w = new WireWriter();
+        var m = w.BeginStruct(Version, 1);
+        w.WriteBytes(ServerProof);
+        w.WriteU64(LastReceived);
+        w.EndStruct(m);
+        return w.ToArray();
+    }
+
+    public static AcceptFrame Decode(ReadOnlySpan<byte> bytes)
+    {
+        var r = new WireReader(bytes);
+        var s = r.BeginStruct(Version, "accept frame");
+        var proof = r.ReadBytes(64).ToArray();
+        var last = r.ReadU64();
+        r.EndStruct(s);
+        r.ExpectEnd("accept frame");
+        return new AcceptFrame(proof, last);
+    }
+}

@@ -1,0 +1,329 @@
+using Appliance.Wire.Framing;
+
+namespace Appliance.Wire.Messenger;
+
+/// <summary>An application message delivered by a session.</summary>
+public readonly record struct Message(ushort Type, ulong Seq, ulong ReplyTo, byte[] Payload);
+
+/// <summary>
+/// A reliable, ordered message stream between two daemons that outlives TCP connections: every message gets a
+/// sequence number; the sender keeps it until the peer acknowledges it; after a reconnect each side tells how far
+/// it received and the other resends the rest in order. The receiver delivers seq = last + 1 only, drops
+/// duplicates (seq ≤ last, which a resend can produce) and treats a gap as a protocol error. So each message is
+/// delivered exactly once and in order, whatever happens to the connections.
+///
+/// Back-pressure: at most <see cref="SessionOptions.MaxUnackedBytes"/> / <see cref="SessionOptions.MaxUnackedMessages"/>
+/// may wait for acknowledgement; senders beyond that wait (bounded by their cancellation token).
+/// </summary>
+public sealed class MessageSession : IAsyncDisposable
+{
+    private readonly SessionOptions _options;
+    private readonly Func<MessageSession, Message, ValueTask> _deliver;
+    private readonly Action<string> _log;
+    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private readonly SemaphoreSlim _window;
+    private readonly LinkedList<Pending> _unacked = new();
+    private readonly Lock _lock = new();
+    private readonly Dictionary<ulong, TaskCompletionSource<Message>> _requests = [];
+    private long _unackedBytes;
+    private long _resent;
+    private ulong _nextSeq = 1;
+    private ulong _lastDelivered;
+    private ulong _lastAckSent;
+    private Connection? _connection;
+    private TaskCompletionSource _bytesFreed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public MessageSession(Guid id, string peerEntity, SessionOptions options, Func<MessageSession, Message, ValueTask> deliver, Action<string> log)
+    {
+        Id = id;
+        PeerEntity = peerEntity;
+        _options = options;
+        _deliver = deliver;
+        _log = log;
+        _window = new SemaphoreSlim(options.MaxUnackedMessages, options.MaxUnackedMessages);
+    }
+
+    public Guid Id { get; }
+    public string PeerEntity { get; }
+
+    /// <summary>The highest sequence delivered to the application (what a reconnect tells the peer).</summary>
+    public ulong LastDelivered
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _lastDelivered;
+            }
+        }
+    }
+
+    /// <summary>Messages sent again on a new connection because the peer had not acknowledged them.</summary>
+    public long Resent => Interlocked.Read(ref _resent);
+
+    public int UnackedMessages
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _unacked.Count;
+            }
+        }
+    }
+
+    /// <summary>Sends a message; returns once it is queued for delivery (it survives reconnects from then on).
+    /// Waits while the unacknowledged window is full.</summary>
+    public ValueTask<ulong> SendAsync(ushort type, ReadOnlyMemory<byte> payload, ulong replyTo = 0, CancellationToken ct = default) =>
+        SendCoreAsync(type, payload, replyTo, null, ct);
+
+    /// <summary>Sends a request and waits for the message that names it in reply-to.</summary>
+    public async Task<Message> RequestAsync(ushort type, ReadOnlyMemory<byte> payload, TimeSpan timeout, CancellationToken ct = default)
+    {
+        var reply = new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var seq = await SendCoreAsync(type, payload, 0, reply, ct);
+        try
+        {
+            return await reply.Task.WaitAsync(timeout, ct);
+        }
+        finally
+        {
+            lock (_lock)
+            {
+                _requests.Remove(seq);
+            }
+        }
+    }
+
+    private async ValueTask<ulong> SendCoreAsync(ushort type, ReadOnlyMemory<byte> payload, ulong replyTo, TaskCompletionSource<Message>? reply, CancellationToken ct)
+    {
+        if (type < FrameTypes.FirstMessageType)
+        {
+            throw new ArgumentOutOfRangeException(nameof(type), $"message types start at {FrameTypes.FirstMessageType}");
+        }
+        if (payload.Length > _options.MaxPayload)
+        {
+            throw new ArgumentException($"payload of {payload.Length} bytes exceeds the limit of {_options.MaxPayload}");
+        }
+        await _window.WaitAsync(ct);
+        try
+        {
+            while (true)
+            {
+                Task freed;
+                lock (_lock)
+                {
+                    if (_unackedBytes + payload.Length <= _options.MaxUnackedBytes || _unacked.Count == 0)
+                    {
+                        _unackedBytes += payload.Length;
+                        break;
+                    }
+                    freed = _bytesFreed.Task;
+                }
+                await freed.WaitAsync(ct);
+            }
+        }
+        catch
+        {
+            _window.Release();
+            throw;
+        }
+
+        await _sendLock.WaitAsync(CancellationToken.None);
+        try
+        {
+            Pending p;
+            Connection? c;
+            lock (_lock)
+            {
+                // The sequence number and the reply registration are made together, so no reply can miss its waiter.
+                p = new Pending(_nextSeq++, type, replyTo, payload.ToArray());
+                _unacked.AddLast(p);
+                if (reply is not null)
+                {
+                    _requests[p.Seq] = reply;
+                }
+                c = _connection;
+            }
+            if (c is not null)
+            {
+                await TrySendAsync(c, p);
+            }
+            return p.Seq;
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    private async ValueTask TrySendAsync(Connection c, Pending p)
+    {
+        ulong ack;
+        lock (_lock)
+        {
+            ack = _lastDelivered;
+            _lastAckSent = ack;
+        }
+        try
+        {
+            await c.SendAsync(new FrameHeader(p.Type, 0, p.Seq, ack, p.ReplyTo, p.Payload.Length), p.Payload);
+        }
+        catch (ConnectionClosedException)
+        {
+            // Lost the race with a dropped connection: the message stays unacked and is resent on reconnect.
+        }
+    }
+
+    /// <summary>
+    /// Puts the session on a new connection after a handshake: drops what the peer says it received, resends the
+    /// rest in order, then lets new messages through. Holding the send lock keeps new sends behind the resends.
+    /// </summary>
+    internal async Task AttachAsync(Connection connection, ulong peerLastReceived)
+    {
+        await _sendLock.WaitAsync();
+        try
+        {
+            List<Pending> resend;
+            lock (_lock)
+            {
+                AckUpTo(peerLastReceived);
+                _connection = connection;
+                resend = [.. _unacked];
+            }
+            foreach (var p in resend)
+            {
+                await TrySendAsync(connection, p);
+            }
+            Interlocked.Add(ref _resent, resend.Count);
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    internal void Detach(Connection connection)
+    {
+        lock (_lock)
+        {
+            if (ReferenceEquals(_connection, connection))
+            {
+                _connection = null;
+            }
+        }
+    }
+
+    /// <summary>Handles one frame received on the current connection. Throws <see cref="ConnectionClosedException"/>
+    /// on a sequence gap (the connection must then be dropped and the session resumed).</summary>
+    internal async ValueTask ReceiveAsync(Connection connection, Frame frame)
+    {
+        var h = frame.Header;
+        lock (_lock)
+        {
+            AckUpTo(h.Ack);
+        }
+        if (h.Type == FrameTypes.Ack)
+        {
+            return;
+        }
+        if (h.Type < FrameTypes.FirstMessageType)
+        {
+            throw connection.Close($"unexpected control frame {h.Type} in an established session");
+        }
+        TaskCompletionSource<Message>? waiter = null;
+        lock (_lock)
+        {
+            if (h.Seq <= _lastDelivered)
+            {
+                return; // a resend of something already delivered: exactly once means drop it
+            }
+            if (h.Seq != _lastDelivered + 1)
+            {
+                throw connection.Close($"out-of-order frame: got seq {h.Seq}, expected {_lastDelivered + 1}");
+            }
+            _lastDelivered = h.Seq;
+            if (h.ReplyTo != 0)
+            {
+                _requests.Remove(h.ReplyTo, out waiter);
+            }
+        }
+        var message = new Message(h.Type, h.Seq, h.ReplyTo, frame.Payload);
+        if (waiter is not null)
+        {
+            waiter.TrySetResult(message);
+        }
+        else
+        {
+            await _deliver(this, message);
+        }
+        await MaybeAckAsync(connection, force: false);
+    }
+
+    /// <summary>Acknowledges explicitly when enough deliveries have not been piggybacked on outgoing messages.</summary>
+    internal async ValueTask MaybeAckAsync(Connection connection, bool force)
+    {
+        ulong ack;
+        lock (_lock)
+        {
+            if (_lastDelivered == _lastAckSent || (!force && _lastDelivered - _lastAckSent < (ulong)_options.AckEvery))
+            {
+                return;
+            }
+            ack = _lastDelivered;
+            _lastAckSent = ack;
+        }
+        try
+        {
+            await connection.SendAsync(new FrameHeader(FrameTypes.Ack, 0, 0, ack, 0, 0), ReadOnlyMemory<byte>.Empty);
+        }
+        catch (ConnectionClosedException)
+        {
+            // The peer learns how far we got when the session resumes.
+        }
+    }
+
+    private void AckUpTo(ulong ack)
+    {
+        var released = 0;
+        while (_unacked.First is { } first && first.Value.Seq <= ack)
+        {
+            _unackedBytes -= first.Value.Payload.Length;
+            _unacked.RemoveFirst();
+            released++;
+        }
+        if (released > 0)
+        {
+            _window.Release(released);
+            var old = _bytesFreed;
+            _bytesFreed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            old.TrySetResult();
+        }
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        lock (_lock)
+        {
+            foreach (var r in _requests.Values)
+            {
+                r.TrySetException(new ConnectionClosedException("session closed"));
+            }
+            _requests.Clear();
+        }
+        _log($"session {Id} with {PeerEntity} closed");
+        return ValueTask.CompletedTask;
+    }
+
+    private sealed record Pending(ulong Seq, ushort Type, ulong ReplyTo, byte[] Payload);
+}
+
+/// <summary>Limits of a session.</summary>
+public sealed record SessionOptions
+{
+    public long MaxUnackedBytes { get; init; } = 8 << 20;
+    public int MaxUnackedMessages { get; init; } = 4096;
+    /// <summary>Send an explicit acknowledgement after this many deliveries without outgoing traffic.</summary>
+    public int AckEvery { get; init; } = 32;
+    public int MaxPayload { get; init; } = 16 << 20;
+}

@@ -1,0 +1,189 @@
+using System.Net;
+using System.Net.Sockets;
+using Appliance.Wire.Auth;
+using Appliance.Wire.Framing;
+
+namespace Appliance.Wire.Messenger;
+
+/// <summary>
+/// The connecting side of a session: connects, authenticates (mutually), resumes its session, and when the
+/// connection drops, reconnects with backoff and resumes again, so messages queued in <see cref="Session"/> are
+/// delivered exactly once and in order across any number of cuts. A refused authentication is final.
+/// </summary>
+public sealed class MessengerClient : IAsyncDisposable
+{
+    private readonly EndPoint _endpoint;
+    private readonly string _entity;
+    private readonly Secret _secret;
+    private readonly ConnectionMode _mode;
+    private readonly MessengerOptions _options;
+    private readonly Action<string> _log;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly TaskCompletionSource _firstConnect = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private Task? _loop;
+    private Connection? _current;
+
+    public MessengerClient(EndPoint endpoint, string entity, Secret secret, ConnectionMode mode, MessengerOptions options,
+        Func<MessageSession, Message, ValueTask> handler, Action<string> log)
+    {
+        _endpoint = endpoint;
+        _entity = entity;
+        _secret = secret;
+        _mode = mode;
+        _options = options;
+        _log = log;
+        Session = new MessageSession(Guid.NewGuid(), "server", options.Session, handler, log);
+    }
+
+    public MessageSession Session { get; }
+
+    /// <summary>How many times a connection was established (1 + reconnects).</summary>
+    public int Connects { get; private set; }
+
+    /// <summary>Starts connecting; completes when the first connection is authenticated (or fails for good).</summary>
+    public Task StartAsync()
+    {
+        _loop ??= RunAsync();
+        return _firstConnect.Task;
+    }
+
+    /// <summary>Cuts the current connection, as a network failure would; the client reconnects and resumes.</summary>
+    public void DropConnection() => _current?.Close("dropped by the client");
+
+    private async Task RunAsync()
+    {
+        var backoff = TimeSpan.FromMilliseconds(5);
+        while (!_stop.IsCancellationRequested)
+        {
+            Connection? connection = null;
+            try
+            {
+                var socket = new Socket(_endpoint.AddressFamily, SocketType.Stream,
+                    _endpoint.AddressFamily == AddressFamily.Unix ? ProtocolType.Unspecified : ProtocolType.Tcp);
+                try
+                {
+                    await socket.ConnectAsync(_endpoint, _stop.Token);
+                }
+                catch
+                {
+                    socket.Dispose();
+                    throw;
+                }
+                if (socket.ProtocolType == ProtocolType.Tcp)
+                {
+                    socket.NoDelay = true;
+                }
+                connection = new Connection(new NetworkStream(socket, ownsSocket: true), _endpoint.ToString() ?? "server", _options.Session.MaxPayload + 64, _log);
+                await HandshakeAsync(connection);
+                _current = connection;
+                Connects++;
+                _firstConnect.TrySetResult();
+                backoff = TimeSpan.FromMilliseconds(5);
+                using var acks = new PeriodicTimer(_options.AckInterval);
+                var ackLoop = AckLoopAsync(connection, acks);
+                try
+                {
+                    while (true)
+                    {
+                        var frame = await connection.ReadFrameAsync(_stop.Token);
+                        await Session.ReceiveAsync(connection, frame);
+                    }
+                }
+                finally
+                {
+                    acks.Dispose();
+                    await ackLoop;
+                }
+            }
+            catch (AuthenticationException e)
+            {
+                _log($"authentication as {_entity} refused: {e.Message}");
+                _firstConnect.TrySetException(e);
+                return;
+            }
+            catch (Exception e) when (e is ConnectionClosedException or SocketException or IOException or Codec.WireFormatException)
+            {
+                // Reconnect below; the reason was logged by the connection (or is the connect error).
+                if (e is SocketException)
+                {
+                    _log($"connect to {_endpoint} failed: {e.Message}");
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            finally
+            {
+                if (connection is not null)
+                {
+                    Session.Detach(connection);
+                    await connection.DisposeAsync();
+                }
+            }
+            try
+            {
+                await Task.Delay(backoff, _stop.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(1).Ticks));
+        }
+    }
+
+    private async Task AckLoopAsync(Connection connection, PeriodicTimer timer)
+    {
+        while (await timer.WaitForNextTickAsync())
+        {
+            await Session.MaybeAckAsync(connection, force: true);
+        }
+    }
+
+    private async Task HandshakeAsync(Connection connection)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+        timeout.CancelAfter(_options.HandshakeTimeout);
+        var ct = timeout.Token;
+        var client = new HandshakeClient(_entity, _secret);
+        var hello = new HelloFrame(client.Hello(), Session.Id, Session.LastDelivered, _mode).Encode();
+        await connection.SendAsync(MessengerServer.Control(FrameTypes.Hello, hello.Length), hello, ct);
+        var challenge = await ReadHandshakeFrameAsync(connection, FrameTypes.Challenge, ct);
+        var proof = client.Answer(challenge.Payload);
+        await connection.SendAsync(MessengerServer.Control(FrameTypes.Proof, proof.Length), proof, ct);
+        var acceptFrame = await ReadHandshakeFrameAsync(connection, FrameTypes.Accept, ct);
+        var accept = AcceptFrame.Decode(acceptFrame.Payload);
+        var auth = client.Complete(accept.ServerProof);
+        if (_mode == ConnectionMode.Secure)
+        {
+            connection.SecureSend(SecureFrameCodec.Derive(auth.SessionKey, auth.HandshakeSalt, "client-to-server"));
+            connection.SecureReceive(SecureFrameCodec.Derive(auth.SessionKey, auth.HandshakeSalt, "server-to-client"));
+        }
+        await Session.AttachAsync(connection, accept.LastReceived);
+    }
+
+    private static async Task<Frame> ReadHandshakeFrameAsync(Connection connection, ushort type, CancellationToken ct)
+    {
+        var frame = await connection.ReadFrameAsync(ct);
+        if (frame.Header.Type == FrameTypes.Reject)
+        {
+            // The server's refusal of our credentials is final: reconnecting with the same key cannot help.
+            throw new AuthenticationException(System.Text.Encoding.UTF8.GetString(frame.Payload));
+        }
+        MessengerServer.Expect(connection, frame, type);
+        return frame;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _current?.Close("client stopping");
+        if (_loop is not null)
+        {
+            await _loop;
+        }
+        await Session.DisposeAsync();
+        _stop.Dispose();
+    }
+}

@@ -1,0 +1,248 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using Appliance.Wire.Auth;
+using Appliance.Wire.Codec;
+using Appliance.Wire.Framing;
+
+namespace Appliance.Wire.Messenger;
+
+/// <summary>Settings shared by messenger clients and servers.</summary>
+public sealed record MessengerOptions
+{
+    public SessionOptions Session { get; init; } = new();
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>How often an idle receiver acknowledges what it delivered.</summary>
+    public TimeSpan AckInterval { get; init; } = TimeSpan.FromMilliseconds(20);
+    /// <summary>The mode a server requires: a Secure server refuses crc clients.</summary>
+    public ConnectionMode MinimumMode { get; init; } = ConnectionMode.Crc;
+}
+
+/// <summary>
+/// Accepts connections (TCP or unix socket), authenticates each with the mutual handshake against a keyring, and
+/// attaches it to the client's session (new or resumed). A bad peer — garbage, a bad frame, a wrong key — costs only
+/// its own connection: it is closed with a logged reason and every other connection keeps being served.
+/// </summary>
+public sealed class MessengerServer : IAsyncDisposable
+{
+    private readonly Func<string, Secret?> _lookup;
+    private readonly MessengerOptions _options;
+    private readonly Func<MessageSession, Message, ValueTask> _handler;
+    private readonly Action<string> _log;
+    private readonly ConcurrentDictionary<(string, Guid), MessageSession> _sessions = new();
+    private readonly ConcurrentDictionary<Connection, byte> _connections = new();
+    private readonly CancellationTokenSource _stop = new();
+    private readonly List<Socket> _listeners = [];
+    private readonly List<Task> _loops = [];
+
+    public MessengerServer(Func<string, Secret?> lookup, MessengerOptions options, Func<MessageSession, Message, ValueTask> handler, Action<string> log)
+    {
+        _lookup = lookup;
+        _options = options;
+        _handler = handler;
+        _log = log;
+    }
+
+    public int ConnectionCount => _connections.Count;
+
+    public IReadOnlyCollection<MessageSession> Sessions => [.. _sessions.Values];
+
+    /// <summary>Listens on a TCP endpoint (port 0 picks one) and returns the bound endpoint.</summary>
+    public EndPoint ListenTcp(IPEndPoint endpoint)
+    {
+        var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+        socket.Bind(endpoint);
+        return Start(socket);
+    }
+
+    /// <summary>Listens on a unix socket path.</summary>
+    public EndPoint ListenUnix(string path)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        socket.Bind(new UnixDomainSocketEndPoint(path));
+        return Start(socket);
+    }
+
+    private EndPoint Start(Socket socket)
+    {
+        socket.Listen(128);
+        _listeners.Add(socket);
+        _loops.Add(AcceptLoopAsync(socket));
+        return socket.LocalEndPoint!;
+    }
+
+    /// <summary>Drops every connection (sessions stay, so clients resume): a network cut, for tests and failover.</summary>
+    public void DropConnections()
+    {
+        foreach (var c in _connections.Keys)
+        {
+            c.Close("dropped by the server");
+        }
+    }
+
+    private async Task AcceptLoopAsync(Socket listener)
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket socket;
+            try
+            {
+                socket = await listener.AcceptAsync(_stop.Token);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+                return;
+            }
+            if (socket.ProtocolType == ProtocolType.Tcp)
+            {
+                socket.NoDelay = true;
+            }
+            var peer = socket.RemoteEndPoint?.ToString() ?? "unix-peer";
+            _ = ServeAsync(new NetworkStream(socket, ownsSocket: true), peer);
+        }
+    }
+
+    private async Task ServeAsync(Stream stream, string peer)
+    {
+        var connection = new Connection(stream, peer, _options.Session.MaxPayload + 64, _log);
+        _connections[connection] = 0;
+        MessageSession? session = null;
+        try
+        {
+            session = await HandshakeAsync(connection);
+            using var acks = new PeriodicTimer(_options.AckInterval);
+            var ackLoop = AckLoopAsync(connection, session, acks);
+            try
+            {
+                while (true)
+                {
+                    var frame = await connection.ReadFrameAsync(_stop.Token);
+                    await session.ReceiveAsync(connection, frame);
+                }
+            }
+            finally
+            {
+                acks.Dispose();
+                await ackLoop;
+            }
+        }
+        catch (ConnectionClosedException)
+        {
+            // Already logged with its reason by the connection.
+        }
+        catch (OperationCanceledException)
+        {
+            connection.Close("server stopping");
+        }
+        catch (Exception e) when (e is WireFormatException or AuthenticationException)
+        {
+            await RejectAsync(connection, e.Message);
+        }
+        catch (Exception e)
+        {
+            // A bug in our code or the handler: say so loudly, end this connection, keep serving the others.
+            _log($"BUG while serving {peer}: {e}");
+            connection.Close($"internal error: {e.GetType().Name}");
+        }
+        finally
+        {
+            session?.Detach(connection);
+            _connections.TryRemove(connection, out _);
+            await connection.DisposeAsync();
+        }
+    }
+
+    private static async Task AckLoopAsync(Connection connection, MessageSession session, PeriodicTimer timer)
+    {
+        try
+        {
+            while (await timer.WaitForNextTickAsync())
+            {
+                await session.MaybeAckAsync(connection, force: true);
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            // The timer was disposed with the connection.
+        }
+    }
+
+    private async Task<MessageSession> HandshakeAsync(Connection connection)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+        timeout.CancelAfter(_options.HandshakeTimeout);
+        var ct = timeout.Token;
+        var first = await connection.ReadFrameAsync(ct);
+        Expect(connection, first, FrameTypes.Hello);
+        var hello = HelloFrame.Decode(first.Payload);
+        if (hello.Mode < _options.MinimumMode)
+        {
+            throw new AuthenticationException($"this server requires {_options.MinimumMode} mode");
+        }
+        var server = new HandshakeServer(_lookup);
+        var challenge = server.Challenge(hello.HandshakeHello);
+        await connection.SendAsync(Control(FrameTypes.Challenge, challenge.Length), challenge, ct);
+        var proofFrame = await connection.ReadFrameAsync(ct);
+        Expect(connection, proofFrame, FrameTypes.Proof);
+        var (serverProof, auth) = server.Verify(proofFrame.Payload);
+
+        // A session id belongs to the entity that created it: another entity naming it gets a session of its own.
+        var session = _sessions.GetOrAdd((auth.Entity, hello.SessionId),
+            key => new MessageSession(key.Item2, key.Item1, _options.Session, _handler, _log));
+        var accept = new AcceptFrame(serverProof, session.LastDelivered).Encode();
+        await connection.SendAsync(Control(FrameTypes.Accept, accept.Length), accept, ct);
+        if (hello.Mode == ConnectionMode.Secure)
+        {
+            connection.SecureSend(SecureFrameCodec.Derive(auth.SessionKey, auth.HandshakeSalt, "server-to-client"));
+            connection.SecureReceive(SecureFrameCodec.Derive(auth.SessionKey, auth.HandshakeSalt, "client-to-server"));
+        }
+        _log($"{auth.Entity} connected from {connection.Peer} ({hello.Mode} mode, session {session.Id})");
+        await session.AttachAsync(connection, hello.LastReceived);
+        return session;
+    }
+
+    internal static FrameHeader Control(ushort type, int length) => new(type, 0, 0, 0, 0, length);
+
+    internal static void Expect(Connection connection, Frame frame, ushort type)
+    {
+        if (frame.Header.Type == FrameTypes.Reject)
+        {
+            throw connection.Close($"peer refused: {System.Text.Encoding.UTF8.GetString(frame.Payload)}");
+        }
+        if (frame.Header.Type != type)
+        {
+            throw connection.Close($"expected handshake frame {type}, got {frame.Header.Type}");
+        }
+    }
+
+    private static async Task RejectAsync(Connection connection, string reason)
+    {
+        try
+        {
+            var bytes = System.Text.Encoding.UTF8.GetBytes(reason);
+            await connection.SendAsync(Control(FrameTypes.Reject, bytes.Length), bytes);
+        }
+        catch (ConnectionClosedException)
+        {
+            // The peer is gone already; the reason is logged below either way.
+        }
+        connection.Close(reason);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        foreach (var l in _listeners)
+        {
+            l.Dispose();
+        }
+        DropConnections();
+        await Task.WhenAll(_loops);
+        foreach (var s in _sessions.Values)
+        {
+            await s.DisposeAsync();
+        }
+        _stop.Dispose();
+    }
+}

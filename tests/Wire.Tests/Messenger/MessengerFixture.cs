@@ -1,0 +1,73 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Threading.Channels;
+using Appliance.Wire.Auth;
+using Appliance.Wire.Messenger;
+
+namespace Appliance.Wire.Tests.Messenger;
+
+/// <summary>A server with a keyring and a log, and helpers to make clients of it.</summary>
+internal sealed class MessengerFixture : IAsyncDisposable
+{
+    public const ushort Data = 300;
+    public readonly Secret ClientKey = Secret.Generate();
+    public readonly ConcurrentQueue<string> Log = new();
+    public readonly Channel<(MessageSession Session, Message Message)> Received = Channel.CreateUnbounded<(MessageSession, Message)>();
+    public readonly MessengerServer Server;
+    public readonly EndPoint Endpoint;
+    private readonly List<MessengerClient> _clients = [];
+
+    public MessengerFixture(MessengerOptions? options = null, bool unix = false)
+    {
+        var keyring = new Keyring();
+        keyring.Add(new KeyringEntry("client.test", ClientKey, new Dictionary<string, string> { ["osd"] = "allow rw" }));
+        Server = new MessengerServer(e => keyring.Find(e)?.Key, options ?? new MessengerOptions(), OnMessage, Log.Enqueue);
+        if (unix)
+        {
+            UnixPath = Path.Combine(Path.GetTempPath(), $"appliance-wire-{Guid.NewGuid():N}.sock");
+            Endpoint = Server.ListenUnix(UnixPath);
+        }
+        else
+        {
+            Endpoint = Server.ListenTcp(new IPEndPoint(IPAddress.Loopback, 0));
+        }
+    }
+
+    public string? UnixPath { get; }
+
+    public Func<MessageSession, Message, ValueTask>? ServerReply { get; set; }
+
+    private async ValueTask OnMessage(MessageSession session, Message message)
+    {
+        if (ServerReply is not null)
+        {
+            await ServerReply(session, message);
+        }
+        else
+        {
+            await Received.Writer.WriteAsync((session, message));
+        }
+    }
+
+    public MessengerClient Client(ConnectionMode mode = ConnectionMode.Crc, Secret? key = null, string entity = "client.test",
+        Func<MessageSession, Message, ValueTask>? handler = null, EndPoint? endpoint = null)
+    {
+        var client = new MessengerClient(endpoint ?? Endpoint, entity, key ?? ClientKey, mode, new MessengerOptions(),
+            handler ?? ((_, _) => ValueTask.CompletedTask), Log.Enqueue);
+        _clients.Add(client);
+        return client;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var c in _clients)
+        {
+            await c.DisposeAsync();
+        }
+        await Server.DisposeAsync();
+        if (UnixPath is not null)
+        {
+            File.Delete(UnixPath);
+        }
+    }
+}

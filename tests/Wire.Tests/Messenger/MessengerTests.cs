@@ -1,0 +1,274 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using Appliance.Wire.Auth;
+using Appliance.Wire.Codec;
+using Appliance.Wire.Framing;
+using Appliance.Wire.Messenger;
+
+namespace Appliance.Wire.Tests.Messenger;
+
+public sealed class MessengerTests
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
+
+    private static byte[] Numbered(int i, int size = 16)
+    {
+        var b = new byte[Math.Max(size, 8)];
+        BinaryPrimitives.WriteInt32LittleEndian(b, i);
+        BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(4), Crc32C.Compute(b.AsSpan(0, 4)));
+        return b;
+    }
+
+    private static async Task<List<int>> ReceiveAsync(MessengerFixture f, int count)
+    {
+        var got = new List<int>();
+        using var cts = new CancellationTokenSource(Patience);
+        while (got.Count < count)
+        {
+            var (_, m) = await f.Received.Reader.ReadAsync(cts.Token);
+            Assert.Equal(Crc32C.Compute(m.Payload.AsSpan(0, 4)), BinaryPrimitives.ReadUInt32LittleEndian(m.Payload.AsSpan(4)));
+            got.Add(BinaryPrimitives.ReadInt32LittleEndian(m.Payload));
+        }
+        return got;
+    }
+
+    [Theory]
+    [InlineData(ConnectionMode.Crc, false)]
+    [InlineData(ConnectionMode.Secure, false)]
+    [InlineData(ConnectionMode.Crc, true)]
+    [InlineData(ConnectionMode.Secure, true)]
+    public async Task Messages_arrive_once_and_in_order_over_tcp_and_unix_sockets(ConnectionMode mode, bool unix)
+    {
+        await using var f = new MessengerFixture(unix: unix);
+        var client = f.Client(mode);
+        await client.StartAsync();
+        for (var i = 0; i < 2000; i++)
+        {
+            await client.Session.SendAsync(MessengerFixture.Data, Numbered(i, 64));
+        }
+        Assert.Equal(Enumerable.Range(0, 2000), await ReceiveAsync(f, 2000));
+    }
+
+    [Fact]
+    public async Task Requests_get_their_replies()
+    {
+        await using var f = new MessengerFixture();
+        f.ServerReply = async (session, m) => await session.SendAsync(MessengerFixture.Data + 1, m.Payload.Reverse().ToArray(), replyTo: m.Seq);
+        var client = f.Client(ConnectionMode.Secure);
+        await client.StartAsync();
+        var replies = await Task.WhenAll(Enumerable.Range(0, 50).Select(i =>
+            client.Session.RequestAsync(MessengerFixture.Data, new byte[] { (byte)i, 1, 2 }, Patience)));
+        for (var i = 0; i < 50; i++)
+        {
+            Assert.Equal(new byte[] { 2, 1, (byte)i }, replies[i].Payload);
+        }
+    }
+
+    [Fact]
+    public async Task Cutting_the_connection_repeatedly_under_load_loses_and_duplicates_nothing()
+    {
+        var seed = Seeds.Get();
+        var random = new Random(seed);
+        await using var f = new MessengerFixture();
+        var client = f.Client(ConnectionMode.Secure);
+        await client.StartAsync();
+        var total = Seeds.Soak ? 200_000 : 20_000;
+        var cuts = Seeds.Soak ? 500 : 40;
+
+        var sender = Task.Run(async () =>
+        {
+            for (var i = 0; i < total; i++)
+            {
+                await client.Session.SendAsync(MessengerFixture.Data, Numbered(i, random.Next(8, 2000)));
+            }
+        });
+        var cutter = Task.Run(async () =>
+        {
+            var r = new Random(seed + 1);
+            for (var c = 0; c < cuts && !sender.IsCompleted; c++)
+            {
+                await Task.Delay(r.Next(1, 15));
+                if (r.Next(2) == 0)
+                {
+                    client.DropConnection();
+                }
+                else
+                {
+                    f.Server.DropConnections();
+                }
+            }
+        });
+        var received = await ReceiveAsync(f, total);
+        await sender.WaitAsync(Patience);
+        await cutter.WaitAsync(Patience);
+
+        Assert.Equal(Enumerable.Range(0, total), received);
+        Assert.True(client.Connects > 1, $"the test must actually have cut connections (seed {seed})");
+        Assert.True(client.Session.Resent > 0, $"cuts must have forced resends (seed {seed})");
+        Assert.Contains(f.Log, l => l.Contains("dropped by", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_wrong_key_or_unknown_entity_is_refused_for_good()
+    {
+        await using var f = new MessengerFixture();
+        var wrong = f.Client(key: Secret.Generate());
+        var e = await Assert.ThrowsAsync<AuthenticationException>(() => wrong.StartAsync().WaitAsync(Patience));
+        Assert.Contains("wrong key", e.Message);
+        var unknown = f.Client(entity: "client.nobody");
+        e = await Assert.ThrowsAsync<AuthenticationException>(() => unknown.StartAsync().WaitAsync(Patience));
+        Assert.Contains("unknown entity", e.Message);
+        Assert.DoesNotContain(f.Log, l => l.Contains(f.ClientKey.ToBase64(), StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_secure_only_server_refuses_crc_clients()
+    {
+        await using var f = new MessengerFixture(new MessengerOptions { MinimumMode = ConnectionMode.Secure });
+        var e = await Assert.ThrowsAsync<AuthenticationException>(() => f.Client(ConnectionMode.Crc).StartAsync().WaitAsync(Patience));
+        Assert.Contains("requires Secure", e.Message);
+        await f.Client(ConnectionMode.Secure).StartAsync().WaitAsync(Patience);
+    }
+
+    [Fact]
+    public async Task Hostile_frames_close_only_their_own_connection()
+    {
+        var seed = Seeds.Get();
+        var random = new Random(seed);
+        await using var f = new MessengerFixture(new MessengerOptions { Session = new SessionOptions { MaxPayload = 1 << 20 } });
+        var good = f.Client(ConnectionMode.Secure);
+        await good.StartAsync();
+        var endpoint = (IPEndPoint)f.Endpoint;
+
+        var hello = new HelloFrame(new HandshakeClient("client.test", f.ClientKey).Hello(), Guid.NewGuid(), 0, ConnectionMode.Crc).Encode();
+        byte[] ValidHello()
+        {
+            using var w = new WireWriter();
+            FrameParser.Write(w, new FrameHeader(FrameTypes.Hello, 0, 0, 0, 0, hello.Length), hello);
+            return w.ToArray();
+        }
+        var attacks = new List<(string Name, byte[] Bytes)>
+        {
+            ("random", RandomBytes(random, 500)),
+            ("http", "GET / HTTP/1.1\r\nHost: x\r\n\r\n"u8.ToArray()),
+            ("truncated", ValidHello()[..30]),
+            ("oversized", Oversized()),
+            ("bit-flipped", Flip(ValidHello(), random)),
+            ("wrong first frame", Frame(FrameTypes.Ack, [])),
+        };
+        for (var i = 0; i < 20; i++)
+        {
+            attacks.Add(($"random {i}", RandomBytes(random, random.Next(1, 3000))));
+        }
+        var sent = 0;
+        foreach (var (name, bytes) in attacks)
+        {
+            using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            await socket.ConnectAsync(endpoint);
+            await socket.SendAsync(bytes);
+            socket.Shutdown(SocketShutdown.Send);
+            // The server must close on us (read returns 0) rather than hang or crash.
+            var buffer = new byte[4096];
+            using var cts = new CancellationTokenSource(Patience);
+            while (await socket.ReceiveAsync(buffer, cts.Token) > 0)
+            {
+            }
+            // Meanwhile the good client is still served.
+            await good.Session.SendAsync(MessengerFixture.Data, Numbered(sent++));
+            Assert.Equal([sent - 1], await ReceiveAsync(f, 1));
+            _ = name;
+        }
+        Assert.Contains(f.Log, l => l.Contains("bad magic", StringComparison.Ordinal));
+        Assert.Contains(f.Log, l => l.Contains("exceeds the limit", StringComparison.Ordinal));
+        Assert.Contains(f.Log, l => l.Contains("checksum mismatch", StringComparison.Ordinal));
+        Assert.Contains(f.Log, l => l.Contains("in the middle of a frame", StringComparison.Ordinal));
+        Assert.DoesNotContain(f.Log, l => l.Contains("BUG", StringComparison.Ordinal));
+        var deadline = DateTime.UtcNow + Patience;
+        while (f.Server.ConnectionCount != 1 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
+        Assert.Equal(1, f.Server.ConnectionCount); // only the good client is left: nothing leaked
+    }
+
+    [Fact]
+    public async Task An_out_of_order_frame_after_a_valid_handshake_closes_the_connection()
+    {
+        await using var f = new MessengerFixture();
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(f.Endpoint);
+        await using var c = new Connection(new NetworkStream(socket, ownsSocket: false), "test", 1 << 20, _ => { });
+        var hs = new HandshakeClient("client.test", f.ClientKey);
+        var hello = new HelloFrame(hs.Hello(), Guid.NewGuid(), 0, ConnectionMode.Crc).Encode();
+        await c.SendAsync(new FrameHeader(FrameTypes.Hello, 0, 0, 0, 0, hello.Length), hello);
+        var challenge = await c.ReadFrameAsync();
+        var proof = hs.Answer(challenge.Payload);
+        await c.SendAsync(new FrameHeader(FrameTypes.Proof, 0, 0, 0, 0, proof.Length), proof);
+        var accept = await c.ReadFrameAsync();
+        Assert.Equal(FrameTypes.Accept, accept.Header.Type);
+        await c.SendAsync(new FrameHeader(MessengerFixture.Data, 0, 1, 0, 0, 8), Numbered(0, 8));
+        await c.SendAsync(new FrameHeader(MessengerFixture.Data, 0, 3, 0, 0, 8), Numbered(2, 8)); // seq 2 skipped
+        Assert.Equal([0], await ReceiveAsync(f, 1));
+        await Assert.ThrowsAsync<ConnectionClosedException>(async () =>
+        {
+            while (true)
+            {
+                await c.ReadFrameAsync(new CancellationTokenSource(Patience).Token);
+            }
+        });
+        Assert.Contains(f.Log, l => l.Contains("out-of-order frame: got seq 3, expected 2", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_tampered_secure_frame_ends_the_connection_and_no_bad_data_is_delivered()
+    {
+        await using var f = new MessengerFixture();
+        await using var proxy = new TamperingProxy((IPEndPoint)f.Endpoint);
+        var client = f.Client(ConnectionMode.Secure, endpoint: proxy.Endpoint);
+        await client.StartAsync();
+        for (var i = 0; i < 100; i++)
+        {
+            await client.Session.SendAsync(MessengerFixture.Data, Numbered(i, 100));
+        }
+        Assert.Equal(Enumerable.Range(0, 100), await ReceiveAsync(f, 100));
+
+        proxy.FlipNextClientByte();
+        for (var i = 100; i < 200; i++)
+        {
+            await client.Session.SendAsync(MessengerFixture.Data, Numbered(i, 100));
+        }
+        // Every message still arrives exactly once and intact (ReceiveAsync checks each one's crc), via a reconnect.
+        Assert.Equal(Enumerable.Range(100, 100), await ReceiveAsync(f, 100));
+        Assert.True(proxy.Flipped);
+        Assert.Contains(f.Log, l => l.Contains("failed authentication", StringComparison.Ordinal));
+        Assert.True(client.Connects >= 2);
+    }
+
+    private static byte[] RandomBytes(Random r, int n)
+    {
+        var b = new byte[n];
+        r.NextBytes(b);
+        return b;
+    }
+
+    private static byte[] Flip(byte[] b, Random r)
+    {
+        b[r.Next(b.Length)] ^= (byte)(1 << r.Next(8));
+        return b;
+    }
+
+    private static byte[] Frame(ushort type, byte[] payload)
+    {
+        using var w = new WireWriter();
+        FrameParser.Write(w, new FrameHeader(type, 0, 0, 0, 0, payload.Length), payload);
+        return w.ToArray();
+    }
+
+    private static byte[] Oversized()
+    {
+        var header = new byte[FrameHeader.Size];
+        new FrameHeader(FrameTypes.Hello, 0, 0, 0, 0, 512 << 20).Write(header);
+        return header;
+    }
+}
