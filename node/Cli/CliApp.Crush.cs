@@ -1,0 +1,12 @@
+using System.CommandLine;
+using Appliance.Cli.Commands;
+
+namespace Appliance.Cli;
+
+public static partial class CliApp
+{
+    static partial void AddCrushCommands(RootCommand root)
+    {
+        root.Subcommands.Add(CrushCommands.Create());
+    }
+}
