@@ -10,12 +10,16 @@ namespace Appliance.Wire.Codec;
 /// </summary>
 public sealed class WireWriter : IDisposable
 {
+    /// <summary>The pool for frame-sized buffers. The shared pool only keeps arrays up to 1 MiB; frames go to 16 MiB
+    /// and allocating those each time would churn the large object heap.</summary>
+    public static readonly ArrayPool<byte> Pool = ArrayPool<byte>.Create(maxArrayLength: 32 << 20, maxArraysPerBucket: 32);
+
     private byte[] _buffer;
     private int _length;
 
     public WireWriter(int initialCapacity = 256)
     {
-        _buffer = ArrayPool<byte>.Shared.Rent(initialCapacity);
+        _buffer = Pool.Rent(initialCapacity);
     }
 
     public int Length => _length;
@@ -30,9 +34,9 @@ public sealed class WireWriter : IDisposable
     {
         if (_buffer.Length - _length < size)
         {
-            var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, _length + size));
+            var bigger = Pool.Rent(Math.Max(_buffer.Length * 2, _length + size));
             _buffer.AsSpan(0, _length).CopyTo(bigger);
-            ArrayPool<byte>.Shared.Return(_buffer);
+            Pool.Return(_buffer);
             _buffer = bigger;
         }
         return _buffer.AsSpan(_length, size);
@@ -119,7 +123,7 @@ public sealed class WireWriter : IDisposable
     {
         if (_buffer.Length > 0)
         {
-            ArrayPool<byte>.Shared.Return(_buffer);
+            Pool.Return(_buffer);
             _buffer = [];
             _length = 0;
         }

@@ -30,6 +30,7 @@ public sealed class MessageSession : IAsyncDisposable
     private ulong _nextSeq = 1;
     private ulong _lastDelivered;
     private ulong _lastAckSent;
+    private long _bytesSinceAck;
     private Connection? _connection;
     private TaskCompletionSource _bytesFreed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -164,6 +165,7 @@ public sealed class MessageSession : IAsyncDisposable
         {
             ack = _lastDelivered;
             _lastAckSent = ack;
+            _bytesSinceAck = 0;
         }
         try
         {
@@ -243,6 +245,7 @@ public sealed class MessageSession : IAsyncDisposable
                 throw connection.Close($"out-of-order frame: got seq {h.Seq}, expected {_lastDelivered + 1}");
             }
             _lastDelivered = h.Seq;
+            _bytesSinceAck += frame.Payload.Length;
             if (h.ReplyTo != 0)
             {
                 _requests.Remove(h.ReplyTo, out waiter);
@@ -266,12 +269,14 @@ public sealed class MessageSession : IAsyncDisposable
         ulong ack;
         lock (_lock)
         {
-            if (_lastDelivered == _lastAckSent || (!force && _lastDelivered - _lastAckSent < (ulong)_options.AckEvery))
+            if (_lastDelivered == _lastAckSent
+                || (!force && _lastDelivered - _lastAckSent < (ulong)_options.AckEvery && _bytesSinceAck < _options.AckBytes))
             {
                 return;
             }
             ack = _lastDelivered;
             _lastAckSent = ack;
+            _bytesSinceAck = 0;
         }
         try
         {
@@ -323,7 +328,9 @@ public sealed record SessionOptions
 {
     public long MaxUnackedBytes { get; init; } = 8 << 20;
     public int MaxUnackedMessages { get; init; } = 4096;
-    /// <summary>Send an explicit acknowledgement after this many deliveries without outgoing traffic.</summary>
+    /// <summary>Send an explicit acknowledgement after this many deliveries without outgoing traffic...</summary>
     public int AckEvery { get; init; } = 32;
+    /// <summary>...or after this many delivered bytes, so large messages never wait for the ack timer.</summary>
+    public long AckBytes { get; init; } = 1 << 20;
     public int MaxPayload { get; init; } = 16 << 20;
 }

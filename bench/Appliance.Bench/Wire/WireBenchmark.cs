@@ -1,0 +1,187 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using Appliance.Bench.Common;
+using Appliance.Wire.Auth;
+using Appliance.Wire.Messenger;
+
+namespace Appliance.Bench.Wire;
+
+/// <summary>
+/// Messenger throughput between two processes over loopback: this process sends, a child process (this program,
+/// `wire-peer`) receives. For 4 KiB and 1 MiB payloads, in crc and secure modes, beside a plain TCP stream between
+/// the same two processes (the ceiling). A run ends when the receiver has acknowledged every message.
+/// </summary>
+public sealed class WireBenchmark : IBenchmark
+{
+    public string Name => "wire";
+
+    public string Description => "messenger msgs/s and MB/s, 4 KiB and 1 MiB, crc and secure, vs plain TCP [--seconds 5]";
+
+    public async Task<int> RunAsync(string[] args, CancellationToken ct)
+    {
+        var seconds = new BenchArgs(args).Get("--seconds", 5);
+        var dir = Directory.CreateTempSubdirectory("appliance-wire-bench-");
+        try
+        {
+            var key = Secret.Generate();
+            var keyring = new Keyring();
+            keyring.Add(new KeyringEntry("client.bench", key, new Dictionary<string, string> { ["osd"] = "allow *" }));
+            var keyringPath = Path.Combine(dir.FullName, "keyring");
+            keyring.Save(keyringPath);
+
+            Console.WriteLine($"wire: one sender process and one receiver process over loopback, {seconds} s per run");
+            Console.WriteLine($"{"payload",-8} {"mode",-7} {"msgs/s",10} {"MB/s",9} {"plain TCP MB/s",15} {"ratio",6}");
+            foreach (var size in new[] { 4096, 1 << 20 })
+            {
+                var ceiling = await PlainTcpAsync(size, seconds, ct);
+                foreach (var mode in new[] { ConnectionMode.Crc, ConnectionMode.Secure })
+                {
+                    var (msgs, bytes) = await MessengerAsync(keyringPath, key, mode, size, seconds, ct);
+                    Console.WriteLine($"{(size == 4096 ? "4 KiB" : "1 MiB"),-8} {mode,-7} {Fio.Format(msgs),10} {Mb(bytes),9} {Mb(ceiling),15} {(bytes / ceiling).ToString("0.00", CultureInfo.InvariantCulture),6}");
+                }
+            }
+            return 0;
+        }
+        finally
+        {
+            dir.Delete(true);
+        }
+    }
+
+    private static string Mb(double bytesPerSecond) => (bytesPerSecond / 1e6).ToString("0.0", CultureInfo.InvariantCulture);
+
+    private static async Task<(double Msgs, double Bytes)> MessengerAsync(string keyringPath, Secret key, ConnectionMode mode, int size, int seconds, CancellationToken ct)
+    {
+        using var peer = Peer.Start("messenger", keyringPath);
+        var options = new MessengerOptions();
+        await using var client = new MessengerClient(new IPEndPoint(IPAddress.Loopback, peer.Port), "client.bench", key, mode, options,
+            (_, _) => ValueTask.CompletedTask, _ => { });
+        await client.StartAsync();
+        var payload = new byte[size];
+        Random.Shared.NextBytes(payload);
+        long sent = 0;
+        var clock = Stopwatch.StartNew();
+        var until = TimeSpan.FromSeconds(seconds);
+        while (clock.Elapsed < until && !ct.IsCancellationRequested)
+        {
+            await client.Session.SendAsync(300, payload, ct: ct);
+            sent++;
+        }
+        // Done when the receiver has acknowledged everything.
+        while (client.Session.UnackedMessages > 0)
+        {
+            await Task.Delay(1, ct);
+        }
+        var elapsed = clock.Elapsed.TotalSeconds;
+        return (sent / elapsed, sent * (double)size / elapsed);
+    }
+
+    private static async Task<double> PlainTcpAsync(int size, int seconds, CancellationToken ct)
+    {
+        using var peer = Peer.Start("tcp", null);
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, peer.Port), ct);
+        var payload = new byte[size];
+        Random.Shared.NextBytes(payload);
+        long sent = 0;
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromSeconds(seconds) && !ct.IsCancellationRequested)
+        {
+            await socket.SendAsync(payload, ct);
+            sent += size;
+        }
+        socket.Shutdown(SocketShutdown.Send);
+        // The sink answers with the byte count once it has read everything: the same "received" end point.
+        var count = new byte[8];
+        var got = 0;
+        while (got < 8)
+        {
+            var n = await socket.ReceiveAsync(count.AsMemory(got), ct);
+            if (n == 0)
+            {
+                break;
+            }
+            got += n;
+        }
+        var elapsed = clock.Elapsed.TotalSeconds;
+        return BitConverter.ToInt64(count) / elapsed;
+    }
+
+    /// <summary>The receiving child process (this program run as `wire-peer`).</summary>
+    private sealed class Peer : IDisposable
+    {
+        private readonly Process _process;
+
+        private Peer(Process process, int port)
+        {
+            _process = process;
+            Port = port;
+        }
+
+        public int Port { get; }
+
+        public static Peer Start(string kind, string? keyringPath)
+        {
+            var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardInput = true };
+            psi.ArgumentList.Add(typeof(WireBenchmark).Assembly.Location);
+            psi.ArgumentList.Add("wire-peer");
+            psi.ArgumentList.Add(kind);
+            if (keyringPath is not null)
+            {
+                psi.ArgumentList.Add(keyringPath);
+            }
+            var p = Process.Start(psi)!;
+            var port = int.Parse(p.StandardOutput.ReadLine()!, CultureInfo.InvariantCulture);
+            return new Peer(p, port);
+        }
+
+        public void Dispose()
+        {
+            // Closing its stdin tells the peer to exit; it is ours, so we may also kill it if it does not.
+            _process.StandardInput.Close();
+            if (!_process.WaitForExit(5000))
+            {
+                _process.Kill();
+            }
+            _process.Dispose();
+        }
+    }
+}
+
+/// <summary>The receiving side of <see cref="WireBenchmark"/>, run in a separate process.</summary>
+public sealed class WirePeer : IBenchmark
+{
+    public string Name => "wire-peer";
+
+    public string Description => "(internal) the receiving process of the wire benchmark";
+
+    public async Task<int> RunAsync(string[] args, CancellationToken ct)
+    {
+        var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        if (args[0] == "tcp")
+        {
+            listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            listener.Listen(1);
+            Console.WriteLine(((IPEndPoint)listener.LocalEndPoint!).Port);
+            using var s = await listener.AcceptAsync(ct);
+            var buffer = new byte[1 << 20];
+            long total = 0;
+            int n;
+            while ((n = await s.ReceiveAsync(buffer, ct)) > 0)
+            {
+                total += n;
+            }
+            await s.SendAsync(BitConverter.GetBytes(total), ct);
+            return 0;
+        }
+        listener.Dispose();
+        var keyring = Keyring.Load(args[1]);
+        await using var server = new MessengerServer(e => keyring.Find(e)?.Key, new MessengerOptions(), (_, _) => ValueTask.CompletedTask, _ => { });
+        var ep = (IPEndPoint)server.ListenTcp(new IPEndPoint(IPAddress.Loopback, 0));
+        Console.WriteLine(ep.Port);
+        await Console.In.ReadToEndAsync(ct); // until the parent closes our stdin
+        return 0;
+    }
+}
