@@ -13,14 +13,14 @@ public static class PartsCommand
     public static readonly IReadOnlyList<Part> Parts =
     [
         new("platform", "node/Platform", "ready: native calls (O_DIRECT, AIO, fdatasync, ioctl, mount, flock, statvfs) and devices (file/block, memory, fault-injecting)", "device info, device create"),
-        new("crush", "crush", "planned: CRUSH maps, Ceph's text format, straw2 mapping", "-"),
+        new("crush", "crush", "ready: CRUSH maps in Ceph's text format, bit-exact mapping (straw2, straw, list, tree, uniform), pool placement", "crush test, crush analyze"),
         new("store", "node/Store", "planned: object store with journal, checksums, fsck", "-"),
-        new("wire", "node/Wire", "planned: frames, messenger, cephx-style authentication", "-"),
+        new("wire", "node/Wire", "in progress: frames (crc, AES-GCM secure), sessions that survive cuts, mutual auth, tickets, capabilities", "-"),
         new("monitor", "node/Monitor", "planned: Multi-Paxos and the cluster maps", "-"),
         new("osd", "node/Osd", "planned: placement groups, peering, recovery, scrub", "-"),
         new("client", "node/Client", "planned: the cluster client", "-"),
         new("blockdev", "blockdev", "planned: images and the NBD server", "-"),
-        new("fs", "fs", "planned: the filesystem and the FUSE protocol", "-"),
+        new("fs", "fs", "in progress: our own FUSE kernel protocol (tested with an in-memory filesystem, appliance-testfs); the pool filesystem is planned", "-"),
         new("packaging", "packaging", "planned: .deb and systemd units", "-"),
         new("vagrant", "vagrant", "planned: a multi-VM test cluster", "-"),
     ];
