@@ -1,0 +1,124 @@
+using System.IO.Pipelines;
+using System.Net.Sockets;
+
+namespace Appliance.BlockDev.Nbd.Server;
+
+/// <summary>
+/// One client connection: negotiation (NbdConnection.Handshake.cs), then transmission (NbdConnection.Transmission.cs).
+/// The reader is a single loop; replies are written by whichever handler finishes, one at a time under a lock, so
+/// replies go out in completion order (the protocol allows any order).
+/// </summary>
+internal sealed partial class NbdConnection
+{
+    private static readonly StreamPipeReaderOptions ReaderOptions = new(bufferSize: 256 << 10, minimumReadSize: 64 << 10, leaveOpen: true);
+
+    private readonly NbdServer _server;
+    private readonly Socket _socket;
+    private readonly NbdServerOptions _options;
+    private readonly string _where;
+    private readonly CancellationTokenSource _cts;
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private Stream _stream;
+    private PipeReader _reader;
+    // Environment.TickCount64 when the current reply write started, 0 when none is under way (read by the watchdog).
+    private long _writeStarted;
+    private int _aborted;
+
+    public NbdConnection(NbdServer server, Socket socket, NbdServerOptions options, string where, CancellationToken serverStop)
+    {
+        _server = server;
+        _socket = socket;
+        _options = options;
+        _where = where;
+        if (socket.AddressFamily != AddressFamily.Unix)
+        {
+            socket.NoDelay = true;
+        }
+        Peer = socket.RemoteEndPoint?.ToString() is { Length: > 0 } p ? p : "unix client";
+        _cts = CancellationTokenSource.CreateLinkedTokenSource(serverStop);
+        _stream = new NetworkStream(socket, ownsSocket: false);
+        _reader = PipeReader.Create(_stream, ReaderOptions);
+        _budget = new ByteBudget(options.MaxBytesInFlight);
+        _slots = new SemaphoreSlim(options.MaxRequestsInFlight, options.MaxRequestsInFlight);
+    }
+
+    public string Peer { get; }
+
+    public async Task RunAsync()
+    {
+        try
+        {
+            var lease = await NegotiateAsync();
+            if (lease is not null)
+            {
+                await using (lease)
+                {
+                    await TransmitAsync(lease);
+                }
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or SocketException or ObjectDisposedException
+            or System.Security.Authentication.AuthenticationException)
+        {
+            // The client went away, the server is stopping, or a timeout fired: nothing more to tell this client.
+            if (e is System.Security.Authentication.AuthenticationException)
+            {
+                Log($"TLS handshake failed: {e.Message}");
+            }
+        }
+        catch (ProtocolViolationException e)
+        {
+            Log($"closing: {e.Message}");
+        }
+        finally
+        {
+            await CloseAsync();
+        }
+    }
+
+    /// <summary>Closes the connection now (watchdog, server stop, a handler's bug).</summary>
+    public void Abort(string reason)
+    {
+        if (Interlocked.Exchange(ref _aborted, 1) != 0)
+        {
+            return;
+        }
+        if (reason.Length > 0)
+        {
+            Log($"closing: {reason}");
+        }
+        try
+        {
+            _cts.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+        // Pending sends and receives fail at once; the loops then unwind through their normal paths.
+        _socket.Dispose();
+    }
+
+    public void CheckStall(TimeSpan limit)
+    {
+        var started = Volatile.Read(ref _writeStarted);
+        if (started != 0 && Environment.TickCount64 - started > limit.TotalMilliseconds)
+        {
+            Abort($"the client has not read its replies for {limit.TotalSeconds:0} s");
+        }
+    }
+
+    private async ValueTask CloseAsync()
+    {
+        Abort("");
+        await DrainAsync(TimeSpan.FromSeconds(30));
+        await _reader.CompleteAsync();
+        await _stream.DisposeAsync();
+        _socket.Dispose();
+        _cts.Dispose();
+    }
+
+    private void Log(string message) => _options.Log($"nbd: {Peer} on {_where}: {message}");
+}
+
+/// <summary>The client broke a MUST of the protocol; the connection is dropped (a hard disconnect).</summary>
+internal sealed class ProtocolViolationException(string message) : Exception(message);
