@@ -1,3 +1,4 @@
+using System.Threading.Channels;
 using Appliance.Wire.Framing;
 
 namespace Appliance.Wire.Messenger;
@@ -19,6 +20,8 @@ public sealed class MessageSession : IAsyncDisposable
 {
     private readonly SessionOptions _options;
     private readonly Func<MessageSession, Message, ValueTask> _deliver;
+    private readonly Channel<Message> _inbox;
+    private readonly Task _dispatcher;
     private readonly Action<string> _log;
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private readonly SemaphoreSlim _window;
@@ -42,6 +45,27 @@ public sealed class MessageSession : IAsyncDisposable
         _deliver = deliver;
         _log = log;
         _window = new SemaphoreSlim(options.MaxUnackedMessages, options.MaxUnackedMessages);
+        // Delivery runs on its own task, so a handler that waits (even for this session's send window) never
+        // stops the read loop from processing the acknowledgements it is waiting for. Bounded: when the handler
+        // falls behind by a whole window, the read loop waits, and TCP pushes back on the peer.
+        _inbox = Channel.CreateBounded<Message>(new BoundedChannelOptions(options.MaxUnackedMessages) { SingleReader = true, SingleWriter = false });
+        _dispatcher = DispatchAsync();
+    }
+
+    private async Task DispatchAsync()
+    {
+        await foreach (var message in _inbox.Reader.ReadAllAsync())
+        {
+            try
+            {
+                await _deliver(this, message);
+            }
+            catch (Exception e)
+            {
+                // The handler is application code: its bug must not end the session; it is reported loudly.
+                _log($"BUG in the message handler of session {Id} with {PeerEntity} (type {message.Type}, seq {message.Seq}): {e}");
+            }
+        }
     }
 
     public Guid Id { get; }
@@ -258,7 +282,7 @@ public sealed class MessageSession : IAsyncDisposable
         }
         else
         {
-            await _deliver(this, message);
+            await _inbox.Writer.WriteAsync(message);
         }
         await MaybeAckAsync(connection, force: false);
     }
@@ -306,8 +330,10 @@ public sealed class MessageSession : IAsyncDisposable
         }
     }
 
-    public ValueTask DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
+        _inbox.Writer.TryComplete();
+        await _dispatcher;
         lock (_lock)
         {
             foreach (var r in _requests.Values)
@@ -317,7 +343,6 @@ public sealed class MessageSession : IAsyncDisposable
             _requests.Clear();
         }
         _log($"session {Id} with {PeerEntity} closed");
-        return ValueTask.CompletedTask;
     }
 
     private sealed record Pending(ulong Seq, ushort Type, ulong ReplyTo, byte[] Payload);

@@ -272,3 +272,64 @@ public sealed class MessengerTests
         return header;
     }
 }
+
+public sealed class MessengerHandlerTests
+{
+    [Fact]
+    public async Task Handlers_may_send_on_their_own_session_without_deadlocking_even_past_the_window()
+    {
+        // Both sides echo everything back from inside their handlers with a window far smaller than the traffic:
+        // if handlers ran on the read loop, both sides would wait for acknowledgements nobody reads.
+        var small = new MessengerOptions { Session = new SessionOptions { MaxUnackedMessages = 8, MaxUnackedBytes = 64 << 10 } };
+        var keyring = new Appliance.Wire.Auth.Keyring();
+        var key = Appliance.Wire.Auth.Secret.Generate();
+        keyring.Add(new Appliance.Wire.Auth.KeyringEntry("client.echo", key, new Dictionary<string, string>()));
+        await using var server = new MessengerServer(e => keyring.Find(e)?.Key, small,
+            async (session, m) => await session.SendAsync(301, m.Payload), _ => { });
+        var endpoint = server.ListenTcp(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        var echoed = 0;
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        const int count = 500;
+        await using var client = new MessengerClient(endpoint, "client.echo", key, ConnectionMode.Crc, small,
+            (_, _) =>
+            {
+                if (Interlocked.Increment(ref echoed) == count)
+                {
+                    done.TrySetResult();
+                }
+                return ValueTask.CompletedTask;
+            }, _ => { });
+        await client.StartAsync();
+        for (var i = 0; i < count; i++)
+        {
+            await client.Session.SendAsync(300, new byte[4096]);
+        }
+        await done.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(count, echoed);
+    }
+
+    [Fact]
+    public async Task A_throwing_handler_is_reported_and_the_session_goes_on()
+    {
+        var log = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var keyring = new Appliance.Wire.Auth.Keyring();
+        var key = Appliance.Wire.Auth.Secret.Generate();
+        keyring.Add(new Appliance.Wire.Auth.KeyringEntry("client.x", key, new Dictionary<string, string>()));
+        var seen = System.Threading.Channels.Channel.CreateUnbounded<byte>();
+        await using var server = new MessengerServer(e => keyring.Find(e)?.Key, new MessengerOptions(), async (_, m) =>
+        {
+            if (m.Payload[0] == 0)
+            {
+                throw new InvalidOperationException("handler bug");
+            }
+            await seen.Writer.WriteAsync(m.Payload[0]);
+        }, log.Enqueue);
+        var endpoint = server.ListenTcp(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        await using var client = new MessengerClient(endpoint, "client.x", key, ConnectionMode.Crc, new MessengerOptions(), (_, _) => ValueTask.CompletedTask, _ => { });
+        await client.StartAsync();
+        await client.Session.SendAsync(300, new byte[] { 0 });
+        await client.Session.SendAsync(300, new byte[] { 7 });
+        Assert.Equal(7, await seen.Reader.ReadAsync(new CancellationTokenSource(TimeSpan.FromSeconds(60)).Token));
+        Assert.Contains(log, l => l.Contains("BUG in the message handler", StringComparison.Ordinal) && l.Contains("handler bug", StringComparison.Ordinal));
+    }
+}
