@@ -390,6 +390,7 @@ public sealed partial class FuseSession
     {
         if (RequestParser.ReadStruct<fuse_interrupt_in>(args, out var interrupt) < 0)
         {
+            SendError(fd, header.unique, FsErrno.EINVAL);
             return;
         }
         if (_inflight.TryGetValue(interrupt.unique, out var target))

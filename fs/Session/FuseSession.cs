@@ -77,7 +77,28 @@ public sealed partial class FuseSession : IAsyncDisposable
         var viaFusermount = options.UseFusermount || !FuseMounter.IsRoot;
         var session = new FuseSession(fs, mountPoint, options, viaFusermount);
         var fd = viaFusermount ? FuseMounter.MountFusermount(session.MountPoint, options) : FuseMounter.MountKernel(session.MountPoint, options);
-        session.Start(fd);
+        try
+        {
+            session.Start(fd);
+        }
+        catch
+        {
+            // No reader runs yet: take the mount away again (the kernel then ends the connection) and close ours.
+            FuseMounter.Unmount(session.MountPoint, viaFusermount);
+            lock (session._fds)
+            {
+                if (session._fds.Count == 0)
+                {
+                    session._fds.Add(fd);
+                }
+                foreach (var open in session._fds)
+                {
+                    Posix.close(open);
+                }
+                session._fds.Clear();
+            }
+            throw;
+        }
         if (!session._initialized.Wait(options.InitTimeout) || session.Connection is null)
         {
             session.AbortAndUnmount();
@@ -85,6 +106,12 @@ public sealed partial class FuseSession : IAsyncDisposable
         }
         return session;
     }
+
+    /// <summary>A session with no connection, for tests that feed requests to <see cref="DispatchForTest"/>.</summary>
+    internal static FuseSession CreateForTest(IFuseFileSystem fs, FuseOptions options) => new(fs, Path.GetTempPath(), options, viaFusermount: false);
+
+    /// <summary>Handles one request as a reader thread would, answering on <paramref name="fd"/>.</summary>
+    internal bool DispatchForTest(int fd, byte[] buffer, int length) => Dispatch(fd, buffer, length);
 
     /// <summary>
     /// Unmounts (as umount would). Returns false when the mount was busy and was detached instead: it disappears

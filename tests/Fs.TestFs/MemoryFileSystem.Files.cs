@@ -164,15 +164,11 @@ public sealed partial class MemoryFileSystem
     {
         lock (_lock)
         {
-            const ulong Blocks = 1UL << 28; // 1 TiB of 4 KiB blocks
-            ulong used = 0;
-            foreach (var n in _nodes.Values)
-            {
-                used += n.Chunks is null ? 0UL : (ulong)n.Chunks.Count * (ChunkSize / 4096);
-            }
-            var free = used >= Blocks ? 0 : Blocks - used;
+            var blocks = (ulong)Capacity / 4096;
+            var used = (ulong)_chunks * (ChunkSize / 4096);
+            var free = used >= blocks ? 0 : blocks - used;
             const ulong Files = 1UL << 24;
-            return new(new StatFsReply(Blocks, free, free, Files, Files - (ulong)_nodes.Count, 4096, NameMax, 4096));
+            return new(new StatFsReply(blocks, free, free, Files, Files - (ulong)_nodes.Count, 4096, NameMax, 4096));
         }
     }
 
@@ -289,18 +285,18 @@ public sealed partial class MemoryFileSystem
             {
                 return new(Err(FsErrno.EINVAL));
             }
-            var end = offset + length;
-            if (end > MaxFileSize)
+            if (length > MaxFileSize || offset > MaxFileSize - length)
             {
                 return new(Err(FsErrno.EFBIG));
             }
+            var end = offset + length;
             var keepSize = (mode & FallocKeepSize) != 0;
             switch (mode & ~FallocKeepSize)
             {
                 case 0:
-                    for (var c = offset / ChunkSize; c * ChunkSize < end; c++)
+                    if (!Allocate(n, offset, end))
                     {
-                        n.Chunks!.TryAdd(c, new byte[ChunkSize]);
+                        return new(Err(FsErrno.ENOSPC));
                     }
                     break;
                 case FallocPunchHole when keepSize:
@@ -308,9 +304,9 @@ public sealed partial class MemoryFileSystem
                     break;
                 case FallocZeroRange:
                     Zero(n, offset, end, dropWhole: false);
-                    for (var c = offset / ChunkSize; c * ChunkSize < end; c++)
+                    if (!Allocate(n, offset, end))
                     {
-                        n.Chunks!.TryAdd(c, new byte[ChunkSize]);
+                        return new(Err(FsErrno.ENOSPC));
                     }
                     break;
                 default:
@@ -433,9 +429,13 @@ public sealed partial class MemoryFileSystem
             {
                 return Err(FsErrno.EINVAL);
             }
-            if (offset + data.Length > MaxFileSize)
+            if (offset > MaxFileSize - data.Length)
             {
                 return Err(FsErrno.EFBIG);
+            }
+            if (!Allocate(n, offset, offset + data.Length))
+            {
+                return Err(FsErrno.ENOSPC);
             }
             var src = data.Span;
             var done = 0;
@@ -444,12 +444,7 @@ public sealed partial class MemoryFileSystem
                 var at = offset + done;
                 var inChunk = (int)(at % ChunkSize);
                 var take = Math.Min(src.Length - done, ChunkSize - inChunk);
-                if (!n.Chunks!.TryGetValue(at / ChunkSize, out var chunk))
-                {
-                    chunk = new byte[ChunkSize];
-                    n.Chunks[at / ChunkSize] = chunk;
-                }
-                src.Slice(done, take).CopyTo(chunk.AsSpan(inChunk));
+                src.Slice(done, take).CopyTo(n.Chunks![at / ChunkSize].AsSpan(inChunk));
                 done += take;
             }
             n.Size = Math.Max(n.Size, offset + src.Length);
@@ -459,7 +454,7 @@ public sealed partial class MemoryFileSystem
         }
     }
 
-    private static void Truncate(Node n, long size)
+    private void Truncate(Node n, long size)
     {
         if (size < n.Size)
         {
@@ -469,7 +464,7 @@ public sealed partial class MemoryFileSystem
     }
 
     /// <summary>Zeroes [start, end): whole chunks inside are dropped (holes) when <paramref name="dropWhole"/>.</summary>
-    private static void Zero(Node n, long start, long end, bool dropWhole)
+    private void Zero(Node n, long start, long end, bool dropWhole)
     {
         foreach (var c in n.Chunks!.Keys.ToList())
         {
@@ -482,12 +477,34 @@ public sealed partial class MemoryFileSystem
             if (dropWhole && start <= chunkStart && end >= chunkEnd)
             {
                 n.Chunks.Remove(c);
+                _chunks--;
                 continue;
             }
             var from = (int)(Math.Max(start, chunkStart) - chunkStart);
             var to = (int)(Math.Min(end, chunkEnd) - chunkStart);
             n.Chunks[c].AsSpan(from, to - from).Clear();
         }
+    }
+
+    /// <summary>Allocates the missing chunks of [start, end), all or none (ENOSPC past <see cref="Capacity"/>).</summary>
+    private bool Allocate(Node n, long start, long end)
+    {
+        var missing = 0L;
+        for (var c = start / ChunkSize; c * ChunkSize < end; c++)
+        {
+            if (!n.Chunks!.ContainsKey(c) && (_chunks + ++missing) * ChunkSize > Capacity)
+            {
+                return false;
+            }
+        }
+        for (var c = start / ChunkSize; c * ChunkSize < end; c++)
+        {
+            if (n.Chunks!.TryAdd(c, new byte[ChunkSize]))
+            {
+                _chunks++;
+            }
+        }
+        return true;
     }
 
     private ulong OpenHandle(Node n)

@@ -27,12 +27,17 @@ public sealed partial class MemoryFileSystem : IFuseFileSystem
     private ulong _nextIno = FuseConstants.RootId + 1;
     private ulong _nextHandle = 1;
 
+    private long _chunks;
+
     public MemoryFileSystem(uint rootUid = 0, uint rootGid = 0, uint rootMode = 0x1FF)
     {
         var root = new Node(FuseConstants.RootId, 1, SIfDir | (rootMode & 0xFFF), rootUid, rootGid, Timestamp.Now) { Nlink = 2 };
         root.Dir = new DirEntries(FuseConstants.RootId);
         _nodes[root.Ino] = root;
     }
+
+    /// <summary>The space data may take; a write or fallocate past it fails with ENOSPC.</summary>
+    public long Capacity { get; init; } = 16L << 30;
 
     /// <summary>How long the kernel may cache names and attributes.</summary>
     public TimeSpan EntryTimeout { get; init; } = TimeSpan.FromSeconds(1);
@@ -167,9 +172,9 @@ public sealed partial class MemoryFileSystem : IFuseFileSystem
 
     private void MaybeFree(Node n)
     {
-        if (n.Nlink == 0 && n.Lookups == 0 && n.OpenCount == 0 && n.Ino != FuseConstants.RootId)
+        if (n.Nlink == 0 && n.Lookups == 0 && n.OpenCount == 0 && n.Ino != FuseConstants.RootId && _nodes.Remove(n.Ino))
         {
-            _nodes.Remove(n.Ino);
+            _chunks -= n.Chunks?.Count ?? 0;
         }
     }
 

@@ -13,6 +13,7 @@ public static unsafe partial class Posix
     public const uint FUSE_DEV_IOC_CLONE = 0x8004E500;
     public const int AF_UNIX = 1;
     public const int SOCK_STREAM = 1;
+    public const int SOCK_SEQPACKET = 5;
     public const int SOL_SOCKET = 1;
     public const int SCM_RIGHTS = 1;
     public const int F_GETFD = 1;
@@ -111,11 +112,12 @@ public static unsafe partial class Posix
         }
     }
 
-    /// <summary>socketpair(AF_UNIX, SOCK_STREAM): both ends are inheritable (no CLOEXEC), as fusermount3 needs.</summary>
-    public static (int First, int Second) socketpair()
+    /// <summary>socketpair(AF_UNIX, SOCK_STREAM or SOCK_SEQPACKET): both ends are inheritable (no CLOEXEC), as
+    /// fusermount3 needs. SOCK_SEQPACKET keeps message boundaries, like /dev/fuse (tests use it as a stand-in).</summary>
+    public static (int First, int Second) socketpair(int type = SOCK_STREAM)
     {
         var sv = stackalloc int[2];
-        if (Libc.socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+        if (Libc.socketpair(AF_UNIX, type, 0, sv) != 0)
         {
             throw Throw.LastError("socketpair");
         }
@@ -128,6 +130,17 @@ public static unsafe partial class Posix
         if (Libc.fcntl(fd, F_SETFD, cloexec ? FD_CLOEXEC : 0) != 0)
         {
             throw Throw.LastError("fcntl(F_SETFD)");
+        }
+    }
+
+    /// <summary>Sets O_NONBLOCK (reads then fail with EAGAIN instead of waiting).</summary>
+    public static void fcntl_set_nonblock(int fd)
+    {
+        const int F_GETFL = 3, F_SETFL = 4, O_NONBLOCK = 0x800;
+        var flags = Libc.fcntl(fd, F_GETFL, 0);
+        if (flags < 0 || Libc.fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)
+        {
+            throw Throw.LastError("fcntl(F_SETFL)");
         }
     }
 

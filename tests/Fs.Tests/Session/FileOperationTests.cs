@@ -147,7 +147,7 @@ public class FileOperationTests
         Assert.Equal("4096 255", Shell.Ok($"stat -f -c '%S %l' {m.Path}").Trim());
         var vfs = Posix.statvfs(m.Path);
         Assert.Equal(4096UL, vfs.f_bsize);
-        Assert.Equal(1UL << 28, vfs.f_blocks);
+        Assert.Equal((ulong)m.Fs.Capacity / 4096, vfs.f_blocks);
         Assert.Equal(255UL, vfs.f_namemax);
         Assert.Contains("appliance", Shell.Ok($"df {m.Path}"));
     }
@@ -265,6 +265,26 @@ public class FileOperationTests
         }
         Assert.Equal(1 << 20, m.Fs.LargestWrite);
         Assert.Equal(data, File.ReadAllBytes(m.P("big")));
+    }
+
+    [Fact]
+    public async Task A_full_filesystem_says_ENOSPC()
+    {
+        await using var m = TestMount.Start(new Appliance.Fs.TestFs.MemoryFileSystem { Capacity = 1 << 20 });
+        var fd = Posix.open(m.P("f"), Constants.O_RDWR | Constants.O_CREAT, 0x1A4);
+        try
+        {
+            Posix.pwrite(fd, new byte[1 << 20], 0);
+            Assert.Equal(Errno.ENOSPC, Errnos.Of(() => Posix.pwrite(fd, new byte[4096], 1 << 20)));
+            Assert.Equal(Errno.ENOSPC, Errnos.Of(() => Posix.fallocate(fd, 0, 2 << 20, 4096)));
+        }
+        finally
+        {
+            Posix.close(fd);
+        }
+        Assert.Equal(0UL, Posix.statvfs(m.Path).f_bfree);
+        File.Delete(m.P("f"));
+        File.WriteAllBytes(m.P("g"), new byte[4096]); // space came back with the inode
     }
 
     [Fact]
