@@ -119,6 +119,8 @@ public class ConcurrencyTests
             File.WriteAllText(m.P($"f{i}"), "x");
         }
         Assert.Equal(before + 100, m.Fs.NodeCount);
+        // READDIRPLUS hands out lookups too (one per listed entry); they must be given back like the others.
+        Assert.Equal(101, Shell.Ok($"ls -l {m.Path}").Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
         for (var i = 0; i < 100; i++)
         {
             File.Delete(m.P($"f{i}"));
