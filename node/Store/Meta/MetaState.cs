@@ -1,0 +1,345 @@
+using Appliance.Store.Format;
+
+namespace Appliance.Store.Meta;
+
+/// <summary>
+/// All metadata of a store, in memory: collections and their onodes. Changed only by <see cref="Apply"/> (redo
+/// entries), saved whole by <see cref="EncodeCheckpoint"/> and loaded by <see cref="DecodeCheckpoint"/>.
+/// Not thread-safe: the store serialises mutation and guards readers with its state lock.
+/// </summary>
+internal sealed class MetaState(long firstDataBlock, long endDataBlock)
+{
+    private const int CheckpointVersion = 1;
+
+    public Dictionary<string, Collection> Collections { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Exact size of <see cref="EncodeCheckpoint"/>'s output, maintained as entries apply.</summary>
+    public long EncodedBytes { get; private set; } = 4 + 8 + 8 + 4;
+
+    /// <summary>Client bytes written over the store's life (persisted by checkpoints, for write amplification).</summary>
+    public long ClientBytesWritten { get; set; }
+
+    /// <summary>Device bytes written over the store's life (persisted by checkpoints).</summary>
+    public long DeviceBytesWritten { get; set; }
+
+    public static uint HashOf(string name) => Crc32C.Compute(System.Text.Encoding.UTF8.GetBytes(name));
+
+    public Onode? Find(string c, string o) =>
+        Collections.TryGetValue(c, out var coll) && coll.Objects.TryGetValue(o, out var on) ? on : null;
+
+    /// <summary>Applies every redo entry in <paramref name="entries"/>. Any inconsistency (an entry naming a
+    /// missing object, a block outside the data area) is corruption: the preparer never emits one.</summary>
+    public void Apply(ReadOnlySpan<byte> entries, IRedoSink sink, string where)
+    {
+        var r = new SpanReader(entries, where);
+        while (!r.AtEnd)
+        {
+            var kind = (RedoKind)r.U8();
+            switch (kind)
+            {
+                case RedoKind.CollCreate:
+                {
+                    var c = r.Str();
+                    if (!Collections.TryAdd(c, new Collection(c)))
+                    {
+                        r.Fail($"creates collection {c}, which exists");
+                    }
+                    EncodedBytes += ByteWriter.StrSize(c) + 8;
+                    break;
+                }
+                case RedoKind.CollRemove:
+                {
+                    var c = r.Str();
+                    if (!Collections.TryGetValue(c, out var coll) || coll.Objects.Count != 0)
+                    {
+                        r.Fail($"removes collection {c}, which is missing or not empty");
+                    }
+                    Collections.Remove(c);
+                    EncodedBytes -= ByteWriter.StrSize(c) + 8;
+                    break;
+                }
+                case RedoKind.ObjCreate:
+                {
+                    var (coll, name) = CollOf(ref r);
+                    if (coll.Objects.ContainsKey(name))
+                    {
+                        r.Fail($"creates {coll.Name}/{name}, which exists");
+                    }
+                    var on = new Onode(name, HashOf(name));
+                    coll.Objects.Add(name, on);
+                    coll.ByHash.Add(on);
+                    EncodedBytes += on.EncodedSize;
+                    break;
+                }
+                case RedoKind.ObjRemove:
+                {
+                    var (coll, on) = ObjOf(ref r);
+                    EncodedBytes -= on.EncodedSize;
+                    on.Resize(0, sink.Freed);
+                    coll.Objects.Remove(on.Name);
+                    coll.ByHash.Remove(on);
+                    break;
+                }
+                case RedoKind.ObjSize:
+                {
+                    var (_, on) = ObjOf(ref r);
+                    var size = r.I64();
+                    if (size < 0 || size > MaxObjectSize)
+                    {
+                        r.Fail($"sets size {size}");
+                    }
+                    EncodedBytes -= on.EncodedSize;
+                    on.Resize(checked((int)((size + Superblock.BlockSize - 1) / Superblock.BlockSize)), sink.Freed);
+                    on.Size = size;
+                    EncodedBytes += on.EncodedSize;
+                    break;
+                }
+                case RedoKind.Blocks:
+                {
+                    var (coll, on) = ObjOf(ref r);
+                    var first = r.I64();
+                    var count = r.U32();
+                    if (first < 0 || first + count > on.BlockCount)
+                    {
+                        r.Fail($"maps blocks {first}+{count} of {coll.Name}/{on.Name}, which has {on.BlockCount}");
+                    }
+                    for (var i = 0; i < count; i++)
+                    {
+                        var phys = r.I64();
+                        var crc = r.U32();
+                        if (phys != 0 && (phys < firstDataBlock || phys >= endDataBlock))
+                        {
+                            r.Fail($"maps device block {phys}, outside the data area [{firstDataBlock}, {endDataBlock})");
+                        }
+                        ref var slot = ref on.Block(first + i);
+                        if (slot.Phys != 0 && slot.Phys != phys)
+                        {
+                            sink.Freed(slot.Phys);
+                        }
+                        slot = new BlockRef(phys, crc);
+                    }
+                    break;
+                }
+                case RedoKind.Data:
+                {
+                    var phys = r.I64();
+                    if (phys < firstDataBlock || phys >= endDataBlock)
+                    {
+                        r.Fail($"deferred write to device block {phys}, outside the data area");
+                    }
+                    sink.Data(phys, r.Raw(Superblock.BlockSize));
+                    break;
+                }
+                case RedoKind.XattrSet:
+                {
+                    var (_, on) = ObjOf(ref r);
+                    var k = r.Str();
+                    var v = r.Bytes();
+                    if (on.Xattrs.Remove(k, out var old))
+                    {
+                        on.XattrBytes -= Onode.EntryBytes(k, old.Length);
+                        EncodedBytes -= Onode.EntryBytes(k, old.Length);
+                    }
+                    on.Xattrs[k] = v;
+                    on.XattrBytes += Onode.EntryBytes(k, v.Length);
+                    EncodedBytes += Onode.EntryBytes(k, v.Length);
+                    break;
+                }
+                case RedoKind.XattrRemove:
+                {
+                    var (_, on) = ObjOf(ref r);
+                    var k = r.Str();
+                    if (on.Xattrs.Remove(k, out var old))
+                    {
+                        on.XattrBytes -= Onode.EntryBytes(k, old.Length);
+                        EncodedBytes -= Onode.EntryBytes(k, old.Length);
+                    }
+                    break;
+                }
+                case RedoKind.OmapSet:
+                {
+                    var (_, on) = ObjOf(ref r);
+                    var k = r.Str();
+                    var v = r.Bytes();
+                    if (on.Omap.TryGetValue(new OmapEntry(k, []), out var e))
+                    {
+                        var delta = v.Length - e.Value.Length;
+                        on.OmapBytes += delta;
+                        EncodedBytes += delta;
+                        e.Value = v;
+                    }
+                    else
+                    {
+                        on.Omap.Add(new OmapEntry(k, v));
+                        on.OmapBytes += Onode.EntryBytes(k, v.Length);
+                        EncodedBytes += Onode.EntryBytes(k, v.Length);
+                    }
+                    break;
+                }
+                case RedoKind.OmapRemove:
+                {
+                    var (_, on) = ObjOf(ref r);
+                    var k = r.Str();
+                    if (on.Omap.TryGetValue(new OmapEntry(k, []), out var e))
+                    {
+                        on.Omap.Remove(e);
+                        on.OmapBytes -= Onode.EntryBytes(k, e.Value.Length);
+                        EncodedBytes -= Onode.EntryBytes(k, e.Value.Length);
+                    }
+                    break;
+                }
+                case RedoKind.OmapClear:
+                {
+                    var (_, on) = ObjOf(ref r);
+                    on.Omap.Clear();
+                    EncodedBytes -= on.OmapBytes;
+                    on.OmapBytes = 0;
+                    break;
+                }
+                default:
+                    r.Fail($"unknown redo entry kind {(byte)kind}");
+                    break;
+            }
+        }
+    }
+
+    /// <summary>Largest object size: the block map index is an int.</summary>
+    public const long MaxObjectSize = (long)int.MaxValue * Superblock.BlockSize;
+
+    private (Collection, string) CollOf(ref SpanReader r)
+    {
+        var c = r.Str();
+        var o = r.Str();
+        if (!Collections.TryGetValue(c, out var coll))
+        {
+            r.Fail($"names collection {c}, which does not exist");
+        }
+        return (coll!, o);
+    }
+
+    private (Collection, Onode) ObjOf(ref SpanReader r)
+    {
+        var (coll, name) = CollOf(ref r);
+        if (!coll.Objects.TryGetValue(name, out var on))
+        {
+            r.Fail($"names object {coll.Name}/{name}, which does not exist");
+        }
+        return (coll, on!);
+    }
+
+    /// <summary>Writes the whole state: version, counters, then every collection with its onodes.</summary>
+    public void EncodeCheckpoint(ByteWriter w)
+    {
+        w.U32(CheckpointVersion);
+        w.I64(ClientBytesWritten);
+        w.I64(DeviceBytesWritten);
+        w.U32((uint)Collections.Count);
+        foreach (var coll in Collections.Values)
+        {
+            w.Str(coll.Name);
+            w.I64(coll.Objects.Count);
+            foreach (var on in coll.ByHash)
+            {
+                w.Str(on.Name);
+                w.U32(on.Hash);
+                w.I64(on.Size);
+                w.U32((uint)on.BlockCount);
+                foreach (var b in on.Blocks)
+                {
+                    w.I64(b.Phys);
+                    w.U32(b.Crc);
+                }
+                w.U32((uint)on.Xattrs.Count);
+                foreach (var (k, v) in on.Xattrs)
+                {
+                    w.Str(k);
+                    w.Bytes(v);
+                }
+                w.U32((uint)on.Omap.Count);
+                foreach (var e in on.Omap)
+                {
+                    w.Str(e.Key);
+                    w.Bytes(e.Value);
+                }
+            }
+        }
+    }
+
+    public static MetaState DecodeCheckpoint(ReadOnlySpan<byte> data, long firstDataBlock, long endDataBlock)
+    {
+        var s = new MetaState(firstDataBlock, endDataBlock);
+        var r = new SpanReader(data, "checkpoint");
+        var version = r.U32();
+        if (version != CheckpointVersion)
+        {
+            r.Fail($"checkpoint version {version} is not {CheckpointVersion}");
+        }
+        s.ClientBytesWritten = r.I64();
+        s.DeviceBytesWritten = r.I64();
+        var colls = r.U32();
+        for (var i = 0; i < colls; i++)
+        {
+            var coll = new Collection(r.Str());
+            if (!s.Collections.TryAdd(coll.Name, coll))
+            {
+                r.Fail($"collection {coll.Name} twice");
+            }
+            s.EncodedBytes += ByteWriter.StrSize(coll.Name) + 8;
+            var objects = r.I64();
+            for (var j = 0L; j < objects; j++)
+            {
+                var name = r.Str();
+                var on = new Onode(name, r.U32());
+                if (on.Hash != HashOf(name))
+                {
+                    r.Fail($"object {coll.Name}/{name} has a wrong hash");
+                }
+                on.Size = r.I64();
+                var count = (int)r.U32();
+                if (on.Size < 0 || count != (on.Size + Superblock.BlockSize - 1) / Superblock.BlockSize)
+                {
+                    r.Fail($"object {coll.Name}/{name}: {count} blocks for size {on.Size}");
+                }
+                on.Resize(count, _ => { });
+                for (var b = 0; b < count; b++)
+                {
+                    var phys = r.I64();
+                    if (phys != 0 && (phys < firstDataBlock || phys >= endDataBlock))
+                    {
+                        r.Fail($"object {coll.Name}/{name} block {b} at device block {phys}, outside the data area");
+                    }
+                    on.Block(b) = new BlockRef(phys, r.U32());
+                }
+                var xattrs = r.U32();
+                for (var x = 0; x < xattrs; x++)
+                {
+                    var k = r.Str();
+                    var v = r.Bytes();
+                    on.Xattrs[k] = v;
+                    on.XattrBytes += Onode.EntryBytes(k, v.Length);
+                }
+                var omap = r.U32();
+                for (var x = 0; x < omap; x++)
+                {
+                    var k = r.Str();
+                    var v = r.Bytes();
+                    if (!on.Omap.Add(new OmapEntry(k, v)))
+                    {
+                        r.Fail($"object {coll.Name}/{name}: omap key {k} twice");
+                    }
+                    on.OmapBytes += Onode.EntryBytes(k, v.Length);
+                }
+                if (!coll.Objects.TryAdd(name, on) || !coll.ByHash.Add(on))
+                {
+                    r.Fail($"object {coll.Name}/{name} twice");
+                }
+                s.EncodedBytes += on.EncodedSize;
+            }
+        }
+        if (!r.AtEnd)
+        {
+            r.Fail("trailing bytes");
+        }
+        return s;
+    }
+}

@@ -1,0 +1,509 @@
+using Appliance.Platform.Devices;
+using Appliance.Store.Format;
+using Appliance.Store.Meta;
+
+namespace Appliance.Store;
+
+public sealed partial class ObjectStore
+{
+    /// <summary>
+    /// Prepares one transaction: checks every rule against a private view of the objects it touches, reads what a
+    /// partial-block update needs, allocates blocks and emits the redo entries. Nothing shared changes until
+    /// <see cref="Publish"/> (except allocations, returned by <see cref="Rollback"/>), so a transaction that fails
+    /// here has no effect. Runs under the submit lock: the state it reads cannot change under it.
+    /// </summary>
+    private sealed class Draft(ObjectStore s)
+    {
+        private readonly Dictionary<string, CollDraft> _colls = new(StringComparer.Ordinal);
+        private readonly Dictionary<(string, string), ObjDraft> _objs = [];
+        /// <summary>Block contents written earlier in this transaction (by device block), for later reads in it.</summary>
+        private readonly Dictionary<long, byte[]> _txnData = [];
+        private readonly List<long> _allocated = [];
+        private readonly Dictionary<long, int> _cowIndex = [];
+        private long _dataEntryBytes;
+        private long _extraGrowth;
+
+        public ByteWriter Redo { get; } = new(512);
+
+        public List<(long Phys, byte[] Data)> Cow { get; } = [];
+
+        private sealed class CollDraft
+        {
+            public bool Exists;
+            public long Objects;
+        }
+
+        private sealed class ObjDraft
+        {
+            public bool Exists;
+            public long Size;
+            public List<BlockRef> Blocks = [];
+            public Dictionary<string, byte[]> Xattrs = new(StringComparer.Ordinal);
+            /// <summary>The object as it was before this transaction (null once removed here).</summary>
+            public Onode? Base;
+            public bool OmapCleared;
+            public Dictionary<string, byte[]?> OmapChanges = new(StringComparer.Ordinal);
+        }
+
+        public void Rollback()
+        {
+            if (_allocated.Count > 0)
+            {
+                s._alloc.Release(_allocated);
+                _allocated.Clear();
+            }
+        }
+
+        public async Task RunAsync(Transaction txn)
+        {
+            foreach (var op in txn.Ops)
+            {
+                switch (op)
+                {
+                    case Transaction.CreateCollectionOp o:
+                    {
+                        var cd = Coll(o.Collection);
+                        if (cd.Exists)
+                        {
+                            throw new CollectionExistsException(o.Collection);
+                        }
+                        cd.Exists = true;
+                        cd.Objects = 0;
+                        Meta.Redo.CollCreate(Redo, o.Collection);
+                        _extraGrowth += 8;
+                        break;
+                    }
+                    case Transaction.RemoveCollectionOp o:
+                    {
+                        var cd = Coll(o.Collection);
+                        if (!cd.Exists)
+                        {
+                            throw new CollectionNotFoundException(o.Collection);
+                        }
+                        if (cd.Objects != 0)
+                        {
+                            throw new CollectionNotEmptyException(o.Collection, cd.Objects);
+                        }
+                        cd.Exists = false;
+                        Meta.Redo.CollRemove(Redo, o.Collection);
+                        break;
+                    }
+                    case Transaction.TouchOp o:
+                        Obj(o.Collection, o.Name, create: true);
+                        break;
+                    case Transaction.WriteOp o:
+                        await WriteAsync(o.Collection, o.Name, o.Offset, o.Data.Length, o.Data, zero: false);
+                        break;
+                    case Transaction.ZeroOp o:
+                        await WriteAsync(o.Collection, o.Name, o.Offset, o.Length, default, zero: true);
+                        break;
+                    case Transaction.TruncateOp o:
+                        await TruncateAsync(o.Collection, o.Name, o.Size);
+                        break;
+                    case Transaction.RemoveOp o:
+                        Remove(o.Collection, o.Name);
+                        break;
+                    case Transaction.CloneOp o:
+                        await CloneAsync(o.Collection, o.Source, o.Destination);
+                        break;
+                    case Transaction.CloneRangeOp o:
+                    {
+                        var src = Obj(o.Collection, o.Source, create: false);
+                        var data = await ReadRangeAsync(o.Collection, o.Source, src, o.SourceOffset, checked((int)o.Length));
+                        await WriteAsync(o.Collection, o.Destination, o.DestinationOffset, o.Length, data, zero: false);
+                        break;
+                    }
+                    case Transaction.SetXattrOp o:
+                    {
+                        var od = Obj(o.Collection, o.Name, create: true);
+                        od.Xattrs[o.Key] = o.Value.ToArray();
+                        Meta.Redo.XattrSet(Redo, o.Collection, o.Name, o.Key, o.Value.Span);
+                        break;
+                    }
+                    case Transaction.RemoveXattrOp o:
+                    {
+                        var od = Obj(o.Collection, o.Name, create: false);
+                        od.Xattrs.Remove(o.Key);
+                        Meta.Redo.XattrRemove(Redo, o.Collection, o.Name, o.Key);
+                        break;
+                    }
+                    case Transaction.OmapSetOp o:
+                    {
+                        var od = Obj(o.Collection, o.Name, create: true);
+                        od.OmapChanges[o.Key] = o.Value.ToArray();
+                        Meta.Redo.OmapSet(Redo, o.Collection, o.Name, o.Key, o.Value.Span);
+                        break;
+                    }
+                    case Transaction.OmapRemoveOp o:
+                    {
+                        var od = Obj(o.Collection, o.Name, create: false);
+                        od.OmapChanges[o.Key] = null;
+                        Meta.Redo.OmapRemove(Redo, o.Collection, o.Name, o.Key);
+                        break;
+                    }
+                    case Transaction.OmapClearOp o:
+                    {
+                        var od = Obj(o.Collection, o.Name, create: false);
+                        od.OmapCleared = true;
+                        od.OmapChanges.Clear();
+                        Meta.Redo.OmapClear(Redo, o.Collection, o.Name);
+                        break;
+                    }
+                    default:
+                        throw new InvalidOperationException($"unknown operation {op.GetType().Name}");
+                }
+            }
+            // Every entry except deferred data adds at most its own size to the checkpoint, plus what was counted
+            // apart (holes from growing sizes, onode and collection headers).
+            var growth = Redo.Length - _dataEntryBytes + _extraGrowth;
+            if (s._meta.EncodedBytes + growth + 16 > s._geo.CheckpointCapacity)
+            {
+                throw new NoSpaceException(
+                    $"{s._device.Name}: out of metadata space: the checkpoint would need {s._meta.EncodedBytes + growth} bytes of {s._geo.CheckpointCapacity}; remove objects, omap entries or xattrs");
+            }
+        }
+
+        private CollDraft Coll(string c)
+        {
+            if (!_colls.TryGetValue(c, out var cd))
+            {
+                var exists = s._meta.Collections.TryGetValue(c, out var coll);
+                cd = new CollDraft { Exists = exists, Objects = coll?.Objects.Count ?? 0 };
+                _colls.Add(c, cd);
+            }
+            return cd;
+        }
+
+        private ObjDraft Obj(string c, string o, bool create)
+        {
+            var od = Lookup(c, o);
+            if (!od.Exists)
+            {
+                if (!create)
+                {
+                    throw new ObjectNotFoundException(c, o);
+                }
+                Reset(od);
+                od.Exists = true;
+                Coll(c).Objects++;
+                Meta.Redo.ObjCreate(Redo, c, o);
+                _extraGrowth += 32;
+            }
+            return od;
+        }
+
+        /// <summary>This transaction's view of an object, existing or not; the collection must exist.</summary>
+        private ObjDraft Lookup(string c, string o)
+        {
+            var cd = Coll(c);
+            if (!cd.Exists)
+            {
+                throw new CollectionNotFoundException(c);
+            }
+            if (!_objs.TryGetValue((c, o), out var od))
+            {
+                var on = s._meta.Find(c, o);
+                od = new ObjDraft { Exists = on is not null, Base = on };
+                if (on is not null)
+                {
+                    od.Size = on.Size;
+                    od.Blocks.AddRange(on.Blocks);
+                    foreach (var (k, v) in on.Xattrs)
+                    {
+                        od.Xattrs[k] = v;
+                    }
+                }
+                _objs.Add((c, o), od);
+            }
+            return od;
+        }
+
+        private static void Reset(ObjDraft od)
+        {
+            od.Size = 0;
+            od.Blocks.Clear();
+            od.Xattrs.Clear();
+            od.Base = null;
+            od.OmapCleared = false;
+            od.OmapChanges.Clear();
+        }
+
+        private void Remove(string c, string o)
+        {
+            var od = Obj(c, o, create: false);
+            Meta.Redo.ObjRemove(Redo, c, o);
+            Reset(od);
+            od.Exists = false;
+            Coll(c).Objects--;
+        }
+
+        private void SetSize(string c, string o, ObjDraft od, long size)
+        {
+            var count = (int)((size + B - 1) / B);
+            if (count > od.Blocks.Count)
+            {
+                _extraGrowth += 12L * (count - od.Blocks.Count);
+                od.Blocks.AddRange(Enumerable.Repeat(default(BlockRef), count - od.Blocks.Count));
+            }
+            else
+            {
+                od.Blocks.RemoveRange(count, od.Blocks.Count - count);
+            }
+            od.Size = size;
+            Meta.Redo.ObjSize(Redo, c, o, size);
+        }
+
+        /// <summary>The current content of block <paramref name="index"/> as this transaction sees it.</summary>
+        private async Task<byte[]> ReadBlockAsync(string c, string o, ObjDraft od, long index)
+        {
+            var b = od.Blocks[(int)index];
+            if (b.IsHole)
+            {
+                return new byte[B];
+            }
+            if (_txnData.TryGetValue(b.Phys, out var mine))
+            {
+                return (byte[])mine.Clone();
+            }
+            lock (s._stateLock)
+            {
+                if (s._overlay.TryGetValue(b.Phys, out var pending))
+                {
+                    return (byte[])pending.Clone();
+                }
+            }
+            // Not in the overlay, so the device holds it, and nothing rewrites it while we hold the submit lock:
+            // only published transactions put data in the overlay, and their in-place writes come from there.
+            using var buf = new AlignedBuffer(B, B);
+            await s._device.ReadAsync(b.Phys * B, buf.Memory);
+            var crc = Crc32C.Compute(buf.GetSpan());
+            if (crc != b.Crc)
+            {
+                throw new ChecksumException(c, o, index, b.Phys * B, b.Crc, crc);
+            }
+            return buf.GetSpan().ToArray();
+        }
+
+        private async Task<byte[]> ReadRangeAsync(string c, string o, ObjDraft od, long offset, int length)
+        {
+            var result = new byte[length];
+            var end = Math.Min(offset + length, od.Size);
+            for (var pos = offset; pos < end;)
+            {
+                var index = pos / B;
+                var within = (int)(pos % B);
+                var n = (int)Math.Min(B - within, end - pos);
+                var block = await ReadBlockAsync(c, o, od, index);
+                block.AsSpan(within, n).CopyTo(result.AsSpan((int)(pos - offset)));
+                pos += n;
+            }
+            return result;
+        }
+
+        /// <summary>A write (or, with <paramref name="zero"/>, a zeroing) of [offset, offset+length). Short writes
+        /// are deferred: the data goes into the record and later in place, into the blocks the object already has
+        /// (fresh ones for holes). Long writes go copy-on-write to fresh blocks. Zeroed whole blocks become holes.</summary>
+        private async Task WriteAsync(string c, string o, long offset, long length, ReadOnlyMemory<byte> data, bool zero)
+        {
+            var od = Obj(c, o, create: true);
+            if (length == 0)
+            {
+                return;
+            }
+            var end = offset + length;
+            if (end > od.Size)
+            {
+                SetSize(c, o, od, end);
+            }
+            var cow = !zero && length >= s._options.DeferredWriteMax;
+            var first = offset / B;
+            var last = (end - 1) / B;
+            var count = (int)(last - first + 1);
+            var contents = new byte[]?[count];
+            var need = 0;
+            for (var k = 0; k < count; k++)
+            {
+                var index = first + k;
+                var blockStart = index * B;
+                var lo = (int)(Math.Max(offset, blockStart) - blockStart);
+                var hi = (int)(Math.Min(end, blockStart + B) - blockStart);
+                var whole = lo == 0 && hi == B;
+                if (zero && whole)
+                {
+                    continue; // becomes a hole
+                }
+                var content = whole ? new byte[B] : await ReadBlockAsync(c, o, od, index);
+                if (zero)
+                {
+                    content.AsSpan(lo, hi - lo).Clear();
+                    if (content.AsSpan().IndexOfAnyExcept((byte)0) < 0)
+                    {
+                        continue;
+                    }
+                }
+                else
+                {
+                    data.Span.Slice((int)(blockStart + lo - offset), hi - lo).CopyTo(content.AsSpan(lo));
+                }
+                contents[k] = content;
+                if (cow || od.Blocks[(int)index].IsHole)
+                {
+                    need++;
+                }
+            }
+            var fresh = new List<long>(need);
+            if (need > 0 && !s._alloc.TryAllocate(need, fresh))
+            {
+                throw new NoSpaceException(
+                    $"{s._device.Name}: out of space: the transaction needs {need} more blocks of 4 KiB and {s._alloc.Free} are free; remove objects (space is reusable once the removal is durable)");
+            }
+            _allocated.AddRange(fresh);
+            var refs = new BlockRef[count];
+            var next = 0;
+            for (var k = 0; k < count; k++)
+            {
+                var index = (int)(first + k);
+                var content = contents[k];
+                if (content is null)
+                {
+                    refs[k] = default;
+                }
+                else
+                {
+                    var cur = od.Blocks[index];
+                    var phys = cow || cur.IsHole ? fresh[next++] : cur.Phys;
+                    refs[k] = new BlockRef(phys, Crc32C.Compute(content));
+                    PutBlock(phys, content, cow);
+                }
+                od.Blocks[index] = refs[k];
+            }
+            Meta.Redo.Blocks(Redo, c, o, first, refs);
+        }
+
+        /// <summary>Records new content for a device block. A block written copy-on-write earlier in this
+        /// transaction stays copy-on-write (its content is replaced): one block never has both a copy-on-write and
+        /// a deferred write, whose overlay entries would race.</summary>
+        private void PutBlock(long phys, byte[] content, bool cow)
+        {
+            if (_cowIndex.TryGetValue(phys, out var i))
+            {
+                Cow[i] = (phys, content);
+            }
+            else if (cow)
+            {
+                _cowIndex[phys] = Cow.Count;
+                Cow.Add((phys, content));
+            }
+            else
+            {
+                Meta.Redo.Data(Redo, phys, content);
+                _dataEntryBytes += 1 + 8 + B;
+            }
+            _txnData[phys] = content;
+        }
+
+        private async Task TruncateAsync(string c, string o, long size)
+        {
+            var od = Obj(c, o, create: true);
+            if (size < od.Size && size % B != 0 && !od.Blocks[(int)(size / B)].IsHole)
+            {
+                // Bytes past the end of the last block must read as zeros if the object grows again.
+                var index = size / B;
+                var content = await ReadBlockAsync(c, o, od, index);
+                content.AsSpan((int)(size % B)).Clear();
+                var phys = od.Blocks[(int)index].Phys;
+                var r = new BlockRef(phys, Crc32C.Compute(content));
+                PutBlock(phys, content, cow: false);
+                od.Blocks[(int)index] = r;
+                Meta.Redo.Blocks(Redo, c, o, index, [r]);
+            }
+            if (size != od.Size)
+            {
+                SetSize(c, o, od, size);
+            }
+        }
+
+        private async Task CloneAsync(string c, string source, string destination)
+        {
+            var src = Obj(c, source, create: false);
+            if (source == destination)
+            {
+                return;
+            }
+            var size = src.Size;
+            var blocks = src.Blocks.ToArray();
+            var contents = new byte[]?[blocks.Length];
+            for (var i = 0; i < blocks.Length; i++)
+            {
+                if (!blocks[i].IsHole)
+                {
+                    contents[i] = await ReadBlockAsync(c, source, src, i);
+                }
+            }
+            var xattrs = src.Xattrs.ToArray();
+            var omap = EffectiveOmap(src).ToArray();
+
+            if (Lookup(c, destination).Exists)
+            {
+                Remove(c, destination);
+            }
+            var dst = Obj(c, destination, create: true);
+            if (size > 0)
+            {
+                SetSize(c, destination, dst, size);
+                var need = contents.Count(x => x is not null);
+                var fresh = new List<long>(need);
+                if (need > 0 && !s._alloc.TryAllocate(need, fresh))
+                {
+                    throw new NoSpaceException(
+                        $"{s._device.Name}: out of space: cloning {c}/{source} needs {need} blocks of 4 KiB and {s._alloc.Free} are free");
+                }
+                _allocated.AddRange(fresh);
+                var refs = new BlockRef[blocks.Length];
+                var next = 0;
+                for (var i = 0; i < blocks.Length; i++)
+                {
+                    if (contents[i] is { } content)
+                    {
+                        var phys = fresh[next++];
+                        refs[i] = new BlockRef(phys, Crc32C.Compute(content));
+                        PutBlock(phys, content, cow: true);
+                    }
+                    dst.Blocks[i] = refs[i];
+                }
+                Meta.Redo.Blocks(Redo, c, destination, 0, refs);
+            }
+            foreach (var (k, v) in xattrs)
+            {
+                dst.Xattrs[k] = v;
+                Meta.Redo.XattrSet(Redo, c, destination, k, v);
+            }
+            foreach (var (k, v) in omap)
+            {
+                dst.OmapChanges[k] = v;
+                Meta.Redo.OmapSet(Redo, c, destination, k, v);
+            }
+        }
+
+        private static IEnumerable<KeyValuePair<string, byte[]>> EffectiveOmap(ObjDraft od)
+        {
+            if (!od.OmapCleared && od.Base is not null)
+            {
+                foreach (var e in od.Base.Omap)
+                {
+                    if (!od.OmapChanges.ContainsKey(e.Key))
+                    {
+                        yield return new(e.Key, e.Value);
+                    }
+                }
+            }
+            foreach (var (k, v) in od.OmapChanges)
+            {
+                if (v is not null)
+                {
+                    yield return new(k, v);
+                }
+            }
+        }
+    }
+}

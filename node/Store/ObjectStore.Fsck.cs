@@ -1,0 +1,177 @@
+using Appliance.Platform.Devices;
+using Appliance.Store.Alloc;
+using Appliance.Store.Format;
+using Appliance.Store.Meta;
+
+namespace Appliance.Store;
+
+/// <summary>What fsck found. <see cref="Errors"/> is empty for a clean store; each line names what is wrong
+/// exactly (object, block, device offset).</summary>
+public sealed record FsckReport(IReadOnlyList<string> Errors, IReadOnlyList<string> Notes, long Collections, long Objects,
+    long BlocksChecked, long BlocksUsed, long BlocksFree)
+{
+    public bool IsClean => Errors.Count == 0;
+
+    public override string ToString()
+    {
+        var lines = new List<string>
+        {
+            $"{Collections} collections, {Objects} objects, {BlocksUsed} blocks in use, {BlocksFree} free, {BlocksChecked} checksums verified",
+        };
+        lines.AddRange(Notes.Select(n => "note: " + n));
+        lines.AddRange(Errors.Select(e => "ERROR: " + e));
+        lines.Add(IsClean ? "clean" : $"{Errors.Count} errors");
+        return string.Join('\n', lines);
+    }
+}
+
+public sealed partial class ObjectStore
+{
+    /// <summary>
+    /// Checks every invariant on a quiesced store (it first writes a checkpoint, then holds off transactions):
+    /// both superblock copies; each onode's block map against its size and hash; every referenced block inside the
+    /// data area and owned once; the allocator against the block maps (nothing referenced is free, nothing free is
+    /// referenced, nothing is leaked); the metadata against the checkpoint capacity; and the crc32c of every block.
+    /// </summary>
+    public async Task<FsckReport> FsckAsync(CancellationToken ct = default)
+    {
+        await CheckpointAsync(ct);
+        await _submitLock.WaitAsync(ct);
+        try
+        {
+            var errors = new List<string>();
+            var notes = new List<string>(_mountNotes);
+            using (var sbuf = new AlignedBuffer(2 * B, B))
+            {
+                await _device.ReadAsync(0, sbuf.Memory, ct);
+                for (var copy = 0; copy < 2; copy++)
+                {
+                    var sb = Superblock.TryDecode(sbuf.GetSpan().Slice(copy * B, B), out var why);
+                    if (sb is null)
+                    {
+                        errors.Add($"superblock copy {(copy == 0 ? 'A' : 'B')} is damaged: {why}");
+                    }
+                    else if (sb != _super)
+                    {
+                        errors.Add($"superblock copy {(copy == 0 ? 'A' : 'B')} differs from the one mounted");
+                    }
+                }
+            }
+
+            var owned = new Allocator(_geo.FirstDataBlock, _geo.DataBlocks);
+            var twice = new HashSet<long>();
+            long objects = 0, used = 0;
+            List<(string C, string O, int Index, BlockRef Ref)> toVerify = [];
+            lock (_stateLock)
+            {
+                foreach (var coll in _meta.Collections.Values)
+                {
+                    if (coll.Objects.Count != coll.ByHash.Count)
+                    {
+                        errors.Add($"collection {coll.Name}: {coll.Objects.Count} objects by name but {coll.ByHash.Count} in hash order");
+                    }
+                    foreach (var on in coll.ByHash)
+                    {
+                        objects++;
+                        var id = $"{coll.Name}/{on.Name}";
+                        if (!coll.Objects.TryGetValue(on.Name, out var byName) || !ReferenceEquals(byName, on))
+                        {
+                            errors.Add($"{id}: in the hash order of {coll.Name} but not under its name");
+                        }
+                        if (on.Hash != MetaState.HashOf(on.Name))
+                        {
+                            errors.Add($"{id}: stored hash {on.Hash:x8} is not the hash of its name");
+                        }
+                        if (on.BlockCount != (on.Size + B - 1) / B)
+                        {
+                            errors.Add($"{id}: {on.BlockCount} blocks for size {on.Size}");
+                        }
+                        for (var i = 0; i < on.BlockCount; i++)
+                        {
+                            var r = on.Blocks[i];
+                            if (r.IsHole)
+                            {
+                                continue;
+                            }
+                            if (r.Phys < _geo.FirstDataBlock || r.Phys >= _geo.EndDataBlock)
+                            {
+                                errors.Add($"{id}: block {i} points at device block {r.Phys}, outside the data area");
+                                continue;
+                            }
+                            used++;
+                            if (!owned.MarkUsed(r.Phys))
+                            {
+                                twice.Add(r.Phys);
+                            }
+                            else if (!_alloc.IsUsed(r.Phys))
+                            {
+                                errors.Add($"{id}: block {i} at device block {r.Phys} is marked free in the allocator");
+                            }
+                            toVerify.Add((coll.Name, on.Name, i, r));
+                        }
+                    }
+                }
+                if (twice.Count > 0)
+                {
+                    foreach (var coll in _meta.Collections.Values)
+                    {
+                        foreach (var on in coll.ByHash)
+                        {
+                            for (var i = 0; i < on.BlockCount; i++)
+                            {
+                                if (twice.Contains(on.Blocks[i].Phys))
+                                {
+                                    errors.Add($"device block {on.Blocks[i].Phys} is owned more than once; one owner is {coll.Name}/{on.Name} block {i}");
+                                }
+                            }
+                        }
+                    }
+                }
+                for (var phys = _geo.FirstDataBlock; phys < _geo.EndDataBlock; phys++)
+                {
+                    if (_alloc.IsUsed(phys) && !owned.IsUsed(phys))
+                    {
+                        errors.Add($"device block {phys} is marked in use but no object references it (leaked)");
+                    }
+                }
+                if (_meta.EncodedBytes > _geo.CheckpointCapacity)
+                {
+                    errors.Add($"metadata of {_meta.EncodedBytes} bytes exceeds the checkpoint capacity {_geo.CheckpointCapacity}");
+                }
+                if (_overlay.Count > 0)
+                {
+                    errors.Add($"{_overlay.Count} blocks still wait to be written in place after a checkpoint");
+                }
+            }
+
+            // Checksums, in runs of adjacent blocks.
+            toVerify.Sort((a, b) => a.Ref.Phys.CompareTo(b.Ref.Phys));
+            const int run = 256;
+            using var buf = new AlignedBuffer(run * B, B);
+            for (var i = 0; i < toVerify.Count;)
+            {
+                var j = i + 1;
+                while (j < toVerify.Count && j - i < run && toVerify[j].Ref.Phys == toVerify[j - 1].Ref.Phys + 1)
+                {
+                    j++;
+                }
+                await _device.ReadAsync(toVerify[i].Ref.Phys * B, buf.Memory[..((j - i) * B)], ct);
+                for (var k = i; k < j; k++)
+                {
+                    var v = toVerify[k];
+                    var crc = Crc32C.Compute(buf.GetSpan().Slice((k - i) * B, B));
+                    if (crc != v.Ref.Crc)
+                    {
+                        errors.Add($"{v.C}/{v.O}: block {v.Index} at device offset {v.Ref.Phys * B}: checksum mismatch (stored {v.Ref.Crc:x8}, data {crc:x8})");
+                    }
+                }
+                i = j;
+            }
+            return new FsckReport(errors, notes, _meta.Collections.Count, objects, toVerify.Count, used, _alloc.Free);
+        }
+        finally
+        {
+            _submitLock.Release();
+        }
+    }
+}

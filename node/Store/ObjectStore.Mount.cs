@@ -1,0 +1,263 @@
+using Appliance.Platform.Devices;
+using Appliance.Store.Alloc;
+using Appliance.Store.Format;
+using Appliance.Store.Journal;
+using Appliance.Store.Meta;
+
+namespace Appliance.Store;
+
+public sealed partial class ObjectStore
+{
+    /// <summary>
+    /// Mounts the store on <paramref name="device"/>: reads the superblock, loads the newest valid checkpoint,
+    /// replays the journal after it (a torn tail is discarded; a bad record followed by later valid ones is
+    /// corruption and mount refuses), writes the replayed deferred data in place, rebuilds the allocator, writes a
+    /// fresh checkpoint and starts the writer. The caller keeps ownership of the device.
+    /// </summary>
+    public static async Task<ObjectStore> MountAsync(IBlockDevice device, StoreOptions? options = null, CancellationToken ct = default)
+    {
+        CheckDevice(device);
+        var notes = new List<string>();
+        var sb = await ReadSuperblockAsync(device, notes, ct);
+        var geo = sb.Geometry;
+        if (geo.DeviceSize > device.Size)
+        {
+            throw new CorruptionException($"{device.Name}: the superblock describes {geo.DeviceSize} bytes but the device has {device.Size}");
+        }
+        var seed = sb.CrcSeed;
+
+        // The newest checkpoint that is whole. A torn one (crash while writing it) fails its crc: the other slot
+        // is then the newest whole one, and the journal it needs is intact because the journal restarts only after
+        // a checkpoint is durable.
+        (CheckpointHeader.Header H, int Slot, byte[] Payload)? best = null;
+        for (var slot = 0; slot < 2; slot++)
+        {
+            var off = slot == 0 ? geo.CheckpointOffset0 : geo.CheckpointOffset1;
+            using var hb = new AlignedBuffer(B, B);
+            await device.ReadAsync(off, hb.Memory, ct);
+            if (CheckpointHeader.TryParse(hb.GetSpan(), seed) is not { } h || h.PayloadLength < 0 || h.PayloadLength > geo.CheckpointCapacity)
+            {
+                continue;
+            }
+            if (best is { } b && b.H.Generation >= h.Generation)
+            {
+                continue;
+            }
+            var len = (int)((h.PayloadLength + B - 1) / B * B);
+            using var pb = new AlignedBuffer(Math.Max(len, B), B);
+            await device.ReadAsync(off + B, pb.Memory[..len], ct);
+            var payload = pb.GetSpan()[..(int)h.PayloadLength];
+            if (Crc32C.Compute(payload, seed) != h.PayloadCrc)
+            {
+                notes.Add($"checkpoint slot {slot} (generation {h.Generation}) fails its checksum; using the other slot");
+                continue;
+            }
+            best = (h, slot, payload.ToArray());
+        }
+        if (best is not { } ck)
+        {
+            throw new CorruptionException($"{device.Name}: neither checkpoint slot holds a valid checkpoint");
+        }
+        var (meta, pendingData) = DecodeCheckpoint(ck.Payload, geo);
+        var replay = new ReplaySink();
+        // Deferred data a checkpoint carried for transactions it covered: as if replayed first.
+        foreach (var (phys, data) in pendingData)
+        {
+            replay.Data(phys, data);
+        }
+        var (head, nextSeq, records, tornHeaderAt) = await ReplayJournalAsync(device, geo, seed, ck.H.JournalSeq, meta, replay, ct);
+        if (records > 0)
+        {
+            notes.Add($"replayed {records} journal records after checkpoint generation {ck.H.Generation}");
+        }
+
+        // Deferred data of replayed records goes to its blocks now, so the running store starts with no overlay.
+        foreach (var (phys, data) in replay.Overlay)
+        {
+            using var buf = new AlignedBuffer(B, B);
+            data.CopyTo(buf.GetSpan());
+            await device.WriteAsync(phys * B, buf.Memory, ct);
+        }
+        if (tornHeaderAt is { } torn)
+        {
+            // Erase the torn record's header: the new epoch restarts at offset 0 with the same seq, and a stale
+            // header with that seq elsewhere would later look like damage in the middle of the journal.
+            using var zero = new AlignedBuffer(B, B);
+            await device.WriteAsync(geo.JournalOffset + torn, zero.Memory, ct);
+            notes.Add($"discarded a torn journal record at journal offset {torn}");
+        }
+        await device.FlushAsync(ct);
+
+        var alloc = new Allocator(geo.FirstDataBlock, geo.DataBlocks);
+        foreach (var coll in meta.Collections.Values)
+        {
+            foreach (var on in coll.Objects.Values)
+            {
+                for (var i = 0; i < on.BlockCount; i++)
+                {
+                    var phys = on.Blocks[i].Phys;
+                    if (phys != 0 && !alloc.MarkUsed(phys))
+                    {
+                        throw new CorruptionException($"{device.Name}: device block {phys} is owned twice (one owner is {coll.Name}/{on.Name} block {i})");
+                    }
+                }
+            }
+        }
+
+        var store = new ObjectStore(device, options ?? new StoreOptions(), sb, meta, alloc, notes)
+        {
+            _generation = ck.H.Generation,
+            _slot = ck.Slot,
+            _nextSeq = nextSeq,
+            _journalHead = head,
+        };
+        // A fresh checkpoint: the journal restarts empty and the next mount replays nothing from this one.
+        await store.WriteCheckpointAsync(store.Snapshot(), ct);
+        store._writer = Task.Run(store.WriterLoopAsync, CancellationToken.None);
+        return store;
+    }
+
+    /// <summary>A checkpoint payload: i64 state length, the state, then u32 count of (i64 device block, 4 KiB)
+    /// deferred writes of the transactions the checkpoint covered without a journal record.</summary>
+    private static (MetaState, List<(long, byte[])>) DecodeCheckpoint(byte[] payload, Geometry geo)
+    {
+        var r = new SpanReader(payload, "checkpoint");
+        var stateLength = r.I64();
+        if (stateLength < 0 || stateLength > r.Remaining)
+        {
+            r.Fail($"state length {stateLength}");
+        }
+        var meta = MetaState.DecodeCheckpoint(r.Raw((int)stateLength), geo.FirstDataBlock, geo.EndDataBlock);
+        var count = r.U32();
+        var data = new List<(long, byte[])>();
+        for (var i = 0; i < count; i++)
+        {
+            var phys = r.I64();
+            if (phys < geo.FirstDataBlock || phys >= geo.EndDataBlock)
+            {
+                r.Fail($"deferred write to device block {phys}, outside the data area");
+            }
+            data.Add((phys, r.Raw(B).ToArray()));
+        }
+        if (!r.AtEnd)
+        {
+            r.Fail("trailing bytes");
+        }
+        return (meta, data);
+    }
+
+    /// <summary>What mount noticed and repaired (a damaged superblock copy, a torn journal tail, records replayed).</summary>
+    public IReadOnlyList<string> MountNotes => _mountNotes;
+
+    private static async Task<Superblock> ReadSuperblockAsync(IBlockDevice device, List<string> notes, CancellationToken ct)
+    {
+        using var buf = new AlignedBuffer(2 * B, B);
+        await device.ReadAsync(0, buf.Memory, ct);
+        var a = Superblock.TryDecode(buf.GetSpan()[..B], out var whyA);
+        var b = Superblock.TryDecode(buf.GetSpan()[B..], out var whyB);
+        if (a is null && b is null)
+        {
+            var what = Signatures.Detect(buf.GetSpan());
+            throw new NotAStoreException(what is null
+                ? $"{device.Name} does not hold an object store ({whyA}); create one with 'appliance store mkfs {device.Name}'"
+                : $"{device.Name} holds {what}, not an object store");
+        }
+        if (a is null)
+        {
+            notes.Add($"superblock copy A is damaged ({whyA}); using copy B");
+        }
+        else if (b is null)
+        {
+            notes.Add($"superblock copy B is damaged ({whyB}); using copy A");
+        }
+        else if (a != b)
+        {
+            notes.Add("superblock copies differ; using copy A");
+        }
+        return a ?? b!;
+    }
+
+    private sealed class ReplaySink : IRedoSink
+    {
+        public Dictionary<long, byte[]> Overlay { get; } = [];
+
+        // A block freed after a deferred write to it: a later owner brings its own data (copy-on-write on the
+        // device or a later deferred write), so the stale deferred data must not be written over it.
+        public void Freed(long phys) => Overlay.Remove(phys);
+
+        public void Data(long phys, ReadOnlySpan<byte> block) => Overlay[phys] = block.ToArray();
+    }
+
+    /// <summary>
+    /// Replays records from journal offset 0 while each has the expected seq and passes both crcs. Where that stops
+    /// is the tail; the rest of the journal must hold no valid record header with a seq at or past the expected one
+    /// (only one record is ever unflushed, the tail itself), else the damage is in the middle: refuse.
+    /// </summary>
+    private static async Task<(long Head, ulong NextSeq, int Records, long? TornHeaderAt)> ReplayJournalAsync(
+        IBlockDevice device, Geometry geo, uint seed, ulong firstSeq, MetaState meta, ReplaySink sink, CancellationToken ct)
+    {
+        var journal = new byte[geo.JournalSize];
+        const int chunk = 1 << 20;
+        using (var buf = new AlignedBuffer(chunk, B))
+        {
+            for (long off = 0; off < geo.JournalSize; off += chunk)
+            {
+                var n = (int)Math.Min(chunk, geo.JournalSize - off);
+                await device.ReadAsync(geo.JournalOffset + off, buf.Memory[..n], ct);
+                buf.GetSpan()[..n].CopyTo(journal.AsSpan((int)off));
+            }
+        }
+        long pos = 0;
+        var seq = firstSeq;
+        var records = 0;
+        long? tornAt = null;
+        string? tailWhy = null;
+        while (pos < geo.JournalSize)
+        {
+            var h = JournalRecord.TryParseHeader(journal.AsSpan((int)pos), seed);
+            if (h is not { } hdr || hdr.Seq != seq)
+            {
+                tailWhy = h is null ? "no valid header" : $"seq {h.Value.Seq} instead of {seq}";
+                break;
+            }
+            var size = JournalRecord.SizeOnDisk(hdr.PayloadLength);
+            if (pos + size > geo.JournalSize)
+            {
+                tornAt = pos;
+                tailWhy = "record runs past the end of the journal";
+                break;
+            }
+            var payload = journal.AsSpan((int)pos + JournalRecord.HeaderSize, hdr.PayloadLength);
+            if (Crc32C.Compute(payload, seed) != hdr.PayloadCrc)
+            {
+                tornAt = pos;
+                tailWhy = "payload checksum mismatch (torn write)";
+                break;
+            }
+            var r = new SpanReader(payload, $"journal record seq {seq}");
+            for (var t = 0; t < hdr.Transactions; t++)
+            {
+                var len = (int)r.U32();
+                meta.Apply(r.Raw(len), sink, $"journal record seq {seq} transaction {t}");
+            }
+            if (!r.AtEnd)
+            {
+                r.Fail("trailing bytes after the transactions");
+            }
+            pos += size;
+            seq++;
+            records++;
+        }
+        for (long p = 0; p < geo.JournalSize; p += B)
+        {
+            // The tail position itself may hold the torn record (seq == expected): that is the one allowed.
+            if (JournalRecord.TryParseHeader(journal.AsSpan((int)p), seed) is { } other && (other.Seq > seq || other.Seq == seq && p != pos))
+            {
+                throw new CorruptionException(
+                    $"{device.Name}: journal damaged in the middle: the log ends at journal offset {pos} (seq {seq}: {tailWhy}) " +
+                    $"but a valid record with seq {other.Seq} follows at journal offset {p}; acknowledged transactions would be lost");
+            }
+        }
+        return (pos, seq, records, tornAt);
+    }
+}

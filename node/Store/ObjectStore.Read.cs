@@ -1,0 +1,260 @@
+using Appliance.Platform.Devices;
+using Appliance.Store.Format;
+using Appliance.Store.Meta;
+
+namespace Appliance.Store;
+
+public sealed partial class ObjectStore
+{
+    private Onode Get(string c, string o)
+    {
+        if (!_meta.Collections.TryGetValue(c, out var coll))
+        {
+            throw new CollectionNotFoundException(c);
+        }
+        return coll.Objects.TryGetValue(o, out var on) ? on : throw new ObjectNotFoundException(c, o);
+    }
+
+    /// <summary>
+    /// Reads up to <paramref name="length"/> bytes at <paramref name="offset"/> (fewer at the end of the object;
+    /// none past it). Holes read as zeros. Every block read from the device is checked against its crc32c: a
+    /// mismatch throws <see cref="ChecksumException"/> and no data is returned.
+    /// </summary>
+    public async Task<byte[]> ReadAsync(string collection, string name, long offset = 0, int length = int.MaxValue, CancellationToken ct = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        for (var attempt = 0; ; attempt++)
+        {
+            ThrowIfFailed();
+            byte[] result;
+            long first;
+            BlockRef[] refs;
+            byte[]?[] overlay;
+            lock (_stateLock)
+            {
+                var on = Get(collection, name);
+                var end = Math.Min(on.Size, offset + (long)length);
+                if (end <= offset)
+                {
+                    return [];
+                }
+                result = new byte[end - offset];
+                first = offset / B;
+                var last = (end - 1) / B;
+                refs = on.Blocks[(int)first..(int)(last + 1)].ToArray();
+                overlay = new byte[]?[refs.Length];
+                for (var i = 0; i < refs.Length; i++)
+                {
+                    if (!refs[i].IsHole && _overlay.TryGetValue(refs[i].Phys, out var d))
+                    {
+                        overlay[i] = d;
+                    }
+                }
+            }
+            var (bad, actual) = await FillAsync(result, offset, first, refs, overlay, ct);
+            if (bad < 0)
+            {
+                return result;
+            }
+            // A mismatch may be a race, not rot: the block may have moved (copy-on-write, freed and reused) or got
+            // an overlay since we looked. Only a mismatch on a block whose mapping did not change is real.
+            lock (_stateLock)
+            {
+                var on = _meta.Find(collection, name);
+                var idx = first + bad;
+                var same = on is not null && idx < on.BlockCount && on.Blocks[(int)idx] == refs[bad] && !_overlay.ContainsKey(refs[bad].Phys);
+                if (same || attempt >= 8)
+                {
+                    throw new ChecksumException(collection, name, idx, refs[bad].Phys * B, refs[bad].Crc, actual);
+                }
+            }
+        }
+    }
+
+    /// <summary>Copies blocks into <paramref name="result"/> (which starts at byte <paramref name="offset"/> of the
+    /// object); returns the index in <paramref name="refs"/> of the first block that failed its crc, or -1.</summary>
+    private async Task<(int Bad, uint Actual)> FillAsync(byte[] result, long offset, long first, BlockRef[] refs, byte[]?[] overlay, CancellationToken ct)
+    {
+        var bad = -1;
+        uint actual = 0;
+        var i = 0;
+        while (i < refs.Length)
+        {
+            if (refs[i].IsHole || overlay[i] is not null)
+            {
+                if (overlay[i] is { } d)
+                {
+                    Place(result, offset, first + i, d);
+                }
+                i++;
+                continue;
+            }
+            // A run of adjacent device blocks: one read.
+            var j = i + 1;
+            while (j < refs.Length && j - i < 256 && overlay[j] is null && !refs[j].IsHole && refs[j].Phys == refs[j - 1].Phys + 1)
+            {
+                j++;
+            }
+            using (var buf = new AlignedBuffer((j - i) * B, B))
+            {
+                await _device.ReadAsync(refs[i].Phys * B, buf.Memory, ct);
+                var span = buf.GetSpan();
+                for (var k = i; k < j; k++)
+                {
+                    var block = span.Slice((k - i) * B, B);
+                    var crc = Crc32C.Compute(block);
+                    if (crc != refs[k].Crc)
+                    {
+                        if (bad < 0)
+                        {
+                            (bad, actual) = (k, crc);
+                        }
+                        continue;
+                    }
+                    Place(result, offset, first + k, block);
+                }
+            }
+            i = j;
+        }
+        return (bad, actual);
+    }
+
+    private static void Place(byte[] result, long offset, long index, ReadOnlySpan<byte> block)
+    {
+        var blockStart = index * B;
+        var from = Math.Max(offset, blockStart);
+        var to = Math.Min(offset + result.Length, blockStart + B);
+        if (to > from)
+        {
+            block.Slice((int)(from - blockStart), (int)(to - from)).CopyTo(result.AsSpan((int)(from - offset)));
+        }
+    }
+
+    /// <summary>The object's size and hash, or null when it does not exist.</summary>
+    public ObjectInfo? Stat(string collection, string name)
+    {
+        lock (_stateLock)
+        {
+            return _meta.Find(collection, name) is { } on ? new ObjectInfo(on.Name, on.Size, on.Hash) : null;
+        }
+    }
+
+    public bool CollectionExists(string collection)
+    {
+        lock (_stateLock)
+        {
+            return _meta.Collections.ContainsKey(collection);
+        }
+    }
+
+    /// <summary>Collection names, sorted ordinally.</summary>
+    public IReadOnlyList<string> ListCollections()
+    {
+        lock (_stateLock)
+        {
+            return [.. _meta.Collections.Keys.Order(StringComparer.Ordinal)];
+        }
+    }
+
+    /// <summary>Up to <paramref name="max"/> objects of a collection in hash order (crc32c of the name, then
+    /// name), after <paramref name="after"/>. The cursor stays valid across changes and restarts: objects created
+    /// behind it are not returned, ones ahead of it are.</summary>
+    public ListResult List(string collection, ListCursor? after = null, int max = 1000)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
+        lock (_stateLock)
+        {
+            if (!_meta.Collections.TryGetValue(collection, out var coll))
+            {
+                throw new CollectionNotFoundException(collection);
+            }
+            IEnumerable<Onode> view = coll.ByHash;
+            if (after is not null && coll.ByHash.Count > 0)
+            {
+                var probe = new Onode(after.Name, after.Hash);
+                view = HashOrder.Instance.Compare(probe, coll.ByHash.Max!) >= 0
+                    ? []
+                    : coll.ByHash.GetViewBetween(probe, coll.ByHash.Max!).Where(o => HashOrder.Instance.Compare(o, probe) > 0);
+            }
+            var page = view.Take(max + 1).Select(o => new ObjectInfo(o.Name, o.Size, o.Hash)).ToList();
+            ListCursor? next = null;
+            if (page.Count > max)
+            {
+                page.RemoveAt(max);
+                next = new ListCursor(page[^1].Hash, page[^1].Name);
+            }
+            return new ListResult(page, next);
+        }
+    }
+
+    /// <summary>All xattrs of an object (copies).</summary>
+    public IReadOnlyDictionary<string, byte[]> GetXattrs(string collection, string name)
+    {
+        lock (_stateLock)
+        {
+            return Get(collection, name).Xattrs.ToDictionary(kv => kv.Key, kv => (byte[])kv.Value.Clone(), StringComparer.Ordinal);
+        }
+    }
+
+    /// <summary>One xattr, or null when the object has no such key.</summary>
+    public byte[]? GetXattr(string collection, string name, string key)
+    {
+        lock (_stateLock)
+        {
+            return Get(collection, name).Xattrs.TryGetValue(key, out var v) ? (byte[])v.Clone() : null;
+        }
+    }
+
+    /// <summary>Omap entries in key order (ordinal): only keys starting with <paramref name="prefix"/>, only keys
+    /// after <paramref name="startAfter"/>, at most <paramref name="limit"/>.</summary>
+    public IReadOnlyList<KeyValuePair<string, byte[]>> OmapGet(string collection, string name, string? prefix = null, string? startAfter = null, int limit = int.MaxValue)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(limit);
+        lock (_stateLock)
+        {
+            var omap = Get(collection, name).Omap;
+            if (omap.Count == 0 || limit == 0)
+            {
+                return [];
+            }
+            var lo = prefix ?? "";
+            if (startAfter is not null && string.CompareOrdinal(startAfter, lo) >= 0)
+            {
+                lo = startAfter;
+            }
+            var probe = new OmapEntry(lo, []);
+            if (OmapComparer.Instance.Compare(probe, omap.Max!) > 0)
+            {
+                return [];
+            }
+            var result = new List<KeyValuePair<string, byte[]>>();
+            foreach (var e in omap.GetViewBetween(probe, omap.Max!))
+            {
+                if (startAfter is not null && string.CompareOrdinal(e.Key, startAfter) <= 0)
+                {
+                    continue;
+                }
+                if (prefix is not null && !e.Key.StartsWith(prefix, StringComparison.Ordinal))
+                {
+                    break;
+                }
+                result.Add(new(e.Key, (byte[])e.Value.Clone()));
+                if (result.Count >= limit)
+                {
+                    break;
+                }
+            }
+            return result;
+        }
+    }
+
+    /// <summary>One omap value, or null.</summary>
+    public byte[]? OmapGetValue(string collection, string name, string key)
+    {
+        lock (_stateLock)
+        {
+            return Get(collection, name).Omap.TryGetValue(new OmapEntry(key, []), out var e) ? (byte[])e.Value.Clone() : null;
+        }
+    }
+}

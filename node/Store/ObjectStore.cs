@@ -1,0 +1,248 @@
+using System.Threading.Channels;
+using Appliance.Platform.Devices;
+using Appliance.Store.Alloc;
+using Appliance.Store.Format;
+using Appliance.Store.Journal;
+using Appliance.Store.Meta;
+
+namespace Appliance.Store;
+
+/// <summary>Options of a mounted store.</summary>
+public sealed record StoreOptions
+{
+    /// <summary>Writes shorter than this go through the journal (data in the record, applied in place later);
+    /// longer ones are written copy-on-write to fresh blocks before their record.</summary>
+    public int DeferredWriteMax { get; init; } = 64 << 10;
+
+    /// <summary>Bound on the data of transactions in flight (held in memory until written).</summary>
+    public long InflightBytes { get; init; } = 64L << 20;
+}
+
+/// <summary>Options of mkfs.</summary>
+public sealed record MkfsOptions
+{
+    public Guid ClusterId { get; init; }
+    public int OsdId { get; init; }
+
+    /// <summary>Erase a device that holds another store or a filesystem.</summary>
+    public bool Wipe { get; init; }
+
+    /// <summary>Journal size in bytes (default: 1/16 of the device, 256 KiB to 64 MiB).</summary>
+    public long? JournalBytes { get; init; }
+
+    /// <summary>Size of each of the two checkpoint slots (default: 1/32 of the device, 128 KiB to 1 GiB). All
+    /// metadata must fit in one.</summary>
+    public long? CheckpointBytes { get; init; }
+}
+
+/// <summary>An object's identity and size.</summary>
+public sealed record ObjectInfo(string Name, long Size, uint Hash);
+
+/// <summary>Where a listing stopped: pass it back to continue after it.</summary>
+public sealed record ListCursor(uint Hash, string Name);
+
+/// <summary>A page of a collection's listing; <see cref="Next"/> is null at the end.</summary>
+public sealed record ListResult(IReadOnlyList<ObjectInfo> Objects, ListCursor? Next);
+
+/// <summary>Space and activity figures.</summary>
+public sealed record StoreStats(long TotalBytes, long UsedBytes, long FreeBytes, long MetadataBytes, long MetadataCapacity,
+    long JournalBytes, long Collections, long Objects, long ClientBytesWritten, long DeviceBytesWritten)
+{
+    /// <summary>Device bytes written per client byte written over the store's life (0 before any write).</summary>
+    public double WriteAmplification => ClientBytesWritten == 0 ? 0 : (double)DeviceBytesWritten / ClientBytesWritten;
+}
+
+/// <summary>
+/// The object store on one device. See node/Store/README.md for the on-disk layout and the invariants.
+/// Mutations go through <see cref="SubmitAsync"/>; reads run concurrently with them and see every transaction
+/// whose submission has returned from preparation (durable or not yet).
+/// </summary>
+public sealed partial class ObjectStore : IAsyncDisposable
+{
+    private const int B = Superblock.BlockSize;
+
+    private readonly IBlockDevice _device;
+    private readonly StoreOptions _options;
+    private readonly Superblock _super;
+    private readonly Geometry _geo;
+    private readonly uint _seed;
+    private readonly MetaState _meta;
+    private readonly Allocator _alloc;
+    private readonly ByteBudget _budget;
+    /// <summary>Bounds the journal bytes of transactions published but not yet journaled (an eighth of the journal).</summary>
+    private readonly ByteBudget _journalBudget;
+    /// <summary>Serialises preparation and application of transactions (submission order), and checkpoints.</summary>
+    private readonly SemaphoreSlim _submitLock = new(1, 1);
+    /// <summary>Guards <see cref="_meta"/> and <see cref="_overlay"/> for readers against the applier.</summary>
+    private readonly Lock _stateLock = new();
+    /// <summary>Held while a transaction is published, and by a checkpoint while it takes its snapshot.</summary>
+    private readonly SemaphoreSlim _publishGate = new(1, 1);
+    /// <summary>Data written by committed or in-flight transactions that is not yet on the device at its block:
+    /// reads take it from here. An entry is removed by the write that puts it on the device, only if it is still the
+    /// same entry (a later transaction may have replaced it).</summary>
+    private readonly Dictionary<long, byte[]> _overlay = [];
+    private readonly Channel<Pending> _queue = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly List<string> _mountNotes;
+    private Task _writer = Task.CompletedTask;
+    private ulong _generation;
+    private int _slot;
+    private ulong _nextSeq;
+    private long _journalHead;
+    private long _deviceBytes;
+    private volatile Exception? _failure;
+    private int _disposed;
+
+    private ObjectStore(IBlockDevice device, StoreOptions options, Superblock super, MetaState meta, Allocator alloc, List<string> notes)
+    {
+        _device = device;
+        _options = options;
+        _super = super;
+        _geo = super.Geometry;
+        _seed = super.CrcSeed;
+        _meta = meta;
+        _alloc = alloc;
+        _mountNotes = notes;
+        _budget = new ByteBudget(Math.Max(options.InflightBytes, 1 << 20));
+        _journalBudget = new ByteBudget(_geo.JournalSize / 8);
+    }
+
+    public Superblock Superblock => _super;
+
+    public IBlockDevice Device => _device;
+
+    /// <summary>Creates a store on <paramref name="device"/>. Refuses a device holding another store's or a
+    /// filesystem's signature unless <see cref="MkfsOptions.Wipe"/> is set.</summary>
+    public static async Task<Superblock> MkfsAsync(IBlockDevice device, MkfsOptions? options = null, CancellationToken ct = default)
+    {
+        options ??= new MkfsOptions();
+        CheckDevice(device);
+        var probe = (int)Math.Min(Signatures.ProbeLength, device.Size);
+        using (var head = new AlignedBuffer(probe, B))
+        {
+            await device.ReadAsync(0, head.Memory, ct);
+            if (!options.Wipe && Signatures.Detect(head.GetSpan()) is { } what)
+            {
+                throw new ForeignSignatureException(device.Name, what);
+            }
+        }
+        var geo = Geometry.For(device.Size, options.JournalBytes ?? Math.Min(64L << 20, Math.Max(256 << 10, device.Size / 16 / B * B)), options.CheckpointBytes);
+        var sb = new Superblock(Guid.NewGuid(), options.ClusterId, options.OsdId, geo, DateTimeOffset.UtcNow);
+        var seed = sb.CrcSeed;
+        // First the initial checkpoint (slot 0, generation 1, empty state) and an invalid slot 1, then the
+        // superblocks: a crash before the superblocks land leaves no store, never a half one.
+        var empty = new MetaState(geo.FirstDataBlock, geo.EndDataBlock);
+        var payload = new ByteWriter();
+        payload.I64(0);
+        empty.EncodeCheckpoint(payload);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(payload.Span, payload.Length - 8);
+        payload.U32(0);
+        using (var slot = new AlignedBuffer(2 * B, B))
+        {
+            payload.Written.CopyTo(slot.GetSpan()[B..]);
+            CheckpointHeader.Write(slot.GetSpan(), new CheckpointHeader.Header(1, 1, payload.Length, Crc32C.Compute(payload.Written, seed)), seed);
+            await device.WriteAsync(geo.CheckpointOffset0, slot.Memory, ct);
+            slot.GetSpan().Clear();
+            await device.WriteAsync(geo.CheckpointOffset1, slot.Memory[..B], ct);
+            // The journal's first block too, so that no record of an earlier life is even looked at.
+            await device.WriteAsync(geo.JournalOffset, slot.Memory[..B], ct);
+        }
+        await device.FlushAsync(ct);
+        using (var super = new AlignedBuffer(2 * B, B))
+        {
+            sb.Encode(super.GetSpan()[..B]);
+            sb.Encode(super.GetSpan()[B..]);
+            await device.WriteAsync(0, super.Memory, ct);
+        }
+        await device.FlushAsync(ct);
+        return sb;
+    }
+
+    private static void CheckDevice(IBlockDevice device)
+    {
+        if (device.BlockSize > B || B % device.BlockSize != 0 || device.MemoryAlignment > B)
+        {
+            throw new ArgumentException($"{device.Name}: block size {device.BlockSize} / alignment {device.MemoryAlignment} is not supported (the store uses 4 KiB blocks)");
+        }
+    }
+
+    private void ThrowIfFailed()
+    {
+        if (_failure is { } f)
+        {
+            throw new StoreFailedException($"the store on {_device.Name} stopped after an error ({f.Message}); unmount and mount it again", f);
+        }
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+    }
+
+    private void Fail(Exception e)
+    {
+        _failure ??= e;
+        _queue.Writer.TryComplete();
+    }
+
+    /// <summary>Whether the store stopped after an I/O error.</summary>
+    public bool IsFailed => _failure is not null;
+
+    /// <summary>Space and activity figures.</summary>
+    public StoreStats StatFs()
+    {
+        lock (_stateLock)
+        {
+            var total = _alloc.Total * B;
+            var free = _alloc.Free * B;
+            long objects = 0;
+            foreach (var c in _meta.Collections.Values)
+            {
+                objects += c.Objects.Count;
+            }
+            return new StoreStats(total, total - free, free, _meta.EncodedBytes, _geo.CheckpointCapacity, _geo.JournalSize,
+                _meta.Collections.Count, objects, _meta.ClientBytesWritten, _meta.DeviceBytesWritten + Interlocked.Read(ref _deviceBytes));
+        }
+    }
+
+    /// <summary>Writes a checkpoint now (all queued transactions are included and become durable).</summary>
+    public async Task CheckpointAsync(CancellationToken ct = default)
+    {
+        ThrowIfFailed();
+        var p = new Pending(null, 0, 0);
+        if (!_queue.Writer.TryWrite(p))
+        {
+            ThrowIfFailed();
+        }
+        await p.Done.Task.WaitAsync(ct);
+    }
+
+    /// <summary>Unmounts: waits for queued transactions, writes a final checkpoint, stops the writer. The device
+    /// stays open (the caller owns it). After a failure it only stops.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+        if (_failure is null)
+        {
+            var p = new Pending(null, 0, 0);
+            if (_queue.Writer.TryWrite(p))
+            {
+                try
+                {
+                    await p.Done.Task;
+                }
+                catch (StoreException)
+                {
+                    // The failure is recorded; the durable state is whatever the last flush left, which mount recovers.
+                }
+            }
+        }
+        _queue.Writer.TryComplete();
+        try
+        {
+            await _writer;
+        }
+        catch (Exception e) when (e is IOException or StoreException)
+        {
+            // Already recorded as the failure.
+        }
+    }
+}
