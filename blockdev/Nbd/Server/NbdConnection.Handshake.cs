@@ -17,9 +17,7 @@ internal sealed partial class NbdConnection
     /// <summary>Negotiates; returns the export to serve, or null when the client aborted.</summary>
     private async Task<ExportLease?> NegotiateAsync()
     {
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_cts.Token);
-        deadline.CancelAfter(_options.HandshakeTimeout);
-        var ct = deadline.Token;
+        var ct = _cts.Token;
 
         var greeting = new byte[NbdWire.GreetingSize];
         NbdWire.WriteGreeting(greeting, HandshakeFlags.FixedNewstyle | HandshakeFlags.NoZeroes);

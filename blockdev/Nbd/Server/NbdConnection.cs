@@ -36,7 +36,9 @@ internal sealed partial class NbdConnection
         }
         Peer = socket.RemoteEndPoint?.ToString() is { Length: > 0 } p ? p : "unix client";
         _cts = CancellationTokenSource.CreateLinkedTokenSource(serverStop);
-        _stream = new NetworkStream(socket, ownsSocket: false);
+        // Blocking sends give up after twice the stall limit even if the watchdog did not get to it first.
+        socket.SendTimeout = (int)Math.Min(int.MaxValue, options.ReplyStallTimeout.TotalMilliseconds * 2);
+        _stream = new BlockingNetworkStream(socket);
         _reader = PipeReader.Create(_stream, ReaderOptions);
         _budget = new ByteBudget(options.MaxBytesInFlight);
         _slots = new SemaphoreSlim(options.MaxRequestsInFlight, options.MaxRequestsInFlight);
@@ -44,16 +46,29 @@ internal sealed partial class NbdConnection
 
     public string Peer { get; }
 
-    public async Task RunAsync()
+    /// <summary>Serves the connection on the calling thread (a dedicated one) until it ends. Never throws.</summary>
+    public void Run()
     {
         try
         {
-            var lease = await NegotiateAsync();
+            ExportLease? lease;
+            // Every read of the negotiation is bounded by the socket timeout, the whole negotiation by this timer.
+            _socket.ReceiveTimeout = (int)Math.Min(int.MaxValue, _options.HandshakeTimeout.TotalMilliseconds);
+            using (var deadline = new CancellationTokenSource(_options.HandshakeTimeout))
+            using (deadline.Token.Register(() => Abort($"negotiation not finished within {_options.HandshakeTimeout.TotalSeconds:0} s")))
+            {
+                lease = NegotiateAsync().GetAwaiter().GetResult();
+            }
             if (lease is not null)
             {
-                await using (lease)
+                _socket.ReceiveTimeout = 0;
+                try
                 {
-                    await TransmitAsync(lease);
+                    ServeTransmission(lease);
+                }
+                finally
+                {
+                    lease.DisposeAsync().AsTask().GetAwaiter().GetResult();
                 }
             }
         }
@@ -70,9 +85,13 @@ internal sealed partial class NbdConnection
         {
             Log($"closing: {e.Message}");
         }
+        catch (Exception e)
+        {
+            Log($"internal error: {e}");
+        }
         finally
         {
-            await CloseAsync();
+            CloseAsync().AsTask().GetAwaiter().GetResult();
         }
     }
 

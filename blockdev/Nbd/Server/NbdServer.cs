@@ -159,21 +159,32 @@ public sealed class NbdServer : IAsyncDisposable
                 continue;
             }
             var connection = new NbdConnection(this, client, _options, where, _stop.Token);
-            _connections[connection] = RunConnectionAsync(connection);
+            StartConnection(connection);
         }
     }
 
-    private async Task RunConnectionAsync(NbdConnection connection)
+    /// <summary>Runs a connection on a thread of its own, registered (with the task that ends with it) before it starts.</summary>
+    private void StartConnection(NbdConnection connection)
     {
-        await Task.Yield();
-        try
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _connections[connection] = done.Task;
+        var thread = new Thread(() =>
         {
-            await connection.RunAsync();
-        }
-        finally
+            try
+            {
+                connection.Run();
+            }
+            finally
+            {
+                _connections.TryRemove(connection, out _);
+                done.SetResult();
+            }
+        })
         {
-            _connections.TryRemove(connection, out _);
-        }
+            IsBackground = true,
+            Name = $"nbd {connection.Peer}",
+        };
+        thread.Start();
     }
 
     /// <summary>Once a second: close connections whose client stopped reading replies (a reply stalled too long).</summary>
