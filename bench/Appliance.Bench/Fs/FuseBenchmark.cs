@@ -84,6 +84,10 @@ public sealed class FuseBenchmark : IBenchmark
                 testfs.Kill();
             }
             Directory.Delete(local, recursive: true);
+            if (testfs.HasExited)
+            {
+                Directory.Delete(mount);
+            }
         }
         return 0;
     }
