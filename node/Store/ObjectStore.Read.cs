@@ -131,6 +131,24 @@ public sealed partial class ObjectStore
         }
     }
 
+    /// <summary>Device byte offsets of the object's allocated blocks (block index, offset), for tests and repair tools.</summary>
+    internal IReadOnlyList<(long Index, long Offset)> DeviceOffsetsOf(string collection, string name)
+    {
+        lock (_stateLock)
+        {
+            var on = Get(collection, name);
+            var result = new List<(long, long)>();
+            for (var i = 0; i < on.BlockCount; i++)
+            {
+                if (!on.Blocks[i].IsHole)
+                {
+                    result.Add((i, on.Blocks[i].Phys * B));
+                }
+            }
+            return result;
+        }
+    }
+
     /// <summary>The object's size and hash, or null when it does not exist.</summary>
     public ObjectInfo? Stat(string collection, string name)
     {

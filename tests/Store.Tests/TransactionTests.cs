@@ -1,0 +1,271 @@
+using System.Text;
+using Appliance.Platform.Devices;
+using Appliance.Store.CrashWriter;
+using Xunit.Abstractions;
+
+namespace Appliance.Store.Tests;
+
+/// <summary>Transaction semantics, operation by operation, on each device kind; every test also remounts and checks
+/// that the same state came back, and that fsck is clean.</summary>
+public abstract class TransactionTests(ITestOutputHelper output) : IAsyncLifetime
+{
+    protected ITestOutputHelper Output { get; } = output;
+
+    protected IBlockDevice Device { get; set; } = null!;
+
+    protected ObjectStore Store { get; private set; } = null!;
+
+    protected abstract Task<IBlockDevice> CreateDeviceAsync();
+
+    protected virtual Task CleanupAsync() => Task.CompletedTask;
+
+    public async Task InitializeAsync()
+    {
+        Device = await CreateDeviceAsync();
+        await ObjectStore.MkfsAsync(Device, TestSupport.Small(journal: 4 << 20, checkpoint: 1 << 20));
+        Store = await ObjectStore.MountAsync(Device);
+        await Store.SubmitAsync(new Transaction().CreateCollection("pg"));
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Store.DisposeAsync();
+        await Device.DisposeAsync();
+        await CleanupAsync();
+    }
+
+    protected async Task RemountAsync()
+    {
+        var report = await Store.FsckAsync();
+        Assert.True(report.IsClean, report.ToString());
+        await Store.DisposeAsync();
+        Store = await ObjectStore.MountAsync(Device);
+        report = await Store.FsckAsync();
+        Assert.True(report.IsClean, report.ToString());
+    }
+
+    private static byte[] U(string s) => Encoding.UTF8.GetBytes(s);
+
+    [Fact]
+    public async Task Write_reads_back_holes_read_as_zeros_and_it_survives_remount()
+    {
+        var small = TestSupport.Bytes(5000, 1);
+        var large = TestSupport.Bytes(300_000, 2);
+        await Store.SubmitAsync(new Transaction().Write("pg", "a", 100_000, small).Write("pg", "b", 1000, large));
+        for (var pass = 0; pass < 2; pass++)
+        {
+            var a = await Store.ReadAsync("pg", "a");
+            Assert.Equal(105_000, a.Length);
+            Assert.True(a.AsSpan(0, 100_000).IndexOfAnyExcept((byte)0) < 0, "unwritten range must read as zeros");
+            Assert.Equal(small, a[100_000..]);
+            Assert.Equal(large, (await Store.ReadAsync("pg", "b"))[1000..]);
+            Assert.Equal(large.AsSpan(5000, 777).ToArray(), await Store.ReadAsync("pg", "b", 6000, 777));
+            Assert.Empty(await Store.ReadAsync("pg", "b", 10_000_000, 10));
+            await RemountAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Small_and_large_overwrites_replace_bytes_exactly()
+    {
+        var data = TestSupport.Bytes(200_000, 3);
+        await Store.SubmitAsync(new Transaction().Write("pg", "o", 0, data));
+        var patch = TestSupport.Bytes(10, 4);
+        var big = TestSupport.Bytes(100_000, 5);
+        await Store.SubmitAsync(new Transaction().Write("pg", "o", 4090, patch).Write("pg", "o", 50_001, big));
+        patch.CopyTo(data, 4090);
+        big.CopyTo(data, 50_001);
+        Assert.Equal(data, await Store.ReadAsync("pg", "o"));
+        await RemountAsync();
+        Assert.Equal(data, await Store.ReadAsync("pg", "o"));
+    }
+
+    [Fact]
+    public async Task Zero_and_truncate_behave_like_a_file()
+    {
+        var data = TestSupport.Bytes(50_000, 6);
+        await Store.SubmitAsync(new Transaction().Write("pg", "o", 0, data).Zero("pg", "o", 1000, 20_000));
+        data.AsSpan(1000, 20_000).Clear();
+        Assert.Equal(data, await Store.ReadAsync("pg", "o"));
+        // Shrink into the middle of a block, then grow again: the cut-off bytes read as zeros.
+        await Store.SubmitAsync(new Transaction().Truncate("pg", "o", 30_001).Truncate("pg", "o", 40_000));
+        var expect = new byte[40_000];
+        data.AsSpan(0, 30_001).CopyTo(expect);
+        Assert.Equal(expect, await Store.ReadAsync("pg", "o"));
+        await Store.SubmitAsync(new Transaction().Zero("pg", "o", 39_000, 5000));
+        Array.Resize(ref expect, 44_000);
+        expect.AsSpan(39_000).Clear();
+        Assert.Equal(expect, await Store.ReadAsync("pg", "o"));
+        await RemountAsync();
+        Assert.Equal(expect, await Store.ReadAsync("pg", "o"));
+        Assert.Equal(44_000, Store.Stat("pg", "o")!.Size);
+    }
+
+    [Fact]
+    public async Task Remove_touch_and_collections()
+    {
+        await Store.SubmitAsync(new Transaction().Touch("pg", "t").Write("pg", "w", 0, [1, 2, 3]));
+        Assert.Equal(0, Store.Stat("pg", "t")!.Size);
+        await Assert.ThrowsAsync<CollectionNotEmptyException>(() => Store.SubmitAsync(new Transaction().RemoveCollection("pg")));
+        await Assert.ThrowsAsync<CollectionExistsException>(() => Store.SubmitAsync(new Transaction().CreateCollection("pg")));
+        await Assert.ThrowsAsync<CollectionNotFoundException>(() => Store.SubmitAsync(new Transaction().Touch("nope", "x")));
+        await Assert.ThrowsAsync<ObjectNotFoundException>(() => Store.SubmitAsync(new Transaction().Remove("pg", "nope")));
+        await Store.SubmitAsync(new Transaction().Remove("pg", "t").Remove("pg", "w").RemoveCollection("pg").CreateCollection("pg2").Touch("pg2", "x"));
+        await RemountAsync();
+        Assert.Equal(["pg2"], Store.ListCollections());
+        Assert.Null(Store.Stat("pg2", "y"));
+        Assert.NotNull(Store.Stat("pg2", "x"));
+    }
+
+    [Fact]
+    public async Task Clone_and_clone_range_copy_data_xattrs_and_omap()
+    {
+        var data = TestSupport.Bytes(90_000, 7);
+        await Store.SubmitAsync(new Transaction().Write("pg", "src", 0, data).SetXattr("pg", "src", "x", U("1")).OmapSet("pg", "src", "k", U("v"))
+            .Clone("pg", "src", "dst").Write("pg", "src", 0, [9, 9, 9]).CloneRange("pg", "src", 0, 10, "part", 5));
+        Assert.Equal(data, await Store.ReadAsync("pg", "dst"));
+        Assert.Equal(U("1"), Store.GetXattr("pg", "dst", "x"));
+        Assert.Equal(U("v"), Store.OmapGetValue("pg", "dst", "k"));
+        var part = await Store.ReadAsync("pg", "part");
+        Assert.Equal(15, part.Length);
+        Assert.Equal(new byte[] { 0, 0, 0, 0, 0, 9, 9, 9 }, part[..8]);
+        Assert.Equal(data.AsSpan(3, 7).ToArray(), part[8..]);
+        await Store.SubmitAsync(new Transaction().Remove("pg", "src"));
+        await RemountAsync();
+        Assert.Equal(data, await Store.ReadAsync("pg", "dst"));
+        await Assert.ThrowsAsync<ObjectNotFoundException>(() => Store.SubmitAsync(new Transaction().Clone("pg", "src", "again")));
+    }
+
+    [Fact]
+    public async Task Xattrs_and_omap_ranges()
+    {
+        var t = new Transaction().SetXattr("pg", "o", "a", U("1")).SetXattr("pg", "o", "b", U("2")).RemoveXattr("pg", "o", "a");
+        foreach (var k in new[] { "p1", "p3", "p2", "q1", "a0" })
+        {
+            t.OmapSet("pg", "o", k, U("v" + k));
+        }
+        await Store.SubmitAsync(t);
+        await Store.SubmitAsync(new Transaction().OmapRemove("pg", "o", "p3").OmapRemove("pg", "o", "missing"));
+        for (var pass = 0; pass < 2; pass++)
+        {
+            Assert.Equal(["b"], Store.GetXattrs("pg", "o").Keys);
+            Assert.Equal(["a0", "p1", "p2", "q1"], Store.OmapGet("pg", "o").Select(kv => kv.Key));
+            Assert.Equal(["p1", "p2"], Store.OmapGet("pg", "o", prefix: "p").Select(kv => kv.Key));
+            Assert.Equal(["p2"], Store.OmapGet("pg", "o", prefix: "p", startAfter: "p1").Select(kv => kv.Key));
+            Assert.Equal(["p2", "q1"], Store.OmapGet("pg", "o", startAfter: "p1").Select(kv => kv.Key));
+            Assert.Equal(["a0", "p1"], Store.OmapGet("pg", "o", limit: 2).Select(kv => kv.Key));
+            Assert.Empty(Store.OmapGet("pg", "o", startAfter: "z"));
+            Assert.Equal(U("vq1"), Store.OmapGetValue("pg", "o", "q1"));
+            await RemountAsync();
+        }
+        await Store.SubmitAsync(new Transaction().OmapClear("pg", "o"));
+        Assert.Empty(Store.OmapGet("pg", "o"));
+    }
+
+    [Fact]
+    public async Task Listing_is_in_hash_order_and_resumes_from_a_cursor()
+    {
+        var t = new Transaction();
+        for (var i = 0; i < 50; i++)
+        {
+            t.Touch("pg", $"obj{i}");
+        }
+        await Store.SubmitAsync(t);
+        var seen = new List<ObjectInfo>();
+        ListCursor? cursor = null;
+        do
+        {
+            var page = Store.List("pg", cursor, 7);
+            Assert.True(page.Objects.Count <= 7);
+            seen.AddRange(page.Objects);
+            cursor = page.Next;
+            if (cursor is not null && seen.Count == 21)
+            {
+                // The cursor survives a restart.
+                await RemountAsync();
+            }
+        }
+        while (cursor is not null);
+        Assert.Equal(50, seen.Count);
+        Assert.Equal(50, seen.Select(o => o.Name).Distinct().Count());
+        Assert.Equal(seen.OrderBy(o => o.Hash).ThenBy(o => o.Name, StringComparer.Ordinal).Select(o => o.Name), seen.Select(o => o.Name));
+    }
+
+    [Fact]
+    public async Task A_failing_transaction_has_no_effect()
+    {
+        await Store.SubmitAsync(new Transaction().Write("pg", "keep", 0, [1]));
+        var bad = new Transaction().Write("pg", "keep", 0, TestSupport.Bytes(100_000, 8)).SetXattr("pg", "new", "x", [1]).OmapSet("pg", "keep", "k", [1]).Remove("pg", "ghost");
+        await Assert.ThrowsAsync<ObjectNotFoundException>(() => Store.SubmitAsync(bad));
+        Assert.Equal(new byte[] { 1 }, await Store.ReadAsync("pg", "keep"));
+        Assert.Null(Store.Stat("pg", "new"));
+        Assert.Empty(Store.OmapGet("pg", "keep"));
+        await RemountAsync();
+        Assert.Equal(new byte[] { 1 }, await Store.ReadAsync("pg", "keep"));
+        Assert.Equal(1, Store.StatFs().Objects);
+    }
+
+    [Fact]
+    public async Task Concurrent_submissions_apply_in_submission_order()
+    {
+        var tasks = new List<Task>();
+        for (var i = 0; i < 200; i++)
+        {
+            var v = BitConverter.GetBytes(i);
+            tasks.Add(Store.SubmitAsync(new Transaction().Write("pg", "o", (i % 7) * 4, v).SetXattr("pg", "o", "last", v).OmapSet("pg", "o", $"k{i:D3}", v)));
+        }
+        await Task.WhenAll(tasks);
+        var expect = new byte[28];
+        for (var i = 0; i < 200; i++)
+        {
+            BitConverter.GetBytes(i).CopyTo(expect, (i % 7) * 4);
+        }
+        Assert.Equal(expect, await Store.ReadAsync("pg", "o"));
+        Assert.Equal(BitConverter.GetBytes(199), Store.GetXattr("pg", "o", "last"));
+        await RemountAsync();
+        Assert.Equal(expect, await Store.ReadAsync("pg", "o"));
+        Assert.Equal(200, Store.OmapGet("pg", "o").Count);
+    }
+
+    [Fact]
+    public async Task Random_workload_matches_the_model_across_remounts()
+    {
+        var seed = TestSupport.Seed(Output, nameof(Random_workload_matches_the_model_across_remounts));
+        await Store.SubmitAsync(new Transaction().Remove("pg", "none").RemoveCollection("pg")).ContinueWith(_ => { });
+        await Store.SubmitAsync(new Transaction().RemoveCollection("pg"));
+        var model = new Model();
+        var tasks = new List<Task>();
+        for (long n = 1; n <= 300; n++)
+        {
+            var ops = Workload.Generate(seed, n, model);
+            model.Apply(ops);
+            tasks.Add(Store.SubmitAsync(Workload.ToTransaction(ops)));
+            if (n % 50 == 0)
+            {
+                await Task.WhenAll(tasks);
+                tasks.Clear();
+                Assert.Empty(await model.DiffAsync(Store));
+                await RemountAsync();
+                Assert.Empty(await model.DiffAsync(Store));
+            }
+        }
+    }
+}
+
+public sealed class MemoryDeviceTransactionTests(ITestOutputHelper output) : TransactionTests(output)
+{
+    protected override Task<IBlockDevice> CreateDeviceAsync() => Task.FromResult<IBlockDevice>(new MemoryDevice(16 << 20, 512));
+}
+
+public sealed class FileDeviceTransactionTests(ITestOutputHelper output) : TransactionTests(output)
+{
+    private readonly TempDir _dir = new();
+
+    protected override Task<IBlockDevice> CreateDeviceAsync() => Task.FromResult<IBlockDevice>(FileDevice.CreateFile(_dir.File("disk"), 16 << 20));
+
+    protected override Task CleanupAsync()
+    {
+        _dir.Dispose();
+        return Task.CompletedTask;
+    }
+}
