@@ -125,3 +125,52 @@ public class PrimitiveTests
         }
     }
 }
+
+public class VectorHashTests
+{
+    [Fact]
+    public void Hash32x8_EqualsScalarHashLaneByLane()
+    {
+        var rng = new Random(12345);
+        for (var i = 0; i < 2000; i++)
+        {
+            var a = (uint)rng.NextInt64(0, 1L << 32);
+            var c = (uint)rng.NextInt64(0, 1L << 32);
+            var b = new uint[8];
+            for (var k = 0; k < 8; k++)
+            {
+                b[k] = (uint)rng.NextInt64(0, 1L << 32);
+            }
+            var v = CrushHash.Hash32x8(a, System.Runtime.Intrinsics.Vector256.Create(b), c);
+            for (var k = 0; k < 8; k++)
+            {
+                Assert.Equal(CrushHash.Hash32(a, b[k], c), v[k]);
+            }
+        }
+    }
+}
+
+public class Straw2DrawTests
+{
+    [Fact]
+    public void FastDivision_EqualsSigned64BitDivision()
+    {
+        var rng = new Random(777);
+        uint[] special = [1, 2, 3, 0x10000, 0xFFFF, 0x10001, 6553, 238419, 0x7FFFFFFF, 0xFFFFFFFF, 0xFFFFFFFE];
+        for (var i = 0; i < 400_000; i++)
+        {
+            var u = (uint)rng.Next(0, 65536);
+            var w = i < special.Length * 65536 / 8 ? special[i % special.Length] : (uint)rng.NextInt64(1, 1L << 32);
+            var ln = (long)CrushHash.Ln(u) - 0x1000000000000L;
+            Assert.Equal(ln / w, Appliance.Crush.Mapping.CrushMapper.Draw(u, w, 1.0 / w));
+        }
+        for (uint u = 0; u < 65536; u++)
+        {
+            foreach (var w in special)
+            {
+                var ln = (long)CrushHash.Ln(u) - 0x1000000000000L;
+                Assert.Equal(ln / w, Appliance.Crush.Mapping.CrushMapper.Draw(u, w, 1.0 / w));
+            }
+        }
+    }
+}

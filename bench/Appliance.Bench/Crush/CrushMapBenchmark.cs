@@ -55,11 +55,16 @@ public sealed class CrushMapBenchmark : IBenchmark
             // Warm up the JIT so tiered compilation has settled before timing.
             MapRange(mapper, reweights, 0, 50_000, null);
 
+            var process = Process.GetCurrentProcess();
+            var cpu0 = process.TotalProcessorTime;
             var sw = Stopwatch.StartNew();
             var checksum = MapRange(mapper, reweights, 0, count, null);
             sw.Stop();
+            process.Refresh();
+            var singleCpu = count / (process.TotalProcessorTime - cpu0).TotalSeconds;
             var single = count / sw.Elapsed.TotalSeconds;
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"ours, 1 thread:      {single,12:N0} mappings/s ({sw.Elapsed.TotalSeconds:0.000} s)"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"ours, 1 thread:      {single,12:N0} mappings/s ({sw.Elapsed.TotalSeconds:0.000} s); per CPU second {singleCpu,12:N0}"));
 
             var multi = single;
             if (threads > 1)
@@ -111,10 +116,12 @@ public sealed class CrushMapBenchmark : IBenchmark
                 return 1;
             }
             // crushtool loses output written into a pipe: redirect it to a file.
+            // `times` reports the child's CPU seconds, so the per-CPU-second figures stay comparable on a busy machine.
             var refOut = Path.Combine(dir.FullName, "crushtool.txt");
             sw.Restart();
-            (rc, err) = await ShellAsync(
-                $"crushtool -i '{binPath}' --test --rule 0 --num-rep 3 --min-x 0 --max-x {count - 1} --show-mappings > '{refOut}'", ct);
+            string times;
+            (rc, err, times) = await ShellWithOutputAsync(
+                $"crushtool -i '{binPath}' --test --rule 0 --num-rep 3 --min-x 0 --max-x {count - 1} --show-mappings > '{refOut}'; rc=$?; times; exit $rc", ct);
             sw.Stop();
             if (rc != 0)
             {
@@ -122,18 +129,24 @@ public sealed class CrushMapBenchmark : IBenchmark
                 return 1;
             }
             var reference = count / sw.Elapsed.TotalSeconds;
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"crushtool --test --show-mappings: {reference,12:N0} mappings/s ({sw.Elapsed.TotalSeconds:0.000} s)"));
+            var referenceCpu = count / ChildCpuSeconds(times);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"crushtool --test --show-mappings: {reference,12:N0} mappings/s ({sw.Elapsed.TotalSeconds:0.000} s); per CPU second {referenceCpu,12:N0}"));
 
             sw.Restart();
-            (rc, _) = await ShellAsync($"crushtool -i '{binPath}' --test --rule 0 --num-rep 3 --min-x 0 --max-x {count - 1} > /dev/null", ct);
+            (rc, _, times) = await ShellWithOutputAsync($"crushtool -i '{binPath}' --test --rule 0 --num-rep 3 --min-x 0 --max-x {count - 1} > /dev/null 2>&1; times", ct);
             sw.Stop();
             var referenceQuiet = count / sw.Elapsed.TotalSeconds;
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"crushtool --test (no output):     {referenceQuiet,12:N0} mappings/s ({sw.Elapsed.TotalSeconds:0.000} s)"));
+            var referenceQuietCpu = count / ChildCpuSeconds(times);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"crushtool --test (no output):     {referenceQuiet,12:N0} mappings/s ({sw.Elapsed.TotalSeconds:0.000} s); per CPU second {referenceQuietCpu,12:N0}"));
 
             var agree = CompareOutputs(oursOut, refOut, out var detail);
             Console.WriteLine(agree ? $"outputs agree on all {count:N0} inputs" : $"outputs DIFFER: {detail}");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"ratio ours/crushtool: {single / reference:0.00}x single-thread, {multi / reference:0.00}x on {threads} threads, {withOutput / reference:0.00}x writing lines (vs crushtool --show-mappings); {single / referenceQuiet:0.00}x vs crushtool without output"));
+                $"ratio ours/crushtool (wall clock): {single / reference:0.00}x single-thread, {multi / reference:0.00}x on {threads} threads, {withOutput / reference:0.00}x writing lines (vs crushtool --show-mappings); {single / referenceQuiet:0.00}x single-thread vs crushtool without output"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"ratio per CPU second, single thread: {singleCpu / referenceCpu:0.00}x vs crushtool --show-mappings, {singleCpu / referenceQuietCpu:0.00}x vs crushtool without output"));
             return agree ? 0 : 1;
         }
         finally
@@ -256,7 +269,27 @@ public sealed class CrushMapBenchmark : IBenchmark
         return (await ShellAsync("command -v crushtool", ct)).Code == 0;
     }
 
+    /// <summary>Sums the children's user and system times from the second line of bash's `times` ("0m1.641s 0m0.103s").</summary>
+    private static double ChildCpuSeconds(string times)
+    {
+        var lines = times.Trim().Split('\n');
+        var total = 0.0;
+        foreach (var part in lines[^1].Split(' ', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var mAt = part.IndexOf('m', StringComparison.Ordinal);
+            total += double.Parse(part[..mAt], CultureInfo.InvariantCulture) * 60 +
+                double.Parse(part[(mAt + 1)..^1], CultureInfo.InvariantCulture);
+        }
+        return Math.Max(total, 1e-3);
+    }
+
     private static async Task<(int Code, string Error)> ShellAsync(string command, CancellationToken ct)
+    {
+        var (code, error, _) = await ShellWithOutputAsync(command, ct);
+        return (code, error);
+    }
+
+    private static async Task<(int Code, string Error, string Output)> ShellWithOutputAsync(string command, CancellationToken ct)
     {
         var psi = new ProcessStartInfo("bash") { RedirectStandardError = true, RedirectStandardOutput = true };
         psi.ArgumentList.Add("-c");
@@ -276,7 +309,6 @@ public sealed class CrushMapBenchmark : IBenchmark
             p.Kill(entireProcessTree: true);
             throw;
         }
-        await stdout;
-        return (p.ExitCode, (await stderr).Trim());
+        return (p.ExitCode, (await stderr).Trim(), await stdout);
     }
 }
