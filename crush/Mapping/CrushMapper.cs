@@ -43,7 +43,7 @@ public sealed class CrushMapper
     public CrushMapper(CrushMap map)
     {
         ArgumentNullException.ThrowIfNull(map);
-        Map_ = map;
+        SourceMap = map;
         var buckets = map.BucketArray;
         var n = buckets.Length;
         _bAlg = new int[n];
@@ -162,7 +162,7 @@ public sealed class CrushMapper
     }
 
     /// <summary>The map this mapper was built from.</summary>
-    public CrushMap Map_ { get; }
+    public CrushMap SourceMap { get; }
 
     internal int BucketCount => _bAlg.Length;
     internal int ItemCount => _items.Length;
