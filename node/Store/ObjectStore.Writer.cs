@@ -81,9 +81,8 @@ public sealed partial class ObjectStore
     /// <summary>
     /// Room is guaranteed, not hoped for: transactions published but not yet journaled hold at most an eighth of
     /// the journal (the journal budget, taken before publishing, returned when durable), so a record holds at most
-    /// that; a checkpoint follows any record that leaves the head past a quarter; and a checkpoint journals what
-    /// is queued twice at most (before and after taking the submit lock). So the head stays below 5/8 plus the
-    /// padding of a few records.
+    /// that; a checkpoint follows any record that leaves the head past a quarter; and a checkpoint journals only
+    /// what is queued behind its publish gate. So the head stays below 1/2 plus the padding of a few records.
     /// </summary>
     private async Task CommitAsync(List<Pending> batch)
     {
@@ -171,7 +170,8 @@ public sealed partial class ObjectStore
     /// </summary>
     private async Task CheckpointUnderLockAsync(List<Pending> requests)
     {
-        await JournalQueuedAsync(requests);
+        // Straight to the gate: journaling "until the queue is empty" without it could chase submitters forever
+        // (and run the journal over); behind the gate at most the journal budget can be queued.
         ByteWriter snapshot;
         await _publishGate.WaitAsync();
         try
