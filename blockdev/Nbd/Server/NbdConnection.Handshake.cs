@@ -242,7 +242,18 @@ internal sealed partial class NbdConnection
             return null;
         }
         var name = _server.Exports.Resolve(request.ExportName);
-        var lease = name is null ? null : _server.Exports.Acquire(name);
+        ExportLease? lease;
+        try
+        {
+            lease = name is null ? null : _server.Exports.Acquire(name);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The image exists but cannot be opened (permissions, a lock held by `image rm`...): say so, go on.
+            Log($"cannot open export '{name}': {e.Message}");
+            await ReplyErrorAsync(option, OptionReplyType.ErrPolicy, $"export '{name}' cannot be opened now: {e.Message}", ct);
+            return null;
+        }
         if (lease is null)
         {
             await ReplyErrorAsync(option, OptionReplyType.ErrUnknown,

@@ -362,4 +362,22 @@ public sealed class HostileClientTests
         Assert.True(df.Done);
         Assert.Equal((3 << 20) + 8, df.Payload.Length);
     }
+
+    [Fact]
+    public async Task An_export_that_cannot_be_opened_is_refused_politely_and_negotiation_goes_on()
+    {
+        await using var s = await TestServer.StartAsync(null, ("disk", Size));
+        await using var c = await RawNbdClient.ConnectUnixAsync(s.UnixPath);
+        await c.HandshakeAsync();
+        // `image rm` / `image resize` hold an exclusive lock while they work: the server cannot open the image then.
+        using (var exclusive = File.OpenHandle(Path.Combine(s.ImageDir, "disk"), FileMode.Open, FileAccess.ReadWrite, FileShare.None))
+        {
+            await c.SendOptionAsync((uint)NbdOption.Go, RawNbdClient.InfoPayload("disk"));
+            var refused = await c.ReadOptionReplyAsync();
+            Assert.Equal(OptionReplyType.ErrPolicy, refused.Type);
+        }
+        await c.SendOptionAsync((uint)NbdOption.Go, RawNbdClient.InfoPayload("disk"));
+        Assert.Equal(OptionReplyType.Info, (await c.ReadOptionReplyAsync()).Type);
+        Assert.Equal(OptionReplyType.Ack, (await c.ReadOptionReplyAsync()).Type);
+    }
 }
