@@ -371,21 +371,22 @@ internal sealed partial class NbdConnection
     private async Task StructuredReadAsync(NbdRequest r, int length)
     {
         var start = (long)r.Offset;
-        var segments = ArrayPool<ImageExtent>.Shared.Rent(MaxReadChunks);
+        var sparse = length >= SparseReadThreshold && (r.Flags & CommandFlags.Df) == 0;
+        // Short reads are one data chunk: no allocation map, no segment array.
+        var segments = sparse ? ArrayPool<ImageExtent>.Shared.Rent(MaxReadChunks) : null;
         var wire = ArrayPool<byte>.Shared.Rent(ReadWireSize(length));
         try
         {
             var count = 1;
-            segments[0] = new ImageExtent(length, ExtentFlags.Data);
-            if (length >= SparseReadThreshold && (r.Flags & CommandFlags.Df) == 0)
+            if (sparse)
             {
-                count = await SegmentsAsync(start, length, segments);
+                count = await SegmentsAsync(start, length, segments!);
             }
             var p = 0;
             long relative = 0;
             for (var i = 0; i < count; i++)
             {
-                var segment = segments[i];
+                var segment = segments?[i] ?? new ImageExtent(length, ExtentFlags.Data);
                 var flags = i == count - 1 ? ReplyFlags.Done : ReplyFlags.None;
                 var offset = (ulong)(start + relative);
                 if ((segment.Flags & ExtentFlags.Zero) != 0)
@@ -414,7 +415,10 @@ internal sealed partial class NbdConnection
         }
         finally
         {
-            ArrayPool<ImageExtent>.Shared.Return(segments);
+            if (segments is not null)
+            {
+                ArrayPool<ImageExtent>.Shared.Return(segments);
+            }
             ArrayPool<byte>.Shared.Return(wire);
         }
     }
