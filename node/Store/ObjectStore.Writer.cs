@@ -123,6 +123,9 @@ public sealed partial class ObjectStore
             JournalRecord.WriteHeader(span, _nextSeq, payload.Written, batch.Count, _seed);
             await DeviceWriteAsync(_geo.JournalOffset + _journalHead, buf.Memory);
         }
+        // The previous batch's in-place writes ran while this record was written; they finish before this
+        // batch's start (same blocks keep their order) and this flush makes them durable too.
+        await _inPlace;
         await _device.FlushAsync();
         _journalHead += size;
         _nextSeq++;
@@ -130,8 +133,17 @@ public sealed partial class ObjectStore
         {
             Finish(p);
         }
-        await ApplyDeferredAsync(batch);
-        ReleaseFreed(batch);
+        if (batch.Any(p => p.Freed.Count > 0))
+        {
+            // Freed blocks become reusable only after the deferred writes of their batch are done; do it now, so
+            // that space freed by a completed transaction is free when the caller looks.
+            await ApplyDeferredAsync(batch);
+            ReleaseFreed(batch);
+        }
+        else
+        {
+            _inPlace = ApplyDeferredAsync(batch);
+        }
     }
 
     /// <summary>Writes the batch's deferred data in place (the last write of each block wins). Not flushed: the
@@ -178,6 +190,7 @@ public sealed partial class ObjectStore
         {
             // Nothing can be published now: journal what came meanwhile, and memory is exactly the journaled state.
             await JournalQueuedAsync(requests);
+            await _inPlace;
             snapshot = Snapshot();
         }
         finally

@@ -84,6 +84,8 @@ public sealed partial class ObjectStore : IAsyncDisposable
     private readonly Channel<Pending> _queue = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = true });
     private readonly List<string> _mountNotes;
     private Task _writer = Task.CompletedTask;
+    /// <summary>The in-place writes of the last committed batch, still running (writer only).</summary>
+    private Task _inPlace = Task.CompletedTask;
     private ulong _generation;
     private int _slot;
     private ulong _nextSeq;
