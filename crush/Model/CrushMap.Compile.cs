@@ -53,6 +53,10 @@ public sealed partial class CrushMap
                 _typeNames[t.Id] = t.Name;
             }
 
+            CheckTries("choose_total_tries", def.Tunables.ChooseTotalTries, default);
+            CheckTries("choose_local_tries", def.Tunables.ChooseLocalTries, default);
+            CheckTries("choose_local_fallback_tries", def.Tunables.ChooseLocalFallbackTries, default);
+
             var classOrder = def.ClassOrder ?? DefaultClassOrder();
             foreach (var c in classOrder)
             {
@@ -65,6 +69,10 @@ public sealed partial class CrushMap
                 if (d.Id < 0)
                 {
                     throw new CrushMapException($"device id {d.Id} is negative; device ids are 0 or more (negative ids are buckets)", d.Position);
+                }
+                if (d.Id >= MaxId)
+                {
+                    throw new CrushMapException($"device id {d.Id} is too large (at most {MaxId - 1})", d.Position);
                 }
                 if (!deviceIds.Add(d.Id))
                 {
@@ -91,10 +99,18 @@ public sealed partial class CrushMap
                     {
                         throw new CrushMapException($"bucket '{b.Name}' has id {id}; bucket ids are negative (-1, -2, ...)", b.Position);
                     }
+                    if (id <= -MaxId)
+                    {
+                        throw new CrushMapException($"bucket '{b.Name}' has id {id}; bucket ids go down to {1 - MaxId}", b.Position);
+                    }
                     _reserved.Add(id);
                 }
                 foreach (var s in b.ShadowIds)
                 {
+                    if (s.Id <= -MaxId)
+                    {
+                        throw new CrushMapException($"bucket '{b.Name}' has class id {s.Id}; bucket ids go down to {1 - MaxId}", s.Position);
+                    }
                     if (s.Id >= 0)
                     {
                         throw new CrushMapException($"bucket '{b.Name}' has class id {s.Id} for class '{s.Class}'; bucket ids are negative", s.Position);
@@ -144,6 +160,26 @@ public sealed partial class CrushMap
             return new CrushMap(
                 tunables, def.Devices.ToList(), def.Types.ToList(), _classes.ToList(), _buckets.ToArray(), _order.ToList(), rules,
                 _itemIds, _deviceClass, _shadowIds, _maxDevices, new HashSet<string>(def.WrittenTunables, StringComparer.Ordinal));
+        }
+
+        /// <summary>
+        /// Retry counts above this are refused: CRUSH retries that often per replica, so a map where placement
+        /// fails would take hours per input (Ceph uses 50 to a few hundred).
+        /// </summary>
+        private const int MaxTries = 10000;
+
+        /// <summary>
+        /// Device ids above this and bucket ids below its negation are refused: the mapper keeps arrays indexed
+        /// by id, and real clusters stay far below (Ceph's own limits are in the same range).
+        /// </summary>
+        public const int MaxId = 1 << 20;
+
+        private static void CheckTries(string what, int value, SourcePosition position)
+        {
+            if (value > MaxTries)
+            {
+                throw new CrushMapException($"{what} is {value}; more than {MaxTries} tries would make failing placements run for hours (Ceph uses 50 to a few hundred)", position);
+            }
         }
 
         private List<string> DefaultClassOrder()
@@ -477,6 +513,10 @@ public sealed partial class CrushMap
                             break;
                         }
                     default:
+                        if (s.Op is RuleOp.SetChooseTries or RuleOp.SetChooseLeafTries or RuleOp.SetChooseLocalTries or RuleOp.SetChooseLocalFallbackTries)
+                        {
+                            CheckTries($"rule '{r.Name}': the number of tries", s.Arg1, s.Position);
+                        }
                         steps[i] = new CrushStep(s.Op, s.Arg1, 0);
                         break;
                 }

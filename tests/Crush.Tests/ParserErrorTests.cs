@@ -64,12 +64,23 @@ public class ParserErrorTests
     [InlineData("type 0 osd\nrule r {\n id 0\n step dance\n}\n", "unknown step")]
     [InlineData("choose_args 0 {\n}\n", "choose_args")]
     [InlineData("}", "unexpected")]
+    [InlineData("device 2147483646 osd.0\n", "too large")]
+    [InlineData("type 0 osd\ntype 1 host\nhost h {\n id -2147483647\n alg straw2\n}\n", "bucket ids go down to")]
+    [InlineData("type 0 osd\ntype 1 host\nhost h {\n id -1 class x\n id -2000000000 class y\n alg straw2\n}\n", "bucket ids go down to")]
+    [InlineData("type 0 osd\nrule r {\n id 0\n step set_choose_tries 2000000000\n}\n", "tries")]
     [InlineData("device 0 osd.0 class hdd\ntype 0 osd\ntype 1 host\nhost h {\n alg straw2\n item osd.0\n}\nrule r {\n id 0\n step take h class ssd\n step emit\n}\n", "class 'ssd' does not exist")]
     public void BadMaps_AreRejectedClearly(string text, string fragment)
     {
         var e = Fails(text);
         Assert.Contains(fragment, e.Message, StringComparison.Ordinal);
         Assert.NotEqual(0, e.Position.Line);
+    }
+
+    [Fact]
+    public void AbsurdTunableTries_AreRejected()
+    {
+        var e = Fails("tunable choose_total_tries 1000000000\n");
+        Assert.Contains("choose_total_tries", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]

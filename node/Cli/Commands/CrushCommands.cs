@@ -12,6 +12,9 @@ namespace Appliance.Cli.Commands;
 /// <summary>`appliance crush ...`: test a CRUSH map the way `crushtool --test` does, and analyze a change before making it.</summary>
 public static class CrushCommands
 {
+    /// <summary>Far above any pool size (Ceph pools have at most a few dozen shards); bounds the work per input.</summary>
+    private const int MaxNumRep = 1024;
+
     public static Command Create()
     {
         var crush = new Command("crush", "Compute CRUSH placements from a map in Ceph's text format (bit-compatible with crushtool).");
@@ -42,9 +45,9 @@ public static class CrushCommands
             var crushMap = Load(parse.GetRequiredValue(map));
             var r = FindRule(crushMap, parse.GetRequiredValue(rule));
             var n = parse.GetValue(numRep);
-            if (n < 1)
+            if (n < 1 || n > MaxNumRep)
             {
-                throw new CliException(ExitCodes.Usage, $"--num-rep {n}: ask for at least 1 device.");
+                throw new CliException(ExitCodes.Usage, $"--num-rep {n}: ask for 1 to {MaxNumRep} devices.");
             }
             var from = parse.GetValue(minX);
             var to = parse.GetValue(maxX);
@@ -105,9 +108,9 @@ public static class CrushCommands
             var crushMap = Load(parse.GetRequiredValue(map));
             var r = FindRule(crushMap, parse.GetRequiredValue(rule));
             var n = parse.GetValue(numRep);
-            if (n < 1)
+            if (n < 1 || n > MaxNumRep)
             {
-                throw new CliException(ExitCodes.Usage, $"--num-rep {n}: a pool has at least 1 replica.");
+                throw new CliException(ExitCodes.Usage, $"--num-rep {n}: a pool has 1 to {MaxNumRep} replicas.");
             }
             var output = parse.InvocationConfiguration.Output;
             var pgCount = parse.GetValue(pgs);
