@@ -75,7 +75,8 @@ public sealed class Connection : IAsyncDisposable
             {
                 await _stream.WriteAsync(w.WrittenMemory, ct);
             }
-            catch (Exception e) when (e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException)
+            catch (Exception e) when (e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException
+                || (e is OperationCanceledException && !ct.IsCancellationRequested))
             {
                 throw Close($"send failed: {e.Message}");
             }
@@ -100,8 +101,10 @@ public sealed class Connection : IAsyncDisposable
             {
                 result = await _reader.ReadAsync(ct);
             }
-            catch (Exception e) when (e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException or InvalidOperationException)
+            catch (Exception e) when (e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException or InvalidOperationException
+                || (e is OperationCanceledException && !ct.IsCancellationRequested))
             {
+                // A socket closed under a pending read may surface as a cancellation we did not ask for.
                 throw Close($"receive failed: {e.Message}");
             }
             var buffer = result.Buffer;
@@ -161,7 +164,17 @@ public sealed class Connection : IAsyncDisposable
     {
         Close("closed locally");
         await _reader.CompleteAsync();
-        _sealer?.Dispose();
-        _opener?.Dispose();
+        // A sender may be sealing a frame right now (it passed the closed check just before Close): wait for it,
+        // so the codec is never disposed under its feet. Later senders see the closed reason and stop.
+        await _sendLock.WaitAsync();
+        try
+        {
+            _sealer?.Dispose();
+            _opener?.Dispose();
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
     }
 }

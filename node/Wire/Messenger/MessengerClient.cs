@@ -109,9 +109,15 @@ public sealed class MessengerClient : IAsyncDisposable
                     _log($"connect to {_endpoint} failed: {e.Message}");
                 }
             }
-            catch (OperationCanceledException)
+            catch (OperationCanceledException) when (_stop.IsCancellationRequested)
             {
                 return;
+            }
+            catch (OperationCanceledException)
+            {
+                // A handshake that timed out (or a connect aborted under us) is a failed attempt, not the end:
+                // only DisposeAsync stops the client.
+                _log($"connection attempt to {_endpoint} timed out or was aborted; retrying");
             }
             finally
             {

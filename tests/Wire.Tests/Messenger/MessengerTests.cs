@@ -20,13 +20,23 @@ public sealed class MessengerTests
         return b;
     }
 
-    private static async Task<List<int>> ReceiveAsync(MessengerFixture f, int count)
+    private static async Task<List<int>> ReceiveAsync(MessengerFixture f, int count, Func<string>? state = null)
     {
         var got = new List<int>();
         using var cts = new CancellationTokenSource(Patience);
         while (got.Count < count)
         {
-            var (_, m) = await f.Received.Reader.ReadAsync(cts.Token);
+            Message m;
+            try
+            {
+                (_, m) = await f.Received.Reader.ReadAsync(cts.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                Assert.Fail($"only {got.Count} of {count} messages arrived within {Patience}; {state?.Invoke()}; last log lines:\n" +
+                    string.Join('\n', f.Log.TakeLast(30)));
+                throw;
+            }
             Assert.Equal(Crc32C.Compute(m.Payload.AsSpan(0, 4)), BinaryPrimitives.ReadUInt32LittleEndian(m.Payload.AsSpan(4)));
             got.Add(BinaryPrimitives.ReadInt32LittleEndian(m.Payload));
         }
@@ -99,7 +109,9 @@ public sealed class MessengerTests
                 }
             }
         });
-        var received = await ReceiveAsync(f, total);
+        var received = await ReceiveAsync(f, total, () =>
+            $"client connects {client.Connects}, client unacked {client.Session.UnackedMessages}, sender done {sender.IsCompleted}, " +
+            $"server sessions {string.Join(",", f.Server.Sessions.Select(s => s.LastDelivered))}, server connections {f.Server.ConnectionCount}, sender {sender.Status} {sender.Exception?.InnerException?.Message}");
         await sender.WaitAsync(Patience);
         await cutter.WaitAsync(Patience);
 
