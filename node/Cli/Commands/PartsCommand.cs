@@ -19,8 +19,8 @@ public static class PartsCommand
         new("monitor", "node/Monitor", "planned: Multi-Paxos and the cluster maps", "-"),
         new("osd", "node/Osd", "planned: placement groups, peering, recovery, scrub", "-"),
         new("client", "node/Client", "planned: the cluster client", "-"),
-        new("blockdev", "blockdev", "planned: images and the NBD server", "-"),
-        new("fs", "fs", "in progress: our own FUSE kernel protocol (tested with an in-memory filesystem, appliance-testfs); the pool filesystem is planned", "-"),
+        new("blockdev", "blockdev", "in progress: the NBD server (fixed newstyle, structured replies, base:allocation, TLS, multi-conn) over local sparse images; cluster images are planned", "nbd serve, image create|ls|rm|resize|info"),
+        new("fs", "fs", "in progress: our own FUSE kernel protocol over /dev/fuse (tested with an in-memory filesystem, appliance-testfs); the pool filesystem is planned", "-"),
         new("packaging", "packaging", "planned: .deb and systemd units", "-"),
         new("vagrant", "vagrant", "planned: a multi-VM test cluster", "-"),
     ];
