@@ -1,4 +1,3 @@
-using Appliance.Platform.Devices;
 using Appliance.Store.Format;
 using Appliance.Store.Meta;
 
@@ -96,9 +95,10 @@ public sealed partial class ObjectStore
             {
                 j++;
             }
-            using (var buf = new AlignedBuffer((j - i) * B, B))
+            var buf = BufferPool.Rent((j - i) * B);
+            try
             {
-                await _device.ReadAsync(refs[i].Phys * B, buf.Memory, ct);
+                await _device.ReadAsync(refs[i].Phys * B, buf.Memory[..((j - i) * B)], ct);
                 var span = buf.GetSpan();
                 for (var k = i; k < j; k++)
                 {
@@ -115,6 +115,12 @@ public sealed partial class ObjectStore
                     Place(result, offset, first + k, block);
                 }
             }
+            catch
+            {
+                buf.Dispose();
+                throw;
+            }
+            BufferPool.Return(buf);
             i = j;
         }
         return (bad, actual);

@@ -1,4 +1,3 @@
-using Appliance.Platform.Devices;
 using Appliance.Store.Meta;
 
 namespace Appliance.Store;
@@ -155,15 +154,22 @@ public sealed partial class ObjectStore
     /// then drops their overlay entries, if still the same.</summary>
     private async Task WriteRunAsync(List<(long Phys, byte[] Data)> blocks, int first, int count)
     {
-        using (var buf = new AlignedBuffer(count * B, B))
+        var buf = BufferPool.Rent(count * B);
+        try
         {
             var span = buf.GetSpan();
             for (var i = 0; i < count; i++)
             {
                 blocks[first + i].Data.CopyTo(span[(i * B)..]);
             }
-            await DeviceWriteAsync(blocks[first].Phys * B, buf.Memory);
+            await DeviceWriteAsync(blocks[first].Phys * B, buf.Memory[..(count * B)]);
         }
+        catch
+        {
+            buf.Dispose();
+            throw;
+        }
+        BufferPool.Return(buf);
         lock (_stateLock)
         {
             for (var i = 0; i < count; i++)

@@ -116,13 +116,22 @@ public sealed partial class ObjectStore
             // Copy-on-write data must be durable before the record that points at it can be.
             await _device.FlushAsync();
         }
-        using (var buf = new AlignedBuffer((int)size, B))
+        var buf = BufferPool.Rent((int)size);
+        try
         {
-            var span = buf.GetSpan();
+            var span = buf.GetSpan()[..(int)size];
             payload.Written.CopyTo(span[JournalRecord.HeaderSize..]);
+            // Zero the padding: stale bytes from a reused buffer must not look like anything.
+            span[(JournalRecord.HeaderSize + payload.Length)..].Clear();
             JournalRecord.WriteHeader(span, _nextSeq, payload.Written, batch.Count, _seed);
-            await DeviceWriteAsync(_geo.JournalOffset + _journalHead, buf.Memory);
+            await DeviceWriteAsync(_geo.JournalOffset + _journalHead, buf.Memory[..(int)size]);
         }
+        catch
+        {
+            buf.Dispose();
+            throw;
+        }
+        BufferPool.Return(buf);
         // The previous batch's in-place writes ran while this record was written; they finish before this
         // batch's start (same blocks keep their order) and this flush makes them durable too.
         await _inPlace;
