@@ -100,7 +100,10 @@ public sealed class Model
                     {
                         Resize(obj, x.Off + x.Len);
                     }
-                    obj.Data.AsSpan((int)x.Off, (int)x.Len).Clear();
+                    if (x.Len > 0)
+                    {
+                        obj.Data.AsSpan((int)x.Off, (int)x.Len).Clear();
+                    }
                     break;
                 }
                 case WOp.Truncate x:

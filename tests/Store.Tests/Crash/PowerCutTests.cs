@@ -18,7 +18,7 @@ public class PowerCutTests(ITestOutputHelper output)
     {
         var seed = TestSupport.Seed(output, nameof(Random_power_cuts_keep_every_acknowledged_transaction_and_nothing_partial));
         var rng = new Random(seed);
-        var cuts = TestSupport.Soak ? 20_000 : 1000;
+        var cuts = TestSupport.Soak ? 20_000 : 2000;
         var done = 0;
         var stats = new Dictionary<string, int>();
         while (done < cuts)
