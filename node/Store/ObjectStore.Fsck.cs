@@ -28,17 +28,19 @@ public sealed record FsckReport(IReadOnlyList<string> Errors, IReadOnlyList<stri
 public sealed partial class ObjectStore
 {
     /// <summary>
-    /// Checks every invariant on a quiesced store (it first writes a checkpoint, then holds off transactions):
+    /// Checks every invariant on a quiesced store (it holds off transactions, then writes a checkpoint):
     /// both superblock copies; each onode's block map against its size and hash; every referenced block inside the
     /// data area and owned once; the allocator against the block maps (nothing referenced is free, nothing free is
     /// referenced, nothing is leaked); the metadata against the checkpoint capacity; and the crc32c of every block.
     /// </summary>
     public async Task<FsckReport> FsckAsync(CancellationToken ct = default)
     {
-        await CheckpointAsync(ct);
+        // Lock first, then checkpoint: nothing can be published after the checkpoint drained the queue and waited
+        // for the in-place writes (the writer never needs this lock), so what fsck sees is quiet.
         await _submitLock.WaitAsync(ct);
         try
         {
+            await CheckpointAsync(ct);
             var errors = new List<string>();
             var notes = new List<string>(_mountNotes);
             using (var sbuf = new AlignedBuffer(2 * B, B))
