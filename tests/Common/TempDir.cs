@@ -1,6 +1,7 @@
-namespace Appliance.Platform.Tests;
+namespace Appliance.Tests.Common;
 
-/// <summary>A temporary directory on the real filesystem (not tmpfs), removed at dispose.</summary>
+/// <summary>A temporary directory on the real filesystem (not tmpfs), removed at dispose. Compiled into every test
+/// project from tests/Common (see tests/Directory.Build.props).</summary>
 public sealed class TempDir : IDisposable
 {
     public TempDir()
