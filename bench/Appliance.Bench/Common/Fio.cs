@@ -17,7 +17,16 @@ public static class Fio
             return;
         }
         Console.WriteLine($"# {command} is missing: installing Debian package {package}");
-        RunChecked("apt-get", ["install", "-y", "-q", package], env: ("DEBIAN_FRONTEND", "noninteractive"));
+        try
+        {
+            RunChecked("apt-get", ["install", "-y", "-q", package], env: ("DEBIAN_FRONTEND", "noninteractive"));
+        }
+        catch (InvalidOperationException)
+        {
+            // A fresh machine has no package lists yet: fetch them once and try again.
+            RunChecked("apt-get", ["update", "-q"]);
+            RunChecked("apt-get", ["install", "-y", "-q", package], env: ("DEBIAN_FRONTEND", "noninteractive"));
+        }
         if (Which(command) is null)
         {
             throw new InvalidOperationException($"{command} still missing after installing {package}");
