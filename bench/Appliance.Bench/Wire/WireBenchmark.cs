@@ -17,11 +17,15 @@ public sealed class WireBenchmark : IBenchmark
 {
     public string Name => "wire";
 
-    public string Description => "messenger msgs/s and MB/s, 4 KiB and 1 MiB, crc and secure, vs plain TCP [--seconds 5]";
+    public string Description => "messenger msgs/s and MB/s, 4 KiB and 1 MiB, crc and secure, vs plain TCP [--seconds 5] [--size 4K|1M] [--mode crc|secure]";
 
     public async Task<int> RunAsync(string[] args, CancellationToken ct)
     {
-        var seconds = new BenchArgs(args).Get("--seconds", 5);
+        var a = new BenchArgs(args);
+        var seconds = a.Get("--seconds", 5);
+        // --size 4K|1M and --mode crc|secure narrow the run (for profiling one case).
+        var sizes = a.Get("--size") is { } only ? [(int)a.GetSize("--size", 0)] : new[] { 4096, 1 << 20 };
+        var modes = a.Get("--mode") is { } m ? [Enum.Parse<ConnectionMode>(m, ignoreCase: true)] : new[] { ConnectionMode.Crc, ConnectionMode.Secure };
         var dir = Directory.CreateTempSubdirectory("appliance-wire-bench-");
         try
         {
@@ -33,13 +37,13 @@ public sealed class WireBenchmark : IBenchmark
 
             Console.WriteLine($"wire: one sender process and one receiver process over loopback, {seconds} s per run");
             Console.WriteLine($"{"payload",-8} {"mode",-7} {"msgs/s",10} {"MB/s",9} {"plain TCP MB/s",15} {"ratio",6}");
-            foreach (var size in new[] { 4096, 1 << 20 })
+            foreach (var size in sizes)
             {
                 var ceiling = await PlainTcpAsync(size, seconds, ct);
-                foreach (var mode in new[] { ConnectionMode.Crc, ConnectionMode.Secure })
+                foreach (var mode in modes)
                 {
                     var (msgs, bytes) = await MessengerAsync(keyringPath, key, mode, size, seconds, ct);
-                    Console.WriteLine($"{(size == 4096 ? "4 KiB" : "1 MiB"),-8} {mode,-7} {Fio.Format(msgs),10} {Mb(bytes),9} {Mb(ceiling),15} {(bytes / ceiling).ToString("0.00", CultureInfo.InvariantCulture),6}");
+                    Console.WriteLine($"{(size >= 1 << 20 ? $"{size >> 20} MiB" : $"{size >> 10} KiB"),-8} {mode,-7} {Fio.Format(msgs),10} {Mb(bytes),9} {Mb(ceiling),15} {(bytes / ceiling).ToString("0.00", CultureInfo.InvariantCulture),6}");
                 }
             }
             return 0;

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Appliance.Platform.Checksums;
 
 namespace Appliance.Wire.Framing;
 
@@ -66,26 +67,5 @@ public readonly record struct FrameHeader(ushort Type, byte Flags, ulong Seq, ul
             length);
         error = null;
         return true;
-    }
-}
-
-/// <summary>crc32c (Castagnoli) with the hardware instruction where there is one.</summary>
-public static class Crc32C
-{
-    /// <summary>The crc32c of <paramref name="data"/>; pass a previous result as <paramref name="seed"/> to continue
-    /// over a following piece (the result equals one pass over both).</summary>
-    public static uint Compute(ReadOnlySpan<byte> data, uint seed = 0)
-    {
-        var crc = ~seed;
-        var i = 0;
-        for (; i + 8 <= data.Length; i += 8)
-        {
-            crc = System.Numerics.BitOperations.Crc32C(crc, BinaryPrimitives.ReadUInt64LittleEndian(data[i..]));
-        }
-        for (; i < data.Length; i++)
-        {
-            crc = System.Numerics.BitOperations.Crc32C(crc, data[i]);
-        }
-        return ~crc;
     }
 }

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using Appliance.Platform.Checksums;
 
 namespace Appliance.Wire.Framing;
 
@@ -33,38 +34,65 @@ public static class FrameParser
         header = default;
         payload = default;
         consumed = input.Start;
-        error = null;
-        if (input.Length < FrameHeader.Size)
+        Span<byte> head = stackalloc byte[FrameHeader.Size];
+        var have = (int)Math.Min(input.Length, FrameHeader.Size);
+        input.Slice(0, have).CopyTo(head);
+        var status = TryParseHeader(head[..have], maxPayload, out header, out error);
+        if (status != FrameStatus.Complete)
         {
-            // An early look at the magic lets garbage be refused without waiting for 40 bytes.
-            if (input.Length >= 4 && ReadU32(input) != FrameHeader.Magic)
+            return status;
+        }
+        var total = FrameSize(header);
+        if (input.Length < total)
+        {
+            return FrameStatus.NeedMore;
+        }
+        payload = input.Slice(FrameHeader.Size, header.PayloadLength);
+        Span<byte> trailer = stackalloc byte[TrailerSize];
+        input.Slice(FrameHeader.Size + header.PayloadLength, TrailerSize).CopyTo(trailer);
+        if (!CheckPayload(header, ComputeCrc(payload), trailer, out error))
+        {
+            return FrameStatus.Invalid;
+        }
+        consumed = input.GetPosition(total);
+        return FrameStatus.Complete;
+    }
+
+    /// <summary>
+    /// Stage one, over the first bytes of a frame (fewer than <see cref="FrameHeader.Size"/> is fine): garbage is
+    /// refused as soon as 4 bytes show a bad magic; a whole header is validated, including the payload limit, so an
+    /// oversized frame is refused before any of it is buffered.
+    /// </summary>
+    public static FrameStatus TryParseHeader(ReadOnlySpan<byte> head, int maxPayload, out FrameHeader header, out string? error)
+    {
+        header = default;
+        error = null;
+        if (head.Length < FrameHeader.Size)
+        {
+            if (head.Length >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(head) != FrameHeader.Magic)
             {
                 error = "bad magic";
                 return FrameStatus.Invalid;
             }
             return FrameStatus.NeedMore;
         }
-        Span<byte> head = stackalloc byte[FrameHeader.Size];
-        input.Slice(0, FrameHeader.Size).CopyTo(head);
-        if (!FrameHeader.TryRead(head, maxPayload, out header, out error))
-        {
-            return FrameStatus.Invalid;
-        }
-        var total = (long)FrameHeader.Size + header.PayloadLength + TrailerSize;
-        if (input.Length < total)
-        {
-            return FrameStatus.NeedMore;
-        }
-        payload = input.Slice(FrameHeader.Size, header.PayloadLength);
-        var crc = ComputeCrc(payload);
-        var trailer = input.Slice(FrameHeader.Size + header.PayloadLength, TrailerSize);
-        if (ReadU32(trailer) != crc)
+        return FrameHeader.TryRead(head, maxPayload, out header, out error) ? FrameStatus.Complete : FrameStatus.Invalid;
+    }
+
+    /// <summary>Header, payload and trailer: the bytes a whole crc-mode frame takes.</summary>
+    public static long FrameSize(in FrameHeader header) => (long)FrameHeader.Size + header.PayloadLength + TrailerSize;
+
+    /// <summary>Stage two: the payload's crc32c (computed by the caller over wherever the payload is) against the
+    /// frame's trailer.</summary>
+    public static bool CheckPayload(in FrameHeader header, uint payloadCrc, ReadOnlySpan<byte> trailer, out string? error)
+    {
+        if (BinaryPrimitives.ReadUInt32LittleEndian(trailer) != payloadCrc)
         {
             error = $"payload checksum mismatch in frame seq {header.Seq}";
-            return FrameStatus.Invalid;
+            return false;
         }
-        consumed = input.GetPosition(total);
-        return FrameStatus.Complete;
+        error = null;
+        return true;
     }
 
     /// <summary>Writes a whole crc-mode frame: header, payload, payload crc32c.</summary>
@@ -89,12 +117,5 @@ public static class FrameParser
             crc = Crc32C.Compute(segment.Span, crc);
         }
         return crc;
-    }
-
-    private static uint ReadU32(in ReadOnlySequence<byte> s)
-    {
-        Span<byte> b = stackalloc byte[4];
-        s.Slice(0, 4).CopyTo(b);
-        return BinaryPrimitives.ReadUInt32LittleEndian(b);
     }
 }

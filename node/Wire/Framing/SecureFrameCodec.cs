@@ -39,30 +39,93 @@ public sealed class SecureFrameCodec : IDisposable
         BinaryPrimitives.WriteUInt64LittleEndian(nonce[4..], _counter);
     }
 
+    /// <summary>The bytes a sealed frame of <paramref name="payloadLength"/> payload bytes takes on the wire.</summary>
+    public static int SealedFrameSize(int payloadLength) => 4 + FrameHeader.Size + payloadLength + TagSize;
+
     /// <summary>Seals header + payload into <paramref name="output"/>.</summary>
     public void Seal(WireWriter output, in FrameHeader header, ReadOnlySpan<byte> payload)
     {
         var plainLength = FrameHeader.Size + payload.Length;
-        var sealedLength = plainLength + TagSize;
-        output.WriteU32((uint)sealedLength);
-        var lengthBytes = output.WrittenSpan[^4..].ToArray();
         var rented = ArrayPool<byte>.Shared.Rent(plainLength);
         try
         {
             var plain = rented.AsSpan(0, plainLength);
             header.Write(plain);
             payload.CopyTo(plain[FrameHeader.Size..]);
-            var dest = output.GetSpan(sealedLength);
-            Span<byte> nonce = stackalloc byte[12];
-            Nonce(nonce);
-            _aes.Encrypt(nonce, plain, dest[..plainLength], dest.Slice(plainLength, TagSize), lengthBytes);
-            output.Advance(sealedLength);
-            _counter++;
+            Seal(plain, output.GetSpan(SealedFrameSize(payload.Length)));
+            output.Advance(SealedFrameSize(payload.Length));
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(rented, clearArray: true);
         }
+    }
+
+    /// <summary>
+    /// Seals an encoded header followed by its payload (<paramref name="plain"/>, contiguous) into
+    /// <paramref name="destination"/> (at least <c>4 + plain + tag</c> bytes; must not overlap the plain text).
+    /// </summary>
+    public void Seal(ReadOnlySpan<byte> plain, Span<byte> destination)
+    {
+        var sealedLength = plain.Length + TagSize;
+        BinaryPrimitives.WriteUInt32LittleEndian(destination, (uint)sealedLength);
+        Span<byte> nonce = stackalloc byte[12];
+        Nonce(nonce);
+        _aes.Encrypt(nonce, plain, destination.Slice(4, plain.Length), destination.Slice(4 + plain.Length, TagSize), destination[..4]);
+        _counter++;
+    }
+
+    /// <summary>
+    /// Stage one of opening: the 4-byte length prefix. A length outside what a frame of at most
+    /// <paramref name="maxPayload"/> bytes can seal to is refused before any of the frame is buffered.
+    /// </summary>
+    public static bool TryReadSealedLength(ReadOnlySpan<byte> prefix, int maxPayload, out int sealedLength, out string? error)
+    {
+        var length = BinaryPrimitives.ReadUInt32LittleEndian(prefix);
+        if (length < FrameHeader.Size + TagSize || length > (uint)(maxPayload + FrameHeader.Size + TagSize))
+        {
+            sealedLength = 0;
+            error = $"sealed frame of {length} bytes is outside the allowed range";
+            return false;
+        }
+        sealedLength = (int)length;
+        error = null;
+        return true;
+    }
+
+    /// <summary>
+    /// Stage two: authenticates and decrypts one sealed frame in place. <paramref name="prefix"/> is its length
+    /// prefix, <paramref name="sealedFrame"/> its ciphertext and tag; on success the plain header and payload are
+    /// at the start of <paramref name="sealedFrame"/> (payload at <see cref="FrameHeader.Size"/>). Authentication
+    /// failure returns false with the reason, never data.
+    /// </summary>
+    public bool TryOpenInPlace(ReadOnlySpan<byte> prefix, Span<byte> sealedFrame, int maxPayload, out FrameHeader header, out string? error)
+    {
+        header = default;
+        var plainLength = sealedFrame.Length - TagSize;
+        var text = sealedFrame[..plainLength];
+        Span<byte> nonce = stackalloc byte[12];
+        Nonce(nonce);
+        try
+        {
+            _aes.Decrypt(nonce, text, sealedFrame.Slice(plainLength, TagSize), text, prefix[..4]);
+        }
+        catch (AuthenticationTagMismatchException)
+        {
+            error = $"frame {_counter} failed authentication (altered, replayed, reordered or wrong key)";
+            return false;
+        }
+        if (!FrameHeader.TryRead(text, maxPayload, out header, out error))
+        {
+            return false;
+        }
+        if (header.PayloadLength != plainLength - FrameHeader.Size)
+        {
+            error = $"sealed frame length {plainLength} disagrees with its header ({header.PayloadLength} payload bytes)";
+            return false;
+        }
+        _counter++;
+        return true;
     }
 
     /// <summary>
@@ -80,51 +143,23 @@ public sealed class SecureFrameCodec : IDisposable
         {
             return FrameStatus.NeedMore;
         }
-        Span<byte> lengthBytes = stackalloc byte[4];
-        input.Slice(0, 4).CopyTo(lengthBytes);
-        var sealedLength = BinaryPrimitives.ReadUInt32LittleEndian(lengthBytes);
-        if (sealedLength < FrameHeader.Size + TagSize || sealedLength > (uint)(maxPayload + FrameHeader.Size + TagSize))
+        Span<byte> prefix = stackalloc byte[4];
+        input.Slice(0, 4).CopyTo(prefix);
+        if (!TryReadSealedLength(prefix, maxPayload, out var sealedLength, out error))
         {
-            error = $"sealed frame of {sealedLength} bytes is outside the allowed range";
             return FrameStatus.Invalid;
         }
         if (input.Length < 4 + sealedLength)
         {
             return FrameStatus.NeedMore;
         }
-        var plainLength = (int)sealedLength - TagSize;
-        var sealedBytes = ArrayPool<byte>.Shared.Rent((int)sealedLength);
-        var plain = new byte[plainLength];
-        try
-        {
-            input.Slice(4, sealedLength).CopyTo(sealedBytes);
-            Span<byte> nonce = stackalloc byte[12];
-            Nonce(nonce);
-            try
-            {
-                _aes.Decrypt(nonce, sealedBytes.AsSpan(0, plainLength), sealedBytes.AsSpan(plainLength, TagSize), plain, lengthBytes);
-            }
-            catch (AuthenticationTagMismatchException)
-            {
-                error = $"frame {_counter} failed authentication (altered, replayed, reordered or wrong key)";
-                return FrameStatus.Invalid;
-            }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(sealedBytes);
-        }
-        if (!FrameHeader.TryRead(plain, maxPayload, out header, out error))
+        var sealedBytes = new byte[sealedLength];
+        input.Slice(4, sealedLength).CopyTo(sealedBytes);
+        if (!TryOpenInPlace(prefix, sealedBytes, maxPayload, out header, out error))
         {
             return FrameStatus.Invalid;
         }
-        if (header.PayloadLength != plainLength - FrameHeader.Size)
-        {
-            error = $"sealed frame length {plainLength} disagrees with its header ({header.PayloadLength} payload bytes)";
-            return FrameStatus.Invalid;
-        }
-        _counter++;
-        payload = plain[FrameHeader.Size..];
+        payload = sealedBytes.AsSpan(FrameHeader.Size, header.PayloadLength).ToArray();
         consumed = input.GetPosition(4 + sealedLength);
         return FrameStatus.Complete;
     }

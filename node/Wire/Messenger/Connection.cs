@@ -1,30 +1,66 @@
-using System.Buffers;
-using System.IO.Pipelines;
 using Appliance.Wire.Codec;
 using Appliance.Wire.Framing;
+using Appliance.Platform.Checksums;
 
 namespace Appliance.Wire.Messenger;
 
-/// <summary>A received frame: its header and a payload array owned by the receiver.</summary>
-public readonly record struct Frame(FrameHeader Header, byte[] Payload);
+/// <summary>
+/// A received frame: its header and its payload. The payload of a message frame usually lives in a pooled buffer:
+/// whoever consumes the frame calls <see cref="Release"/> exactly once when done (the session does so after the
+/// handler returns); a frame that is simply dropped is collected by the GC, which is correct, only slower.
+/// </summary>
+public readonly struct Frame
+{
+    private readonly byte[] _buffer;
+    private readonly int _offset;
+    private readonly bool _pooled;
+
+    internal Frame(FrameHeader header, byte[] buffer, int offset, bool pooled)
+    {
+        Header = header;
+        _buffer = buffer;
+        _offset = offset;
+        _pooled = pooled;
+    }
+
+    public FrameHeader Header { get; }
+
+    public ReadOnlyMemory<byte> Payload => _buffer.AsMemory(_offset, Header.PayloadLength);
+
+    /// <summary>Gives the payload's buffer back to the pool; the payload must not be used afterwards.</summary>
+    public void Release()
+    {
+        if (_pooled)
+        {
+            FrameBuffers.Return(_buffer);
+        }
+    }
+}
 
 /// <summary>The connection ended; <see cref="Exception.Message"/> is the logged reason.</summary>
 public sealed class ConnectionClosedException(string reason) : IOException(reason);
 
 /// <summary>
 /// One transport connection (TCP or unix socket) carrying frames, in crc mode or, once keys exist, secure mode. The
-/// I/O loop only moves bytes; frames are recognised by the pure parser (<see cref="FrameParser"/>) or opened by
-/// <see cref="SecureFrameCodec"/>. Bounded: it never buffers more than one frame of at most
-/// <see cref="MaxPayload"/> bytes beyond what the application has taken. Any bad frame closes the connection with a
-/// logged reason; no exception escapes to the caller other than <see cref="ConnectionClosedException"/>.
-/// One reader at a time (<see cref="ReadFrameAsync"/>); any number of senders (serialised).
+/// I/O loop only moves bytes; frames are recognised by the pure stages of <see cref="FrameParser"/> and
+/// <see cref="SecureFrameCodec"/>. Bounded: a 64 KiB receive buffer plus the one frame being read (at most
+/// <see cref="MaxPayload"/> bytes, refused from its header before any of it is buffered); a large payload is read
+/// straight from the socket into its own pooled buffer, not through the receive buffer. Any bad frame closes the
+/// connection with a logged reason; no exception escapes to the caller other than
+/// <see cref="ConnectionClosedException"/>. One reader at a time (<see cref="ReadFrameAsync"/>); any number of
+/// senders (serialised).
 /// </summary>
 public sealed class Connection : IAsyncDisposable
 {
+    private const int ReceiveBufferSize = 64 << 10;
     private readonly Stream _stream;
-    private readonly PipeReader _reader;
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private readonly Action<string> _log;
+    private readonly byte[] _in = new byte[ReceiveBufferSize];
+    private readonly byte[] _prefix = new byte[4];
+    private int _inStart;
+    private int _inEnd;
+    private byte[] _sealed = [];
     private SecureFrameCodec? _sealer;
     private SecureFrameCodec? _opener;
     private string? _closedReason;
@@ -35,7 +71,6 @@ public sealed class Connection : IAsyncDisposable
         Peer = peer;
         MaxPayload = maxPayload;
         _log = log;
-        _reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 64 << 10, leaveOpen: true));
     }
 
     public string Peer { get; }
@@ -49,6 +84,7 @@ public sealed class Connection : IAsyncDisposable
     /// <summary>Switches receiving to secure mode: every later frame must open with this codec.</summary>
     public void SecureReceive(SecureFrameCodec opener) => _opener = opener;
 
+    /// <summary>Sends one frame built from a header and a payload (control frames, acks).</summary>
     public async ValueTask SendAsync(FrameHeader header, ReadOnlyMemory<byte> payload, CancellationToken ct = default)
     {
         if (payload.Length > MaxPayload)
@@ -59,10 +95,7 @@ public sealed class Connection : IAsyncDisposable
         await _sendLock.WaitAsync(ct);
         try
         {
-            if (_closedReason is not null)
-            {
-                throw new ConnectionClosedException(_closedReason);
-            }
+            ThrowIfClosed();
             if (_sealer is not null)
             {
                 _sealer.Seal(w, header, payload.Span);
@@ -71,15 +104,7 @@ public sealed class Connection : IAsyncDisposable
             {
                 FrameParser.Write(w, header, payload.Span);
             }
-            try
-            {
-                await _stream.WriteAsync(w.WrittenMemory, ct);
-            }
-            catch (Exception e) when (e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException
-                || (e is OperationCanceledException && !ct.IsCancellationRequested))
-            {
-                throw Close($"send failed: {e.Message}");
-            }
+            await WriteAsync(w.WrittenMemory, ct);
         }
         finally
         {
@@ -87,58 +112,209 @@ public sealed class Connection : IAsyncDisposable
         }
     }
 
+    /// <summary>Sends a session's message frame with <paramref name="ack"/> piggybacked, without copying it in crc
+    /// mode. The caller holds a reference on <paramref name="frame"/> for the duration.</summary>
+    internal async ValueTask SendAsync(OutgoingFrame frame, ulong ack)
+    {
+        await _sendLock.WaitAsync();
+        try
+        {
+            ThrowIfClosed();
+            if (_sealer is null)
+            {
+                await WriteAsync(frame.PrepareCrc(ack), CancellationToken.None);
+                return;
+            }
+            var plain = frame.PrepareSecure(ack);
+            var size = SecureFrameCodec.SealedFrameSize(frame.PayloadLength);
+            if (_sealed.Length < size)
+            {
+                FrameBuffers.Return(_sealed);
+                _sealed = FrameBuffers.Rent(size);
+            }
+            _sealer.Seal(plain.Span, _sealed);
+            await WriteAsync(_sealed.AsMemory(0, size), CancellationToken.None);
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    private void ThrowIfClosed()
+    {
+        if (_closedReason is not null)
+        {
+            throw new ConnectionClosedException(_closedReason);
+        }
+    }
+
+    private async ValueTask WriteAsync(ReadOnlyMemory<byte> bytes, CancellationToken ct)
+    {
+        try
+        {
+            await _stream.WriteAsync(bytes, ct);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException
+            || (e is OperationCanceledException && !ct.IsCancellationRequested))
+        {
+            throw Close($"send failed: {e.Message}");
+        }
+    }
+
     /// <summary>Returns the next valid frame, or throws <see cref="ConnectionClosedException"/> with the reason.</summary>
     public async ValueTask<Frame> ReadFrameAsync(CancellationToken ct = default)
     {
+        ThrowIfClosed();
+        try
+        {
+            return _opener is null ? await ReadCrcFrameAsync(ct) : await ReadSecureFrameAsync(_opener, ct);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException
+            || (e is OperationCanceledException && !ct.IsCancellationRequested))
+        {
+            if (e is ConnectionClosedException closed)
+            {
+                throw closed;
+            }
+            // A socket closed under a pending read may surface as a cancellation we did not ask for.
+            throw Close($"receive failed: {e.Message}");
+        }
+    }
+
+    private int Buffered => _inEnd - _inStart;
+
+    private async ValueTask<Frame> ReadCrcFrameAsync(CancellationToken ct)
+    {
+        FrameHeader header;
         while (true)
         {
-            if (_closedReason is not null)
+            var status = FrameParser.TryParseHeader(_in.AsSpan(_inStart, Math.Min(Buffered, FrameHeader.Size)), MaxPayload, out header, out var error);
+            if (status == FrameStatus.Complete)
             {
-                throw new ConnectionClosedException(_closedReason);
+                break;
             }
-            ReadResult result;
-            try
+            if (status == FrameStatus.Invalid)
             {
-                result = await _reader.ReadAsync(ct);
+                throw Close($"bad frame from {Peer}: {error}");
             }
-            catch (Exception e) when (e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException or InvalidOperationException
-                || (e is OperationCanceledException && !ct.IsCancellationRequested))
+            await ReadMoreAsync(ct);
+        }
+        var length = header.PayloadLength;
+        var rest = length + FrameParser.TrailerSize;
+        _inStart += FrameHeader.Size;
+        if (length == 0)
+        {
+            await FillAsync(rest, ct);
+            CheckCrc(header, [], _in.AsSpan(_inStart, FrameParser.TrailerSize));
+            _inStart += rest;
+            return new Frame(header, [], 0, pooled: false);
+        }
+        var payload = FrameBuffers.Rent(rest);
+        try
+        {
+            await ReadExactAsync(payload.AsMemory(0, rest), ct);
+            CheckCrc(header, payload.AsSpan(0, length), payload.AsSpan(length, FrameParser.TrailerSize));
+        }
+        catch
+        {
+            FrameBuffers.Return(payload);
+            throw;
+        }
+        return new Frame(header, payload, 0, pooled: true);
+    }
+
+    private void CheckCrc(in FrameHeader header, ReadOnlySpan<byte> payload, ReadOnlySpan<byte> trailer)
+    {
+        if (!FrameParser.CheckPayload(header, Crc32C.Compute(payload), trailer, out var error))
+        {
+            throw Close($"bad frame from {Peer}: {error}");
+        }
+    }
+
+    private async ValueTask<Frame> ReadSecureFrameAsync(SecureFrameCodec opener, CancellationToken ct)
+    {
+        await FillAsync(4, ct);
+        _in.AsSpan(_inStart, 4).CopyTo(_prefix);
+        if (!SecureFrameCodec.TryReadSealedLength(_prefix, MaxPayload, out var sealedLength, out var error))
+        {
+            throw Close($"bad frame from {Peer}: {error}");
+        }
+        _inStart += 4;
+        var frame = FrameBuffers.Rent(sealedLength);
+        try
+        {
+            await ReadExactAsync(frame.AsMemory(0, sealedLength), ct);
+            if (!opener.TryOpenInPlace(_prefix, frame.AsSpan(0, sealedLength), MaxPayload, out var header, out error))
             {
-                // A socket closed under a pending read may surface as a cancellation we did not ask for.
-                throw Close($"receive failed: {e.Message}");
+                throw Close($"bad frame from {Peer}: {error}");
             }
-            var buffer = result.Buffer;
-            FrameStatus status;
-            FrameHeader header;
-            byte[] payload;
-            SequencePosition consumed;
-            string? error;
-            if (_opener is not null)
+            return new Frame(header, frame, FrameHeader.Size, pooled: true);
+        }
+        catch
+        {
+            FrameBuffers.Return(frame);
+            throw;
+        }
+    }
+
+    /// <summary>Reads at least one more byte into the receive buffer (making room first); a clean end of stream
+    /// between frames and one in the middle of a frame are told apart in the reason.</summary>
+    private async ValueTask ReadMoreAsync(CancellationToken ct)
+    {
+        if (_inStart > 0 && (_inEnd == _in.Length || Buffered == 0))
+        {
+            _in.AsSpan(_inStart, Buffered).CopyTo(_in);
+            _inEnd = Buffered;
+            _inStart = 0;
+        }
+        var n = await _stream.ReadAsync(_in.AsMemory(_inEnd), ct);
+        if (n == 0)
+        {
+            throw Close(Buffered == 0 ? $"{Peer} closed the connection" : $"{Peer} closed the connection in the middle of a frame");
+        }
+        _inEnd += n;
+    }
+
+    private async ValueTask FillAsync(int count, CancellationToken ct)
+    {
+        if (_in.Length - _inStart < count)
+        {
+            _in.AsSpan(_inStart, Buffered).CopyTo(_in);
+            _inEnd = Buffered;
+            _inStart = 0;
+        }
+        while (Buffered < count)
+        {
+            await ReadMoreAsync(ct);
+        }
+    }
+
+    /// <summary>Fills <paramref name="destination"/>: first from the receive buffer, the rest straight from the
+    /// socket (a large payload is not copied twice).</summary>
+    private async ValueTask ReadExactAsync(Memory<byte> destination, CancellationToken ct)
+    {
+        var fromBuffer = Math.Min(Buffered, destination.Length);
+        _in.AsSpan(_inStart, fromBuffer).CopyTo(destination.Span);
+        _inStart += fromBuffer;
+        var done = fromBuffer;
+        while (done < destination.Length)
+        {
+            var left = destination.Length - done;
+            if (left < ReceiveBufferSize / 4)
             {
-                status = _opener.TryOpen(buffer, MaxPayload, out header, out payload, out consumed, out error);
+                // A short remainder goes through the buffer, so one read can also bring the next frames.
+                await FillAsync(left, ct);
+                _in.AsSpan(_inStart, left).CopyTo(destination.Span[done..]);
+                _inStart += left;
+                return;
             }
-            else
+            var n = await _stream.ReadAsync(destination[done..], ct);
+            if (n == 0)
             {
-                status = FrameParser.TryParse(buffer, MaxPayload, out header, out var body, out consumed, out error);
-                payload = status == FrameStatus.Complete ? body.ToArray() : [];
+                throw Close($"{Peer} closed the connection in the middle of a frame");
             }
-            switch (status)
-            {
-                case FrameStatus.Complete:
-                    _reader.AdvanceTo(consumed);
-                    return new Frame(header, payload);
-                case FrameStatus.Invalid:
-                    _reader.AdvanceTo(buffer.Start);
-                    throw Close($"bad frame from {Peer}: {error}");
-                default:
-                    if (result.IsCompleted)
-                    {
-                        _reader.AdvanceTo(buffer.End);
-                        throw Close(buffer.Length == 0 ? $"{Peer} closed the connection" : $"{Peer} closed the connection in the middle of a frame");
-                    }
-                    _reader.AdvanceTo(buffer.Start, buffer.End);
-                    break;
-            }
+            done += n;
         }
     }
 
@@ -163,7 +339,6 @@ public sealed class Connection : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         Close("closed locally");
-        await _reader.CompleteAsync();
         // A sender may be sealing a frame right now (it passed the closed check just before Close): wait for it,
         // so the codec is never disposed under its feet. Later senders see the closed reason and stop.
         await _sendLock.WaitAsync();
@@ -171,6 +346,8 @@ public sealed class Connection : IAsyncDisposable
         {
             _sealer?.Dispose();
             _opener?.Dispose();
+            FrameBuffers.Return(_sealed);
+            _sealed = [];
         }
         finally
         {

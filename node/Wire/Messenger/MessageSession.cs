@@ -3,8 +3,12 @@ using Appliance.Wire.Framing;
 
 namespace Appliance.Wire.Messenger;
 
-/// <summary>An application message delivered by a session.</summary>
-public readonly record struct Message(ushort Type, ulong Seq, ulong ReplyTo, byte[] Payload);
+/// <summary>
+/// An application message delivered by a session. The payload given to a message handler is valid until the
+/// handler's returned task completes (its buffer is pooled and reused afterwards): copy what must outlive it. A
+/// reply returned by <see cref="MessageSession.RequestAsync"/> belongs to the caller.
+/// </summary>
+public readonly record struct Message(ushort Type, ulong Seq, ulong ReplyTo, ReadOnlyMemory<byte> Payload);
 
 /// <summary>
 /// A reliable, ordered message stream between two daemons that outlives TCP connections: every message gets a
@@ -14,23 +18,29 @@ public readonly record struct Message(ushort Type, ulong Seq, ulong ReplyTo, byt
 /// delivered exactly once and in order, whatever happens to the connections.
 ///
 /// Back-pressure: at most <see cref="SessionOptions.MaxUnackedBytes"/> / <see cref="SessionOptions.MaxUnackedMessages"/>
-/// may wait for acknowledgement; senders beyond that wait (bounded by their cancellation token).
+/// may wait for acknowledgement; senders beyond that wait (bounded by their cancellation token). On the receiving
+/// side at most as many messages and bytes wait for the handler; beyond that the read loop waits, and TCP pushes
+/// back on the peer. (So two handlers that each block on sending to the other while both inboxes are full wait
+/// for each other: a handler that sends must not depend on the peer's handler sending back first.)
 /// </summary>
 public sealed class MessageSession : IAsyncDisposable
 {
     private readonly SessionOptions _options;
     private readonly Func<MessageSession, Message, ValueTask> _deliver;
-    private readonly Channel<Message> _inbox;
+    private readonly Channel<(Message Message, Frame Frame)> _inbox;
     private readonly Task _dispatcher;
     private readonly Action<string> _log;
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private readonly SemaphoreSlim _window;
-    private readonly LinkedList<Pending> _unacked = new();
+    private readonly LinkedList<OutgoingFrame> _unacked = new();
     private readonly Lock _lock = new();
     private readonly Dictionary<ulong, TaskCompletionSource<Message>> _requests = [];
     private long _unackedBytes;
+    private long _inboxBytes;
+    private TaskCompletionSource _inboxDrained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _resent;
     private ulong _nextSeq = 1;
+    private bool _disposed;
     private ulong _lastDelivered;
     private ulong _lastAckSent;
     private long _bytesSinceAck;
@@ -48,13 +58,13 @@ public sealed class MessageSession : IAsyncDisposable
         // Delivery runs on its own task, so a handler that waits (even for this session's send window) never
         // stops the read loop from processing the acknowledgements it is waiting for. Bounded: when the handler
         // falls behind by a whole window, the read loop waits, and TCP pushes back on the peer.
-        _inbox = Channel.CreateBounded<Message>(new BoundedChannelOptions(options.MaxUnackedMessages) { SingleReader = true, SingleWriter = false });
+        _inbox = Channel.CreateBounded<(Message, Frame)>(new BoundedChannelOptions(options.MaxUnackedMessages) { SingleReader = true, SingleWriter = false });
         _dispatcher = DispatchAsync();
     }
 
     private async Task DispatchAsync()
     {
-        await foreach (var message in _inbox.Reader.ReadAllAsync())
+        await foreach (var (message, frame) in _inbox.Reader.ReadAllAsync())
         {
             try
             {
@@ -64,6 +74,18 @@ public sealed class MessageSession : IAsyncDisposable
             {
                 // The handler is application code: its bug must not end the session; it is reported loudly.
                 _log($"BUG in the message handler of session {Id} with {PeerEntity} (type {message.Type}, seq {message.Seq}): {e}");
+            }
+            finally
+            {
+                frame.Release();
+                TaskCompletionSource drained;
+                lock (_lock)
+                {
+                    _inboxBytes -= message.Payload.Length;
+                    drained = _inboxDrained;
+                    _inboxDrained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                }
+                drained.TrySetResult();
             }
         }
     }
@@ -154,27 +176,37 @@ public sealed class MessageSession : IAsyncDisposable
             throw;
         }
 
+        // The one copy of the payload, into the frame that is kept (pooled) until the peer acknowledges it.
+        var frame = new OutgoingFrame(type, replyTo, payload.Span);
         await _sendLock.WaitAsync(CancellationToken.None);
         try
         {
-            Pending p;
             Connection? c;
             lock (_lock)
             {
+                if (_disposed)
+                {
+                    frame.Release();
+                    throw new ConnectionClosedException("session closed");
+                }
                 // The sequence number and the reply registration are made together, so no reply can miss its waiter.
-                p = new Pending(_nextSeq++, type, replyTo, payload.ToArray());
-                _unacked.AddLast(p);
+                frame.Seq = _nextSeq++;
+                _unacked.AddLast(frame);
                 if (reply is not null)
                 {
-                    _requests[p.Seq] = reply;
+                    _requests[frame.Seq] = reply;
                 }
                 c = _connection;
+                if (c is not null)
+                {
+                    frame.AddRef();
+                }
             }
             if (c is not null)
             {
-                await TrySendAsync(c, p);
+                await SendReferencedAsync(c, frame);
             }
-            return p.Seq;
+            return frame.Seq;
         }
         finally
         {
@@ -182,7 +214,8 @@ public sealed class MessageSession : IAsyncDisposable
         }
     }
 
-    private async ValueTask TrySendAsync(Connection c, Pending p)
+    /// <summary>Sends a frame on which the caller took a reference (under the lock) and drops that reference.</summary>
+    private async ValueTask SendReferencedAsync(Connection c, OutgoingFrame frame)
     {
         ulong ack;
         lock (_lock)
@@ -193,11 +226,15 @@ public sealed class MessageSession : IAsyncDisposable
         }
         try
         {
-            await c.SendAsync(new FrameHeader(p.Type, 0, p.Seq, ack, p.ReplyTo, p.Payload.Length), p.Payload);
+            await c.SendAsync(frame, ack);
         }
         catch (ConnectionClosedException)
         {
             // Lost the race with a dropped connection: the message stays unacked and is resent on reconnect.
+        }
+        finally
+        {
+            frame.Release();
         }
     }
 
@@ -210,16 +247,21 @@ public sealed class MessageSession : IAsyncDisposable
         await _sendLock.WaitAsync();
         try
         {
-            List<Pending> resend;
+            List<OutgoingFrame> resend;
             lock (_lock)
             {
                 AckUpTo(peerLastReceived);
                 _connection = connection;
                 resend = [.. _unacked];
+                // Each resend holds its frame: an acknowledgement arriving meanwhile must not recycle it.
+                foreach (var f in resend)
+                {
+                    f.AddRef();
+                }
             }
-            foreach (var p in resend)
+            foreach (var f in resend)
             {
-                await TrySendAsync(connection, p);
+                await SendReferencedAsync(connection, f);
             }
             Interlocked.Add(ref _resent, resend.Count);
         }
@@ -251,10 +293,12 @@ public sealed class MessageSession : IAsyncDisposable
         }
         if (h.Type == FrameTypes.Ack)
         {
+            frame.Release();
             return;
         }
         if (h.Type < FrameTypes.FirstMessageType)
         {
+            frame.Release();
             throw connection.Close($"unexpected control frame {h.Type} in an established session");
         }
         TaskCompletionSource<Message>? waiter = null;
@@ -262,29 +306,56 @@ public sealed class MessageSession : IAsyncDisposable
         {
             if (h.Seq <= _lastDelivered)
             {
+                frame.Release();
                 return; // a resend of something already delivered: exactly once means drop it
             }
             if (h.Seq != _lastDelivered + 1)
             {
+                frame.Release();
                 throw connection.Close($"out-of-order frame: got seq {h.Seq}, expected {_lastDelivered + 1}");
             }
             _lastDelivered = h.Seq;
-            _bytesSinceAck += frame.Payload.Length;
+            _bytesSinceAck += h.PayloadLength;
             if (h.ReplyTo != 0)
             {
                 _requests.Remove(h.ReplyTo, out waiter);
             }
         }
-        var message = new Message(h.Type, h.Seq, h.ReplyTo, frame.Payload);
         if (waiter is not null)
         {
-            waiter.TrySetResult(message);
+            // A reply outlives any handler: it gets an array of its own and the pooled buffer goes back.
+            waiter.TrySetResult(new Message(h.Type, h.Seq, h.ReplyTo, frame.Payload.ToArray()));
+            frame.Release();
         }
         else
         {
-            await _inbox.Writer.WriteAsync(message);
+            await WaitForInboxRoomAsync(h.PayloadLength);
+            if (!_inbox.Writer.TryWrite((new Message(h.Type, h.Seq, h.ReplyTo, frame.Payload), frame)))
+            {
+                await _inbox.Writer.WriteAsync((new Message(h.Type, h.Seq, h.ReplyTo, frame.Payload), frame));
+            }
         }
         await MaybeAckAsync(connection, force: false);
+    }
+
+    /// <summary>Waits until the messages waiting for the handler leave room for <paramref name="bytes"/> more (one
+    /// message always fits), then counts them in.</summary>
+    private async ValueTask WaitForInboxRoomAsync(int bytes)
+    {
+        while (true)
+        {
+            Task drained;
+            lock (_lock)
+            {
+                if (_inboxBytes == 0 || _inboxBytes + bytes <= _options.MaxUnackedBytes)
+                {
+                    _inboxBytes += bytes;
+                    return;
+                }
+                drained = _inboxDrained.Task;
+            }
+            await drained;
+        }
     }
 
     /// <summary>Acknowledges explicitly when enough deliveries have not been piggybacked on outgoing messages.</summary>
@@ -317,8 +388,9 @@ public sealed class MessageSession : IAsyncDisposable
         var released = 0;
         while (_unacked.First is { } first && first.Value.Seq <= ack)
         {
-            _unackedBytes -= first.Value.Payload.Length;
+            _unackedBytes -= first.Value.PayloadLength;
             _unacked.RemoveFirst();
+            first.Value.Release();
             released++;
         }
         if (released > 0)
@@ -341,11 +413,15 @@ public sealed class MessageSession : IAsyncDisposable
                 r.TrySetException(new ConnectionClosedException("session closed"));
             }
             _requests.Clear();
+            _disposed = true;
+            foreach (var f in _unacked)
+            {
+                f.Release();
+            }
+            _unacked.Clear();
         }
         _log($"session {Id} with {PeerEntity} closed");
     }
-
-    private sealed record Pending(ulong Seq, ushort Type, ulong ReplyTo, byte[] Payload);
 }
 
 /// <summary>Limits of a session.</summary>

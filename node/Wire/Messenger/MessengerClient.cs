@@ -156,10 +156,10 @@ public sealed class MessengerClient : IAsyncDisposable
         var hello = new HelloFrame(client.Hello(), Session.Id, Session.LastDelivered, _mode).Encode();
         await connection.SendAsync(MessengerServer.Control(FrameTypes.Hello, hello.Length), hello, ct);
         var challenge = await ReadHandshakeFrameAsync(connection, FrameTypes.Challenge, ct);
-        var proof = client.Answer(challenge.Payload);
+        var proof = client.Answer(challenge.Payload.Span);
         await connection.SendAsync(MessengerServer.Control(FrameTypes.Proof, proof.Length), proof, ct);
         var acceptFrame = await ReadHandshakeFrameAsync(connection, FrameTypes.Accept, ct);
-        var accept = AcceptFrame.Decode(acceptFrame.Payload);
+        var accept = AcceptFrame.Decode(acceptFrame.Payload.Span);
         var auth = client.Complete(accept.ServerProof);
         if (_mode == ConnectionMode.Secure)
         {
@@ -175,7 +175,7 @@ public sealed class MessengerClient : IAsyncDisposable
         if (frame.Header.Type == FrameTypes.Reject)
         {
             // The server's refusal of our credentials is final: reconnecting with the same key cannot help.
-            throw new AuthenticationException(System.Text.Encoding.UTF8.GetString(frame.Payload));
+            throw new AuthenticationException(System.Text.Encoding.UTF8.GetString(frame.Payload.Span));
         }
         MessengerServer.Expect(connection, frame, type);
         return frame;

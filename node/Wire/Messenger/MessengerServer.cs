@@ -175,7 +175,7 @@ public sealed class MessengerServer : IAsyncDisposable
         var ct = timeout.Token;
         var first = await connection.ReadFrameAsync(ct);
         Expect(connection, first, FrameTypes.Hello);
-        var hello = HelloFrame.Decode(first.Payload);
+        var hello = HelloFrame.Decode(first.Payload.Span);
         if (hello.Mode < _options.MinimumMode)
         {
             throw new AuthenticationException($"this server requires {_options.MinimumMode} mode");
@@ -185,7 +185,7 @@ public sealed class MessengerServer : IAsyncDisposable
         await connection.SendAsync(Control(FrameTypes.Challenge, challenge.Length), challenge, ct);
         var proofFrame = await connection.ReadFrameAsync(ct);
         Expect(connection, proofFrame, FrameTypes.Proof);
-        var (serverProof, auth) = server.Verify(proofFrame.Payload);
+        var (serverProof, auth) = server.Verify(proofFrame.Payload.Span);
 
         // A session id belongs to the entity that created it: another entity naming it gets a session of its own.
         var session = _sessions.GetOrAdd((auth.Entity, hello.SessionId),
@@ -208,7 +208,7 @@ public sealed class MessengerServer : IAsyncDisposable
     {
         if (frame.Header.Type == FrameTypes.Reject)
         {
-            throw connection.Close($"peer refused: {System.Text.Encoding.UTF8.GetString(frame.Payload)}");
+            throw connection.Close($"peer refused: {System.Text.Encoding.UTF8.GetString(frame.Payload.Span)}");
         }
         if (frame.Header.Type != type)
         {

@@ -45,7 +45,7 @@ internal sealed class MessengerFixture : IAsyncDisposable
         }
         else
         {
-            await Received.Writer.WriteAsync((session, message));
+            await Received.Writer.WriteAsync((session, message with { Payload = message.Payload.ToArray() })); // the payload outlives the handler: copy it
         }
     }
 

@@ -5,6 +5,7 @@ using Appliance.Wire.Auth;
 using Appliance.Wire.Codec;
 using Appliance.Wire.Framing;
 using Appliance.Wire.Messenger;
+using Appliance.Platform.Checksums;
 
 namespace Appliance.Wire.Tests.Messenger;
 
@@ -37,8 +38,8 @@ public sealed class MessengerTests
                     string.Join('\n', f.Log.TakeLast(30)));
                 throw;
             }
-            Assert.Equal(Crc32C.Compute(m.Payload.AsSpan(0, 4)), BinaryPrimitives.ReadUInt32LittleEndian(m.Payload.AsSpan(4)));
-            got.Add(BinaryPrimitives.ReadInt32LittleEndian(m.Payload));
+            Assert.Equal(Crc32C.Compute(m.Payload.Span[..4]), BinaryPrimitives.ReadUInt32LittleEndian(m.Payload.Span[4..]));
+            got.Add(BinaryPrimitives.ReadInt32LittleEndian(m.Payload.Span));
         }
         return got;
     }
@@ -64,14 +65,14 @@ public sealed class MessengerTests
     public async Task Requests_get_their_replies()
     {
         await using var f = new MessengerFixture();
-        f.ServerReply = async (session, m) => await session.SendAsync(MessengerFixture.Data + 1, m.Payload.Reverse().ToArray(), replyTo: m.Seq);
+        f.ServerReply = async (session, m) => await session.SendAsync(MessengerFixture.Data + 1, m.Payload.ToArray().Reverse().ToArray(), replyTo: m.Seq);
         var client = f.Client(ConnectionMode.Secure);
         await client.StartAsync();
         var replies = await Task.WhenAll(Enumerable.Range(0, 50).Select(i =>
             client.Session.RequestAsync(MessengerFixture.Data, new byte[] { (byte)i, 1, 2 }, Patience)));
         for (var i = 0; i < 50; i++)
         {
-            Assert.Equal(new byte[] { 2, 1, (byte)i }, replies[i].Payload);
+            Assert.Equal(new byte[] { 2, 1, (byte)i }, replies[i].Payload.ToArray());
         }
     }
 
@@ -215,7 +216,7 @@ public sealed class MessengerTests
         var hello = new HelloFrame(hs.Hello(), Guid.NewGuid(), 0, ConnectionMode.Crc).Encode();
         await c.SendAsync(new FrameHeader(FrameTypes.Hello, 0, 0, 0, 0, hello.Length), hello);
         var challenge = await c.ReadFrameAsync();
-        var proof = hs.Answer(challenge.Payload);
+        var proof = hs.Answer(challenge.Payload.Span);
         await c.SendAsync(new FrameHeader(FrameTypes.Proof, 0, 0, 0, 0, proof.Length), proof);
         var accept = await c.ReadFrameAsync();
         Assert.Equal(FrameTypes.Accept, accept.Header.Type);
@@ -330,11 +331,11 @@ public sealed class MessengerHandlerTests
         var seen = System.Threading.Channels.Channel.CreateUnbounded<byte>();
         await using var server = new MessengerServer(e => keyring.Find(e)?.Key, new MessengerOptions(), async (_, m) =>
         {
-            if (m.Payload[0] == 0)
+            if (m.Payload.Span[0] == 0)
             {
                 throw new InvalidOperationException("handler bug");
             }
-            await seen.Writer.WriteAsync(m.Payload[0]);
+            await seen.Writer.WriteAsync(m.Payload.Span[0]);
         }, log.Enqueue);
         var endpoint = server.ListenTcp(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
         await using var client = new MessengerClient(endpoint, "client.x", key, ConnectionMode.Crc, new MessengerOptions(), (_, _) => ValueTask.CompletedTask, _ => { });

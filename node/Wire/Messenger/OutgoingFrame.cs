@@ -1,0 +1,101 @@
+using System.Buffers.Binary;
+using Appliance.Wire.Codec;
+using Appliance.Wire.Framing;
+using Appliance.Platform.Checksums;
+
+namespace Appliance.Wire.Messenger;
+
+/// <summary>
+/// One application message laid out once for every time it is sent, in a pooled buffer:
+/// <c>[4 spare | 40-byte header | payload | 4-byte crc32c]</c>. crc mode sends bytes 4.. as they are (the header is
+/// rewritten in place before each send, because the piggybacked ack changes); secure mode seals header + payload,
+/// which are contiguous. The buffer goes back to the pool only when nothing refers to it any more: the session's
+/// unacknowledged list holds one reference, and every send in progress holds one, so a frame being resent on a new
+/// connection is never recycled under the send even when the acknowledgement arrives meanwhile.
+/// </summary>
+internal sealed class OutgoingFrame
+{
+    private const int HeaderOffset = 4;
+    private byte[]? _buffer;
+    private int _refs = 1;
+    private bool _hasTrailer;
+
+    public OutgoingFrame(ushort type, ulong replyTo, ReadOnlySpan<byte> payload)
+    {
+        Type = type;
+        ReplyTo = replyTo;
+        PayloadLength = payload.Length;
+        _buffer = FrameBuffers.Rent(HeaderOffset + FrameHeader.Size + payload.Length + FrameParser.TrailerSize);
+        payload.CopyTo(_buffer.AsSpan(HeaderOffset + FrameHeader.Size));
+    }
+
+    public ushort Type { get; }
+    public ulong ReplyTo { get; }
+    public int PayloadLength { get; }
+
+    /// <summary>Set once, under the session lock, when the message takes its place in the order.</summary>
+    public ulong Seq { get; set; }
+
+    private byte[] Buffer => _buffer ?? throw new InvalidOperationException($"frame seq {Seq} used after it was recycled");
+
+    /// <summary>Writes the header for this send (with the current ack) and returns header + payload.</summary>
+    public ReadOnlyMemory<byte> PrepareSecure(ulong ack)
+    {
+        new FrameHeader(Type, 0, Seq, ack, ReplyTo, PayloadLength).Write(Buffer.AsSpan(HeaderOffset));
+        return Buffer.AsMemory(HeaderOffset, FrameHeader.Size + PayloadLength);
+    }
+
+    /// <summary>Writes the header for this send (with the current ack) and returns the whole crc-mode frame.</summary>
+    public ReadOnlyMemory<byte> PrepareCrc(ulong ack)
+    {
+        var b = Buffer;
+        if (!_hasTrailer)
+        {
+            var payload = b.AsSpan(HeaderOffset + FrameHeader.Size, PayloadLength);
+            BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(HeaderOffset + FrameHeader.Size + PayloadLength), Crc32C.Compute(payload));
+            _hasTrailer = true;
+        }
+        new FrameHeader(Type, 0, Seq, ack, ReplyTo, PayloadLength).Write(b.AsSpan(HeaderOffset));
+        return b.AsMemory(HeaderOffset, FrameHeader.Size + PayloadLength + FrameParser.TrailerSize);
+    }
+
+    /// <summary>Takes a reference for a send in progress. Call it under the lock that guards the unacked list.</summary>
+    public void AddRef()
+    {
+        if (Interlocked.Increment(ref _refs) <= 1)
+        {
+            throw new InvalidOperationException($"frame seq {Seq} was referenced after it was recycled");
+        }
+    }
+
+    /// <summary>Drops a reference; the last one returns the buffer to the pool.</summary>
+    public void Release()
+    {
+        var left = Interlocked.Decrement(ref _refs);
+        if (left == 0)
+        {
+            var b = _buffer;
+            _buffer = null;
+            FrameBuffers.Return(b!);
+        }
+        else if (left < 0)
+        {
+            throw new InvalidOperationException($"frame seq {Seq} was released more often than referenced");
+        }
+    }
+}
+
+/// <summary>The pool for frame buffers, sending and receiving (frames go to 16 MiB; the shared pool keeps only up
+/// to 1 MiB, and allocating the rest each time would churn the large object heap and fault in fresh pages).</summary>
+internal static class FrameBuffers
+{
+    public static byte[] Rent(int size) => WireWriter.Pool.Rent(size);
+
+    public static void Return(byte[] buffer)
+    {
+        if (buffer.Length > 0)
+        {
+            WireWriter.Pool.Return(buffer);
+        }
+    }
+}
