@@ -61,6 +61,7 @@ public sealed class Connection : IAsyncDisposable
     private int _inStart;
     private int _inEnd;
     private byte[] _sealed = [];
+    private byte[]? _gather;
     private SecureFrameCodec? _sealer;
     private SecureFrameCodec? _opener;
     private string? _closedReason;
@@ -112,34 +113,76 @@ public sealed class Connection : IAsyncDisposable
         }
     }
 
-    /// <summary>Sends a session's message frame with <paramref name="ack"/> piggybacked, without copying it in crc
-    /// mode. The caller holds a reference on <paramref name="frame"/> for the duration.</summary>
-    internal async ValueTask SendAsync(OutgoingFrame frame, ulong ack)
+    /// <summary>
+    /// Sends a session's message frames in order with <paramref name="ack"/> piggybacked on each. Small frames are
+    /// gathered into one write; a large crc-mode frame is written from its own buffer without a copy. The caller
+    /// holds a reference on every frame for the duration.
+    /// </summary>
+    internal async ValueTask SendAsync(IReadOnlyList<OutgoingFrame> frames, ulong ack)
     {
         await _sendLock.WaitAsync();
         try
         {
             ThrowIfClosed();
-            if (_sealer is null)
+            _gather ??= FrameBuffers.Rent(GatherSize);
+            var used = 0;
+            foreach (var frame in frames)
             {
-                await WriteAsync(frame.PrepareCrc(ack), CancellationToken.None);
-                return;
+                if (_sealer is null)
+                {
+                    var bytes = frame.PrepareCrc(ack);
+                    if (bytes.Length > GatherSize / 4)
+                    {
+                        await FlushGatherAsync(used);
+                        used = 0;
+                        await WriteAsync(bytes, CancellationToken.None);
+                        continue;
+                    }
+                    if (used + bytes.Length > GatherSize)
+                    {
+                        await FlushGatherAsync(used);
+                        used = 0;
+                    }
+                    bytes.Span.CopyTo(_gather.AsSpan(used));
+                    used += bytes.Length;
+                }
+                else
+                {
+                    var size = SecureFrameCodec.SealedFrameSize(frame.PayloadLength);
+                    if (size > GatherSize / 4)
+                    {
+                        await FlushGatherAsync(used);
+                        used = 0;
+                        if (_sealed.Length < size)
+                        {
+                            FrameBuffers.Return(_sealed);
+                            _sealed = FrameBuffers.Rent(size);
+                        }
+                        _sealer.Seal(frame.PrepareSecure(ack).Span, _sealed);
+                        await WriteAsync(_sealed.AsMemory(0, size), CancellationToken.None);
+                        continue;
+                    }
+                    if (used + size > GatherSize)
+                    {
+                        await FlushGatherAsync(used);
+                        used = 0;
+                    }
+                    _sealer.Seal(frame.PrepareSecure(ack).Span, _gather.AsSpan(used));
+                    used += size;
+                }
             }
-            var plain = frame.PrepareSecure(ack);
-            var size = SecureFrameCodec.SealedFrameSize(frame.PayloadLength);
-            if (_sealed.Length < size)
-            {
-                FrameBuffers.Return(_sealed);
-                _sealed = FrameBuffers.Rent(size);
-            }
-            _sealer.Seal(plain.Span, _sealed);
-            await WriteAsync(_sealed.AsMemory(0, size), CancellationToken.None);
+            await FlushGatherAsync(used);
         }
         finally
         {
             _sendLock.Release();
         }
     }
+
+    private const int GatherSize = 256 << 10;
+
+    private ValueTask FlushGatherAsync(int used) =>
+        used == 0 ? ValueTask.CompletedTask : WriteAsync(_gather.AsMemory(0, used), CancellationToken.None);
 
     private void ThrowIfClosed()
     {
@@ -348,6 +391,11 @@ public sealed class Connection : IAsyncDisposable
             _opener?.Dispose();
             FrameBuffers.Return(_sealed);
             _sealed = [];
+            if (_gather is not null)
+            {
+                FrameBuffers.Return(_gather);
+                _gather = null;
+            }
         }
         finally
         {

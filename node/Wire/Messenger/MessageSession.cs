@@ -30,9 +30,8 @@ public sealed class MessageSession : IAsyncDisposable
     private readonly Channel<(Message Message, Frame Frame)> _inbox;
     private readonly Task _dispatcher;
     private readonly Action<string> _log;
-    private readonly SemaphoreSlim _sendLock = new(1, 1);
     private readonly SemaphoreSlim _window;
-    private readonly LinkedList<OutgoingFrame> _unacked = new();
+    private readonly FrameWindow _unacked;
     private readonly Lock _lock = new();
     private readonly Dictionary<ulong, TaskCompletionSource<Message>> _requests = [];
     private long _unackedBytes;
@@ -41,6 +40,7 @@ public sealed class MessageSession : IAsyncDisposable
     private long _resent;
     private ulong _nextSeq = 1;
     private bool _disposed;
+    private TaskCompletionSource? _writerWake;
     private ulong _lastDelivered;
     private ulong _lastAckSent;
     private long _bytesSinceAck;
@@ -55,6 +55,7 @@ public sealed class MessageSession : IAsyncDisposable
         _deliver = deliver;
         _log = log;
         _window = new SemaphoreSlim(options.MaxUnackedMessages, options.MaxUnackedMessages);
+        _unacked = new FrameWindow(options.MaxUnackedMessages);
         // Delivery runs on its own task, so a handler that waits (even for this session's send window) never
         // stops the read loop from processing the acknowledgements it is waiting for. Bounded: when the handler
         // falls behind by a whole window, the read loop waits, and TCP pushes back on the peer.
@@ -178,97 +179,130 @@ public sealed class MessageSession : IAsyncDisposable
 
         // The one copy of the payload, into the frame that is kept (pooled) until the peer acknowledges it.
         var frame = new OutgoingFrame(type, replyTo, payload.Span);
-        await _sendLock.WaitAsync(CancellationToken.None);
-        try
-        {
-            Connection? c;
-            lock (_lock)
-            {
-                if (_disposed)
-                {
-                    frame.Release();
-                    throw new ConnectionClosedException("session closed");
-                }
-                // The sequence number and the reply registration are made together, so no reply can miss its waiter.
-                frame.Seq = _nextSeq++;
-                _unacked.AddLast(frame);
-                if (reply is not null)
-                {
-                    _requests[frame.Seq] = reply;
-                }
-                c = _connection;
-                if (c is not null)
-                {
-                    frame.AddRef();
-                }
-            }
-            if (c is not null)
-            {
-                await SendReferencedAsync(c, frame);
-            }
-            return frame.Seq;
-        }
-        finally
-        {
-            _sendLock.Release();
-        }
-    }
-
-    /// <summary>Sends a frame on which the caller took a reference (under the lock) and drops that reference.</summary>
-    private async ValueTask SendReferencedAsync(Connection c, OutgoingFrame frame)
-    {
-        ulong ack;
+        TaskCompletionSource? wake;
         lock (_lock)
         {
-            ack = _lastDelivered;
-            _lastAckSent = ack;
-            _bytesSinceAck = 0;
+            if (_disposed)
+            {
+                frame.Release();
+                throw new ConnectionClosedException("session closed");
+            }
+            // The sequence number and the reply registration are made together, so no reply can miss its waiter.
+            frame.Seq = _nextSeq++;
+            _unacked.Add(frame);
+            if (reply is not null)
+            {
+                _requests[frame.Seq] = reply;
+            }
+            wake = _writerWake;
+            _writerWake = null;
         }
-        try
-        {
-            await c.SendAsync(frame, ack);
-        }
-        catch (ConnectionClosedException)
-        {
-            // Lost the race with a dropped connection: the message stays unacked and is resent on reconnect.
-        }
-        finally
-        {
-            frame.Release();
-        }
+        // The writer continues on this thread when it was idle: a lone message goes out without a thread hop.
+        wake?.TrySetResult();
+        return frame.Seq;
     }
 
     /// <summary>
-    /// Puts the session on a new connection after a handshake: drops what the peer says it received, resends the
-    /// rest in order, then lets new messages through. Holding the send lock keeps new sends behind the resends.
+    /// The one writer of a connection: sends, in sequence order, every unacknowledged message after
+    /// <paramref name="sentUpTo"/> — first what the peer missed (the resend after a reconnect is simply where the
+    /// writer starts), then each new message as it is queued. Several queued messages go out in one write. Ends
+    /// when the connection closes or the session moves to another one.
     /// </summary>
-    internal async Task AttachAsync(Connection connection, ulong peerLastReceived)
+    private async Task WriterAsync(Connection connection, ulong sentUpTo)
     {
-        await _sendLock.WaitAsync();
+        var batch = new List<OutgoingFrame>(MaxBatchFrames);
         try
         {
-            List<OutgoingFrame> resend;
-            lock (_lock)
+            while (true)
             {
-                AckUpTo(peerLastReceived);
-                _connection = connection;
-                resend = [.. _unacked];
-                // Each resend holds its frame: an acknowledgement arriving meanwhile must not recycle it.
-                foreach (var f in resend)
+                Task? idle = null;
+                ulong ack = 0;
+                lock (_lock)
                 {
-                    f.AddRef();
+                    if (_disposed || !ReferenceEquals(_connection, connection))
+                    {
+                        return;
+                    }
+                    // Frames at or below the peer's acknowledgement left the window; start after them.
+                    var first = _unacked.Count > 0 ? _unacked.First.Seq : _nextSeq;
+                    var next = Math.Max(sentUpTo + 1, first);
+                    long bytes = 0;
+                    while (next < _nextSeq && batch.Count < MaxBatchFrames && bytes < MaxBatchBytes)
+                    {
+                        var f = _unacked[(int)(next - first)];
+                        // Each frame in flight holds a reference: an acknowledgement arriving meanwhile must not
+                        // recycle it under the write.
+                        f.AddRef();
+                        batch.Add(f);
+                        bytes += f.PayloadLength;
+                        next++;
+                    }
+                    if (batch.Count == 0)
+                    {
+                        _writerWake = new TaskCompletionSource();
+                        idle = _writerWake.Task;
+                    }
+                    else
+                    {
+                        ack = _lastDelivered;
+                        _lastAckSent = ack;
+                        _bytesSinceAck = 0;
+                    }
+                }
+                if (idle is not null)
+                {
+                    await idle;
+                    continue;
+                }
+                try
+                {
+                    sentUpTo = batch[^1].Seq;
+                    await connection.SendAsync(batch, ack);
+                }
+                finally
+                {
+                    foreach (var f in batch)
+                    {
+                        f.Release();
+                    }
+                    batch.Clear();
                 }
             }
-            foreach (var f in resend)
-            {
-                await SendReferencedAsync(connection, f);
-            }
-            Interlocked.Add(ref _resent, resend.Count);
         }
-        finally
+        catch (ConnectionClosedException)
         {
-            _sendLock.Release();
+            // The connection dropped: what the peer did not acknowledge stays queued and the next writer resends it.
         }
+        catch (Exception e)
+        {
+            // Our bug: say so loudly and drop the connection; the session resumes on the next one.
+            _log($"BUG in the writer of session {Id} with {PeerEntity}: {e}");
+            connection.Close($"internal error: {e.GetType().Name}");
+        }
+    }
+
+    private const int MaxBatchFrames = 64;
+    private const long MaxBatchBytes = 4 << 20;
+
+    /// <summary>
+    /// Puts the session on a new connection after a handshake: drops what the peer says it received and starts the
+    /// connection's writer right after it, so the rest is resent in order before anything new.
+    /// </summary>
+    internal Task AttachAsync(Connection connection, ulong peerLastReceived)
+    {
+        TaskCompletionSource? oldWake;
+        lock (_lock)
+        {
+            AckUpTo(peerLastReceived);
+            _connection = connection;
+            Interlocked.Add(ref _resent, _unacked.Count);
+            // A writer idling on the previous connection wakes up, sees it is no longer current, and ends.
+            oldWake = _writerWake;
+            _writerWake = null;
+        }
+        oldWake?.TrySetResult();
+        _ = WriterAsync(connection, peerLastReceived);
+        return Task.CompletedTask;
     }
 
     internal void Detach(Connection connection)
@@ -386,11 +420,11 @@ public sealed class MessageSession : IAsyncDisposable
     private void AckUpTo(ulong ack)
     {
         var released = 0;
-        while (_unacked.First is { } first && first.Value.Seq <= ack)
+        while (_unacked.Count > 0 && _unacked.First.Seq <= ack)
         {
-            _unackedBytes -= first.Value.PayloadLength;
-            _unacked.RemoveFirst();
-            first.Value.Release();
+            var first = _unacked.RemoveFirst();
+            _unackedBytes -= first.PayloadLength;
+            first.Release();
             released++;
         }
         if (released > 0)
@@ -404,6 +438,7 @@ public sealed class MessageSession : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        TaskCompletionSource? wake;
         _inbox.Writer.TryComplete();
         await _dispatcher;
         lock (_lock)
@@ -414,12 +449,14 @@ public sealed class MessageSession : IAsyncDisposable
             }
             _requests.Clear();
             _disposed = true;
-            foreach (var f in _unacked)
+            while (_unacked.Count > 0)
             {
-                f.Release();
+                _unacked.RemoveFirst().Release();
             }
-            _unacked.Clear();
+            wake = _writerWake;
+            _writerWake = null;
         }
+        wake?.TrySetResult();
         _log($"session {Id} with {PeerEntity} closed");
     }
 }
@@ -434,4 +471,39 @@ public sealed record SessionOptions
     /// <summary>...or after this many delivered bytes, so large messages never wait for the ack timer.</summary>
     public long AckBytes { get; init; } = 1 << 20;
     public int MaxPayload { get; init; } = 16 << 20;
+}
+
+/// <summary>The unacknowledged messages of a session: consecutive sequence numbers in a ring of fixed capacity
+/// (the window), so the writer finds any of them by its sequence number.</summary>
+internal sealed class FrameWindow(int capacity)
+{
+    private readonly OutgoingFrame[] _ring = new OutgoingFrame[capacity];
+    private int _head;
+
+    public int Count { get; private set; }
+
+    public OutgoingFrame First => this[0];
+
+    public OutgoingFrame this[int index] => index >= 0 && index < Count
+        ? _ring[(_head + index) % _ring.Length]
+        : throw new ArgumentOutOfRangeException(nameof(index), $"index {index} outside the window of {Count}");
+
+    public void Add(OutgoingFrame frame)
+    {
+        if (Count == _ring.Length)
+        {
+            throw new InvalidOperationException("the send window is full (the window semaphore should have held the sender)");
+        }
+        _ring[(_head + Count) % _ring.Length] = frame;
+        Count++;
+    }
+
+    public OutgoingFrame RemoveFirst()
+    {
+        var f = First;
+        _ring[_head] = null!;
+        _head = (_head + 1) % _ring.Length;
+        Count--;
+        return f;
+    }
 }
