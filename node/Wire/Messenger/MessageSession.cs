@@ -36,7 +36,7 @@ public sealed class MessageSession : IAsyncDisposable
     private readonly Dictionary<ulong, TaskCompletionSource<Message>> _requests = [];
     private long _unackedBytes;
     private long _inboxBytes;
-    private TaskCompletionSource _inboxDrained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private TaskCompletionSource? _inboxWaiter;
     private long _resent;
     private ulong _nextSeq = 1;
     private bool _disposed;
@@ -79,14 +79,17 @@ public sealed class MessageSession : IAsyncDisposable
             finally
             {
                 frame.Release();
-                TaskCompletionSource drained;
+                TaskCompletionSource? drained = null;
                 lock (_lock)
                 {
                     _inboxBytes -= message.Payload.Length;
-                    drained = _inboxDrained;
-                    _inboxDrained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    if (_inboxWaiter is not null)
+                    {
+                        drained = _inboxWaiter;
+                        _inboxWaiter = null;
+                    }
                 }
-                drained.TrySetResult();
+                drained?.TrySetResult();
             }
         }
     }
@@ -386,7 +389,8 @@ public sealed class MessageSession : IAsyncDisposable
                     _inboxBytes += bytes;
                     return;
                 }
-                drained = _inboxDrained.Task;
+                _inboxWaiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                drained = _inboxWaiter.Task;
             }
             await drained;
         }

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using Appliance.Wire.Codec;
 using Appliance.Wire.Framing;
 using Appliance.Platform.Checksums;
 
@@ -85,17 +84,54 @@ internal sealed class OutgoingFrame
     }
 }
 
-/// <summary>The pool for frame buffers, sending and receiving (frames go to 16 MiB; the shared pool keeps only up
-/// to 1 MiB, and allocating the rest each time would churn the large object heap and fault in fresh pages).</summary>
+/// <summary>
+/// The pool for frame buffers, sending and receiving. Power-of-two size classes from 1 KiB to 32 MiB; a buffer is
+/// kept for reuse only while everything kept stays under <see cref="MaxRetainedBytes"/>, so the pool holds at most
+/// that much memory however many connections came and went. (ArrayPool.Shared keeps only up to 1 MiB, and a
+/// configurable ArrayPool keeps a fixed count per size: a window of thousands of 4 KiB frames would miss it on
+/// almost every rent.) A miss allocates without zeroing: every user writes a buffer before reading it.
+/// </summary>
 internal static class FrameBuffers
 {
-    public static byte[] Rent(int size) => WireWriter.Pool.Rent(size);
+    private const int MinShift = 10;
+    private const int MaxShift = 25;
+    private static readonly System.Collections.Concurrent.ConcurrentQueue<byte[]>[] Classes =
+        [.. Enumerable.Range(MinShift, MaxShift - MinShift + 1).Select(_ => new System.Collections.Concurrent.ConcurrentQueue<byte[]>())];
+    private static long _retained;
+
+    /// <summary>The most memory the pool keeps for reuse.</summary>
+    public static long MaxRetainedBytes { get; set; } = 64L << 20;
+
+    /// <summary>Memory kept for reuse right now.</summary>
+    public static long RetainedBytes => Interlocked.Read(ref _retained);
+
+    public static byte[] Rent(int size)
+    {
+        var shift = Math.Max(MinShift, 32 - System.Numerics.BitOperations.LeadingZeroCount((uint)Math.Max(size - 1, 1)));
+        if (shift > MaxShift)
+        {
+            return GC.AllocateUninitializedArray<byte>(size);
+        }
+        if (Classes[shift - MinShift].TryDequeue(out var buffer))
+        {
+            Interlocked.Add(ref _retained, -buffer.Length);
+            return buffer;
+        }
+        return GC.AllocateUninitializedArray<byte>(1 << shift);
+    }
 
     public static void Return(byte[] buffer)
     {
-        if (buffer.Length > 0)
+        var length = buffer.Length;
+        if (length < 1 << MinShift || length > 1 << MaxShift || (length & (length - 1)) != 0)
         {
-            WireWriter.Pool.Return(buffer);
+            return; // not one of ours (or empty): the GC takes it
         }
+        if (Interlocked.Add(ref _retained, length) > MaxRetainedBytes)
+        {
+            Interlocked.Add(ref _retained, -length);
+            return;
+        }
+        Classes[System.Numerics.BitOperations.Log2((uint)length) - MinShift].Enqueue(buffer);
     }
 }
