@@ -256,8 +256,19 @@ public sealed class Connection : IAsyncDisposable
         var payload = FrameBuffers.Rent(rest);
         try
         {
-            await ReadExactAsync(payload.AsMemory(0, rest), ct);
-            CheckCrc(header, payload.AsSpan(0, length), payload.AsSpan(length, FrameParser.TrailerSize));
+            // Received and checksummed piece by piece: the checksum reads each piece while it is still in cache.
+            var crc = 0u;
+            for (var at = 0; at < length; at += OutgoingFrame.CachePiece)
+            {
+                var n = Math.Min(OutgoingFrame.CachePiece, length - at);
+                await ReadExactAsync(payload.AsMemory(at, n), ct);
+                crc = Crc32C.Compute(payload.AsSpan(at, n), crc);
+            }
+            await ReadExactAsync(payload.AsMemory(length, FrameParser.TrailerSize), ct);
+            if (!FrameParser.CheckPayload(header, crc, payload.AsSpan(length, FrameParser.TrailerSize), out var error))
+            {
+                throw Close($"bad frame from {Peer}: {error}");
+            }
         }
         catch
         {
