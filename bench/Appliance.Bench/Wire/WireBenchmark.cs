@@ -39,11 +39,12 @@ public sealed class WireBenchmark : IBenchmark
             // the median of its rounds, so a burst of someone else's load does not land on one side only.
             var rounds = a.Get("--rounds", 3);
             Console.WriteLine($"wire: one sender process and one receiver process over loopback, {seconds} s per run, median of {rounds} interleaved rounds");
-            Console.WriteLine($"{"payload",-8} {"mode",-7} {"msgs/s",10} {"MB/s",9} {"plain TCP MB/s",15} {"ratio",6}   per round (ours/TCP)");
+            Console.WriteLine("(cpu = CPU seconds of both processes per GB moved; its ratio, TCP's over ours, hardly depends on other load)");
+            Console.WriteLine($"{"payload",-8} {"mode",-7} {"msgs/s",10} {"MB/s",9} {"plain TCP MB/s",15} {"ratio",6} {"cpu",6} {"TCP cpu",8} {"ratio",6}   per round MB/s ratio");
             foreach (var size in sizes)
             {
-                var ceiling = new List<double>();
-                var ours = modes.ToDictionary(m => m, _ => new List<(double Msgs, double Bytes)>());
+                var ceiling = new List<(double Bytes, double CpuPerGb)>();
+                var ours = modes.ToDictionary(m => m, _ => new List<(double Msgs, double Bytes, double CpuPerGb)>());
                 for (var r = 0; r < rounds; r++)
                 {
                     ceiling.Add(await PlainTcpAsync(size, seconds, ct));
@@ -52,13 +53,15 @@ public sealed class WireBenchmark : IBenchmark
                         ours[mode].Add(await MessengerAsync(keyringPath, key, mode, size, seconds, ct));
                     }
                 }
-                var tcp = Median(ceiling);
+                var tcp = Median(ceiling.Select(x => x.Bytes));
+                var tcpCpu = Median(ceiling.Select(x => x.CpuPerGb));
                 foreach (var mode in modes)
                 {
                     var msgs = Median(ours[mode].Select(x => x.Msgs));
                     var bytes = Median(ours[mode].Select(x => x.Bytes));
-                    var perRound = string.Join(" ", ours[mode].Select((x, i) => (x.Bytes / ceiling[i]).ToString("0.00", CultureInfo.InvariantCulture)));
-                    Console.WriteLine($"{(size >= 1 << 20 ? $"{size >> 20} MiB" : $"{size >> 10} KiB"),-8} {mode,-7} {Fio.Format(msgs),10} {Mb(bytes),9} {Mb(tcp),15} {(bytes / tcp).ToString("0.00", CultureInfo.InvariantCulture),6}   {perRound}");
+                    var cpu = Median(ours[mode].Select(x => x.CpuPerGb));
+                    var perRound = string.Join(" ", ours[mode].Select((x, i) => F(x.Bytes / ceiling[i].Bytes)));
+                    Console.WriteLine($"{(size >= 1 << 20 ? $"{size >> 20} MiB" : $"{size >> 10} KiB"),-8} {mode,-7} {Fio.Format(msgs),10} {Mb(bytes),9} {Mb(tcp),15} {F(bytes / tcp),6} {F(cpu),6} {F(tcpCpu),8} {F(tcpCpu / cpu),6}   {perRound}");
                 }
             }
             return 0;
@@ -69,6 +72,31 @@ public sealed class WireBenchmark : IBenchmark
         }
     }
 
+    /// <summary>CPU time of both processes (this one and the peer) from construction on: a figure that other
+    /// people's load on the machine hardly changes, unlike throughput.</summary>
+    private sealed class CpuMeter
+    {
+        private readonly Process _peer;
+        private readonly TimeSpan _start;
+
+        public CpuMeter(Process peer)
+        {
+            _peer = peer;
+            _start = Now();
+        }
+
+        private TimeSpan Now()
+        {
+            _peer.Refresh();
+            return Process.GetCurrentProcess().TotalProcessorTime + _peer.TotalProcessorTime;
+        }
+
+        /// <summary>CPU seconds spent per GB moved.</summary>
+        public double PerGb(double bytes) => (Now() - _start).TotalSeconds / (bytes / 1e9);
+    }
+
+    private static string F(double v) => v.ToString("0.00", CultureInfo.InvariantCulture);
+
     private static double Median(IEnumerable<double> values)
     {
         var v = values.Order().ToArray();
@@ -77,7 +105,7 @@ public sealed class WireBenchmark : IBenchmark
 
     private static string Mb(double bytesPerSecond) => (bytesPerSecond / 1e6).ToString("0.0", CultureInfo.InvariantCulture);
 
-    private static async Task<(double Msgs, double Bytes)> MessengerAsync(string keyringPath, Secret key, ConnectionMode mode, int size, int seconds, CancellationToken ct)
+    private static async Task<(double Msgs, double Bytes, double CpuPerGb)> MessengerAsync(string keyringPath, Secret key, ConnectionMode mode, int size, int seconds, CancellationToken ct)
     {
         using var peer = Peer.Start("messenger", keyringPath);
         var options = new MessengerOptions();
@@ -87,6 +115,7 @@ public sealed class WireBenchmark : IBenchmark
         var payload = new byte[size];
         Random.Shared.NextBytes(payload);
         long sent = 0;
+        var cpu = new CpuMeter(peer.Process);
         var clock = Stopwatch.StartNew();
         var until = TimeSpan.FromSeconds(seconds);
         while (clock.Elapsed < until && !ct.IsCancellationRequested)
@@ -100,10 +129,10 @@ public sealed class WireBenchmark : IBenchmark
             await Task.Delay(1, ct);
         }
         var elapsed = clock.Elapsed.TotalSeconds;
-        return (sent / elapsed, sent * (double)size / elapsed);
+        return (sent / elapsed, sent * (double)size / elapsed, cpu.PerGb(sent * (double)size));
     }
 
-    private static async Task<double> PlainTcpAsync(int size, int seconds, CancellationToken ct)
+    private static async Task<(double Bytes, double CpuPerGb)> PlainTcpAsync(int size, int seconds, CancellationToken ct)
     {
         using var peer = Peer.Start("tcp", null);
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
@@ -111,6 +140,7 @@ public sealed class WireBenchmark : IBenchmark
         var payload = new byte[size];
         Random.Shared.NextBytes(payload);
         long sent = 0;
+        var cpu = new CpuMeter(peer.Process);
         var clock = Stopwatch.StartNew();
         while (clock.Elapsed < TimeSpan.FromSeconds(seconds) && !ct.IsCancellationRequested)
         {
@@ -131,7 +161,8 @@ public sealed class WireBenchmark : IBenchmark
             got += n;
         }
         var elapsed = clock.Elapsed.TotalSeconds;
-        return BitConverter.ToInt64(count) / elapsed;
+        var total = BitConverter.ToInt64(count);
+        return (total / elapsed, cpu.PerGb(total));
     }
 
     /// <summary>The receiving child process (this program run as `wire-peer`).</summary>
@@ -146,6 +177,8 @@ public sealed class WireBenchmark : IBenchmark
         }
 
         public int Port { get; }
+
+        public Process Process => _process;
 
         public static Peer Start(string kind, string? keyringPath)
         {
