@@ -146,6 +146,12 @@ public sealed class MonitorStore : IDisposable
                     throw new MonitorStoreCorruptionException(logPath, 0, "the log file is missing beside a snapshot");
                 }
                 WriteDurably(directory, LogName, LogFormat.Header(0));
+                // A new store: make its directory's own entry durable too, or a crash could lose the whole store
+                // after batches were acknowledged.
+                if (Path.GetDirectoryName(directory) is { } parent)
+                {
+                    FsyncDirectory(parent);
+                }
             }
             var bytes = File.ReadAllBytes(logPath);
             var scan = LogFormat.Scan(bytes, logPath);
