@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.IO.Pipelines;
 using System.Net.Sockets;
 using System.Numerics;
 using Appliance.BlockDev.Images;
@@ -8,10 +7,12 @@ using Appliance.BlockDev.Nbd.Protocol;
 namespace Appliance.BlockDev.Nbd.Server;
 
 /// <summary>
-/// Transmission: one reader loop parses requests and starts a handler per request; handlers run concurrently
-/// (bounded by <see cref="NbdServerOptions.MaxRequestsInFlight"/> and <see cref="NbdServerOptions.MaxBytesInFlight"/>:
-/// when either is exhausted the reader stops reading, so a client cannot make us buffer more) and reply in
-/// completion order.
+/// Transmission: the connection's thread reads the socket into one buffer and handles every complete request in it
+/// (page-cache I/O inline, slow requests on the thread pool); handlers queue their replies, and the queue goes out
+/// in one gathering send (sendmsg) before the thread reads again. Replies leave in completion order. Every request
+/// holds a slot (<see cref="NbdServerOptions.MaxRequestsInFlight"/>) and its bytes (<see
+/// cref="NbdServerOptions.MaxBytesInFlight"/>) until its reply is sent; when either runs out the thread stops
+/// reading, so a client cannot make us buffer more.
 /// </summary>
 internal sealed partial class NbdConnection
 {
@@ -23,199 +24,240 @@ internal sealed partial class NbdConnection
     private const int MaxStatusExtents = 16 << 10;
     /// <summary>Error messages on the wire are cut to this many bytes.</summary>
     private const int MaxErrorMessage = 200;
+    /// <summary>The receive buffer: many small requests per recv; a longer WRITE payload is received into its own buffer.</summary>
+    private const int ReceiveBufferSize = 128 << 10;
+    /// <summary>Queued replies are sent as soon as they add up to this much, without waiting for the end of the batch.</summary>
+    private const int ReplyFlushBytes = 256 << 10;
+    /// <summary>Replies per sendmsg (well under IOV_MAX).</summary>
+    private const int MaxRepliesPerSend = 64;
 
     private readonly ByteBudget _budget;
     private readonly SemaphoreSlim _slots;
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // Requests taken in (each holding a slot) whose reply is not yet sent or dropped.
     private int _pending;
     private int _draining;
     private IImage _image = null!;
     private TransmissionState _state;
+    private int _receiveThreadId;
 
-    /// <summary>
-    /// The transmission pipe: fed by a dedicated receive thread, consumed inline on that thread (no thread hop
-    /// between a request arriving and its handler running). It must hold a whole maximum request, or a reader
-    /// waiting for a 32 MiB payload would wait forever on a paused writer.
-    /// </summary>
-    private static readonly PipeOptions TransmissionPipe = new(
-        readerScheduler: PipeScheduler.Inline,
-        writerScheduler: PipeScheduler.Inline,
-        pauseWriterThreshold: NbdLimits.MaxPayload + (1 << 20),
-        resumeWriterThreshold: NbdLimits.MaxPayload / 2,
-        minimumSegmentSize: 64 << 10,
-        useSynchronizationContext: false);
+    // The reply queue. Whoever finds no flush under way sends everything queued (one sender at a time, so replies
+    // never interleave on the wire); replies queued meanwhile are picked up by that sender's next round.
+    private readonly Lock _replyLock = new();
+    private List<QueuedReply> _queued = new(MaxRepliesPerSend);
+    private List<QueuedReply> _sending = new(MaxRepliesPerSend);
+    private readonly List<ArraySegment<byte>> _segments = new(MaxRepliesPerSend);
+    private long _queuedBytes;
+    private bool _flushing;
+    // Replies queued or being sent (for the server's high-water figure; the slots are what bound it).
+    private int _repliesHeld;
 
-    /// <summary>
-    /// Transmission on the connection's thread: this thread does blocking reads into the pipe, and the request
-    /// loop (<see cref="TransmitAsync"/>) runs inline on it as data arrives.
-    /// </summary>
+    /// <summary>A reply ready to send: the wire bytes (a pooled buffer) and the budget its request holds.</summary>
+    private readonly record struct QueuedReply(byte[] Buffer, int Length, long Cost);
+
+    /// <summary>A reply built by a handler: <see cref="Length"/> bytes of a pooled <see cref="Buffer"/>.</summary>
+    private readonly record struct Reply(byte[] Buffer, int Length);
+
+    /// <summary>Transmission on the connection's thread until DISC, the end of the stream or a violation.</summary>
     private void ServeTransmission(ExportLease lease)
-    {
-        var pipe = new Pipe(TransmissionPipe);
-        // Whatever the negotiation reader already buffered (a client may pipeline requests after GO) comes first.
-        if (_reader.TryRead(out var early))
-        {
-            foreach (var segment in early.Buffer)
-            {
-                pipe.Writer.Write(segment.Span);
-            }
-            _reader.AdvanceTo(early.Buffer.End);
-            pipe.Writer.FlushAsync().AsTask().GetAwaiter().GetResult();
-        }
-        _reader.Complete();
-        _reader = pipe.Reader;
-        var requests = TransmitAsync(lease);
-        ReceiveLoop(pipe.Writer);
-        requests.GetAwaiter().GetResult();
-    }
-
-    private async Task TransmitAsync(ExportLease lease)
-    {
-        try
-        {
-            await TransmitCoreAsync(lease);
-        }
-        finally
-        {
-            // DISC, end of stream or a violation: close the socket so the receive loop's blocking read returns.
-            Abort("");
-        }
-    }
-
-    private async Task TransmitCoreAsync(ExportLease lease)
     {
         _image = lease.Image;
         _state = new TransmissionState(_image.Size, FlagsFor(lease), _structuredReplies, _metaContextExport == lease.Name);
-        var ct = _cts.Token;
-        long discard = 0;
-        while (true)
+        _receiveThreadId = Environment.CurrentManagedThreadId;
+        byte[] rx;
+        var end = 0;
+        // Whatever the negotiation reader already buffered (a client may pipeline requests after GO) comes first.
+        if (_reader.TryRead(out var early))
         {
-            var result = await _reader.ReadAsync(ct);
-            var buffer = result.Buffer;
-            var disconnect = false;
-            try
-            {
-                while (true)
-                {
-                    if (discard > 0)
-                    {
-                        // The payload of a refused WRITE: skipped as it streams in, never held.
-                        var skip = Math.Min(discard, buffer.Length);
-                        buffer = buffer.Slice(skip);
-                        discard -= skip;
-                        if (discard > 0)
-                        {
-                            break;
-                        }
-                    }
-                    var status = RequestParser.Parse(buffer, out var request, out var consumed);
-                    if (status == OperationStatus.NeedMoreData)
-                    {
-                        break;
-                    }
-                    if (status == OperationStatus.InvalidData)
-                    {
-                        throw new ProtocolViolationException("bad request magic");
-                    }
-                    var error = RequestParser.Validate(request, _state);
-                    if (error != NbdError.None)
-                    {
-                        buffer = buffer.Slice(consumed);
-                        if (request.HasPayload)
-                        {
-                            discard = request.Length;
-                        }
-                        await ReplyErrorAsync(request, error, RefusalMessage(request, error), null);
-                        continue;
-                    }
-                    if (request.Command == NbdCommand.Disc)
-                    {
-                        buffer = buffer.Slice(consumed);
-                        disconnect = true;
-                        break;
-                    }
-                    var payloadLength = request.HasPayload ? (int)request.Length : 0;
-                    if (buffer.Length < consumed + payloadLength)
-                    {
-                        break;
-                    }
-                    var cost = Cost(request);
-                    await _slots.WaitAsync(ct);
-                    await _budget.WaitAsync(cost, ct);
-                    _server.NoteBytesInFlight(_budget.HighWater);
-                    byte[]? payload = null;
-                    if (payloadLength > 0)
-                    {
-                        payload = ArrayPool<byte>.Shared.Rent(payloadLength);
-                        buffer.Slice(consumed, payloadLength).CopyTo(payload);
-                    }
-                    buffer = buffer.Slice(consumed + payloadLength);
-                    Interlocked.Increment(ref _pending);
-                    if (IsSlow(request))
-                    {
-                        // fdatasync, hole punching or a long prefetch would hold up the reader: run it off the loop.
-                        // (Handing pipelined page-cache requests to the pool as well measured slower at QD32 on
-                        // 2 cores than running them inline: the hop costs more than the pread.)
-                        ThreadPool.UnsafeQueueUserWorkItem(new Work(this, request, payload, cost), preferLocal: false);
-                    }
-                    else
-                    {
-                        // Runs synchronously until its first real wait (none at all for page-cache I/O), so a
-                        // local read or write costs no thread hop; an image that really waits frees the reader.
-                        _ = HandleAsync(request, payload, cost);
-                    }
-                }
-            }
-            finally
-            {
-                _reader.AdvanceTo(buffer.Start, buffer.End);
-            }
-            if (disconnect)
-            {
-                // NBD_CMD_DISC: every outstanding request is handled (and answered) before we close.
-                await DrainAsync(TimeSpan.FromSeconds(30));
-                return;
-            }
-            if (result.IsCompleted)
-            {
-                return;
-            }
+            rx = ArrayPool<byte>.Shared.Rent((int)Math.Max(ReceiveBufferSize, early.Buffer.Length));
+            early.Buffer.CopyTo(rx);
+            end = (int)early.Buffer.Length;
+            _reader.AdvanceTo(early.Buffer.End);
         }
-    }
-
-    /// <summary>The receive thread: blocking reads from the socket (or TLS stream) into the transmission pipe.</summary>
-    private void ReceiveLoop(PipeWriter writer)
-    {
+        else
+        {
+            rx = ArrayPool<byte>.Shared.Rent(ReceiveBufferSize);
+        }
+        _reader.Complete();
         try
         {
-            while (true)
-            {
-                var memory = writer.GetMemory(64 << 10);
-                var n = _stream.Read(memory.Span);
-                if (n == 0)
-                {
-                    break;
-                }
-                writer.Advance(n);
-                // Runs the request loop inline; waits only when the pipe is full (the client is ahead of us).
-                var flush = writer.FlushAsync();
-                var result = flush.IsCompleted ? flush.Result : flush.AsTask().GetAwaiter().GetResult();
-                if (result.IsCompleted || result.IsCanceled)
-                {
-                    break;
-                }
-            }
+            ReceiveRequests(rx, end);
+            // DISC or the end of the stream: every request taken in is answered before we close.
+            FlushReplies();
+            Drain(TimeSpan.FromSeconds(30));
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException or OperationCanceledException)
         {
-            // The connection was closed (by the client, or by Abort): the reader sees the end of the stream.
+            // The connection was closed (by the client, the watchdog or the server).
         }
-        catch (Exception e)
+        finally
         {
-            Log($"internal error in the receive loop: {e}");
-            Abort("internal error (logged above)");
+            // A violation or a dead socket: replies still queued are dropped. Handlers still running finish before
+            // the export lease is given back (they use the image).
+            Abort("");
+            FlushReplies();
+            Drain(TimeSpan.FromSeconds(30));
+            ArrayPool<byte>.Shared.Return(rx);
         }
-        writer.Complete();
+    }
+
+    /// <summary>
+    /// The request loop: handles every complete request in <paramref name="rx"/>[..end], sends the replies that
+    /// produced, reads more. Returns at DISC or the end of the stream; throws when the connection breaks.
+    /// </summary>
+    private void ReceiveRequests(byte[] rx, int end)
+    {
+        var start = 0;
+        long discard = 0;
+        while (true)
+        {
+            while (true)
+            {
+                if (discard > 0)
+                {
+                    // The payload of a refused WRITE: skipped as it streams in, never held.
+                    var skip = (int)Math.Min(discard, end - start);
+                    start += skip;
+                    discard -= skip;
+                    if (discard > 0)
+                    {
+                        break;
+                    }
+                }
+                var status = RequestParser.Parse(rx.AsSpan(start, end - start), out var request, out var consumed);
+                if (status == OperationStatus.NeedMoreData)
+                {
+                    break;
+                }
+                if (status == OperationStatus.InvalidData)
+                {
+                    throw new ProtocolViolationException("bad request magic");
+                }
+                start += consumed;
+                var error = RequestParser.Validate(request, _state);
+                if (error == NbdError.None && request.Command == NbdCommand.Disc)
+                {
+                    // NBD_CMD_DISC: no reply; the caller answers everything outstanding, then we close.
+                    return;
+                }
+                // Every reply, refusals included, holds a slot until it is sent: the reply queue is bounded too.
+                TakeSlot();
+                if (error != NbdError.None)
+                {
+                    if (request.HasPayload)
+                    {
+                        discard = request.Length;
+                    }
+                    Queue(ErrorReply(request, error, RefusalMessage(request, error), null), 0);
+                    continue;
+                }
+                var cost = Cost(request);
+                byte[]? payload = null;
+                try
+                {
+                    TakeBudget(cost);
+                    if (request.HasPayload && request.Length > 0)
+                    {
+                        var length = (int)request.Length;
+                        payload = ArrayPool<byte>.Shared.Rent(length);
+                        var have = Math.Min(length, end - start);
+                        rx.AsSpan(start, have).CopyTo(payload);
+                        start += have;
+                        if (have < length)
+                        {
+                            // The rest of a long payload goes straight into its buffer (no copy through rx).
+                            FlushReplies();
+                            ReceiveExactly(payload.AsSpan(have, length - have));
+                        }
+                    }
+                }
+                catch
+                {
+                    if (payload is not null)
+                    {
+                        ArrayPool<byte>.Shared.Return(payload);
+                    }
+                    Release(cost);
+                    throw;
+                }
+                if (IsSlow(request))
+                {
+                    // fdatasync, hole punching or a long prefetch would hold up the reader: run it off the loop.
+                    // (Handing page-cache requests to the pool as well measured slower on 2 cores than running
+                    // them inline: the hop costs more than the pread.)
+                    ThreadPool.UnsafeQueueUserWorkItem(new Work(this, request, payload, cost), preferLocal: false);
+                }
+                else
+                {
+                    // Runs synchronously until its first real wait (none at all for page-cache I/O), so a local
+                    // read or write costs no thread hop; an image that really waits frees this thread.
+                    _ = HandleAsync(request, payload, cost);
+                }
+                if (Volatile.Read(ref _queuedBytes) >= ReplyFlushBytes)
+                {
+                    FlushReplies();
+                }
+            }
+            // Nothing more can be handled without reading: send what this batch produced, then read. What is left
+            // in rx is at most a partial request header, moved to the front.
+            FlushReplies();
+            var left = end - start;
+            rx.AsSpan(start, left).CopyTo(rx);
+            start = 0;
+            end = left;
+            var n = _stream.Read(rx.AsSpan(end));
+            if (n == 0)
+            {
+                return;
+            }
+            end += n;
+        }
+    }
+
+    private void ReceiveExactly(Span<byte> destination)
+    {
+        while (destination.Length > 0)
+        {
+            var n = _stream.Read(destination);
+            if (n == 0)
+            {
+                throw new EndOfStreamException("the client closed the connection in the middle of a WRITE payload");
+            }
+            destination = destination[n..];
+        }
+    }
+
+    /// <summary>Takes a request slot; when none is free, sends the queued replies (which free theirs) and waits.</summary>
+    private void TakeSlot()
+    {
+        if (!_slots.Wait(0))
+        {
+            FlushReplies();
+            _slots.Wait(_cts.Token);
+        }
+        Interlocked.Increment(ref _pending);
+    }
+
+    private void TakeBudget(long cost)
+    {
+        var wait = _budget.WaitAsync(cost, _cts.Token);
+        if (!wait.IsCompletedSuccessfully)
+        {
+            FlushReplies();
+            wait.AsTask().GetAwaiter().GetResult();
+        }
+        _server.NoteBytesInFlight(_budget.HighWater);
+    }
+
+    /// <summary>Gives back what a request held (its bytes and its slot) once its reply is sent or dropped.</summary>
+    private void Release(long cost)
+    {
+        _budget.Release(cost);
+        _slots.Release();
+        if (Interlocked.Decrement(ref _pending) == 0 && Volatile.Read(ref _draining) == 1)
+        {
+            _drained.TrySetResult();
+        }
     }
 
     private static bool IsSlow(in NbdRequest r) =>
@@ -236,46 +278,25 @@ internal sealed partial class NbdConnection
         public void Execute() => _ = connection.HandleAsync(request, payload, cost);
     }
 
-    /// <summary>Runs one request and sends its reply. Never throws: a failed send closes the connection.</summary>
+    /// <summary>
+    /// Runs one request and queues its reply; a handler not on the connection's thread also sends it (the
+    /// connection's thread sends at the end of its batch). Never throws: a bug drops the connection.
+    /// </summary>
     private async Task HandleAsync(NbdRequest r, byte[]? payload, long cost)
     {
+        Reply? reply = null;
         try
         {
-            if (r.Command == NbdCommand.Read)
+            reply = r.Command switch
             {
-                await ReadAsync(r);
-            }
-            else if (r.Command == NbdCommand.BlockStatus)
-            {
-                await BlockStatusAsync(r);
-            }
-            else
-            {
-                var error = NbdError.None;
-                string? message = null;
-                long? offset = null;
-                try
-                {
-                    error = await ExecuteAsync(r, payload);
-                    message = error == NbdError.NotSup ? "zeroing this range is not faster than writing zeroes" : null;
-                }
-                catch (Exception e) when (NbdErrors.TryMap(e, out error, out offset))
-                {
-                    message = e.Message;
-                }
-                if (error == NbdError.None)
-                {
-                    await ReplyOkAsync(r);
-                }
-                else
-                {
-                    await ReplyErrorAsync(r, error, message ?? error.ToString(), offset);
-                }
-            }
+                NbdCommand.Read => await ReadAsync(r),
+                NbdCommand.BlockStatus => await BlockStatusAsync(r),
+                _ => await ExecuteAsync(r, payload),
+            };
         }
-        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or IOException or SocketException)
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
         {
-            // Only sends reach here (image failures were mapped above): the client is gone or stalled.
+            // The connection is closing (image failures were mapped to replies above).
             Abort("");
         }
         catch (Exception e)
@@ -289,16 +310,40 @@ internal sealed partial class NbdConnection
             {
                 ArrayPool<byte>.Shared.Return(payload);
             }
-            _budget.Release(cost);
-            _slots.Release();
-            if (Interlocked.Decrement(ref _pending) == 0 && Volatile.Read(ref _draining) == 1)
+            if (reply is { } ready)
             {
-                _drained.TrySetResult();
+                Queue(ready, cost);
             }
+            else
+            {
+                Release(cost);
+            }
+        }
+        if (Environment.CurrentManagedThreadId != _receiveThreadId)
+        {
+            FlushReplies();
         }
     }
 
-    private async ValueTask<NbdError> ExecuteAsync(NbdRequest r, byte[]? payload)
+    /// <summary>Any command but READ and BLOCK_STATUS: success without data, or an error.</summary>
+    private async ValueTask<Reply> ExecuteAsync(NbdRequest r, byte[]? payload)
+    {
+        NbdError error;
+        string? message = null;
+        long? offset = null;
+        try
+        {
+            error = await ExecuteCoreAsync(r, payload);
+            message = error == NbdError.NotSup ? "zeroing this range is not faster than writing zeroes" : null;
+        }
+        catch (Exception e) when (NbdErrors.TryMap(e, out error, out offset))
+        {
+            message = e.Message;
+        }
+        return error == NbdError.None ? OkReply(r) : ErrorReply(r, error, message ?? error.ToString(), offset);
+    }
+
+    private async ValueTask<NbdError> ExecuteCoreAsync(NbdRequest r, byte[]? payload)
     {
         var fua = (r.Flags & CommandFlags.Fua) != 0;
         var offset = (long)r.Offset;
@@ -327,7 +372,7 @@ internal sealed partial class NbdConnection
         }
     }
 
-    private async Task ReadAsync(NbdRequest r)
+    private async ValueTask<Reply> ReadAsync(NbdRequest r)
     {
         var length = (int)r.Length;
         if (!_state.StructuredReplies)
@@ -335,52 +380,52 @@ internal sealed partial class NbdConnection
             var wire = ArrayPool<byte>.Shared.Rent(NbdLimits.SimpleReplyHeaderSize + length);
             try
             {
-                try
-                {
-                    await _image.ReadAsync((long)r.Offset, wire.AsMemory(NbdLimits.SimpleReplyHeaderSize, length), _cts.Token);
-                }
-                catch (Exception e) when (NbdErrors.TryMap(e, out var error, out _))
-                {
-                    // A simple reply carries an error or the data, never both.
-                    await ReplyErrorAsync(r, error, e.Message, null);
-                    return;
-                }
-                NbdWire.WriteSimpleReply(wire, NbdError.None, r.Cookie);
-                await SendAsync(new ArraySegment<byte>(wire, 0, NbdLimits.SimpleReplyHeaderSize + length));
+                await _image.ReadAsync((long)r.Offset, wire.AsMemory(NbdLimits.SimpleReplyHeaderSize, length), _cts.Token);
             }
-            finally
+            catch (Exception e)
             {
                 ArrayPool<byte>.Shared.Return(wire);
+                if (NbdErrors.TryMap(e, out var error, out _))
+                {
+                    // A simple reply carries an error or the data, never both.
+                    return ErrorReply(r, error, e.Message, null);
+                }
+                throw;
             }
-            return;
+            NbdWire.WriteSimpleReply(wire, NbdError.None, r.Cookie);
+            return new Reply(wire, NbdLimits.SimpleReplyHeaderSize + length);
         }
-        if (length == 0)
-        {
-            await ReplyOkAsync(r);
-            return;
-        }
-        await StructuredReadAsync(r, length);
+        return length == 0 ? OkReply(r) : await StructuredReadAsync(r, length);
     }
 
     /// <summary>
     /// A structured READ reply: content chunks (data, and for long reads holes as OFFSET_HOLE) in offset order, the
     /// last flagged DONE; when a read fails, the chunks before it, then an ERROR_OFFSET chunk naming where. The
     /// chunks are laid out in one buffer exactly as they go on the wire (data read in place after its header), so
-    /// the whole reply is one send.
+    /// the whole reply is one buffer.
     /// </summary>
-    private async Task StructuredReadAsync(NbdRequest r, int length)
+    private async ValueTask<Reply> StructuredReadAsync(NbdRequest r, int length)
     {
         var start = (long)r.Offset;
         var sparse = length >= SparseReadThreshold && (r.Flags & CommandFlags.Df) == 0;
         // Short reads are one data chunk: no allocation map, no segment array.
         var segments = sparse ? ArrayPool<ImageExtent>.Shared.Rent(MaxReadChunks) : null;
         var wire = ArrayPool<byte>.Shared.Rent(ReadWireSize(length));
+        var handedOver = false;
         try
         {
             var count = 1;
             if (sparse)
             {
-                count = await SegmentsAsync(start, length, segments!);
+                try
+                {
+                    count = await SegmentsAsync(start, length, segments!);
+                }
+                catch (Exception e) when (NbdErrors.TryMap(e, out _, out _))
+                {
+                    // No allocation map: everything read as data is always a correct answer.
+                    segments![0] = new ImageExtent(length, ExtentFlags.Data);
+                }
             }
             var p = 0;
             long relative = 0;
@@ -411,7 +456,8 @@ internal sealed partial class NbdConnection
                 }
                 relative += segment.Length;
             }
-            await SendAsync(new ArraySegment<byte>(wire, 0, p));
+            handedOver = true;
+            return new Reply(wire, p);
         }
         finally
         {
@@ -419,7 +465,10 @@ internal sealed partial class NbdConnection
             {
                 ArrayPool<ImageExtent>.Shared.Return(segments);
             }
-            ArrayPool<byte>.Shared.Return(wire);
+            if (!handedOver)
+            {
+                ArrayPool<byte>.Shared.Return(wire);
+            }
         }
     }
 
@@ -473,11 +522,10 @@ internal sealed partial class NbdConnection
         }
     }
 
-    private async Task BlockStatusAsync(NbdRequest r)
+    private async ValueTask<Reply> BlockStatusAsync(NbdRequest r)
     {
         var max = (r.Flags & CommandFlags.ReqOne) != 0 ? 1 : MaxStatusExtents;
         var extents = ArrayPool<ImageExtent>.Shared.Rent(max);
-        var wire = ArrayPool<byte>.Shared.Rent(24 + (8 * max));
         try
         {
             int n;
@@ -487,8 +535,7 @@ internal sealed partial class NbdConnection
             }
             catch (Exception e) when (NbdErrors.TryMap(e, out var error, out var at))
             {
-                await ReplyErrorAsync(r, error, e.Message, at);
-                return;
+                return ErrorReply(r, error, e.Message, at);
             }
             if (n == 0)
             {
@@ -510,53 +557,39 @@ internal sealed partial class NbdConnection
                     descriptors[count++] = ((uint)extents[i].Length, flags);
                 }
             }
+            var wire = ArrayPool<byte>.Shared.Rent(24 + (8 * count));
             var size = NbdWire.WriteBlockStatus(wire, ReplyFlags.Done, r.Cookie, NbdLimits.BaseAllocationId, descriptors.AsSpan(0, count));
-            await SendAsync(new ArraySegment<byte>(wire, 0, size));
+            return new Reply(wire, size);
         }
         finally
         {
             ArrayPool<ImageExtent>.Shared.Return(extents);
-            ArrayPool<byte>.Shared.Return(wire);
         }
     }
 
     /// <summary>Success without data: a simple reply (allowed for every command but a structured READ), or NONE/DONE.</summary>
-    private async ValueTask ReplyOkAsync(NbdRequest r)
+    private Reply OkReply(in NbdRequest r)
     {
         var wire = ArrayPool<byte>.Shared.Rent(NbdLimits.StructuredReplyHeaderSize);
-        try
-        {
-            var n = r.Command == NbdCommand.Read && _state.StructuredReplies
-                ? NbdWire.WriteChunkHeader(wire, ReplyFlags.Done, ReplyChunkType.None, r.Cookie, 0)
-                : NbdWire.WriteSimpleReply(wire, NbdError.None, r.Cookie);
-            await SendAsync(new ArraySegment<byte>(wire, 0, n));
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(wire);
-        }
+        var n = r.Command == NbdCommand.Read && _state.StructuredReplies
+            ? NbdWire.WriteChunkHeader(wire, ReplyFlags.Done, ReplyChunkType.None, r.Cookie, 0)
+            : NbdWire.WriteSimpleReply(wire, NbdError.None, r.Cookie);
+        return new Reply(wire, n);
     }
 
     /// <summary>An error reply: a structured error chunk (with the message, and the offset when known) if negotiated.</summary>
-    private async ValueTask ReplyErrorAsync(NbdRequest r, NbdError error, string message, long? offset)
+    private Reply ErrorReply(in NbdRequest r, NbdError error, string message, long? offset)
     {
         var text = NbdWire.Utf8Truncated(message);
-        var m = text.AsMemory(0, Math.Min(text.Length, MaxErrorMessage));
+        var m = text.AsSpan(0, Math.Min(text.Length, MaxErrorMessage));
         // ERROR_OFFSET is valid for these commands only, and the offset must lie inside the request.
         var withOffset = offset is { } o && o >= (long)r.Offset && (ulong)o < r.Offset + r.Length
             && r.Command is NbdCommand.Read or NbdCommand.Write or NbdCommand.Trim or NbdCommand.Cache or NbdCommand.WriteZeroes or NbdCommand.BlockStatus;
         var wire = ArrayPool<byte>.Shared.Rent(NbdWire.ErrorChunkSize(m.Length, true));
-        try
-        {
-            var n = _state.StructuredReplies
-                ? NbdWire.WriteErrorChunk(wire, r.Cookie, error, m.Span, withOffset ? (ulong)offset!.Value : null)
-                : NbdWire.WriteSimpleReply(wire, error, r.Cookie);
-            await SendAsync(new ArraySegment<byte>(wire, 0, n));
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(wire);
-        }
+        var n = _state.StructuredReplies
+            ? NbdWire.WriteErrorChunk(wire, r.Cookie, error, m, withOffset ? (ulong)offset!.Value : null)
+            : NbdWire.WriteSimpleReply(wire, error, r.Cookie);
+        return new Reply(wire, n);
     }
 
     private string RefusalMessage(in NbdRequest r, NbdError error) => error switch
@@ -572,48 +605,142 @@ internal sealed partial class NbdConnection
         _ => error.ToString(),
     };
 
-    /// <summary>
-    /// Sends one reply, one sender at a time. The send itself blocks (a blocking socket: the kernel wakes us when the
-    /// client drains, no epoll hop); waiting for the lock does not. The watchdog sees how long a send is blocked.
-    /// </summary>
-    private async ValueTask SendAsync(ArraySegment<byte> bytes)
+    /// <summary>Queues a reply; it is sent by the next <see cref="FlushReplies"/>, and then its request's hold is released.</summary>
+    private void Queue(Reply reply, long cost)
     {
-        await _writeLock.WaitAsync(_cts.Token);
+        lock (_replyLock)
+        {
+            _queued.Add(new QueuedReply(reply.Buffer, reply.Length, cost));
+            _queuedBytes += reply.Length;
+            _server.NoteRepliesHeld(++_repliesHeld);
+        }
+    }
+
+    /// <summary>
+    /// Sends every queued reply, batched into gathering sends, unless another thread is sending (it then takes the
+    /// new replies in its next round). The send blocks (a blocking socket: the kernel wakes us when the client
+    /// drains, no epoll hop); the watchdog sees how long. Never throws: a failed send closes the connection and
+    /// the replies are dropped (their requests' holds released all the same).
+    /// </summary>
+    private void FlushReplies()
+    {
+        while (true)
+        {
+            List<QueuedReply> batch;
+            lock (_replyLock)
+            {
+                if (_flushing || _queued.Count == 0)
+                {
+                    return;
+                }
+                _flushing = true;
+                batch = _queued;
+                _queued = _sending;
+                _sending = batch;
+                _queuedBytes = 0;
+            }
+            try
+            {
+                if (Volatile.Read(ref _aborted) == 0)
+                {
+                    Send(batch);
+                }
+            }
+            catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException or OperationCanceledException)
+            {
+                Abort("");
+            }
+            catch (Exception e)
+            {
+                Log($"internal error sending replies: {e}");
+                Abort("internal error (logged above)");
+            }
+            finally
+            {
+                foreach (var q in batch)
+                {
+                    ArrayPool<byte>.Shared.Return(q.Buffer);
+                    Release(q.Cost);
+                }
+                lock (_replyLock)
+                {
+                    // Emptied before the flag drops: the next sender swaps this list back in as the queue.
+                    _repliesHeld -= batch.Count;
+                    batch.Clear();
+                    _flushing = false;
+                }
+            }
+        }
+    }
+
+    private void Send(List<QueuedReply> batch)
+    {
         try
         {
-            Volatile.Write(ref _writeStarted, Environment.TickCount64);
             if (_tls)
             {
-                _stream.Write(bytes);
-            }
-            else
-            {
-                var sent = 0;
-                while (sent < bytes.Count)
+                foreach (var q in batch)
                 {
-                    sent += _socket.Send(bytes.AsSpan(sent), SocketFlags.None);
+                    Volatile.Write(ref _writeStarted, Environment.TickCount64);
+                    _stream.Write(q.Buffer, 0, q.Length);
                 }
+                return;
+            }
+            for (var i = 0; i < batch.Count;)
+            {
+                _segments.Clear();
+                long total = 0;
+                for (; i < batch.Count && _segments.Count < MaxRepliesPerSend; i++)
+                {
+                    _segments.Add(new ArraySegment<byte>(batch[i].Buffer, 0, batch[i].Length));
+                    total += batch[i].Length;
+                }
+                SendAll(_segments, total);
             }
         }
         finally
         {
             Volatile.Write(ref _writeStarted, 0);
-            _writeLock.Release();
         }
     }
 
-    private async Task DrainAsync(TimeSpan limit)
+    /// <summary>Sends the segments whole (sendmsg may take part of them; the rest follows).</summary>
+    private void SendAll(List<ArraySegment<byte>> segments, long total)
+    {
+        long sent = 0;
+        while (true)
+        {
+            Volatile.Write(ref _writeStarted, Environment.TickCount64);
+            sent += segments.Count == 1 ? _socket.Send(segments[0].AsSpan(), SocketFlags.None) : _socket.Send(segments, SocketFlags.None);
+            if (sent >= total)
+            {
+                return;
+            }
+            // Drop what went out; the first segment left starts where the kernel stopped.
+            var skip = sent;
+            var keep = 0;
+            for (var i = 0; i < segments.Count; i++)
+            {
+                var seg = segments[i];
+                if (skip >= seg.Count)
+                {
+                    skip -= seg.Count;
+                    continue;
+                }
+                segments[keep++] = skip > 0 ? seg.Slice((int)skip) : seg;
+                skip = 0;
+            }
+            segments.RemoveRange(keep, segments.Count - keep);
+            total -= sent;
+            sent = 0;
+        }
+    }
+
+    /// <summary>Waits (bounded) until every request taken in has had its reply sent or dropped.</summary>
+    private void Drain(TimeSpan limit)
     {
         Interlocked.Exchange(ref _draining, 1);
-        if (Volatile.Read(ref _pending) == 0)
-        {
-            return;
-        }
-        try
-        {
-            await _drained.Task.WaitAsync(limit);
-        }
-        catch (TimeoutException)
+        if (Volatile.Read(ref _pending) != 0 && !_drained.Task.Wait(limit))
         {
             Log($"{Volatile.Read(ref _pending)} requests still running after {limit.TotalSeconds:0} s; closing anyway");
         }

@@ -5,8 +5,8 @@ namespace Appliance.BlockDev.Nbd.Server;
 
 /// <summary>
 /// One client connection: negotiation (NbdConnection.Handshake.cs), then transmission (NbdConnection.Transmission.cs).
-/// The reader is a single loop; replies are written by whichever handler finishes, one at a time under a lock, so
-/// replies go out in completion order (the protocol allows any order).
+/// The reader is a single loop on the connection's thread; replies are queued by whichever handler finishes and
+/// sent in batches by one sender at a time, so replies go out in completion order (the protocol allows any order).
 /// </summary>
 internal sealed partial class NbdConnection
 {
@@ -17,7 +17,6 @@ internal sealed partial class NbdConnection
     private readonly NbdServerOptions _options;
     private readonly string _where;
     private readonly CancellationTokenSource _cts;
-    private readonly SemaphoreSlim _writeLock = new(1, 1);
     private Stream _stream;
     private PipeReader _reader;
     // Environment.TickCount64 when the current reply write started, 0 when none is under way (read by the watchdog).
@@ -129,7 +128,7 @@ internal sealed partial class NbdConnection
     private async ValueTask CloseAsync()
     {
         Abort("");
-        await DrainAsync(TimeSpan.FromSeconds(30));
+        Drain(TimeSpan.FromSeconds(30));
         await _reader.CompleteAsync();
         await _stream.DisposeAsync();
         _socket.Dispose();

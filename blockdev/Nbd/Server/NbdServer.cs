@@ -40,6 +40,11 @@ public sealed class NbdServer : IAsyncDisposable
     /// <summary>The most payload bytes any one connection held in flight (bounded by MaxBytesInFlight).</summary>
     public long HighWaterBytesInFlight => Interlocked.Read(ref _highWaterBytes);
 
+    /// <summary>The most replies any one connection held queued or being sent (bounded by MaxRequestsInFlight).</summary>
+    public long HighWaterRepliesHeld => Interlocked.Read(ref _highWaterReplies);
+
+    private long _highWaterReplies;
+
     /// <summary>Exports open now (an image stays open while any connection uses it).</summary>
     public int OpenExports => Exports.OpenCount;
 
@@ -126,6 +131,14 @@ public sealed class NbdServer : IAsyncDisposable
     {
         long seen;
         while (bytes > (seen = Interlocked.Read(ref _highWaterBytes)) && Interlocked.CompareExchange(ref _highWaterBytes, bytes, seen) != seen)
+        {
+        }
+    }
+
+    internal void NoteRepliesHeld(long replies)
+    {
+        long seen;
+        while (replies > (seen = Interlocked.Read(ref _highWaterReplies)) && Interlocked.CompareExchange(ref _highWaterReplies, replies, seen) != seen)
         {
         }
     }
