@@ -256,15 +256,30 @@ public sealed class Connection : IAsyncDisposable
         var payload = FrameBuffers.Rent(rest);
         try
         {
-            // Received and checksummed piece by piece: the checksum reads each piece while it is still in cache.
-            var crc = 0u;
-            for (var at = 0; at < length; at += OutgoingFrame.CachePiece)
+            if (rest <= ReceiveBufferSize / 4)
             {
-                var n = Math.Min(OutgoingFrame.CachePiece, length - at);
-                await ReadExactAsync(payload.AsMemory(at, n), ct);
-                crc = Crc32C.Compute(payload.AsSpan(at, n), crc);
+                // A small frame comes through the receive buffer, so one read also brings the frames after it.
+                await FillAsync(rest, ct);
             }
-            await ReadExactAsync(payload.AsMemory(length, FrameParser.TrailerSize), ct);
+            // Each piece the socket hands over is checksummed at once, while it is still in cache.
+            var fromBuffer = Math.Min(Buffered, rest);
+            _in.AsSpan(_inStart, fromBuffer).CopyTo(payload);
+            _inStart += fromBuffer;
+            var crc = Crc32C.Compute(payload.AsSpan(0, Math.Min(fromBuffer, length)));
+            var done = fromBuffer;
+            while (done < rest)
+            {
+                var n = await _stream.ReadAsync(payload.AsMemory(done, rest - done), ct);
+                if (n == 0)
+                {
+                    throw Close($"{Peer} closed the connection in the middle of a frame");
+                }
+                if (done < length)
+                {
+                    crc = Crc32C.Compute(payload.AsSpan(done, Math.Min(n, length - done)), crc);
+                }
+                done += n;
+            }
             if (!FrameParser.CheckPayload(header, crc, payload.AsSpan(length, FrameParser.TrailerSize), out var error))
             {
                 throw Close($"bad frame from {Peer}: {error}");
