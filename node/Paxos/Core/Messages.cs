@@ -1,0 +1,46 @@
+namespace Appliance.Paxos.Core;
+
+/// <summary>A message between members. The transport tells the receiver who sent it (an authenticated peer id);
+/// messages do not carry their sender.</summary>
+public abstract record PaxosMessage;
+
+/// <summary>Phase 1a: a candidate asks for promises for <paramref name="Ballot"/> and for every accepted entry at or
+/// above <paramref name="FromIndex"/> (its commit index + 1).</summary>
+public sealed record Prepare(Ballot Ballot, long FromIndex) : PaxosMessage;
+
+/// <summary>Phase 1b: the acceptor promised <paramref name="Ballot"/>; it reports its commit index, the first index it
+/// still holds, and every entry it accepted at or above the requested index.</summary>
+public sealed record Promise(Ballot Ballot, long CommitIndex, long FirstIndex, IReadOnlyList<AcceptedEntry> Entries) : PaxosMessage;
+
+/// <summary>The receiver has promised a higher ballot than the one in the refused message.</summary>
+public sealed record Nack(Ballot Refused, Ballot Promised) : PaxosMessage;
+
+/// <summary>Phase 2a: the leader asks to accept entries in its ballot, and says how far the log is committed. With no
+/// entries it is only a commit notice.</summary>
+public sealed record Accept(Ballot Ballot, long CommitIndex, IReadOnlyList<AcceptedEntry> Entries) : PaxosMessage;
+
+/// <summary>Phase 2b: the acceptor durably accepted these indices in <paramref name="Ballot"/>.</summary>
+public sealed record Accepted(Ballot Ballot, IReadOnlyList<long> Indices, long CommitIndex) : PaxosMessage;
+
+/// <summary>The leader's periodic lease request and commit notice.</summary>
+public sealed record Heartbeat(Ballot Ballot, long Seq, long CommitIndex) : PaxosMessage;
+
+/// <summary>The acceptor grants the lease for heartbeat <paramref name="Seq"/>: it will promise no other ballot for
+/// the lease duration measured on its own clock from when it received the heartbeat.</summary>
+public sealed record HeartbeatAck(Ballot Ballot, long Seq, long CommitIndex) : PaxosMessage;
+
+/// <summary>A lagging member asks for committed entries from <paramref name="FromIndex"/> on.</summary>
+public sealed record CatchUpRequest(long FromIndex) : PaxosMessage;
+
+/// <summary>A snapshot of the applied state at <paramref name="Index"/>, with the member set that governs the next
+/// index. <paramref name="Data"/> is the node's snapshot (client sessions + state machine).</summary>
+public sealed record SnapshotData(long Index, MemberSet Members, byte[] Data);
+
+/// <summary>Committed history for a lagging member: optionally a snapshot, then committed entries in order.</summary>
+public sealed record CatchUp(long CommitIndex, SnapshotData? Snapshot, IReadOnlyList<AcceptedEntry> Entries) : PaxosMessage;
+
+/// <summary>A member that is not the leader passes a client command on to the leader.</summary>
+public sealed record Forward(ClientCommand Command) : PaxosMessage;
+
+/// <summary>A member forwarded a membership change to the leader.</summary>
+public sealed record ForwardConfig(MemberSet Members) : PaxosMessage;

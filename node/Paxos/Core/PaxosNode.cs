@@ -1,0 +1,400 @@
+using Appliance.Paxos.Storage;
+
+namespace Appliance.Paxos.Core;
+
+/// <summary>
+/// One member of a Multi-Paxos replicated log, as a deterministic state machine. It never reads a clock, never
+/// sleeps, owns no thread or socket: the host calls <see cref="Handle"/> for each message received,
+/// <see cref="Tick"/> periodically (every 10 ms or so), <see cref="Propose"/> and <see cref="Read"/> for clients, all
+/// with the current monotonic time; then it takes the node's <see cref="TakeOutput"/> and sends the messages.
+/// Not thread-safe: one caller at a time. Every call writes the state it changed to <see cref="IPaxosStorage"/>
+/// (one atomic batch) before any message produced by the call appears in the output, so a reply is only ever sent
+/// for durable state. See README.md for the protocol.
+/// </summary>
+public sealed partial class PaxosNode
+{
+    private readonly PaxosOptions _options;
+    private readonly IPaxosStorage _storage;
+    private readonly IStateMachine _machine;
+    private readonly Random _random;
+    private readonly Action<long, LogValue>? _onApplied;
+
+    // Acceptor state (durable).
+    private Ballot _promised;
+    private readonly SortedDictionary<long, AcceptedEntry> _log = [];
+    private long _commitIndex;
+
+    // Applied state (rebuilt from snapshot + committed entries at start).
+    private long _firstIndex;
+    private MemberSet _committedConfig;
+    private SnapshotData? _lastSnapshot;
+    private readonly Dictionary<long, Session> _sessions = [];
+
+    // Who leads, as far as this member knows.
+    private PaxosRole _role = PaxosRole.Follower;
+    private int? _leaderId;
+    private TimeSpan _lastLeaderContact;
+    private TimeSpan _electionTimeout;
+    private TimeSpan _guardUntil;
+    private Ballot _maxSeen;
+    private TimeSpan? _lastCatchUpRequest;
+    private TimeSpan _now;
+
+    // Proposals made on this member, until they are applied here.
+    private readonly Dictionary<(long Client, long Seq), PendingProposal> _pending = [];
+
+    // The effects of the current call: the batch to persist, then the messages and completions it allows.
+    private PaxosWriteBatch _batch = new();
+    private readonly List<OutgoingMessage> _staged = [];
+    private PaxosOutput _output = new();
+
+    /// <summary>Starts (or restarts) a member from what <paramref name="storage"/> holds.</summary>
+    /// <param name="id">This member's id (positive).</param>
+    /// <param name="initialMembers">The bootstrap member set (the configuration before index 1). A member that joins
+    /// a running cluster passes an empty set and learns the configuration by catch-up.</param>
+    /// <param name="storage">Durable acceptor state.</param>
+    /// <param name="machine">The replicated state machine, in its initial (empty) state.</param>
+    /// <param name="options">Timing and sizing (validated).</param>
+    /// <param name="random">The only randomness (election back-off): seed it for a reproducible run.</param>
+    /// <param name="now">The monotonic time now.</param>
+    /// <param name="onApplied">Called for every log entry as it is applied, in index order (audit, tests).</param>
+    public PaxosNode(int id, MemberSet initialMembers, IPaxosStorage storage, IStateMachine machine, PaxosOptions options,
+        Random random, TimeSpan now, Action<long, LogValue>? onApplied = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(id);
+        options.Validate();
+        Id = id;
+        _options = options;
+        _storage = storage;
+        _machine = machine;
+        _random = random;
+        _onApplied = onApplied;
+        _committedConfig = initialMembers;
+
+        var state = storage.Load();
+        _promised = state.Promised;
+        _maxSeen = _promised;
+        var snapIndex = 0L;
+        if (state.Snapshot is { } snap)
+        {
+            RestoreNodeState(snap.Data);
+            _committedConfig = snap.Members;
+            _lastSnapshot = snap;
+            snapIndex = snap.Index;
+        }
+        foreach (var (index, entry) in state.Entries)
+        {
+            _log[index] = entry;
+        }
+        _commitIndex = snapIndex;
+        _firstIndex = FirstContiguousIndex(snapIndex);
+        for (var i = snapIndex + 1; i <= state.CommitIndex && _log.ContainsKey(i); i++)
+        {
+            ApplyEntry(i, _log[i].Value);
+            _commitIndex = i;
+        }
+        _batch = new PaxosWriteBatch();
+
+        // A lease this member granted before it went down may still be held by a leader: refuse new ballots for a
+        // full lease duration from now, which ends after any promise made before the crash.
+        _guardUntil = options.BugNoLeaseGuard ? now : now + options.LeaseDuration;
+        ResetElectionTimer(now);
+    }
+
+    public int Id { get; }
+
+    public PaxosRole Role => _role;
+
+    /// <summary>The leader this member follows (itself when leading), if any.</summary>
+    public int? Leader => _role == PaxosRole.Leader ? Id : _leaderId;
+
+    /// <summary>The highest ballot promised.</summary>
+    public Ballot Promised => _promised;
+
+    /// <summary>Every entry up to here is chosen and applied on this member.</summary>
+    public long CommitIndex => _commitIndex;
+
+    /// <summary>The lowest log index this member still holds (older ones are covered by its snapshot).</summary>
+    public long FirstIndex => _firstIndex;
+
+    /// <summary>The committed member set (it governs the next index).</summary>
+    public MemberSet Members => _committedConfig;
+
+    /// <summary>The monitor's view: whether this member is the leader and may serve reads at <paramref name="now"/>.</summary>
+    public bool HoldsLease(TimeSpan now) => _role == PaxosRole.Leader && now < _leaseUntil;
+
+    /// <summary>A one-line description of this member's state, for logs and failing tests.</summary>
+    public string Describe() =>
+        $"node {Id} {_role} ballot {_ballot} promised {_promised} leader {_leaderId} commit {_commitIndex} first {_firstIndex} " +
+        $"next {_nextIndex} members {_committedConfig} queue {_queue.Count} pending {_pending.Count} " +
+        $"log [{string.Join(" ", _log.Values.Where(e => e.Index > _commitIndex).Select(e => $"{e.Index}@{e.Ballot}:{e.Value}"))}]";
+
+    /// <summary>Everything produced since the last call. Send the messages in order; report the completions.</summary>
+    public PaxosOutput TakeOutput()
+    {
+        var o = _output;
+        _output = new PaxosOutput();
+        return o;
+    }
+
+    /// <summary>Handles one message from member <paramref name="from"/>.</summary>
+    public void Handle(int from, PaxosMessage message, TimeSpan now)
+    {
+        _now = now;
+        switch (message)
+        {
+            case Prepare m: OnPrepare(from, m, now); break;
+            case Promise m: OnPromise(from, m, now); break;
+            case Nack m: OnNack(m, now); break;
+            case Accept m: OnAccept(from, m, now); break;
+            case Accepted m: OnAccepted(from, m); break;
+            case Heartbeat m: OnHeartbeat(from, m, now); break;
+            case HeartbeatAck m: OnHeartbeatAck(from, m); break;
+            case CatchUpRequest m: OnCatchUpRequest(from, m); break;
+            case CatchUp m: OnCatchUp(from, m, now); break;
+            case Forward m: OnForward(m.Command); break;
+            case ForwardConfig m: TryQueueConfig(m.Members); break;
+            default: throw new ArgumentException($"unknown message {message.GetType().Name}", nameof(message));
+        }
+        if (_role == PaxosRole.Leader)
+        {
+            FlushQueue();
+        }
+        Flush();
+    }
+
+    /// <summary>Drives timers: elections, heartbeats and leases, retransmissions, proposal timeouts.</summary>
+    public void Tick(TimeSpan now)
+    {
+        _now = now;
+        ExpireProposals(now);
+        switch (_role)
+        {
+            case PaxosRole.Follower:
+                if (_committedConfig.Contains(Id) && now - _lastLeaderContact >= _electionTimeout && CanPromiseNewBallot(now))
+                {
+                    StartElection(now);
+                }
+                else
+                {
+                    RetransmitForwards(now);
+                }
+                break;
+            case PaxosRole.Candidate:
+                CandidateTick(now);
+                break;
+            case PaxosRole.Leader:
+                LeaderTick(now);
+                break;
+        }
+        Flush();
+    }
+
+    /// <summary>Proposes a client command. The command is identified by (clientId, seq); a client must use
+    /// increasing sequence numbers, and may resend the same (clientId, seq) anywhere: it is applied at most once.
+    /// A member that is not the leader forwards it to the leader. The outcome is reported in
+    /// <see cref="PaxosOutput.Completions"/> of this member.</summary>
+    public ProposeStatus Propose(long clientId, long seq, byte[] command, TimeSpan now)
+    {
+        _now = now;
+        var key = (clientId, seq);
+        if (_pending.ContainsKey(key))
+        {
+            return ProposeStatus.Pending;
+        }
+        if (_sessions.TryGetValue(clientId, out var session) && seq <= session.LastSeq)
+        {
+            // Applied here already (a client resending after a lost reply): answer from the session.
+            Complete(seq == session.LastSeq
+                ? new ProposalOutcome(clientId, seq, ProposalStatus.Committed, session.LastResult)
+                : new ProposalOutcome(clientId, seq, ProposalStatus.Superseded, null));
+            return ProposeStatus.Pending;
+        }
+        if (!_committedConfig.Contains(Id))
+        {
+            return ProposeStatus.NoQuorum; // not (or no longer) a member: nothing proposed here would be heard of again
+        }
+        var cmd = new ClientCommand(clientId, seq, command);
+        if (_role == PaxosRole.Leader)
+        {
+            _pending[key] = new PendingProposal(cmd, now + _options.ProposalTimeout, now);
+            Enqueue(cmd);
+            FlushQueue();
+        }
+        else if (_leaderId is { } leader && now - _lastLeaderContact < _options.ElectionTimeout)
+        {
+            _pending[key] = new PendingProposal(cmd, now + _options.ProposalTimeout, now);
+            Send(leader, new Forward(cmd));
+        }
+        else
+        {
+            return ProposeStatus.NoQuorum;
+        }
+        Flush();
+        return ProposeStatus.Pending;
+    }
+
+    /// <summary>Proposes a new member set that adds or removes exactly one member of the latest configuration
+    /// (committed or in flight). It takes effect at the index after its own once committed; watch
+    /// <see cref="Members"/>. Only one change can be in flight.</summary>
+    public ProposeStatus ProposeMembership(MemberSet members, TimeSpan now)
+    {
+        _now = now;
+        ProposeStatus status;
+        if (!_committedConfig.Contains(Id))
+        {
+            status = ProposeStatus.NoQuorum;
+        }
+        else if (_role == PaxosRole.Leader)
+        {
+            status = TryQueueConfig(members) ? ProposeStatus.Pending : ProposeStatus.Rejected;
+            FlushQueue();
+        }
+        else if (_leaderId is { } leader && now - _lastLeaderContact < _options.ElectionTimeout)
+        {
+            Send(leader, new ForwardConfig(members));
+            status = ProposeStatus.Pending;
+        }
+        else
+        {
+            status = ProposeStatus.NoQuorum;
+        }
+        Flush();
+        return status;
+    }
+
+    /// <summary>A linearizable read: served only by the leader, while it holds its lease and has applied everything
+    /// any earlier leader could have committed. Others answer <see cref="ReadStatus.NotLeader"/> or
+    /// <see cref="ReadStatus.NoQuorum"/> — never a possibly stale value.</summary>
+    public ReadResult Read(ReadOnlySpan<byte> query, TimeSpan now)
+    {
+        if (_role == PaxosRole.Leader)
+        {
+            return _commitIndex >= _recoveredMax && now < _leaseUntil
+                ? new ReadResult(ReadStatus.Ok, _machine.Query(query), Id)
+                : new ReadResult(ReadStatus.NoQuorum, null, null);
+        }
+        return _leaderId is { } leader && _committedConfig.Contains(Id) && now - _lastLeaderContact < _options.LeaseDuration
+            ? new ReadResult(ReadStatus.NotLeader, null, leader)
+            : new ReadResult(ReadStatus.NoQuorum, null, null);
+    }
+
+    private void Send(int to, PaxosMessage message)
+    {
+        if (to != Id)
+        {
+            _staged.Add(new OutgoingMessage(to, message));
+        }
+    }
+
+    private void Complete(ProposalOutcome outcome) => _output.Completions.Add(outcome);
+
+    /// <summary>Persists the batch, then releases the messages that depend on it: the one place that orders
+    /// durability before replies.</summary>
+    private void Flush()
+    {
+        if (!_batch.IsEmpty)
+        {
+            _storage.Write(_batch);
+            _batch = new PaxosWriteBatch();
+        }
+        _output.Messages.AddRange(_staged);
+        _staged.Clear();
+    }
+
+    private void NoteBallot(Ballot b)
+    {
+        if (b > _maxSeen)
+        {
+            _maxSeen = b;
+        }
+    }
+
+    private void SetPromised(Ballot b)
+    {
+        _promised = b;
+        _batch.Promised = b;
+        NoteBallot(b);
+    }
+
+    private void ResetElectionTimer(TimeSpan now)
+    {
+        _lastLeaderContact = now;
+        _electionTimeout = _options.ElectionTimeout + _options.ElectionTimeout * _random.NextDouble();
+    }
+
+    /// <summary>Whether this member may promise a ballot other than the one it follows: not while a lease it granted
+    /// (or, as leader, holds) may still be in force.</summary>
+    private bool CanPromiseNewBallot(TimeSpan now) => _options.BugNoLeaseGuard || now >= _guardUntil;
+
+    private long FirstContiguousIndex(long snapIndex)
+    {
+        var first = snapIndex + 1;
+        while (_log.ContainsKey(first - 1))
+        {
+            first--;
+        }
+        return first;
+    }
+
+    private void ExpireProposals(TimeSpan now)
+    {
+        List<(long, long)>? expired = null;
+        foreach (var (key, p) in _pending)
+        {
+            if (now >= p.Deadline)
+            {
+                (expired ??= []).Add(key);
+            }
+        }
+        if (expired is null)
+        {
+            return;
+        }
+        foreach (var key in expired)
+        {
+            _pending.Remove(key);
+            Complete(new ProposalOutcome(key.Item1, key.Item2, ProposalStatus.Timeout, null));
+        }
+    }
+
+    private void RetransmitForwards(TimeSpan now)
+    {
+        if (_leaderId is not { } leader)
+        {
+            return;
+        }
+        foreach (var p in _pending.Values)
+        {
+            if (now - p.LastSent >= _options.RetransmitInterval)
+            {
+                p.LastSent = now;
+                Send(leader, new Forward(p.Command));
+            }
+        }
+    }
+
+    private void StepDown(TimeSpan now)
+    {
+        _role = PaxosRole.Follower;
+        _leaseUntil = TimeSpan.Zero;
+        _queue.Clear();
+        _queuedKeys.Clear();
+        _queuedConfig = null;
+        _acks.Clear();
+        _promises.Clear();
+        _heartbeats.Clear();
+        ResetElectionTimer(now);
+    }
+
+    private sealed class PendingProposal(ClientCommand command, TimeSpan deadline, TimeSpan lastSent)
+    {
+        public ClientCommand Command { get; } = command;
+
+        public TimeSpan Deadline { get; } = deadline;
+
+        public TimeSpan LastSent { get; set; } = lastSent;
+    }
+
+    private sealed record Session(long LastSeq, byte[] LastResult);
+}

@@ -1,0 +1,79 @@
+namespace Appliance.Paxos.Core;
+
+/// <summary>Timing and sizing of a Paxos member. All durations are measured on the member's own monotonic clock.</summary>
+public sealed record PaxosOptions
+{
+    /// <summary>How often the leader renews its lease and announces its commit index.</summary>
+    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>How long an acceptor that acknowledged a heartbeat refuses to promise any other ballot, measured on
+    /// its clock from when it received the heartbeat.</summary>
+    public TimeSpan LeaseDuration { get; init; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>The bound on clock-rate error: every member's clock runs at between (1 - d) and (1 + d) times real
+    /// time. The leader's lease is shortened so it ends before any acceptor's promise to it can end.</summary>
+    public double MaxClockDrift { get; init; } = 0.05;
+
+    /// <summary>Subtracted from the leader's lease on top of the drift correction (scheduling slack).</summary>
+    public TimeSpan LeaseMargin { get; init; } = TimeSpan.FromMilliseconds(10);
+
+    /// <summary>A follower that has not heard from a leader for this long (plus a random share of it) starts an
+    /// election. Must exceed <see cref="LeaseDuration"/>.</summary>
+    public TimeSpan ElectionTimeout { get; init; } = TimeSpan.FromMilliseconds(1000);
+
+    /// <summary>How often unanswered prepares, accepts, forwards and catch-up requests are sent again.</summary>
+    public TimeSpan RetransmitInterval { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>A proposal not committed within this time completes as <see cref="ProposalStatus.Timeout"/> (its
+    /// outcome is then unknown: it may still commit later).</summary>
+    public TimeSpan ProposalTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>At most this many client commands go into one log entry.</summary>
+    public int MaxBatchCommands { get; init; } = 64;
+
+    /// <summary>At most this many entries are proposed and not yet committed at once; further proposals queue and
+    /// are batched.</summary>
+    public int MaxInflightEntries { get; init; } = 8;
+
+    /// <summary>At most this many entries in one accept or catch-up message.</summary>
+    public int MaxEntriesPerMessage { get; init; } = 64;
+
+    /// <summary>A snapshot is taken every this many committed entries.</summary>
+    public int SnapshotInterval { get; init; } = 100;
+
+    /// <summary>When a snapshot is taken, this many entries before it are kept for catch-up by log; older ones are
+    /// trimmed.</summary>
+    public int KeepEntries { get; init; } = 50;
+
+    /// <summary>Test only: the new leader ignores values other members accepted (breaks safety on purpose).</summary>
+    internal bool BugIgnoreAcceptedInPhase1 { get; init; }
+
+    /// <summary>Test only: acceptors promise new ballots while a lease they granted may still be held.</summary>
+    internal bool BugNoLeaseGuard { get; init; }
+
+    /// <summary>How long the leader may serve reads after sending a heartbeat that a quorum acknowledged.
+    /// Acceptor promise lasts L real seconds at least L/(1+d); the leader's lease lasts at most
+    /// leaderLease/(1-d) real seconds; so leaderLease = L(1-d)/(1+d) - margin ends first.</summary>
+    public TimeSpan LeaderLease => LeaseDuration * ((1 - MaxClockDrift) / (1 + MaxClockDrift)) - LeaseMargin;
+
+    /// <summary>Throws if the options are inconsistent.</summary>
+    public void Validate()
+    {
+        if (MaxClockDrift is < 0 or >= 0.5)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxClockDrift), "clock drift bound must be in [0, 0.5)");
+        }
+        if (LeaderLease <= HeartbeatInterval)
+        {
+            throw new ArgumentException("the leader lease (after drift and margin) must be longer than the heartbeat interval");
+        }
+        if (ElectionTimeout <= LeaseDuration)
+        {
+            throw new ArgumentException("the election timeout must be longer than the lease duration");
+        }
+        if (MaxInflightEntries < 1 || MaxBatchCommands < 1 || MaxEntriesPerMessage < 1 || SnapshotInterval < 1 || KeepEntries < 0)
+        {
+            throw new ArgumentException("batch, window, snapshot and keep sizes must be positive");
+        }
+    }
+}

@@ -1,0 +1,62 @@
+namespace Appliance.Paxos.Storage;
+
+/// <summary>
+/// Acceptor state in memory, for tests and simulations. It models a disk with a volatile cache: an honest instance
+/// makes every batch durable before <see cref="Write"/> returns; with <see cref="LiesAboutSync"/> set it only caches
+/// batches (like a disk that acknowledges a flush it did not do), and <see cref="Crash"/> loses every cached batch.
+/// The simulation uses the lying mode to prove that its checkers catch a node that replies before it is durable.
+/// </summary>
+public sealed class MemoryPaxosStorage : IPaxosStorage
+{
+    private readonly PaxosDurableState _durable = new();
+    private readonly List<PaxosWriteBatch> _cached = [];
+
+    /// <summary>When set, writes stay in the volatile cache until <see cref="Flush"/>; a crash loses them.</summary>
+    public bool LiesAboutSync { get; set; }
+
+    /// <summary>How many batches were written (a test can assert that a handler persisted before replying).</summary>
+    public long WriteCount { get; private set; }
+
+    public PaxosDurableState Load()
+    {
+        // What a restarted process reads: the durable image plus whatever the cache still holds (nothing after a crash).
+        var s = _durable.Clone();
+        foreach (var b in _cached)
+        {
+            s.Apply(b);
+        }
+        return s;
+    }
+
+    public void Write(PaxosWriteBatch batch)
+    {
+        WriteCount++;
+        if (LiesAboutSync)
+        {
+            _cached.Add(batch);
+        }
+        else
+        {
+            _durable.Apply(batch);
+        }
+    }
+
+    /// <summary>Writes the cached batches to the durable image (the lying disk eventually flushes).</summary>
+    public void Flush()
+    {
+        foreach (var b in _cached)
+        {
+            _durable.Apply(b);
+        }
+        _cached.Clear();
+    }
+
+    /// <summary>Power loss: the volatile cache is gone.</summary>
+    public void Crash() => _cached.Clear();
+
+    /// <summary>The promise that survives a crash now.</summary>
+    public Core.Ballot DurablePromised => _durable.Promised;
+
+    /// <summary>A copy of the durable image (what survives a crash now).</summary>
+    public PaxosDurableState DurableImage => _durable.Clone();
+}
