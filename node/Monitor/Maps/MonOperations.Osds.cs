@@ -180,7 +180,9 @@ public static partial class MonOperations
             }
             if (osd.In != markIn || osd.AutoOut)
             {
-                changes[id] = osd with { In = markIn, AutoOut = false };
+                // An administrator's `in` on a down OSD is respected: its down→out timer stops (DownStampMs 0) until
+                // it is marked down again, as Ceph drops it from its pending-out set.
+                changes[id] = osd with { In = markIn, AutoOut = false, DownStampMs = markIn ? 0 : osd.DownStampMs };
             }
         }
         var word = markIn ? "in" : "out";

@@ -203,6 +203,30 @@ public class OsdLifecycleTests
     }
 
     [Fact]
+    public void An_admin_in_on_a_down_osd_stops_its_down_out_timer()
+    {
+        var c = ThreeHosts();
+        c.Must(new ConfigSet("mon_osd_min_down_reporters", "1"));
+        c.Must(new OsdFailureReport(4, 0));
+        c.Now += TimeSpan.FromSeconds(600);
+        foreach (var id in new[] { 0, 1, 2, 3 })
+        {
+            c.Run(new OsdBeacon(id));
+        }
+        c.Must(new OsdTick());
+        Assert.True(c.State.Osd.FindOsd(4)!.AutoOut);
+        c.Must(new OsdIn([4]));
+        c.Now += TimeSpan.FromSeconds(600);
+        foreach (var id in new[] { 0, 1, 2, 3 })
+        {
+            c.Run(new OsdBeacon(id));
+        }
+        Assert.Null(c.Run(new OsdTick()).Increment);
+        Assert.True(c.State.Osd.FindOsd(4)!.In);
+        Assert.False(c.State.Osd.FindOsd(4)!.Up);
+    }
+
+    [Fact]
     public void A_new_leader_gives_every_osd_a_full_timeout_from_its_takeover()
     {
         var c = ThreeHosts();
