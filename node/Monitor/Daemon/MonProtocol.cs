@@ -1,0 +1,333 @@
+using Appliance.Monitor.Maps;
+using Appliance.Wire.Auth;
+using Appliance.Wire.Codec;
+
+namespace Appliance.Monitor.Daemon;
+
+/// <summary>Messenger message types of the monitors.</summary>
+public static class MonMessageTypes
+{
+    /// <summary>A Paxos message between monitors (payload: PaxosCodec bytes).</summary>
+    public const ushort Paxos = 400;
+    /// <summary>A client's request to any monitor (<see cref="MonRequest"/>).</summary>
+    public const ushort Request = 410;
+    /// <summary>The answer to a request (<see cref="MonReply"/>).</summary>
+    public const ushort Reply = 411;
+}
+
+/// <summary>Read-only questions a client may ask. All but <see cref="MonStatus"/> are answered by the leader under
+/// its lease (linearizable); <see cref="MonStatus"/> describes the answering monitor itself.</summary>
+public enum MonQuery : byte
+{
+    Status = 1,
+    PoolList = 2,
+    OsdTree = 3,
+    AuthList = 4,
+    Audit = 5,
+    ConfigGet = 6,
+    ConfigDump = 7,
+    MonStatus = 8,
+    AuthGet = 9,
+    Epochs = 10,
+}
+
+/// <summary>
+/// One request: a command to commit (with the client's id and sequence, so a retry after a monitor failure is applied
+/// at most once) or a query with one text argument.
+/// </summary>
+public sealed record MonRequest(long ClientId, long Seq, MonCommand? Command, MonQuery Query = 0, string Argument = "")
+{
+    private const byte Version = 1;
+
+    public byte[] Encode()
+    {
+        using var w = new WireWriter();
+        var mark = w.BeginStruct(Version, 1);
+        w.WriteI64(ClientId);
+        w.WriteI64(Seq);
+        w.WriteBool(Command is not null);
+        if (Command is not null)
+        {
+            MonCommandCodec.Encode(w, Command);
+        }
+        else
+        {
+            w.WriteU8((byte)Query);
+            w.WriteString(Argument);
+        }
+        w.EndStruct(mark);
+        return w.ToArray();
+    }
+
+    public static MonRequest Decode(ReadOnlySpan<byte> bytes)
+    {
+        var r = new WireReader(bytes);
+        var scope = r.BeginStruct(Version, "monitor request");
+        var clientId = r.ReadI64();
+        var seq = r.ReadI64();
+        MonRequest request;
+        if (r.ReadBool())
+        {
+            request = new MonRequest(clientId, seq, MonCommandCodec.Decode(ref r));
+        }
+        else
+        {
+            var query = (MonQuery)r.ReadU8();
+            request = new MonRequest(clientId, seq, null, query, r.ReadString());
+        }
+        r.EndStruct(scope);
+        return request;
+    }
+}
+
+/// <summary>How a request ended.</summary>
+public enum MonReplyStatus : byte
+{
+    /// <summary>Done; <see cref="MonReply.Message"/> is the result.</summary>
+    Ok = 0,
+    /// <summary>The cluster refused the command (<see cref="MonReply.Code"/> is a <see cref="MonErrorCode"/>).</summary>
+    Failed = 1,
+    /// <summary>Ask the leader instead: <see cref="MonReply.Leader"/> names it when known.</summary>
+    NotLeader = 2,
+    /// <summary>This monitor is not in a quorum: nothing (stale or not) is answered. Try another.</summary>
+    NoQuorum = 3,
+    /// <summary>The caller's capabilities do not allow this.</summary>
+    Denied = 4,
+    /// <summary>The request itself is malformed.</summary>
+    Invalid = 5,
+    /// <summary>Not committed in time; it may still commit (retrying with the same id and sequence is safe).</summary>
+    Timeout = 6,
+}
+
+public sealed record MonReply(MonReplyStatus Status, int Code, string Message, string? Leader = null)
+{
+    private const byte Version = 1;
+
+    public byte[] Encode()
+    {
+        using var w = new WireWriter();
+        var mark = w.BeginStruct(Version, 1);
+        w.WriteU8((byte)Status);
+        w.WriteI32(Code);
+        w.WriteString(Message);
+        w.WriteString(Leader ?? "");
+        w.EndStruct(mark);
+        return w.ToArray();
+    }
+
+    public static MonReply Decode(ReadOnlySpan<byte> bytes)
+    {
+        var r = new WireReader(bytes);
+        var scope = r.BeginStruct(Version, "monitor reply");
+        var status = (MonReplyStatus)r.ReadU8();
+        var code = r.ReadI32();
+        var message = r.ReadString(16 << 20);
+        var leader = r.ReadString();
+        r.EndStruct(scope);
+        return new MonReply(status, code, message, leader.Length == 0 ? null : leader);
+    }
+}
+
+/// <summary>The byte encoding of <see cref="MonCommand"/>s: a tag per command type, then its fields.</summary>
+public static class MonCommandCodec
+{
+    public static void Encode(WireWriter w, MonCommand command)
+    {
+        switch (command)
+        {
+            case PoolCreate c:
+                w.WriteU8(1);
+                w.WriteString(c.Name);
+                w.WriteU8((byte)c.Type);
+                WriteOptional(w, c.Size);
+                WriteOptional(w, c.MinSize);
+                WriteOptional(w, c.PgNum);
+                w.WriteString(c.Rule ?? "");
+                WriteOptional(w, c.K);
+                WriteOptional(w, c.M);
+                w.WriteU64(c.QuotaMaxBytes);
+                w.WriteU64(c.QuotaMaxObjects);
+                break;
+            case PoolRemove c:
+                w.WriteU8(2);
+                w.WriteString(c.Name);
+                break;
+            case PoolSet c:
+                w.WriteU8(3);
+                w.WriteString(c.Name);
+                w.WriteString(c.Field);
+                w.WriteString(c.Value);
+                break;
+            case OsdOut c:
+                w.WriteU8(4);
+                WriteIds(w, c.Ids);
+                break;
+            case OsdIn c:
+                w.WriteU8(5);
+                WriteIds(w, c.Ids);
+                break;
+            case AuthAdd c:
+                w.WriteU8(6);
+                w.WriteString(c.Entity);
+                WriteCaps(w, c.Caps);
+                w.WriteString(c.Key.ToBase64());
+                break;
+            case AuthCaps c:
+                w.WriteU8(7);
+                w.WriteString(c.Entity);
+                WriteCaps(w, c.Caps);
+                break;
+            case AuthRemove c:
+                w.WriteU8(8);
+                w.WriteString(c.Entity);
+                break;
+            case ConfigSet c:
+                w.WriteU8(9);
+                w.WriteString(c.Name);
+                w.WriteString(c.Value);
+                break;
+            case ConfigRemove c:
+                w.WriteU8(10);
+                w.WriteString(c.Name);
+                break;
+            case MonAdd c:
+                w.WriteU8(11);
+                w.WriteString(c.Name);
+                w.WriteString(c.Address);
+                break;
+            case MonRemove c:
+                w.WriteU8(12);
+                w.WriteString(c.Name);
+                break;
+            case OsdBoot c:
+                w.WriteU8(13);
+                w.WriteI32(c.Id);
+                w.WriteString(c.Address);
+                w.WriteString(c.Host);
+                w.WriteU32(c.Weight);
+                break;
+            case OsdBeacon c:
+                w.WriteU8(14);
+                w.WriteI32(c.Id);
+                break;
+            case OsdFailureReport c:
+                w.WriteU8(15);
+                w.WriteI32(c.Target);
+                w.WriteI32(c.Reporter);
+                break;
+            case OsdFailureCancel c:
+                w.WriteU8(16);
+                w.WriteI32(c.Target);
+                w.WriteI32(c.Reporter);
+                break;
+            case OsdTick:
+                w.WriteU8(17);
+                break;
+            default:
+                throw new ArgumentException($"no encoding for command {command.GetType().Name}", nameof(command));
+        }
+    }
+
+    public static MonCommand Decode(ref WireReader r)
+    {
+        var tag = r.ReadU8();
+        return tag switch
+        {
+            1 => new PoolCreate(r.ReadString(), (PoolType)r.ReadU8(), ReadOptional(ref r), ReadOptional(ref r), ReadOptional(ref r),
+                NullIfEmpty(r.ReadString()), ReadOptional(ref r), ReadOptional(ref r), r.ReadU64(), r.ReadU64()),
+            2 => new PoolRemove(r.ReadString()),
+            3 => new PoolSet(r.ReadString(), r.ReadString(), r.ReadString()),
+            4 => new OsdOut(ReadIds(ref r)),
+            5 => new OsdIn(ReadIds(ref r)),
+            6 => new AuthAdd(r.ReadString(), ReadCaps(ref r), ReadSecret(ref r)),
+            7 => new AuthCaps(r.ReadString(), ReadCaps(ref r)),
+            8 => new AuthRemove(r.ReadString()),
+            9 => new ConfigSet(r.ReadString(), r.ReadString()),
+            10 => new ConfigRemove(r.ReadString()),
+            11 => new MonAdd(r.ReadString(), r.ReadString()),
+            12 => new MonRemove(r.ReadString()),
+            13 => new OsdBoot(r.ReadI32(), r.ReadString(), r.ReadString(), r.ReadU32()),
+            14 => new OsdBeacon(r.ReadI32()),
+            15 => new OsdFailureReport(r.ReadI32(), r.ReadI32()),
+            16 => new OsdFailureCancel(r.ReadI32(), r.ReadI32()),
+            17 => new OsdTick(),
+            _ => throw new WireFormatException($"unknown monitor command tag {tag}"),
+        };
+    }
+
+    private static Secret ReadSecret(ref WireReader r)
+    {
+        try
+        {
+            return Secret.FromBase64(r.ReadString());
+        }
+        catch (FormatException)
+        {
+            throw new WireFormatException("a command carries a malformed key");
+        }
+    }
+
+    private static string? NullIfEmpty(string s) => s.Length == 0 ? null : s;
+
+    private static void WriteOptional(WireWriter w, int? v)
+    {
+        w.WriteBool(v.HasValue);
+        w.WriteI32(v ?? 0);
+    }
+
+    private static int? ReadOptional(ref WireReader r)
+    {
+        var has = r.ReadBool();
+        var v = r.ReadI32();
+        return has ? v : null;
+    }
+
+    private static void WriteIds(WireWriter w, IReadOnlyList<int> ids)
+    {
+        w.WriteU32((uint)ids.Count);
+        foreach (var id in ids)
+        {
+            w.WriteI32(id);
+        }
+    }
+
+    private static int[] ReadIds(ref WireReader r)
+    {
+        var n = r.ReadU32();
+        if (n > (uint)r.Remaining / 4)
+        {
+            throw new WireFormatException($"{n} OSD ids cannot fit in {r.Remaining} bytes");
+        }
+        var ids = new int[n];
+        for (var i = 0; i < n; i++)
+        {
+            ids[i] = r.ReadI32();
+        }
+        return ids;
+    }
+
+    private static void WriteCaps(WireWriter w, IReadOnlyDictionary<string, string> caps)
+    {
+        w.WriteU32((uint)caps.Count);
+        foreach (var (k, v) in caps.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            w.WriteString(k);
+            w.WriteString(v);
+        }
+    }
+
+    private static Dictionary<string, string> ReadCaps(ref WireReader r)
+    {
+        var n = r.ReadU32();
+        if (n > 64)
+        {
+            throw new WireFormatException($"{n} capability services is more than any entity has");
+        }
+        var caps = new Dictionary<string, string>();
+        for (var i = 0; i < n; i++)
+        {
+            caps[r.ReadString()] = r.ReadString();
+        }
+        return caps;
+    }
+}

@@ -1,0 +1,201 @@
+using System.Globalization;
+using System.Text;
+using Appliance.Monitor.Maps;
+using Appliance.Paxos.Core;
+using Appliance.Wire.Codec;
+
+namespace Appliance.Monitor.Daemon;
+
+/// <summary>
+/// The cluster maps as the state machine the Paxos log drives. A log entry is a command with who proposed it and
+/// the proposer's wall-clock time; every monitor executes it with the same pure function
+/// (<see cref="MonOperations.Execute"/>) on the same state, so all reach the same maps and the same result. A
+/// refused administrative command is committed too, so the audit log records it.
+/// </summary>
+public sealed class MonitorStateMachine : IStateMachine
+{
+    private const byte EntryVersion = 1;
+    private ClusterState _state;
+    private OsdLiveness _liveness;
+
+    public MonitorStateMachine(ClusterState initial)
+    {
+        _state = initial;
+        _liveness = OsdLiveness.Start(DateTimeOffset.UnixEpoch); // the same on every member
+    }
+
+    /// <summary>The committed maps as of the last applied entry (read it from the daemon's loop only).</summary>
+    public ClusterState State => _state;
+
+    /// <summary>Bumped on every applied entry that changed the maps (for subscribers).</summary>
+    public long Applied { get; private set; }
+
+    /// <summary>The log entry for a command.</summary>
+    public static byte[] EncodeEntry(MonCommand command, string who, DateTimeOffset now)
+    {
+        using var w = new WireWriter();
+        var mark = w.BeginStruct(EntryVersion, 1);
+        w.WriteString(who);
+        w.WriteI64(now.ToUnixTimeMilliseconds());
+        MonCommandCodec.Encode(w, command);
+        w.EndStruct(mark);
+        return w.ToArray();
+    }
+
+    public byte[] Apply(long index, ReadOnlySpan<byte> command)
+    {
+        MonCommand cmd;
+        string who;
+        DateTimeOffset now;
+        try
+        {
+            var r = new WireReader(command);
+            var scope = r.BeginStruct(EntryVersion, "monitor log entry");
+            who = r.ReadString();
+            now = DateTimeOffset.FromUnixTimeMilliseconds(r.ReadI64());
+            cmd = MonCommandCodec.Decode(ref r);
+            r.EndStruct(scope);
+        }
+        catch (WireFormatException e)
+        {
+            // Deterministic: every member refuses the same bytes the same way.
+            return new MonReply(MonReplyStatus.Invalid, 0, $"unreadable command: {e.Message}").Encode();
+        }
+        var outcome = MonOperations.Execute(_state, _liveness, cmd, who, now);
+        _liveness = outcome.Liveness;
+        if (outcome.Error is { } error)
+        {
+            if (cmd.IsAdministrative)
+            {
+                _state = _state.Apply(MonOperations.AuditRejected(_state, cmd, who, now, error));
+            }
+            return new MonReply(MonReplyStatus.Failed, (int)error.Code, error.Message).Encode();
+        }
+        if (outcome.Increment is { IsEmpty: false } inc)
+        {
+            _state = _state.Apply(inc);
+            Applied++;
+        }
+        return new MonReply(MonReplyStatus.Ok, 0, outcome.Message).Encode();
+    }
+
+    /// <summary>A query: <see cref="MonQuery"/> byte then the argument.</summary>
+    public static byte[] EncodeQuery(MonQuery query, string argument)
+    {
+        using var w = new WireWriter();
+        w.WriteU8((byte)query);
+        w.WriteString(argument);
+        return w.ToArray();
+    }
+
+    public byte[] Query(ReadOnlySpan<byte> query)
+    {
+        try
+        {
+            var r = new WireReader(query);
+            var kind = (MonQuery)r.ReadU8();
+            var argument = r.ReadString();
+            return Render(_state, kind, argument).Encode();
+        }
+        catch (WireFormatException e)
+        {
+            return new MonReply(MonReplyStatus.Invalid, 0, $"unreadable query: {e.Message}").Encode();
+        }
+    }
+
+    /// <summary>Answers a query from the given maps, as text for people.</summary>
+    public static MonReply Render(ClusterState s, MonQuery kind, string argument)
+    {
+        var b = new StringBuilder();
+        switch (kind)
+        {
+            case MonQuery.Status:
+                {
+                    var h = ClusterHealth.Summarize(s);
+                    b.AppendLine(CultureInfo.InvariantCulture, $"cluster {s.Fsid}");
+                    b.AppendLine(CultureInfo.InvariantCulture, $"health  {h.Status.ToString().ToUpperInvariant()}");
+                    foreach (var c in h.Checks)
+                    {
+                        b.AppendLine(CultureInfo.InvariantCulture, $"        {c.Severity.ToString().ToUpperInvariant()}: {c.Message}");
+                    }
+                    b.AppendLine(CultureInfo.InvariantCulture, $"mon     {h.Monitors} monitors: {string.Join(", ", s.Mon.Monitors.Select(m => $"{m.Name}@{m.Address}"))}");
+                    b.AppendLine(CultureInfo.InvariantCulture, $"osd     epoch {h.OsdEpoch}: {h.Osds} OSDs, {h.OsdsUp} up, {h.OsdsIn} in");
+                    b.AppendLine(CultureInfo.InvariantCulture, $"pools   {h.Pools} pools, {h.PgsTotal} PGs");
+                    return Ok(b);
+                }
+            case MonQuery.PoolList:
+                b.AppendLine(CultureInfo.InvariantCulture, $"{"id",-4} {"name",-20} {"type",-10} {"size",4} {"min",4} {"pg_num",6} {"rule",4} {"quota bytes",12} {"quota objects",13}");
+                foreach (var p in s.Osd.Pools.Values)
+                {
+                    var type = p.Erasure is { } e ? $"ec {e.K}+{e.M}" : "replicated";
+                    b.AppendLine(CultureInfo.InvariantCulture, $"{p.Id,-4} {p.Name,-20} {type,-10} {p.Size,4} {p.MinSize,4} {p.PgNum,6} {p.CrushRule,4} {p.QuotaMaxBytes,12} {p.QuotaMaxObjects,13}");
+                }
+                return Ok(b);
+            case MonQuery.OsdTree:
+                b.Append(OsdTree.Format(OsdTree.Build(s.Osd)));
+                return Ok(b);
+            case MonQuery.AuthList:
+                foreach (var e in s.Auth.Entities.Values)
+                {
+                    b.AppendLine(e.Name);
+                    foreach (var (service, caps) in e.Caps)
+                    {
+                        b.AppendLine(CultureInfo.InvariantCulture, $"        caps {service} = \"{caps}\"");
+                    }
+                }
+                return Ok(b);
+            case MonQuery.AuthGet:
+                {
+                    if (s.Auth.Find(argument) is not { } e)
+                    {
+                        return new MonReply(MonReplyStatus.Failed, (int)MonErrorCode.NotFound, $"no entity {argument}; `appliance auth ls` lists them");
+                    }
+                    // The keyring stanza of one entity: the way an administrator hands a key to a client.
+                    var keyring = new Appliance.Wire.Auth.Keyring();
+                    keyring.Add(e.ToKeyringEntry());
+                    b.Append(keyring.Format());
+                    return Ok(b);
+                }
+            case MonQuery.Audit:
+                {
+                    var count = int.TryParse(argument, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0 ? n : 50;
+                    foreach (var e in s.Audit.Entries.TakeLast(count))
+                    {
+                        b.AppendLine(e.ToString());
+                    }
+                    return Ok(b);
+                }
+            case MonQuery.ConfigGet:
+                try
+                {
+                    b.AppendLine(s.Config.Get(argument));
+                    return Ok(b);
+                }
+                catch (Exception e) when (e is ArgumentException or KeyNotFoundException)
+                {
+                    return new MonReply(MonReplyStatus.Failed, (int)MonErrorCode.NotFound, e.Message);
+                }
+            case MonQuery.ConfigDump:
+                foreach (var (k, v) in s.Config.Values)
+                {
+                    b.AppendLine(CultureInfo.InvariantCulture, $"{k} = {v}");
+                }
+                return Ok(b);
+            case MonQuery.Epochs:
+                b.AppendLine(CultureInfo.InvariantCulture, $"monmap {s.Mon.Epoch} osdmap {s.Osd.Epoch} audit {s.Audit.LastSeq} config {s.Config.MapVersion}");
+                return Ok(b);
+            default:
+                return new MonReply(MonReplyStatus.Invalid, 0, $"unknown query {(byte)kind}");
+        }
+    }
+
+    private static MonReply Ok(StringBuilder b) => new(MonReplyStatus.Ok, 0, b.ToString());
+
+    public byte[] Snapshot() => _state.ToBytes();
+
+    public void Restore(ReadOnlySpan<byte> snapshot)
+    {
+        _state = ClusterState.FromBytes(snapshot);
+        Applied++;
+    }
+}

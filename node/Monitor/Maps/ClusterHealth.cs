@@ -1,0 +1,56 @@
+namespace Appliance.Monitor.Maps;
+
+/// <summary>How bad it is: Ok, Warn (degraded but serving), Error (some data cannot be written or read).</summary>
+public enum HealthStatus
+{
+    Ok,
+    Warn,
+    Error,
+}
+
+/// <summary>One health finding with its severity and a message that says what is wrong (and what to do).</summary>
+public sealed record HealthCheck(HealthStatus Severity, string Message);
+
+/// <summary>The map part of `appliance status`: counts and findings computed from the committed maps alone (the
+/// daemon adds the quorum, and later PG states).</summary>
+public sealed record HealthReport(
+    HealthStatus Status, IReadOnlyList<HealthCheck> Checks, int Monitors, uint OsdEpoch, int Osds, int OsdsUp, int OsdsIn, int Pools, long PgsTotal);
+
+public static class ClusterHealth
+{
+    public static HealthReport Summarize(ClusterState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        var osd = state.Osd;
+        var checks = new List<HealthCheck>();
+        var down = osd.Osds.Values.Where(o => !o.Up).Select(o => $"osd.{o.Id}").ToList();
+        if (down.Count > 0)
+        {
+            checks.Add(new HealthCheck(HealthStatus.Warn, $"{down.Count} OSD(s) down: {string.Join(", ", down)}"));
+        }
+        var outOsds = osd.Osds.Values.Where(o => !o.In).Select(o => $"osd.{o.Id}").ToList();
+        if (outOsds.Count > 0)
+        {
+            checks.Add(new HealthCheck(HealthStatus.Warn, $"{outOsds.Count} OSD(s) out: {string.Join(", ", outOsds)}"));
+        }
+        // Failure domains that can hold a replica now: hosts (or OSDs) with at least one OSD up and in.
+        var domains = osd.Osds.Values.Where(o => o.Up && o.In)
+            .Select(o => osd.FailureDomain == "osd" ? $"osd.{o.Id}" : o.Host).Distinct(StringComparer.Ordinal).Count();
+        foreach (var pool in osd.Pools.Values)
+        {
+            if (domains < pool.MinSize)
+            {
+                checks.Add(new HealthCheck(HealthStatus.Error,
+                    $"pool '{pool.Name}' needs {pool.MinSize} {osd.FailureDomain}s up and in to accept writes, {domains} are; bring OSDs back or add some"));
+            }
+            else if (domains < pool.Size)
+            {
+                checks.Add(new HealthCheck(HealthStatus.Warn,
+                    $"pool '{pool.Name}' keeps {pool.Size} copies on distinct {osd.FailureDomain}s but only {domains} are up and in: it is degraded"));
+            }
+        }
+        var status = checks.Count == 0 ? HealthStatus.Ok : checks.Max(c => c.Severity);
+        return new HealthReport(status, checks, state.Mon.Monitors.Count, osd.Epoch, osd.Osds.Count, osd.UpCount, osd.InCount, osd.Pools.Count,
+            osd.Pools.Values.Sum(p => (long)p.PgNum));
+    }
+}
