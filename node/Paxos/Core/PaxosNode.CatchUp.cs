@@ -79,10 +79,7 @@ public sealed partial class PaxosNode
         RestoreNodeState(snap.Data);
         _committedConfig = snap.Members;
         _commitIndex = snap.Index;
-        foreach (var k in _log.Keys.TakeWhile(k => k <= snap.Index).ToArray())
-        {
-            _log.Remove(k);
-        }
+        RemoveThrough(snap.Index);
         _firstIndex = snap.Index + 1;
         _lastSnapshot = snap;
         _batch.Snapshot = snap;
@@ -117,10 +114,7 @@ public sealed partial class PaxosNode
         var through = _commitIndex - _options.KeepEntries;
         if (through >= _firstIndex)
         {
-            foreach (var k in _log.Keys.TakeWhile(k => k <= through).ToArray())
-            {
-                _log.Remove(k);
-            }
+            RemoveThrough(through);
             _firstIndex = through + 1;
             Trim(through);
         }

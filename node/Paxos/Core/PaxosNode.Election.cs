@@ -102,7 +102,7 @@ public sealed partial class PaxosNode
     {
         // Entries at or below our commit index are chosen; a candidate behind us catches up instead of recovering them.
         var from = Math.Max(m.FromIndex, _commitIndex + 1);
-        var entries = _log.Values.Where(e => e.Index >= from).ToArray();
+        var entries = Above(from - 1).ToArray();
         return new Promise(m.Ballot, _commitIndex, _firstIndex, entries);
     }
 

@@ -11,16 +11,20 @@ public sealed partial class PaxosNode
     private MemberSet? _queuedConfig;
     private TimeSpan _lastRetransmit;
 
-    private IReadOnlyList<AcceptedEntry> UncommittedEntries() => _log.Values.Where(e => e.Index > _commitIndex).ToArray();
+    private AcceptedEntry[] UncommittedEntries() => Above(_commitIndex).ToArray();
 
     /// <summary>The member set governing <paramref name="index"/> (above the commit index): the committed one,
     /// changed by any configuration entry below <paramref name="index"/>.</summary>
     private MemberSet ConfigFor(long index)
     {
         var config = _committedConfig;
-        foreach (var e in _log.Values)
+        foreach (var e in Above(_commitIndex))
         {
-            if (e.Index > _commitIndex && e.Index < index && e.Value.Kind == EntryKind.Config)
+            if (e.Index >= index)
+            {
+                break;
+            }
+            if (e.Value.Kind == EntryKind.Config)
             {
                 config = e.Value.Members!;
             }
@@ -28,15 +32,15 @@ public sealed partial class PaxosNode
         return config;
     }
 
-    private bool HasUncommittedConfig() => _log.Values.Any(e => e.Index > _commitIndex && e.Value.Kind == EntryKind.Config);
+    private bool HasUncommittedConfig() => Above(_commitIndex).Any(e => e.Value.Kind == EntryKind.Config);
 
     /// <summary>The committed configuration and any in flight: leases and message fan-out cover all of them.</summary>
     private List<MemberSet> ActiveConfigs()
     {
         var configs = new List<MemberSet> { _committedConfig };
-        foreach (var e in _log.Values)
+        foreach (var e in Above(_commitIndex))
         {
-            if (e.Index > _commitIndex && e.Value.Kind == EntryKind.Config)
+            if (e.Value.Kind == EntryKind.Config)
             {
                 configs.Add(e.Value.Members!);
             }

@@ -21,7 +21,7 @@ public sealed partial class PaxosNode
 
     // Acceptor state (durable).
     private Ballot _promised;
-    private readonly SortedDictionary<long, AcceptedEntry> _log = [];
+    private readonly SortedList<long, AcceptedEntry> _log = [];
     private long _commitIndex;
 
     // Applied state (rebuilt from snapshot + committed entries at start).
@@ -127,7 +127,7 @@ public sealed partial class PaxosNode
     public string Describe() =>
         $"node {Id} {_role} ballot {_ballot} promised {_promised} leader {_leaderId} commit {_commitIndex} first {_firstIndex} " +
         $"next {_nextIndex} members {_committedConfig} queue {_queue.Count} pending {_pending.Count} " +
-        $"log [{string.Join(" ", _log.Values.Where(e => e.Index > _commitIndex).Select(e => $"{e.Index}@{e.Ballot}:{e.Value}"))}]";
+        $"log [{string.Join(" ", Above(_commitIndex).Select(e => $"{e.Index}@{e.Ballot}:{e.Value}"))}]";
 
     /// <summary>Everything produced since the last call. Send the messages in order; report the completions.</summary>
     public PaxosOutput TakeOutput()
@@ -274,6 +274,10 @@ public sealed partial class PaxosNode
                 ? new ReadResult(ReadStatus.Ok, _machine.Query(query), Id)
                 : new ReadResult(ReadStatus.NoQuorum, null, null);
         }
+        if (_options.BugFollowerReads)
+        {
+            return new ReadResult(ReadStatus.Ok, _machine.Query(query), _leaderId);
+        }
         return _leaderId is { } leader && _committedConfig.Contains(Id) && now - _lastLeaderContact < _options.LeaseDuration
             ? new ReadResult(ReadStatus.NotLeader, null, leader)
             : new ReadResult(ReadStatus.NoQuorum, null, null);
@@ -326,6 +330,39 @@ public sealed partial class PaxosNode
     /// <summary>Whether this member may promise a ballot other than the one it follows: not while a lease it granted
     /// (or, as leader, holds) may still be in force.</summary>
     private bool CanPromiseNewBallot(TimeSpan now) => _options.BugNoLeaseGuard || now >= _guardUntil;
+
+    /// <summary>The log entries above <paramref name="index"/>, in order (a binary search, then a walk).</summary>
+    private IEnumerable<AcceptedEntry> Above(long index)
+    {
+        var keys = _log.Keys;
+        int lo = 0, hi = keys.Count;
+        while (lo < hi)
+        {
+            var mid = (lo + hi) >>> 1;
+            if (keys[mid] <= index)
+            {
+                lo = mid + 1;
+            }
+            else
+            {
+                hi = mid;
+            }
+        }
+        var values = _log.Values;
+        for (var i = lo; i < values.Count; i++)
+        {
+            yield return values[i];
+        }
+    }
+
+    /// <summary>Drops every log entry at or below <paramref name="through"/> (in memory only).</summary>
+    private void RemoveThrough(long through)
+    {
+        while (_log.Count > 0 && _log.Keys[0] <= through)
+        {
+            _log.RemoveAt(0);
+        }
+    }
 
     private long FirstContiguousIndex(long snapIndex)
     {

@@ -51,10 +51,19 @@ public sealed record PaxosOptions
     /// <summary>Test only: acceptors promise new ballots while a lease they granted may still be held.</summary>
     internal bool BugNoLeaseGuard { get; init; }
 
+    /// <summary>Test only: followers answer reads from their own, possibly stale, state.</summary>
+    internal bool BugFollowerReads { get; init; }
+
+    /// <summary>Test only: when positive, the leader's lease is this multiple of <see cref="LeaseDuration"/> instead of
+    /// the drift-corrected value (a lease that outlives the promises behind it).</summary>
+    internal double BugLeaderLeaseFactor { get; init; }
+
     /// <summary>How long the leader may serve reads after sending a heartbeat that a quorum acknowledged.
     /// Acceptor promise lasts L real seconds at least L/(1+d); the leader's lease lasts at most
     /// leaderLease/(1-d) real seconds; so leaderLease = L(1-d)/(1+d) - margin ends first.</summary>
-    public TimeSpan LeaderLease => LeaseDuration * ((1 - MaxClockDrift) / (1 + MaxClockDrift)) - LeaseMargin;
+    public TimeSpan LeaderLease => BugLeaderLeaseFactor > 0
+        ? LeaseDuration * BugLeaderLeaseFactor
+        : LeaseDuration * ((1 - MaxClockDrift) / (1 + MaxClockDrift)) - LeaseMargin;
 
     /// <summary>Throws if the options are inconsistent.</summary>
     public void Validate()

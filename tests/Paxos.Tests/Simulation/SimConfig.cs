@@ -43,6 +43,10 @@ public sealed record SimConfig
     /// <summary>Storage that acknowledges writes it has not made durable (a planted bug).</summary>
     public bool LyingStorage { get; init; }
 
+    /// <summary>Whether to check, at every event, that no majority promised above a lease holder's ballot. Off, only
+    /// the consequence (two lease holders at one instant, stale reads) remains to be caught.</summary>
+    public bool CheckPromisesUnderLease { get; init; } = true;
+
     public PaxosOptions Options { get; init; } = FastOptions;
 
     /// <summary>Short timeouts so a schedule covers several elections in a few simulated seconds.</summary>

@@ -410,7 +410,10 @@ public sealed class Simulation
                     return;
                 }
                 holder = n;
-                CheckLeaseExclusive(n);
+                if (_config.CheckPromisesUnderLease)
+                {
+                    CheckLeaseExclusive(n);
+                }
             }
             if (node.Role == PaxosRole.Leader)
             {
