@@ -93,7 +93,9 @@ public sealed class NbdBenchmark : IBenchmark
                 await Task.Delay(50, ct);
             }
             Console.WriteLine($"nbd: fio --ioengine=nbd, {seconds} s per job, backing files {size >> 20} MiB fully written on {dir}, {(tcp ? "TCP loopback" : "unix sockets")}; nbdkit {Version()} file plugin");
-            Console.WriteLine($"{"job",-22} {"appliance",14} {"nbdkit",14} {"ratio",7}");
+            // The server's CPU time per I/O (per MiB for the 1M jobs), both sides: a figure a busy machine disturbs far
+            // less than throughput (ours is this whole process, so it includes the bench's own idle threads).
+            Console.WriteLine($"{"job",-22} {"appliance",14} {"nbdkit",14} {"ratio",7}   {"cpu/op ours",9} {"nbdkit",9}");
             var worst = double.MaxValue;
             var round = 0;
             foreach (var job in Jobs.Where(j => only is null || j.Label.Contains(only, StringComparison.OrdinalIgnoreCase)))
@@ -104,12 +106,18 @@ public sealed class NbdBenchmark : IBenchmark
                     ct.ThrowIfCancellationRequested();
                     // Alternate who goes first, so drift in the machine's load does not always favour one side.
                     var oursFirst = round++ % 2 == 0;
-                    var first = Run(oursFirst ? ourUri : kitUri, job, seconds, size);
-                    var second = Run(oursFirst ? kitUri : ourUri, job, seconds, size);
-                    var (o, k) = oursFirst ? (first, second) : (second, first);
+                    var ourCpu = () => Process.GetCurrentProcess().TotalProcessorTime;
+                    var kitCpu = () =>
+                    {
+                        nbdkit.Refresh();
+                        return nbdkit.TotalProcessorTime;
+                    };
+                    var first = Run(oursFirst ? ourUri : kitUri, job, seconds, size, oursFirst ? ourCpu : kitCpu);
+                    var second = Run(oursFirst ? kitUri : ourUri, job, seconds, size, oursFirst ? kitCpu : ourCpu);
+                    var ((o, oc), (k, kc)) = oursFirst ? (first, second) : (second, first);
                     var unit = job.Bandwidth ? " MiB/s" : " IOPS";
                     var label = rounds == 1 ? job.Label : $"{job.Label} #{r}";
-                    Console.WriteLine($"{label,-22} {Fio.Format(o) + unit,14} {Fio.Format(k) + unit,14} {(o / k).ToString("0.00", CultureInfo.InvariantCulture),7}");
+                    Console.WriteLine($"{label,-22} {Fio.Format(o) + unit,14} {Fio.Format(k) + unit,14} {(o / k).ToString("0.00", CultureInfo.InvariantCulture),7}   {Us(oc),9} {Us(kc),9}");
                     ratios.Add(o / k);
                 }
                 ratios.Sort();
@@ -135,16 +143,24 @@ public sealed class NbdBenchmark : IBenchmark
         return 0;
     }
 
-    private static double Run(string uri, Job job, int seconds, long size)
+    /// <summary>One fio run: its figure (IOPS or MiB/s) and the server's CPU seconds per I/O (or per MiB).</summary>
+    private static (double Figure, double CpuPerUnit) Run(string uri, Job job, int seconds, long size, Func<TimeSpan> serverCpu)
     {
+        var cpu0 = serverCpu();
+        var wall = Stopwatch.StartNew();
         var r = Fio.Run([
             "--name=nbd", "--ioengine=nbd", $"--uri={uri}", $"--rw={job.Rw}", $"--bs={job.Bs}", $"--iodepth={job.Depth}",
             $"--size={size}", "--time_based", $"--runtime={seconds}", "--ramp_time=1", "--randrepeat=0", "--norandommap",
         ]);
-        return job.Bandwidth
+        // CPU per unit = cores used over the whole fio run (ramp and connection setup included) / units per second.
+        var cores = (serverCpu() - cpu0).TotalSeconds / wall.Elapsed.TotalSeconds;
+        var figure = job.Bandwidth
             ? (r.ReadBytesPerSecond + r.WriteBytesPerSecond) / (1 << 20)
             : r.ReadIops + r.WriteIops;
+        return (figure, cores / figure);
     }
+
+    private static string Us(double seconds) => (seconds * 1e6).ToString("0.0", CultureInfo.InvariantCulture) + " µs";
 
     private static async Task FillAsync(string path, long size, CancellationToken ct)
     {
