@@ -21,7 +21,8 @@ public static class SimRunner
     {
         var baseSeed = BaseSeed();
         output.WriteLine($"{name}: {schedules} schedules from seed {baseSeed} (replay one with APPLIANCE_SEED=<seed>)");
-        long events = 0, writes = 0, reads = 0, unknown = 0, crashes = 0, leaders = 0, membership = 0, committed = 0;
+        long events = 0, writes = 0, reads = 0, unknown = 0, crashes = 0, leaders = 0, membership = 0, committed = 0, snapshots = 0;
+        var largestBatch = 0;
         for (var i = 0; i < schedules; i++)
         {
             var seed = unchecked(baseSeed + i);
@@ -41,9 +42,33 @@ public static class SimRunner
             leaders += r.LeaderChanges;
             membership += r.MembershipChanges;
             committed += r.Committed;
+            snapshots += r.SnapshotsSent;
+            largestBatch = Math.Max(largestBatch, r.LargestBatch);
         }
         output.WriteLine($"{name}: all {schedules} schedules passed: {events} events, {committed} entries committed, {writes} writes ok, " +
                          $"{reads} lease reads ok, {unknown} unknown outcomes, {crashes} crashes, {leaders} leader changes, " +
-                         $"{membership} membership changes");
+                         $"{membership} membership changes, {snapshots} snapshots sent, largest batch {largestBatch} commands");
+
+        // The schedules must have exercised what they claim to (a simulator that quietly does nothing passes everything).
+        Assert.True(writes >= 20L * schedules, $"only {writes} writes committed");
+        Assert.True(reads >= 10L * schedules, $"only {reads} lease reads served");
+        Assert.True(leaders >= schedules, $"only {leaders} leader changes");
+        if (config.Crashes)
+        {
+            Assert.True(crashes >= schedules, $"only {crashes} crashes");
+        }
+        if (config.MembershipChanges)
+        {
+            Assert.True(membership >= schedules / 2, $"only {membership} membership changes");
+        }
+        if (config.Members > 1)
+        {
+            Assert.True(snapshots > 0, "no catch-up by snapshot happened");
+            Assert.True(unknown > 0, "no write ever had an unknown outcome: faults did not bite");
+        }
+        if (config.Clients > 3)
+        {
+            Assert.True(largestBatch > 1, "no entry ever carried more than one command");
+        }
     }
 }

@@ -21,7 +21,10 @@ public sealed class SimResult
 
     public long LeaderChanges { get; set; }
 
-    public long SnapshotsInstalled { get; set; }
+    public long SnapshotsSent { get; set; }
+
+    /// <summary>The most client commands seen in one committed entry.</summary>
+    public int LargestBatch { get; set; }
 
     public long MembershipChanges { get; set; }
 
@@ -36,7 +39,7 @@ public sealed class SimResult
 
     public override string ToString() =>
         $"seed {Seed}: {Events} events, {Messages} msgs, {Committed} entries, {WritesOk} writes ok, {ReadsOk} reads ok, " +
-        $"{Unknown} unknown, {Crashes} crashes, {LeaderChanges} leader changes, {SnapshotsInstalled} snapshot installs, " +
+        $"{Unknown} unknown, {Crashes} crashes, {LeaderChanges} leader changes, {SnapshotsSent} snapshots sent, largest batch {LargestBatch}, " +
         $"{MembershipChanges} membership changes";
 }
 
@@ -201,6 +204,7 @@ public sealed class Simulation
         else
         {
             _chosen[index] = value;
+            _result.LargestBatch = Math.Max(_result.LargestBatch, value.Commands.Count);
             if (value.Kind == EntryKind.Config)
             {
                 Log($"committed {value} at {index}");
@@ -231,6 +235,10 @@ public sealed class Simulation
         var output = n.Node!.TakeOutput();
         foreach (var m in output.Messages)
         {
+            if (m.Message is CatchUp { Snapshot: not null })
+            {
+                _result.SnapshotsSent++;
+            }
             Transmit(n.Id, m.To, PaxosCodec.Encode(m.Message));
         }
         foreach (var c in output.Completions)
@@ -631,7 +639,6 @@ public sealed class Simulation
         foreach (var n in _nodes.Skip(1))
         {
             CheckDurableImage(n);
-            _result.SnapshotsInstalled += n.Storage.DurableImage.Snapshot is null ? 0 : 1;
         }
     }
 

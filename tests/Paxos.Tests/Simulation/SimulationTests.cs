@@ -25,6 +25,19 @@ public sealed class MembershipSimulationTests(ITestOutputHelper output)
         SimRunner.RunMany(output, "membership", new SimConfig { Members = 3, Joiners = 2, MembershipChanges = true }, SimRunner.Scale(800));
 }
 
+public sealed class BatchingSimulationTests(ITestOutputHelper output)
+{
+    [Fact]
+    public void Many_clients_behind_a_narrow_window_batch_and_keep_every_invariant() =>
+        SimRunner.RunMany(output, "batching", new SimConfig
+        {
+            Members = 3,
+            Clients = 8,
+            Keys = 6,
+            Options = SimConfig.FastOptions with { MaxInflightEntries = 1, MaxBatchCommands = 4 },
+        }, SimRunner.Scale(300));
+}
+
 public sealed class SingleMemberSimulationTests(ITestOutputHelper output)
 {
     [Fact]
