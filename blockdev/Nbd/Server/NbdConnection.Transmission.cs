@@ -153,9 +153,11 @@ internal sealed partial class NbdConnection
                 }
                 var cost = Cost(request);
                 byte[]? payload = null;
+                var held = 0L;
                 try
                 {
                     TakeBudget(cost);
+                    held = cost;
                     if (request.HasPayload && request.Length > 0)
                     {
                         var length = (int)request.Length;
@@ -177,7 +179,8 @@ internal sealed partial class NbdConnection
                     {
                         ArrayPool<byte>.Shared.Return(payload);
                     }
-                    Release(cost);
+                    // The slot is held; the bytes only if the budget wait got them.
+                    Release(held);
                     throw;
                 }
                 if (IsSlow(request))
