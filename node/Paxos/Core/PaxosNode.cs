@@ -9,7 +9,8 @@ namespace Appliance.Paxos.Core;
 /// with the current monotonic time; then it takes the node's <see cref="TakeOutput"/> and sends the messages.
 /// Not thread-safe: one caller at a time. Every call writes the state it changed to <see cref="IPaxosStorage"/>
 /// (one atomic batch) before any message produced by the call appears in the output, so a reply is only ever sent
-/// for durable state. See README.md for the protocol.
+/// for durable state. If the storage throws, the call throws, nothing it produced is released, and the instance
+/// refuses further calls: discard it and start a new one from storage. See README.md for the protocol.
 /// </summary>
 public sealed partial class PaxosNode
 {
@@ -39,6 +40,7 @@ public sealed partial class PaxosNode
     private Ballot _maxSeen;
     private TimeSpan? _lastCatchUpRequest;
     private TimeSpan _now;
+    private bool _failed;
 
     // Proposals made on this member, until they are applied here.
     private readonly Dictionary<(long Client, long Seq), PendingProposal> _pending = [];
@@ -140,6 +142,7 @@ public sealed partial class PaxosNode
     /// <summary>Handles one message from member <paramref name="from"/>.</summary>
     public void Handle(int from, PaxosMessage message, TimeSpan now)
     {
+        ThrowIfFailed();
         _now = now;
         switch (message)
         {
@@ -166,6 +169,7 @@ public sealed partial class PaxosNode
     /// <summary>Drives timers: elections, heartbeats and leases, retransmissions, proposal timeouts.</summary>
     public void Tick(TimeSpan now)
     {
+        ThrowIfFailed();
         _now = now;
         ExpireProposals(now);
         switch (_role)
@@ -196,6 +200,7 @@ public sealed partial class PaxosNode
     /// <see cref="PaxosOutput.Completions"/> of this member.</summary>
     public ProposeStatus Propose(long clientId, long seq, byte[] command, TimeSpan now)
     {
+        ThrowIfFailed();
         _now = now;
         var key = (clientId, seq);
         if (_pending.ContainsKey(key))
@@ -239,6 +244,7 @@ public sealed partial class PaxosNode
     /// <see cref="Members"/>. Only one change can be in flight.</summary>
     public ProposeStatus ProposeMembership(MemberSet members, TimeSpan now)
     {
+        ThrowIfFailed();
         _now = now;
         ProposeStatus status;
         if (!_committedConfig.Contains(Id))
@@ -283,6 +289,14 @@ public sealed partial class PaxosNode
             : new ReadResult(ReadStatus.NoQuorum, null, null);
     }
 
+    private void ThrowIfFailed()
+    {
+        if (_failed)
+        {
+            throw new InvalidOperationException($"Paxos member {Id} failed to persist its state; restart it from storage");
+        }
+    }
+
     private void Send(int to, PaxosMessage message)
     {
         if (to != Id)
@@ -299,7 +313,17 @@ public sealed partial class PaxosNode
     {
         if (!_batch.IsEmpty)
         {
-            _storage.Write(_batch);
+            try
+            {
+                _storage.Write(_batch);
+            }
+            catch
+            {
+                // Memory is now ahead of the disk: nothing staged may leave, and this instance must not go on.
+                _staged.Clear();
+                _failed = true;
+                throw;
+            }
             _batch = new PaxosWriteBatch();
         }
         _output.Messages.AddRange(_staged);
