@@ -168,6 +168,11 @@ public sealed class Simulation
         {
             return;
         }
+        if (_now < n.PausedUntil)
+        {
+            Schedule(n.PausedUntil, () => Tick(n, incarnation));
+            return;
+        }
         n.Node.Tick(Local(n));
         Drain(n);
         Schedule(_now + TickPeriod - 2_000 + _rng.NextInt64(0, 4_000), () => Tick(n, incarnation));
@@ -271,6 +276,12 @@ public sealed class Simulation
         {
             return;
         }
+        if (_now < n.PausedUntil)
+        {
+            // A paused process (GC, swapped out, SIGSTOP) handles what queued up when it resumes.
+            Schedule(n.PausedUntil + _rng.NextInt64(0, 1_000), () => Deliver(from, to, bytes));
+            return;
+        }
         var message = PaxosCodec.Decode(bytes, out var consumed);
         if (consumed != bytes.Length)
         {
@@ -344,6 +355,13 @@ public sealed class Simulation
                 break;
             case 7:
                 SetNetworkWeather();
+                if (_rng.Next(2) == 0)
+                {
+                    // Pause a process (preferably the leader) for up to a few lease durations.
+                    var paused = _lastLeader is { } pl && _rng.Next(2) == 0 ? pl : ids[_rng.Next(ids.Length)];
+                    _nodes[paused].PausedUntil = _now + _rng.NextInt64(10_000, 3 * (long)_config.Options.LeaseDuration.TotalMicroseconds);
+                    Log($"pause {paused} until {_nodes[paused].PausedUntil}");
+                }
                 break;
             case 8 or 9 when _config.MembershipChanges:
                 ProposeMembershipChange();
@@ -483,6 +501,12 @@ public sealed class Simulation
         {
             c.Preferred = null;
             Schedule(_now + 20_000, () => ClientStep(c));
+            return;
+        }
+        if (_now < n.PausedUntil)
+        {
+            // The request waits in the paused process's socket; it is served (and timed) when it resumes.
+            Schedule(n.PausedUntil + 1, () => ClientStep(c));
             return;
         }
         if (_rng.Next(2) == 0)
@@ -659,6 +683,8 @@ public sealed class Simulation
         public long ClockOffset { get; set; }
 
         public double Rate { get; set; } = 1;
+
+        public long PausedUntil { get; set; }
     }
 
     private sealed class SimClient(int id)
