@@ -137,6 +137,7 @@ public sealed partial class PaxosNode
         {
             w.I64(client);
             w.I64(s.LastSeq);
+            w.I64(s.LastIndex);
             w.Bytes(s.LastResult);
         }
         w.Bytes(_machine.Snapshot());
@@ -151,13 +152,14 @@ public sealed partial class PaxosNode
         {
             throw new PaxosFormatException($"unsupported snapshot version {version}");
         }
-        var n = r.Count(20);
+        var n = r.Count(28);
         _sessions.Clear();
         for (var i = 0; i < n; i++)
         {
             var client = r.I64();
             var seq = r.I64();
-            _sessions[client] = new Session(seq, r.Bytes());
+            var index = r.I64();
+            _sessions[client] = new Session(seq, r.Bytes(), index);
         }
         _machine.Restore(r.Bytes());
     }

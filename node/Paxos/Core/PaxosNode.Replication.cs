@@ -295,7 +295,32 @@ public sealed partial class PaxosNode
                 }
                 break;
         }
+        if (index % SessionSweepInterval == 0)
+        {
+            ExpireSessions(index);
+        }
         _onApplied?.Invoke(index, value);
+    }
+
+    private const long SessionSweepInterval = 1024;
+
+    /// <summary>Forgets clients that have applied nothing for <see cref="PaxosOptions.SessionRetention"/> entries. Done
+    /// at fixed indices so every member forgets the same sessions at the same point of the log. A proposal retransmitted
+    /// after that long would be applied again; proposals time out long before.</summary>
+    private void ExpireSessions(long index)
+    {
+        List<long>? stale = null;
+        foreach (var (client, s) in _sessions)
+        {
+            if (index - s.LastIndex > _options.SessionRetention)
+            {
+                (stale ??= []).Add(client);
+            }
+        }
+        foreach (var client in stale ?? [])
+        {
+            _sessions.Remove(client);
+        }
     }
 
     private void ApplyCommand(long index, ClientCommand cmd)
@@ -313,7 +338,7 @@ public sealed partial class PaxosNode
         else
         {
             var result = _machine.Apply(index, cmd.Payload);
-            _sessions[cmd.ClientId] = new Session(cmd.Seq, result);
+            _sessions[cmd.ClientId] = new Session(cmd.Seq, result, index);
             outcome = new ProposalOutcome(cmd.ClientId, cmd.Seq, ProposalStatus.Committed, result);
         }
         if (_pending.Remove(key))

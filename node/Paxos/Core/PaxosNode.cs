@@ -457,5 +457,5 @@ public sealed partial class PaxosNode
         public TimeSpan LastSent { get; set; } = lastSent;
     }
 
-    private sealed record Session(long LastSeq, byte[] LastResult);
+    private sealed record Session(long LastSeq, byte[] LastResult, long LastIndex);
 }

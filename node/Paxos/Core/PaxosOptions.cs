@@ -45,6 +45,10 @@ public sealed record PaxosOptions
     /// trimmed.</summary>
     public int KeepEntries { get; init; } = 50;
 
+    /// <summary>A client that has had nothing applied for this many log entries is forgotten (its at-most-once
+    /// record is dropped), so one-shot clients such as CLI invocations do not accumulate forever.</summary>
+    public long SessionRetention { get; init; } = 100_000;
+
     /// <summary>Test only: the new leader ignores values other members accepted (breaks safety on purpose).</summary>
     internal bool BugIgnoreAcceptedInPhase1 { get; init; }
 
@@ -79,6 +83,10 @@ public sealed record PaxosOptions
         if (ElectionTimeout <= LeaseDuration)
         {
             throw new ArgumentException("the election timeout must be longer than the lease duration");
+        }
+        if (SessionRetention < 1)
+        {
+            throw new ArgumentException("session retention must be positive");
         }
         if (MaxInflightEntries < 1 || MaxBatchCommands < 1 || MaxEntriesPerMessage < 1 || SnapshotInterval < 1 || KeepEntries < 0)
         {

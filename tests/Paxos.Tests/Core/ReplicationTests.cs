@@ -159,3 +159,39 @@ public sealed class ReplicationTests
         Assert.Equal(state, h.Machines[1].Describe());
     }
 }
+
+public sealed class SessionTests
+{
+    private static (Harness, int) Run(long retention)
+    {
+        var h = new Harness(1, options: Harness.Options with { SessionRetention = retention });
+        h.Elect(1);
+        h[1].Propose(1, 1, KvMachine.Cas(1, 0, 5), h.Now);
+        for (var i = 1; i <= 1100; i++)
+        {
+            h[1].Propose(2, i, KvMachine.Put(2, i), h.Now);
+        }
+        h[1].Propose(3, 1, KvMachine.Put(1, 0), h.Now);
+        // Client 1 resends its first command, long after.
+        h[1].Propose(1, 1, KvMachine.Cas(1, 0, 5), h.Now);
+        h.Collect(1);
+        return (h, (int)h.Machines[1].Map[1]);
+    }
+
+    [Fact]
+    public void A_resent_command_is_answered_from_the_session_while_the_session_lives()
+    {
+        var (h, value) = Run(retention: 100_000);
+        Assert.Equal(0, value); // not applied a second time
+        var last = h.Completions.Last().Outcome;
+        Assert.Equal((1L, 1L, ProposalStatus.Committed), (last.ClientId, last.Seq, last.Status));
+        Assert.Equal([1], last.Result!); // the cached result of the first application
+    }
+
+    [Fact]
+    public void Idle_sessions_are_forgotten_at_the_same_index_everywhere()
+    {
+        var (_, value) = Run(retention: 500);
+        Assert.Equal(5, value); // the session was dropped at index 1024, so the resend applied again
+    }
+}
