@@ -17,7 +17,7 @@ public sealed partial class ObjectStore
         private readonly Dictionary<string, CollDraft> _colls = new(StringComparer.Ordinal);
         private readonly Dictionary<(string, string), ObjDraft> _objs = [];
         /// <summary>Block contents written earlier in this transaction (by device block), for later reads in it.</summary>
-        private readonly Dictionary<long, byte[]> _txnData = [];
+        private readonly Dictionary<long, ReadOnlyMemory<byte>> _txnData = [];
         private readonly List<long> _allocated = [];
         private readonly Dictionary<long, int> _cowIndex = [];
         private long _dataEntryBytes;
@@ -25,7 +25,7 @@ public sealed partial class ObjectStore
 
         public ByteWriter Redo { get; } = new(512);
 
-        public List<(long Phys, byte[] Data)> Cow { get; } = [];
+        public List<CowBlock> Cow { get; } = [];
 
         private sealed class CollDraft
         {
@@ -263,13 +263,13 @@ public sealed partial class ObjectStore
             }
             if (_txnData.TryGetValue(b.Phys, out var mine))
             {
-                return (byte[])mine.Clone();
+                return mine.ToArray();
             }
             lock (s._stateLock)
             {
                 if (s._overlay.TryGetValue(b.Phys, out var pending))
                 {
-                    return (byte[])pending.Clone();
+                    return pending.ToArray();
                 }
             }
             // Not in the overlay, so the device holds it, and nothing rewrites it while we hold the submit lock:
@@ -319,7 +319,18 @@ public sealed partial class ObjectStore
             var first = offset / B;
             var last = (end - 1) / B;
             var count = (int)(last - first + 1);
-            var contents = new byte[]?[count];
+            // Whole blocks of a write are slices of the transaction's own copy of the data (no copy here); their
+            // crcs are computed side by side. Partial blocks are read, merged and copied.
+            var contents = new ReadOnlyMemory<byte>[count];
+            var present = new bool[count];
+            var crcs = new uint[count];
+            var wholeFirst = offset % B == 0 ? 0 : 1;
+            var wholeEnd = end % B == 0 ? count : count - 1;
+            if (!zero && wholeEnd > wholeFirst)
+            {
+                var from = (int)((first + wholeFirst) * B - offset);
+                Crc32C.ComputeBlocks(data.Span.Slice(from, (wholeEnd - wholeFirst) * B), B, crcs.AsSpan(wholeFirst));
+            }
             var need = 0;
             for (var k = 0; k < count; k++)
             {
@@ -332,20 +343,29 @@ public sealed partial class ObjectStore
                 {
                     continue; // becomes a hole
                 }
-                var content = whole ? new byte[B] : await ReadBlockAsync(c, o, od, index);
-                if (zero)
+                if (whole)
                 {
-                    content.AsSpan(lo, hi - lo).Clear();
-                    if (content.AsSpan().IndexOfAnyExcept((byte)0) < 0)
-                    {
-                        continue;
-                    }
+                    contents[k] = data.Slice((int)(blockStart - offset), B);
                 }
                 else
                 {
-                    data.Span.Slice((int)(blockStart + lo - offset), hi - lo).CopyTo(content.AsSpan(lo));
+                    var content = await ReadBlockAsync(c, o, od, index);
+                    if (zero)
+                    {
+                        content.AsSpan(lo, hi - lo).Clear();
+                        if (content.AsSpan().IndexOfAnyExcept((byte)0) < 0)
+                        {
+                            continue;
+                        }
+                    }
+                    else
+                    {
+                        data.Span.Slice((int)(blockStart + lo - offset), hi - lo).CopyTo(content.AsSpan(lo));
+                    }
+                    contents[k] = content;
+                    crcs[k] = Crc32C.Compute(content);
                 }
-                contents[k] = content;
+                present[k] = true;
                 if (cow || od.Blocks[(int)index].IsHole)
                 {
                     need++;
@@ -363,8 +383,7 @@ public sealed partial class ObjectStore
             for (var k = 0; k < count; k++)
             {
                 var index = (int)(first + k);
-                var content = contents[k];
-                if (content is null)
+                if (!present[k])
                 {
                     refs[k] = default;
                 }
@@ -372,8 +391,8 @@ public sealed partial class ObjectStore
                 {
                     var cur = od.Blocks[index];
                     var phys = cow || cur.IsHole ? fresh[next++] : cur.Phys;
-                    refs[k] = new BlockRef(phys, Crc32C.Compute(content));
-                    PutBlock(phys, content, cow);
+                    refs[k] = new BlockRef(phys, crcs[k]);
+                    PutBlock(phys, contents[k], crcs[k], cow);
                 }
                 od.Blocks[index] = refs[k];
             }
@@ -383,20 +402,20 @@ public sealed partial class ObjectStore
         /// <summary>Records new content for a device block. A block written copy-on-write earlier in this
         /// transaction stays copy-on-write (its content is replaced): one block never has both a copy-on-write and
         /// a deferred write, whose overlay entries would race.</summary>
-        private void PutBlock(long phys, byte[] content, bool cow)
+        private void PutBlock(long phys, ReadOnlyMemory<byte> content, uint crc, bool cow)
         {
             if (_cowIndex.TryGetValue(phys, out var i))
             {
-                Cow[i] = (phys, content);
+                Cow[i] = new CowBlock(phys, content, crc);
             }
             else if (cow)
             {
                 _cowIndex[phys] = Cow.Count;
-                Cow.Add((phys, content));
+                Cow.Add(new CowBlock(phys, content, crc));
             }
             else
             {
-                Meta.Redo.Data(Redo, phys, content);
+                Meta.Redo.Data(Redo, phys, content.Span);
                 _dataEntryBytes += 1 + 8 + B;
             }
             _txnData[phys] = content;
@@ -412,8 +431,9 @@ public sealed partial class ObjectStore
                 var content = await ReadBlockAsync(c, o, od, index);
                 content.AsSpan((int)(size % B)).Clear();
                 var phys = od.Blocks[(int)index].Phys;
-                var r = new BlockRef(phys, Crc32C.Compute(content));
-                PutBlock(phys, content, cow: false);
+                var crc = Crc32C.Compute(content);
+                var r = new BlockRef(phys, crc);
+                PutBlock(phys, content, crc, cow: false);
                 od.Blocks[(int)index] = r;
                 Meta.Redo.Blocks(Redo, c, o, index, [r]);
             }
@@ -466,8 +486,9 @@ public sealed partial class ObjectStore
                     if (contents[i] is { } content)
                     {
                         var phys = fresh[next++];
-                        refs[i] = new BlockRef(phys, Crc32C.Compute(content));
-                        PutBlock(phys, content, cow: true);
+                        var crc = Crc32C.Compute(content);
+                        refs[i] = new BlockRef(phys, crc);
+                        PutBlock(phys, content, crc, cow: true);
                     }
                     dst.Blocks[i] = refs[i];
                 }

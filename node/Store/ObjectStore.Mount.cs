@@ -65,7 +65,7 @@ public sealed partial class ObjectStore
         {
             replay.Data(phys, data);
         }
-        var (head, nextSeq, records, tornHeaderAt) = await ReplayJournalAsync(device, geo, seed, ck.H.JournalSeq, meta, replay, ct);
+        var (head, nextSeq, records, tornHeaderAt, tornWhy) = await ReplayJournalAsync(device, geo, seed, ck.H.JournalSeq, meta, replay, ct);
         if (records > 0)
         {
             notes.Add($"replayed {records} journal records after checkpoint generation {ck.H.Generation}");
@@ -84,7 +84,7 @@ public sealed partial class ObjectStore
             // header with that seq elsewhere would later look like damage in the middle of the journal.
             using var zero = new AlignedBuffer(B, B);
             await device.WriteAsync(geo.JournalOffset + torn, zero.Memory, ct);
-            notes.Add($"discarded a torn journal record at journal offset {torn}");
+            notes.Add($"discarded a torn journal record at journal offset {torn}: {tornWhy}");
         }
         await device.FlushAsync(ct);
 
@@ -193,7 +193,7 @@ public sealed partial class ObjectStore
     /// is the tail; the rest of the journal must hold no valid record header with a seq at or past the expected one
     /// (only one record is ever unflushed, the tail itself), else the damage is in the middle: refuse.
     /// </summary>
-    private static async Task<(long Head, ulong NextSeq, int Records, long? TornHeaderAt)> ReplayJournalAsync(
+    private static async Task<(long Head, ulong NextSeq, int Records, long? TornHeaderAt, string? TornWhy)> ReplayJournalAsync(
         IBlockDevice device, Geometry geo, uint seed, ulong firstSeq, MetaState meta, ReplaySink sink, CancellationToken ct)
     {
         var journal = new byte[geo.JournalSize];
@@ -207,11 +207,13 @@ public sealed partial class ObjectStore
                 buf.GetSpan()[..n].CopyTo(journal.AsSpan((int)off));
             }
         }
+        // First the records that are whole (expected seq, both crcs), then the last one's copy-on-write data, then
+        // apply: a last record whose data did not all reach the device was never flushed, never acknowledged.
         long pos = 0;
         var seq = firstSeq;
-        var records = 0;
         long? tornAt = null;
         string? tailWhy = null;
+        var found = new List<(long Pos, JournalRecord.Header H)>();
         while (pos < geo.JournalSize)
         {
             var h = JournalRecord.TryParseHeader(journal.AsSpan((int)pos), seed);
@@ -234,20 +236,42 @@ public sealed partial class ObjectStore
                 tailWhy = "payload checksum mismatch (torn write)";
                 break;
             }
-            var r = new SpanReader(payload, $"journal record seq {seq}");
+            found.Add((pos, hdr));
+            pos += size;
+            seq++;
+        }
+        if (found.Count > 0 && found[^1].H.Version >= 2)
+        {
+            var (lastPos, lastH) = found[^1];
+            var r = new SpanReader(journal.AsSpan((int)lastPos + JournalRecord.HeaderSize, lastH.PayloadLength), $"journal record seq {lastH.Seq}");
+            var manifest = JournalRecord.ReadManifest(ref r, geo.FirstDataBlock, geo.EndDataBlock);
+            if (await FirstMismatchAsync(device, manifest, ct) is { } bad)
+            {
+                found.RemoveAt(found.Count - 1);
+                pos = lastPos;
+                seq = lastH.Seq;
+                tornAt = lastPos;
+                tailWhy = $"its copy-on-write data did not all reach the device (device block {bad})";
+            }
+        }
+        foreach (var (recordPos, hdr) in found)
+        {
+            var r = new SpanReader(journal.AsSpan((int)recordPos + JournalRecord.HeaderSize, hdr.PayloadLength), $"journal record seq {hdr.Seq}");
+            if (hdr.Version >= 2)
+            {
+                JournalRecord.ReadManifest(ref r, geo.FirstDataBlock, geo.EndDataBlock);
+            }
             for (var t = 0; t < hdr.Transactions; t++)
             {
                 var len = (int)r.U32();
-                meta.Apply(r.Raw(len), sink, $"journal record seq {seq} transaction {t}");
+                meta.Apply(r.Raw(len), sink, $"journal record seq {hdr.Seq} transaction {t}");
             }
             if (!r.AtEnd)
             {
                 r.Fail("trailing bytes after the transactions");
             }
-            pos += size;
-            seq++;
-            records++;
         }
+        var records = found.Count;
         for (long p = 0; p < geo.JournalSize; p += B)
         {
             // The tail position itself may hold the torn record (seq == expected): that is the one allowed.
@@ -258,6 +282,31 @@ public sealed partial class ObjectStore
                     $"but a valid record with seq {other.Seq} follows at journal offset {p}; acknowledged transactions would be lost");
             }
         }
-        return (pos, seq, records, tornAt);
+        return (pos, seq, records, tornAt, tornAt is null ? null : tailWhy);
+    }
+
+    /// <summary>The first device block of <paramref name="manifest"/> whose content fails its crc, or null.</summary>
+    private static async Task<long?> FirstMismatchAsync(IBlockDevice device, List<(long First, uint[] Crcs)> manifest, CancellationToken ct)
+    {
+        const int chunkBlocks = 256;
+        using var buf = new AlignedBuffer(chunkBlocks * B, B);
+        var crcs = new uint[chunkBlocks];
+        foreach (var (first, expected) in manifest)
+        {
+            for (var done = 0; done < expected.Length; done += chunkBlocks)
+            {
+                var n = Math.Min(chunkBlocks, expected.Length - done);
+                await device.ReadAsync((first + done) * B, buf.Memory[..(n * B)], ct);
+                Crc32C.ComputeBlocks(buf.GetSpan()[..(n * B)], B, crcs);
+                for (var k = 0; k < n; k++)
+                {
+                    if (crcs[k] != expected[done + k])
+                    {
+                        return first + done + k;
+                    }
+                }
+            }
+        }
+        return null;
     }
 }

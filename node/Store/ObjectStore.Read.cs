@@ -29,7 +29,7 @@ public sealed partial class ObjectStore
             byte[] result;
             long first;
             BlockRef[] refs;
-            byte[]?[] overlay;
+            ReadOnlyMemory<byte>?[] overlay;
             lock (_stateLock)
             {
                 var on = Get(collection, name);
@@ -42,7 +42,7 @@ public sealed partial class ObjectStore
                 first = offset / B;
                 var last = (end - 1) / B;
                 refs = on.Blocks[(int)first..(int)(last + 1)].ToArray();
-                overlay = new byte[]?[refs.Length];
+                overlay = new ReadOnlyMemory<byte>?[refs.Length];
                 for (var i = 0; i < refs.Length; i++)
                 {
                     if (!refs[i].IsHole && _overlay.TryGetValue(refs[i].Phys, out var d))
@@ -73,7 +73,7 @@ public sealed partial class ObjectStore
 
     /// <summary>Copies blocks into <paramref name="result"/> (which starts at byte <paramref name="offset"/> of the
     /// object); returns the index in <paramref name="refs"/> of the first block that failed its crc, or -1.</summary>
-    private async Task<(int Bad, uint Actual)> FillAsync(byte[] result, long offset, long first, BlockRef[] refs, byte[]?[] overlay, CancellationToken ct)
+    private async Task<(int Bad, uint Actual)> FillAsync(byte[] result, long offset, long first, BlockRef[] refs, ReadOnlyMemory<byte>?[] overlay, CancellationToken ct)
     {
         var bad = -1;
         uint actual = 0;
@@ -84,7 +84,7 @@ public sealed partial class ObjectStore
             {
                 if (overlay[i] is { } d)
                 {
-                    Place(result, offset, first + i, d);
+                    Place(result, offset, first + i, d.Span);
                 }
                 i++;
                 continue;
@@ -99,11 +99,13 @@ public sealed partial class ObjectStore
             try
             {
                 await _device.ReadAsync(refs[i].Phys * B, buf.Memory[..((j - i) * B)], ct);
-                var span = buf.GetSpan();
+                var span = buf.GetSpan()[..((j - i) * B)];
+                var crcs = new uint[j - i];
+                Crc32C.ComputeBlocks(span, B, crcs);
                 for (var k = i; k < j; k++)
                 {
                     var block = span.Slice((k - i) * B, B);
-                    var crc = Crc32C.Compute(block);
+                    var crc = crcs[k - i];
                     if (crc != refs[k].Crc)
                     {
                         if (bad < 0)

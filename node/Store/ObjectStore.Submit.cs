@@ -10,15 +10,20 @@ public sealed partial class ObjectStore
         public byte[]? Redo { get; } = redo;
         public long Budget { get; } = budget;
         public long JournalBudget { get; } = journalBudget;
-        /// <summary>Copy-on-write data, written to fresh blocks before the record (which points at them).</summary>
-        public List<(long Phys, byte[] Data)> Cow { get; init; } = [];
+        /// <summary>Copy-on-write data, written to fresh blocks beside the record (which points at them and lists
+        /// their crcs in its manifest); one flush makes both durable.</summary>
+        public List<CowBlock> Cow { get; init; } = [];
         /// <summary>Deferred data: in the record; written in place once the record is durable.</summary>
-        public List<(long Phys, byte[] Data)> Deferred { get; } = [];
+        public List<(long Phys, ReadOnlyMemory<byte> Data)> Deferred { get; } = [];
         /// <summary>Blocks the transaction stopped referencing: reusable only once it is durable.</summary>
         public List<long> Freed { get; } = [];
         public Task DataWritten { get; set; } = Task.CompletedTask;
         public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
+
+    /// <summary>New content for a fresh device block: 4 KiB (a slice of the transaction's own copy of the data,
+    /// never copied again before the device write) and its crc32c.</summary>
+    private readonly record struct CowBlock(long Phys, ReadOnlyMemory<byte> Data, uint Crc);
 
     /// <summary>
     /// Applies <paramref name="txn"/> atomically after every transaction submitted before it. Returns once it is
@@ -47,7 +52,9 @@ public sealed partial class ObjectStore
                 try
                 {
                     await draft.RunAsync(txn);
-                    journal = draft.Redo.Length + 4L;
+                    // Its redo and length, and its share of the record's copy-on-write manifest (at most a run
+                    // header and a crc per block).
+                    journal = draft.Redo.Length + 4L + 16L * draft.Cow.Count;
                     if (journal > _journalBudget.Capacity)
                     {
                         throw new TransactionTooLargeException(
@@ -69,7 +76,7 @@ public sealed partial class ObjectStore
                     Publish(p, clientBytes);
                     if (p.Cow.Count > 0)
                     {
-                        p.DataWritten = WriteCowAsync(p.Cow);
+                        p.DataWritten = WriteBlocksAsync([.. p.Cow.Select(c => (c.Phys, c.Data))]);
                     }
                     if (!_queue.Writer.TryWrite(p))
                     {
@@ -113,9 +120,9 @@ public sealed partial class ObjectStore
                 Fail(e);
                 throw new StoreFailedException("internal error applying a transaction; the store stopped (mount again to recover)", e);
             }
-            foreach (var (phys, data) in p.Cow)
+            foreach (var c in p.Cow)
             {
-                _overlay[phys] = data;
+                _overlay[c.Phys] = c.Data;
             }
             _meta.ClientBytesWritten += clientBytes;
         }
@@ -133,8 +140,9 @@ public sealed partial class ObjectStore
         }
     }
 
-    /// <summary>Writes copy-on-write data to its fresh blocks, coalescing adjacent blocks into one device write.</summary>
-    private async Task WriteCowAsync(List<(long Phys, byte[] Data)> blocks)
+    /// <summary>Writes 4 KiB block images to their device blocks, coalescing adjacent blocks into one device write
+    /// (one copy, into a pooled aligned buffer), then drops their overlay entries if still the same.</summary>
+    private async Task WriteBlocksAsync(List<(long Phys, ReadOnlyMemory<byte> Data)> blocks)
     {
         blocks.Sort((a, b) => a.Phys.CompareTo(b.Phys));
         var runs = new List<Task>();
@@ -152,7 +160,7 @@ public sealed partial class ObjectStore
 
     /// <summary>Writes <paramref name="count"/> entries of <paramref name="blocks"/> (adjacent device blocks) and
     /// then drops their overlay entries, if still the same.</summary>
-    private async Task WriteRunAsync(List<(long Phys, byte[] Data)> blocks, int first, int count)
+    private async Task WriteRunAsync(List<(long Phys, ReadOnlyMemory<byte> Data)> blocks, int first, int count)
     {
         var buf = BufferPool.Rent(count * B);
         try
@@ -160,7 +168,7 @@ public sealed partial class ObjectStore
             var span = buf.GetSpan();
             for (var i = 0; i < count; i++)
             {
-                blocks[first + i].Data.CopyTo(span[(i * B)..]);
+                blocks[first + i].Data.Span[..B].CopyTo(span[(i * B)..]);
             }
             await DeviceWriteAsync(blocks[first].Phys * B, buf.Memory[..(count * B)]);
         }
@@ -175,7 +183,8 @@ public sealed partial class ObjectStore
             for (var i = 0; i < count; i++)
             {
                 var (phys, data) = blocks[first + i];
-                if (_overlay.TryGetValue(phys, out var cur) && ReferenceEquals(cur, data))
+                // Same entry: the same memory (a later transaction's data for the block is other memory).
+                if (_overlay.TryGetValue(phys, out var cur) && cur.Equals(data))
                 {
                     _overlay.Remove(phys);
                 }

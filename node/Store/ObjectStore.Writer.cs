@@ -34,7 +34,7 @@ public sealed partial class ObjectStore
                         break;
                     }
                     batch.Add(p);
-                    bytes += p.Redo.Length + 4;
+                    bytes += p.JournalBudget;
                 }
                 if (batch.Count > 0)
                 {
@@ -75,8 +75,10 @@ public sealed partial class ObjectStore
         }
     }
 
+    /// <summary>At least the bytes the batch's record occupies (each transaction's journal budget covers its
+    /// redo, its length and its manifest entries).</summary>
     private static long RecordSize(IEnumerable<Pending> batch) =>
-        JournalRecord.SizeOnDisk(batch.Sum(p => 4L + p.Redo!.Length));
+        JournalRecord.SizeOnDisk(4 + batch.Sum(p => p.JournalBudget));
 
     /// <summary>
     /// Room is guaranteed, not hoped for: transactions published but not yet journaled hold at most an eighth of
@@ -93,38 +95,57 @@ public sealed partial class ObjectStore
         await WriteRecordAsync(batch);
     }
 
-    /// <summary>One record for the batch: its copy-on-write data made durable first, then the record written and
-    /// flushed; then the transactions complete, their deferred data goes in place and their freed blocks become
-    /// reusable.</summary>
+    /// <summary>
+    /// One record for the batch, written beside the batch's copy-on-write data (those writes started when each
+    /// transaction was published), then one flush for both; then the transactions complete, their deferred data
+    /// goes in place and their freed blocks become reusable. The record's manifest lists the fresh blocks whose
+    /// data must be on the device for the record to count (replay checks it on the last record).
+    /// </summary>
     private async Task WriteRecordAsync(List<Pending> batch)
     {
-        var payload = new ByteWriter(64 << 10);
-        var cow = false;
+        var manifest = Manifest(batch);
+        var manifestBytes = JournalRecord.ManifestSize(manifest);
+        long payloadLength = manifestBytes;
         foreach (var p in batch)
         {
-            payload.U32((uint)p.Redo!.Length);
-            payload.Raw(p.Redo);
-            cow |= p.Cow.Count > 0;
+            payloadLength += 4 + p.Redo!.Length;
         }
-        var size = JournalRecord.SizeOnDisk(payload.Length);
-        foreach (var p in batch)
-        {
-            await p.DataWritten;
-        }
-        if (cow)
-        {
-            // Copy-on-write data must be durable before the record that points at it can be.
-            await _device.FlushAsync();
-        }
-        var buf = BufferPool.Rent((int)size);
+        var size = (int)JournalRecord.SizeOnDisk(payloadLength);
+        var buf = BufferPool.Rent(size);
         try
         {
-            var span = buf.GetSpan()[..(int)size];
-            payload.Written.CopyTo(span[JournalRecord.HeaderSize..]);
+            var span = buf.GetSpan()[..size];
+            var payload = span.Slice(JournalRecord.HeaderSize, (int)payloadLength);
+            var pos = JournalRecord.WriteManifest(payload, manifest);
+            foreach (var p in batch)
+            {
+                BinaryPrimitives.WriteUInt32LittleEndian(payload[pos..], (uint)p.Redo!.Length);
+                p.Redo.CopyTo(payload[(pos + 4)..]);
+                pos += 4 + p.Redo.Length;
+            }
             // Zero the padding: stale bytes from a reused buffer must not look like anything.
-            span[(JournalRecord.HeaderSize + payload.Length)..].Clear();
-            JournalRecord.WriteHeader(span, _nextSeq, payload.Written, batch.Count, _seed);
-            await DeviceWriteAsync(_geo.JournalOffset + _journalHead, buf.Memory[..(int)size]);
+            span[(JournalRecord.HeaderSize + (int)payloadLength)..].Clear();
+            JournalRecord.WriteHeader(span, _nextSeq, payload, batch.Count, _seed);
+            var record = DeviceWriteAsync(_geo.JournalOffset + _journalHead, buf.Memory[..size]);
+            // The data may still be on its way: the flush below must come after every write it is to cover.
+            Exception? dataError = null;
+            foreach (var p in batch)
+            {
+                try
+                {
+                    await p.DataWritten;
+                }
+                catch (Exception e)
+                {
+                    dataError ??= e;
+                }
+            }
+            await record;
+            if (dataError is not null)
+            {
+                // The record may be on the device, its data is not: never flushed, it is a torn tail to replay.
+                throw dataError;
+            }
         }
         catch
         {
@@ -135,9 +156,11 @@ public sealed partial class ObjectStore
         // The previous batch's in-place writes ran while this record was written; they finish before this
         // batch's start (same blocks keep their order) and this flush makes them durable too.
         await _inPlace;
-        await _device.FlushAsync();
+        await FlushAsync();
         _journalHead += size;
         _nextSeq++;
+        Interlocked.Increment(ref _records);
+        Interlocked.Add(ref _transactions, batch.Count);
         foreach (var p in batch)
         {
             Finish(p);
@@ -155,11 +178,47 @@ public sealed partial class ObjectStore
         }
     }
 
+    /// <summary>
+    /// The copy-on-write blocks of the batch whose content after the batch is the data written beside the record,
+    /// sorted: not those a later transaction of the batch overwrites by a deferred write (written in place only once
+    /// the record is durable: replay would see the old content) or frees (reusable once the record is durable and
+    /// then overwritten while this record may still be the last one).
+    /// </summary>
+    private static List<(long Phys, uint Crc)> Manifest(List<Pending> batch)
+    {
+        HashSet<long>? later = null;
+        var result = new List<(long, uint)>();
+        foreach (var p in batch)
+        {
+            if (p.Deferred.Count + p.Freed.Count > 0)
+            {
+                later ??= [];
+                foreach (var (phys, _) in p.Deferred)
+                {
+                    later.Add(phys);
+                }
+                later.UnionWith(p.Freed);
+            }
+        }
+        foreach (var p in batch)
+        {
+            foreach (var c in p.Cow)
+            {
+                if (later is null || !later.Contains(c.Phys))
+                {
+                    result.Add((c.Phys, c.Crc));
+                }
+            }
+        }
+        result.Sort((a, b) => a.Item1.CompareTo(b.Item1));
+        return result;
+    }
+
     /// <summary>Writes the batch's deferred data in place (the last write of each block wins). Not flushed: the
     /// record holds the data until the next checkpoint, which flushes first.</summary>
     private async Task ApplyDeferredAsync(List<Pending> batch)
     {
-        var last = new Dictionary<long, byte[]>();
+        var last = new Dictionary<long, ReadOnlyMemory<byte>>();
         foreach (var p in batch)
         {
             foreach (var (phys, data) in p.Deferred)
@@ -169,8 +228,14 @@ public sealed partial class ObjectStore
         }
         if (last.Count > 0)
         {
-            await WriteCowAsync([.. last.Select(kv => (kv.Key, kv.Value))]);
+            await WriteBlocksAsync([.. last.Select(kv => (kv.Key, kv.Value))]);
         }
+    }
+
+    private async ValueTask FlushAsync(CancellationToken ct = default)
+    {
+        await _device.FlushAsync(ct);
+        Interlocked.Increment(ref _flushes);
     }
 
     private void ReleaseFreed(List<Pending> batch)
@@ -226,7 +291,7 @@ public sealed partial class ObjectStore
                     continue;
                 }
                 batch.Add(p);
-                bytes += p.Redo.Length + 4;
+                bytes += p.JournalBudget;
             }
             if (batch.Count == 0)
             {
@@ -267,7 +332,7 @@ public sealed partial class ObjectStore
     private async Task WriteCheckpointAsync(ByteWriter payload, CancellationToken ct)
     {
         // Makes the in-place writes of journaled records durable before the journal restarts over them.
-        await _device.FlushAsync(ct);
+        await FlushAsync(ct);
         if (payload.Length > _geo.CheckpointCapacity)
         {
             throw new InvalidOperationException($"checkpoint of {payload.Length} bytes exceeds the slot capacity {_geo.CheckpointCapacity}");
@@ -282,9 +347,11 @@ public sealed partial class ObjectStore
             CheckpointHeader.Write(span, h, _seed);
             await DeviceWriteAsync(slot == 0 ? _geo.CheckpointOffset0 : _geo.CheckpointOffset1, buf.Memory);
         }
-        await _device.FlushAsync(ct);
+        await FlushAsync(ct);
+        Interlocked.Increment(ref _checkpoints);
         _generation++;
         _slot = slot;
         _journalHead = 0;
     }
 }
+

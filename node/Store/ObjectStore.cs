@@ -48,6 +48,18 @@ public sealed record ListResult(IReadOnlyList<ObjectInfo> Objects, ListCursor? N
 public sealed record StoreStats(long TotalBytes, long UsedBytes, long FreeBytes, long MetadataBytes, long MetadataCapacity,
     long JournalBytes, long Collections, long Objects, long ClientBytesWritten, long DeviceBytesWritten)
 {
+    /// <summary>Transactions made durable since mount.</summary>
+    public long Transactions { get; init; }
+
+    /// <summary>Journal records written since mount (one per group commit).</summary>
+    public long Records { get; init; }
+
+    /// <summary>Device flushes since mount (one per record, two per checkpoint).</summary>
+    public long Flushes { get; init; }
+
+    /// <summary>Checkpoints written since mount.</summary>
+    public long Checkpoints { get; init; }
+
     /// <summary>Device bytes written per client byte written over the store's life (0 before any write).</summary>
     public double WriteAmplification => ClientBytesWritten == 0 ? 0 : (double)DeviceBytesWritten / ClientBytesWritten;
 }
@@ -80,7 +92,7 @@ public sealed partial class ObjectStore : IAsyncDisposable
     /// <summary>Data written by committed or in-flight transactions that is not yet on the device at its block:
     /// reads take it from here. An entry is removed by the write that puts it on the device, only if it is still the
     /// same entry (a later transaction may have replaced it).</summary>
-    private readonly Dictionary<long, byte[]> _overlay = [];
+    private readonly Dictionary<long, ReadOnlyMemory<byte>> _overlay = [];
     private readonly Channel<Pending> _queue = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = true });
     private readonly List<string> _mountNotes;
     private Task _writer = Task.CompletedTask;
@@ -91,6 +103,10 @@ public sealed partial class ObjectStore : IAsyncDisposable
     private ulong _nextSeq;
     private long _journalHead;
     private long _deviceBytes;
+    private long _transactions;
+    private long _records;
+    private long _flushes;
+    private long _checkpoints;
     private volatile Exception? _failure;
     private int _disposed;
 
@@ -198,7 +214,13 @@ public sealed partial class ObjectStore : IAsyncDisposable
                 objects += c.Objects.Count;
             }
             return new StoreStats(total, total - free, free, _meta.EncodedBytes, _geo.CheckpointCapacity, _geo.JournalSize,
-                _meta.Collections.Count, objects, _meta.ClientBytesWritten, _meta.DeviceBytesWritten + Interlocked.Read(ref _deviceBytes));
+                _meta.Collections.Count, objects, _meta.ClientBytesWritten, _meta.DeviceBytesWritten + Interlocked.Read(ref _deviceBytes))
+            {
+                Transactions = Interlocked.Read(ref _transactions),
+                Records = Interlocked.Read(ref _records),
+                Flushes = Interlocked.Read(ref _flushes),
+                Checkpoints = Interlocked.Read(ref _checkpoints),
+            };
         }
     }
 

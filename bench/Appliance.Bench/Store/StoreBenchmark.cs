@@ -7,18 +7,22 @@ using Appliance.Store;
 namespace Appliance.Bench.Store;
 
 /// <summary>
-/// The object store beside fio on the same file (O_DIRECT), in one run: durable 4 KiB random overwrites of existing
-/// objects at QD1 and QD32 (fio: fdatasync per write at QD1, per 32 writes at QD32), 4 MiB object writes, each
-/// durable (fio: 4 MiB sequential writes, fdatasync per write), and 4 KiB random reads at QD32. Our runs go first;
-/// fio then runs over the same file (it overwrites the store). Also prints the store's memory use.
+/// The object store beside fio, like for like: two files of the same size in the same directory, both pre-filled
+/// (so neither side pays for the host filesystem's block allocation), both opened with O_DIRECT. Jobs: durable
+/// 4 KiB random overwrites of existing objects at QD1 and QD32 (fio: fdatasync per write at QD1, per 32 writes at
+/// QD32), 4 MiB object writes, each durable before the next (fio: 4 MiB sequential writes, fdatasync per write),
+/// and 4 KiB random reads at QD32. Each of our jobs is followed at once by fio's (the machine's load changes over
+/// a minute; a ratio compares two runs seconds apart). Also prints the store's memory use.
 /// </summary>
 public sealed class StoreBenchmark : IBenchmark
 {
     public string Name => "store";
 
-    public string Description => "object store vs fio: 4K durable overwrites QD1/QD32, 4M object writes, 4K random reads [--dir D] [--size 1G] [--seconds 3]";
+    public string Description =>
+        "object store vs fio: 4K durable overwrites QD1/QD32, 4M object writes, 4K random reads [--dir D] [--size 1G] [--seconds 3] [--jobs qd1,qd32,4m,read] [--fio no]";
 
     private const string Coll = "bench";
+    private static readonly string[] AllJobs = ["qd1", "qd32", "4m", "read"];
 
     public async Task<int> RunAsync(string[] args, CancellationToken ct)
     {
@@ -26,27 +30,41 @@ public sealed class StoreBenchmark : IBenchmark
         var dir = a.Get("--dir", "/var/tmp/appliance-bench");
         var size = a.GetSize("--size", 1L << 30);
         var seconds = a.Get("--seconds", 3.0);
-        Fio.EnsureCommand("fio", "fio");
+        var jobs = a.Get("--jobs", string.Join(',', AllJobs)).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var withFio = a.Get("--fio", "yes") != "no";
+        if (jobs.FirstOrDefault(j => !AllJobs.Contains(j)) is { } unknown)
+        {
+            Console.Error.WriteLine($"unknown job '{unknown}'; jobs are {string.Join(',', AllJobs)}");
+            return 2;
+        }
+        if (withFio)
+        {
+            Fio.EnsureCommand("fio", "fio");
+        }
         Directory.CreateDirectory(dir);
         var path = Path.Combine(dir, "store.img");
-        File.Delete(path);
+        var fioPath = Path.Combine(dir, "fio.img");
         const int objectSize = 4 << 20;
         var objects = (int)Math.Min(64, size / 4 / objectSize);
         var duration = TimeSpan.FromSeconds(seconds);
 
         var results = new List<(string Job, double Ours, double Fio, string Unit)>();
         long memoryBefore, memoryAfter, metadata;
-        // Fill the file once so that neither side pays for the host filesystem's block allocation during its run.
-        await using (var fill = FileDevice.CreateFile(path, size))
+        await FillAsync(path, size, ct);
+        if (withFio)
         {
-            using var chunk = new AlignedBuffer(4 << 20);
-            new Random(1).NextBytes(chunk.GetSpan());
-            for (long off = 0; off < fill.Size; off += chunk.Length)
-            {
-                await fill.WriteAsync(off, chunk.Memory[..(int)Math.Min(chunk.Length, fill.Size - off)], ct);
-            }
-            await fill.FlushAsync(ct);
+            await FillAsync(fioPath, size, ct);
         }
+        string[] Common(string name) => [$"--name={name}", $"--filename={fioPath}", "--direct=1", "--ioengine=libaio", "--time_based",
+            $"--runtime={Math.Max(1, (int)Math.Round(seconds))}", $"--size={size}", "--randrepeat=0", "--norandommap"];
+        double RunFio(string job) => !withFio ? double.NaN : job switch
+        {
+            "qd1" => Fio.Run([.. Common("qd1"), "--rw=randwrite", "--bs=4k", "--iodepth=1", "--fdatasync=1"]).WriteIops,
+            "qd32" => Fio.Run([.. Common("qd32"), "--rw=randwrite", "--bs=4k", "--iodepth=32", "--fdatasync=32"]).WriteIops,
+            "4m" => Fio.Run([.. Common("4m"), "--rw=write", "--bs=4m", "--iodepth=1", "--fdatasync=1"]).WriteBytesPerSecond / 1e6,
+            _ => Fio.Run([.. Common("read"), "--rw=randread", "--bs=4k", "--iodepth=32"]).ReadIops,
+        };
+
         await using (var dev = FileDevice.Open(path, new FileDeviceOptions { QueueDepth = 256 }))
         {
             await ObjectStore.MkfsAsync(dev, new MkfsOptions { Wipe = true }, ct);
@@ -59,43 +77,75 @@ public sealed class StoreBenchmark : IBenchmark
             {
                 await store.SubmitAsync(new Transaction().Write(Coll, $"obj{i}", 0, data), ct);
             }
-            Console.WriteLine($"store: file {path} ({size >> 20} MiB, O_DIRECT {(dev.DirectIo ? "yes" : "no")}), {objects} objects of 4 MiB, {seconds} s per run");
+            Console.WriteLine($"store: file {path} ({size >> 20} MiB, O_DIRECT {(dev.DirectIo ? "yes" : "no")}), {objects} objects of 4 MiB, {seconds} s per run" +
+                (withFio ? $"; fio: file {fioPath}, same size, pre-filled, O_DIRECT, libaio" : ""));
 
-            foreach (var qd in new[] { 1, 32 })
+            foreach (var job in jobs)
             {
-                var ops = await RunWorkersAsync(qd, duration, async rng =>
-                    await store.SubmitAsync(new Transaction().Write(Coll, $"obj{rng.Next(objects)}", rng.Next(objectSize / 4096) * 4096L, data.AsSpan(0, 4096)), ct));
-                results.Add(($"4K overwrite QD{qd}", ops, 0, "IOPS"));
+                var before = store.StatFs();
+                switch (job)
+                {
+                    case "qd1":
+                    case "qd32":
+                    {
+                        var qd = job == "qd1" ? 1 : 32;
+                        var ops = await RunWorkersAsync(qd, duration, async rng =>
+                            await store.SubmitAsync(new Transaction().Write(Coll, $"obj{rng.Next(objects)}", rng.Next(objectSize / 4096) * 4096L, data.AsSpan(0, 4096)), ct));
+                        results.Add(($"4K overwrite QD{qd}", ops, RunFio(job), "IOPS"));
+                        break;
+                    }
+                    case "4m":
+                    {
+                        var big = await RunWorkersAsync(1, duration, async rng =>
+                            await store.SubmitAsync(new Transaction().Write(Coll, $"big{rng.Next(objects)}", 0, data), ct));
+                        results.Add(("4M object write", big * objectSize / 1e6, RunFio(job), "MB/s"));
+                        break;
+                    }
+                    default:
+                    {
+                        var reads = await RunWorkersAsync(32, duration, async rng =>
+                            await store.ReadAsync(Coll, $"obj{rng.Next(objects)}", rng.Next(objectSize / 4096) * 4096L, 4096, ct));
+                        results.Add(("4K read QD32", reads, RunFio(job), "IOPS"));
+                        break;
+                    }
+                }
+                var after = store.StatFs();
+                var records = after.Records - before.Records;
+                var txns = after.Transactions - before.Transactions;
+                Console.WriteLine($"  {job}: {txns} transactions in {records} records ({(records == 0 ? 0 : (double)txns / records).ToString("F1", CultureInfo.InvariantCulture)} per record), " +
+                    $"{after.Flushes - before.Flushes} flushes, {after.Checkpoints - before.Checkpoints} checkpoints");
             }
-            var big = await RunWorkersAsync(1, duration, async rng =>
-                await store.SubmitAsync(new Transaction().Write(Coll, $"big{rng.Next(objects)}", 0, data), ct));
-            results.Add(("4M object write", big * objectSize / 1e6, 0, "MB/s"));
-            var reads = await RunWorkersAsync(32, duration, async rng =>
-                await store.ReadAsync(Coll, $"obj{rng.Next(objects)}", rng.Next(objectSize / 4096) * 4096L, 4096, ct));
-            results.Add(("4K read QD32", reads, 0, "IOPS"));
 
-            metadata = store.StatFs().MetadataBytes;
-            var wa = store.StatFs().WriteAmplification;
+            var stats = store.StatFs();
+            metadata = stats.MetadataBytes;
             memoryAfter = GC.GetTotalMemory(forceFullCollection: true);
-            Console.WriteLine($"write amplification {wa.ToString("F2", CultureInfo.InvariantCulture)}");
+            Console.WriteLine($"write amplification {stats.WriteAmplification.ToString("F2", CultureInfo.InvariantCulture)}");
         }
-
-        string[] Common(string name) => [$"--name={name}", $"--filename={path}", "--direct=1", "--ioengine=libaio", "--time_based",
-            $"--runtime={Math.Max(1, (int)Math.Round(seconds))}", $"--size={size}", "--randrepeat=0", "--norandommap"];
-        results[0] = results[0] with { Fio = Fio.Run([.. Common("qd1"), "--rw=randwrite", "--bs=4k", "--iodepth=1", "--fdatasync=1"]).WriteIops };
-        results[1] = results[1] with { Fio = Fio.Run([.. Common("qd32"), "--rw=randwrite", "--bs=4k", "--iodepth=32", "--fdatasync=32"]).WriteIops };
-        results[2] = results[2] with { Fio = Fio.Run([.. Common("4m"), "--rw=write", "--bs=4m", "--iodepth=1", "--fdatasync=1"]).WriteBytesPerSecond / 1e6 };
-        results[3] = results[3] with { Fio = Fio.Run([.. Common("read"), "--rw=randread", "--bs=4k", "--iodepth=32"]).ReadIops };
 
         Console.WriteLine($"{"job",-18} {"appliance",12} {"fio",12} {"unit",5} {"ratio",6}");
         foreach (var (job, ours, fio, unit) in results)
         {
-            Console.WriteLine($"{job,-18} {Fio.Format(ours),12} {Fio.Format(fio),12} {unit,5} {(ours / fio).ToString("0.00", CultureInfo.InvariantCulture),6}");
+            Console.WriteLine($"{job,-18} {Fio.Format(ours),12} {(double.IsNaN(fio) ? "-" : Fio.Format(fio)),12} {unit,5} {(double.IsNaN(fio) ? "-" : (ours / fio).ToString("0.00", CultureInfo.InvariantCulture)),6}");
         }
         Console.WriteLine($"store memory: managed heap {(memoryAfter - memoryBefore) / 1024} KiB more than before mount " +
             $"(metadata {metadata / 1024} KiB for {objects * 2} objects), process working set {Environment.WorkingSet >> 20} MiB");
         File.Delete(path);
+        File.Delete(fioPath);
         return 0;
+    }
+
+    /// <summary>Creates <paramref name="path"/> afresh and writes every byte of it (random data), durably.</summary>
+    private static async Task FillAsync(string path, long size, CancellationToken ct)
+    {
+        File.Delete(path);
+        await using var fill = FileDevice.CreateFile(path, size);
+        using var chunk = new AlignedBuffer(4 << 20);
+        new Random(1).NextBytes(chunk.GetSpan());
+        for (long off = 0; off < fill.Size; off += chunk.Length)
+        {
+            await fill.WriteAsync(off, chunk.Memory[..(int)Math.Min(chunk.Length, fill.Size - off)], ct);
+        }
+        await fill.FlushAsync(ct);
     }
 
     /// <summary>Runs <paramref name="qd"/> workers doing <paramref name="op"/> back to back for the duration; ops/s.</summary>

@@ -11,12 +11,21 @@ namespace Appliance.Store.Journal;
 /// 8  u64 seq            16 u32 payload length   20 u32 payload crc32c   24 u32 transactions   28 u32 header crc32c
 /// </code>
 /// Both crcs are seeded with the store's crc seed, so records of an earlier store on the same disk never validate.
-/// The payload is, per transaction, u32 length + its redo entries.
+/// Version 2 payload: the copy-on-write manifest (u32 run count; per run i64 first device block, u32 block count,
+/// then a u32 crc32c per block), then per transaction u32 length + its redo entries. Version 1 (still read) has no
+/// manifest. The manifest names the fresh blocks the record points at whose data was written beside the record
+/// rather than before it: the record and its data are made durable by one flush, so a record that landed without
+/// all of its data must not count. Replay checks the manifest of the last record (the only one that can be
+/// unflushed) and discards the record as torn if any block's crc differs.
 /// </summary>
 internal static class JournalRecord
 {
     public const uint Magic = 0x4345524A; // "JREC"
-    public const ushort Version = 1;
+    /// <summary>The version written (with a copy-on-write manifest).</summary>
+    public const ushort Version = 2;
+
+    /// <summary>The oldest version still read (no manifest).</summary>
+    public const ushort OldestVersion = 1;
     public const int HeaderSize = 32;
 
     /// <summary>Bytes a record with this payload occupies in the journal.</summary>
@@ -36,13 +45,13 @@ internal static class JournalRecord
     }
 
     /// <summary>A header that passed its own checksum.</summary>
-    public readonly record struct Header(ulong Seq, int PayloadLength, uint PayloadCrc, int Transactions);
+    public readonly record struct Header(ulong Seq, int PayloadLength, uint PayloadCrc, int Transactions, ushort Version = Version);
 
     /// <summary>Parses a header; null unless magic, version and header crc are right.</summary>
     public static Header? TryParseHeader(ReadOnlySpan<byte> block, uint seed)
     {
         if (block.Length < HeaderSize || BinaryPrimitives.ReadUInt32LittleEndian(block) != Magic
-            || BinaryPrimitives.ReadUInt16LittleEndian(block[4..]) != Version
+            || BinaryPrimitives.ReadUInt16LittleEndian(block[4..]) is < OldestVersion or > Version
             || Crc32C.Compute(block[..28], seed) != BinaryPrimitives.ReadUInt32LittleEndian(block[28..]))
         {
             return null;
@@ -53,7 +62,75 @@ internal static class JournalRecord
             return null;
         }
         return new Header(BinaryPrimitives.ReadUInt64LittleEndian(block[8..]), (int)length,
-            BinaryPrimitives.ReadUInt32LittleEndian(block[20..]), (int)BinaryPrimitives.ReadUInt32LittleEndian(block[24..]));
+            BinaryPrimitives.ReadUInt32LittleEndian(block[20..]), (int)BinaryPrimitives.ReadUInt32LittleEndian(block[24..]),
+            BinaryPrimitives.ReadUInt16LittleEndian(block[4..]));
+    }
+
+    /// <summary>Bytes of a manifest of <paramref name="blocks"/> (sorted by device block).</summary>
+    public static int ManifestSize(IReadOnlyList<(long Phys, uint Crc)> blocks)
+    {
+        var size = 4;
+        for (var i = 0; i < blocks.Count; i++)
+        {
+            if (i == 0 || blocks[i].Phys != blocks[i - 1].Phys + 1)
+            {
+                size += 12;
+            }
+            size += 4;
+        }
+        return size;
+    }
+
+    /// <summary>Writes the manifest of <paramref name="blocks"/> (sorted by device block, each once) into
+    /// <paramref name="dest"/>; returns the bytes written (<see cref="ManifestSize"/>).</summary>
+    public static int WriteManifest(Span<byte> dest, IReadOnlyList<(long Phys, uint Crc)> blocks)
+    {
+        var pos = 4;
+        uint runs = 0;
+        for (var i = 0; i < blocks.Count;)
+        {
+            var j = i + 1;
+            while (j < blocks.Count && blocks[j].Phys == blocks[j - 1].Phys + 1)
+            {
+                j++;
+            }
+            BinaryPrimitives.WriteInt64LittleEndian(dest[pos..], blocks[i].Phys);
+            BinaryPrimitives.WriteUInt32LittleEndian(dest[(pos + 8)..], (uint)(j - i));
+            pos += 12;
+            for (var k = i; k < j; k++)
+            {
+                BinaryPrimitives.WriteUInt32LittleEndian(dest[pos..], blocks[k].Crc);
+                pos += 4;
+            }
+            runs++;
+            i = j;
+        }
+        BinaryPrimitives.WriteUInt32LittleEndian(dest, runs);
+        return pos;
+    }
+
+    /// <summary>Reads a manifest: runs of (first device block, crcs). Every block must lie in
+    /// [<paramref name="firstBlock"/>, <paramref name="endBlock"/>).</summary>
+    public static List<(long First, uint[] Crcs)> ReadManifest(ref SpanReader r, long firstBlock, long endBlock)
+    {
+        var runs = (int)r.U32();
+        var result = new List<(long, uint[])>(Math.Min(runs, 1024));
+        for (var i = 0; i < runs; i++)
+        {
+            var first = r.I64();
+            var count = r.U32();
+            if (first < firstBlock || count == 0 || count > endBlock - first)
+            {
+                r.Fail($"manifest run of {count} blocks at device block {first}, outside the data area");
+            }
+            var crcs = new uint[count];
+            for (var k = 0; k < crcs.Length; k++)
+            {
+                crcs[k] = r.U32();
+            }
+            result.Add((first, crcs));
+        }
+        return result;
     }
 }
 
