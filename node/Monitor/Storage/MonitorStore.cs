@@ -54,6 +54,8 @@ public sealed class MonitorStore : IDisposable
     private const string LogName = "log";
     private const string SnapshotName = "snapshot";
     private const string TempSuffix = ".tmp";
+    /// <summary>Most payload bytes one group commit writes (a single larger batch is written alone).</summary>
+    private const long MaxGroupBytes = 16 << 20;
 
     private readonly string _directory;
     private readonly MonitorStoreOptions _options;
@@ -62,7 +64,7 @@ public sealed class MonitorStore : IDisposable
     private readonly Lock _stateLock = new();
     private readonly object _queueLock = new();
     private readonly Thread _writer;
-    private List<Pending> _queue = [];
+    private readonly List<Pending> _queue = [];
     private bool _stopping;
     private SafeFileHandle _log;
     private long _logLength;
@@ -412,8 +414,17 @@ public sealed class MonitorStore : IDisposable
                 {
                     return;
                 }
-                group = _queue;
-                _queue = [];
+                // Take what is waiting, up to MaxGroupBytes of payload (at least one entry), so one write and the
+                // buffer it needs stay bounded however many callers pile up.
+                var take = 0;
+                long bytes = 0;
+                while (take < _queue.Count && (take == 0 || bytes + (_queue[take].Payload?.Length ?? 0) <= MaxGroupBytes))
+                {
+                    bytes += _queue[take].Payload?.Length ?? 0;
+                    take++;
+                }
+                group = _queue.GetRange(0, take);
+                _queue.RemoveRange(0, take);
             }
             // Batches first, in arrival order; an explicit compaction request runs after the batches queued before it.
             var batches = group.Where(p => p.Batch is not null).ToList();

@@ -166,6 +166,29 @@ public class MonitorStoreTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Big_batches_queued_together_are_written_in_bounded_groups()
+    {
+        using var dir = new TempDir();
+        using (var store = MonitorStore.Open(dir.Path, StoreTestKit.NoAutoCompaction))
+        {
+            var value = new byte[1 << 20];
+            var tasks = Enumerable.Range(0, 40).Select(i =>
+            {
+                value[0] = (byte)i;
+                return store.ApplyAsync(new WriteBatch().Put("big", i.ToString("D2", System.Globalization.CultureInfo.InvariantCulture), value));
+            }).ToList();
+            var seqs = await Task.WhenAll(tasks);
+            Assert.Equal(Enumerable.Range(1, 40).Select(i => (ulong)i), seqs);
+            // At most 16 MiB per write: 40 MiB need at least three.
+            Assert.True(store.Stats.Flushes >= 3, $"{store.Stats.Flushes} flushes");
+        }
+        using var reopened = MonitorStore.Open(dir.Path);
+        var all = reopened.List("big");
+        Assert.Equal(40, all.Count);
+        Assert.All(all.Select((kv, i) => (kv, i)), x => Assert.Equal((byte)x.i, x.kv.Value[0]));
+    }
+
+    [Fact]
     public void Compaction_keeps_the_log_bounded_and_the_state_intact_across_reopens()
     {
         var seed = TestSupport.Seed(output, nameof(Compaction_keeps_the_log_bounded_and_the_state_intact_across_reopens));
