@@ -40,7 +40,7 @@ public sealed class MonitorPaxosStorage(MonitorStore store) : IPaxosStorage
             var entry = DecodeEntry(value);
             if (IndexKey(entry.Index) != key)
             {
-                throw new MonitorStoreCorruptException($"log entry under key {key} says it is index {entry.Index}");
+                throw new MonitorStoreCorruptionException(store.Directory, 0, $"paxos log entry under key {key} says it is index {entry.Index}");
             }
             state.Entries[entry.Index] = entry;
         }
@@ -61,7 +61,6 @@ public sealed class MonitorPaxosStorage(MonitorStore store) : IPaxosStorage
         {
             b.Put(Paxos, "snapshot", EncodeSnapshot(snapshot));
         }
-        var replaced = batch.Entries.Select(e => e.Index).ToHashSet();
         if (batch.TrimThrough is { } trim)
         {
             foreach (var (key, _) in store.List(Log))
@@ -87,7 +86,6 @@ public sealed class MonitorPaxosStorage(MonitorStore store) : IPaxosStorage
         {
             store.Apply(b);
         }
-        _ = replaced;
     }
 
     private static byte[] EncodeEntry(AcceptedEntry e)
@@ -129,7 +127,7 @@ public sealed class MonitorPaxosStorage(MonitorStore store) : IPaxosStorage
         var n = r.ReadU32();
         if (n > 64)
         {
-            throw new MonitorStoreCorruptException($"a snapshot names {n} members");
+            throw new InvalidDataException($"the stored paxos snapshot names {n} members");
         }
         var ids = new int[n];
         for (var i = 0; i < n; i++)

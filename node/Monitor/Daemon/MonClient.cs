@@ -1,0 +1,155 @@
+using System.Net;
+using System.Security.Cryptography;
+using Appliance.Monitor.Maps;
+using Appliance.Wire.Auth;
+using Appliance.Wire.Messenger;
+
+namespace Appliance.Monitor.Daemon;
+
+/// <summary>The monitors could not be reached, or none is in a quorum, within the deadline.</summary>
+public sealed class MonitorsUnavailableException(string message) : Exception(message);
+
+/// <summary>
+/// Talks to the monitors for a client (the CLI, later OSDs): sends each request to a monitor, follows "the leader
+/// is X", and moves on to the next monitor when one is down, has no quorum or does not answer — until an overall
+/// deadline. A command keeps its (client id, sequence) across those retries, so it is applied at most once however
+/// many monitors it was sent to.
+/// </summary>
+public sealed class MonClient : IAsyncDisposable
+{
+    private readonly IReadOnlyList<IPEndPoint> _monitors;
+    private readonly string _entity;
+    private readonly Secret _key;
+    private readonly Action<string> _log;
+    private readonly Dictionary<IPEndPoint, MessengerClient> _clients = [];
+    private readonly long _clientId = RandomNumberGenerator.GetInt32(1, int.MaxValue) * (long)int.MaxValue + RandomNumberGenerator.GetInt32(int.MaxValue);
+    private long _seq;
+    private int _current;
+
+    public MonClient(IEnumerable<IPEndPoint> monitors, string entity, Secret key, Action<string>? log = null)
+    {
+        _monitors = [.. monitors];
+        if (_monitors.Count == 0)
+        {
+            throw new ArgumentException("no monitor addresses", nameof(monitors));
+        }
+        _entity = entity;
+        _key = key;
+        _log = log ?? (_ => { });
+        _current = Random.Shared.Next(_monitors.Count);
+    }
+
+    /// <summary>How long one monitor may take to answer before the next is tried.</summary>
+    public TimeSpan AttemptTimeout { get; init; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>How long a request may take in all.</summary>
+    public TimeSpan Deadline { get; init; } = TimeSpan.FromSeconds(30);
+
+    public Task<MonReply> CommandAsync(MonCommand command, CancellationToken ct = default) =>
+        SendAsync(new MonRequest(_clientId, Interlocked.Increment(ref _seq), command), ct);
+
+    public Task<MonReply> QueryAsync(MonQuery query, string argument = "", CancellationToken ct = default) =>
+        SendAsync(new MonRequest(_clientId, 0, null, query, argument), ct);
+
+    /// <summary>Asks one particular monitor about itself (`mon status` shows every monitor's own view).</summary>
+    public async Task<MonReply> QueryMonitorAsync(IPEndPoint monitor, MonQuery query, CancellationToken ct = default)
+    {
+        var client = await ConnectAsync(monitor, ct);
+        var m = await client.Session.RequestAsync(MonMessageTypes.Request, new MonRequest(_clientId, 0, null, query).Encode(), AttemptTimeout, ct);
+        return MonReply.Decode(m.Payload.Span);
+    }
+
+    private async Task<MonReply> SendAsync(MonRequest request, CancellationToken ct)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        deadline.CancelAfter(Deadline);
+        var bytes = request.Encode();
+        var reasons = new List<string>();
+        var backoff = TimeSpan.FromMilliseconds(50);
+        while (true)
+        {
+            var target = _monitors[_current];
+            try
+            {
+                var client = await ConnectAsync(target, deadline.Token);
+                var m = await client.Session.RequestAsync(MonMessageTypes.Request, bytes, AttemptTimeout, deadline.Token);
+                var reply = MonReply.Decode(m.Payload.Span);
+                switch (reply.Status)
+                {
+                    case MonReplyStatus.NotLeader when reply.Leader is { } leader && IPEndPoint.TryParse(leader, out var ep):
+                        var i = _monitors.ToList().FindIndex(x => x.Equals(ep));
+                        _current = i >= 0 ? i : (_current + 1) % _monitors.Count;
+                        continue;
+                    case MonReplyStatus.NotLeader:
+                    case MonReplyStatus.NoQuorum:
+                    case MonReplyStatus.Timeout:
+                        reasons.Add($"{target}: {reply.Message}");
+                        break;
+                    default:
+                        return reply;
+                }
+            }
+            catch (AuthenticationException e)
+            {
+                throw new MonitorsUnavailableException($"the monitor at {target} refused {_entity}: {e.Message} (check the keyring)");
+            }
+            catch (Exception e) when (e is TimeoutException or ConnectionClosedException || (e is OperationCanceledException && !deadline.IsCancellationRequested))
+            {
+                reasons.Add($"{target}: {e.Message}");
+                await DropAsync(target);
+            }
+            catch (OperationCanceledException) when (deadline.IsCancellationRequested && !ct.IsCancellationRequested)
+            {
+                throw Unavailable(reasons);
+            }
+            _current = (_current + 1) % _monitors.Count;
+            try
+            {
+                await Task.Delay(backoff, deadline.Token);
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                throw Unavailable(reasons);
+            }
+            backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(1).Ticks));
+        }
+    }
+
+    private MonitorsUnavailableException Unavailable(List<string> reasons) =>
+        new($"no monitor answered within {Deadline.TotalSeconds:0} s (monitors: {string.Join(", ", _monitors)}); last: {string.Join("; ", reasons.TakeLast(3))}");
+
+    private async Task<MessengerClient> ConnectAsync(IPEndPoint target, CancellationToken ct)
+    {
+        if (!_clients.TryGetValue(target, out var client))
+        {
+            client = new MessengerClient(target, _entity, _key, ConnectionMode.Crc, new MessengerOptions(), (_, _) => ValueTask.CompletedTask, _log);
+            _clients[target] = client;
+        }
+        try
+        {
+            await client.StartAsync().WaitAsync(AttemptTimeout, ct);
+        }
+        catch (TimeoutException)
+        {
+            throw new TimeoutException($"could not connect within {AttemptTimeout.TotalSeconds:0.#} s");
+        }
+        return client;
+    }
+
+    private async Task DropAsync(IPEndPoint target)
+    {
+        if (_clients.Remove(target, out var client))
+        {
+            await client.DisposeAsync();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var c in _clients.Values)
+        {
+            await c.DisposeAsync();
+        }
+        _clients.Clear();
+    }
+}

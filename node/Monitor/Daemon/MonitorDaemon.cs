@@ -1,0 +1,432 @@
+using System.Collections.Immutable;
+using System.Diagnostics;
+using System.Net;
+using System.Threading.Channels;
+using Appliance.Monitor.Maps;
+using Appliance.Monitor.Storage;
+using Appliance.Paxos.Core;
+using Appliance.Paxos.Encoding;
+using Appliance.Wire.Auth;
+using Appliance.Wire.Codec;
+using Appliance.Wire.Messenger;
+
+namespace Appliance.Monitor.Daemon;
+
+/// <summary>How to run one monitor.</summary>
+public sealed record MonitorDaemonOptions
+{
+    public required string Name { get; init; }
+    public required string DataDirectory { get; init; }
+    public required ClusterConf Conf { get; init; }
+    public required Secret MonKey { get; init; }
+    /// <summary>The admin entity every new cluster starts with (from client.admin.keyring).</summary>
+    public required KeyringEntry Admin { get; init; }
+    public PaxosOptions Paxos { get; init; } = new();
+    public TimeSpan TickInterval { get; init; } = TimeSpan.FromMilliseconds(10);
+}
+
+/// <summary>
+/// One monitor: a Paxos member (node/Paxos) whose acceptor state lives in the monitor's store (node/Monitor/Storage),
+/// whose state machine is the cluster maps, and whose messages travel over the messenger (node/Wire). Everything
+/// that touches the Paxos node runs on one loop task, in the order events arrive: messages from peers, client
+/// requests, ticks. Peers get Paxos messages through one bounded queue each (a peer that is down costs at most that
+/// queue; Paxos tolerates the loss). Clients get linearizable answers from the leader under its lease, or are told
+/// where the leader is, or that this monitor has no quorum — never stale maps.
+/// </summary>
+public sealed class MonitorDaemon : IAsyncDisposable
+{
+    private readonly MonitorDaemonOptions _options;
+    private readonly Action<string> _log;
+    private readonly Channel<Action> _events = Channel.CreateUnbounded<Action>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Dictionary<(long, long), TaskCompletionSource<MonReply>> _pending = [];
+    private readonly Dictionary<int, Peer> _peers = [];
+    private readonly CancellationTokenSource _stop = new();
+    private readonly long _startTimestamp = Stopwatch.GetTimestamp();
+    private MonitorStore? _store;
+    private PaxosNode? _node;
+    private MonitorStateMachine? _machine;
+    private MessengerServer? _server;
+    private Task? _loop;
+    private volatile ClusterState? _published;
+    private volatile string _statusLine = "starting";
+
+    public MonitorDaemon(MonitorDaemonOptions options, Action<string> log)
+    {
+        _options = options;
+        _log = log;
+        var rank = options.Conf.Monitors.ToList().FindIndex(m => m.Name == options.Name);
+        if (rank < 0)
+        {
+            throw new ArgumentException($"mon.{options.Name} is not in the cluster's {ClusterConf.FileName} (it lists {string.Join(", ", options.Conf.Monitors.Select(m => "mon." + m.Name))})");
+        }
+        Id = rank + 1;
+        Address = ClusterConf.ParseEndpoint(options.Conf.Monitors[rank].Address, $"mon.{options.Name}");
+    }
+
+    /// <summary>This monitor's Paxos member id (its rank in the conf, from 1).</summary>
+    public int Id { get; }
+
+    public IPEndPoint Address { get; }
+
+    private TimeSpan Now => Stopwatch.GetElapsedTime(_startTimestamp);
+
+    /// <summary>The latest committed maps this monitor applied (may lag the leader's; for diagnostics and auth).</summary>
+    public ClusterState? Committed => _published;
+
+    /// <summary>Role, leader, commit index: one line for logs and `mon status`.</summary>
+    public string StatusLine => _statusLine;
+
+    public async Task StartAsync()
+    {
+        var o = _options;
+        _store = MonitorStore.Open(o.DataDirectory);
+        foreach (var note in _store.OpenNotes)
+        {
+            _log($"mon.{o.Name}: store: {note}");
+        }
+        var initial = ClusterState.Bootstrap(o.Conf.Fsid, o.Conf.Monitors, DateTimeOffset.FromUnixTimeMilliseconds(o.Conf.CreatedMs),
+            [new AuthEntity(o.Admin.Entity, o.Admin.Key, o.Admin.Caps.ToImmutableSortedDictionary(StringComparer.Ordinal))]);
+        _machine = new MonitorStateMachine(initial);
+        var members = new MemberSet(Enumerable.Range(1, o.Conf.Monitors.Count));
+        _node = new PaxosNode(Id, members, new MonitorPaxosStorage(_store), _machine, o.Paxos, new Random(), Now);
+        _published = _machine.State;
+
+        _server = new MessengerServer(LookupKey, new MessengerOptions(), OnMessageAsync, _log);
+        _server.ListenTcp(Address);
+        for (var i = 0; i < o.Conf.Monitors.Count; i++)
+        {
+            if (i + 1 == Id)
+            {
+                continue;
+            }
+            var (name, address) = o.Conf.Monitors[i];
+            _peers[i + 1] = new Peer(this, ClusterConf.ParseEndpoint(address, $"mon.{name}"), name);
+        }
+        _loop = LoopAsync();
+        _log($"mon.{o.Name} (rank {Id - 1}) serving cluster {o.Conf.Fsid} on {Address}, store {o.DataDirectory}");
+        await Task.CompletedTask;
+    }
+
+    /// <summary>Keys for the messenger: every monitor shares the monitors' key; everyone else is in the auth
+    /// database of the committed maps (so `auth add` / `auth rm` take effect for new connections at once).</summary>
+    private Secret? LookupKey(string entity)
+    {
+        if (entity.StartsWith("mon.", StringComparison.Ordinal))
+        {
+            return _options.MonKey;
+        }
+        return _published?.Auth.Find(entity)?.Key;
+    }
+
+    private async ValueTask OnMessageAsync(MessageSession session, Message message)
+    {
+        switch (message.Type)
+        {
+            case MonMessageTypes.Paxos:
+                {
+                    if (!session.PeerEntity.StartsWith("mon.", StringComparison.Ordinal) || RankOf(session.PeerEntity[4..]) is not { } from)
+                    {
+                        _log($"mon.{_options.Name}: dropped a Paxos message from {session.PeerEntity}, which is not a monitor of this cluster");
+                        return;
+                    }
+                    PaxosMessage m;
+                    try
+                    {
+                        m = PaxosCodec.Decode(message.Payload.Span, out _);
+                    }
+                    catch (PaxosFormatException e)
+                    {
+                        _log($"mon.{_options.Name}: unreadable Paxos message from {session.PeerEntity}: {e.Message}");
+                        return;
+                    }
+                    Post(() => _node!.Handle(from, m, Now));
+                    return;
+                }
+            case MonMessageTypes.Request:
+                {
+                    MonRequest request;
+                    try
+                    {
+                        request = MonRequest.Decode(message.Payload.Span);
+                    }
+                    catch (WireFormatException e)
+                    {
+                        await session.SendAsync(MonMessageTypes.Reply, new MonReply(MonReplyStatus.Invalid, 0, e.Message).Encode(), replyTo: message.Seq);
+                        return;
+                    }
+                    var seq = message.Seq;
+                    // Answered when ready, without holding up this session's next messages.
+                    _ = AnswerAsync(session, seq, request);
+                    return;
+                }
+            default:
+                _log($"mon.{_options.Name}: ignored message type {message.Type} from {session.PeerEntity}");
+                return;
+        }
+    }
+
+    private int? RankOf(string name)
+    {
+        var i = _options.Conf.Monitors.ToList().FindIndex(m => m.Name == name);
+        return i < 0 ? null : i + 1;
+    }
+
+    private async Task AnswerAsync(MessageSession session, ulong replyTo, MonRequest request)
+    {
+        MonReply reply;
+        try
+        {
+            reply = await HandleRequestAsync(session.PeerEntity, request);
+        }
+        catch (Exception e)
+        {
+            _log($"BUG: mon.{_options.Name} failed a request from {session.PeerEntity}: {e}");
+            reply = new MonReply(MonReplyStatus.Invalid, 0, $"internal error: {e.GetType().Name}");
+        }
+        try
+        {
+            await session.SendAsync(MonMessageTypes.Reply, reply.Encode(), replyTo: replyTo, ct: _stop.Token);
+        }
+        catch (Exception e) when (e is OperationCanceledException or ConnectionClosedException)
+        {
+            // Stopping, or the session is gone: the client retries elsewhere.
+        }
+    }
+
+    /// <summary>Authorizes and executes one request; the answer comes from the loop.</summary>
+    public Task<MonReply> HandleRequestAsync(string who, MonRequest request)
+    {
+        var caps = who.StartsWith("mon.", StringComparison.Ordinal)
+            ? new EntityCaps(new Dictionary<string, string> { ["mon"] = "allow *" })
+            : _published?.Auth.Find(who)?.ParsedCaps() ?? EntityCaps.None;
+        var need = request.Command switch
+        {
+            null => Access.Read,
+            AuthAdd or AuthCaps or AuthRemove or MonAdd or MonRemove => Access.All,
+            _ => Access.Write,
+        };
+        if (!Authorizer.IsAllowed(caps, "mon", need))
+        {
+            return Task.FromResult(new MonReply(MonReplyStatus.Denied, 0,
+                $"{who} may not {(request.Command is null ? "read the cluster maps" : request.Command.Describe())}: it needs mon '{NeedText(need)}' (see `appliance auth caps`)"));
+        }
+        if (request.Command is { IsAdministrative: false })
+        {
+            return Task.FromResult(new MonReply(MonReplyStatus.Invalid, 0,
+                "OSD lifecycle messages (boot, beacon, failure reports) come from OSD daemons over their own protocol, not from clients"));
+        }
+        var done = new TaskCompletionSource<MonReply>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Post(() => Execute(who, request, done));
+        return done.Task;
+    }
+
+    private static string NeedText(Access need) => need switch
+    {
+        Access.Read => "allow r",
+        Access.All => "allow *",
+        _ => "allow rw",
+    };
+
+    private void Execute(string who, MonRequest request, TaskCompletionSource<MonReply> done)
+    {
+        var node = _node!;
+        if (request.Command is { } command)
+        {
+            var key = (request.ClientId, request.Seq);
+            var entry = MonitorStateMachine.EncodeEntry(command, who, DateTimeOffset.UtcNow);
+            switch (node.Propose(request.ClientId, request.Seq, entry, Now))
+            {
+                case ProposeStatus.Pending:
+                    if (_pending.Remove(key, out var older))
+                    {
+                        // The same request again (a client retry): the newer waiter gets the answer.
+                        older.TrySetResult(new MonReply(MonReplyStatus.Timeout, 0, "superseded by a retry of the same request"));
+                    }
+                    _pending[key] = done;
+                    break;
+                default:
+                    done.TrySetResult(NoQuorum());
+                    break;
+            }
+            return;
+        }
+        if (request.Query == MonQuery.MonStatus)
+        {
+            done.TrySetResult(new MonReply(MonReplyStatus.Ok, 0, DescribeSelf()));
+            return;
+        }
+        var read = node.Read(MonitorStateMachine.EncodeQuery(request.Query, request.Argument), Now);
+        done.TrySetResult(read.Status switch
+        {
+            ReadStatus.Ok => MonReply.Decode(read.Value),
+            ReadStatus.NotLeader when read.LeaderHint is { } hint && hint >= 1 && hint <= _options.Conf.Monitors.Count =>
+                new MonReply(MonReplyStatus.NotLeader, 0, $"mon.{_options.Conf.Monitors[hint - 1].Name} leads", _options.Conf.Monitors[hint - 1].Address),
+            _ => NoQuorum(),
+        });
+    }
+
+    private MonReply NoQuorum() => new(MonReplyStatus.NoQuorum, 0, $"mon.{_options.Name} is not in a quorum ({_statusLine}); try another monitor");
+
+    private string DescribeSelf()
+    {
+        var node = _node!;
+        var leader = node.Leader is { } l && l >= 1 && l <= _options.Conf.Monitors.Count ? $"mon.{_options.Conf.Monitors[l - 1].Name}" : "none known";
+        return $"mon.{_options.Name}: {node.Role.ToString().ToLowerInvariant()}, leader {leader}, members {string.Join(",", node.Members.Ids.Select(i => "mon." + _options.Conf.Monitors[i - 1].Name))}, " +
+            $"committed index {node.CommitIndex}, lease {(node.HoldsLease(Now) ? "held" : "not held")}, osdmap epoch {_published?.Osd.Epoch}\n";
+    }
+
+    private void Post(Action action)
+    {
+        if (!_events.Writer.TryWrite(action))
+        {
+            // Stopping: the loop is gone. Requests waiting on it are failed by DisposeAsync.
+        }
+    }
+
+    private async Task LoopAsync()
+    {
+        using var ticker = new PeriodicTimer(_options.TickInterval);
+        var tick = ticker.WaitForNextTickAsync(_stop.Token).AsTask();
+        var reader = _events.Reader;
+        try
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                var next = reader.WaitToReadAsync(_stop.Token).AsTask();
+                var first = await Task.WhenAny(next, tick);
+                if (first == tick)
+                {
+                    if (!await tick)
+                    {
+                        return;
+                    }
+                    _node!.Tick(Now);
+                    tick = ticker.WaitForNextTickAsync(_stop.Token).AsTask();
+                }
+                while (reader.TryRead(out var action))
+                {
+                    action();
+                }
+                Drain();
+            }
+        }
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            // A failure here (e.g. the store refusing a write) must stop this monitor, not leave it half alive.
+            _log($"FATAL: mon.{_options.Name} loop failed: {e}");
+            _statusLine = $"failed: {e.Message}";
+            throw;
+        }
+    }
+
+    /// <summary>Takes what the node produced (all of it already durable) and delivers it.</summary>
+    private void Drain()
+    {
+        var node = _node!;
+        var output = node.TakeOutput();
+        foreach (var (to, message) in output.Messages)
+        {
+            if (_peers.TryGetValue(to, out var peer))
+            {
+                peer.Send(PaxosCodec.Encode(message));
+            }
+        }
+        foreach (var c in output.Completions)
+        {
+            if (!_pending.Remove((c.ClientId, c.Seq), out var waiter))
+            {
+                continue;
+            }
+            waiter.TrySetResult(c.Status switch
+            {
+                ProposalStatus.Committed when c.Result is { } r => MonReply.Decode(r),
+                ProposalStatus.Superseded => new MonReply(MonReplyStatus.Failed, (int)MonErrorCode.Refused, "this request was already superseded by a newer one from the same client"),
+                _ => new MonReply(MonReplyStatus.Timeout, 0, "not committed in time; it may still commit — retry the same request"),
+            });
+        }
+        _published = _machine!.State;
+        var leader = node.Leader is { } l && l >= 1 && l <= _options.Conf.Monitors.Count ? "mon." + _options.Conf.Monitors[l - 1].Name : "none";
+        _statusLine = $"{node.Role.ToString().ToLowerInvariant()}, leader {leader}, committed {node.CommitIndex}";
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _events.Writer.TryComplete();
+        if (_loop is not null)
+        {
+            try
+            {
+                await _loop;
+            }
+            catch (Exception)
+            {
+                // Logged by the loop.
+            }
+        }
+        foreach (var waiter in _pending.Values)
+        {
+            waiter.TrySetResult(new MonReply(MonReplyStatus.NoQuorum, 0, $"mon.{_options.Name} is stopping; try another monitor"));
+        }
+        foreach (var p in _peers.Values)
+        {
+            await p.DisposeAsync();
+        }
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
+        _store?.Dispose();
+        _stop.Dispose();
+    }
+
+    /// <summary>The way to one other monitor: a messenger client and a bounded queue that drops the oldest message
+    /// when the peer cannot keep up (or is down).</summary>
+    private sealed class Peer : IAsyncDisposable
+    {
+        private readonly Channel<byte[]> _queue = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(1024)
+        {
+            FullMode = BoundedChannelFullMode.DropOldest,
+            SingleReader = true,
+        });
+        private readonly MessengerClient _client;
+        private readonly Task _pump;
+        private readonly CancellationTokenSource _stop = new();
+
+        public Peer(MonitorDaemon owner, IPEndPoint endpoint, string name)
+        {
+            _client = new MessengerClient(endpoint, $"mon.{owner._options.Name}", owner._options.MonKey, ConnectionMode.Crc,
+                new MessengerOptions(), (_, _) => ValueTask.CompletedTask, line => owner._log($"mon.{owner._options.Name} → mon.{name}: {line}"));
+            _ = _client.StartAsync().ContinueWith(t => _ = t.Exception, TaskScheduler.Default);
+            _pump = PumpAsync();
+        }
+
+        public void Send(byte[] message) => _queue.Writer.TryWrite(message);
+
+        private async Task PumpAsync()
+        {
+            try
+            {
+                await foreach (var m in _queue.Reader.ReadAllAsync(_stop.Token))
+                {
+                    await _client.Session.SendAsync(MonMessageTypes.Paxos, m, ct: _stop.Token);
+                }
+            }
+            catch (Exception e) when (e is OperationCanceledException or ConnectionClosedException)
+            {
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _stop.CancelAsync();
+            _queue.Writer.TryComplete();
+            await _pump;
+            await _client.DisposeAsync();
+            _stop.Dispose();
+        }
+    }
+}

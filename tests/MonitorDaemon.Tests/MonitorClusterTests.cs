@@ -1,0 +1,175 @@
+using System.Net;
+using System.Net.Sockets;
+using Appliance.Monitor.Maps;
+using Appliance.Paxos.Core;
+using Appliance.Wire.Auth;
+
+namespace Appliance.Monitor.Daemon.Tests;
+
+/// <summary>Three real monitors in this process, talking over loopback TCP through the messenger, each with its own
+/// store directory.</summary>
+public sealed class MonitorClusterTests
+{
+    private static readonly PaxosOptions Fast = new()
+    {
+        HeartbeatInterval = TimeSpan.FromMilliseconds(50),
+        LeaseDuration = TimeSpan.FromMilliseconds(400),
+        ElectionTimeout = TimeSpan.FromMilliseconds(500),
+    };
+
+    internal static int FreePort()
+    {
+        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        s.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)s.LocalEndPoint!).Port;
+    }
+
+    private sealed class Cluster : IAsyncDisposable
+    {
+        public readonly TempDir Dir = new();
+        public readonly ClusterConf Conf;
+        public readonly MonitorDaemon?[] Daemons;
+        public readonly List<string> Log = [];
+
+        public Cluster(int n)
+        {
+            var mons = Enumerable.Range(0, n).Select(i => ($"{(char)('a' + i)}", $"127.0.0.1:{FreePort()}")).ToList();
+            Conf = ClusterConf.Bootstrap(Path.Combine(Dir.Path, "conf"), mons, DateTimeOffset.UtcNow);
+            Daemons = new MonitorDaemon?[n];
+        }
+
+        public KeyringEntry Admin => Keyring.Load(Path.Combine(Dir.Path, "conf", ClusterConf.AdminKeyringName)).Entries.Single();
+
+        public async Task StartAsync(int i)
+        {
+            var monKey = Keyring.Load(Path.Combine(Dir.Path, "conf", ClusterConf.MonKeyringName)).Find(ClusterConf.MonEntity)!.Key;
+            var d = new MonitorDaemon(new MonitorDaemonOptions
+            {
+                Name = Conf.Monitors[i].Name,
+                DataDirectory = Path.Combine(Dir.Path, $"mon-{Conf.Monitors[i].Name}"),
+                Conf = Conf,
+                MonKey = monKey,
+                Admin = Admin,
+                Paxos = Fast,
+            }, line => { lock (Log) { Log.Add(line); } });
+            await d.StartAsync();
+            Daemons[i] = d;
+        }
+
+        public async Task StopAsync(int i)
+        {
+            if (Daemons[i] is { } d)
+            {
+                Daemons[i] = null;
+                await d.DisposeAsync();
+            }
+        }
+
+        public MonClient Client(string? entity = null, Secret? key = null) =>
+            new(Conf.Monitors.Select(m => IPEndPoint.Parse(m.Address)), entity ?? "client.admin", key ?? Admin.Key) { Deadline = TimeSpan.FromSeconds(20) };
+
+        public int LeaderIndex() => Array.FindIndex(Daemons, d => d is not null && d.StatusLine.StartsWith("leader", StringComparison.Ordinal));
+
+        public async ValueTask DisposeAsync()
+        {
+            for (var i = 0; i < Daemons.Length; i++)
+            {
+                await StopAsync(i);
+            }
+            Dir.Dispose();
+        }
+    }
+
+    private static async Task<MonReply> Ok(Task<MonReply> t)
+    {
+        var r = await t;
+        Assert.True(r.Status == MonReplyStatus.Ok, $"{r.Status}: {r.Message}");
+        return r;
+    }
+
+    [Fact]
+    public async Task Three_monitors_commit_serve_reads_and_survive_the_loss_of_the_leader_and_a_full_restart()
+    {
+        await using var c = new Cluster(3);
+        for (var i = 0; i < 3; i++)
+        {
+            await c.StartAsync(i);
+        }
+        await using var admin = c.Client();
+        await Ok(admin.CommandAsync(new PoolCreate("vm", Size: 3, MinSize: 2)));
+        await Ok(admin.CommandAsync(new ConfigSet("mon_osd_down_out_interval", "300")));
+        var pools = await Ok(admin.QueryAsync(MonQuery.PoolList));
+        Assert.Contains("vm", pools.Message);
+
+        // Lose the leader: a new one is elected and nothing acknowledged is lost.
+        var leader = c.LeaderIndex();
+        Assert.True(leader >= 0, "someone leads after the first commits");
+        await c.StopAsync(leader);
+        await Ok(admin.CommandAsync(new PoolCreate("backup")));
+        pools = await Ok(admin.QueryAsync(MonQuery.PoolList));
+        Assert.Contains("vm", pools.Message);
+        Assert.Contains("backup", pools.Message);
+        Assert.Contains("300", (await Ok(admin.QueryAsync(MonQuery.ConfigGet, "mon_osd_down_out_interval"))).Message);
+
+        // The old leader comes back and catches up; then everyone restarts from disk.
+        await c.StartAsync(leader);
+        for (var i = 0; i < 3; i++)
+        {
+            await c.StopAsync(i);
+        }
+        for (var i = 0; i < 3; i++)
+        {
+            await c.StartAsync(i);
+        }
+        await using var again = c.Client();
+        pools = await Ok(again.QueryAsync(MonQuery.PoolList));
+        Assert.Contains("vm", pools.Message);
+        Assert.Contains("backup", pools.Message);
+        var audit = await Ok(again.QueryAsync(MonQuery.Audit));
+        Assert.Contains("client.admin", audit.Message);
+        Assert.Contains("pool create vm", audit.Message);
+    }
+
+    [Fact]
+    public async Task Refused_commands_denied_callers_and_a_lone_monitor_without_quorum()
+    {
+        await using var c = new Cluster(3);
+        for (var i = 0; i < 3; i++)
+        {
+            await c.StartAsync(i);
+        }
+        await using var admin = c.Client();
+        await Ok(admin.CommandAsync(new PoolCreate("vm")));
+        var dup = await admin.CommandAsync(new PoolCreate("vm"));
+        Assert.Equal(MonReplyStatus.Failed, dup.Status);
+        Assert.Equal((int)MonErrorCode.AlreadyExists, dup.Code);
+
+        // A reader may read but not write; an unknown entity cannot connect at all.
+        var readerKey = Secret.Generate();
+        await Ok(admin.CommandAsync(new AuthAdd("client.reader", new Dictionary<string, string> { ["mon"] = "allow r" }, readerKey)));
+        await using (var reader = c.Client("client.reader", readerKey))
+        {
+            await Ok(reader.QueryAsync(MonQuery.PoolList));
+            var denied = await reader.CommandAsync(new PoolRemove("vm"));
+            Assert.Equal(MonReplyStatus.Denied, denied.Status);
+        }
+        await using (var stranger = c.Client("client.stranger", Secret.Generate()))
+        {
+            await Assert.ThrowsAsync<MonitorsUnavailableException>(() => stranger.QueryAsync(MonQuery.PoolList));
+        }
+
+        // Two of three down: the survivor answers nothing but "no quorum" — never its possibly stale maps.
+        var survivor = (c.LeaderIndex() + 1) % 3;
+        for (var i = 0; i < 3; i++)
+        {
+            if (i != survivor)
+            {
+                await c.StopAsync(i);
+            }
+        }
+        await Task.Delay(Fast.LeaseDuration * 3);
+        await using var lone = new MonClient([IPEndPoint.Parse(c.Conf.Monitors[survivor].Address)], "client.admin", c.Admin.Key) { Deadline = TimeSpan.FromSeconds(3) };
+        await Assert.ThrowsAsync<MonitorsUnavailableException>(() => lone.QueryAsync(MonQuery.PoolList));
+        await Assert.ThrowsAsync<MonitorsUnavailableException>(() => lone.CommandAsync(new PoolCreate("never")));
+    }
+}
