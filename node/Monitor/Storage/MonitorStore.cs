@@ -304,6 +304,28 @@ public sealed class MonitorStore : IDisposable
         return result;
     }
 
+    /// <summary>Like <see cref="List"/> but keys only (no value copies): for trimming and counting.</summary>
+    public IReadOnlyList<string> ListKeys(string prefix, string? startAfter = null, int limit = int.MaxValue)
+    {
+        ThrowIfUnusable(allowFailed: true);
+        ArgumentOutOfRangeException.ThrowIfNegative(limit);
+        lock (_stateLock)
+        {
+            if (!_state.TryGetValue(prefix, out var keys))
+            {
+                return [];
+            }
+            var from = startAfter is null ? 0 : FirstAfter(keys.Keys, startAfter);
+            var count = Math.Min(limit, keys.Count - from);
+            var result = new string[count];
+            for (var i = 0; i < count; i++)
+            {
+                result[i] = keys.Keys[from + i];
+            }
+            return result;
+        }
+    }
+
     /// <summary>The prefixes that hold at least one key, in ordinal order.</summary>
     public IReadOnlyList<string> Prefixes()
     {

@@ -91,6 +91,10 @@ public class MonitorStoreTests(ITestOutputHelper output)
             after = page[^1].Key;
         }
         Assert.Equal(ordered, seen);
+        Assert.Equal(ordered, store.ListKeys("p"));
+        Assert.Equal(ordered.Where(k => string.CompareOrdinal(k, "ab") > 0).Take(3), store.ListKeys("p", "ab", 3));
+        Assert.Empty(store.ListKeys("p", "\uffff"));
+        Assert.Empty(store.ListKeys("missing"));
     }
 
     [Fact]
