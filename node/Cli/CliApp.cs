@@ -23,6 +23,7 @@ public static partial class CliApp
         AddStoreCommands(root);
         AddBlockDevCommands(root);
         AddFsCommands(root);
+        AddMonitorCommands(root);
         return root;
     }
 
@@ -33,6 +34,8 @@ public static partial class CliApp
     static partial void AddBlockDevCommands(RootCommand root);
 
     static partial void AddFsCommands(RootCommand root);
+
+    static partial void AddMonitorCommands(RootCommand root);
 
     public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken ct = default)
     {
