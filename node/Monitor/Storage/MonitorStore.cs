@@ -102,6 +102,10 @@ public sealed class MonitorStore : IDisposable
     /// <summary>Notes from the open: a discarded torn tail, an interrupted compaction finished. Empty when clean.</summary>
     public IReadOnlyList<string> OpenNotes { get; private set; } = [];
 
+    /// <summary>Test hook: called on the writer thread after a group's write and before its flush; throwing an
+    /// <see cref="IOException"/> simulates a failed fsync (EIO).</summary>
+    internal Action? BeforeFlushHook { get; set; }
+
     /// <summary>Test hook: called on the writer thread at each compaction step; throwing simulates a crash there.</summary>
     internal Action<CompactionStep>? CompactionHook { get; set; }
 
@@ -478,6 +482,7 @@ public sealed class MonitorStore : IDisposable
         try
         {
             RandomAccess.Write(_log, buffer.WrittenSpan, _logLength);
+            BeforeFlushHook?.Invoke();
             RandomAccess.FlushToDisk(_log);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
