@@ -61,9 +61,11 @@ internal sealed record HelloFrame(byte[] HandshakeHello, Guid SessionId, ulong L
 }
 
 /// <summary>The server's last handshake frame: its proof, and how far it has received in the resumed session.</summary>
-internal sealed record AcceptFrame(byte[] ServerProof, ulong LastReceived)
+/// <summary>The server's acceptance: its proof, how far it received in the session, and its incarnation (a new
+/// server process has a new one, and knows nothing of the sessions the old one had).</summary>
+internal sealed record AcceptFrame(byte[] ServerProof, ulong LastReceived, Guid Incarnation)
 {
-    private const byte Version = 1;
+    private const byte Version = 2;
 
     public byte[] Encode()
     {
@@ -71,6 +73,7 @@ internal sealed record AcceptFrame(byte[] ServerProof, ulong LastReceived)
         var m = w.BeginStruct(Version, 1);
         w.WriteBytes(ServerProof);
         w.WriteU64(LastReceived);
+        w.WriteFixed(Incarnation.ToByteArray());
         w.EndStruct(m);
         return w.ToArray();
     }
@@ -81,8 +84,10 @@ internal sealed record AcceptFrame(byte[] ServerProof, ulong LastReceived)
         var s = r.BeginStruct(Version, "accept frame");
         var proof = r.ReadBytes(64).ToArray();
         var last = r.ReadU64();
+        // Version 1 servers did not say: every connection then looks like the same incarnation.
+        var incarnation = s.Version >= 2 ? new Guid(r.ReadFixed(16)) : Guid.Empty;
         r.EndStruct(s);
         r.ExpectEnd("accept frame");
-        return new AcceptFrame(proof, last);
+        return new AcceptFrame(proof, last, incarnation);
     }
 }

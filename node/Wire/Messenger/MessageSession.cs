@@ -141,7 +141,18 @@ public sealed class MessageSession : IAsyncDisposable
         {
             lock (_lock)
             {
-                _requests.Remove(seq);
+                // By value: a reset after a peer restart may have renumbered the request.
+                if (!(_requests.TryGetValue(seq, out var mine) && mine == reply && _requests.Remove(seq)))
+                {
+                    foreach (var (k, v) in _requests)
+                    {
+                        if (v == reply)
+                        {
+                            _requests.Remove(k);
+                            break;
+                        }
+                    }
+                }
             }
         }
     }
@@ -306,6 +317,48 @@ public sealed class MessageSession : IAsyncDisposable
         oldWake?.TrySetResult();
         _ = WriterAsync(connection, peerLastReceived);
         return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Starts the session over with a peer that restarted and lost its side: nothing received from it counts any
+    /// more (it numbers from 1 again), and the unacknowledged messages are renumbered from 1 in their order, so the
+    /// next attach sends them all. Returns how many there are. Only while detached.
+    /// </summary>
+    internal int ResetForRestartedPeer()
+    {
+        lock (_lock)
+        {
+            if (_connection is not null)
+            {
+                throw new InvalidOperationException("a session is reset only between connections");
+            }
+            var renumbered = new Dictionary<ulong, TaskCompletionSource<Message>>();
+            for (var i = 0; i < _unacked.Count; i++)
+            {
+                var f = _unacked[i];
+                var seq = (ulong)i + 1;
+                if (_requests.Remove(f.Seq, out var waiter))
+                {
+                    renumbered[seq] = waiter;
+                }
+                f.Seq = seq;
+            }
+            // Requests whose message was already acknowledged wait for replies the old peer will never send.
+            foreach (var waiter in _requests.Values)
+            {
+                waiter.TrySetException(new ConnectionClosedException("the peer restarted before answering"));
+            }
+            _requests.Clear();
+            foreach (var (seq, waiter) in renumbered)
+            {
+                _requests[seq] = waiter;
+            }
+            _nextSeq = (ulong)_unacked.Count + 1;
+            _lastDelivered = 0;
+            _lastAckSent = 0;
+            _bytesSinceAck = 0;
+            return _unacked.Count;
+        }
     }
 
     internal void Detach(Connection connection)

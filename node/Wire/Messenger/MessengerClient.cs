@@ -22,6 +22,7 @@ public sealed class MessengerClient : IAsyncDisposable
     private readonly TaskCompletionSource _firstConnect = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task? _loop;
     private Connection? _current;
+    private Guid? _serverIncarnation;
 
     public MessengerClient(EndPoint endpoint, string entity, Secret secret, ConnectionMode mode, MessengerOptions options,
         Func<MessageSession, Message, ValueTask> handler, Action<string> log)
@@ -161,6 +162,16 @@ public sealed class MessengerClient : IAsyncDisposable
         var acceptFrame = await ReadHandshakeFrameAsync(connection, FrameTypes.Accept, ct);
         var accept = AcceptFrame.Decode(acceptFrame.Payload.Span);
         var auth = client.Complete(accept.ServerProof);
+        if (_serverIncarnation is { } known && known != accept.Incarnation)
+        {
+            // The server restarted and lost our session: what it had acknowledged is gone with it, and it counts
+            // from 1 again. Start the session over: unacknowledged messages are renumbered and sent again (a
+            // message the old server received but had not acknowledged may so arrive twice: at least once across a
+            // peer restart, exactly once otherwise).
+            var resent = Session.ResetForRestartedPeer();
+            _log($"{_endpoint} restarted (a new server incarnation): session reset, {resent} unacknowledged message(s) sent again");
+        }
+        _serverIncarnation = accept.Incarnation;
         if (_mode == ConnectionMode.Secure)
         {
             connection.SecureSend(SecureFrameCodec.Derive(auth.SessionKey, auth.HandshakeSalt, "client-to-server"));

@@ -34,6 +34,7 @@ public sealed class MessengerServer : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Socket> _listeners = [];
     private readonly List<Task> _loops = [];
+    private readonly Guid _incarnation = Guid.NewGuid();
 
     public MessengerServer(Func<string, Secret?> lookup, MessengerOptions options, Func<MessageSession, Message, ValueTask> handler, Action<string> log)
     {
@@ -190,7 +191,7 @@ public sealed class MessengerServer : IAsyncDisposable
         // A session id belongs to the entity that created it: another entity naming it gets a session of its own.
         var session = _sessions.GetOrAdd((auth.Entity, hello.SessionId),
             key => new MessageSession(key.Item2, key.Item1, _options.Session, _handler, _log));
-        var accept = new AcceptFrame(serverProof, session.LastDelivered).Encode();
+        var accept = new AcceptFrame(serverProof, session.LastDelivered, _incarnation).Encode();
         await connection.SendAsync(Control(FrameTypes.Accept, accept.Length), accept, ct);
         if (hello.Mode == ConnectionMode.Secure)
         {
