@@ -49,6 +49,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
     private Task? _loop;
     private volatile ClusterState? _published;
     private volatile string _statusLine = "starting";
+    private volatile string _describe = "";
 
     public MonitorDaemon(MonitorDaemonOptions options, Action<string> log)
     {
@@ -75,6 +76,9 @@ public sealed class MonitorDaemon : IAsyncDisposable
 
     /// <summary>Role, leader, commit index: one line for logs and `mon status`.</summary>
     public string StatusLine => _statusLine;
+
+    /// <summary>The Paxos member's full state as of the last event (for diagnostics).</summary>
+    public string PaxosState => _describe;
 
     public async Task StartAsync()
     {
@@ -350,6 +354,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
         _published = _machine!.State;
         var leader = node.Leader is { } l && l >= 1 && l <= _options.Conf.Monitors.Count ? "mon." + _options.Conf.Monitors[l - 1].Name : "none";
         _statusLine = $"{node.Role.ToString().ToLowerInvariant()}, leader {leader}, committed {node.CommitIndex}";
+        _describe = node.Describe();
     }
 
     public async ValueTask DisposeAsync()
