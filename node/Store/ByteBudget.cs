@@ -10,6 +10,18 @@ internal sealed class ByteBudget(long capacity)
 
     public long Capacity { get; } = capacity;
 
+    /// <summary>Whether a request waits for budget to be released.</summary>
+    public bool HasWaiters
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _waiters.Count > 0;
+            }
+        }
+    }
+
     public long Clamp(long bytes) => Math.Min(Math.Max(bytes, 0), Capacity);
 
     public async ValueTask WaitAsync(long bytes, CancellationToken ct)

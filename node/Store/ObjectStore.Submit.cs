@@ -38,9 +38,19 @@ public sealed partial class ObjectStore
         var clientBytes = txn.DataBytes();
         var budget = _budget.Clamp(clientBytes + B);
         Pending p;
+        Interlocked.Increment(ref _preparing);
+        var preparing = true;
         // The submit lock is the ordering point (SemaphoreSlim queues waiters first come, first served). Every wait
         // under it is for something the writer frees without ever taking this lock, so nothing waits in a circle.
-        await _submitLock.WaitAsync(ct);
+        try
+        {
+            await _submitLock.WaitAsync(ct);
+        }
+        catch
+        {
+            Interlocked.Decrement(ref _preparing);
+            throw;
+        }
         try
         {
             ThrowIfFailed();
@@ -78,7 +88,10 @@ public sealed partial class ObjectStore
                     {
                         p.DataWritten = WriteBlocksAsync([.. p.Cow.Select(c => (c.Phys, c.Data))]);
                     }
-                    if (!_queue.Writer.TryWrite(p))
+                    var queued = _queue.Writer.TryWrite(p);
+                    Interlocked.Decrement(ref _preparing);
+                    preparing = false;
+                    if (!queued)
                     {
                         // Lost the race with a failing writer: the change is in memory only; the store is failed.
                         ThrowIfFailed();
@@ -100,6 +113,10 @@ public sealed partial class ObjectStore
         finally
         {
             _submitLock.Release();
+            if (preparing)
+            {
+                Interlocked.Decrement(ref _preparing);
+            }
         }
         await p.Done.Task.WaitAsync(ct);
     }

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
 using Appliance.Platform.Devices;
 using Appliance.Store.Format;
 using Appliance.Store.Journal;
@@ -20,8 +21,19 @@ public sealed partial class ObjectStore
         var reader = _queue.Reader;
         try
         {
-            while (await reader.WaitToReadAsync())
+            while (true)
             {
+                // Something queued while the last commit ran: submitters are concurrent, gather them. Else the
+                // one that wakes the writer is alone so far (QD1): no wait.
+                var busy = reader.TryPeek(out _);
+                if (!await reader.WaitToReadAsync())
+                {
+                    break;
+                }
+                if (busy)
+                {
+                    await GatherAsync();
+                }
                 batch.Clear();
                 checkpoint.Clear();
                 long bytes = 0;
@@ -38,7 +50,9 @@ public sealed partial class ObjectStore
                 }
                 if (batch.Count > 0)
                 {
+                    var started = Stopwatch.GetTimestamp();
                     await CommitAsync(batch);
+                    _lastCommitTicks = Stopwatch.GetTimestamp() - started;
                 }
                 if (checkpoint.Count > 0 || _journalHead > _geo.JournalSize / 4)
                 {
@@ -62,6 +76,25 @@ public sealed partial class ObjectStore
             {
                 Finish(p, err);
             }
+        }
+    }
+
+    /// <summary>
+    /// Lets the transactions on their way join the next record: first the submitters that the last commit just
+    /// completed (their continuations were queued before this one), then, while any submitter is still preparing
+    /// a transaction and none waits for budget (which only a commit returns), a little longer: at most a quarter of
+    /// the last commit's duration and 2 ms. One record and one flush then carry what would have taken two, for a
+    /// bounded delay; a lone submitter (QD1) is already queued and costs one yield.
+    /// </summary>
+    private async Task GatherAsync()
+    {
+        await Task.Yield();
+        var limit = Math.Min(_lastCommitTicks / 4, Stopwatch.Frequency / 500);
+        var start = Stopwatch.GetTimestamp();
+        while (Volatile.Read(ref _preparing) > 0 && !_budget.HasWaiters && !_journalBudget.HasWaiters
+            && Stopwatch.GetTimestamp() - start < limit)
+        {
+            await Task.Yield();
         }
     }
 

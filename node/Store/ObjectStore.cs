@@ -107,6 +107,11 @@ public sealed partial class ObjectStore : IAsyncDisposable
     private long _records;
     private long _flushes;
     private long _checkpoints;
+    /// <summary>Submitters inside <see cref="SubmitAsync"/> whose transaction is not queued yet (the writer waits
+    /// a little for them: group commit).</summary>
+    private int _preparing;
+    /// <summary>How long the last commit took (writer only), bounding how long the writer waits to gather.</summary>
+    private long _lastCommitTicks;
     private volatile Exception? _failure;
     private int _disposed;
 
