@@ -92,7 +92,7 @@ public sealed partial class ObjectStore
                         Obj(o.Collection, o.Name, create: true);
                         break;
                     case Transaction.WriteOp o:
-                        await WriteAsync(o.Collection, o.Name, o.Offset, o.Data.Length, o.Data, zero: false);
+                        await WriteAsync(o.Collection, o.Name, o.Offset, o.Data.Length, o.Data, zero: false, o.Aligned);
                         break;
                     case Transaction.ZeroOp o:
                         await WriteAsync(o.Collection, o.Name, o.Offset, o.Length, default, zero: true);
@@ -303,7 +303,7 @@ public sealed partial class ObjectStore
         /// <summary>A write (or, with <paramref name="zero"/>, a zeroing) of [offset, offset+length). Short writes
         /// are deferred: the data goes into the record and later in place, into the blocks the object already has
         /// (fresh ones for holes). Long writes go copy-on-write to fresh blocks. Zeroed whole blocks become holes.</summary>
-        private async Task WriteAsync(string c, string o, long offset, long length, ReadOnlyMemory<byte> data, bool zero)
+        private async Task WriteAsync(string c, string o, long offset, long length, ReadOnlyMemory<byte> data, bool zero, bool aligned = false)
         {
             var od = Obj(c, o, create: true);
             if (length == 0)
@@ -323,6 +323,7 @@ public sealed partial class ObjectStore
             // crcs are computed side by side. Partial blocks are read, merged and copied.
             var contents = new ReadOnlyMemory<byte>[count];
             var present = new bool[count];
+            var pinned = new bool[count];
             var crcs = new uint[count];
             var wholeFirst = offset % B == 0 ? 0 : 1;
             var wholeEnd = end % B == 0 ? count : count - 1;
@@ -346,6 +347,7 @@ public sealed partial class ObjectStore
                 if (whole)
                 {
                     contents[k] = data.Slice((int)(blockStart - offset), B);
+                    pinned[k] = aligned;
                 }
                 else
                 {
@@ -392,7 +394,7 @@ public sealed partial class ObjectStore
                     var cur = od.Blocks[index];
                     var phys = cow || cur.IsHole ? fresh[next++] : cur.Phys;
                     refs[k] = new BlockRef(phys, crcs[k]);
-                    PutBlock(phys, contents[k], crcs[k], cow);
+                    PutBlock(phys, contents[k], crcs[k], cow, pinned[k]);
                 }
                 od.Blocks[index] = refs[k];
             }
@@ -402,16 +404,16 @@ public sealed partial class ObjectStore
         /// <summary>Records new content for a device block. A block written copy-on-write earlier in this
         /// transaction stays copy-on-write (its content is replaced): one block never has both a copy-on-write and
         /// a deferred write, whose overlay entries would race.</summary>
-        private void PutBlock(long phys, ReadOnlyMemory<byte> content, uint crc, bool cow)
+        private void PutBlock(long phys, ReadOnlyMemory<byte> content, uint crc, bool cow, bool pinned = false)
         {
             if (_cowIndex.TryGetValue(phys, out var i))
             {
-                Cow[i] = new CowBlock(phys, content, crc);
+                Cow[i] = new CowBlock(phys, content, crc, pinned);
             }
             else if (cow)
             {
                 _cowIndex[phys] = Cow.Count;
-                Cow.Add(new CowBlock(phys, content, crc));
+                Cow.Add(new CowBlock(phys, content, crc, pinned));
             }
             else
             {

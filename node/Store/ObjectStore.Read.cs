@@ -47,7 +47,10 @@ public sealed partial class ObjectStore
                 {
                     if (!refs[i].IsHole && _overlay.TryGetValue(refs[i].Phys, out var d))
                     {
+                        // Copied now, under the lock: the memory may be a caller's (Transaction.WriteWithoutCopy),
+                        // in use by the store only until the entry leaves the overlay.
                         overlay[i] = d;
+                        Place(result, offset, first + i, d.Span);
                     }
                 }
             }
@@ -82,10 +85,6 @@ public sealed partial class ObjectStore
         {
             if (refs[i].IsHole || overlay[i] is not null)
             {
-                if (overlay[i] is { } d)
-                {
-                    Place(result, offset, first + i, d.Span);
-                }
                 i++;
                 continue;
             }

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Appliance.Store.Meta;
 
 namespace Appliance.Store;
@@ -21,9 +22,9 @@ public sealed partial class ObjectStore
         public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
-    /// <summary>New content for a fresh device block: 4 KiB (a slice of the transaction's own copy of the data,
-    /// never copied again before the device write) and its crc32c.</summary>
-    private readonly record struct CowBlock(long Phys, ReadOnlyMemory<byte> Data, uint Crc);
+    /// <summary>New content for a fresh device block: 4 KiB (a slice of the transaction's own copy of the data)
+    /// and its crc32c. <paramref name="Pinned"/>: the slice is pinned and 4 KiB-aligned (written without a copy).</summary>
+    private readonly record struct CowBlock(long Phys, ReadOnlyMemory<byte> Data, uint Crc, bool Pinned = false);
 
     /// <summary>
     /// Applies <paramref name="txn"/> atomically after every transaction submitted before it. Returns once it is
@@ -86,7 +87,7 @@ public sealed partial class ObjectStore
                     Publish(p, clientBytes);
                     if (p.Cow.Count > 0)
                     {
-                        p.DataWritten = WriteBlocksAsync([.. p.Cow.Select(c => (c.Phys, c.Data))]);
+                        p.DataWritten = WriteBlocksAsync([.. p.Cow]);
                     }
                     var queued = _queue.Writer.TryWrite(p);
                     Interlocked.Decrement(ref _preparing);
@@ -159,7 +160,7 @@ public sealed partial class ObjectStore
 
     /// <summary>Writes 4 KiB block images to their device blocks, coalescing adjacent blocks into one device write
     /// (one copy, into a pooled aligned buffer), then drops their overlay entries if still the same.</summary>
-    private async Task WriteBlocksAsync(List<(long Phys, ReadOnlyMemory<byte> Data)> blocks)
+    private async Task WriteBlocksAsync(List<CowBlock> blocks)
     {
         blocks.Sort((a, b) => a.Phys.CompareTo(b.Phys));
         var runs = new List<Task>();
@@ -176,37 +177,63 @@ public sealed partial class ObjectStore
     }
 
     /// <summary>Writes <paramref name="count"/> entries of <paramref name="blocks"/> (adjacent device blocks) and
-    /// then drops their overlay entries, if still the same.</summary>
-    private async Task WriteRunAsync(List<(long Phys, ReadOnlyMemory<byte> Data)> blocks, int first, int count)
+    /// then drops their overlay entries, if still the same. Adjacent pinned slices of one array go to the device
+    /// as they are; anything else is copied into a pooled aligned buffer first.</summary>
+    private async Task WriteRunAsync(List<CowBlock> blocks, int first, int count)
     {
-        var buf = BufferPool.Rent(count * B);
-        try
+        if (Contiguous(blocks, first, count) is { } direct)
         {
-            var span = buf.GetSpan();
-            for (var i = 0; i < count; i++)
+            await DeviceWriteAsync(blocks[first].Phys * B, direct);
+        }
+        else
+        {
+            var buf = BufferPool.Rent(count * B);
+            try
             {
-                blocks[first + i].Data.Span[..B].CopyTo(span[(i * B)..]);
+                var span = buf.GetSpan();
+                for (var i = 0; i < count; i++)
+                {
+                    blocks[first + i].Data.Span[..B].CopyTo(span[(i * B)..]);
+                }
+                await DeviceWriteAsync(blocks[first].Phys * B, buf.Memory[..(count * B)]);
             }
-            await DeviceWriteAsync(blocks[first].Phys * B, buf.Memory[..(count * B)]);
+            catch
+            {
+                buf.Dispose();
+                throw;
+            }
+            BufferPool.Return(buf);
         }
-        catch
-        {
-            buf.Dispose();
-            throw;
-        }
-        BufferPool.Return(buf);
         lock (_stateLock)
         {
             for (var i = 0; i < count; i++)
             {
-                var (phys, data) = blocks[first + i];
+                var b = blocks[first + i];
                 // Same entry: the same memory (a later transaction's data for the block is other memory).
-                if (_overlay.TryGetValue(phys, out var cur) && cur.Equals(data))
+                if (_overlay.TryGetValue(b.Phys, out var cur) && cur.Equals(b.Data))
                 {
-                    _overlay.Remove(phys);
+                    _overlay.Remove(b.Phys);
                 }
             }
         }
+    }
+
+    /// <summary>The run's data as one piece of memory when its blocks are adjacent pinned slices of one array.</summary>
+    private static ReadOnlyMemory<byte>? Contiguous(List<CowBlock> blocks, int first, int count)
+    {
+        if (!blocks[first].Pinned || !MemoryMarshal.TryGetArray(blocks[first].Data, out var head) || head.Array is null)
+        {
+            return null;
+        }
+        for (var i = 1; i < count; i++)
+        {
+            var b = blocks[first + i];
+            if (!b.Pinned || !MemoryMarshal.TryGetArray(b.Data, out var seg) || seg.Array != head.Array || seg.Offset != head.Offset + i * B)
+            {
+                return null;
+            }
+        }
+        return head.Array.AsMemory(head.Offset, count * B);
     }
 
     private async ValueTask DeviceWriteAsync(long offset, ReadOnlyMemory<byte> data)
@@ -215,3 +242,4 @@ public sealed partial class ObjectStore
         Interlocked.Add(ref _deviceBytes, data.Length);
     }
 }
+

@@ -261,7 +261,7 @@ public sealed partial class ObjectStore
         }
         if (last.Count > 0)
         {
-            await WriteBlocksAsync([.. last.Select(kv => (kv.Key, kv.Value))]);
+            await WriteBlocksAsync([.. last.Select(kv => new CowBlock(kv.Key, kv.Value, 0))]);
         }
     }
 

@@ -3,7 +3,8 @@ namespace Appliance.Store;
 /// <summary>
 /// An ordered list of operations over objects in collections, applied atomically by
 /// <see cref="ObjectStore.SubmitAsync"/>: after any crash it is wholly present or wholly absent, and transactions
-/// take effect in submission order. Data and value buffers are copied when the transaction is submitted.
+/// take effect in submission order. Data and value buffers are copied when added to the transaction (except by
+/// <see cref="WriteWithoutCopy"/>).
 ///
 /// Semantics: write, zero, truncate, touch, set-xattr and omap-set create the object when it is missing; remove,
 /// clone (source), clone-range (source), remove-xattr, omap-remove and omap-clear need it to exist; every operation
@@ -18,7 +19,9 @@ public sealed class Transaction
     internal sealed record CreateCollectionOp(string Collection) : Op(Collection);
     internal sealed record RemoveCollectionOp(string Collection) : Op(Collection);
     internal sealed record TouchOp(string Collection, string Name) : Op(Collection);
-    internal sealed record WriteOp(string Collection, string Name, long Offset, ReadOnlyMemory<byte> Data) : Op(Collection);
+    // Aligned: the data lives in a pinned array placed so that every whole 4 KiB block of the object it covers starts
+    // on a 4 KiB-aligned address, so the device can write it without another copy.
+    internal sealed record WriteOp(string Collection, string Name, long Offset, ReadOnlyMemory<byte> Data, bool Aligned) : Op(Collection);
     internal sealed record ZeroOp(string Collection, string Name, long Offset, long Length) : Op(Collection);
     internal sealed record TruncateOp(string Collection, string Name, long Size) : Op(Collection);
     internal sealed record RemoveOp(string Collection, string Name) : Op(Collection);
@@ -71,7 +74,38 @@ public sealed class Transaction
     public Transaction Write(string collection, string name, long offset, ReadOnlySpan<byte> data)
     {
         NonNegative(offset + data.Length, nameof(offset));
-        return Add(new WriteOp(N(collection, nameof(collection)), N(name, nameof(name)), NonNegative(offset, nameof(offset)), data.ToArray()));
+        var aligned = data.Length >= AlignedCopyMin;
+        return Add(new WriteOp(N(collection, nameof(collection)), N(name, nameof(name)), NonNegative(offset, nameof(offset)),
+            aligned ? AlignedCopy(data, offset) : data.ToArray(), aligned));
+    }
+
+    /// <summary>
+    /// A write that does not copy <paramref name="data"/>: the store reads it until the transaction is durable or
+    /// has failed (a cancelled wait does not end that), and the caller must not change it meanwhile nor submit the
+    /// transaction again with changed data. For callers that already own a private buffer (a received message): a large write
+    /// then costs one copy, into the device's aligned buffer, instead of an extra allocation and copy here.
+    /// </summary>
+    public Transaction WriteWithoutCopy(string collection, string name, long offset, ReadOnlyMemory<byte> data)
+    {
+        NonNegative(offset + data.Length, nameof(offset));
+        return Add(new WriteOp(N(collection, nameof(collection)), N(name, nameof(name)), NonNegative(offset, nameof(offset)), data, false));
+    }
+
+    /// <summary>Writes at least this long are copied into pinned, block-aligned memory (large writes go
+    /// copy-on-write straight from it); shorter ones into a plain array.</summary>
+    internal const int AlignedCopyMin = 64 << 10;
+
+    private const int Block = 4096;
+
+    /// <summary>A copy of <paramref name="data"/> in a pinned array, placed so that byte i sits at an address
+    /// congruent to <paramref name="offset"/> + i modulo 4 KiB: the object's whole blocks start 4 KiB-aligned.</summary>
+    private static ReadOnlyMemory<byte> AlignedCopy(ReadOnlySpan<byte> data, long offset)
+    {
+        var array = GC.AllocateUninitializedArray<byte>(data.Length + Block, pinned: true);
+        var address = (long)System.Runtime.InteropServices.Marshal.UnsafeAddrOfPinnedArrayElement(array, 0);
+        var start = (int)(((offset - address) % Block + Block) % Block);
+        data.CopyTo(array.AsSpan(start));
+        return array.AsMemory(start, data.Length);
     }
 
     public Transaction Zero(string collection, string name, long offset, long length)

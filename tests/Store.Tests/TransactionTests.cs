@@ -66,6 +66,28 @@ public abstract class TransactionTests(ITestOutputHelper output) : IAsyncLifetim
     }
 
     [Fact]
+    public async Task Writes_without_a_copy_store_exactly_the_data_they_were_given()
+    {
+        var data = TestSupport.Bytes(300_000, 11);
+        var small = TestSupport.Bytes(3000, 12);
+        // Large (copy-on-write) at a block boundary and at an odd offset, small (deferred) at an odd offset.
+        await Store.SubmitAsync(new Transaction().WriteWithoutCopy("pg", "a", 0, data).WriteWithoutCopy("pg", "b", 1234, data.AsMemory(5, 200_000)));
+        await Store.SubmitAsync(new Transaction().WriteWithoutCopy("pg", "a", 70_001, small));
+        // Once durable the buffers are the caller's again: changing them changes nothing stored.
+        var expectedA = (byte[])data.Clone();
+        small.CopyTo(expectedA, 70_001);
+        var expectedB = new byte[1234 + 200_000];
+        data.AsSpan(5, 200_000).CopyTo(expectedB.AsSpan(1234));
+        Array.Clear(data);
+        Array.Clear(small);
+        Assert.Equal(expectedA, await Store.ReadAsync("pg", "a"));
+        Assert.Equal(expectedB, await Store.ReadAsync("pg", "b"));
+        await RemountAsync();
+        Assert.Equal(expectedA, await Store.ReadAsync("pg", "a"));
+        Assert.Equal(expectedB, await Store.ReadAsync("pg", "b"));
+    }
+
+    [Fact]
     public async Task Small_and_large_overwrites_replace_bytes_exactly()
     {
         var data = TestSupport.Bytes(200_000, 3);
