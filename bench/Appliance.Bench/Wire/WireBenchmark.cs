@@ -150,17 +150,6 @@ public sealed class WireBenchmark : IBenchmark
         await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, peer.Port), ct);
         var payload = new byte[size];
         Random.Shared.NextBytes(payload);
-        // Warm up (both processes compile their hot paths to the optimised tier) before anything is measured: a
-        // daemon runs for months, so its steady state is what counts. The plain TCP run has no code to warm.
-        var warm = Stopwatch.StartNew();
-        while (warm.Elapsed < TimeSpan.FromSeconds(1) && !ct.IsCancellationRequested)
-        {
-            await client.Session.SendAsync(300, payload, ct: ct);
-        }
-        while (client.Session.UnackedMessages > 0)
-        {
-            await Task.Delay(1, ct);
-        }
         long sent = 0;
         var cpu = new CpuMeter(peer.Process);
         var clock = Stopwatch.StartNew();
