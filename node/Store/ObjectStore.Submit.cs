@@ -158,57 +158,62 @@ public sealed partial class ObjectStore
         }
     }
 
-    /// <summary>Writes 4 KiB block images to their device blocks, coalescing adjacent blocks into one device write
-    /// (one copy, into a pooled aligned buffer), then drops their overlay entries if still the same.</summary>
+    /// <summary>Writes 4 KiB block images to their device blocks, coalescing adjacent blocks into one device write,
+    /// then drops their overlay entries if still the same. Adjacent pinned slices of one array go to the device as
+    /// they are; the other blocks are copied, all into one pooled aligned buffer (a batch of scattered deferred
+    /// writes costs one buffer, not one each).</summary>
     private async Task WriteBlocksAsync(List<CowBlock> blocks)
     {
         blocks.Sort((a, b) => a.Phys.CompareTo(b.Phys));
-        var runs = new List<Task>();
+        var runs = new List<(int First, int Count, ReadOnlyMemory<byte>? Direct)>();
+        var copied = 0;
         var start = 0;
         for (var i = 1; i <= blocks.Count; i++)
         {
             if (i == blocks.Count || blocks[i].Phys != blocks[i - 1].Phys + 1 || i - start >= 1024)
             {
-                runs.Add(WriteRunAsync(blocks, start, i - start));
+                var direct = Contiguous(blocks, start, i - start);
+                runs.Add((start, i - start, direct));
+                copied += direct is null ? i - start : 0;
                 start = i;
             }
         }
-        await Task.WhenAll(runs);
-    }
-
-    /// <summary>Writes <paramref name="count"/> entries of <paramref name="blocks"/> (adjacent device blocks) and
-    /// then drops their overlay entries, if still the same. Adjacent pinned slices of one array go to the device
-    /// as they are; anything else is copied into a pooled aligned buffer first.</summary>
-    private async Task WriteRunAsync(List<CowBlock> blocks, int first, int count)
-    {
-        if (Contiguous(blocks, first, count) is { } direct)
+        var buf = copied > 0 ? BufferPool.Rent(copied * B) : null;
+        var writes = new List<Task>(runs.Count);
+        var at = 0;
+        foreach (var (first, count, direct) in runs)
         {
-            await DeviceWriteAsync(blocks[first].Phys * B, direct);
+            if (direct is { } memory)
+            {
+                writes.Add(DeviceWriteAsync(blocks[first].Phys * B, memory).AsTask());
+                continue;
+            }
+            var span = buf!.GetSpan().Slice(at * B, count * B);
+            for (var k = 0; k < count; k++)
+            {
+                blocks[first + k].Data.Span[..B].CopyTo(span[(k * B)..]);
+            }
+            writes.Add(DeviceWriteAsync(blocks[first].Phys * B, buf.Memory.Slice(at * B, count * B)).AsTask());
+            at += count;
         }
-        else
+        try
         {
-            var buf = BufferPool.Rent(count * B);
-            try
-            {
-                var span = buf.GetSpan();
-                for (var i = 0; i < count; i++)
-                {
-                    blocks[first + i].Data.Span[..B].CopyTo(span[(i * B)..]);
-                }
-                await DeviceWriteAsync(blocks[first].Phys * B, buf.Memory[..(count * B)]);
-            }
-            catch
-            {
-                buf.Dispose();
-                throw;
-            }
+            // Every write has completed (or failed) when this returns or throws: the buffer is free again.
+            await Task.WhenAll(writes);
+        }
+        catch
+        {
+            buf?.Dispose();
+            throw;
+        }
+        if (buf is not null)
+        {
             BufferPool.Return(buf);
         }
         lock (_stateLock)
         {
-            for (var i = 0; i < count; i++)
+            foreach (var b in blocks)
             {
-                var b = blocks[first + i];
                 // Same entry: the same memory (a later transaction's data for the block is other memory).
                 if (_overlay.TryGetValue(b.Phys, out var cur) && cur.Equals(b.Data))
                 {

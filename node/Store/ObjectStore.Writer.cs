@@ -54,7 +54,7 @@ public sealed partial class ObjectStore
                     await CommitAsync(batch);
                     _lastCommitTicks = Stopwatch.GetTimestamp() - started;
                 }
-                if (checkpoint.Count > 0 || _journalHead > _geo.JournalSize / 4)
+                if (checkpoint.Count > 0 || _journalHead > _geo.JournalSize / 2)
                 {
                     await CheckpointUnderLockAsync(checkpoint);
                 }
@@ -116,8 +116,8 @@ public sealed partial class ObjectStore
     /// <summary>
     /// Room is guaranteed, not hoped for: transactions published but not yet journaled hold at most an eighth of
     /// the journal (the journal budget, taken before publishing, returned when durable), so a record holds at most
-    /// that; a checkpoint follows any record that leaves the head past a quarter; and a checkpoint journals only
-    /// what is queued behind its publish gate. So the head stays below 1/2 plus the padding of a few records.
+    /// that; a checkpoint follows any record that leaves the head past a half; and a checkpoint journals only
+    /// what is queued behind its publish gate. So the head stays below 3/4 plus the padding of a few records.
     /// </summary>
     private async Task CommitAsync(List<Pending> batch)
     {
