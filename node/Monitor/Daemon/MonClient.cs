@@ -65,6 +65,7 @@ public sealed class MonClient : IAsyncDisposable
         deadline.CancelAfter(Deadline);
         var bytes = request.Encode();
         var reasons = new List<string>();
+        var refusedBy = new HashSet<IPEndPoint>();
         var backoff = TimeSpan.FromMilliseconds(50);
         while (true)
         {
@@ -91,7 +92,16 @@ public sealed class MonClient : IAsyncDisposable
             }
             catch (AuthenticationException e)
             {
-                throw new MonitorsUnavailableException($"the monitor at {target} refused {_entity}: {e.Message} (check the keyring)");
+                // A monitor that has not applied a just-committed `auth add` yet does not know the entity: only a
+                // refusal by every monitor is final.
+                refusedBy.Add(target);
+                await DropAsync(target);
+                if (refusedBy.Count == _monitors.Count)
+                {
+                    throw new MonitorsUnavailableException($"every monitor refused {_entity}: {e.Message} (check the keyring)");
+                }
+                _current = (_current + 1) % _monitors.Count;
+                continue;
             }
             catch (Exception e) when (e is TimeoutException or ConnectionClosedException || (e is OperationCanceledException && !deadline.IsCancellationRequested))
             {
