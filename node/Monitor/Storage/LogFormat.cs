@@ -1,3 +1,4 @@
+using Appliance.Platform.Checksums;
 using System.Buffers;
 using System.Buffers.Binary;
 
@@ -48,7 +49,7 @@ internal static class LogFormat
         BinaryPrimitives.WriteUInt32LittleEndian(span, RecordMagic);
         BinaryPrimitives.WriteUInt32LittleEndian(span[4..], (uint)payload.Length);
         BinaryPrimitives.WriteUInt64LittleEndian(span[8..], seq);
-        BinaryPrimitives.WriteUInt32LittleEndian(span[16..], Crc32C.Compute(span[..16], payload));
+        BinaryPrimitives.WriteUInt32LittleEndian(span[16..], Crc32C.Compute(payload, Crc32C.Compute(span[..16])));
         payload.CopyTo(span[RecordHeaderSize..]);
         output.Advance(RecordHeaderSize + payload.Length);
     }
@@ -137,7 +138,7 @@ internal static class LogFormat
             return "short record payload";
         }
         var payload = file.Slice(pos + RecordHeaderSize, (int)len);
-        if (Crc32C.Compute(header[..16], payload) != BinaryPrimitives.ReadUInt32LittleEndian(header[16..]))
+        if (Crc32C.Compute(payload, Crc32C.Compute(header[..16])) != BinaryPrimitives.ReadUInt32LittleEndian(header[16..]))
         {
             return "record checksum mismatch";
         }

@@ -1,3 +1,4 @@
+using Appliance.Platform.Checksums;
 using System.Buffers.Binary;
 using Appliance.Wire.Codec;
 
