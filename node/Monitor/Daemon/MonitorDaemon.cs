@@ -41,6 +41,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
     private readonly Dictionary<(long, long), TaskCompletionSource<MonReply>> _pending = [];
     private readonly Dictionary<int, Peer> _peers = [];
     private readonly CancellationTokenSource _stop = new();
+    private readonly Dictionary<string, int> _ranks;
     private readonly long _startTimestamp = Stopwatch.GetTimestamp();
     private MonitorStore? _store;
     private PaxosNode? _node;
@@ -61,6 +62,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
             throw new ArgumentException($"mon.{options.Name} is not in the cluster's {ClusterConf.FileName} (it lists {string.Join(", ", options.Conf.Monitors.Select(m => "mon." + m.Name))})");
         }
         Id = rank + 1;
+        _ranks = options.Conf.Monitors.Select((m, i) => (m.Name, Id: i + 1)).ToDictionary(x => x.Name, x => x.Id);
         Address = ClusterConf.ParseEndpoint(options.Conf.Monitors[rank].Address, $"mon.{options.Name}");
     }
 
@@ -171,8 +173,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
 
     private int? RankOf(string name)
     {
-        var i = _options.Conf.Monitors.ToList().FindIndex(m => m.Name == name);
-        return i < 0 ? null : i + 1;
+        return _ranks.TryGetValue(name, out var id) ? id : null;
     }
 
     private async Task AnswerAsync(MessageSession session, ulong replyTo, MonRequest request)
