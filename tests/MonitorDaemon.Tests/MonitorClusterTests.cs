@@ -131,6 +131,96 @@ public sealed class MonitorClusterTests
     }
 
     [Fact]
+    public async Task A_subscriber_gets_every_osdmap_epoch_in_order_across_the_loss_of_the_leader()
+    {
+        await using var c = new Cluster(3);
+        for (var i = 0; i < 3; i++)
+        {
+            await c.StartAsync(i);
+        }
+        await using var admin = c.Client();
+        await Ok(admin.CommandAsync(new PoolCreate("before")));
+        // A long poll wait: a subscriber that were only answered when its wait runs out would not see 12 epochs
+        // within the test's deadline.
+        await using var watcher = new MonClient(c.Conf.Monitors.Select(m => IPEndPoint.Parse(m.Address)), "client.admin", c.Admin.Key)
+        {
+            Deadline = TimeSpan.FromSeconds(20),
+            PollWait = TimeSpan.FromSeconds(20),
+        };
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        var seen = new List<OsdMap>();
+        var target = new TaskCompletionSource();
+        var watch = Task.Run(async () =>
+        {
+            await foreach (var map in watcher.WatchOsdMapAsync(null, cts.Token))
+            {
+                lock (seen)
+                {
+                    seen.Add(map);
+                }
+                if (map.FindPool("after-5") is not null)
+                {
+                    target.TrySetResult();
+                    return;
+                }
+            }
+        });
+        for (var i = 0; i < 6; i++)
+        {
+            if (i == 3)
+            {
+                await c.StopAsync(c.LeaderIndex());
+            }
+            await Ok(admin.CommandAsync(new PoolCreate($"after-{i}")));
+        }
+        await Task.WhenAny(target.Task, watch, Task.Delay(TimeSpan.FromSeconds(60), cts.Token));
+        await cts.CancelAsync();
+        Assert.True(target.Task.IsCompleted, $"the subscriber saw {seen.Count} maps, the last at epoch {seen.LastOrDefault()?.Epoch}; watch: {watch.Exception}");
+        lock (seen)
+        {
+            // The first answer is the full map then; after it every epoch, one by one.
+            Assert.NotNull(seen[0].FindPool("before"));
+            for (var i = 1; i < seen.Count; i++)
+            {
+                Assert.Equal(seen[i - 1].Epoch + 1, seen[i].Epoch);
+            }
+            var last = seen[^1];
+            var live = c.Daemons.First(d => d is not null && d.Committed!.Osd.Epoch == last.Epoch)!;
+            Assert.Equal(live.Committed!.Osd.ToBytes(), last.ToBytes());
+        }
+    }
+
+    [Fact]
+    public async Task Osd_watch_prints_the_current_map_then_each_change()
+    {
+        await using var c = new Cluster(3);
+        for (var i = 0; i < 3; i++)
+        {
+            await c.StartAsync(i);
+        }
+        await using var admin = c.Client();
+        await Ok(admin.CommandAsync(new PoolCreate("vm")));
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        var confDir = Path.Combine(c.Dir.Path, "conf");
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var watch = Cli.CliApp.RunAsync(["osd", "watch", "--count", "3", "--conf-dir", confDir], stdout, stderr, cts.Token);
+        // The first line is the current map; wait for it so the changes below come after it.
+        while (!stdout.ToString().Contains("osdmap e", StringComparison.Ordinal) && !watch.IsCompleted)
+        {
+            await Task.Delay(20);
+        }
+        await Ok(admin.CommandAsync(new PoolCreate("backup")));
+        await Ok(admin.CommandAsync(new PoolRemove("vm")));
+        Assert.Equal(0, await watch);
+        var lines = stdout.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(3, lines.Length);
+        Assert.Matches("^osdmap e[0-9]+: 0 OSDs \\(0 up, 0 in\\), 1 pools$", lines[0]);
+        Assert.EndsWith("2 pools; pool backup created", lines[1]);
+        Assert.EndsWith("1 pools; pool vm removed", lines[2]);
+    }
+
+    [Fact]
     public async Task Refused_commands_denied_callers_and_a_lone_monitor_without_quorum()
     {
         await using var c = new Cluster(3);

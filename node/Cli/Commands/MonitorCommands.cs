@@ -328,6 +328,7 @@ public static class MonitorCommands
         var osd = new Command("osd", "The OSDs as the monitors see them.");
         AddCommon(osd);
         osd.Subcommands.Add(Query("tree", "The CRUSH hierarchy with each OSD's state (up/down, in/out) and weight.", MonQuery.OsdTree));
+        osd.Subcommands.Add(Watch());
         foreach (var (verb, markIn) in new[] { ("out", false), ("in", true) })
         {
             var ids = new Argument<int[]>("ids") { Description = "OSD ids (3 or osd.3).", Arity = ArgumentArity.OneOrMore, CustomParser = ParseIds };
@@ -336,6 +337,76 @@ public static class MonitorCommands
             osd.Subcommands.Add(c);
         }
         return osd;
+    }
+
+    /// <summary>`osd watch`: one line per osdmap epoch as the monitors commit it (a subscription), with what changed.</summary>
+    private static Command Watch()
+    {
+        var count = new Option<int>("--count") { Description = "Stop after this many maps (default: run until interrupted)." };
+        var c = new Command("watch", "Print each new osdmap epoch as it commits, with what changed (the first line is the current map).") { count };
+        c.SetAction(async (parse, ct) =>
+        {
+            var limit = parse.GetValue(count);
+            var output = parse.InvocationConfiguration.Output;
+            await using var client = Client(parse);
+            OsdMap? previous = null;
+            var printed = 0;
+            try
+            {
+                await foreach (var map in client.WatchOsdMapAsync(null, ct))
+                {
+                    await output.WriteLineAsync(DescribeEpoch(previous, map));
+                    await output.FlushAsync(ct);
+                    previous = map;
+                    if (limit > 0 && ++printed >= limit)
+                    {
+                        break;
+                    }
+                }
+            }
+            catch (MonitorsUnavailableException e)
+            {
+                throw new CliException(ExitCodes.Failure, e.Message);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+            }
+            return ExitCodes.Ok;
+        });
+        return c;
+    }
+
+    /// <summary>"osdmap e12: 3 OSDs (3 up, 3 in), 2 pools; pool vm created; osd.1 down" — the changes against the
+    /// previous map printed (none for the first).</summary>
+    internal static string DescribeEpoch(OsdMap? previous, OsdMap map)
+    {
+        var line = $"osdmap e{map.Epoch}: {map.Osds.Count} OSDs ({map.UpCount} up, {map.InCount} in), {map.Pools.Count} pools";
+        if (previous is null)
+        {
+            return line;
+        }
+        var changes = new List<string>();
+        changes.AddRange(map.Pools.Values.Where(p => !previous.Pools.ContainsKey(p.Id)).Select(p => $"pool {p.Name} created"));
+        changes.AddRange(previous.Pools.Values.Where(p => !map.Pools.ContainsKey(p.Id)).Select(p => $"pool {p.Name} removed"));
+        changes.AddRange(map.Pools.Values.Where(p => previous.Pools.TryGetValue(p.Id, out var o) && o != p).Select(p => $"pool {p.Name} changed"));
+        foreach (var o in map.Osds.Values)
+        {
+            if (previous.FindOsd(o.Id) is not { } was)
+            {
+                changes.Add($"osd.{o.Id} new");
+                continue;
+            }
+            if (was.Up != o.Up)
+            {
+                changes.Add($"osd.{o.Id} {(o.Up ? "up" : "down")}");
+            }
+            if (was.In != o.In)
+            {
+                changes.Add($"osd.{o.Id} {(o.In ? "in" : "out")}");
+            }
+        }
+        changes.AddRange(previous.Osds.Keys.Where(id => map.FindOsd(id) is null).Select(id => $"osd.{id} removed"));
+        return changes.Count == 0 ? line : $"{line}; {string.Join("; ", changes)}";
     }
 
     private static int[] ParseIds(System.CommandLine.Parsing.ArgumentResult result)

@@ -1,7 +1,9 @@
 using System.Net;
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using Appliance.Monitor.Maps;
 using Appliance.Wire.Auth;
+using Appliance.Wire.Codec;
 using Appliance.Wire.Messenger;
 
 namespace Appliance.Monitor.Daemon;
@@ -51,6 +53,80 @@ public sealed class MonClient : IAsyncDisposable
     public Task<MonReply> QueryAsync(MonQuery query, string argument = "", CancellationToken ct = default) =>
         SendAsync(new MonRequest(_clientId, 0, null, query, argument), ct);
 
+    /// <summary>How long a monitor may hold a subscription poll waiting for a new epoch.</summary>
+    public TimeSpan PollWait { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// The osdmap from the epoch after <paramref name="have"/>'s (from the current one when null), then each new epoch
+    /// as it commits, until cancelled: every epoch is yielded in order when the monitors still hold its increment,
+    /// else the current full map (a jump). Survives monitor failures like any request. Each poll is a leader lease
+    /// read, so no map is older than one the client could have read before.
+    /// </summary>
+    public async IAsyncEnumerable<OsdMap> WatchOsdMapAsync(OsdMap? have, [EnumeratorCancellation] CancellationToken ct = default)
+    {
+        var map = have;
+        while (true)
+        {
+            var update = await PollAsync(MonQuery.OsdMapSince, map?.Epoch ?? 0, ct);
+            switch (update.Kind)
+            {
+                case MapUpdateKind.Full:
+                    map = OsdMap.FromBytes(update.Items[0]);
+                    yield return map;
+                    break;
+                case MapUpdateKind.Increments when map is not null:
+                    foreach (var bytes in update.Items)
+                    {
+                        map = map.Apply(DecodeIncrement(bytes));
+                        yield return map;
+                    }
+                    break;
+                case MapUpdateKind.Increments:
+                    throw new WireFormatException("a monitor sent osdmap increments to a subscriber without a map");
+            }
+        }
+    }
+
+    /// <summary>The monmap when newer than <paramref name="have"/>'s epoch, then each new one (full maps).</summary>
+    public async IAsyncEnumerable<MonMap> WatchMonMapAsync(MonMap? have, [EnumeratorCancellation] CancellationToken ct = default)
+    {
+        var epoch = have?.Epoch ?? 0;
+        while (true)
+        {
+            var update = await PollAsync(MonQuery.MonMapSince, epoch, ct);
+            if (update.Kind == MapUpdateKind.Full)
+            {
+                var map = MonMap.FromBytes(update.Items[0]);
+                epoch = map.Epoch;
+                yield return map;
+            }
+        }
+    }
+
+    private async Task<MapUpdate> PollAsync(MonQuery query, uint since, CancellationToken ct)
+    {
+        var wait = (int)Math.Min(PollWait.TotalMilliseconds, MonRequest.MaxWaitMs);
+        var reply = await SendAsync(new MonRequest(_clientId, 0, null, query, "", since, wait), ct, PollWait);
+        if (reply.Status != MonReplyStatus.Ok || reply.Data is not { } data)
+        {
+            throw new MonitorsUnavailableException($"subscription refused: {reply.Status}: {reply.Message}");
+        }
+        var update = MapUpdate.Decode(data);
+        if (update.Kind == MapUpdateKind.Full && update.Items.Count != 1)
+        {
+            throw new WireFormatException($"a full map update carries {update.Items.Count} maps");
+        }
+        return update;
+    }
+
+    private static OsdMapIncrement DecodeIncrement(byte[] bytes)
+    {
+        var r = new WireReader(bytes);
+        var inc = OsdMapIncrement.Decode(ref r);
+        r.ExpectEnd("osdmap increment");
+        return inc;
+    }
+
     /// <summary>Asks one particular monitor about itself (`mon status` shows every monitor's own view).</summary>
     public async Task<MonReply> QueryMonitorAsync(IPEndPoint monitor, MonQuery query, CancellationToken ct = default)
     {
@@ -59,10 +135,10 @@ public sealed class MonClient : IAsyncDisposable
         return MonReply.Decode(m.Payload.Span);
     }
 
-    private async Task<MonReply> SendAsync(MonRequest request, CancellationToken ct)
+    private async Task<MonReply> SendAsync(MonRequest request, CancellationToken ct, TimeSpan extraWait = default)
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        deadline.CancelAfter(Deadline);
+        deadline.CancelAfter(Deadline + extraWait);
         var bytes = request.Encode();
         var reasons = new List<string>();
         var refusedBy = new HashSet<IPEndPoint>();
@@ -73,7 +149,7 @@ public sealed class MonClient : IAsyncDisposable
             try
             {
                 var client = await ConnectAsync(target, deadline.Token);
-                var m = await client.Session.RequestAsync(MonMessageTypes.Request, bytes, AttemptTimeout, deadline.Token);
+                var m = await client.Session.RequestAsync(MonMessageTypes.Request, bytes, AttemptTimeout + extraWait, deadline.Token);
                 var reply = MonReply.Decode(m.Payload.Span);
                 switch (reply.Status)
                 {

@@ -29,15 +29,24 @@ public enum MonQuery : byte
     MonStatus = 8,
     AuthGet = 9,
     Epochs = 10,
+    /// <summary>A subscription poll: the osdmap changes after epoch <see cref="MonRequest.Since"/> (a
+    /// <see cref="MapUpdate"/> in <see cref="MonReply.Data"/>); waits up to <see cref="MonRequest.WaitMs"/> for one.</summary>
+    OsdMapSince = 11,
+    /// <summary>A subscription poll for the monmap (always the full map: it is small).</summary>
+    MonMapSince = 12,
 }
 
 /// <summary>
 /// One request: a command to commit (with the client's id and sequence, so a retry after a monitor failure is applied
-/// at most once) or a query with one text argument.
+/// at most once) or a query with one text argument. Subscription polls (<see cref="MonQuery.OsdMapSince"/>,
+/// <see cref="MonQuery.MonMapSince"/>) name the epoch the client has and how long the monitor may hold the request
+/// waiting for a newer one (version 2 fields; a version 1 request means epoch 0, no wait).
 /// </summary>
-public sealed record MonRequest(long ClientId, long Seq, MonCommand? Command, MonQuery Query = 0, string Argument = "")
+public sealed record MonRequest(long ClientId, long Seq, MonCommand? Command, MonQuery Query = 0, string Argument = "", uint Since = 0, int WaitMs = 0)
 {
-    private const byte Version = 1;
+    private const byte Version = 2;
+    /// <summary>The longest a monitor holds a subscription poll.</summary>
+    public const int MaxWaitMs = 30_000;
 
     public byte[] Encode()
     {
@@ -55,6 +64,8 @@ public sealed record MonRequest(long ClientId, long Seq, MonCommand? Command, Mo
             w.WriteU8((byte)Query);
             w.WriteString(Argument);
         }
+        w.WriteU32(Since);
+        w.WriteI32(WaitMs);
         w.EndStruct(mark);
         return w.ToArray();
     }
@@ -74,6 +85,11 @@ public sealed record MonRequest(long ClientId, long Seq, MonCommand? Command, Mo
         {
             var query = (MonQuery)r.ReadU8();
             request = new MonRequest(clientId, seq, null, query, r.ReadString());
+        }
+        if (scope.Version >= 2)
+        {
+            var since = r.ReadU32();
+            request = request with { Since = since, WaitMs = Math.Clamp(r.ReadI32(), 0, MaxWaitMs) };
         }
         r.EndStruct(scope);
         return request;
@@ -99,9 +115,11 @@ public enum MonReplyStatus : byte
     Timeout = 6,
 }
 
-public sealed record MonReply(MonReplyStatus Status, int Code, string Message, string? Leader = null)
+/// <summary>An answer: status, error code, text for people, the leader's address (NotLeader), and binary data for
+/// programs (a <see cref="MapUpdate"/> for subscription polls; version 2 field, empty when absent).</summary>
+public sealed record MonReply(MonReplyStatus Status, int Code, string Message, string? Leader = null, byte[]? Data = null)
 {
-    private const byte Version = 1;
+    private const byte Version = 2;
 
     public byte[] Encode()
     {
@@ -111,6 +129,7 @@ public sealed record MonReply(MonReplyStatus Status, int Code, string Message, s
         w.WriteI32(Code);
         w.WriteString(Message);
         w.WriteString(Leader ?? "");
+        w.WriteBytes(Data ?? []);
         w.EndStruct(mark);
         return w.ToArray();
     }
@@ -123,8 +142,71 @@ public sealed record MonReply(MonReplyStatus Status, int Code, string Message, s
         var code = r.ReadI32();
         var message = r.ReadString(16 << 20);
         var leader = r.ReadString();
+        var data = scope.Version >= 2 ? r.ReadBytes().ToArray() : [];
         r.EndStruct(scope);
-        return new MonReply(status, code, message, leader.Length == 0 ? null : leader);
+        return new MonReply(status, code, message, leader.Length == 0 ? null : leader, data.Length == 0 ? null : data);
+    }
+}
+
+/// <summary>What a subscription poll brings.</summary>
+public enum MapUpdateKind : byte
+{
+    /// <summary>Nothing newer than the client's epoch (the wait ran out).</summary>
+    Unchanged = 0,
+    /// <summary>The increments for each epoch after the client's, in order.</summary>
+    Increments = 1,
+    /// <summary>The whole current map (the client's epoch is too old for the increments this monitor keeps, or 0).</summary>
+    Full = 2,
+}
+
+/// <summary>
+/// The answer to a subscription poll: <see cref="Epoch"/> is the newest epoch the monitor has; <see cref="Items"/>
+/// are encoded increments (epochs since+1 .. since+n, possibly fewer than up to <see cref="Epoch"/>: the client asks
+/// again) or one encoded full map.
+/// </summary>
+public sealed record MapUpdate(MapUpdateKind Kind, uint Epoch, IReadOnlyList<byte[]> Items)
+{
+    private const byte Version = 1;
+    /// <summary>Most increments in one answer.</summary>
+    public const int MaxIncrements = 256;
+
+    public byte[] Encode()
+    {
+        using var w = new WireWriter();
+        var mark = w.BeginStruct(Version, 1);
+        w.WriteU8((byte)Kind);
+        w.WriteU32(Epoch);
+        w.WriteU32((uint)Items.Count);
+        foreach (var item in Items)
+        {
+            w.WriteBytes(item);
+        }
+        w.EndStruct(mark);
+        return w.ToArray();
+    }
+
+    public static MapUpdate Decode(ReadOnlySpan<byte> bytes)
+    {
+        var r = new WireReader(bytes);
+        var scope = r.BeginStruct(Version, "map update");
+        var kind = (MapUpdateKind)r.ReadU8();
+        if (kind > MapUpdateKind.Full)
+        {
+            throw new WireFormatException($"unknown map update kind {(byte)kind}");
+        }
+        var epoch = r.ReadU32();
+        var count = r.ReadU32();
+        if (count > (uint)r.Remaining / 4)
+        {
+            throw new WireFormatException($"{count} map items cannot fit in {r.Remaining} bytes");
+        }
+        var items = new List<byte[]>((int)count);
+        for (var i = 0; i < count; i++)
+        {
+            items.Add(r.ReadBytes().ToArray());
+        }
+        r.EndStruct(scope);
+        return new MapUpdate(kind, epoch, items);
     }
 }
 

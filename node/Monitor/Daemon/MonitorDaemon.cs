@@ -39,6 +39,8 @@ public sealed class MonitorDaemon : IAsyncDisposable
     private readonly Action<string> _log;
     private readonly Channel<Action> _events = Channel.CreateUnbounded<Action>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Dictionary<(long, long), TaskCompletionSource<MonReply>> _pending = [];
+    // Subscription polls waiting for a newer map (touched by the loop only).
+    private readonly List<Watcher> _watchers = [];
     private readonly Dictionary<int, Peer> _peers = [];
     private readonly CancellationTokenSource _stop = new();
     private readonly Dictionary<string, int> _ranks;
@@ -260,15 +262,66 @@ public sealed class MonitorDaemon : IAsyncDisposable
             done.TrySetResult(new MonReply(MonReplyStatus.Ok, 0, DescribeSelf()));
             return;
         }
-        var read = node.Read(MonitorStateMachine.EncodeQuery(request.Query, request.Argument), Now);
-        done.TrySetResult(read.Status switch
+        if (request.Query is MonQuery.OsdMapSince or MonQuery.MonMapSince)
+        {
+            var watcher = new Watcher(request, done, Now + TimeSpan.FromMilliseconds(request.WaitMs));
+            if (!TryAnswer(watcher))
+            {
+                _watchers.Add(watcher);
+            }
+            return;
+        }
+        done.TrySetResult(Read(request.Query, request.Argument));
+    }
+
+    /// <summary>A linearizable read through the leader's lease, or where to go instead.</summary>
+    private MonReply Read(MonQuery query, string argument)
+    {
+        var read = _node!.Read(MonitorStateMachine.EncodeQuery(query, argument), Now);
+        return read.Status switch
         {
             ReadStatus.Ok => MonReply.Decode(read.Value),
             ReadStatus.NotLeader when read.LeaderHint is { } hint && hint >= 1 && hint <= _options.Conf.Monitors.Count =>
                 new MonReply(MonReplyStatus.NotLeader, 0, $"mon.{_options.Conf.Monitors[hint - 1].Name} leads", _options.Conf.Monitors[hint - 1].Address),
             _ => NoQuorum(),
+        };
+    }
+
+    /// <summary>
+    /// Answers a subscription poll if there is something to say: a newer map, a reason to go elsewhere (not the
+    /// leader, no quorum), or the end of its wait. The answer is a lease read like any other, so a subscriber never
+    /// gets a map older than one it could have read. False: nothing newer yet, keep it waiting.
+    /// </summary>
+    private bool TryAnswer(Watcher w)
+    {
+        var reply = Read(w.Request.Query, w.Request.Since.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (reply is { Status: MonReplyStatus.Ok, Data: { } data } && Now < w.Deadline && MapUpdate.Decode(data).Kind == MapUpdateKind.Unchanged)
+        {
+            return false;
+        }
+        w.Done.TrySetResult(reply);
+        return true;
+    }
+
+    /// <summary>Answers the waiting subscription polls whose map moved on, whose wait ran out, or that this monitor can
+    /// no longer serve as leader.</summary>
+    private void WakeWatchers()
+    {
+        if (_watchers.Count == 0)
+        {
+            return;
+        }
+        var state = _machine!.State;
+        var leading = _node!.Role == PaxosRole.Leader;
+        var now = Now;
+        _watchers.RemoveAll(w =>
+        {
+            var epoch = w.Request.Query == MonQuery.OsdMapSince ? state.Osd.Epoch : state.Mon.Epoch;
+            return (epoch > w.Request.Since || now >= w.Deadline || !leading) && TryAnswer(w);
         });
     }
+
+    private sealed record Watcher(MonRequest Request, TaskCompletionSource<MonReply> Done, TimeSpan Deadline);
 
     private MonReply NoQuorum() => new(MonReplyStatus.NoQuorum, 0, $"mon.{_options.Name} is not in a quorum ({_statusLine}); try another monitor");
 
@@ -353,6 +406,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
             });
         }
         _published = _machine!.State;
+        WakeWatchers();
         var leader = node.Leader is { } l && l >= 1 && l <= _options.Conf.Monitors.Count ? "mon." + _options.Conf.Monitors[l - 1].Name : "none";
         _statusLine = $"{node.Role.ToString().ToLowerInvariant()}, leader {leader}, committed {node.CommitIndex}";
         _describe = node.Describe();
@@ -373,7 +427,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
                 // Logged by the loop.
             }
         }
-        foreach (var waiter in _pending.Values)
+        foreach (var waiter in _pending.Values.Concat(_watchers.Select(w => w.Done)))
         {
             waiter.TrySetResult(new MonReply(MonReplyStatus.NoQuorum, 0, $"mon.{_options.Name} is stopping; try another monitor"));
         }

@@ -15,8 +15,12 @@ namespace Appliance.Monitor.Daemon;
 public sealed class MonitorStateMachine : IStateMachine
 {
     private const byte EntryVersion = 1;
+    /// <summary>Osdmap increments kept for subscribers (older ones get the full map).</summary>
+    public const int OsdHistoryLength = 500;
     private ClusterState _state;
     private OsdLiveness _liveness;
+    // The encoded osdmap increments of the last epochs this member applied, oldest first (consecutive epochs).
+    private readonly Queue<(uint Epoch, byte[] Bytes)> _osdHistory = new();
 
     public MonitorStateMachine(ClusterState initial)
     {
@@ -75,6 +79,14 @@ public sealed class MonitorStateMachine : IStateMachine
         {
             _state = _state.Apply(inc);
             Applied++;
+            if (inc.Osd is { } osd)
+            {
+                _osdHistory.Enqueue((osd.Epoch, MapCodec.ToBytes(osd.Encode)));
+                while (_osdHistory.Count > OsdHistoryLength)
+                {
+                    _osdHistory.Dequeue();
+                }
+            }
         }
         return new MonReply(MonReplyStatus.Ok, 0, outcome.Message).Encode();
     }
@@ -95,6 +107,15 @@ public sealed class MonitorStateMachine : IStateMachine
             var r = new WireReader(query);
             var kind = (MonQuery)r.ReadU8();
             var argument = r.ReadString();
+            if (kind is MonQuery.OsdMapSince or MonQuery.MonMapSince)
+            {
+                if (!uint.TryParse(argument, NumberStyles.None, CultureInfo.InvariantCulture, out var since))
+                {
+                    return new MonReply(MonReplyStatus.Invalid, 0, $"a subscription names an epoch, not '{argument}'").Encode();
+                }
+                var update = kind == MonQuery.OsdMapSince ? OsdMapSince(since) : MonMapSince(since);
+                return new MonReply(MonReplyStatus.Ok, 0, $"epoch {update.Epoch}", Data: update.Encode()).Encode();
+            }
             return Render(_state, kind, argument).Encode();
         }
         catch (WireFormatException e)
@@ -189,13 +210,50 @@ public sealed class MonitorStateMachine : IStateMachine
         }
     }
 
+    /// <summary>What a subscriber at osdmap epoch <paramref name="since"/> misses: nothing, the increments (from the
+    /// history when it reaches back to since + 1), or the full map.</summary>
+    public MapUpdate OsdMapSince(uint since)
+    {
+        var current = _state.Osd.Epoch;
+        if (since >= current)
+        {
+            return new MapUpdate(MapUpdateKind.Unchanged, current, []);
+        }
+        if (since > 0 && _osdHistory.TryPeek(out var oldest) && oldest.Epoch <= since + 1)
+        {
+            var items = _osdHistory.Where(h => h.Epoch > since).Take(MapUpdate.MaxIncrements).Select(h => h.Bytes).ToList();
+            return new MapUpdate(MapUpdateKind.Increments, current, items);
+        }
+        return new MapUpdate(MapUpdateKind.Full, current, [_state.Osd.ToBytes()]);
+    }
+
+    /// <summary>The monmap when it is newer than <paramref name="since"/>.</summary>
+    public MapUpdate MonMapSince(uint since) =>
+        since >= _state.Mon.Epoch
+            ? new MapUpdate(MapUpdateKind.Unchanged, _state.Mon.Epoch, [])
+            : new MapUpdate(MapUpdateKind.Full, _state.Mon.Epoch, [_state.Mon.ToBytes()]);
+
     private static MonReply Ok(StringBuilder b) => new(MonReplyStatus.Ok, 0, b.ToString());
 
-    public byte[] Snapshot() => _state.ToBytes();
+    /// <summary>The maps, then the OSD liveness (both are what the log's entries act on: every member must hold the
+    /// same of each to reach the same results).</summary>
+    public byte[] Snapshot()
+    {
+        using var w = new WireWriter(4096);
+        _state.Encode(w);
+        _liveness.Encode(w);
+        return w.ToArray();
+    }
 
     public void Restore(ReadOnlySpan<byte> snapshot)
     {
-        _state = ClusterState.FromBytes(snapshot);
+        var r = new WireReader(snapshot);
+        _state = ClusterState.Decode(ref r);
+        // Snapshots written before liveness was part of them end here.
+        _liveness = r.Remaining > 0 ? OsdLiveness.Decode(ref r) : OsdLiveness.Start(DateTimeOffset.UnixEpoch);
+        r.ExpectEnd("monitor snapshot");
+        // The increments before the snapshot are not known here: subscribers behind it get the full map.
+        _osdHistory.Clear();
         Applied++;
     }
 }

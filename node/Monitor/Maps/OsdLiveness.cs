@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using Appliance.Wire.Codec;
 
 namespace Appliance.Monitor.Maps;
 
@@ -6,9 +7,10 @@ namespace Appliance.Monitor.Maps;
 public sealed record FailureReport(int Reporter, string ReporterHost, long TimeMs);
 
 /// <summary>
-/// The leader's soft state about OSD health: the last beacon of each OSD and the pending failure reports. Not
-/// replicated (as in Ceph): a new leader starts with <see cref="Start"/>, which gives every OSD a full beacon timeout
-/// from the takeover, and reporters repeat their reports. Immutable; operations return the next one.
+/// What the monitors know about OSD health beyond the osdmap: the last beacon of each OSD and the pending failure
+/// reports. It changes only through committed log entries (boot, beacon, reports, ticks, each with the proposer's
+/// time), so every monitor holds the same; it travels in the Paxos snapshot with the maps. Immutable; operations
+/// return the next one.
 /// </summary>
 public sealed class OsdLiveness
 {
@@ -24,6 +26,63 @@ public sealed class OsdLiveness
     public ImmutableSortedDictionary<int, long> LastBeaconMs { get; }
     /// <summary>target → reporter → report.</summary>
     public ImmutableSortedDictionary<int, ImmutableSortedDictionary<int, FailureReport>> Reports { get; }
+
+    private const byte Version = 1;
+
+    /// <summary>Encodes the whole state (it is part of the replicated state machine: a member restored from a snapshot
+    /// must go on exactly like the others).</summary>
+    public void Encode(WireWriter w)
+    {
+        var m = w.BeginStruct(Version, 1);
+        w.WriteI64(SinceMs);
+        w.WriteU32((uint)LastBeaconMs.Count);
+        foreach (var (osd, t) in LastBeaconMs)
+        {
+            w.WriteI32(osd);
+            w.WriteI64(t);
+        }
+        w.WriteU32((uint)Reports.Count);
+        foreach (var (target, reports) in Reports)
+        {
+            w.WriteI32(target);
+            w.WriteU32((uint)reports.Count);
+            foreach (var (reporter, report) in reports)
+            {
+                w.WriteI32(reporter);
+                w.WriteString(report.ReporterHost);
+                w.WriteI64(report.TimeMs);
+            }
+        }
+        w.EndStruct(m);
+    }
+
+    public static OsdLiveness Decode(ref WireReader r)
+    {
+        var s = r.BeginStruct(Version, "osd liveness");
+        var since = r.ReadI64();
+        var beacons = ImmutableSortedDictionary.CreateBuilder<int, long>();
+        var n = MapCodec.ReadCount(ref r, 12, "osd beacons");
+        for (var i = 0; i < n; i++)
+        {
+            beacons[r.ReadI32()] = r.ReadI64();
+        }
+        var reports = ImmutableSortedDictionary.CreateBuilder<int, ImmutableSortedDictionary<int, FailureReport>>();
+        var targets = MapCodec.ReadCount(ref r, 8, "failure report targets");
+        for (var i = 0; i < targets; i++)
+        {
+            var target = r.ReadI32();
+            var forTarget = ImmutableSortedDictionary.CreateBuilder<int, FailureReport>();
+            var count = MapCodec.ReadCount(ref r, 16, "failure reports");
+            for (var j = 0; j < count; j++)
+            {
+                var reporter = r.ReadI32();
+                forTarget[reporter] = new FailureReport(reporter, r.ReadString(MapCodec.MaxString), r.ReadI64());
+            }
+            reports[target] = forTarget.ToImmutable();
+        }
+        r.EndStruct(s);
+        return new OsdLiveness(since, beacons.ToImmutable(), reports.ToImmutable());
+    }
 
     public static OsdLiveness Start(DateTimeOffset now) => new(now.ToUnixTimeMilliseconds(), ImmutableSortedDictionary<int, long>.Empty,
         ImmutableSortedDictionary<int, ImmutableSortedDictionary<int, FailureReport>>.Empty);
