@@ -33,6 +33,12 @@ public static class MonitorCommands
         Recursive = true,
     };
 
+    private static readonly Option<double?> ClientTimeout = new("--timeout")
+    {
+        Description = "Seconds to keep trying the monitors (moving on from ones that are down or without quorum) before giving up. Default 30.",
+        Recursive = true,
+    };
+
     public static IEnumerable<Command> Create()
     {
         yield return Mon();
@@ -91,7 +97,12 @@ public static class MonitorCommands
         var conf = LoadConf(parse);
         var entity = parse.GetValue(Entity) ?? "client.admin";
         var key = LoadKey(parse, entity);
-        return new MonClient(conf.Monitors.Select(m => IPEndPoint.Parse(m.Address)), entity, key.Key);
+        var timeout = parse.GetValue(ClientTimeout) ?? 30;
+        if (timeout is <= 0 or > 86400)
+        {
+            throw new CliException(ExitCodes.InvalidInput, $"--timeout {timeout} is not a number of seconds between 0 and 86400");
+        }
+        return new MonClient(conf.Monitors.Select(m => IPEndPoint.Parse(m.Address)), entity, key.Key) { Deadline = TimeSpan.FromSeconds(timeout) };
     }
 
     /// <summary>Prints a reply's text or turns its failure into the documented exit code.</summary>
@@ -148,6 +159,7 @@ public static class MonitorCommands
         mon.Options.Add(ConfDir);
         mon.Options.Add(Entity);
         mon.Options.Add(KeyringPath);
+        mon.Options.Add(ClientTimeout);
 
         var monitors = new Option<string[]>("--mon") { Description = "A monitor as NAME=ADDRESS:PORT; repeat for 3 or 5 monitors.", Required = true, AllowMultipleArgumentsPerToken = true };
         var bootstrap = new Command("bootstrap", "Define a new cluster: writes cluster.conf, the monitors' keyring and client.admin's keyring into --conf-dir.") { monitors };
@@ -267,6 +279,7 @@ public static class MonitorCommands
         c.Options.Add(ConfDir);
         c.Options.Add(Entity);
         c.Options.Add(KeyringPath);
+        c.Options.Add(ClientTimeout);
     }
 
     private static Command Pool()

@@ -143,6 +143,7 @@ public sealed class MonClient : IAsyncDisposable
         var reasons = new List<string>();
         var refusedBy = new HashSet<IPEndPoint>();
         var backoff = TimeSpan.FromMilliseconds(50);
+        var hops = 0;
         while (true)
         {
             var target = _monitors[_current];
@@ -153,9 +154,11 @@ public sealed class MonClient : IAsyncDisposable
                 var reply = MonReply.Decode(m.Payload.Span);
                 switch (reply.Status)
                 {
-                    case MonReplyStatus.NotLeader when reply.Leader is { } leader && IPEndPoint.TryParse(leader, out var ep):
-                        var i = _monitors.ToList().FindIndex(x => x.Equals(ep));
-                        _current = i >= 0 ? i : (_current + 1) % _monitors.Count;
+                    case MonReplyStatus.NotLeader when reply.Leader is { } leader && IPEndPoint.TryParse(leader, out var ep)
+                        && IndexOf(ep) is var i && i >= 0 && i != _current && hops++ < _monitors.Count:
+                        // Straight to the leader it names; a hint back to itself, to a monitor we do not know, or
+                        // hops going round in circles (a stale hint) is handled like "no quorum": the next, after a pause.
+                        _current = i;
                         continue;
                     case MonReplyStatus.NotLeader:
                     case MonReplyStatus.NoQuorum:
@@ -189,6 +192,7 @@ public sealed class MonClient : IAsyncDisposable
                 throw Unavailable(reasons);
             }
             _current = (_current + 1) % _monitors.Count;
+            hops = 0;
             try
             {
                 await Task.Delay(backoff, deadline.Token);
@@ -199,6 +203,18 @@ public sealed class MonClient : IAsyncDisposable
             }
             backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(1).Ticks));
         }
+    }
+
+    private int IndexOf(IPEndPoint endpoint)
+    {
+        for (var i = 0; i < _monitors.Count; i++)
+        {
+            if (_monitors[i].Equals(endpoint))
+            {
+                return i;
+            }
+        }
+        return -1;
     }
 
     private MonitorsUnavailableException Unavailable(List<string> reasons) =>
