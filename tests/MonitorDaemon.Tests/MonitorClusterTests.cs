@@ -221,6 +221,60 @@ public sealed class MonitorClusterTests
     }
 
     [Fact]
+    public async Task Osds_boot_are_reported_down_go_out_on_the_leaders_tick_and_come_back_in()
+    {
+        await using var c = new Cluster(3);
+        for (var i = 0; i < 3; i++)
+        {
+            await c.StartAsync(i);
+        }
+        await using var admin = c.Client();
+        var keys = new[] { Secret.Generate(), Secret.Generate() };
+        for (var i = 0; i < 2; i++)
+        {
+            await Ok(admin.CommandAsync(new AuthAdd($"osd.{i}", new Dictionary<string, string> { ["mon"] = "allow rx" }, keys[i])));
+        }
+        await Ok(admin.CommandAsync(new ConfigSet("mon_osd_down_out_interval", "1")));
+        await using var osd0 = c.Client("osd.0", keys[0]);
+        await using var osd1 = c.Client("osd.1", keys[1]);
+        await Ok(osd0.CommandAsync(new OsdBoot(0, "127.0.0.1:6800", "h0", 0x10000)));
+        await Ok(osd1.CommandAsync(new OsdBoot(1, "127.0.0.1:6801", "h1", 0x10000)));
+
+        // Nobody speaks for another OSD, and the tick is the monitors' own.
+        Assert.Equal(MonReplyStatus.Denied, (await osd0.CommandAsync(new OsdBoot(1, "127.0.0.1:6802", "h0", 0x10000))).Status);
+        Assert.Equal(MonReplyStatus.Denied, (await osd0.CommandAsync(new OsdFailureReport(1, 1))).Status);
+        Assert.Equal(MonReplyStatus.Denied, (await admin.CommandAsync(new OsdBeacon(0))).Status);
+        Assert.Equal(MonReplyStatus.Denied, (await osd0.CommandAsync(new OsdTick())).Status);
+        // An OSD key cannot administer the cluster.
+        Assert.Equal(MonReplyStatus.Denied, (await osd0.CommandAsync(new PoolCreate("mine"))).Status);
+
+        await Ok(osd0.CommandAsync(new OsdBeacon(0)));
+        var tree = await Ok(admin.QueryAsync(MonQuery.OsdTree));
+        Assert.Contains("osd.0", tree.Message);
+        Assert.Contains("osd.1", tree.Message);
+
+        // osd.1 reports osd.0 failed (the only other host, so its report is enough): down at once; the leader's own
+        // tick marks it out once it has been down for mon_osd_down_out_interval.
+        await Ok(osd1.CommandAsync(new OsdFailureReport(0, 1)));
+        OsdInfo? state = null;
+        for (var attempt = 0; attempt < 200; attempt++)
+        {
+            state = c.Daemons.First(d => d is not null)!.Committed!.Osd.FindOsd(0);
+            if (state is { Up: false, In: false })
+            {
+                break;
+            }
+            await Task.Delay(50);
+        }
+        Assert.True(state is { Up: false, In: false, AutoOut: true }, $"osd.0 is {state}");
+
+        // It boots again: up, and in again (the monitors, not an administrator, had marked it out).
+        await Ok(osd0.CommandAsync(new OsdBoot(0, "127.0.0.1:6800", "h0", 0x10000)));
+        var osdmap = await Ok(admin.QueryAsync(MonQuery.Status));
+        Assert.Contains("2 OSDs, 2 up, 2 in", osdmap.Message);
+    }
+
+    [Fact]
     public async Task Refused_commands_denied_callers_and_a_lone_monitor_without_quorum()
     {
         await using var c = new Cluster(3);

@@ -23,6 +23,8 @@ public sealed record MonitorDaemonOptions
     public required KeyringEntry Admin { get; init; }
     public PaxosOptions Paxos { get; init; } = new();
     public TimeSpan TickInterval { get; init; } = TimeSpan.FromMilliseconds(10);
+    /// <summary>How often the leader checks whether OSDs must be marked down (beacons stopped) or out.</summary>
+    public TimeSpan OsdCheckInterval { get; init; } = TimeSpan.FromSeconds(1);
 }
 
 /// <summary>
@@ -45,6 +47,10 @@ public sealed class MonitorDaemon : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Dictionary<string, int> _ranks;
     private readonly long _startTimestamp = Stopwatch.GetTimestamp();
+    // This monitor's own proposals (OSD ticks) use a client session of their own.
+    private readonly long _selfClientId = Random.Shared.NextInt64(1, long.MaxValue);
+    private long _selfSeq;
+    private TimeSpan _lastOsdCheck;
     private MonitorStore? _store;
     private PaxosNode? _node;
     private MonitorStateMachine? _machine;
@@ -206,21 +212,21 @@ public sealed class MonitorDaemon : IAsyncDisposable
         var caps = who.StartsWith("mon.", StringComparison.Ordinal)
             ? new EntityCaps(new Dictionary<string, string> { ["mon"] = "allow *" })
             : _published?.Auth.Find(who)?.ParsedCaps() ?? EntityCaps.None;
+        if (request.Command is { IsAdministrative: false } lifecycle && LifecycleRefusal(who, lifecycle) is { } refusal)
+        {
+            return Task.FromResult(new MonReply(MonReplyStatus.Denied, 0, refusal));
+        }
         var need = request.Command switch
         {
             null => Access.Read,
             AuthAdd or AuthCaps or AuthRemove or MonAdd or MonRemove => Access.All,
+            { IsAdministrative: false } => Access.Read | Access.Execute,
             _ => Access.Write,
         };
         if (!Authorizer.IsAllowed(caps, "mon", need))
         {
             return Task.FromResult(new MonReply(MonReplyStatus.Denied, 0,
                 $"{who} may not {(request.Command is null ? "read the cluster maps" : request.Command.Describe())}: it needs mon '{NeedText(need)}' (see `appliance auth caps`)"));
-        }
-        if (request.Command is { IsAdministrative: false })
-        {
-            return Task.FromResult(new MonReply(MonReplyStatus.Invalid, 0,
-                "OSD lifecycle messages (boot, beacon, failure reports) come from OSD daemons over their own protocol, not from clients"));
         }
         var done = new TaskCompletionSource<MonReply>(TaskCreationOptions.RunContinuationsAsynchronously);
         Post(() => Execute(who, request, done));
@@ -231,8 +237,31 @@ public sealed class MonitorDaemon : IAsyncDisposable
     {
         Access.Read => "allow r",
         Access.All => "allow *",
+        Access.Read | Access.Execute => "allow rx",
         _ => "allow rw",
     };
+
+    /// <summary>
+    /// OSD lifecycle messages speak for one OSD: only that OSD's own entity may send them (osd.3 boots, beacons and
+    /// reports as osd.3, never as another), and with mon 'allow rx'. The periodic tick is the leader's own.
+    /// </summary>
+    private static string? LifecycleRefusal(string who, MonCommand command)
+    {
+        int? subject = command switch
+        {
+            OsdBoot c => c.Id,
+            OsdBeacon c => c.Id,
+            OsdFailureReport c => c.Reporter,
+            OsdFailureCancel c => c.Reporter,
+            _ => null,
+        };
+        if (subject is null)
+        {
+            return $"{command.Describe()} is the monitors' own; no client may send it";
+        }
+        var expected = $"osd.{subject.Value.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
+        return who == expected ? null : $"{who} may not speak for {expected}: only {expected} itself sends its {command.Describe()}";
+    }
 
     private void Execute(string who, MonRequest request, TaskCompletionSource<MonReply> done)
     {
@@ -359,6 +388,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
                         return;
                     }
                     _node!.Tick(Now);
+                    CheckOsds();
                     tick = ticker.WaitForNextTickAsync(_stop.Token).AsTask();
                 }
                 while (reader.TryRead(out var action))
@@ -377,6 +407,24 @@ public sealed class MonitorDaemon : IAsyncDisposable
             _log($"FATAL: mon.{_options.Name} loop failed: {e}");
             _statusLine = $"failed: {e.Message}";
             throw;
+        }
+    }
+
+    /// <summary>The leader, under its lease, proposes an OSD tick when one would change the maps (an OSD's beacons
+    /// stopped, or it has been down for mon_osd_down_out_interval).</summary>
+    private void CheckOsds()
+    {
+        var node = _node!;
+        var now = Now;
+        if (now - _lastOsdCheck < _options.OsdCheckInterval || !node.HoldsLease(now))
+        {
+            return;
+        }
+        _lastOsdCheck = now;
+        var wall = DateTimeOffset.UtcNow;
+        if (_machine!.TickWouldChange(wall))
+        {
+            node.Propose(_selfClientId, ++_selfSeq, MonitorStateMachine.EncodeEntry(new OsdTick(), $"mon.{_options.Name}", wall), now);
         }
     }
 

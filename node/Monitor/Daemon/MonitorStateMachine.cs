@@ -34,6 +34,11 @@ public sealed class MonitorStateMachine : IStateMachine
     /// <summary>Bumped on every applied entry that changed the maps (for subscribers).</summary>
     public long Applied { get; private set; }
 
+    /// <summary>Whether an <see cref="OsdTick"/> at <paramref name="now"/> would change the maps (an OSD's beacons
+    /// stopped, or one has been down long enough to go out): the leader proposes a tick only then.</summary>
+    public bool TickWouldChange(DateTimeOffset now) =>
+        _state.Osd.Osds.Count > 0 && MonOperations.Execute(_state, _liveness, new OsdTick(), "mon", now).Increment is { IsEmpty: false };
+
     /// <summary>The log entry for a command.</summary>
     public static byte[] EncodeEntry(MonCommand command, string who, DateTimeOffset now)
     {
