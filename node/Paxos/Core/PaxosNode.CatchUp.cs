@@ -62,7 +62,7 @@ public sealed partial class PaxosNode
             if (!(_log.TryGetValue(e.Index, out var old) && old.Value.Equals(e.Value)))
             {
                 _log[e.Index] = e;
-                _batch.Entries.Add(e);
+                StageEntry(e);
             }
             ApplyThrough(e.Index);
         }
@@ -120,10 +120,20 @@ public sealed partial class PaxosNode
         }
     }
 
+    /// <summary>Records a trim in the batch. The batch applies its trim before its entries, so entries the batch
+    /// already holds at or below the trim point (staged earlier in a scope) are dropped from it here: they are
+    /// covered by the snapshot written with the trim.</summary>
     private void Trim(long through)
     {
         _batch.TrimThrough = Math.Max(_batch.TrimThrough ?? 0, through);
-        _batch.Entries.RemoveAll(e => e.Index <= through);
+        if (_batch.Entries.RemoveAll(e => e.Index <= through) > 0)
+        {
+            _batchSlots.Clear();
+            for (var i = 0; i < _batch.Entries.Count; i++)
+            {
+                _batchSlots[_batch.Entries[i].Index] = i;
+            }
+        }
     }
 
     /// <summary>The node's part of a snapshot: the client sessions (for at-most-once application), then the state

@@ -201,7 +201,7 @@ public sealed partial class PaxosNode
             var value = merged.TryGetValue(i, out var e) ? e.Value : LogValue.Noop;
             var entry = new AcceptedEntry(i, _ballot, value);
             _log[i] = entry;
-            _batch.Entries.Add(entry);
+            StageEntry(entry);
             _acks[i] = [Id];
             entries.Add(entry);
         }

@@ -112,7 +112,7 @@ public sealed partial class PaxosNode
             }
             var entry = new AcceptedEntry(_nextIndex++, _ballot, value);
             _log[entry.Index] = entry;
-            _batch.Entries.Add(entry);
+            StageEntry(entry);
             _acks[entry.Index] = [Id];
             fresh.Add(entry);
         }
@@ -155,7 +155,10 @@ public sealed partial class PaxosNode
                 }
             }
         }
-        FlushQueue();
+        if (!_inBatch)
+        {
+            FlushQueue();
+        }
     }
 
     private void OnAccept(int from, Accept m, TimeSpan now)
@@ -174,7 +177,7 @@ public sealed partial class PaxosNode
             {
                 var entry = new AcceptedEntry(e.Index, m.Ballot, e.Value);
                 _log[e.Index] = entry;
-                _batch.Entries.Add(entry);
+                StageEntry(entry);
             }
             // At or below our commit index the entry is chosen here already, and the leader's value is the chosen one.
             indices.Add(e.Index);
@@ -232,11 +235,49 @@ public sealed partial class PaxosNode
         // Everyone who may need to hear it, including members a committed change removes (and, if this removes us,
         // the members that must now elect a leader among themselves).
         var peers = Peers().ToArray();
+        var ballot = _ballot;
         ApplyThrough(c);
-        foreach (var peer in peers.Union(Peers()))
+        AnnounceCommit(ballot, c, peers.Union(Peers()));
+    }
+
+    // A commit notice a batch scope holds back, so that a scope that commits many times sends one per peer.
+    private (Ballot Ballot, long Commit)? _commitNotice;
+    private readonly HashSet<int> _commitNoticePeers = [];
+
+    /// <summary>Tells <paramref name="peers"/> that ballot <paramref name="ballot"/> committed through
+    /// <paramref name="commit"/>: at once, or inside a batch scope once at its end. A notice is only ever sent for
+    /// the ballot and commit index it was made for (a later commit index learned from another leader must not be
+    /// announced in this ballot: receivers apply what they accepted in the notice's ballot).</summary>
+    private void AnnounceCommit(Ballot ballot, long commit, IEnumerable<int> peers)
+    {
+        if (!_inBatch)
         {
-            Send(peer, new Accept(_ballot, _commitIndex, []));
+            foreach (var peer in peers)
+            {
+                Send(peer, new Accept(ballot, commit, []));
+            }
+            return;
         }
+        if (_commitNotice is { } held && held.Ballot != ballot)
+        {
+            SendPendingCommitNotice();
+        }
+        _commitNotice = (ballot, commit);
+        _commitNoticePeers.UnionWith(peers);
+    }
+
+    private void SendPendingCommitNotice()
+    {
+        if (_commitNotice is not { } held)
+        {
+            return;
+        }
+        foreach (var peer in _commitNoticePeers)
+        {
+            Send(peer, new Accept(held.Ballot, held.Commit, []));
+        }
+        _commitNotice = null;
+        _commitNoticePeers.Clear();
     }
 
     /// <summary>The leader of ballot <paramref name="b"/> says everything up to <paramref name="commit"/> is chosen.

@@ -8,9 +8,11 @@ namespace Appliance.Paxos.Core;
 /// <see cref="Tick"/> periodically (every 10 ms or so), <see cref="Propose"/> and <see cref="Read"/> for clients, all
 /// with the current monotonic time; then it takes the node's <see cref="TakeOutput"/> and sends the messages.
 /// Not thread-safe: one caller at a time. Every call writes the state it changed to <see cref="IPaxosStorage"/>
-/// (one atomic batch) before any message produced by the call appears in the output, so a reply is only ever sent
-/// for durable state. If the storage throws, the call throws, nothing it produced is released, and the instance
-/// refuses further calls: discard it and start a new one from storage. See README.md for the protocol.
+/// (one atomic batch) before any message or completion produced by the call appears in the output, so a reply is
+/// only ever sent for durable state. Between <see cref="BeginBatch"/> and <see cref="EndBatch"/> the calls share one
+/// write instead (group commit): their outputs are held until EndBatch has persisted it. If the storage throws, the
+/// call throws, nothing it produced is released, and the instance refuses further calls: discard it and start a new
+/// one from storage. See README.md for the protocol.
 /// </summary>
 public sealed partial class PaxosNode
 {
@@ -45,10 +47,15 @@ public sealed partial class PaxosNode
     // Proposals made on this member, until they are applied here.
     private readonly Dictionary<(long Client, long Seq), PendingProposal> _pending = [];
 
-    // The effects of the current call: the batch to persist, then the messages and completions it allows.
+    // The effects of the current call (or of every call in an open batch scope): the batch to persist, then the
+    // messages and completions it allows. Nothing staged reaches _output before the batch is durable.
     private PaxosWriteBatch _batch = new();
+    private readonly Dictionary<long, int> _batchSlots = [];
     private readonly List<OutgoingMessage> _staged = [];
+    private readonly List<ProposalOutcome> _stagedCompletions = [];
     private PaxosOutput _output = new();
+    private bool _inBatch;
+    private long _durableCommit;
 
     /// <summary>Starts (or restarts) a member from what <paramref name="storage"/> holds.</summary>
     /// <param name="id">This member's id (positive).</param>
@@ -96,6 +103,7 @@ public sealed partial class PaxosNode
             _commitIndex = i;
         }
         _batch = new PaxosWriteBatch();
+        _durableCommit = _commitIndex;
 
         // A lease this member granted before it went down may still be held by a leader: refuse new ballots for a
         // full lease duration from now, which ends after any promise made before the crash.
@@ -131,7 +139,50 @@ public sealed partial class PaxosNode
         $"next {_nextIndex} members {_committedConfig} queue {_queue.Count} pending {_pending.Count} " +
         $"log [{string.Join(" ", Above(_commitIndex).Select(e => $"{e.Index}@{e.Ballot}:{e.Value}"))}]";
 
-    /// <summary>Everything produced since the last call. Send the messages in order; report the completions.</summary>
+    /// <summary>Whether a batch scope is open (between <see cref="BeginBatch"/> and <see cref="EndBatch"/>).</summary>
+    public bool InBatch => _inBatch;
+
+    /// <summary>Opens a batch scope: until <see cref="EndBatch"/>, the calls (Handle, Tick, Propose, ProposeMembership,
+    /// Read) accumulate one write batch instead of writing one each, and hold back every message and completion
+    /// they produce; the leader packs the proposals of the whole scope into as few entries and Accept messages as it
+    /// can. A host that handles several events per loop iteration brackets them with BeginBatch/EndBatch, then takes
+    /// the output: one storage write per iteration instead of one per event. A crash inside the scope loses the
+    /// scope's effects, as if the events had never arrived (nothing of them was observable).</summary>
+    /// <exception cref="InvalidOperationException">A scope is already open, or the member failed.</exception>
+    public void BeginBatch()
+    {
+        ThrowIfFailed();
+        if (_inBatch)
+        {
+            throw new InvalidOperationException("a batch scope is already open: call EndBatch first");
+        }
+        _inBatch = true;
+    }
+
+    /// <summary>Closes the batch scope: proposes what the scope queued (at the leader), persists the accumulated
+    /// batch in one <see cref="IPaxosStorage.Write"/>, and only then releases the held messages and completions to
+    /// <see cref="TakeOutput"/>. If the write throws, this throws, nothing is released and the member is failed (as
+    /// for a failed write outside a scope).</summary>
+    /// <exception cref="InvalidOperationException">No scope is open, or the member failed.</exception>
+    public void EndBatch()
+    {
+        ThrowIfFailed();
+        if (!_inBatch)
+        {
+            throw new InvalidOperationException("no batch scope is open: call BeginBatch first");
+        }
+        _inBatch = false;
+        SendPendingCommitNotice();
+        if (_role == PaxosRole.Leader)
+        {
+            FlushQueue();
+        }
+        Persist();
+    }
+
+    /// <summary>Everything released since the last call: it depends only on durable state. Send the messages in
+    /// order; report the completions. Inside a batch scope nothing is released before <see cref="EndBatch"/> (except
+    /// what a <see cref="Read"/> had to persist early).</summary>
     public PaxosOutput TakeOutput()
     {
         var o = _output;
@@ -159,7 +210,7 @@ public sealed partial class PaxosNode
             case ForwardConfig m: TryQueueConfig(m.Members); break;
             default: throw new ArgumentException($"unknown message {message.GetType().Name}", nameof(message));
         }
-        if (_role == PaxosRole.Leader)
+        if (_role == PaxosRole.Leader && !_inBatch)
         {
             FlushQueue();
         }
@@ -213,6 +264,7 @@ public sealed partial class PaxosNode
             Complete(seq == session.LastSeq
                 ? new ProposalOutcome(clientId, seq, ProposalStatus.Committed, session.LastResult)
                 : new ProposalOutcome(clientId, seq, ProposalStatus.Superseded, null));
+            Flush();
             return ProposeStatus.Pending;
         }
         if (!_committedConfig.Contains(Id))
@@ -224,7 +276,10 @@ public sealed partial class PaxosNode
         {
             _pending[key] = new PendingProposal(cmd, now + _options.ProposalTimeout, now);
             Enqueue(cmd);
-            FlushQueue();
+            if (!_inBatch)
+            {
+                FlushQueue(); // in a scope, EndBatch packs everything the scope queued
+            }
         }
         else if (_leaderId is { } leader && now - _lastLeaderContact < _options.ElectionTimeout)
         {
@@ -254,7 +309,10 @@ public sealed partial class PaxosNode
         else if (_role == PaxosRole.Leader)
         {
             status = TryQueueConfig(members) ? ProposeStatus.Pending : ProposeStatus.Rejected;
-            FlushQueue();
+            if (!_inBatch)
+            {
+                FlushQueue();
+            }
         }
         else if (_leaderId is { } leader && now - _lastLeaderContact < _options.ElectionTimeout)
         {
@@ -271,9 +329,16 @@ public sealed partial class PaxosNode
 
     /// <summary>A linearizable read: served only by the leader, while it holds its lease and has applied everything
     /// any earlier leader could have committed. Others answer <see cref="ReadStatus.NotLeader"/> or
-    /// <see cref="ReadStatus.NoQuorum"/> — never a possibly stale value.</summary>
+    /// <see cref="ReadStatus.NoQuorum"/> — never a possibly stale value. The answer is returned at once, so inside a
+    /// batch scope a read first persists what it depends on (applied entries, the promise) if the scope changed
+    /// it.</summary>
     public ReadResult Read(ReadOnlySpan<byte> query, TimeSpan now)
     {
+        ThrowIfFailed();
+        if (_inBatch && (_commitIndex != _durableCommit || _batch.Promised is not null) && !_options.BugReadBeforePersist)
+        {
+            Persist();
+        }
         if (_role == PaxosRole.Leader)
         {
             return _commitIndex >= _recoveredMax && now < _leaseUntil
@@ -305,11 +370,25 @@ public sealed partial class PaxosNode
         }
     }
 
-    private void Complete(ProposalOutcome outcome) => _output.Completions.Add(outcome);
+    private void Complete(ProposalOutcome outcome) => _stagedCompletions.Add(outcome);
 
-    /// <summary>Persists the batch, then releases the messages that depend on it: the one place that orders
-    /// durability before replies.</summary>
+    /// <summary>The end of every public call: persist and release, unless a batch scope defers both to
+    /// <see cref="EndBatch"/>.</summary>
     private void Flush()
+    {
+        if (!_inBatch)
+        {
+            Persist();
+        }
+        else if (_options.BugReleaseBeforePersist)
+        {
+            Release();
+        }
+    }
+
+    /// <summary>Persists the batch, then releases the messages and completions that depend on it: the one place
+    /// that orders durability before replies.</summary>
+    private void Persist()
     {
         if (!_batch.IsEmpty)
         {
@@ -321,13 +400,38 @@ public sealed partial class PaxosNode
             {
                 // Memory is now ahead of the disk: nothing staged may leave, and this instance must not go on.
                 _staged.Clear();
+                _stagedCompletions.Clear();
                 _failed = true;
                 throw;
             }
             _batch = new PaxosWriteBatch();
+            _batchSlots.Clear();
         }
+        _durableCommit = _commitIndex;
+        Release();
+    }
+
+    private void Release()
+    {
         _output.Messages.AddRange(_staged);
         _staged.Clear();
+        _output.Completions.AddRange(_stagedCompletions);
+        _stagedCompletions.Clear();
+    }
+
+    /// <summary>Adds an accepted entry to the batch, replacing one the batch already holds at its index (a scope may
+    /// accept an index twice, in two ballots).</summary>
+    private void StageEntry(AcceptedEntry entry)
+    {
+        if (_batchSlots.TryGetValue(entry.Index, out var slot))
+        {
+            _batch.Entries[slot] = entry;
+        }
+        else
+        {
+            _batchSlots[entry.Index] = _batch.Entries.Count;
+            _batch.Entries.Add(entry);
+        }
     }
 
     private void NoteBallot(Ballot b)

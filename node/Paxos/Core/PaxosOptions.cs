@@ -62,6 +62,13 @@ public sealed record PaxosOptions
     /// the drift-corrected value (a lease that outlives the promises behind it).</summary>
     internal double BugLeaderLeaseFactor { get; init; }
 
+    /// <summary>Test only: inside a batch scope, every call releases its messages and completions at once while the
+    /// write waits for EndBatch (a reply sent before the state it depends on is durable).</summary>
+    internal bool BugReleaseBeforePersist { get; init; }
+
+    /// <summary>Test only: inside a batch scope, a read is answered from applied state the scope has not persisted.</summary>
+    internal bool BugReadBeforePersist { get; init; }
+
     /// <summary>How long the leader may serve reads after sending a heartbeat that a quorum acknowledged.
     /// Acceptor promise lasts L real seconds at least L/(1+d); the leader's lease lasts at most
     /// leaderLease/(1-d) real seconds; so leaderLease = L(1-d)/(1+d) - margin ends first.</summary>

@@ -57,6 +57,17 @@ public sealed class MemoryPaxosStorage : IPaxosStorage
     /// <summary>The promise that survives a crash now.</summary>
     public Core.Ballot DurablePromised => _durable.Promised;
 
+    /// <summary>The commit index that survives a crash now.</summary>
+    public long DurableCommitIndex => _durable.CommitIndex;
+
+    /// <summary>Whether what survives a crash now covers an acceptance of <paramref name="index"/> in
+    /// <paramref name="ballot"/>: an entry there accepted in that ballot or a later one, or a commit index or snapshot
+    /// at or above it (the index is chosen and kept, or covered by the snapshot).</summary>
+    public bool DurablyAccepted(long index, Core.Ballot ballot) =>
+        (_durable.Entries.TryGetValue(index, out var e) && e.Ballot >= ballot)
+        || index <= _durable.CommitIndex
+        || index <= (_durable.Snapshot?.Index ?? 0);
+
     /// <summary>A copy of the durable image (what survives a crash now).</summary>
     public PaxosDurableState DurableImage => _durable.Clone();
 }

@@ -2,6 +2,19 @@ using Appliance.Paxos.Core;
 
 namespace Appliance.Paxos.Tests.Simulation;
 
+/// <summary>How the simulated hosts drive their nodes.</summary>
+public enum BatchMode
+{
+    /// <summary>Every node chooses at each boot: one call per event, or batch scopes.</summary>
+    Mixed,
+
+    /// <summary>One call per event; each call persists on its own.</summary>
+    Never,
+
+    /// <summary>Every node groups the events that reach it while its host is busy into one batch scope.</summary>
+    Always,
+}
+
 /// <summary>One family of schedules. Times are simulated microseconds of real time.</summary>
 public sealed record SimConfig
 {
@@ -46,6 +59,16 @@ public sealed record SimConfig
     /// <summary>Whether to check, at every event, that no majority promised above a lease holder's ballot. Off, only
     /// the consequence (two lease holders at one instant, stale reads) remains to be caught.</summary>
     public bool CheckPromisesUnderLease { get; init; } = true;
+
+    public BatchMode Batching { get; init; } = BatchMode.Mixed;
+
+    /// <summary>Whether to check, whenever a node's output is taken, that everything released is backed by its disk
+    /// (see Simulation.CheckReleasedDurable). Off, only the end-to-end checkers remain.</summary>
+    public bool CheckReleasedDurable { get; init; } = true;
+
+    /// <summary>The chance (during the fault phase, with crashes on) that a batch scope ends in a crash after a random
+    /// number of its calls, before EndBatch.</summary>
+    public double ScopeCrashChance { get; init; } = 0.003;
 
     public PaxosOptions Options { get; init; } = FastOptions;
 

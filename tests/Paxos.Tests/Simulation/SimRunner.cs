@@ -22,7 +22,8 @@ public static class SimRunner
         var baseSeed = BaseSeed();
         output.WriteLine($"{name}: {schedules} schedules from seed {baseSeed} (replay one with APPLIANCE_SEED=<seed>)");
         long events = 0, writes = 0, reads = 0, unknown = 0, crashes = 0, leaders = 0, membership = 0, committed = 0, snapshots = 0;
-        var largestBatch = 0;
+        long scopes = 0, scopeCrashes = 0;
+        int largestBatch = 0, largestScope = 0;
         for (var i = 0; i < schedules; i++)
         {
             var seed = unchecked(baseSeed + i);
@@ -44,10 +45,14 @@ public static class SimRunner
             committed += r.Committed;
             snapshots += r.SnapshotsSent;
             largestBatch = Math.Max(largestBatch, r.LargestBatch);
+            scopes += r.Scopes;
+            scopeCrashes += r.ScopeCrashes;
+            largestScope = Math.Max(largestScope, r.LargestScope);
         }
         output.WriteLine($"{name}: all {schedules} schedules passed: {events} events, {committed} entries committed, {writes} writes ok, " +
                          $"{reads} lease reads ok, {unknown} unknown outcomes, {crashes} crashes, {leaders} leader changes, " +
-                         $"{membership} membership changes, {snapshots} snapshots sent, largest batch {largestBatch} commands");
+                         $"{membership} membership changes, {snapshots} snapshots sent, largest batch {largestBatch} commands, " +
+                         $"{scopes} batch scopes (largest {largestScope} calls), {scopeCrashes} crashes inside a scope");
 
         // The schedules must have exercised what they claim to (a simulator that quietly does nothing passes everything).
         Assert.True(writes >= 20L * schedules, $"only {writes} writes committed");
@@ -65,6 +70,15 @@ public static class SimRunner
         {
             Assert.True(snapshots > 0, "no catch-up by snapshot happened");
             Assert.True(unknown > 0, "no write ever had an unknown outcome: faults did not bite");
+        }
+        if (config.Batching != BatchMode.Never)
+        {
+            Assert.True(scopes >= 100L * schedules, $"only {scopes} batch scopes");
+            Assert.True(largestScope > 1, "no batch scope ever held more than one call");
+            if (config.Crashes)
+            {
+                Assert.True(scopeCrashes > 0, "no crash ever struck inside a batch scope");
+            }
         }
         if (config.Clients > 3)
         {

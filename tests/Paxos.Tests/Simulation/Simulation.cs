@@ -28,6 +28,14 @@ public sealed class SimResult
 
     public long MembershipChanges { get; set; }
 
+    /// <summary>Batch scopes (BeginBatch..EndBatch) the simulated hosts ran, and the most events one of them held.</summary>
+    public long Scopes { get; set; }
+
+    public int LargestScope { get; set; }
+
+    /// <summary>Crashes between BeginBatch and EndBatch (the scope's writes and outputs lost).</summary>
+    public long ScopeCrashes { get; set; }
+
     public int ReadsOk { get; set; }
 
     public int WritesOk { get; set; }
@@ -40,7 +48,7 @@ public sealed class SimResult
     public override string ToString() =>
         $"seed {Seed}: {Events} events, {Messages} msgs, {Committed} entries, {WritesOk} writes ok, {ReadsOk} reads ok, " +
         $"{Unknown} unknown, {Crashes} crashes, {LeaderChanges} leader changes, {SnapshotsSent} snapshots sent, largest batch {LargestBatch}, " +
-        $"{MembershipChanges} membership changes";
+        $"{MembershipChanges} membership changes, {Scopes} scopes (largest {LargestScope} events), {ScopeCrashes} crashes inside one";
 }
 
 /// <summary>
@@ -51,6 +59,10 @@ public sealed class SimResult
 /// at the leader) and record what they saw. Checkers run at every event (agreement at every commit, one lease holder
 /// at a time, one leader per ballot) and at the end (linearizability, progress after healing, convergence).
 /// Everything random comes from one seed.
+/// A node runs in one of two host modes (chosen at each boot, see <see cref="SimConfig.Batching"/>): one call per
+/// event, or a host loop that queues the events reaching the node while it is busy and handles each queue in one
+/// batch scope (BeginBatch, the calls, EndBatch), busy again for the length of a write after a scope that wrote.
+/// A crash may strike inside a scope, after any of its calls.
 /// </summary>
 public sealed class Simulation
 {
@@ -156,8 +168,19 @@ public sealed class Simulation
         n.Machine = new KvMachine();
         var initial = n.Id <= _config.Members ? _initialMembers : MemberSet.Empty;
         var id = n.Id;
+        n.Batched = _config.Batching switch
+        {
+            BatchMode.Always => true,
+            BatchMode.Never => false,
+            _ => _rng.Next(2) == 0,
+        };
+        n.Inbox.Clear();
+        n.InboxScheduled = false;
+        n.BusyUntil = 0;
+        n.AppliedAt.Clear();
         n.Node = new PaxosNode(n.Id, initial, n.Storage, n.Machine, _config.Options, new Random(_rng.Next()), Local(n),
             (index, value) => OnApplied(id, index, value));
+        CheckApplied(n); // replayed from storage: durable
         var incarnation = n.Incarnation;
         Schedule(_now + _rng.NextInt64(1, TickPeriod), () => Tick(n, incarnation));
     }
@@ -173,9 +196,73 @@ public sealed class Simulation
             Schedule(n.PausedUntil, () => Tick(n, incarnation));
             return;
         }
-        n.Node.Tick(Local(n));
-        Drain(n);
+        RunOn(n, node => node.Tick(Local(n)));
         Schedule(_now + TickPeriod - 2_000 + _rng.NextInt64(0, 4_000), () => Tick(n, incarnation));
+    }
+
+    /// <summary>Runs one call on a node as its host would: at once (then takes the output), or queued for the node's
+    /// next batch scope.</summary>
+    private void RunOn(SimNode n, Action<PaxosNode> call)
+    {
+        if (!n.Batched)
+        {
+            call(n.Node!);
+            Drain(n);
+            return;
+        }
+        n.Inbox.Add(call);
+        if (!n.InboxScheduled)
+        {
+            n.InboxScheduled = true;
+            var incarnation = n.Incarnation;
+            Schedule(Math.Max(_now, n.BusyUntil) + _rng.NextInt64(0, 300), () => RunScope(n, incarnation));
+        }
+    }
+
+    /// <summary>The batching host's loop iteration: everything queued, in one scope. The output is taken after every
+    /// call as well (a correct node releases nothing before EndBatch, so that changes nothing unless it is wrong).</summary>
+    private void RunScope(SimNode n, int incarnation)
+    {
+        if (n.Node is not { } node || n.Incarnation != incarnation)
+        {
+            return;
+        }
+        if (_now < n.PausedUntil)
+        {
+            Schedule(n.PausedUntil + _rng.NextInt64(0, 1_000), () => RunScope(n, incarnation));
+            return;
+        }
+        n.InboxScheduled = false;
+        var calls = n.Inbox.ToArray();
+        n.Inbox.Clear();
+        var crashAfter = !_healed && _config.Crashes && _rng.NextDouble() < _config.ScopeCrashChance ? _rng.Next(calls.Length + 1) : -1;
+        var writes = n.Storage.WriteCount;
+        _result.Scopes++;
+        _result.LargestScope = Math.Max(_result.LargestScope, calls.Length);
+        node.BeginBatch();
+        for (var i = 0; i < calls.Length; i++)
+        {
+            if (i == crashAfter)
+            {
+                break;
+            }
+            calls[i](node);
+            Drain(n);
+        }
+        if (crashAfter >= 0)
+        {
+            Log($"crash {n.Id} inside a scope after {crashAfter} of {calls.Length} calls");
+            _result.ScopeCrashes++;
+            Crash(n);
+            return;
+        }
+        node.EndBatch();
+        Drain(n);
+        if (n.Storage.WriteCount != writes)
+        {
+            // The host is busy writing (an fsync) for a while; events queue up meanwhile and form the next scope.
+            n.BusyUntil = _now + _rng.NextInt64(100, 1_000);
+        }
     }
 
     private void Crash(SimNode n)
@@ -183,6 +270,8 @@ public sealed class Simulation
         Log($"crash {n.Id}");
         n.Node = null;
         n.Storage.Crash();
+        n.Inbox.Clear();
+        n.PendingApplied.Clear(); // applied in memory, never persisted, never observed
         _result.Crashes++;
         Mix(-n.Id);
         // Clients waiting on the crashed node see their connection drop: the outcome of their write is unknown.
@@ -192,11 +281,41 @@ public sealed class Simulation
             {
                 FinishWrite(c, null);
             }
+            else if (c.QueuedOn == n.Id)
+            {
+                // Its request was still in the host's queue: the connection drops before anything happened.
+                c.QueuedOn = null;
+                c.Preferred = null;
+                _opsPerKey[c.QueuedKey]--;
+                Schedule(_now + 20_000, () => ClientStep(c));
+            }
         }
         CheckDurableImage(n);
     }
 
+    /// <summary>An entry a node applied. It is checked once the node has persisted it (outside a scope, at once;
+    /// inside one, at EndBatch): an apply lost with a scope that crashed was never durable nor observable, and
+    /// another value may rightly be chosen at its index.</summary>
     private void OnApplied(int node, long index, LogValue value)
+    {
+        var n = _nodes[node];
+        n.PendingApplied.Add((index, value));
+        foreach (var cmd in value.Commands)
+        {
+            n.AppliedAt[(cmd.ClientId, cmd.Seq)] = index;
+        }
+    }
+
+    private void CheckApplied(SimNode n)
+    {
+        foreach (var (index, value) in n.PendingApplied)
+        {
+            CheckChosen(n.Id, index, value);
+        }
+        n.PendingApplied.Clear();
+    }
+
+    private void CheckChosen(int node, long index, LogValue value)
     {
         _result.Committed = Math.Max(_result.Committed, index);
         if (_chosen.TryGetValue(index, out var chosen))
@@ -222,7 +341,8 @@ public sealed class Simulation
         }
     }
 
-    /// <summary>What a node's disk holds as committed must be what was chosen.</summary>
+    /// <summary>What a node's disk holds as committed must be what was chosen, and be complete: every index between
+    /// the snapshot and the commit index present (a batch whose parts were applied out of order would lose some).</summary>
     private void CheckDurableImage(SimNode n)
     {
         var image = n.Storage.DurableImage;
@@ -233,11 +353,32 @@ public sealed class Simulation
                 Violation($"node {n.Id}'s disk holds {e.Value} as committed at {index}; {chosen} was chosen");
             }
         }
+        var from = image.Snapshot?.Index ?? 0;
+        if (from > image.CommitIndex)
+        {
+            Violation($"node {n.Id}'s disk holds a snapshot at {from} above its commit index {image.CommitIndex}");
+        }
+        for (var i = from + 1; i <= image.CommitIndex; i++)
+        {
+            if (!image.Entries.ContainsKey(i))
+            {
+                Violation($"node {n.Id}'s disk says {image.CommitIndex} is committed but holds neither entry {i} nor a snapshot covering it");
+                return;
+            }
+        }
     }
 
     private void Drain(SimNode n)
     {
+        if (!n.Node!.InBatch)
+        {
+            CheckApplied(n);
+        }
         var output = n.Node!.TakeOutput();
+        if (_config.CheckReleasedDurable)
+        {
+            CheckReleasedDurable(n, output);
+        }
         foreach (var m in output.Messages)
         {
             if (m.Message is CatchUp { Snapshot: not null })
@@ -249,6 +390,53 @@ public sealed class Simulation
         foreach (var c in output.Completions)
         {
             OnCompletion(n.Id, c);
+        }
+    }
+
+    /// <summary>Nothing a node releases may depend on state its disk does not hold yet: a promise or an acceptance it
+    /// reports, entries it proposes, a commit it reports to a client. (The end-to-end checkers catch the consequences
+    /// only when a crash strikes in the short window between the release and the write and the lost state later
+    /// matters; this catches the release itself.)</summary>
+    private void CheckReleasedDurable(SimNode n, PaxosOutput output)
+    {
+        var storage = n.Storage;
+        foreach (var (to, message) in output.Messages)
+        {
+            switch (message)
+            {
+                case Promise p when storage.DurablePromised < p.Ballot:
+                    Violation($"node {n.Id} sent a promise of {p.Ballot} to {to}, but its disk holds the promise {storage.DurablePromised}");
+                    return;
+                case Accepted a:
+                    foreach (var i in a.Indices)
+                    {
+                        if (!storage.DurablyAccepted(i, a.Ballot))
+                        {
+                            Violation($"node {n.Id} told {to} it accepted index {i} in {a.Ballot}, which its disk does not hold");
+                            return;
+                        }
+                    }
+                    break;
+                case Accept a:
+                    foreach (var e in a.Entries)
+                    {
+                        if (!storage.DurablyAccepted(e.Index, e.Ballot))
+                        {
+                            Violation($"node {n.Id} sent {to} entry {e.Index} in {e.Ballot} to accept before its own disk held it");
+                            return;
+                        }
+                    }
+                    break;
+            }
+        }
+        foreach (var c in output.Completions)
+        {
+            if (c.Status == ProposalStatus.Committed && n.AppliedAt.TryGetValue((c.ClientId, c.Seq), out var index)
+                && storage.DurableCommitIndex < index && (storage.DurableImage.Snapshot?.Index ?? 0) < index)
+            {
+                Violation($"node {n.Id} reported {c.ClientId}:{c.Seq} committed (index {index}) while its disk's commit index is {storage.DurableCommitIndex}");
+                return;
+            }
         }
     }
 
@@ -287,8 +475,7 @@ public sealed class Simulation
         {
             Violation($"decoder consumed {consumed} of {bytes.Length} bytes of a {message.GetType().Name}");
         }
-        n.Node.Handle(from, message, Local(n));
-        Drain(n);
+        RunOn(n, node => node.Handle(from, message, Local(n)));
     }
 
     private void SetNetworkWeather()
@@ -391,9 +578,12 @@ public sealed class Simulation
         var next = outside.Length > 0 && (members.Count < 3 || _rng.Next(2) == 0)
             ? members.With(outside[_rng.Next(outside.Length)])
             : members.Count > 1 ? members.Without(members.Ids[_rng.Next(members.Count)]) : members;
-        var st = leader.ProposeMembership(next, Local(_nodes[l]));
-        Log($"propose members {next} at {l}: {st}");
-        Drain(_nodes[l]);
+        var n = _nodes[l];
+        RunOn(n, node =>
+        {
+            var st = node.ProposeMembership(next, Local(n));
+            Log($"propose members {next} at {l}: {st}");
+        });
     }
 
     private void Heal()
@@ -495,10 +685,12 @@ public sealed class Simulation
             return;
         }
         var key = keys[_rng.Next(keys.Length)];
+        _opsPerKey[key]++; // reserved now (calls may wait in a host queue); given back if nothing is recorded
         var target = c.Preferred is { } p && _rng.Next(4) != 0 ? p : _rng.Next(1, _nodes.Length);
         var n = _nodes[target];
-        if (n.Node is not { } node)
+        if (n.Node is null)
         {
+            _opsPerKey[key]--;
             c.Preferred = null;
             Schedule(_now + 20_000, () => ClientStep(c));
             return;
@@ -506,15 +698,37 @@ public sealed class Simulation
         if (_now < n.PausedUntil)
         {
             // The request waits in the paused process's socket; it is served (and timed) when it resumes.
+            _opsPerKey[key]--;
             Schedule(n.PausedUntil + 1, () => ClientStep(c));
             return;
         }
+        if (n.Batched)
+        {
+            c.QueuedOn = target;
+            c.QueuedKey = key;
+        }
+        RunOn(n, node =>
+        {
+            c.QueuedOn = null;
+            ClientCall(c, node, n, key);
+        });
+    }
+
+    /// <summary>The client's request reaches the node (inside the host's scope for a batching host): a lease read, or
+    /// a put or compare-and-set proposed there. A read's answer is sent at once.</summary>
+    private void ClientCall(SimClient c, PaxosNode node, SimNode n, int key)
+    {
+        var target = n.Id;
         if (_rng.Next(2) == 0)
         {
             var result = node.Read(KvMachine.Get(key), Local(n));
             switch (result.Status)
             {
                 case ReadStatus.Ok:
+                    if (_config.CheckReleasedDurable && n.Storage.DurableCommitIndex < node.CommitIndex)
+                    {
+                        Violation($"node {n.Id} answered a read from commit index {node.CommitIndex} with only {n.Storage.DurableCommitIndex} on its disk");
+                    }
                     var value = KvMachine.DecodeValue(result.Value!);
                     c.LastSeen[key] = value;
                     Record(new KvOp(c.Id, KvOpKind.Get, key, 0, 0, _now, _now, null, value, target));
@@ -523,10 +737,12 @@ public sealed class Simulation
                     Schedule(_now + _rng.NextInt64(1_000, 30_000), () => ClientStep(c));
                     break;
                 case ReadStatus.NotLeader:
+                    _opsPerKey[key]--;
                     c.Preferred = result.LeaderHint;
                     Schedule(_now + 1_000, () => ClientStep(c));
                     break;
                 default:
+                    _opsPerKey[key]--;
                     c.Preferred = null;
                     Schedule(_now + 20_000, () => ClientStep(c));
                     break;
@@ -542,15 +758,14 @@ public sealed class Simulation
         var status = node.Propose(c.Id, seq, payload, Local(n));
         if (status != ProposeStatus.Pending)
         {
+            _opsPerKey[key]--;
             c.Preferred = null;
             Schedule(_now + 20_000, () => ClientStep(c));
-            Drain(n);
             return;
         }
         c.Busy = true;
         c.Op = new KvOp(c.Id, cas ? KvOpKind.Cas : KvOpKind.Put, key, v, expected, _now, null, null, null, target);
         c.OpNode = target;
-        _opsPerKey[key]++;
         var op = c.Op;
         // The node times the proposal out on its own clock (which may run slow by the drift bound).
         Schedule(_now + (long)(1.2 * _config.Options.ProposalTimeout.TotalMicroseconds), () =>
@@ -560,7 +775,6 @@ public sealed class Simulation
                 FinishWrite(c, null);
             }
         });
-        Drain(n);
     }
 
     private void OnCompletion(int node, ProposalOutcome outcome)
@@ -602,10 +816,6 @@ public sealed class Simulation
     {
         Log($"op {op}");
         _history.Add(op);
-        if (op.Kind == KvOpKind.Get)
-        {
-            _opsPerKey[op.Key]++;
-        }
     }
 
     // ---- final checks ----
@@ -685,6 +895,23 @@ public sealed class Simulation
         public double Rate { get; set; } = 1;
 
         public long PausedUntil { get; set; }
+
+        /// <summary>Whether this incarnation's host runs batch scopes.</summary>
+        public bool Batched { get; set; }
+
+        /// <summary>Calls waiting for the host's next scope.</summary>
+        public List<Action<PaxosNode>> Inbox { get; } = [];
+
+        public bool InboxScheduled { get; set; }
+
+        /// <summary>Until when the host is busy with its last scope's write.</summary>
+        public long BusyUntil { get; set; }
+
+        /// <summary>Where this incarnation applied each command.</summary>
+        public Dictionary<(long, long), long> AppliedAt { get; } = [];
+
+        /// <summary>Entries applied and not yet known to be persisted.</summary>
+        public List<(long Index, LogValue Value)> PendingApplied { get; } = [];
     }
 
     private sealed class SimClient(int id)
@@ -700,6 +927,11 @@ public sealed class Simulation
         public KvOp? Op { get; set; }
 
         public int OpNode { get; set; }
+
+        /// <summary>The node whose host queue holds this client's request, if any.</summary>
+        public int? QueuedOn { get; set; }
+
+        public int QueuedKey { get; set; }
 
         public Dictionary<int, long> LastSeen { get; } = [];
     }
