@@ -350,6 +350,10 @@ public sealed class MonitorDaemon : IAsyncDisposable
         });
     }
 
+    /// <summary>Most events one loop iteration handles in its batch scope (so a flood of requests cannot hold the
+    /// replies of the first ones back for long).</summary>
+    private const int MaxEventsPerBatch = 1024;
+
     private sealed record Watcher(MonRequest Request, TaskCompletionSource<MonReply> Done, TimeSpan Deadline);
 
     private MonReply NoQuorum() => new(MonReplyStatus.NoQuorum, 0, $"mon.{_options.Name} is not in a quorum ({_statusLine}); try another monitor");
@@ -381,20 +385,25 @@ public sealed class MonitorDaemon : IAsyncDisposable
             {
                 var next = reader.WaitToReadAsync(_stop.Token).AsTask();
                 var first = await Task.WhenAny(next, tick);
+                // Everything this iteration handles shares one batch scope: one store write (one fsync) for all of
+                // it, and nothing it produced leaves before that write is durable.
+                var node = _node!;
+                node.BeginBatch();
                 if (first == tick)
                 {
                     if (!await tick)
                     {
                         return;
                     }
-                    _node!.Tick(Now);
+                    node.Tick(Now);
                     CheckOsds();
                     tick = ticker.WaitForNextTickAsync(_stop.Token).AsTask();
                 }
-                while (reader.TryRead(out var action))
+                for (var handled = 0; handled < MaxEventsPerBatch && reader.TryRead(out var action); handled++)
                 {
                     action();
                 }
+                node.EndBatch();
                 Drain();
             }
         }
