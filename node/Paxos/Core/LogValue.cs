@@ -26,11 +26,13 @@ public sealed record ClientCommand(long ClientId, long Seq, byte[] Payload)
 /// <summary>The value of a log entry: a no-op, a batch of commands, or a configuration.</summary>
 public sealed class LogValue : IEquatable<LogValue>
 {
-    private LogValue(EntryKind kind, IReadOnlyList<ClientCommand> commands, MemberSet? members)
+    private LogValue(EntryKind kind, IReadOnlyList<ClientCommand> commands, MemberSet? members, long configClientId = 0, long configSeq = 0)
     {
         Kind = kind;
         Commands = commands;
         Members = members;
+        ConfigClientId = configClientId;
+        ConfigSeq = configSeq;
     }
 
     public static LogValue Noop { get; } = new(EntryKind.Noop, [], null);
@@ -42,13 +44,23 @@ public sealed class LogValue : IEquatable<LogValue>
     /// <summary>The new member set of a <see cref="EntryKind.Config"/> entry; null otherwise.</summary>
     public MemberSet? Members { get; }
 
+    /// <summary>Who proposed a <see cref="EntryKind.Config"/> entry, (client id, sequence) as for commands, so its
+    /// proposer can report the outcome and a resent change is applied at most once; 0 when anonymous.</summary>
+    public long ConfigClientId { get; }
+
+    public long ConfigSeq { get; }
+
     public static LogValue OfCommands(IReadOnlyList<ClientCommand> commands) => new(EntryKind.Commands, commands, null);
 
     public static LogValue OfConfig(MemberSet members) => new(EntryKind.Config, [], members);
 
+    /// <summary>A configuration entry proposed by (<paramref name="clientId"/>, <paramref name="seq"/>).</summary>
+    public static LogValue OfConfig(MemberSet members, long clientId, long seq) => new(EntryKind.Config, [], members, clientId, seq);
+
     public bool Equals(LogValue? other)
     {
-        if (other is null || other.Kind != Kind || !Equals(other.Members, Members) || other.Commands.Count != Commands.Count)
+        if (other is null || other.Kind != Kind || !Equals(other.Members, Members) || other.Commands.Count != Commands.Count
+            || other.ConfigClientId != ConfigClientId || other.ConfigSeq != ConfigSeq)
         {
             return false;
         }
@@ -69,7 +81,7 @@ public sealed class LogValue : IEquatable<LogValue>
     public override string ToString() => Kind switch
     {
         EntryKind.Noop => "noop",
-        EntryKind.Config => "config" + Members,
+        EntryKind.Config => "config" + Members + (ConfigClientId != 0 ? $"@{ConfigClientId}:{ConfigSeq}" : ""),
         _ => $"cmds[{string.Join(",", Commands.Select(c => $"{c.ClientId}:{c.Seq}"))}]",
     };
 }

@@ -42,5 +42,11 @@ public sealed record CatchUp(long CommitIndex, SnapshotData? Snapshot, IReadOnly
 /// <summary>A member that is not the leader passes a client command on to the leader.</summary>
 public sealed record Forward(ClientCommand Command) : PaxosMessage;
 
-/// <summary>A member forwarded a membership change to the leader.</summary>
-public sealed record ForwardConfig(MemberSet Members) : PaxosMessage;
+/// <summary>A member forwarded a membership change to the leader, with its proposer's (client id, sequence), 0 when
+/// anonymous.</summary>
+public sealed record ForwardConfig(MemberSet Members, long ClientId = 0, long Seq = 0) : PaxosMessage;
+
+/// <summary>The leader of <paramref name="Ballot"/> stopped leading (its removal committed through
+/// <paramref name="CommitIndex"/>) and serves nothing any more: the lease granted to it binds no one now, and
+/// <paramref name="Successor"/> should run for leader at once.</summary>
+public sealed record Handoff(Ballot Ballot, long CommitIndex, int Successor) : PaxosMessage;

@@ -209,9 +209,16 @@ public sealed partial class PaxosNode
         _recoveredMax = max;
 
         // Proposals made here that may have been lost with the old leader: propose them again (applied at most once).
-        foreach (var p in _pending.Values.OrderBy(p => p.Command.ClientId).ThenBy(p => p.Command.Seq))
+        foreach (var p in _pending.Values.OrderBy(p => p.ClientId).ThenBy(p => p.Seq))
         {
-            Enqueue(p.Command);
+            if (p.Command is { } cmd)
+            {
+                Enqueue(cmd);
+            }
+            else
+            {
+                TryQueueConfig(p.Config!, p.ClientId, p.Seq); // refused if another change is in flight: it then times out
+            }
         }
         foreach (var peer in Peers())
         {

@@ -71,20 +71,41 @@ public sealed partial class PaxosNode
         // Otherwise drop it: the proposer resends to whoever it believes leads.
     }
 
-    private bool TryQueueConfig(MemberSet members)
+    /// <summary>Queues a membership change at the leader: true if queued (or already queued, in flight or applied —
+    /// a resent change), false if refused (not a single change of the latest configuration, or another change is
+    /// queued or in flight).</summary>
+    private bool TryQueueConfig(MemberSet members, long clientId, long seq)
     {
-        if (_role != PaxosRole.Leader || _queuedConfig is not null || HasUncommittedConfig())
+        if (_role != PaxosRole.Leader)
         {
             return false;
         }
-        var latest = ActiveConfigs()[^1];
-        if (members.Count == 0 || members.Distance(latest) != 1)
+        if (clientId != 0)
+        {
+            if (_sessions.TryGetValue(clientId, out var s) && seq <= s.LastSeq)
+            {
+                return true; // applied already; its proposer learns the outcome when it applies the entry
+            }
+            if ((_queuedConfigId == (clientId, seq) && _queuedConfig is not null)
+                || Above(_commitIndex).Any(e => e.Value.Kind == EntryKind.Config && e.Value.ConfigClientId == clientId && e.Value.ConfigSeq == seq))
+            {
+                return true;
+            }
+        }
+        if (_queuedConfig is not null || HasUncommittedConfig() || !IsSingleChange(members))
         {
             return false;
         }
         _queuedConfig = members;
+        _queuedConfigId = (clientId, seq);
         return true;
     }
+
+    private (long Client, long Seq) _queuedConfigId;
+
+    /// <summary>Whether <paramref name="members"/> adds or removes exactly one member of the latest configuration this
+    /// member knows (committed or accepted).</summary>
+    private bool IsSingleChange(MemberSet members) => members.Count > 0 && members.Distance(ActiveConfigs()[^1]) == 1;
 
     /// <summary>Proposes queued work while the in-flight window has room. Commands share entries (batching); a
     /// configuration entry travels alone and nothing is proposed after it until it commits.</summary>
@@ -98,7 +119,9 @@ public sealed partial class PaxosNode
             LogValue value;
             if (_queuedConfig is { } config)
             {
-                value = LogValue.OfConfig(config);
+                value = _queuedConfigId.Client != 0
+                    ? LogValue.OfConfig(config, _queuedConfigId.Client, _queuedConfigId.Seq)
+                    : LogValue.OfConfig(config);
                 _queuedConfig = null;
             }
             else
@@ -306,19 +329,22 @@ public sealed partial class PaxosNode
 
     private void ApplyThrough(long target)
     {
+        HashSet<int>? successorAcks = null;
         for (var i = _commitIndex + 1; i <= target; i++)
         {
             ApplyEntry(i, _log[i].Value);
             _commitIndex = i;
-            _acks.Remove(i);
+            if (_acks.Remove(i, out var acked))
+            {
+                successorAcks = acked;
+            }
         }
         _batch.CommitIndex = _commitIndex;
         MaybeSnapshot();
         if (_role == PaxosRole.Leader && !_committedConfig.Contains(Id))
         {
-            // Our removal is committed: stop leading; the remaining members elect a leader among themselves.
-            StepDown(_now);
-            _leaderId = null;
+            // Our removal is committed: stop leading (and serving reads) and hand off to a remaining member.
+            HandOff(successorAcks);
         }
     }
 
@@ -327,7 +353,13 @@ public sealed partial class PaxosNode
         switch (value.Kind)
         {
             case EntryKind.Config:
+                // Always applied (quorums above this index were already counted in this configuration); the
+                // at-most-once check for a resent change is made when the leader queues it.
                 _committedConfig = value.Members!;
+                if (value.ConfigClientId != 0)
+                {
+                    CompleteConfig(index, value.ConfigClientId, value.ConfigSeq);
+                }
                 break;
             case EntryKind.Commands:
                 foreach (var cmd in value.Commands)
@@ -341,6 +373,18 @@ public sealed partial class PaxosNode
             ExpireSessions(index);
         }
         _onApplied?.Invoke(index, value);
+    }
+
+    private void CompleteConfig(long index, long clientId, long seq)
+    {
+        if (!_sessions.TryGetValue(clientId, out var s) || seq > s.LastSeq)
+        {
+            _sessions[clientId] = new Session(seq, [], index);
+        }
+        if (_pending.Remove((clientId, seq)))
+        {
+            Complete(new ProposalOutcome(clientId, seq, ProposalStatus.Committed, []));
+        }
     }
 
     private const long SessionSweepInterval = 1024;

@@ -207,7 +207,8 @@ public sealed partial class PaxosNode
             case CatchUpRequest m: OnCatchUpRequest(from, m); break;
             case CatchUp m: OnCatchUp(from, m, now); break;
             case Forward m: OnForward(m.Command); break;
-            case ForwardConfig m: TryQueueConfig(m.Members); break;
+            case ForwardConfig m: TryQueueConfig(m.Members, m.ClientId, m.Seq); break;
+            case Handoff m: OnHandoff(from, m, now); break;
             default: throw new ArgumentException($"unknown message {message.GetType().Name}", nameof(message));
         }
         if (_role == PaxosRole.Leader && !_inBatch)
@@ -233,6 +234,7 @@ public sealed partial class PaxosNode
                 else
                 {
                     RetransmitForwards(now);
+                    RetransmitHandoff(now);
                 }
                 break;
             case PaxosRole.Candidate:
@@ -274,7 +276,7 @@ public sealed partial class PaxosNode
         var cmd = new ClientCommand(clientId, seq, command);
         if (_role == PaxosRole.Leader)
         {
-            _pending[key] = new PendingProposal(cmd, now + _options.ProposalTimeout, now);
+            _pending[key] = new PendingProposal(clientId, seq, cmd, null, now + _options.ProposalTimeout, now);
             Enqueue(cmd);
             if (!_inBatch)
             {
@@ -283,7 +285,7 @@ public sealed partial class PaxosNode
         }
         else if (_leaderId is { } leader && now - _lastLeaderContact < _options.ElectionTimeout)
         {
-            _pending[key] = new PendingProposal(cmd, now + _options.ProposalTimeout, now);
+            _pending[key] = new PendingProposal(clientId, seq, cmd, null, now + _options.ProposalTimeout, now);
             Send(leader, new Forward(cmd));
         }
         else
@@ -295,12 +297,39 @@ public sealed partial class PaxosNode
     }
 
     /// <summary>Proposes a new member set that adds or removes exactly one member of the latest configuration
-    /// (committed or in flight). It takes effect at the index after its own once committed; watch
-    /// <see cref="Members"/>. Only one change can be in flight.</summary>
-    public ProposeStatus ProposeMembership(MemberSet members, TimeSpan now)
+    /// (committed or in flight), anonymously: no outcome is reported (watch <see cref="Members"/>). See the overload
+    /// with a client id.</summary>
+    public ProposeStatus ProposeMembership(MemberSet members, TimeSpan now) => ProposeMembership(0, 0, members, now);
+
+    /// <summary>Proposes a new member set that adds or removes exactly one member of the latest configuration
+    /// (committed or in flight). It takes effect at the index after its own once committed. Only one change can be
+    /// in flight. Identified like a command by (<paramref name="clientId"/>, <paramref name="seq"/>) — the same
+    /// sequence space as the client's commands, applied at most once — and, unless <paramref name="clientId"/> is 0,
+    /// its outcome is reported in <see cref="PaxosOutput.Completions"/> of this member: <see cref="ProposalStatus.Committed"/>
+    /// (with an empty result) once applied here, <see cref="ProposalStatus.Superseded"/>, or
+    /// <see cref="ProposalStatus.Timeout"/> (unknown: it may still commit). A member that is not the leader forwards
+    /// it (and resends it until it is applied or times out). A leader removed by a committed change hands off to a
+    /// remaining member (see README).</summary>
+    /// <returns><see cref="ProposeStatus.Pending"/> (an outcome follows when identified), <see cref="ProposeStatus.Rejected"/>
+    /// (not a single add or remove of the latest configuration this member knows, or the leader has a change in
+    /// flight), or <see cref="ProposeStatus.NoQuorum"/>.</returns>
+    public ProposeStatus ProposeMembership(long clientId, long seq, MemberSet members, TimeSpan now)
     {
         ThrowIfFailed();
         _now = now;
+        var key = (clientId, seq);
+        var identified = clientId != 0;
+        if (identified && _pending.ContainsKey(key))
+        {
+            return ProposeStatus.Pending;
+        }
+        if (identified && _sessions.TryGetValue(clientId, out var session) && seq <= session.LastSeq)
+        {
+            Complete(new ProposalOutcome(clientId, seq, seq == session.LastSeq ? ProposalStatus.Committed : ProposalStatus.Superseded,
+                seq == session.LastSeq ? session.LastResult : null));
+            Flush();
+            return ProposeStatus.Pending;
+        }
         ProposeStatus status;
         if (!_committedConfig.Contains(Id))
         {
@@ -308,7 +337,11 @@ public sealed partial class PaxosNode
         }
         else if (_role == PaxosRole.Leader)
         {
-            status = TryQueueConfig(members) ? ProposeStatus.Pending : ProposeStatus.Rejected;
+            status = TryQueueConfig(members, clientId, seq) ? ProposeStatus.Pending : ProposeStatus.Rejected;
+            if (status == ProposeStatus.Pending && identified)
+            {
+                _pending[key] = new PendingProposal(clientId, seq, null, members, now + _options.ProposalTimeout, now);
+            }
             if (!_inBatch)
             {
                 FlushQueue();
@@ -316,8 +349,19 @@ public sealed partial class PaxosNode
         }
         else if (_leaderId is { } leader && now - _lastLeaderContact < _options.ElectionTimeout)
         {
-            Send(leader, new ForwardConfig(members));
-            status = ProposeStatus.Pending;
+            if (!IsSingleChange(members))
+            {
+                status = ProposeStatus.Rejected;
+            }
+            else
+            {
+                if (identified)
+                {
+                    _pending[key] = new PendingProposal(clientId, seq, null, members, now + _options.ProposalTimeout, now);
+                }
+                Send(leader, new ForwardConfig(members, clientId, seq));
+                status = ProposeStatus.Pending;
+            }
         }
         else
         {
@@ -534,7 +578,7 @@ public sealed partial class PaxosNode
             if (now - p.LastSent >= _options.RetransmitInterval)
             {
                 p.LastSent = now;
-                Send(leader, new Forward(p.Command));
+                Send(leader, p.Command is { } cmd ? new Forward(cmd) : new ForwardConfig(p.Config!, p.ClientId, p.Seq));
             }
         }
     }
@@ -552,9 +596,16 @@ public sealed partial class PaxosNode
         ResetElectionTimer(now);
     }
 
-    private sealed class PendingProposal(ClientCommand command, TimeSpan deadline, TimeSpan lastSent)
+    /// <summary>A proposal made on this member: a command, or a membership change.</summary>
+    private sealed class PendingProposal(long clientId, long seq, ClientCommand? command, MemberSet? config, TimeSpan deadline, TimeSpan lastSent)
     {
-        public ClientCommand Command { get; } = command;
+        public long ClientId { get; } = clientId;
+
+        public long Seq { get; } = seq;
+
+        public ClientCommand? Command { get; } = command;
+
+        public MemberSet? Config { get; } = config;
 
         public TimeSpan Deadline { get; } = deadline;
 

@@ -69,6 +69,10 @@ public sealed record PaxosOptions
     /// <summary>Test only: inside a batch scope, a read is answered from applied state the scope has not persisted.</summary>
     internal bool BugReadBeforePersist { get; init; }
 
+    /// <summary>Test only: a leader whose removal committed hands off but keeps leading and serving reads under its
+    /// lease (the members it released may elect a successor while that lease runs).</summary>
+    internal bool BugHandoffKeepsServing { get; init; }
+
     /// <summary>How long the leader may serve reads after sending a heartbeat that a quorum acknowledged.
     /// Acceptor promise lasts L real seconds at least L/(1+d); the leader's lease lasts at most
     /// leaderLease/(1-d) real seconds; so leaderLease = L(1-d)/(1+d) - margin ends first.</summary>

@@ -24,7 +24,11 @@ public static class PaxosCodec
         CatchUp = 9,
         Forward = 10,
         ForwardConfig = 11,
+        Handoff = 12,
     }
+
+    // A configuration value with its proposer's identity (kind 2 is one without, as written before identities).
+    private const byte ConfigWithProposerTag = 3;
 
     public static byte[] Encode(PaxosMessage message)
     {
@@ -98,6 +102,14 @@ public static class PaxosCodec
             case ForwardConfig m:
                 w.U8((byte)MessageType.ForwardConfig);
                 WriteMembers(w, m.Members);
+                w.I64(m.ClientId);
+                w.I64(m.Seq);
+                break;
+            case Handoff m:
+                w.U8((byte)MessageType.Handoff);
+                WriteBallot(w, m.Ballot);
+                w.I64(m.CommitIndex);
+                w.I32(m.Successor);
                 break;
             default:
                 throw new ArgumentException($"unknown message {message.GetType().Name}", nameof(message));
@@ -128,7 +140,8 @@ public static class PaxosCodec
             MessageType.CatchUpRequest => new CatchUpRequest(r.I64()),
             MessageType.CatchUp => ReadCatchUp(ref r),
             MessageType.Forward => new Forward(ReadCommand(ref r)),
-            MessageType.ForwardConfig => new ForwardConfig(ReadMembers(ref r)),
+            MessageType.ForwardConfig => new ForwardConfig(ReadMembers(ref r), r.I64(), r.I64()),
+            MessageType.Handoff => new Handoff(ReadBallot(ref r), r.I64(), r.I32()),
             _ => throw new PaxosFormatException($"unknown Paxos message type {(byte)type}"),
         };
         consumed = r.Consumed;
@@ -224,6 +237,14 @@ public static class PaxosCodec
 
     private static void WriteValue(PaxosWriter w, LogValue v)
     {
+        if (v.Kind == EntryKind.Config && v.ConfigClientId != 0)
+        {
+            w.U8(ConfigWithProposerTag);
+            WriteMembers(w, v.Members!);
+            w.I64(v.ConfigClientId);
+            w.I64(v.ConfigSeq);
+            return;
+        }
         w.U8((byte)v.Kind);
         switch (v.Kind)
         {
@@ -259,6 +280,8 @@ public static class PaxosCodec
                 return LogValue.OfCommands(cmds);
             case EntryKind.Config:
                 return LogValue.OfConfig(ReadMembers(ref r));
+            case (EntryKind)ConfigWithProposerTag:
+                return LogValue.OfConfig(ReadMembers(ref r), r.I64(), r.I64());
             default:
                 throw new PaxosFormatException($"unknown log entry kind {(byte)kind}");
         }

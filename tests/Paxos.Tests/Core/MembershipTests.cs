@@ -90,4 +90,118 @@ public sealed class MembershipTests
         h[1].Handle(4, new Promise(ballot, 0, 1, []), h.Now);
         Assert.Equal(PaxosRole.Leader, h[1].Role);
     }
+
+    [Fact]
+    public void A_membership_change_reports_its_outcome_where_it_was_proposed_at_the_leader_and_at_a_follower()
+    {
+        var h = new Harness(3, joiners: 2);
+        h.Elect(1);
+        Assert.Equal(ProposeStatus.Pending, h[1].ProposeMembership(77, 1, new MemberSet([1, 2, 3, 4]), h.Now));
+        h.Collect(1);
+        h.Deliver();
+        var (node, outcome) = Assert.Single(h.Completions);
+        Assert.Equal((1, 77L, 1L, ProposalStatus.Committed), (node, outcome.ClientId, outcome.Seq, outcome.Status));
+
+        // At a follower: forwarded to the leader; reported by the follower once it applies the change.
+        h.Completions.Clear();
+        Assert.Equal(ProposeStatus.Pending, h[3].ProposeMembership(78, 1, new MemberSet([1, 2, 3, 4, 5]), h.Now));
+        h.Collect(3);
+        Assert.IsType<ForwardConfig>(Assert.Single(h.InFlight).Message);
+        h.Deliver();
+        h.Advance(Harness.Options.HeartbeatInterval);
+        h.Tick(1);
+        h.Deliver();
+        (node, outcome) = Assert.Single(h.Completions);
+        Assert.Equal((3, 78L, ProposalStatus.Committed), (node, outcome.ClientId, outcome.Status));
+        Assert.Equal(new MemberSet([1, 2, 3, 4, 5]), h[3].Members);
+    }
+
+    [Fact]
+    public void A_follower_refuses_a_change_that_is_not_a_single_add_or_remove_of_what_it_knows()
+    {
+        var h = new Harness(3, joiners: 2);
+        h.Elect(1);
+        Assert.Equal(ProposeStatus.Rejected, h[2].ProposeMembership(5, 1, new MemberSet([1, 2, 3, 4, 5]), h.Now));
+        Assert.Equal(ProposeStatus.Rejected, h[2].ProposeMembership(5, 2, new MemberSet([1, 2, 3]), h.Now));
+        Assert.Empty(h[2].TakeOutput().Messages);
+    }
+
+    [Fact]
+    public void A_resent_membership_change_is_applied_at_most_once()
+    {
+        var h = new Harness(3, joiners: 1);
+        h.Elect(1);
+        h[1].ProposeMembership(9, 1, new MemberSet([1, 2, 3, 4]), h.Now);
+        h.Collect(1);
+        h.Deliver();
+        h[1].ProposeMembership(9, 2, new MemberSet([1, 2, 3]), h.Now);
+        h.Collect(1);
+        h.Deliver();
+        Assert.Equal(new MemberSet([1, 2, 3]), h[1].Members);
+        // The first change arrives again, late (a follower's retransmission): it must not add member 4 back.
+        h[1].Handle(2, new ForwardConfig(new MemberSet([1, 2, 3, 4]), 9, 1), h.Now);
+        h.Collect(1);
+        h.Deliver();
+        h.Advance(Harness.Options.HeartbeatInterval);
+        h.Tick(1);
+        h.Deliver();
+        Assert.Equal(new MemberSet([1, 2, 3]), h[1].Members);
+        // And the proposer resending it is answered from the session: superseded by its later change.
+        h.Completions.Clear();
+        h[1].ProposeMembership(9, 1, new MemberSet([1, 2, 3, 4]), h.Now);
+        h.Collect(1);
+        Assert.Equal(ProposalStatus.Superseded, Assert.Single(h.Completions).Outcome.Status);
+    }
+
+    [Fact]
+    public void A_membership_change_that_cannot_commit_times_out()
+    {
+        var h = new Harness(3, joiners: 1);
+        h.Elect(1);
+        h[2].ProposeMembership(4, 1, new MemberSet([1, 2, 3, 4]), h.Now);
+        h.Collect(2);
+        h.InFlight.Clear(); // the leader never hears of it
+        h.Advance(Harness.Options.ProposalTimeout);
+        h.Tick(2);
+        var (node, outcome) = Assert.Single(h.Completions);
+        Assert.Equal((2, ProposalStatus.Timeout), (node, outcome.Status));
+    }
+
+    [Fact]
+    public void A_removed_leader_hands_off_and_its_successor_leads_without_waiting_out_the_lease()
+    {
+        var h = new Harness(3);
+        h.Elect(1);
+        Assert.True(h[1].HoldsLease(h.Now));
+        h[1].ProposeMembership(1, 1, new MemberSet([2, 3]), h.Now);
+        h.Collect(1);
+        h.Deliver(); // commit, hand-off, the successor's election: no time passes
+        Assert.NotEqual(PaxosRole.Leader, h[1].Role);
+        Assert.False(h[1].HoldsLease(h.Now));
+        var successor = new[] { 2, 3 }.Single(id => h[id].Role == PaxosRole.Leader);
+        Assert.Equal(new MemberSet([2, 3]), h[successor].Members);
+
+        // It commits at once and serves reads under its own lease.
+        h[successor].Propose(5, 1, KvMachine.Put(1, 7), h.Now);
+        h.Collect(successor);
+        h.Deliver();
+        Assert.Equal(7, h.Machines[2].Map[1]);
+        Assert.Equal(7, h.Machines[3].Map[1]);
+        Assert.Equal(ReadStatus.Ok, h[successor].Read(KvMachine.Get(1), h.Now).Status);
+    }
+
+    [Fact]
+    public void A_hand_off_from_a_ballot_the_member_no_longer_follows_releases_nothing()
+    {
+        var h = new Harness(3);
+        h.Advance(Harness.Options.LeaseDuration);
+        // Member 2 grants ballot 5.3 a lease, then hears an old leader (ballot 4.1) hand off.
+        h[2].Handle(3, new Heartbeat(new Ballot(5, 3), 1, 0), h.Now);
+        h[2].Handle(1, new Handoff(new Ballot(4, 1), 0, 2), h.Now);
+        h[2].TakeOutput();
+        Assert.Equal(PaxosRole.Follower, h[2].Role);
+        // Still bound by its grant to 5.3: a prepare for a higher ballot goes unanswered.
+        h[2].Handle(1, new Prepare(new Ballot(6, 1), 1), h.Now + TimeSpan.FromMilliseconds(1));
+        Assert.Empty(h[2].TakeOutput().Messages);
+    }
 }

@@ -12,6 +12,7 @@ public sealed class CodecTests
         new(1, B, LogValue.Noop),
         new(2, B, LogValue.OfCommands([new ClientCommand(1, 2, [1, 2, 3]), new ClientCommand(-4, 5, [])])),
         new(3, new Ballot(1, 1), LogValue.OfConfig(new MemberSet([1, 2, 5]))),
+        new(4, new Ballot(1, 1), LogValue.OfConfig(new MemberSet([1, 2]), 77, 9)),
     ];
 
     public static TheoryData<PaxosMessage> Messages() =>
@@ -29,6 +30,8 @@ public sealed class CodecTests
         new CatchUp(9, null, Entries),
         new Forward(new ClientCommand(3, 4, [5])),
         new ForwardConfig(new MemberSet([4, 2])),
+        new ForwardConfig(new MemberSet([4, 2]), 12, 34),
+        new Handoff(B, 17, 2),
     ];
 
     [Theory]

@@ -113,6 +113,19 @@ public sealed class CheckerTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_removed_leader_that_hands_off_but_keeps_serving_is_caught_by_the_lease_check()
+    {
+        // The members it released promise its successor while its lease runs.
+        FirstViolation(new SimConfig
+        {
+            Members = 3,
+            Joiners = 2,
+            MembershipChanges = true,
+            Options = SimConfig.FastOptions with { BugHandoffKeepsServing = true },
+        }, "promised higher ballots");
+    }
+
+    [Fact]
     public void The_same_seed_replays_the_same_schedule()
     {
         var config = new SimConfig { Members = 5, Joiners = 1, MembershipChanges = true };

@@ -22,7 +22,7 @@ public static class SimRunner
         var baseSeed = BaseSeed();
         output.WriteLine($"{name}: {schedules} schedules from seed {baseSeed} (replay one with APPLIANCE_SEED=<seed>)");
         long events = 0, writes = 0, reads = 0, unknown = 0, crashes = 0, leaders = 0, membership = 0, committed = 0, snapshots = 0;
-        long scopes = 0, scopeCrashes = 0;
+        long scopes = 0, scopeCrashes = 0, configCommitted = 0, configTimeouts = 0, handoffs = 0, successions = 0;
         int largestBatch = 0, largestScope = 0;
         for (var i = 0; i < schedules; i++)
         {
@@ -46,12 +46,17 @@ public static class SimRunner
             snapshots += r.SnapshotsSent;
             largestBatch = Math.Max(largestBatch, r.LargestBatch);
             scopes += r.Scopes;
+            configCommitted += r.MembershipCommittedOutcomes;
+            configTimeouts += r.MembershipTimeouts;
+            handoffs += r.Handoffs;
+            successions += r.HandoffSuccessions;
             scopeCrashes += r.ScopeCrashes;
             largestScope = Math.Max(largestScope, r.LargestScope);
         }
         output.WriteLine($"{name}: all {schedules} schedules passed: {events} events, {committed} entries committed, {writes} writes ok, " +
                          $"{reads} lease reads ok, {unknown} unknown outcomes, {crashes} crashes, {leaders} leader changes, " +
-                         $"{membership} membership changes, {snapshots} snapshots sent, largest batch {largestBatch} commands, " +
+                         $"{membership} membership changes ({configCommitted} reported committed to their proposer, {configTimeouts} timed out), " +
+                         $"{handoffs} leader hand-offs ({successions} to the named successor), {snapshots} snapshots sent, largest batch {largestBatch} commands, " +
                          $"{scopes} batch scopes (largest {largestScope} calls), {scopeCrashes} crashes inside a scope");
 
         // The schedules must have exercised what they claim to (a simulator that quietly does nothing passes everything).
@@ -65,6 +70,8 @@ public static class SimRunner
         if (config.MembershipChanges)
         {
             Assert.True(membership >= schedules / 2, $"only {membership} membership changes");
+            Assert.True(configCommitted >= schedules / 4, $"only {configCommitted} membership changes reported committed to their proposer");
+            Assert.True(handoffs > 0 && successions > 0, $"{handoffs} hand-offs, {successions} to the named successor");
         }
         if (config.Members > 1)
         {

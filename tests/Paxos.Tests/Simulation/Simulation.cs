@@ -28,6 +28,17 @@ public sealed class SimResult
 
     public long MembershipChanges { get; set; }
 
+    /// <summary>Outcomes of identified membership proposals: committed (each checked against what was chosen), and
+    /// timed out.</summary>
+    public long MembershipCommittedOutcomes { get; set; }
+
+    public long MembershipTimeouts { get; set; }
+
+    /// <summary>Leaders that handed off after their removal committed, and successors they named that then led.</summary>
+    public long Handoffs { get; set; }
+
+    public long HandoffSuccessions { get; set; }
+
     /// <summary>Batch scopes (BeginBatch..EndBatch) the simulated hosts ran, and the most events one of them held.</summary>
     public long Scopes { get; set; }
 
@@ -48,7 +59,8 @@ public sealed class SimResult
     public override string ToString() =>
         $"seed {Seed}: {Events} events, {Messages} msgs, {Committed} entries, {WritesOk} writes ok, {ReadsOk} reads ok, " +
         $"{Unknown} unknown, {Crashes} crashes, {LeaderChanges} leader changes, {SnapshotsSent} snapshots sent, largest batch {LargestBatch}, " +
-        $"{MembershipChanges} membership changes, {Scopes} scopes (largest {LargestScope} events), {ScopeCrashes} crashes inside one";
+        $"{MembershipChanges} membership changes ({MembershipCommittedOutcomes} reported committed, {MembershipTimeouts} timed out), " +
+        $"{Handoffs} hand-offs ({HandoffSuccessions} to the named successor), {Scopes} scopes (largest {LargestScope} events), {ScopeCrashes} crashes inside one";
 }
 
 /// <summary>
@@ -79,6 +91,14 @@ public sealed class Simulation
     private readonly int[] _opsPerKey;
     private readonly SimResult _result;
     private readonly MemberSet _initialMembers;
+    private readonly HashSet<(long, long)> _chosenConfigs = [];
+    private readonly Dictionary<(long Client, long Seq), (int Node, long At)> _configProposals = [];
+    private long _configSeq;
+    private (int Successor, Ballot Ballot)? _lastHandoff;
+    private readonly HashSet<Ballot> _handoffBallots = [];
+
+    /// <summary>The client id the simulated administrator proposes membership changes as.</summary>
+    private const long MembershipClient = 1_000_000;
     private long _now;
     private long _seq;
     private double _loss;
@@ -290,11 +310,18 @@ public sealed class Simulation
                 Schedule(_now + 20_000, () => ClientStep(c));
             }
         }
+        foreach (var (key, p) in _configProposals.ToArray())
+        {
+            if (p.Node == n.Id)
+            {
+                _configProposals.Remove(key); // its outcome is lost with the process
+            }
+        }
         CheckDurableImage(n);
     }
 
     /// <summary>An entry a node applied. It is checked once the node has persisted it (outside a scope, at once;
-    /// inside one, at EndBatch): an apply lost with a scope that crashed was never durable nor observable, and
+    /// inside one, at the write that releases output): an apply lost with a scope that crashed was never durable nor observable, and
     /// another value may rightly be chosen at its index.</summary>
     private void OnApplied(int node, long index, LogValue value)
     {
@@ -337,6 +364,10 @@ public sealed class Simulation
             if (value.Kind == EntryKind.Config)
             {
                 _result.MembershipChanges++;
+                if (value.ConfigClientId != 0)
+                {
+                    _chosenConfigs.Add((value.ConfigClientId, value.ConfigSeq));
+                }
             }
         }
     }
@@ -370,11 +401,13 @@ public sealed class Simulation
 
     private void Drain(SimNode n)
     {
-        if (!n.Node!.InBatch)
+        var output = n.Node!.TakeOutput();
+        if (!n.Node.InBatch || !output.IsEmpty)
         {
+            // Outside a scope every call persisted; inside one, output is only released by a write (a read's early
+            // one) that covered everything applied so far.
             CheckApplied(n);
         }
-        var output = n.Node!.TakeOutput();
         if (_config.CheckReleasedDurable)
         {
             CheckReleasedDurable(n, output);
@@ -384,6 +417,12 @@ public sealed class Simulation
             if (m.Message is CatchUp { Snapshot: not null })
             {
                 _result.SnapshotsSent++;
+            }
+            if (m.Message is Handoff h && _handoffBallots.Add(h.Ballot))
+            {
+                _result.Handoffs++;
+                _lastHandoff = (h.Successor, h.Ballot);
+                Log($"node {n.Id} hands off ballot {h.Ballot} to {h.Successor}");
             }
             Transmit(n.Id, m.To, PaxosCodec.Encode(m.Message));
         }
@@ -578,12 +617,43 @@ public sealed class Simulation
         var next = outside.Length > 0 && (members.Count < 3 || _rng.Next(2) == 0)
             ? members.With(outside[_rng.Next(outside.Length)])
             : members.Count > 1 ? members.Without(members.Ids[_rng.Next(members.Count)]) : members;
-        var n = _nodes[l];
+        // Usually at the leader; sometimes at another member, which forwards it.
+        var others = members.Ids.Where(id => id != l && _nodes[id].Node is not null).ToArray();
+        var at = others.Length > 0 && _rng.Next(3) == 0 ? others[_rng.Next(others.Length)] : l;
+        var n = _nodes[at];
+        var seq = ++_configSeq;
         RunOn(n, node =>
         {
-            var st = node.ProposeMembership(next, Local(n));
-            Log($"propose members {next} at {l}: {st}");
+            var st = node.ProposeMembership(MembershipClient, seq, next, Local(n));
+            Log($"propose members {next} as {MembershipClient}:{seq} at {at}: {st}");
+            if (st == ProposeStatus.Pending)
+            {
+                _configProposals[(MembershipClient, seq)] = (at, _now);
+            }
         });
+    }
+
+    private void OnMembershipCompletion(int node, ProposalOutcome outcome)
+    {
+        var key = (outcome.ClientId, outcome.Seq);
+        if (!_configProposals.TryGetValue(key, out var p) || p.Node != node)
+        {
+            return;
+        }
+        _configProposals.Remove(key);
+        switch (outcome.Status)
+        {
+            case ProposalStatus.Committed:
+                if (!_chosenConfigs.Contains(key))
+                {
+                    Violation($"node {node} reported membership change {outcome.ClientId}:{outcome.Seq} committed, but no such change was chosen");
+                }
+                _result.MembershipCommittedOutcomes++;
+                break;
+            case ProposalStatus.Timeout:
+                _result.MembershipTimeouts++;
+                break;
+        }
     }
 
     private void Heal()
@@ -643,6 +713,11 @@ public sealed class Simulation
                     Log($"leader {n.Id} ballot {node.CurrentBallot} commit {node.CommitIndex}");
                     _lastLeader = n.Id;
                     _result.LeaderChanges++;
+                    if (_lastHandoff is { } h && h.Successor == n.Id && node.CurrentBallot > h.Ballot)
+                    {
+                        _result.HandoffSuccessions++;
+                    }
+                    _lastHandoff = null;
                 }
             }
         }
@@ -779,6 +854,11 @@ public sealed class Simulation
 
     private void OnCompletion(int node, ProposalOutcome outcome)
     {
+        if (outcome.ClientId == MembershipClient)
+        {
+            OnMembershipCompletion(node, outcome);
+            return;
+        }
         var c = _clients[outcome.ClientId - 1];
         if (!c.Busy || c.Op is null || outcome.Seq != c.Seq || c.OpNode != node)
         {
@@ -833,6 +913,14 @@ public sealed class Simulation
         if (Linearizability.Check(_history) is { } why)
         {
             Violation(why);
+        }
+        var deadline = (long)(1.2 * _config.Options.ProposalTimeout.TotalMicroseconds);
+        foreach (var (key, p) in _configProposals)
+        {
+            if (_now - p.At > deadline)
+            {
+                Violation($"membership change {key.Client}:{key.Seq} proposed at node {p.Node} at t={p.At}us never had an outcome");
+            }
         }
 
         var leaderNode = _nodes.Skip(1).Select(n => n.Node).FirstOrDefault(n => n?.Role == PaxosRole.Leader);
