@@ -180,8 +180,8 @@ public static partial class MonOperations
         {
             return Result.Fail(MonErrorCode.Refused, $"the cluster already has {mons.Monitors.Count} monitors, the most it may have");
         }
-        return Result.Changed(new ClusterIncrement(Mon: new MonMapIncrement(mons.Epoch + 1, [new MonInfo(c.Name, c.Address, 0)], [])),
-            $"monitor {c.Name} added at {c.Address}");
+        return Result.Changed(new ClusterIncrement(Mon: new MonMapIncrement(mons.Epoch + 1, [new MonInfo(c.Name, c.Address, 0, mons.NextId)], [])),
+            $"monitor {c.Name} added at {c.Address} (member id {mons.NextId})");
     }
 
     private static Result MonRemoveOp(Context ctx, MonRemove c)
