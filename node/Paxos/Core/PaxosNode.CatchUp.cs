@@ -83,6 +83,7 @@ public sealed partial class PaxosNode
         _firstIndex = snap.Index + 1;
         _lastSnapshot = snap;
         _batch.Snapshot = snap;
+        _batchGating = true; // replies (acceptances at or below it) lean on it: written before they leave
         Trim(snap.Index);
         _batch.CommitIndex = snap.Index;
 

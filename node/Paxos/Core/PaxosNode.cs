@@ -55,7 +55,12 @@ public sealed partial class PaxosNode
     private readonly List<ProposalOutcome> _stagedCompletions = [];
     private PaxosOutput _output = new();
     private bool _inBatch;
-    private long _durableCommit;
+
+    // Whether the batch holds state that replies depend on (a promise, accepted entries, an installed snapshot):
+    // then it is written before anything is released. A batch holding only a commit index (and a snapshot/trim of
+    // our own applied state) records what is already chosen — durable on a quorum — and may be written later.
+    private bool _batchGating;
+    private TimeSpan? _lazySince;
 
     /// <summary>Starts (or restarts) a member from what <paramref name="storage"/> holds.</summary>
     /// <param name="id">This member's id (positive).</param>
@@ -103,7 +108,6 @@ public sealed partial class PaxosNode
             _commitIndex = i;
         }
         _batch = new PaxosWriteBatch();
-        _durableCommit = _commitIndex;
 
         // A lease this member granted before it went down may still be held by a leader: refuse new ballots for a
         // full lease duration from now, which ends after any promise made before the crash.
@@ -162,7 +166,10 @@ public sealed partial class PaxosNode
     /// <summary>Closes the batch scope: proposes what the scope queued (at the leader), persists the accumulated
     /// batch in one <see cref="IPaxosStorage.Write"/>, and only then releases the held messages and completions to
     /// <see cref="TakeOutput"/>. If the write throws, this throws, nothing is released and the member is failed (as
-    /// for a failed write outside a scope).</summary>
+    /// for a failed write outside a scope). With <see cref="PaxosOptions.DeferCommitWrites"/>, a batch that only
+    /// advances the commit index (nothing a reply depends on: the entries are durable here and chosen) is not written
+    /// now but with the next write, at most <see cref="PaxosOptions.MaxCommitWriteDelay"/> later (a later scope with a
+    /// tick writes it).</summary>
     /// <exception cref="InvalidOperationException">No scope is open, or the member failed.</exception>
     public void EndBatch()
     {
@@ -177,7 +184,8 @@ public sealed partial class PaxosNode
         {
             FlushQueue();
         }
-        Persist();
+        var lazyTooOld = _lazySince is { } since && _now - since >= _options.MaxCommitWriteDelay;
+        Persist(allowDeferral: _options.DeferCommitWrites && !lazyTooOld);
     }
 
     /// <summary>Everything released since the last call: it depends only on durable state. Send the messages in
@@ -374,14 +382,14 @@ public sealed partial class PaxosNode
     /// <summary>A linearizable read: served only by the leader, while it holds its lease and has applied everything
     /// any earlier leader could have committed. Others answer <see cref="ReadStatus.NotLeader"/> or
     /// <see cref="ReadStatus.NoQuorum"/> — never a possibly stale value. The answer is returned at once, so inside a
-    /// batch scope a read first persists what it depends on (applied entries, the promise) if the scope changed
-    /// it.</summary>
+    /// batch scope a read first persists what it may depend on (accepted entries, a promise, an installed snapshot)
+    /// if the scope changed it.</summary>
     public ReadResult Read(ReadOnlySpan<byte> query, TimeSpan now)
     {
         ThrowIfFailed();
-        if (_inBatch && (_commitIndex != _durableCommit || _batch.Promised is not null) && !_options.BugReadBeforePersist)
+        if (_inBatch && _batchGating)
         {
-            Persist();
+            Persist(allowDeferral: true); // what the answer may depend on (entries applied in this scope, a promise)
         }
         if (_role == PaxosRole.Leader)
         {
@@ -422,7 +430,7 @@ public sealed partial class PaxosNode
     {
         if (!_inBatch)
         {
-            Persist();
+            Persist(allowDeferral: false);
         }
         else if (_options.BugReleaseBeforePersist)
         {
@@ -431,10 +439,15 @@ public sealed partial class PaxosNode
     }
 
     /// <summary>Persists the batch, then releases the messages and completions that depend on it: the one place
-    /// that orders durability before replies.</summary>
-    private void Persist()
+    /// that orders durability before replies. With <paramref name="allowDeferral"/>, a batch with nothing gating
+    /// (only a commit index and our own snapshot/trim) stays pending for a later write.</summary>
+    private void Persist(bool allowDeferral)
     {
-        if (!_batch.IsEmpty)
+        if (!_batch.IsEmpty && !_batchGating && allowDeferral)
+        {
+            _lazySince ??= _now;
+        }
+        else if (!_batch.IsEmpty)
         {
             try
             {
@@ -450,8 +463,9 @@ public sealed partial class PaxosNode
             }
             _batch = new PaxosWriteBatch();
             _batchSlots.Clear();
+            _batchGating = false;
+            _lazySince = null;
         }
-        _durableCommit = _commitIndex;
         Release();
     }
 
@@ -467,6 +481,7 @@ public sealed partial class PaxosNode
     /// accept an index twice, in two ballots).</summary>
     private void StageEntry(AcceptedEntry entry)
     {
+        _batchGating = true;
         if (_batchSlots.TryGetValue(entry.Index, out var slot))
         {
             _batch.Entries[slot] = entry;
@@ -490,6 +505,7 @@ public sealed partial class PaxosNode
     {
         _promised = b;
         _batch.Promised = b;
+        _batchGating = true;
         NoteBallot(b);
     }
 

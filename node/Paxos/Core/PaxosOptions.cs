@@ -66,8 +66,16 @@ public sealed record PaxosOptions
     /// write waits for EndBatch (a reply sent before the state it depends on is durable).</summary>
     internal bool BugReleaseBeforePersist { get; init; }
 
-    /// <summary>Test only: inside a batch scope, a read is answered from applied state the scope has not persisted.</summary>
-    internal bool BugReadBeforePersist { get; init; }
+    /// <summary>Inside batch scopes, do not write a batch that only advances the commit index (and snapshots/trims
+    /// our own applied state): release the scope's output at once and write the commit index with the next write.
+    /// Nothing released depends on it — a committed entry is durable here and on a quorum; a restarted member
+    /// re-learns the commit index from the leader — and it saves a sync on the commit path (the leader's commit,
+    /// followers' commit notices). Outside scopes every call writes what it changed, as always.</summary>
+    public bool DeferCommitWrites { get; init; } = true;
+
+    /// <summary>The longest a deferred commit index waits for a write; a scope ending later than this after the
+    /// deferral writes it (the host's tick scopes see to it when idle).</summary>
+    public TimeSpan MaxCommitWriteDelay { get; init; } = TimeSpan.FromMilliseconds(50);
 
     /// <summary>Test only: a leader whose removal committed hands off but keeps leading and serving reads under its
     /// lease (the members it released may elect a successor while that lease runs).</summary>

@@ -68,6 +68,11 @@ public sealed class MemoryPaxosStorage : IPaxosStorage
         || index <= _durable.CommitIndex
         || index <= (_durable.Snapshot?.Index ?? 0);
 
+    /// <summary>Whether what survives a crash now holds some value for <paramref name="index"/>: an entry there (in any
+    /// ballot), or a commit index or snapshot at or above it.</summary>
+    public bool DurablyHolds(long index) =>
+        _durable.Entries.ContainsKey(index) || index <= _durable.CommitIndex || index <= (_durable.Snapshot?.Index ?? 0);
+
     /// <summary>A copy of the durable image (what survives a crash now).</summary>
     public PaxosDurableState DurableImage => _durable.Clone();
 }

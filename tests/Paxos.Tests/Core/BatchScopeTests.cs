@@ -136,7 +136,7 @@ public sealed class BatchScopeTests
     }
 
     [Fact]
-    public void A_read_inside_a_scope_persists_the_commits_it_sees_first()
+    public void A_scope_that_only_commits_releases_at_once_and_writes_the_commit_index_later()
     {
         var h = new Harness(3);
         h.Elect(1);
@@ -147,23 +147,76 @@ public sealed class BatchScopeTests
         h.InFlight.Clear();
         var leader = h[1];
         var storage = h.Storage[1];
+        var writes = storage.WriteCount;
         leader.BeginBatch();
         leader.Handle(ack.From, ack.Message, h.Now);
-        Assert.True(storage.DurableCommitIndex < leader.CommitIndex);
-        var writes = storage.WriteCount;
+        // A read sees the commit without a write: the entry is on this disk (and a quorum's), only the index is not.
         var read = leader.Read(KvMachine.Get(4), h.Now);
-        Assert.Equal(ReadStatus.Ok, read.Status);
-        Assert.Equal(44, KvMachine.DecodeValue(read.Value!));
+        Assert.Equal((ReadStatus.Ok, 44L), (read.Status, KvMachine.DecodeValue(read.Value!)));
+        leader.EndBatch();
+        Assert.Equal(writes, storage.WriteCount);
+        Assert.True(storage.DurableCommitIndex < leader.CommitIndex);
+        Assert.True(storage.DurablyHolds(leader.CommitIndex));
+        var output = leader.TakeOutput();
+        Assert.Equal(ProposalStatus.Committed, Assert.Single(output.Completions).Status);
+
+        // A later scope within the delay still defers; one past it writes.
+        h.Advance(Harness.Options.MaxCommitWriteDelay / 2);
+        leader.BeginBatch();
+        leader.Tick(h.Now);
+        leader.EndBatch();
+        Assert.Equal(writes, storage.WriteCount);
+        h.Advance(Harness.Options.MaxCommitWriteDelay);
+        leader.BeginBatch();
+        leader.Tick(h.Now);
+        leader.EndBatch();
         Assert.Equal(writes + 1, storage.WriteCount);
         Assert.Equal(leader.CommitIndex, storage.DurableCommitIndex);
-        // What that write made durable may leave: the completion and the commit notices.
-        var early = leader.TakeOutput();
-        Assert.Single(early.Completions);
+    }
 
-        // A read that sees nothing new writes nothing.
-        leader.Read(KvMachine.Get(4), h.Now);
+    [Fact]
+    public void Without_deferral_a_scope_that_only_commits_writes_before_it_releases()
+    {
+        var h = new Harness(3, options: Harness.Options with { DeferCommitWrites = false });
+        h.Elect(1);
+        h[1].Propose(1, 1, KvMachine.Put(4, 44), h.Now);
+        h.Collect(1);
+        h.Deliver(filter: (_, to, m) => to == 2 && m is Accept);
+        var ack = h.InFlight.Single(m => m.Message is Accepted);
+        var storage = h.Storage[1];
+        var writes = storage.WriteCount;
+        h[1].BeginBatch();
+        h[1].Handle(ack.From, ack.Message, h.Now);
+        h[1].EndBatch();
         Assert.Equal(writes + 1, storage.WriteCount);
-        leader.EndBatch();
+        Assert.Equal(h[1].CommitIndex, storage.DurableCommitIndex);
+    }
+
+    [Fact]
+    public void A_read_inside_a_scope_first_persists_entries_it_applied_in_that_scope()
+    {
+        // A lone member restarts with an accepted, uncommitted entry on disk. In one scope it elects itself,
+        // re-proposes the entry in its new ballot and commits it at once (its own vote is a quorum): a read in that
+        // scope sees it, so the new acceptance and promise must be written before the answer.
+        var storage = new MemoryPaxosStorage();
+        var put = LogValue.OfCommands([new ClientCommand(1, 1, KvMachine.Put(3, 33))]);
+        var seed = new PaxosWriteBatch { Promised = new Ballot(1, 1) };
+        seed.Entries.Add(new AcceptedEntry(1, new Ballot(1, 1), put));
+        storage.Write(seed);
+        var start = TimeSpan.FromSeconds(50);
+        var node = new PaxosNode(1, new MemberSet([1]), storage, new KvMachine(), Harness.Options, new Random(1), start);
+        var now = start + Harness.Options.ElectionTimeout * 3;
+        node.BeginBatch();
+        node.Tick(now);
+        Assert.Equal(PaxosRole.Leader, node.Role);
+        Assert.Equal(1, node.CommitIndex);
+        var writes = storage.WriteCount;
+        var read = node.Read(KvMachine.Get(3), now);
+        Assert.Equal(writes + 1, storage.WriteCount);
+        Assert.True(storage.DurablyAccepted(1, node.Promised));
+        Assert.Equal(node.Promised, storage.DurablePromised);
+        node.EndBatch();
+        Assert.Equal((ReadStatus.Ok, 33L), (read.Status, KvMachine.DecodeValue(read.Value!)));
     }
 
     [Fact]

@@ -105,14 +105,6 @@ public sealed class CheckerTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void A_leader_that_answers_reads_inside_a_scope_from_commits_not_yet_persisted_is_caught()
-    {
-        // The leader applies what a quorum accepted as the Accepted messages arrive; a read in the same scope sees it
-        // before the commit is on the leader's disk.
-        FirstViolation(CrashyScopes(3, SimConfig.FastOptions with { BugReadBeforePersist = true }), "answered a read");
-    }
-
-    [Fact]
     public void A_removed_leader_that_hands_off_but_keeps_serving_is_caught_by_the_lease_check()
     {
         // The members it released promise its successor while its lease runs.
