@@ -27,8 +27,8 @@ public sealed class MonitorClusterTests
     private sealed class Cluster : IAsyncDisposable
     {
         public readonly TempDir Dir = new();
-        public readonly ClusterConf Conf;
-        public readonly MonitorDaemon?[] Daemons;
+        public ClusterConf Conf;
+        public MonitorDaemon?[] Daemons;
         public readonly List<string> Log = [];
 
         public Cluster(int n)
@@ -272,6 +272,63 @@ public sealed class MonitorClusterTests
         await Ok(osd0.CommandAsync(new OsdBoot(0, "127.0.0.1:6800", "h0", 0x10000)));
         var osdmap = await Ok(admin.QueryAsync(MonQuery.Status));
         Assert.Contains("2 OSDs, 2 up, 2 in", osdmap.Message);
+    }
+
+    [Fact]
+    public async Task A_monitor_is_added_catches_up_and_votes_and_a_removed_leader_hands_off()
+    {
+        await using var c = new Cluster(3);
+        for (var i = 0; i < 3; i++)
+        {
+            await c.StartAsync(i);
+        }
+        await using (var admin = c.Client())
+        {
+            await Ok(admin.CommandAsync(new PoolCreate("one")));
+            var address = $"127.0.0.1:{FreePort()}";
+            var added = await Ok(admin.CommandAsync(new MonAdd("d", address)));
+            Assert.Contains("member id 4", added.Message);
+            c.Conf = c.Conf.WithMonitor("d", address);
+            c.Daemons = [.. c.Daemons, null];
+        }
+        await c.StartAsync(3);
+        var d = c.Daemons[3]!;
+        Assert.Equal(4, d.Id);
+        await Until(() => c.Daemons.All(m => m!.Members.SequenceEqual([1, 2, 3, 4])) && d.Committed!.Osd.FindPool("one") is not null,
+            () => $"members {string.Join(" / ", c.Daemons.Select(m => string.Join(",", m!.Members)))}");
+
+        // Remove the leader: it hands off, the other three go on.
+        var leader = c.LeaderIndex();
+        Assert.True(leader >= 0);
+        await using (var admin = c.Client())
+        {
+            await Ok(admin.CommandAsync(new MonRemove(c.Conf.Monitors[leader].Name)));
+            var remaining = Enumerable.Range(0, 4).Where(i => i != leader).ToList();
+            var ids = remaining.Select(i => c.Daemons[i]!.Id).Order().ToList();
+            await Until(() => remaining.All(i => c.Daemons[i]!.Members.SequenceEqual(ids)), () => $"members {string.Join(" / ", c.Daemons.Select(m => string.Join(",", m!.Members)))}");
+            await c.StopAsync(leader);
+            await Ok(admin.CommandAsync(new PoolCreate("two")));
+            // One of the three remaining stops: two of three are a majority of the new configuration (two of the old
+            // four would not be).
+            var stopped = remaining.First(i => i != 3);
+            await c.StopAsync(stopped);
+            await Ok(admin.CommandAsync(new PoolCreate("three")));
+            var pools = await Ok(admin.QueryAsync(MonQuery.PoolList));
+            Assert.Contains("three", pools.Message);
+        }
+    }
+
+    private static async Task Until(Func<bool> condition, Func<string> describe)
+    {
+        for (var attempt = 0; attempt < 300; attempt++)
+        {
+            if (condition())
+            {
+                return;
+            }
+            await Task.Delay(50);
+        }
+        Assert.Fail("timed out waiting: " + describe());
     }
 
     [Fact]

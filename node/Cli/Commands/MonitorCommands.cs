@@ -227,7 +227,14 @@ public static class MonitorCommands
             }
             await using (daemon)
             {
-                await daemon.StartAsync();
+                try
+                {
+                    await daemon.StartAsync();
+                }
+                catch (Exception e) when (e is InvalidOperationException or MonitorsUnavailableException)
+                {
+                    throw new CliException(ExitCodes.Failure, e.Message);
+                }
                 try
                 {
                     await Task.Delay(Timeout.Infinite, ct);
@@ -240,6 +247,43 @@ public static class MonitorCommands
             return ExitCodes.Ok;
         });
         mon.Subcommands.Add(run);
+
+        var addName = new Argument<string>("name") { Description = "The new monitor's name." };
+        var addAddress = new Argument<string>("address") { Description = "Its messenger address, ADDRESS:PORT." };
+        var add = new Command("add", "Add a monitor to the cluster (committed through Paxos: it becomes a voting member once it has caught up). Lists it in CONF_DIR/cluster.conf; then start it with `appliance mon run --name NAME`.") { addName, addAddress };
+        add.SetAction(async (parse, ct) =>
+        {
+            var monName = parse.GetRequiredValue(addName);
+            var address = parse.GetRequiredValue(addAddress);
+            try
+            {
+                ClusterConf.ParseEndpoint(address, $"mon.{monName}");
+            }
+            catch (FormatException e)
+            {
+                throw new CliException(ExitCodes.InvalidInput, e.Message);
+            }
+            var code = await RunAsync(parse, c => c.CommandAsync(new MonAdd(monName, address), ct));
+            var dir = ConfDirOf(parse);
+            LoadConf(parse).WithMonitor(monName, address).Save(dir);
+            await parse.InvocationConfiguration.Output.WriteLineAsync(
+                $"{Path.Combine(dir, ClusterConf.FileName)} now lists mon.{monName}; copy it (with {ClusterConf.MonKeyringName} and {ClusterConf.AdminKeyringName}) to the new monitor's node and run: appliance mon run --name {monName} --data DIR --conf-dir CONF_DIR");
+            return code;
+        });
+        mon.Subcommands.Add(add);
+
+        var rmName = new Argument<string>("name") { Description = "The monitor to remove." };
+        var rm = new Command("rm", "Remove a monitor from the cluster (a leader that is removed hands leadership to another first). Drops it from CONF_DIR/cluster.conf.") { rmName };
+        rm.SetAction(async (parse, ct) =>
+        {
+            var monName = parse.GetRequiredValue(rmName);
+            var code = await RunAsync(parse, c => c.CommandAsync(new MonRemove(monName), ct));
+            var dir = ConfDirOf(parse);
+            LoadConf(parse).WithoutMonitor(monName).Save(dir);
+            await parse.InvocationConfiguration.Output.WriteLineAsync($"{Path.Combine(dir, ClusterConf.FileName)} no longer lists mon.{monName}; stop its `appliance mon run` and copy the conf to the other nodes");
+            return code;
+        });
+        mon.Subcommands.Add(rm);
 
         var status = new Command("status", "Ask every monitor for its own view: role, leader, members, committed index.");
         status.SetAction(async (parse, ct) =>

@@ -12,10 +12,34 @@ namespace Appliance.Monitor.Daemon;
 /// fsid = 6a1c…
 /// created = 1795340000000
 /// mon.a = 10.0.0.1:6789
+/// initial = a,b,c
 /// </code>
+/// <c>initial</c> names the monitors the cluster was created with (they hold its first monmap; a monitor added later
+/// with `appliance mon add` joins by catching up); without it every listed monitor is initial.
 /// </summary>
-public sealed record ClusterConf(Guid Fsid, long CreatedMs, IReadOnlyList<(string Name, string Address)> Monitors)
+public sealed record ClusterConf(Guid Fsid, long CreatedMs, IReadOnlyList<(string Name, string Address)> Monitors, IReadOnlyList<string>? InitialNames = null)
 {
+    /// <summary>The monitors the cluster was created with, in the order that gave their ids (1, 2, ...).</summary>
+    public IReadOnlyList<(string Name, string Address)> Initial =>
+        InitialNames is null ? Monitors : [.. InitialNames.Select(n => Monitors.FirstOrDefault(m => m.Name == n)).Where(m => m.Name is not null)];
+
+    /// <summary>This configuration with monitor <paramref name="name"/> listed at <paramref name="address"/>.</summary>
+    public ClusterConf WithMonitor(string name, string address) =>
+        this with { Monitors = [.. Monitors.Where(m => m.Name != name), (name, address)], InitialNames = InitialNames ?? [.. Monitors.Select(m => m.Name)] };
+
+    /// <summary>This configuration without monitor <paramref name="name"/> (it stays named as initial: ids do not move).</summary>
+    public ClusterConf WithoutMonitor(string name) =>
+        this with { Monitors = [.. Monitors.Where(m => m.Name != name)], InitialNames = InitialNames ?? [.. Monitors.Select(m => m.Name)] };
+
+    /// <summary>Replaces the conf file in <paramref name="directory"/> atomically.</summary>
+    public void Save(string directory)
+    {
+        var path = Path.Combine(directory, FileName);
+        var tmp = path + ".tmp";
+        File.WriteAllText(tmp, Format());
+        File.Move(tmp, path, overwrite: true);
+    }
+
     public const string FileName = "cluster.conf";
     public const string MonKeyringName = "mon.keyring";
     public const string AdminKeyringName = "client.admin.keyring";
@@ -30,6 +54,10 @@ public sealed record ClusterConf(Guid Fsid, long CreatedMs, IReadOnlyList<(strin
             $"created = {CreatedMs.ToString(CultureInfo.InvariantCulture)}",
         };
         lines.AddRange(Monitors.Select(m => $"mon.{m.Name} = {m.Address}"));
+        if (InitialNames is not null)
+        {
+            lines.Add($"initial = {string.Join(',', InitialNames)}");
+        }
         return string.Join('\n', lines) + "\n";
     }
 
@@ -38,6 +66,7 @@ public sealed record ClusterConf(Guid Fsid, long CreatedMs, IReadOnlyList<(strin
         Guid? fsid = null;
         long? created = null;
         var mons = new List<(string, string)>();
+        List<string>? initial = null;
         var n = 0;
         foreach (var raw in text.Split('\n'))
         {
@@ -63,6 +92,10 @@ public sealed record ClusterConf(Guid Fsid, long CreatedMs, IReadOnlyList<(strin
                 created = long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var c) ? c
                     : throw new FormatException($"{source}:{n}: created is not a number of milliseconds");
             }
+            else if (key == "initial")
+            {
+                initial = [.. value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)];
+            }
             else if (key.StartsWith("mon.", StringComparison.Ordinal) && key.Length > 4)
             {
                 ParseEndpoint(value, $"{source}:{n}");
@@ -77,7 +110,7 @@ public sealed record ClusterConf(Guid Fsid, long CreatedMs, IReadOnlyList<(strin
         {
             throw new FormatException($"{source}: needs fsid, created and at least one mon.NAME = ADDRESS");
         }
-        return new ClusterConf(fsid.Value, created.Value, mons);
+        return new ClusterConf(fsid.Value, created.Value, mons, initial);
     }
 
     public static ClusterConf Load(string directory)
@@ -113,7 +146,7 @@ public sealed record ClusterConf(Guid Fsid, long CreatedMs, IReadOnlyList<(strin
         {
             ParseEndpoint(address, $"mon.{name}");
         }
-        var conf = new ClusterConf(Guid.NewGuid(), now.ToUnixTimeMilliseconds(), monitors);
+        var conf = new ClusterConf(Guid.NewGuid(), now.ToUnixTimeMilliseconds(), monitors, [.. monitors.Select(m => m.Name)]);
         var mon = new Keyring();
         mon.Add(new KeyringEntry(MonEntity, Secret.Generate(), new Dictionary<string, string> { ["mon"] = "allow *" }));
         mon.Save(Path.Combine(directory, MonKeyringName));

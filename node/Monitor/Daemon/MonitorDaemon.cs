@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Collections.Immutable;
 using System.Diagnostics;
 using System.Net;
@@ -45,7 +46,19 @@ public sealed class MonitorDaemon : IAsyncDisposable
     private readonly List<Watcher> _watchers = [];
     private readonly Dictionary<int, Peer> _peers = [];
     private readonly CancellationTokenSource _stop = new();
-    private readonly Dictionary<string, int> _ranks;
+    // Monitor name → Paxos member id, from the committed monmap (and, while a joining monitor catches up, the monmap
+    // it fetched at start). Replaced, never changed: read by the messenger's threads.
+    private volatile IReadOnlyDictionary<string, int> _ids = new Dictionary<string, int>();
+    // The monmap a joining monitor fetched from the cluster before it had caught up (null once its own is as new).
+    private MonMap? _joinMap;
+    private uint _peersForEpoch;
+    private bool _peersBuilt;
+    // Membership changes use a client session of their own (not the OSD ticks'): one sequence per kind, so neither
+    // supersedes the other.
+    private readonly long _membershipClientId = Random.Shared.NextInt64(1, long.MaxValue);
+    private long _membershipSeq;
+    private long _membershipLastSeq;
+    private TimeSpan _membershipSince;
     private readonly long _startTimestamp = Stopwatch.GetTimestamp();
     // This monitor's own proposals (OSD ticks) use a client session of their own.
     private readonly long _selfClientId = Random.Shared.NextInt64(1, long.MaxValue);
@@ -64,18 +77,17 @@ public sealed class MonitorDaemon : IAsyncDisposable
     {
         _options = options;
         _log = log;
-        var rank = options.Conf.Monitors.ToList().FindIndex(m => m.Name == options.Name);
-        if (rank < 0)
+        var self = options.Conf.Monitors.FirstOrDefault(m => m.Name == options.Name);
+        if (self.Name is null)
         {
-            throw new ArgumentException($"mon.{options.Name} is not in the cluster's {ClusterConf.FileName} (it lists {string.Join(", ", options.Conf.Monitors.Select(m => "mon." + m.Name))})");
+            throw new ArgumentException($"mon.{options.Name} is not in the cluster's {ClusterConf.FileName} (it lists {string.Join(", ", options.Conf.Monitors.Select(m => "mon." + m.Name))}); a new monitor is added with `appliance mon add {options.Name} ADDRESS:PORT`, which lists it");
         }
-        Id = rank + 1;
-        _ranks = options.Conf.Monitors.Select((m, i) => (m.Name, Id: i + 1)).ToDictionary(x => x.Name, x => x.Id);
-        Address = ClusterConf.ParseEndpoint(options.Conf.Monitors[rank].Address, $"mon.{options.Name}");
+        Address = ClusterConf.ParseEndpoint(self.Address, $"mon.{options.Name}");
     }
 
-    /// <summary>This monitor's Paxos member id (its rank in the conf, from 1).</summary>
-    public int Id { get; }
+    /// <summary>This monitor's Paxos member id (its id in the monmap: 1, 2, ... for the monitors the cluster was created
+    /// with, in the conf's order; the next free id for one added later). Known once started.</summary>
+    public int Id { get; private set; }
 
     public IPEndPoint Address { get; }
 
@@ -86,6 +98,11 @@ public sealed class MonitorDaemon : IAsyncDisposable
 
     /// <summary>Role, leader, commit index: one line for logs and `mon status`.</summary>
     public string StatusLine => _statusLine;
+
+    /// <summary>The Paxos configuration (member ids) this monitor knows as committed, as of the last event.</summary>
+    public IReadOnlyList<int> Members => _members;
+
+    private volatile IReadOnlyList<int> _members = [];
 
     /// <summary>The Paxos member's full state as of the last event (for diagnostics).</summary>
     public string PaxosState => _describe;
@@ -98,27 +115,154 @@ public sealed class MonitorDaemon : IAsyncDisposable
         {
             _log($"mon.{o.Name}: store: {note}");
         }
-        var initial = ClusterState.Bootstrap(o.Conf.Fsid, o.Conf.Monitors, DateTimeOffset.FromUnixTimeMilliseconds(o.Conf.CreatedMs),
+        // Every member starts from the same first state: the monitors the cluster was created with (not monitors
+        // added since, whatever the conf lists now).
+        var initial = ClusterState.Bootstrap(o.Conf.Fsid, o.Conf.Initial, DateTimeOffset.FromUnixTimeMilliseconds(o.Conf.CreatedMs),
             [new AuthEntity(o.Admin.Entity, o.Admin.Key, o.Admin.Caps.ToImmutableSortedDictionary(StringComparer.Ordinal))]);
         _machine = new MonitorStateMachine(initial);
-        var members = new MemberSet(Enumerable.Range(1, o.Conf.Monitors.Count));
+        var isInitial = initial.Mon.Find(o.Name) is not null;
+        if (_store.Get(IdPrefix, IdKey) is { Length: 4 } stored)
+        {
+            Id = BinaryPrimitives.ReadInt32LittleEndian(stored);
+        }
+        else
+        {
+            if (isInitial)
+            {
+                Id = initial.Mon.Find(o.Name)!.Id;
+            }
+            else
+            {
+                // A monitor added to a running cluster: its id is in the current monmap, which the others have.
+                _joinMap = await FetchMonMapAsync();
+                Id = _joinMap.Find(o.Name)?.Id
+                    ?? throw new InvalidOperationException($"mon.{o.Name} is not in the cluster's monmap (epoch {_joinMap.Epoch}): add it first with `appliance mon add {o.Name} {Address}`");
+            }
+            var bytes = new byte[4];
+            BinaryPrimitives.WriteInt32LittleEndian(bytes, Id);
+            _store.Apply(new WriteBatch().Put(IdPrefix, IdKey, bytes));
+        }
+        // The founding members start from the founding member set; a joining member from none (it learns the
+        // configuration by catching up). Either way what the store holds wins.
+        var members = isInitial ? new MemberSet(initial.Mon.Monitors.Select(m => m.Id)) : MemberSet.Empty;
         _node = new PaxosNode(Id, members, new MonitorPaxosStorage(_store), _machine, o.Paxos, new Random(), Now);
         _published = _machine.State;
 
         _server = new MessengerServer(LookupKey, new MessengerOptions(), OnMessageAsync, _log);
         _server.ListenTcp(Address);
-        for (var i = 0; i < o.Conf.Monitors.Count; i++)
+        ReconcilePeers();
+        _loop = LoopAsync();
+        _log($"mon.{o.Name} (id {Id}{(isInitial ? "" : ", joined later")}) serving cluster {o.Conf.Fsid} on {Address}, store {o.DataDirectory}");
+    }
+
+    private const string IdPrefix = "mon";
+    private const string IdKey = "id";
+
+    /// <summary>The current monmap, from the other monitors listed in the conf (for a monitor joining a running
+    /// cluster).</summary>
+    private async Task<MonMap> FetchMonMapAsync()
+    {
+        var others = _options.Conf.Monitors.Where(m => m.Name != _options.Name).Select(m => ClusterConf.ParseEndpoint(m.Address, $"mon.{m.Name}")).ToList();
+        if (others.Count == 0)
         {
-            if (i + 1 == Id)
+            throw new InvalidOperationException($"mon.{_options.Name} joins a running cluster but its {ClusterConf.FileName} lists no other monitor to ask");
+        }
+        await using var client = new MonClient(others, $"mon.{_options.Name}", _options.MonKey, _log) { Deadline = TimeSpan.FromSeconds(60), PollWait = TimeSpan.FromMilliseconds(1) };
+        await foreach (var map in client.WatchMonMapAsync(null, _stop.Token))
+        {
+            return map;
+        }
+        throw new InvalidOperationException("no monmap");
+    }
+
+    /// <summary>The monmap peers and names come from: the committed one, or the fetched one while that is newer.</summary>
+    private MonMap CurrentMonMap()
+    {
+        var committed = _machine!.State.Mon;
+        if (_joinMap is { } join && join.Epoch > committed.Epoch)
+        {
+            return join;
+        }
+        _joinMap = null;
+        return committed;
+    }
+
+    /// <summary>A peer for every other monitor of the monmap (and of the Paxos configuration while a removal is in
+    /// flight); names resolved to ids for the messages that arrive. Runs on the loop when the monmap changes.</summary>
+    private void ReconcilePeers()
+    {
+        var map = CurrentMonMap();
+        if (map.Epoch == _peersForEpoch && _peersBuilt)
+        {
+            return;
+        }
+        _peersForEpoch = map.Epoch;
+        _peersBuilt = true;
+        var ids = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var (name, id) in _ids)
+        {
+            // A monitor being removed stays known while it is still a Paxos member.
+            if (_node!.Members.Contains(id))
+            {
+                ids[name] = id;
+            }
+        }
+        foreach (var m in map.Monitors)
+        {
+            ids[m.Name] = m.Id;
+            if (m.Id == Id)
             {
                 continue;
             }
-            var (name, address) = o.Conf.Monitors[i];
-            _peers[i + 1] = new Peer(this, ClusterConf.ParseEndpoint(address, $"mon.{name}"), name);
+            if (_peers.TryGetValue(m.Id, out var existing) && existing.Address == m.Address)
+            {
+                continue;
+            }
+            if (existing is not null)
+            {
+                _ = existing.DisposeAsync().AsTask();
+            }
+            _peers[m.Id] = new Peer(this, ClusterConf.ParseEndpoint(m.Address, $"mon.{m.Name}"), m.Name, m.Address);
         }
-        _loop = LoopAsync();
-        _log($"mon.{o.Name} (rank {Id - 1}) serving cluster {o.Conf.Fsid} on {Address}, store {o.DataDirectory}");
-        await Task.CompletedTask;
+        foreach (var id in _peers.Keys.ToList())
+        {
+            if (map.FindById(id) is null && !_node!.Members.Contains(id))
+            {
+                _ = _peers[id].DisposeAsync().AsTask();
+                _peers.Remove(id);
+            }
+        }
+        _ids = ids;
+    }
+
+    /// <summary>The leader, under its lease, moves the Paxos configuration toward the monmap's monitors one member at
+    /// a time (Paxos changes one member per step): a monitor added to the monmap becomes a voting member, a removed one
+    /// stops being one (a leader removing itself hands off to another).</summary>
+    private void CheckMembership()
+    {
+        var node = _node!;
+        var now = Now;
+        if (!node.HoldsLease(now) || (_membershipSeq != 0 && now - _membershipSince < _options.Paxos.ProposalTimeout))
+        {
+            return;
+        }
+        var want = _machine!.State.Mon.Monitors.Select(m => m.Id).ToHashSet();
+        var have = node.Members.Ids.ToHashSet();
+        if (want.SetEquals(have) || want.Count == 0)
+        {
+            return;
+        }
+        var add = want.Except(have).Order().FirstOrDefault();
+        var drop = have.Except(want).Order().FirstOrDefault();
+        var next = add != 0 ? [.. have, add] : have.Where(id => id != drop).ToList();
+        _membershipSeq = ++_membershipLastSeq;
+        _membershipSince = now;
+        var status = node.ProposeMembership(_membershipClientId, _membershipSeq, new MemberSet(next), now);
+        _log($"mon.{_options.Name}: proposing Paxos members {string.Join(",", next.Order())} (monmap epoch {_machine.State.Mon.Epoch}): {status}");
+        if (status != ProposeStatus.Pending)
+        {
+            _membershipSeq = 0;
+        }
     }
 
     /// <summary>Keys for the messenger: every monitor shares the monitors' key; everyone else is in the auth
@@ -138,7 +282,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
         {
             case MonMessageTypes.Paxos:
                 {
-                    if (!session.PeerEntity.StartsWith("mon.", StringComparison.Ordinal) || RankOf(session.PeerEntity[4..]) is not { } from)
+                    if (!session.PeerEntity.StartsWith("mon.", StringComparison.Ordinal) || !_ids.TryGetValue(session.PeerEntity[4..], out var from))
                     {
                         _log($"mon.{_options.Name}: dropped a Paxos message from {session.PeerEntity}, which is not a monitor of this cluster");
                         return;
@@ -177,11 +321,6 @@ public sealed class MonitorDaemon : IAsyncDisposable
                 _log($"mon.{_options.Name}: ignored message type {message.Type} from {session.PeerEntity}");
                 return;
         }
-    }
-
-    private int? RankOf(string name)
-    {
-        return _ranks.TryGetValue(name, out var id) ? id : null;
     }
 
     private async Task AnswerAsync(MessageSession session, ulong replyTo, MonRequest request)
@@ -310,8 +449,8 @@ public sealed class MonitorDaemon : IAsyncDisposable
         return read.Status switch
         {
             ReadStatus.Ok => MonReply.Decode(read.Value),
-            ReadStatus.NotLeader when read.LeaderHint is { } hint && hint >= 1 && hint <= _options.Conf.Monitors.Count =>
-                new MonReply(MonReplyStatus.NotLeader, 0, $"mon.{_options.Conf.Monitors[hint - 1].Name} leads", _options.Conf.Monitors[hint - 1].Address),
+            ReadStatus.NotLeader when read.LeaderHint is { } hint && CurrentMonMap().FindById(hint) is { } leader =>
+                new MonReply(MonReplyStatus.NotLeader, 0, $"mon.{leader.Name} leads", leader.Address),
             _ => NoQuorum(),
         };
     }
@@ -358,11 +497,14 @@ public sealed class MonitorDaemon : IAsyncDisposable
 
     private MonReply NoQuorum() => new(MonReplyStatus.NoQuorum, 0, $"mon.{_options.Name} is not in a quorum ({_statusLine}); try another monitor");
 
+    private string NameOf(int id) => CurrentMonMap().FindById(id) is { } m ? $"mon.{m.Name}" : $"member {id}";
+
     private string DescribeSelf()
     {
         var node = _node!;
-        var leader = node.Leader is { } l && l >= 1 && l <= _options.Conf.Monitors.Count ? $"mon.{_options.Conf.Monitors[l - 1].Name}" : "none known";
-        return $"mon.{_options.Name}: {node.Role.ToString().ToLowerInvariant()}, leader {leader}, members {string.Join(",", node.Members.Ids.Select(i => "mon." + _options.Conf.Monitors[i - 1].Name))}, " +
+        var leader = node.Leader is { } l ? NameOf(l) : "none known";
+        var removed = !node.Members.Contains(Id) && _machine!.State.Mon.Find(_options.Name) is null && _machine.State.Mon.Epoch > 1 ? " (removed from the cluster)" : "";
+        return $"mon.{_options.Name}: {node.Role.ToString().ToLowerInvariant()}{removed}, leader {leader}, members {string.Join(",", node.Members.Ids.Select(NameOf))}, " +
             $"committed index {node.CommitIndex}, lease {(node.HoldsLease(Now) ? "held" : "not held")}, osdmap epoch {_published?.Osd.Epoch}\n";
     }
 
@@ -397,6 +539,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
                     }
                     node.Tick(Now);
                     CheckOsds();
+                    CheckMembership();
                     tick = ticker.WaitForNextTickAsync(_stop.Token).AsTask();
                 }
                 for (var handled = 0; handled < MaxEventsPerBatch && reader.TryRead(out var action); handled++)
@@ -451,6 +594,12 @@ public sealed class MonitorDaemon : IAsyncDisposable
         }
         foreach (var c in output.Completions)
         {
+            if (c.ClientId == _membershipClientId && c.Seq == _membershipSeq)
+            {
+                _log($"mon.{_options.Name}: Paxos membership change {c.Status.ToString().ToLowerInvariant()}; members now {string.Join(",", node.Members.Ids)}");
+                _membershipSeq = 0;
+                continue;
+            }
             if (!_pending.Remove((c.ClientId, c.Seq), out var waiter))
             {
                 continue;
@@ -463,10 +612,12 @@ public sealed class MonitorDaemon : IAsyncDisposable
             });
         }
         _published = _machine!.State;
+        ReconcilePeers();
         WakeWatchers();
-        var leader = node.Leader is { } l && l >= 1 && l <= _options.Conf.Monitors.Count ? "mon." + _options.Conf.Monitors[l - 1].Name : "none";
+        var leader = node.Leader is { } l ? NameOf(l) : "none";
         _statusLine = $"{node.Role.ToString().ToLowerInvariant()}, leader {leader}, committed {node.CommitIndex}";
         _describe = node.Describe();
+        _members = node.Members.Ids;
     }
 
     public async ValueTask DisposeAsync()
@@ -513,13 +664,17 @@ public sealed class MonitorDaemon : IAsyncDisposable
         private readonly Task _pump;
         private readonly CancellationTokenSource _stop = new();
 
-        public Peer(MonitorDaemon owner, IPEndPoint endpoint, string name)
+        public Peer(MonitorDaemon owner, IPEndPoint endpoint, string name, string address)
         {
+            Address = address;
             _client = new MessengerClient(endpoint, $"mon.{owner._options.Name}", owner._options.MonKey, ConnectionMode.Crc,
                 new MessengerOptions(), (_, _) => ValueTask.CompletedTask, line => owner._log($"mon.{owner._options.Name} → mon.{name}: {line}"));
             _ = _client.StartAsync().ContinueWith(t => _ = t.Exception, TaskScheduler.Default);
             _pump = PumpAsync();
         }
+
+        /// <summary>The monmap address this peer was made for.</summary>
+        public string Address { get; }
 
         public void Send(byte[] message) => _queue.Writer.TryWrite(message);
 
