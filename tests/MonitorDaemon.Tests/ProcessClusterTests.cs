@@ -106,6 +106,7 @@ public sealed class ProcessClusterTests
             c.Start(i);
         }
         var acked = new List<string>();
+        string? lastInterval = null;
         await using (var client = c.Client())
         {
             // A stream of changes; the leader is killed after the first few.
@@ -116,6 +117,14 @@ public sealed class ProcessClusterTests
                 {
                     leader = await c.LeaderAsync(client);
                     c.Kill(leader);
+                }
+                if (n % 3 == 2)
+                {
+                    // Pool and config changes interleaved: the config's last acknowledged value must survive.
+                    var value = (600 + n).ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    var set = await client.CommandAsync(new ConfigSet("mon_osd_down_out_interval", value));
+                    Assert.True(set.Status == MonReplyStatus.Ok, $"config set: {set.Status} {set.Message}\n{c.Logs()}");
+                    lastInterval = value;
                 }
                 var name = $"pool{n}";
                 var r = await client.CommandAsync(new PoolCreate(name));
@@ -131,6 +140,7 @@ public sealed class ProcessClusterTests
             {
                 Assert.Contains(name + " ", pools.Message);
             }
+            Assert.Equal(lastInterval, (await client.QueryAsync(MonQuery.ConfigGet, "mon_osd_down_out_interval")).Message.Trim());
             c.Start(leader);
         }
 
@@ -151,6 +161,7 @@ public sealed class ProcessClusterTests
         {
             Assert.Contains(name + " ", after.Message);
         }
+        Assert.Equal(lastInterval, (await again.QueryAsync(MonQuery.ConfigGet, "mon_osd_down_out_interval")).Message.Trim());
         var audit = await again.QueryAsync(MonQuery.Audit, "100");
         Assert.Contains("pool create pool29", audit.Message);
     }
