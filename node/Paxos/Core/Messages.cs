@@ -50,3 +50,15 @@ public sealed record ForwardConfig(MemberSet Members, long ClientId = 0, long Se
 /// <paramref name="CommitIndex"/>) and serves nothing any more: the lease granted to it binds no one now, and
 /// <paramref name="Successor"/> should run for leader at once.</summary>
 public sealed record Handoff(Ballot Ballot, long CommitIndex, int Successor) : PaxosMessage;
+
+/// <summary>One piece of a snapshot being transferred to a lagging member: bytes
+/// [<paramref name="Offset"/>, Offset + Data.Length) of the snapshot's data, of <paramref name="Total"/> bytes, taken at
+/// <paramref name="Index"/> (with the member set governing the next index). <paramref name="TransferId"/> names the
+/// copy (a 64-bit hash of its index and bytes): pieces of different copies never mix.
+/// The receiver asks for the next piece.</summary>
+public sealed record SnapshotChunk(long Index, long TransferId, MemberSet Members, long Total, long Offset, byte[] Data) : PaxosMessage;
+
+/// <summary>The receiver of snapshot copy <paramref name="TransferId"/> at <paramref name="Index"/> asks for its bytes
+/// from <paramref name="Offset"/> on (resuming after a lost piece). A sender that no longer serves that copy starts
+/// over with its current one.</summary>
+public sealed record SnapshotChunkRequest(long Index, long TransferId, long Offset) : PaxosMessage;

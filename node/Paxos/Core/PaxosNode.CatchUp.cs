@@ -9,6 +9,10 @@ public sealed partial class PaxosNode
 
     private void RequestCatchUp(int from, TimeSpan now, bool force)
     {
+        if (!force && _incoming is { } inc && inc.Index > _commitIndex && now - inc.LastProgress < 2 * _options.RetransmitInterval)
+        {
+            return; // a snapshot transfer is under way and moving: it brings us there
+        }
         if (force || _lastCatchUpRequest is not { } last || now - last >= _options.RetransmitInterval)
         {
             _lastCatchUpRequest = now;
@@ -26,7 +30,7 @@ public sealed partial class PaxosNode
         // the member set), or when the gap is large.
         if (m.FromIndex < _firstIndex || m.FromIndex == 1 || _commitIndex - m.FromIndex >= 4L * _options.MaxEntriesPerMessage)
         {
-            Send(from, new CatchUp(_commitIndex, TakeSnapshot(), []));
+            SendSnapshotChunk(from, ServingSnapshot(m.FromIndex), 0);
             return;
         }
         var last = Math.Min(_commitIndex, m.FromIndex + _options.MaxEntriesPerMessage - 1);
@@ -73,6 +77,140 @@ public sealed partial class PaxosNode
     }
 
     private SnapshotData TakeSnapshot() => new(_commitIndex, _committedConfig, EncodeNodeState());
+
+    // ---- snapshot transfer in pieces ----
+
+    // The snapshot this member sends to lagging members, and its id (a hash of its bytes); kept while it is of use,
+    // so concurrent and resumed transfers read one stable byte string.
+    private SnapshotData? _serving;
+    private long _servingId;
+
+    // The snapshot this member is receiving, if any.
+    private IncomingSnapshot? _incoming;
+
+    /// <summary>The snapshot to send to a member that needs everything from <paramref name="fromIndex"/> on: the one
+    /// being served if it reaches that far and our log still continues from it, else a fresh one.</summary>
+    private SnapshotData ServingSnapshot(long fromIndex)
+    {
+        if (_serving is { } s && s.Index >= fromIndex && s.Index >= _firstIndex - 1 && s.Index <= _commitIndex)
+        {
+            return s;
+        }
+        var snap = TakeSnapshot();
+        _servingId = ContentHash.Of(snap.Index, snap.Data);
+        return _serving = snap;
+    }
+
+    private void SendSnapshotChunk(int to, SnapshotData snap, long offset)
+    {
+        var length = (int)Math.Min(_options.MaxSnapshotChunkBytes, snap.Data.Length - offset);
+        Send(to, new SnapshotChunk(snap.Index, _servingId, snap.Members, snap.Data.Length, offset, snap.Data.AsSpan((int)offset, length).ToArray()));
+    }
+
+    private void OnSnapshotChunkRequest(int from, SnapshotChunkRequest m)
+    {
+        if (_serving is { } s && s.Index == m.Index && _servingId == m.TransferId && m.Offset >= 0 && m.Offset <= s.Data.Length)
+        {
+            SendSnapshotChunk(from, s, m.Offset);
+        }
+        else if (_commitIndex >= m.Index && _commitIndex >= 1)
+        {
+            // We no longer serve that copy (restarted, or moved on): serve a current one — from the requested offset
+            // if it is the same bytes (a restart with nothing new committed), else from the start.
+            var current = ServingSnapshot(m.Index);
+            SendSnapshotChunk(from, current, _servingId == m.TransferId && m.Offset >= 0 && m.Offset <= current.Data.Length ? m.Offset : 0);
+        }
+    }
+
+    /// <summary>A piece of a snapshot. Pieces are taken in order from one copy at one sender; each asks for the
+    /// next, and a stalled transfer is resumed from where it stopped by <see cref="ResumeSnapshotTransfer"/>.</summary>
+    private void OnSnapshotChunk(int from, SnapshotChunk m, TimeSpan now)
+    {
+        if (_role == PaxosRole.Leader || m.Index <= _commitIndex)
+        {
+            return; // nothing we lack (a leader is never behind anyone it could hear from)
+        }
+        if (m.Total > _options.MaxSnapshotBytes || m.Total < 0 || m.Offset < 0 || m.Offset > m.Total - m.Data.Length)
+        {
+            return; // malformed or beyond what we accept
+        }
+        if (_incoming is not { } inc || inc.TransferId != m.TransferId || inc.From != from)
+        {
+            if (m.Offset != 0)
+            {
+                Send(from, new SnapshotChunkRequest(m.Index, m.TransferId, 0)); // a piece of a copy we do not hold: from the start
+                return;
+            }
+            // A new copy replaces ours unless ours is moving and comes from another sender (the same sender sending a
+            // new copy no longer serves the old one).
+            var current = _incoming;
+            if (current is not null && current.Index > _commitIndex && current.From != from
+                && now - current.LastProgress < 2 * _options.RetransmitInterval)
+            {
+                return;
+            }
+            inc = _incoming = new IncomingSnapshot(m.Index, m.TransferId, m.Members, from, new byte[m.Total]) { LastProgress = now, LastRequest = now };
+        }
+        if (m.Offset != inc.Received)
+        {
+            return; // a duplicate or a stale piece; the resume timer asks again if we stall
+        }
+        m.Data.CopyTo(inc.Data.AsSpan((int)inc.Received));
+        inc.Received += m.Data.Length;
+        inc.LastProgress = now;
+        if (inc.Received < inc.Data.Length)
+        {
+            inc.LastRequest = now;
+            Send(from, new SnapshotChunkRequest(inc.Index, inc.TransferId, inc.Received));
+            return;
+        }
+        _incoming = null;
+        if (_role == PaxosRole.Candidate)
+        {
+            StepDown(now); // the promises we collected were for a log we no longer have; run again later
+        }
+        InstallSnapshot(new SnapshotData(inc.Index, inc.Members, inc.Data));
+        RequestCatchUp(from, now, force: true); // the entries after it
+    }
+
+    /// <summary>Asks again for the next piece of a stalled transfer (a piece or a request was lost); gives up on a
+    /// transfer that has not moved for two election timeouts (ordinary catch-up then starts a new one).</summary>
+    private void ResumeSnapshotTransfer(TimeSpan now)
+    {
+        if (_incoming is not { } inc)
+        {
+            return;
+        }
+        if (inc.Index <= _commitIndex || now - inc.LastProgress >= 2 * _options.ElectionTimeout)
+        {
+            _incoming = null;
+            return;
+        }
+        if (now - inc.LastRequest >= _options.RetransmitInterval)
+        {
+            inc.LastRequest = now;
+            Send(inc.From, new SnapshotChunkRequest(inc.Index, inc.TransferId, inc.Received));
+        }
+    }
+
+    private sealed class IncomingSnapshot(long index, long transferId, MemberSet members, int from, byte[] data)
+    {
+        public long Index { get; } = index;
+
+        public long TransferId { get; } = transferId;
+
+        public MemberSet Members { get; } = members;
+
+        public int From { get; } = from;
+
+        public byte[] Data { get; } = data;
+
+        public long Received { get; set; }
+
+        public TimeSpan LastProgress { get; set; }
+
+        public TimeSpan LastRequest { get; set; }
+    }
 
     private void InstallSnapshot(SnapshotData snap)
     {

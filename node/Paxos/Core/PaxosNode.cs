@@ -217,6 +217,8 @@ public sealed partial class PaxosNode
             case Forward m: OnForward(m.Command); break;
             case ForwardConfig m: TryQueueConfig(m.Members, m.ClientId, m.Seq); break;
             case Handoff m: OnHandoff(from, m, now); break;
+            case SnapshotChunk m: OnSnapshotChunk(from, m, now); break;
+            case SnapshotChunkRequest m: OnSnapshotChunkRequest(from, m); break;
             default: throw new ArgumentException($"unknown message {message.GetType().Name}", nameof(message));
         }
         if (_role == PaxosRole.Leader && !_inBatch)
@@ -244,9 +246,11 @@ public sealed partial class PaxosNode
                     RetransmitForwards(now);
                     RetransmitHandoff(now);
                 }
+                ResumeSnapshotTransfer(now);
                 break;
             case PaxosRole.Candidate:
                 CandidateTick(now);
+                ResumeSnapshotTransfer(now);
                 break;
             case PaxosRole.Leader:
                 LeaderTick(now);

@@ -38,6 +38,14 @@ public sealed record PaxosOptions
     /// <summary>At most this many entries in one accept or catch-up message.</summary>
     public int MaxEntriesPerMessage { get; init; } = 64;
 
+    /// <summary>A snapshot sent to a lagging member travels in pieces of at most this many bytes, one piece per
+    /// request (so a transfer resumes where it stopped after a loss, and no message is larger than this plus a few
+    /// bytes).</summary>
+    public int MaxSnapshotChunkBytes { get; init; } = 256 * 1024;
+
+    /// <summary>The largest snapshot a member accepts from another (a bound on what a transfer may allocate).</summary>
+    public long MaxSnapshotBytes { get; init; } = 1L << 30;
+
     /// <summary>A snapshot is taken every this many committed entries.</summary>
     public int SnapshotInterval { get; init; } = 100;
 
@@ -106,6 +114,10 @@ public sealed record PaxosOptions
         if (SessionRetention < 1)
         {
             throw new ArgumentException("session retention must be positive");
+        }
+        if (MaxSnapshotChunkBytes < 1 || MaxSnapshotBytes < 1 || MaxSnapshotBytes > Array.MaxLength)
+        {
+            throw new ArgumentException($"snapshot chunk and snapshot size bounds must be positive (and a snapshot at most {Array.MaxLength} bytes)");
         }
         if (MaxInflightEntries < 1 || MaxBatchCommands < 1 || MaxEntriesPerMessage < 1 || SnapshotInterval < 1 || KeepEntries < 0)
         {

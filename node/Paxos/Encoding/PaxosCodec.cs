@@ -25,6 +25,8 @@ public static class PaxosCodec
         Forward = 10,
         ForwardConfig = 11,
         Handoff = 12,
+        SnapshotChunk = 13,
+        SnapshotChunkRequest = 14,
     }
 
     // A configuration value with its proposer's identity (kind 2 is one without, as written before identities).
@@ -105,6 +107,21 @@ public static class PaxosCodec
                 w.I64(m.ClientId);
                 w.I64(m.Seq);
                 break;
+            case SnapshotChunk m:
+                w.U8((byte)MessageType.SnapshotChunk);
+                w.I64(m.Index);
+                w.I64(m.TransferId);
+                WriteMembers(w, m.Members);
+                w.I64(m.Total);
+                w.I64(m.Offset);
+                w.Bytes(m.Data);
+                break;
+            case SnapshotChunkRequest m:
+                w.U8((byte)MessageType.SnapshotChunkRequest);
+                w.I64(m.Index);
+                w.I64(m.TransferId);
+                w.I64(m.Offset);
+                break;
             case Handoff m:
                 w.U8((byte)MessageType.Handoff);
                 WriteBallot(w, m.Ballot);
@@ -142,6 +159,8 @@ public static class PaxosCodec
             MessageType.Forward => new Forward(ReadCommand(ref r)),
             MessageType.ForwardConfig => new ForwardConfig(ReadMembers(ref r), r.I64(), r.I64()),
             MessageType.Handoff => new Handoff(ReadBallot(ref r), r.I64(), r.I32()),
+            MessageType.SnapshotChunk => new SnapshotChunk(r.I64(), r.I64(), ReadMembers(ref r), r.I64(), r.I64(), r.Bytes()),
+            MessageType.SnapshotChunkRequest => new SnapshotChunkRequest(r.I64(), r.I64(), r.I64()),
             _ => throw new PaxosFormatException($"unknown Paxos message type {(byte)type}"),
         };
         consumed = r.Consumed;

@@ -239,14 +239,23 @@ public sealed class BatchScopeTests
         {
             snapshotData[1].Propose(9, i, KvMachine.Put(1, i), snapshotData.Now);
         }
-        snapshotData[1].Handle(2, new CatchUpRequest(1), snapshotData.Now);
-        var catchUp = (CatchUp)snapshotData[1].TakeOutput().Messages.Single(m => m.Message is CatchUp).Message;
-        var snap = catchUp.Snapshot!;
-        var snapIndex = snap.Index;
+        var donor = snapshotData[1];
+        donor.Handle(2, new CatchUpRequest(1), snapshotData.Now);
+        var pieces = new List<SnapshotChunk> { (SnapshotChunk)donor.TakeOutput().Messages.Single().Message };
+        while (pieces[^1].Offset + pieces[^1].Data.Length < pieces[^1].Total)
+        {
+            donor.Handle(2, new SnapshotChunkRequest(pieces[^1].Index, pieces[^1].TransferId, pieces[^1].Offset + pieces[^1].Data.Length), snapshotData.Now);
+            pieces.Add((SnapshotChunk)donor.TakeOutput().Messages.Single().Message);
+        }
+        Assert.True(pieces.Count > 1);
+        var snapIndex = pieces[0].Index;
 
         node.BeginBatch();
         node.Handle(1, new Accept(b2, 0, [E(1, b2, 1), E(2, b2, 2), E(3, b2, 3)]), h.Now);
-        node.Handle(1, new CatchUp(snapIndex, snap with { Members = Three }, []), h.Now);
+        foreach (var piece in pieces)
+        {
+            node.Handle(1, piece with { Members = Three }, h.Now);
+        }
         node.Handle(1, new Accept(b2, snapIndex, [E(snapIndex + 1, b2, 6), E(snapIndex + 2, b2, 7)]), h.Now);
         node.Handle(2, new Accept(b3, snapIndex, [E(snapIndex + 1, b3, 8)]), h.Now);
         node.EndBatch();

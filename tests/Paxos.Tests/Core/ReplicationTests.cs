@@ -131,11 +131,12 @@ public sealed class ReplicationTests
         Assert.Equal(h[1].FirstIndex + 1, byLog.Entries[0].Index);
 
         h[1].Handle(2, new CatchUpRequest(2), h.Now);
-        var bySnapshot = Assert.IsType<CatchUp>(Assert.Single(h[1].TakeOutput().Messages).Message);
-        Assert.NotNull(bySnapshot.Snapshot);
-        Assert.Equal(30, bySnapshot.Snapshot!.Index);
+        var first = Assert.IsType<SnapshotChunk>(Assert.Single(h[1].TakeOutput().Messages).Message);
+        Assert.Equal((30L, 0L), (first.Index, first.Offset));
 
-        h[2].Handle(1, bySnapshot, h.Now);
+        // The snapshot travels in pieces of at most MaxSnapshotChunkBytes, each asked for by the receiver.
+        h.InFlight.Add((1, 2, first));
+        h.Deliver(filter: (_, _, m) => m is SnapshotChunk or SnapshotChunkRequest);
         Assert.Equal(30, h[2].CommitIndex);
         Assert.Equal(h.Machines[1].Describe(), h.Machines[2].Describe());
         Assert.Equal(h[1].Members, h[2].Members);

@@ -32,6 +32,8 @@ public sealed class CodecTests
         new ForwardConfig(new MemberSet([4, 2])),
         new ForwardConfig(new MemberSet([4, 2]), 12, 34),
         new Handoff(B, 17, 2),
+        new SnapshotChunk(40, 99, new MemberSet([1, 2, 3]), 100, 64, [1, 2, 3, 4]),
+        new SnapshotChunkRequest(40, 99, 68),
     ];
 
     [Theory]

@@ -87,6 +87,7 @@ public sealed record SimConfig
         MaxEntriesPerMessage = 16,
         SnapshotInterval = 20,
         KeepEntries = 10,
+        MaxSnapshotChunkBytes = 32, // snapshots of a few hundred bytes travel in several pieces
     };
 
     public long End => FaultPhase + ProgressGrace + ProgressWindow + Tail;

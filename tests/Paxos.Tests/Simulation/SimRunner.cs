@@ -22,7 +22,7 @@ public static class SimRunner
         var baseSeed = BaseSeed();
         output.WriteLine($"{name}: {schedules} schedules from seed {baseSeed} (replay one with APPLIANCE_SEED=<seed>)");
         long events = 0, writes = 0, reads = 0, unknown = 0, crashes = 0, leaders = 0, membership = 0, committed = 0, snapshots = 0;
-        long scopes = 0, scopeCrashes = 0, configCommitted = 0, configTimeouts = 0, handoffs = 0, successions = 0;
+        long scopes = 0, scopeCrashes = 0, chunks = 0, resumes = 0, multiPiece = 0, configCommitted = 0, configTimeouts = 0, handoffs = 0, successions = 0;
         int largestBatch = 0, largestScope = 0;
         for (var i = 0; i < schedules; i++)
         {
@@ -46,6 +46,9 @@ public static class SimRunner
             snapshots += r.SnapshotsSent;
             largestBatch = Math.Max(largestBatch, r.LargestBatch);
             scopes += r.Scopes;
+            chunks += r.SnapshotChunks;
+            resumes += r.SnapshotResumes;
+            multiPiece += r.MultiPieceTransfers;
             configCommitted += r.MembershipCommittedOutcomes;
             configTimeouts += r.MembershipTimeouts;
             handoffs += r.Handoffs;
@@ -56,7 +59,7 @@ public static class SimRunner
         output.WriteLine($"{name}: all {schedules} schedules passed: {events} events, {committed} entries committed, {writes} writes ok, " +
                          $"{reads} lease reads ok, {unknown} unknown outcomes, {crashes} crashes, {leaders} leader changes, " +
                          $"{membership} membership changes ({configCommitted} reported committed to their proposer, {configTimeouts} timed out), " +
-                         $"{handoffs} leader hand-offs ({successions} to the named successor), {snapshots} snapshots sent, largest batch {largestBatch} commands, " +
+                         $"{handoffs} leader hand-offs ({successions} to the named successor), {snapshots} snapshots sent in {chunks} pieces ({multiPiece} sent to the end in several, {resumes} resumed after a loss), largest batch {largestBatch} commands, " +
                          $"{scopes} batch scopes (largest {largestScope} calls), {scopeCrashes} crashes inside a scope");
 
         // The schedules must have exercised what they claim to (a simulator that quietly does nothing passes everything).
@@ -76,6 +79,8 @@ public static class SimRunner
         if (config.Members > 1)
         {
             Assert.True(snapshots > 0, "no catch-up by snapshot happened");
+            Assert.True(multiPiece > 0, $"{chunks} pieces for {snapshots} snapshots: no transfer took several pieces");
+            Assert.True(resumes > 0, "no snapshot transfer ever resumed after a lost piece");
             Assert.True(unknown > 0, "no write ever had an unknown outcome: faults did not bite");
         }
         if (config.Batching != BatchMode.Never)

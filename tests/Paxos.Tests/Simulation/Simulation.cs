@@ -21,7 +21,16 @@ public sealed class SimResult
 
     public long LeaderChanges { get; set; }
 
+    /// <summary>Snapshot transfers begun (first pieces sent), pieces sent, and requests for a piece sent again after
+    /// a loss (a transfer resumed where it stopped).</summary>
     public long SnapshotsSent { get; set; }
+
+    public long SnapshotChunks { get; set; }
+
+    public long SnapshotResumes { get; set; }
+
+    /// <summary>Last pieces of transfers that took more than one piece.</summary>
+    public long MultiPieceTransfers { get; set; }
 
     /// <summary>The most client commands seen in one committed entry.</summary>
     public int LargestBatch { get; set; }
@@ -58,7 +67,7 @@ public sealed class SimResult
 
     public override string ToString() =>
         $"seed {Seed}: {Events} events, {Messages} msgs, {Committed} entries, {WritesOk} writes ok, {ReadsOk} reads ok, " +
-        $"{Unknown} unknown, {Crashes} crashes, {LeaderChanges} leader changes, {SnapshotsSent} snapshots sent, largest batch {LargestBatch}, " +
+        $"{Unknown} unknown, {Crashes} crashes, {LeaderChanges} leader changes, {SnapshotsSent} snapshots sent ({SnapshotChunks} pieces, {SnapshotResumes} resumed), largest batch {LargestBatch}, " +
         $"{MembershipChanges} membership changes ({MembershipCommittedOutcomes} reported committed, {MembershipTimeouts} timed out), " +
         $"{Handoffs} hand-offs ({HandoffSuccessions} to the named successor), {Scopes} scopes (largest {LargestScope} events), {ScopeCrashes} crashes inside one";
 }
@@ -96,6 +105,7 @@ public sealed class Simulation
     private long _configSeq;
     private (int Successor, Ballot Ballot)? _lastHandoff;
     private readonly HashSet<Ballot> _handoffBallots = [];
+    private readonly HashSet<(int, int, long, long, long)> _chunkRequests = [];
 
     /// <summary>The client id the simulated administrator proposes membership changes as.</summary>
     private const long MembershipClient = 1_000_000;
@@ -414,9 +424,27 @@ public sealed class Simulation
         }
         foreach (var m in output.Messages)
         {
-            if (m.Message is CatchUp { Snapshot: not null })
+            switch (m.Message)
             {
-                _result.SnapshotsSent++;
+                case CatchUp { Snapshot: not null }:
+                case SnapshotChunk { Offset: 0 }:
+                    _result.SnapshotsSent++;
+                    break;
+                case SnapshotChunkRequest r when r.Offset > 0 && !_chunkRequests.Add((n.Id, n.Incarnation, r.Index, r.TransferId, r.Offset)):
+                    _result.SnapshotResumes++;
+                    break;
+            }
+            if (m.Message is SnapshotChunk chunk)
+            {
+                _result.SnapshotChunks++;
+                if (chunk.Offset > 0 && chunk.Offset + chunk.Data.Length == chunk.Total)
+                {
+                    _result.MultiPieceTransfers++;
+                }
+                if (chunk.Data.Length > _config.Options.MaxSnapshotChunkBytes)
+                {
+                    Violation($"node {n.Id} sent a snapshot piece of {chunk.Data.Length} bytes (bound {_config.Options.MaxSnapshotChunkBytes})");
+                }
             }
             if (m.Message is Handoff h && _handoffBallots.Add(h.Ballot))
             {
