@@ -27,7 +27,7 @@ public sealed class MessageSession : IAsyncDisposable
 {
     private readonly SessionOptions _options;
     private readonly Func<MessageSession, Message, ValueTask> _deliver;
-    private readonly Channel<(Message Message, Frame Frame)> _inbox;
+    private readonly Channel<(Message Message, Frame Frame, Task? Running)> _inbox;
     private readonly Task _dispatcher;
     private readonly Action<string> _log;
     private readonly SemaphoreSlim _window;
@@ -36,6 +36,8 @@ public sealed class MessageSession : IAsyncDisposable
     private readonly Dictionary<ulong, TaskCompletionSource<Message>> _requests = [];
     private long _unackedBytes;
     private long _inboxBytes;
+    // Messages handed to the handler and not yet finished (running inline, queued, or being handled).
+    private int _inboxCount;
     private TaskCompletionSource? _inboxWaiter;
     private long _resent;
     private ulong _nextSeq = 1;
@@ -56,20 +58,31 @@ public sealed class MessageSession : IAsyncDisposable
         _log = log;
         _window = new SemaphoreSlim(options.MaxUnackedMessages, options.MaxUnackedMessages);
         _unacked = new FrameWindow(options.MaxUnackedMessages);
-        // Delivery runs on its own task, so a handler that waits (even for this session's send window) never
-        // stops the read loop from processing the acknowledgements it is waiting for. Bounded: when the handler
-        // falls behind by a whole window, the read loop waits, and TCP pushes back on the peer.
-        _inbox = Channel.CreateBounded<(Message, Frame)>(new BoundedChannelOptions(options.MaxUnackedMessages) { SingleReader = true, SingleWriter = false });
+        // A handler runs on the read loop when nothing else is waiting for it (no thread hop); once it has to wait, or
+        // when messages queue up, delivery continues on the dispatcher task, in order, so a handler that waits (even
+        // for this session's send window) never stops the read loop from processing the acknowledgements it is
+        // waiting for. Bounded: when the handler falls behind by a whole window, the read loop waits, and TCP pushes
+        // back on the peer.
+        _inbox = Channel.CreateBounded<(Message, Frame, Task?)>(new BoundedChannelOptions(options.MaxUnackedMessages) { SingleReader = true, SingleWriter = false });
         _dispatcher = DispatchAsync();
     }
 
     private async Task DispatchAsync()
     {
-        await foreach (var (message, frame) in _inbox.Reader.ReadAllAsync())
+        await foreach (var (message, frame, running) in _inbox.Reader.ReadAllAsync())
         {
             try
             {
-                await _deliver(this, message);
+                // A handler that the read loop started inline and that went asynchronous is finished here, before
+                // anything delivered after it.
+                if (running is not null)
+                {
+                    await running;
+                }
+                else
+                {
+                    await _deliver(this, message);
+                }
             }
             catch (Exception e)
             {
@@ -78,20 +91,27 @@ public sealed class MessageSession : IAsyncDisposable
             }
             finally
             {
-                frame.Release();
-                TaskCompletionSource? drained = null;
-                lock (_lock)
-                {
-                    _inboxBytes -= message.Payload.Length;
-                    if (_inboxWaiter is not null)
-                    {
-                        drained = _inboxWaiter;
-                        _inboxWaiter = null;
-                    }
-                }
-                drained?.TrySetResult();
+                Delivered(message, frame);
             }
         }
+    }
+
+    /// <summary>After a handler returned: the payload's buffer goes back, its bytes leave the inbox's count.</summary>
+    private void Delivered(in Message message, Frame frame)
+    {
+        frame.Release();
+        TaskCompletionSource? drained = null;
+        lock (_lock)
+        {
+            _inboxBytes -= message.Payload.Length;
+            _inboxCount--;
+            if (_inboxWaiter is not null)
+            {
+                drained = _inboxWaiter;
+                _inboxWaiter = null;
+            }
+        }
+        drained?.TrySetResult();
     }
 
     public Guid Id { get; }
@@ -419,18 +439,51 @@ public sealed class MessageSession : IAsyncDisposable
         }
         else
         {
-            await WaitForInboxRoomAsync(h.PayloadLength);
-            if (!_inbox.Writer.TryWrite((new Message(h.Type, h.Seq, h.ReplyTo, frame.Payload), frame)))
+            var message = new Message(h.Type, h.Seq, h.ReplyTo, frame.Payload);
+            if (await WaitForInboxRoomAsync(h.PayloadLength))
             {
-                await _inbox.Writer.WriteAsync((new Message(h.Type, h.Seq, h.ReplyTo, frame.Payload), frame));
+                // Nothing else is waiting for the handler: run it right here, with no thread hop. If it has to wait,
+                // the dispatcher finishes it (in order, before anything delivered later) and the read loop goes on.
+                ValueTask running;
+                try
+                {
+                    running = _deliver(this, message);
+                }
+                catch (Exception e)
+                {
+                    _log($"BUG in the message handler of session {Id} with {PeerEntity} (type {message.Type}, seq {message.Seq}): {e}");
+                    running = ValueTask.CompletedTask;
+                }
+                if (running.IsCompleted)
+                {
+                    try
+                    {
+                        running.GetAwaiter().GetResult();
+                    }
+                    catch (Exception e)
+                    {
+                        _log($"BUG in the message handler of session {Id} with {PeerEntity} (type {message.Type}, seq {message.Seq}): {e}");
+                    }
+                    Delivered(message, frame);
+                }
+                else if (!_inbox.Writer.TryWrite((message, frame, running.AsTask())))
+                {
+                    // Only a completed inbox refuses (the session is closing): the handler still finishes.
+                    _ = FinishLateAsync(message, frame, running.AsTask());
+                }
+            }
+            else if (!_inbox.Writer.TryWrite((message, frame, null)))
+            {
+                await _inbox.Writer.WriteAsync((message, frame, null));
             }
         }
         await MaybeAckAsync(connection, force: false);
     }
 
     /// <summary>Waits until the messages waiting for the handler leave room for <paramref name="bytes"/> more (one
-    /// message always fits), then counts them in.</summary>
-    private async ValueTask WaitForInboxRoomAsync(int bytes)
+    /// message always fits), then counts this one in. True when nothing else is waiting for or in the handler: the
+    /// caller may then run the handler itself.</summary>
+    private async ValueTask<bool> WaitForInboxRoomAsync(int bytes)
     {
         while (true)
         {
@@ -440,12 +493,28 @@ public sealed class MessageSession : IAsyncDisposable
                 if (_inboxBytes == 0 || _inboxBytes + bytes <= _options.MaxUnackedBytes)
                 {
                     _inboxBytes += bytes;
-                    return;
+                    return _inboxCount++ == 0;
                 }
                 _inboxWaiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                 drained = _inboxWaiter.Task;
             }
             await drained;
+        }
+    }
+
+    private async Task FinishLateAsync(Message message, Frame frame, Task running)
+    {
+        try
+        {
+            await running;
+        }
+        catch (Exception e)
+        {
+            _log($"BUG in the message handler of session {Id} with {PeerEntity} (type {message.Type}, seq {message.Seq}): {e}");
+        }
+        finally
+        {
+            Delivered(message, frame);
         }
     }
 
@@ -526,7 +595,7 @@ public sealed record SessionOptions
     /// <summary>Send an explicit acknowledgement after this many deliveries without outgoing traffic...</summary>
     public int AckEvery { get; init; } = 32;
     /// <summary>...or after this many delivered bytes, so large messages never wait for the ack timer.</summary>
-    public long AckBytes { get; init; } = 1 << 20;
+    public long AckBytes { get; init; } = 2 << 20;
     public int MaxPayload { get; init; } = 16 << 20;
 }
 

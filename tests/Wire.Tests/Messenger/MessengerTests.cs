@@ -322,6 +322,62 @@ public sealed class MessengerHandlerTests
     }
 
     [Fact]
+    public async Task Handlers_run_one_at_a_time_in_order_even_when_some_wait_and_payloads_last_until_they_finish()
+    {
+        // Handlers run on the read loop while nothing queues and move to the dispatcher when they wait: either way
+        // one at a time, in sequence order, and a payload stays valid until its handler's task completes.
+        var keyring = new Appliance.Wire.Auth.Keyring();
+        var key = Appliance.Wire.Auth.Secret.Generate();
+        keyring.Add(new Appliance.Wire.Auth.KeyringEntry("client.x", key, new Dictionary<string, string>()));
+        const int count = 90;
+        var order = new List<int>();
+        var running = 0;
+        var violations = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var server = new MessengerServer(e => keyring.Find(e)?.Key, new MessengerOptions(), async (_, m) =>
+        {
+            if (Interlocked.Increment(ref running) != 1)
+            {
+                violations.Enqueue("two handlers at once");
+            }
+            int index = m.Payload.Span[0];
+            lock (order)
+            {
+                order.Add(index);
+            }
+            if (index % 3 == 0)
+            {
+                await Task.Delay(5);
+            }
+            if (m.Payload.Span.IndexOfAnyExcept((byte)index) >= 0)
+            {
+                violations.Enqueue($"payload of message {index} changed under its handler");
+            }
+            Interlocked.Decrement(ref running);
+            if (index == count - 1)
+            {
+                done.TrySetResult();
+            }
+        }, _ => { });
+        var endpoint = server.ListenTcp(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        await using var client = new MessengerClient(endpoint, "client.x", key, ConnectionMode.Crc, new MessengerOptions(), (_, _) => ValueTask.CompletedTask, _ => { });
+        await client.StartAsync();
+        for (var i = 0; i < count; i++)
+        {
+            var payload = new byte[i % 2 == 0 ? 64 : 20_000];
+            Array.Fill(payload, (byte)i);
+            await client.Session.SendAsync(300, payload);
+            if (i % 10 == 0)
+            {
+                await Task.Delay(2); // sometimes let the receiver go idle, so the inline path is taken too
+            }
+        }
+        await done.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Empty(violations);
+        Assert.Equal(Enumerable.Range(0, count), order);
+    }
+
+    [Fact]
     public async Task A_throwing_handler_is_reported_and_the_session_goes_on()
     {
         var log = new System.Collections.Concurrent.ConcurrentQueue<string>();
