@@ -129,6 +129,9 @@ public sealed class MessageSession : IAsyncDisposable
         }
     }
 
+    /// <summary>The session's connections are secure: frames are sealed (AES-GCM), so no crc32c is computed for them.</summary>
+    internal bool SealedFrames { get; set; }
+
     /// <summary>Messages sent again on a new connection because the peer had not acknowledged them.</summary>
     public long Resent => Interlocked.Read(ref _resent);
 
@@ -212,7 +215,7 @@ public sealed class MessageSession : IAsyncDisposable
         }
 
         // The one copy of the payload, into the frame that is kept (pooled) until the peer acknowledges it.
-        var frame = new OutgoingFrame(type, replyTo, payload.Span);
+        var frame = new OutgoingFrame(type, replyTo, payload.Span, checksum: !SealedFrames);
         TaskCompletionSource? wake;
         lock (_lock)
         {

@@ -33,7 +33,7 @@ public sealed class MessengerClient : IAsyncDisposable
         _mode = mode;
         _options = options;
         _log = log;
-        Session = new MessageSession(Guid.NewGuid(), "server", options.Session, handler, log);
+        Session = new MessageSession(Guid.NewGuid(), "server", options.Session, handler, log) { SealedFrames = mode == ConnectionMode.Secure };
     }
 
     public MessageSession Session { get; }

@@ -191,6 +191,7 @@ public sealed class MessengerServer : IAsyncDisposable
         // A session id belongs to the entity that created it: another entity naming it gets a session of its own.
         var session = _sessions.GetOrAdd((auth.Entity, hello.SessionId),
             key => new MessageSession(key.Item2, key.Item1, _options.Session, _handler, _log));
+        session.SealedFrames = hello.Mode == ConnectionMode.Secure;
         var accept = new AcceptFrame(serverProof, session.LastDelivered, _incarnation).Encode();
         await connection.SendAsync(Control(FrameTypes.Accept, accept.Length), accept, ct);
         if (hello.Mode == ConnectionMode.Secure)

@@ -8,7 +8,7 @@ namespace Appliance.Wire.Messenger;
 /// One application message laid out once for every time it is sent, in a pooled buffer:
 /// <c>[4 spare | 40-byte header | payload | 4-byte crc32c]</c>. crc mode sends bytes 4.. as they are (the header is
 /// rewritten in place before each send, because the piggybacked ack changes); secure mode seals header + payload,
-/// which are contiguous. The payload's crc32c is computed once, as it is copied in. The buffer goes back to the pool only when nothing refers to it any more: the session's
+/// which are contiguous. The payload's crc32c is computed once, as it is copied in (not at all for a secure session's frames). The buffer goes back to the pool only when nothing refers to it any more: the session's
 /// unacknowledged list holds one reference, and every send in progress holds one, so a frame being resent on a new
 /// connection is never recycled under the send even when the acknowledgement arrives meanwhile.
 /// </summary>
@@ -18,14 +18,24 @@ internal sealed class OutgoingFrame
     private byte[]? _buffer;
     private int _refs = 1;
 
-    public OutgoingFrame(ushort type, ulong replyTo, ReadOnlySpan<byte> payload)
+    /// <param name="type">The message type.</param>
+    /// <param name="replyTo">The sequence this message answers (0: none).</param>
+    /// <param name="payload">Copied into the frame.</param>
+    /// <param name="checksum">Compute the crc32c while copying (crc-mode sessions). A secure session's frames are
+    /// sealed with AES-GCM instead and skip it; should such a frame ever go out in crc mode, the crc is computed then.</param>
+    public OutgoingFrame(ushort type, ulong replyTo, ReadOnlySpan<byte> payload, bool checksum = true)
     {
         Type = type;
         ReplyTo = replyTo;
         PayloadLength = payload.Length;
         _buffer = FrameBuffers.Rent(HeaderOffset + FrameHeader.Size + payload.Length + FrameParser.TrailerSize);
-        // Copy and checksum piece by piece, so the checksum reads what was just copied while it is still in cache.
         var destination = _buffer.AsSpan(HeaderOffset + FrameHeader.Size, payload.Length);
+        if (!checksum)
+        {
+            payload.CopyTo(destination);
+            return;
+        }
+        // Copy and checksum piece by piece, so the checksum reads what was just copied while it is still in cache.
         var crc = 0u;
         for (var at = 0; at < payload.Length; at += CachePiece)
         {
@@ -34,7 +44,10 @@ internal sealed class OutgoingFrame
             crc = Crc32C.Compute(destination.Slice(at, n), crc);
         }
         BinaryPrimitives.WriteUInt32LittleEndian(_buffer.AsSpan(HeaderOffset + FrameHeader.Size + payload.Length), crc);
+        _hasCrc = true;
     }
+
+    private volatile bool _hasCrc;
 
     /// <summary>How much is copied (or received) before it is checksummed: comfortably inside a core's L2 cache.</summary>
     internal const int CachePiece = 128 << 10;
@@ -59,6 +72,12 @@ internal sealed class OutgoingFrame
     public ReadOnlyMemory<byte> PrepareCrc(ulong ack)
     {
         var b = Buffer;
+        if (!_hasCrc)
+        {
+            var at = HeaderOffset + FrameHeader.Size;
+            BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(at + PayloadLength), Crc32C.Compute(b.AsSpan(at, PayloadLength)));
+            _hasCrc = true;
+        }
         new FrameHeader(Type, 0, Seq, ack, ReplyTo, PayloadLength).Write(b.AsSpan(HeaderOffset));
         return b.AsMemory(HeaderOffset, FrameHeader.Size + PayloadLength + FrameParser.TrailerSize);
     }

@@ -125,3 +125,29 @@ public sealed class FrameTests
         }
     }
 }
+
+public sealed class OutgoingFrameTests
+{
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void A_frame_is_a_valid_crc_frame_whether_its_crc_was_computed_while_copying_or_when_first_sent(bool checksum)
+    {
+        foreach (var size in new[] { 0, 1, 4096, (128 << 10) + 7, 1 << 20 })
+        {
+            var payload = new byte[size];
+            new Random(size).NextBytes(payload);
+            var frame = new Appliance.Wire.Messenger.OutgoingFrame(300, 5, payload, checksum) { Seq = 9 };
+            var bytes = frame.PrepareCrc(ack: 3).ToArray();
+            var status = FrameParser.TryParse(new System.Buffers.ReadOnlySequence<byte>(bytes), 2 << 20, out var header, out var parsed, out _, out var error);
+            Assert.True(status == FrameStatus.Complete, error);
+            Assert.Equal((300, 9ul, 3ul, 5ul), (header.Type, header.Seq, header.Ack, header.ReplyTo));
+            Assert.Equal(payload, parsed.ToArray());
+            // A second send (a resend after a reconnect) carries the same checksum with the new ack.
+            var again = frame.PrepareCrc(ack: 4).ToArray();
+            Assert.Equal(FrameStatus.Complete, FrameParser.TryParse(new System.Buffers.ReadOnlySequence<byte>(again), 2 << 20, out header, out _, out _, out _));
+            Assert.Equal(4ul, header.Ack);
+            frame.Release();
+        }
+    }
+}
