@@ -191,6 +191,8 @@ public sealed partial class PaxosNode
         _leaseUntil = TimeSpan.Zero;
         _heartbeats.Clear();
         _acks.Clear();
+        _peerProgress.Clear();
+        _handoff = null;
         var max = merged.Count > 0 ? Math.Max(_commitIndex, merged.Keys.Max()) : _commitIndex;
 
         // Re-propose every recovered value in our ballot; holes become no-ops. Nothing above `max` can have been

@@ -1,10 +1,51 @@
 namespace Appliance.Paxos.Core;
 
-// Leader hand-off: a leader whose removal commits stops leading and tells the remaining members, naming a successor
-// that runs for leader at once instead of everyone waiting out the lease and an election timeout.
+// Leader hand-off: a leader whose removal commits (or that is asked to, before an orderly stop) stops leading and
+// tells the members, naming a successor that runs for leader at once instead of everyone waiting out the lease and
+// an election timeout.
 public sealed partial class PaxosNode
 {
     private HandoffState? _handoff;
+
+    // How far the leader knows each member's log reaches in this ballot (the highest index it accepted or committed),
+    // to pick a successor.
+    private readonly Dictionary<int, long> _peerProgress = [];
+
+    /// <summary>An orderly hand-off (before stopping this member, or to move leadership): the leader stops leading and
+    /// serving at once, and names the member known to be furthest along as successor, which campaigns immediately;
+    /// the members drop the lease they granted. Proposals pending here are forwarded to the new leader as usual.
+    /// Returns false (and changes nothing) when this member is not the leader or has no other member to hand to.</summary>
+    public bool HandOff(TimeSpan now)
+    {
+        ThrowIfFailed();
+        _now = now;
+        if (_role != PaxosRole.Leader)
+        {
+            return false;
+        }
+        var successor = _committedConfig.Ids.Where(id => id != Id)
+            .OrderByDescending(id => _peerProgress.GetValueOrDefault(id, -1)).ThenBy(id => id).FirstOrDefault();
+        if (successor == 0)
+        {
+            return false;
+        }
+        HandOffTo(successor);
+        // We stopped serving: the lease we hold on our own word binds us no longer either.
+        if (now < _guardUntil)
+        {
+            _guardUntil = now;
+        }
+        Flush();
+        return true;
+    }
+
+    private void NotePeerProgress(int peer, long index)
+    {
+        if (index > _peerProgress.GetValueOrDefault(peer, -1))
+        {
+            _peerProgress[peer] = index;
+        }
+    }
 
     /// <summary>Steps down after our removal committed in ballot <see cref="_ballot"/>, and hands off to a remaining
     /// member that acknowledged the last committed entry (so it holds the log up to the change), else the lowest.</summary>
@@ -12,7 +53,11 @@ public sealed partial class PaxosNode
     {
         var members = _committedConfig;
         var candidates = lastAcks?.Where(id => id != Id && members.Contains(id)).ToArray() ?? [];
-        var successor = candidates.Length > 0 ? candidates.Min() : members.Ids.FirstOrDefault(id => id != Id);
+        HandOffTo(candidates.Length > 0 ? candidates.Min() : members.Ids.FirstOrDefault(id => id != Id));
+    }
+
+    private void HandOffTo(int successor)
+    {
         var ballot = _ballot;
         if (_options.BugHandoffKeepsServing)
         {
@@ -49,7 +94,7 @@ public sealed partial class PaxosNode
         {
             return;
         }
-        if (now >= h.Until || _promised > h.Ballot || _committedConfig.Contains(Id))
+        if (now >= h.Until || _promised > h.Ballot)
         {
             _handoff = null;
             return;

@@ -50,6 +50,7 @@ public sealed partial class PaxosNode
             return;
         }
         hb.Acks.Add(from);
+        NotePeerProgress(from, m.CommitIndex);
         TryExtendLease(m.Seq);
     }
 

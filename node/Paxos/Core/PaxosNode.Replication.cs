@@ -234,6 +234,7 @@ public sealed partial class PaxosNode
         {
             return;
         }
+        NotePeerProgress(from, m.Indices.Count > 0 ? Math.Max(m.CommitIndex, m.Indices.Max()) : m.CommitIndex);
         foreach (var i in m.Indices)
         {
             if (_acks.TryGetValue(i, out var set))

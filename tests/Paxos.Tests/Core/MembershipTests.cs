@@ -204,4 +204,33 @@ public sealed class MembershipTests
         h[2].Handle(1, new Prepare(new Ballot(6, 1), 1), h.Now + TimeSpan.FromMilliseconds(1));
         Assert.Empty(h[2].TakeOutput().Messages);
     }
+
+    [Fact]
+    public void A_leader_that_hands_off_stops_serving_at_once_and_its_successor_leads_without_waiting_out_the_lease()
+    {
+        var h = new Harness(3);
+        h.Elect(1);
+        h[1].Propose(1, 1, KvMachine.Put(1, 1), h.Now);
+        h.Collect(1);
+        h.Deliver(filter: (_, to, m) => to == 3 || m is Accepted); // member 3 is furthest along
+        h.InFlight.Clear();
+        Assert.True(h[1].HoldsLease(h.Now));
+        Assert.True(h[1].HandOff(h.Now));
+        Assert.False(h[1].HoldsLease(h.Now));
+        Assert.Equal(ReadStatus.NoQuorum, h[1].Read(KvMachine.Get(1), h.Now).Status);
+        h.Collect(1);
+        var handoff = h.InFlight.Select(m => m.Message).OfType<Handoff>().First();
+        Assert.Equal(3, handoff.Successor);
+        h.Deliver(); // no time passes
+        Assert.Equal(PaxosRole.Leader, h[3].Role);
+        Assert.Equal(3, h[1].Leader);
+
+        // A command proposed at the old leader still commits, through the new one.
+        h[1].Propose(2, 1, KvMachine.Put(2, 2), h.Now);
+        h.Collect(1);
+        h.Deliver();
+        Assert.Equal(2, h.Machines[3].Map[2]);
+        Assert.Contains(h.Completions, c => c.Node == 1 && c.Outcome.ClientId == 2 && c.Outcome.Status == ProposalStatus.Committed);
+        Assert.False(h[3].HandOff(h.Now) && h[2].HandOff(h.Now)); // only a leader hands off
+    }
 }

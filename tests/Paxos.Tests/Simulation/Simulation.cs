@@ -609,6 +609,12 @@ public sealed class Simulation
                 break;
             case 6:
                 _blocked.Clear();
+                if (_rng.Next(2) == 0 && _lastLeader is { } hl && _nodes[hl].Node is { Role: PaxosRole.Leader })
+                {
+                    // An orderly hand-off (as before a planned restart).
+                    var hn = _nodes[hl];
+                    RunOn(hn, node => Log($"hand-off at {hl}: {node.HandOff(Local(hn))}"));
+                }
                 break;
             case 7:
                 SetNetworkWeather();
