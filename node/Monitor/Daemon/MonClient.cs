@@ -150,7 +150,7 @@ public sealed class MonClient : IAsyncDisposable
             try
             {
                 var client = await ConnectAsync(target, deadline.Token);
-                var m = await client.Session.RequestAsync(MonMessageTypes.Request, bytes, AttemptTimeout + extraWait, deadline.Token);
+                var m = await RequestAsync(client, bytes, AttemptTimeout + extraWait, deadline.Token);
                 var reply = MonReply.Decode(m.Payload.Span);
                 switch (reply.Status)
                 {
@@ -215,6 +215,24 @@ public sealed class MonClient : IAsyncDisposable
             }
         }
         return -1;
+    }
+
+    /// <summary>A request to one monitor that gives up early when the monitor is gone (its connection dropped and
+    /// reconnecting fails), not only when the attempt's time is up: a dead leader costs a failover no more than that.
+    /// The command keeps its (client id, seq), so sending it elsewhere is safe.</summary>
+    private static async Task<Message> RequestAsync(MessengerClient client, byte[] bytes, TimeSpan timeout, CancellationToken ct)
+    {
+        var request = client.Session.RequestAsync(MonMessageTypes.Request, bytes, timeout, ct);
+        while (!request.IsCompleted)
+        {
+            await Task.WhenAny(request, Task.Delay(50, ct));
+            if (!request.IsCompleted && client.FailedConnectsInARow > 0)
+            {
+                _ = request.ContinueWith(t => _ = t.Exception, TaskScheduler.Default);
+                throw new TimeoutException("the monitor is unreachable (its connection dropped and reconnecting fails)");
+            }
+        }
+        return await request;
     }
 
     private MonitorsUnavailableException Unavailable(List<string> reasons) =>

@@ -41,6 +41,13 @@ public sealed class MessengerClient : IAsyncDisposable
     /// <summary>How many times a connection was established (1 + reconnects).</summary>
     public int Connects { get; private set; }
 
+    /// <summary>Connection attempts that failed since the last one that succeeded (0 while connected, or while the
+    /// first reconnect after a drop is still being tried): a caller waiting on a reply can tell a peer that is gone
+    /// from one that is slow.</summary>
+    public int FailedConnectsInARow => Volatile.Read(ref _failedConnects);
+
+    private int _failedConnects;
+
     /// <summary>Starts connecting; completes when the first connection is authenticated (or fails for good).</summary>
     public Task StartAsync()
     {
@@ -78,6 +85,7 @@ public sealed class MessengerClient : IAsyncDisposable
                 await HandshakeAsync(connection);
                 _current = connection;
                 Connects++;
+                Volatile.Write(ref _failedConnects, 0);
                 _firstConnect.TrySetResult();
                 backoff = TimeSpan.FromMilliseconds(5);
                 using var acks = new PeriodicTimer(_options.AckInterval);
@@ -108,6 +116,7 @@ public sealed class MessengerClient : IAsyncDisposable
                 if (e is SocketException)
                 {
                     _log($"connect to {_endpoint} failed: {e.Message}");
+                    Interlocked.Increment(ref _failedConnects);
                 }
             }
             catch (OperationCanceledException) when (_stop.IsCancellationRequested)
