@@ -391,15 +391,17 @@ public sealed partial class PaxosNode
     public ReadResult Read(ReadOnlySpan<byte> query, TimeSpan now)
     {
         ThrowIfFailed();
-        if (_inBatch && _batchGating)
-        {
-            Persist(allowDeferral: true); // what the answer may depend on (entries applied in this scope, a promise)
-        }
         if (_role == PaxosRole.Leader)
         {
-            return _commitIndex >= _recoveredMax && now < _leaseUntil
-                ? new ReadResult(ReadStatus.Ok, _machine.Query(query), Id)
-                : new ReadResult(ReadStatus.NoQuorum, null, null);
+            if (_commitIndex < _recoveredMax || now >= _leaseUntil)
+            {
+                return new ReadResult(ReadStatus.NoQuorum, null, null);
+            }
+            if (_inBatch && _batchGating)
+            {
+                Persist(allowDeferral: true); // what the answer may depend on: entries applied in this scope, the promise
+            }
+            return new ReadResult(ReadStatus.Ok, _machine.Query(query), Id);
         }
         if (_options.BugFollowerReads)
         {
