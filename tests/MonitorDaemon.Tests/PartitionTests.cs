@@ -154,42 +154,13 @@ public sealed partial class PartitionTests : IDisposable
 
     private void StartMonitor(int i)
     {
-        var psi = new ProcessStartInfo("ip") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in new[] { "netns", "exec", Ns(Names[i]), "dotnet", typeof(CliApp).Assembly.Location, "mon", "run", "--conf-dir", ConfDir, "--name", Names[i], "--data", Path.Combine(_dir.Path, "data-" + Names[i]) })
-        {
-            psi.ArgumentList.Add(a);
-        }
-        // `ip netns exec` execs the program: this PID is the monitor's.
-        var p = Process.Start(psi)!;
-        var log = Path.Combine(_dir.Path, $"mon-{Names[i]}.log");
-        var gate = new Lock();
-        void Append(string? line)
-        {
-            if (line is not null)
-            {
-                lock (gate)
-                {
-                    File.AppendAllText(log, line + "\n");
-                }
-            }
-        }
-        p.ErrorDataReceived += (_, e) => Append(e.Data);
-        p.OutputDataReceived += (_, e) => Append(e.Data);
-        p.BeginErrorReadLine();
-        p.BeginOutputReadLine();
-        _mons[i] = p;
+        // `ip netns exec` execs the program: the PID is the monitor's.
+        _mons[i] = MonitorProcess.Start("ip",
+            ["netns", "exec", Ns(Names[i]), "dotnet", typeof(CliApp).Assembly.Location, "mon", "run", "--conf-dir", ConfDir, "--name", Names[i], "--data", Path.Combine(_dir.Path, "data-" + Names[i])],
+            Path.Combine(_dir.Path, $"mon-{Names[i]}.log"));
     }
 
-    private void Kill(int i)
-    {
-        if (_mons[i] is { } p)
-        {
-            p.Kill();
-            p.WaitForExit();
-            p.Dispose();
-            _mons[i] = null;
-        }
-    }
+    private void Kill(int i) => MonitorProcess.Kill(ref _mons[i]);
 
     /// <summary>Runs the CLI in a namespace; fails the test unless it succeeds.</summary>
     private string Cli(string ns, params string[] args)

@@ -29,32 +29,13 @@ public sealed class ProcessClusterTests
 
         public Secret AdminKey => Keyring.Load(Path.Combine(ConfDir, ClusterConf.AdminKeyringName)).Find("client.admin")!.Key;
 
-        public void Start(int i)
-        {
-            var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
-            foreach (var a in new[] { typeof(CliApp).Assembly.Location, "mon", "run", "--conf-dir", ConfDir, "--name", Conf.Monitors[i].Name, "--data", Path.Combine(Dir.Path, "data-" + Conf.Monitors[i].Name) })
-            {
-                psi.ArgumentList.Add(a);
-            }
-            var p = Process.Start(psi)!;
-            var log = Path.Combine(Dir.Path, $"mon-{Conf.Monitors[i].Name}.log");
-            p.ErrorDataReceived += (_, e) => { if (e.Data is not null) { lock (this) { File.AppendAllText(log, e.Data + "\n"); } } };
-            p.BeginErrorReadLine();
-            p.BeginOutputReadLine();
-            _processes[i] = p;
-        }
+        public void Start(int i) =>
+            _processes[i] = MonitorProcess.Start("dotnet",
+                [typeof(CliApp).Assembly.Location, "mon", "run", "--conf-dir", ConfDir, "--name", Conf.Monitors[i].Name, "--data", Path.Combine(Dir.Path, "data-" + Conf.Monitors[i].Name)],
+                Path.Combine(Dir.Path, $"mon-{Conf.Monitors[i].Name}.log"));
 
         /// <summary>SIGKILL: no chance to flush or say goodbye.</summary>
-        public void Kill(int i)
-        {
-            if (_processes[i] is { } p)
-            {
-                p.Kill();
-                p.WaitForExit();
-                p.Dispose();
-                _processes[i] = null;
-            }
-        }
+        public void Kill(int i) => MonitorProcess.Kill(ref _processes[i]);
 
         public MonClient Client() => new(Conf.Monitors.Select(m => IPEndPoint.Parse(m.Address)), "client.admin", AdminKey) { Deadline = TimeSpan.FromSeconds(30) };
 
