@@ -345,8 +345,10 @@ public sealed class MonitorDaemon : IAsyncDisposable
         }
     }
 
-    /// <summary>Authorizes and executes one request; the answer comes from the loop.</summary>
-    public Task<MonReply> HandleRequestAsync(string who, MonRequest request)
+    /// <summary>Authorizes and executes one request; the answer comes from the loop, and the caller's continuation
+    /// (sending the reply) runs right there on the loop's thread: no thread hop between the commit and the reply. So
+    /// a continuation must not block.</summary>
+    private Task<MonReply> HandleRequestAsync(string who, MonRequest request)
     {
         var caps = who.StartsWith("mon.", StringComparison.Ordinal)
             ? new EntityCaps(new Dictionary<string, string> { ["mon"] = "allow *" })
@@ -367,7 +369,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
             return Task.FromResult(new MonReply(MonReplyStatus.Denied, 0,
                 $"{who} may not {(request.Command is null ? "read the cluster maps" : request.Command.Describe())}: it needs mon '{NeedText(need)}' (see `appliance auth caps`)"));
         }
-        var done = new TaskCompletionSource<MonReply>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var done = new TaskCompletionSource<MonReply>();
         Post(() => Execute(who, request, done));
         return done.Task;
     }
