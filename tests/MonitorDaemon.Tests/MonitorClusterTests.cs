@@ -56,12 +56,13 @@ public sealed class MonitorClusterTests
             Daemons[i] = d;
         }
 
-        public async Task StopAsync(int i)
+        /// <summary>Stops monitor <paramref name="i"/>: an orderly stop (a leader hands off), or as a crash would.</summary>
+        public async Task StopAsync(int i, bool handOff = true)
         {
             if (Daemons[i] is { } d)
             {
                 Daemons[i] = null;
-                await d.DisposeAsync();
+                await d.StopAsync(handOff);
             }
         }
 
@@ -104,7 +105,7 @@ public sealed class MonitorClusterTests
         // Lose the leader: a new one is elected and nothing acknowledged is lost.
         var leader = c.LeaderIndex();
         Assert.True(leader >= 0, "someone leads after the first commits");
-        await c.StopAsync(leader);
+        await c.StopAsync(leader, handOff: false);
         await Ok(admin.CommandAsync(new PoolCreate("backup")));
         pools = await Ok(admin.QueryAsync(MonQuery.PoolList));
         Assert.Contains("vm", pools.Message);
@@ -169,7 +170,7 @@ public sealed class MonitorClusterTests
         {
             if (i == 3)
             {
-                await c.StopAsync(c.LeaderIndex());
+                await c.StopAsync(c.LeaderIndex(), handOff: true);
             }
             await Ok(admin.CommandAsync(new PoolCreate($"after-{i}")));
         }

@@ -72,6 +72,8 @@ public sealed class MonitorDaemon : IAsyncDisposable
     private volatile ClusterState? _published;
     private volatile string _statusLine = "starting";
     private volatile string _describe = "";
+    // Completed at the end of the next Drain (a stop waiting until the hand-off's messages are handed to the peers).
+    private TaskCompletionSource? _afterDrain;
 
     public MonitorDaemon(MonitorDaemonOptions options, Action<string> log)
     {
@@ -620,10 +622,47 @@ public sealed class MonitorDaemon : IAsyncDisposable
         _statusLine = $"{node.Role.ToString().ToLowerInvariant()}, leader {leader}, committed {node.CommitIndex}";
         _describe = node.Describe();
         _members = node.Members.Ids;
+        if (_afterDrain is { } drained)
+        {
+            _afterDrain = null;
+            drained.TrySetResult();
+        }
     }
 
-    public async ValueTask DisposeAsync()
+    /// <summary>Stops with an orderly hand-off: a leader names a successor, which campaigns at once, and the members
+    /// drop the lease they granted it, so clients wait for no lease to run out (see <see cref="StopAsync"/>).</summary>
+    public ValueTask DisposeAsync() => StopAsync(handOff: true);
+
+    /// <summary>Stops this monitor. With <paramref name="handOff"/> a leader first hands leadership to the member
+    /// furthest along and waits (at most a second) until its peers have been sent that; without it, it stops as a
+    /// crash would (the others elect a leader once its lease is over).</summary>
+    public async ValueTask StopAsync(bool handOff)
     {
+        if (handOff && _loop is { IsCompleted: false } && _node is not null)
+        {
+            var sent = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            Post(() =>
+            {
+                if (_node.HandOff(Now))
+                {
+                    _log($"mon.{_options.Name}: stopping: leadership handed off");
+                    _afterDrain = sent;
+                }
+                else
+                {
+                    sent.TrySetResult();
+                }
+            });
+            try
+            {
+                await sent.Task.WaitAsync(TimeSpan.FromSeconds(1));
+                await Task.WhenAll(_peers.Values.Select(p => p.FlushAsync(TimeSpan.FromMilliseconds(500))));
+            }
+            catch (TimeoutException)
+            {
+                // Stopping regardless: the others elect a leader once its lease is over.
+            }
+        }
         await _stop.CancelAsync();
         _events.Writer.TryComplete();
         if (_loop is not null)
@@ -679,6 +718,16 @@ public sealed class MonitorDaemon : IAsyncDisposable
         public string Address { get; }
 
         public void Send(byte[] message) => _queue.Writer.TryWrite(message);
+
+        /// <summary>Waits until everything queued has been written and acknowledged by the peer (or the time is up).</summary>
+        public async Task FlushAsync(TimeSpan timeout)
+        {
+            var until = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+            while ((_queue.Reader.Count > 0 || _client.Session.UnackedMessages > 0) && Stopwatch.GetTimestamp() < until)
+            {
+                await Task.Delay(5);
+            }
+        }
 
         private async Task PumpAsync()
         {
