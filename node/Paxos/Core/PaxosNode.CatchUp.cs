@@ -48,10 +48,7 @@ public sealed partial class PaxosNode
         {
             return; // a leader is never behind the commit index of anyone it could hear from (see OnPromise)
         }
-        if (_role == PaxosRole.Candidate)
-        {
-            StepDown(now); // the promises we collected were for a log we no longer have; run again later
-        }
+        var before = _commitIndex;
         if (m.Snapshot is { } snap && snap.Index > _commitIndex)
         {
             InstallSnapshot(snap);
@@ -73,6 +70,10 @@ public sealed partial class PaxosNode
         if (_commitIndex < m.CommitIndex && m.Entries.Count > 0)
         {
             RequestCatchUp(from, now, force: true);
+        }
+        if (_role == PaxosRole.Candidate && _commitIndex > before)
+        {
+            RestartPhase1(now); // the promises we collected reported from an older commit index
         }
     }
 
@@ -165,12 +166,12 @@ public sealed partial class PaxosNode
             return;
         }
         _incoming = null;
-        if (_role == PaxosRole.Candidate)
-        {
-            StepDown(now); // the promises we collected were for a log we no longer have; run again later
-        }
         InstallSnapshot(new SnapshotData(inc.Index, inc.Members, inc.Data));
         RequestCatchUp(from, now, force: true); // the entries after it
+        if (_role == PaxosRole.Candidate)
+        {
+            RestartPhase1(now); // the promises we collected reported from an older commit index
+        }
     }
 
     /// <summary>Asks again for the next piece of a stalled transfer (a piece or a request was lost); gives up on a

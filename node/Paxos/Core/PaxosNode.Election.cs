@@ -114,12 +114,32 @@ public sealed partial class PaxosNode
         }
         if (m.CommitIndex > _commitIndex)
         {
-            // We are missing chosen entries: catch up first, then run again.
+            // We are missing chosen entries: catch up first (the acceptor already sent what it has), then ask again
+            // in this ballot from the new commit index (RestartPhase1). The promise binds its giver all the same.
             RequestCatchUp(from, now, force: true);
-            StepDown(now);
             return;
         }
         _promises[from] = m;
+        TryFinishPhase1(now);
+    }
+
+    /// <summary>A candidate whose commit index moved while it collected promises (it caught up) asks every member
+    /// again, in the same ballot, for what it accepted above the new commit index. The promises already given for
+    /// this ballot still bind their givers; a fresh report from each covers everything it accepted that the candidate
+    /// has not committed. Waiting out an election timeout instead left a quorum leaderless for seconds whenever
+    /// every candidate was behind someone (seed 1322781198).</summary>
+    private void RestartPhase1(TimeSpan now)
+    {
+        if (!_committedConfig.Contains(Id))
+        {
+            StepDown(now); // what we caught up on removed us
+            return;
+        }
+        _promises.Clear();
+        _promises[Id] = new Promise(_ballot, _commitIndex, _firstIndex, UncommittedEntries());
+        _asked.Clear();
+        _lastPrepareSent = now;
+        SendPrepares(now, retransmit: false);
         TryFinishPhase1(now);
     }
 

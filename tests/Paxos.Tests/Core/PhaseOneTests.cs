@@ -97,7 +97,7 @@ public sealed class PhaseOneTests
     }
 
     [Fact]
-    public void A_candidate_behind_a_promiser_catches_up_instead_of_leading()
+    public void A_candidate_behind_a_promiser_catches_up_instead_of_leading_then_asks_again_in_the_same_ballot()
     {
         var h = new Harness(3);
         h.Advance(Harness.Options.ElectionTimeout * 2.1);
@@ -105,9 +105,23 @@ public sealed class PhaseOneTests
         var ballot = ((Prepare)h.InFlight.First().Message).Ballot;
         h.InFlight.Clear();
         h[1].Handle(2, new Promise(ballot, 5, 1, []), h.Now);
-        Assert.Equal(PaxosRole.Follower, h[1].Role);
+        Assert.Equal(PaxosRole.Candidate, h[1].Role); // a majority promised, but it must not lead on a stale log
         var request = Assert.IsType<CatchUpRequest>(Assert.Single(h[1].TakeOutput().Messages, m => m.To == 2).Message);
         Assert.Equal(1, request.FromIndex);
+
+        // The chosen entries arrive: it asks every member again, in the same ballot, from its new commit index.
+        var chosen = Enumerable.Range(1, 5).Select(i => new AcceptedEntry(i, new Ballot(1, 2), LogValue.Noop)).ToList();
+        h[1].Handle(2, new CatchUp(5, null, chosen), h.Now);
+        Assert.Equal(5, h[1].CommitIndex);
+        Assert.Equal(PaxosRole.Candidate, h[1].Role);
+        var prepares = h[1].TakeOutput().Messages.Where(m => m.Message is Prepare).ToList();
+        Assert.Equal([2, 3], prepares.Select(m => m.To).Order());
+        Assert.All(prepares, m => Assert.Equal(new Prepare(ballot, 6), m.Message));
+
+        // The fresh promise reports from index 6 on: now it leads.
+        h[1].Handle(2, new Promise(ballot, 5, 1, []), h.Now);
+        Assert.Equal(PaxosRole.Leader, h[1].Role);
+        Assert.Equal(ballot, h[1].CurrentBallot);
     }
 
     [Fact]
