@@ -63,6 +63,8 @@ public sealed class MonitorStore : IDisposable
     private readonly Dictionary<string, SortedList<string, byte[]>> _state;
     private readonly Lock _stateLock = new();
     private readonly object _queueLock = new();
+    // Held while a group is written and flushed, or a compaction runs (by the writer thread or an inline Apply).
+    private readonly Lock _commitLock = new();
     private readonly Thread _writer;
     private readonly List<Pending> _queue = [];
     private bool _stopping;
@@ -102,11 +104,12 @@ public sealed class MonitorStore : IDisposable
     /// <summary>Notes from the open: a discarded torn tail, an interrupted compaction finished. Empty when clean.</summary>
     public IReadOnlyList<string> OpenNotes { get; private set; } = [];
 
-    /// <summary>Test hook: called on the writer thread after a group's write and before its flush; throwing an
+    /// <summary>Test hook: called after a group's write and before its flush (on the writer thread, or the caller's for an
+    /// inline <see cref="Apply"/>); throwing an
     /// <see cref="IOException"/> simulates a failed fsync (EIO).</summary>
     internal Action? BeforeFlushHook { get; set; }
 
-    /// <summary>Test hook: called on the writer thread at each compaction step; throwing simulates a crash there.</summary>
+    /// <summary>Test hook: called at each compaction step (under the commit lock); throwing simulates a crash there.</summary>
     internal Action<CompactionStep>? CompactionHook { get; set; }
 
     /// <summary>
@@ -363,7 +366,51 @@ public sealed class MonitorStore : IDisposable
     /// its sequence number. Safe to call from several threads: batches waiting together share one write and one flush.
     /// An empty batch returns the current sequence without writing.
     /// </summary>
-    public ulong Apply(WriteBatch batch) => ApplyAsync(batch).GetAwaiter().GetResult();
+    public ulong Apply(WriteBatch batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        ThrowIfUnusable(allowFailed: false);
+        if (batch.Count == 0)
+        {
+            lock (_stateLock)
+            {
+                return _lastSeq;
+            }
+        }
+        using var w = new WireWriter(256);
+        batch.Encode(w);
+        var pending = new Pending(batch, w.ToArray());
+        // A caller that would wait anyway writes and flushes on its own thread when no one else is writing and
+        // nothing is queued before it: no hand-off to the writer thread and back (two thread switches per batch, the
+        // monitor loop's hot path). Holding the commit lock with an empty queue keeps arrival order: whatever is
+        // queued later commits later. Callers that find a commit under way queue up and share the writer's next flush.
+        if (_commitLock.TryEnter())
+        {
+            try
+            {
+                bool inline;
+                lock (_queueLock)
+                {
+                    if (_stopping)
+                    {
+                        throw new ObjectDisposedException(nameof(MonitorStore));
+                    }
+                    inline = _queue.Count == 0;
+                }
+                if (inline)
+                {
+                    CommitGroup([pending]);
+                    MaybeCompact([]);
+                    return pending.Done.Task.GetAwaiter().GetResult();
+                }
+            }
+            finally
+            {
+                _commitLock.Exit();
+            }
+        }
+        return Enqueue(pending).GetAwaiter().GetResult();
+    }
 
     /// <summary>The asynchronous form of <see cref="Apply"/>; the task completes when the batch is durable.</summary>
     public Task<ulong> ApplyAsync(WriteBatch batch)
@@ -429,7 +476,6 @@ public sealed class MonitorStore : IDisposable
     {
         while (true)
         {
-            List<Pending> group;
             lock (_queueLock)
             {
                 while (_queue.Count == 0 && !_stopping)
@@ -440,29 +486,52 @@ public sealed class MonitorStore : IDisposable
                 {
                     return;
                 }
-                // Take what is waiting, up to MaxGroupBytes of payload (at least one entry), so one write and the
-                // buffer it needs stay bounded however many callers pile up.
-                var take = 0;
-                long bytes = 0;
-                while (take < _queue.Count && (take == 0 || bytes + (_queue[take].Payload?.Length ?? 0) <= MaxGroupBytes))
-                {
-                    bytes += _queue[take].Payload?.Length ?? 0;
-                    take++;
-                }
-                group = _queue.GetRange(0, take);
-                _queue.RemoveRange(0, take);
             }
-            // Batches first, in arrival order; an explicit compaction request runs after the batches queued before it.
-            var batches = group.Where(p => p.Batch is not null).ToList();
-            if (batches.Count > 0)
+            // The group is taken and committed under the commit lock, so a synchronous caller committing inline
+            // (Apply) never overtakes batches queued before it.
+            lock (_commitLock)
             {
-                CommitGroup(batches);
+                WriteQueuedGroup();
             }
-            var compactRequests = group.Where(p => p.Batch is null).ToList();
-            if (compactRequests.Count > 0 || (_failed is null && _logLength - LogFormat.HeaderSize > _options.CompactAfterLogBytes))
+        }
+    }
+
+    private void WriteQueuedGroup()
+    {
+        List<Pending> group;
+        lock (_queueLock)
+        {
+            if (_queue.Count == 0)
             {
-                RunCompaction(compactRequests);
+                return;
             }
+            // Take what is waiting, up to MaxGroupBytes of payload (at least one entry), so one write and the
+            // buffer it needs stay bounded however many callers pile up.
+            var take = 0;
+            long bytes = 0;
+            while (take < _queue.Count && (take == 0 || bytes + (_queue[take].Payload?.Length ?? 0) <= MaxGroupBytes))
+            {
+                bytes += _queue[take].Payload?.Length ?? 0;
+                take++;
+            }
+            group = _queue.GetRange(0, take);
+            _queue.RemoveRange(0, take);
+        }
+        // Batches first, in arrival order; an explicit compaction request runs after the batches queued before it.
+        var batches = group.Where(p => p.Batch is not null).ToList();
+        if (batches.Count > 0)
+        {
+            CommitGroup(batches);
+        }
+        MaybeCompact(group.Where(p => p.Batch is null).ToList());
+    }
+
+    /// <summary>Compacts when asked to or when the log has grown past its bound. Runs under the commit lock.</summary>
+    private void MaybeCompact(List<Pending> compactRequests)
+    {
+        if (compactRequests.Count > 0 || (_failed is null && _logLength - LogFormat.HeaderSize > _options.CompactAfterLogBytes))
+        {
+            RunCompaction(compactRequests);
         }
     }
 
@@ -633,7 +702,10 @@ public sealed class MonitorStore : IDisposable
         {
             Debug.Fail("monitor store writer did not stop");
         }
-        _log.Dispose();
+        lock (_commitLock)
+        {
+            _log.Dispose();
+        }
         Posix.close(_lockFd);
     }
 }
