@@ -40,7 +40,11 @@ public sealed class MonitorDaemon : IAsyncDisposable
 {
     private readonly MonitorDaemonOptions _options;
     private readonly Action<string> _log;
-    private readonly Channel<Action> _events = Channel.CreateUnbounded<Action>(new UnboundedChannelOptions { SingleReader = true });
+    // Events for the loop thread (messages, requests, stop requests), in arrival order; _inboxGate guards them.
+    private readonly Queue<Action> _inbox = new();
+    private readonly object _inboxGate = new();
+    private bool _loopWaiting;
+    private bool _inboxClosed;
     private readonly Dictionary<(long, long), TaskCompletionSource<MonReply>> _pending = [];
     // Subscription polls waiting for a newer map (touched by the loop only).
     private readonly List<Watcher> _watchers = [];
@@ -106,8 +110,12 @@ public sealed class MonitorDaemon : IAsyncDisposable
 
     private volatile IReadOnlyList<int> _members = [];
 
-    /// <summary>The Paxos member's full state as of the last event (for diagnostics).</summary>
+    /// <summary>The Paxos member's full state, refreshed at most every <see cref="DescribeEvery"/> (for diagnostics).</summary>
     public string PaxosState => _describe;
+
+    private static readonly TimeSpan DescribeEvery = TimeSpan.FromMilliseconds(100);
+    private TimeSpan _describedAt = -DescribeEvery;
+    private (PaxosRole, int?, long) _statusOf = (PaxosRole.Follower, -1, -1);
 
     public async Task StartAsync()
     {
@@ -153,7 +161,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
         _server = new MessengerServer(LookupKey, new MessengerOptions(), OnMessageAsync, _log);
         _server.ListenTcp(Address);
         ReconcilePeers();
-        _loop = LoopAsync();
+        _loop = StartLoop();
         _log($"mon.{o.Name} (id {Id}{(isInitial ? "" : ", joined later")}) serving cluster {o.Conf.Fsid} on {Address}, store {o.DataDirectory}");
     }
 
@@ -514,54 +522,101 @@ public sealed class MonitorDaemon : IAsyncDisposable
 
     private void Post(Action action)
     {
-        if (!_events.Writer.TryWrite(action))
+        lock (_inboxGate)
         {
-            // Stopping: the loop is gone. Requests waiting on it are failed by DisposeAsync.
+            if (_inboxClosed)
+            {
+                return; // stopping: the loop is gone; requests waiting on it are failed by StopAsync
+            }
+            _inbox.Enqueue(action);
+            if (_loopWaiting)
+            {
+                System.Threading.Monitor.Pulse(_inboxGate);
+            }
         }
     }
 
-    private async Task LoopAsync()
+    /// <summary>Runs the loop on a thread of its own (it blocks on every store flush, and sleeping on a monitor between
+    /// events costs no timer and no thread-pool hop); the task completes when the loop ends.</summary>
+    private Task StartLoop()
     {
-        using var ticker = new PeriodicTimer(_options.TickInterval);
-        var tick = ticker.WaitForNextTickAsync(_stop.Token).AsTask();
-        var reader = _events.Reader;
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                RunLoop();
+                done.TrySetResult();
+            }
+            catch (Exception e)
+            {
+                done.TrySetException(e);
+            }
+        })
+        { IsBackground = true, Name = $"mon.{_options.Name}-loop" };
+        thread.Start();
+        return done.Task;
+    }
+
+    private void RunLoop()
+    {
+        var batch = new List<Action>();
+        var nextTick = Now + _options.TickInterval;
         try
         {
-            while (!_stop.IsCancellationRequested)
+            while (true)
             {
-                var next = reader.WaitToReadAsync(_stop.Token).AsTask();
-                var first = await Task.WhenAny(next, tick);
+                lock (_inboxGate)
+                {
+                    while (_inbox.Count == 0 && !_inboxClosed)
+                    {
+                        var wait = nextTick - Now;
+                        if (wait <= TimeSpan.Zero)
+                        {
+                            break;
+                        }
+                        _loopWaiting = true;
+                        System.Threading.Monitor.Wait(_inboxGate, wait);
+                        _loopWaiting = false;
+                    }
+                    if (_inboxClosed)
+                    {
+                        return;
+                    }
+                    while (batch.Count < MaxEventsPerBatch && _inbox.TryDequeue(out var action))
+                    {
+                        batch.Add(action);
+                    }
+                }
                 // Everything this iteration handles shares one batch scope: one store write (one fsync) for all of
                 // it, and nothing it produced leaves before that write is durable.
                 var node = _node!;
                 node.BeginBatch();
-                if (first == tick)
+                if (Now >= nextTick)
                 {
-                    if (!await tick)
-                    {
-                        return;
-                    }
                     node.Tick(Now);
                     CheckOsds();
                     CheckMembership();
-                    tick = ticker.WaitForNextTickAsync(_stop.Token).AsTask();
+                    nextTick = Now + _options.TickInterval;
                 }
-                for (var handled = 0; handled < MaxEventsPerBatch && reader.TryRead(out var action); handled++)
+                foreach (var action in batch)
                 {
                     action();
                 }
+                batch.Clear();
                 node.EndBatch();
                 Drain();
             }
-        }
-        catch (OperationCanceledException) when (_stop.IsCancellationRequested)
-        {
         }
         catch (Exception e)
         {
             // A failure here (e.g. the store refusing a write) must stop this monitor, not leave it half alive.
             _log($"FATAL: mon.{_options.Name} loop failed: {e}");
             _statusLine = $"failed: {e.Message}";
+            lock (_inboxGate)
+            {
+                _inboxClosed = true;
+            }
             throw;
         }
     }
@@ -618,10 +673,19 @@ public sealed class MonitorDaemon : IAsyncDisposable
         _published = _machine!.State;
         ReconcilePeers();
         WakeWatchers();
-        var leader = node.Leader is { } l ? NameOf(l) : "none";
-        _statusLine = $"{node.Role.ToString().ToLowerInvariant()}, leader {leader}, committed {node.CommitIndex}";
-        _describe = node.Describe();
-        _members = node.Members.Ids;
+        if ((node.Role, node.Leader, node.CommitIndex) != _statusOf)
+        {
+            _statusOf = (node.Role, node.Leader, node.CommitIndex);
+            var leader = node.Leader is { } l ? NameOf(l) : "none";
+            _statusLine = $"{node.Role.ToString().ToLowerInvariant()}, leader {leader}, committed {node.CommitIndex}";
+            _members = node.Members.Ids;
+        }
+        var now = Now;
+        if (now - _describedAt >= DescribeEvery)
+        {
+            _describedAt = now;
+            _describe = node.Describe();
+        }
         if (_afterDrain is { } drained)
         {
             _afterDrain = null;
@@ -664,7 +728,11 @@ public sealed class MonitorDaemon : IAsyncDisposable
             }
         }
         await _stop.CancelAsync();
-        _events.Writer.TryComplete();
+        lock (_inboxGate)
+        {
+            _inboxClosed = true;
+            System.Threading.Monitor.Pulse(_inboxGate);
+        }
         if (_loop is not null)
         {
             try
