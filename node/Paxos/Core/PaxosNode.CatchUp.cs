@@ -213,8 +213,25 @@ public sealed partial class PaxosNode
         public TimeSpan LastRequest { get; set; }
     }
 
+    /// <summary>Most snapshot intervals between two snapshots when the state is larger than what was committed.</summary>
+    private const int MaxIntervalsBetweenSnapshots = 16;
+
+    // Bytes of the entries committed since the last snapshot (commands' payloads and their session keys).
+    private long _bytesSinceSnapshot;
+
+    private static long SizeOf(LogValue value)
+    {
+        long bytes = 16;
+        foreach (var c in value.Commands)
+        {
+            bytes += c.Payload.Length + 16;
+        }
+        return bytes;
+    }
+
     private void InstallSnapshot(SnapshotData snap)
     {
+        _bytesSinceSnapshot = 0;
         RestoreNodeState(snap.Data);
         _committedConfig = snap.Members;
         _commitIndex = snap.Index;
@@ -239,8 +256,8 @@ public sealed partial class PaxosNode
         }
     }
 
-    /// <summary>Every <see cref="PaxosOptions.SnapshotInterval"/> committed entries: snapshot the applied state and
-    /// trim all but the last <see cref="PaxosOptions.KeepEntries"/> entries below it.</summary>
+    /// <summary>Every <see cref="PaxosOptions.SnapshotInterval"/> committed entries (or later, see below): snapshot the
+    /// applied state and trim all but the last <see cref="PaxosOptions.KeepEntries"/> entries below it.</summary>
     private void MaybeSnapshot()
     {
         var last = _lastSnapshot?.Index ?? 0;
@@ -248,8 +265,17 @@ public sealed partial class PaxosNode
         {
             return;
         }
+        // A snapshot costs its whole size (encoded, written, flushed) however little changed. Amortize it: wait until
+        // the entries committed since the last one hold as many bytes as it did, so snapshots at most double what is
+        // written, and the log between snapshots stays bounded by the state's size (and by a multiple of the interval).
+        if (_lastSnapshot is { } previous && _bytesSinceSnapshot < previous.Data.Length
+            && _commitIndex - last < (long)_options.SnapshotInterval * MaxIntervalsBetweenSnapshots)
+        {
+            return;
+        }
         var snap = TakeSnapshot();
         _lastSnapshot = snap;
+        _bytesSinceSnapshot = 0;
         _batch.Snapshot = snap;
         var through = _commitIndex - _options.KeepEntries;
         if (through >= _firstIndex)

@@ -333,7 +333,9 @@ public sealed partial class PaxosNode
         HashSet<int>? successorAcks = null;
         for (var i = _commitIndex + 1; i <= target; i++)
         {
-            ApplyEntry(i, _log[i].Value);
+            var value = _log[i].Value;
+            ApplyEntry(i, value);
+            _bytesSinceSnapshot += SizeOf(value);
             _commitIndex = i;
             if (_acks.Remove(i, out var acked))
             {

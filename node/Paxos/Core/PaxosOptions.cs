@@ -46,7 +46,9 @@ public sealed record PaxosOptions
     /// <summary>The largest snapshot a member accepts from another (a bound on what a transfer may allocate).</summary>
     public long MaxSnapshotBytes { get; init; } = 1L << 30;
 
-    /// <summary>A snapshot is taken every this many committed entries.</summary>
+    /// <summary>A snapshot is taken every this many committed entries at the most often; when the state is larger than
+    /// what those entries hold, only once the entries committed since the last snapshot hold as many bytes as it (at most
+    /// 16 intervals apart), so writing snapshots never costs more than writing the log.</summary>
     public int SnapshotInterval { get; init; } = 100;
 
     /// <summary>When a snapshot is taken, this many entries before it are kept for catch-up by log; older ones are

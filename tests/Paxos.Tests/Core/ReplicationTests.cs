@@ -142,6 +142,42 @@ public sealed class ReplicationTests
         Assert.Equal(h[1].Members, h[2].Members);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Snapshots_are_amortized_against_the_bytes_committed_and_the_log_stays_bounded(bool growingState)
+    {
+        var options = Harness.Options with { SnapshotInterval = 10, KeepEntries = 3 };
+        var h = new Harness(1, options: options);
+        h.Elect(1);
+        long? lastSnapshot = null;
+        var snapshots = 0;
+        long snapshotBytes = 0;
+        for (var i = 1; i <= 1000; i++)
+        {
+            // Growing: every write adds a key, so the state (and each snapshot) grows with the log. Otherwise one key
+            // is overwritten and the state stays tiny.
+            Write(h, 1, 1, i, growingState ? i : 1, i);
+            if (h.Storage[1].DurableImage.Snapshot is { } snap && snap.Index != lastSnapshot)
+            {
+                lastSnapshot = snap.Index;
+                snapshots++;
+                snapshotBytes += snap.Data.Length;
+            }
+            Assert.True(h[1].CommitIndex - h[1].FirstIndex <= 16 * 10 + 3, $"log not trimmed: {h[1].FirstIndex}..{h[1].CommitIndex}");
+        }
+        if (growingState)
+        {
+            // Each snapshot waits for as many committed bytes as the one before it: a handful, not one per interval.
+            Assert.InRange(snapshots, 5, 30);
+            Assert.True(snapshotBytes < 4 * h.Storage[1].DurableImage.Snapshot!.Data.Length * 2, $"{snapshots} snapshots wrote {snapshotBytes} bytes");
+        }
+        else
+        {
+            Assert.InRange(snapshots, 90, 100); // a tiny state: one every interval
+        }
+    }
+
     [Fact]
     public void A_restarted_member_rebuilds_its_state_from_snapshot_and_log()
     {
