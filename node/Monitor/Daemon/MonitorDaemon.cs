@@ -156,6 +156,8 @@ public sealed class MonitorDaemon : IAsyncDisposable
         // configuration by catching up). Either way what the store holds wins.
         var members = isInitial ? new MemberSet(initial.Mon.Monitors.Select(m => m.Id)) : MemberSet.Empty;
         _node = new PaxosNode(Id, members, new MonitorPaxosStorage(_store), _machine, o.Paxos, new Random(), Now);
+        // As leader, the Accepts go to the peers before this monitor's own flush, so their flushes overlap it.
+        _node.BeforeWrite = SendEarly;
         _published = _machine.State;
 
         _server = new MessengerServer(LookupKey, new MessengerOptions(), OnMessageAsync, _log);
@@ -643,33 +645,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
     private void Drain()
     {
         var node = _node!;
-        var output = node.TakeOutput();
-        foreach (var (to, message) in output.Messages)
-        {
-            if (_peers.TryGetValue(to, out var peer))
-            {
-                peer.Send(PaxosCodec.Encode(message));
-            }
-        }
-        foreach (var c in output.Completions)
-        {
-            if (c.ClientId == _membershipClientId && c.Seq == _membershipSeq)
-            {
-                _log($"mon.{_options.Name}: Paxos membership change {c.Status.ToString().ToLowerInvariant()}; members now {string.Join(",", node.Members.Ids)}");
-                _membershipSeq = 0;
-                continue;
-            }
-            if (!_pending.Remove((c.ClientId, c.Seq), out var waiter))
-            {
-                continue;
-            }
-            waiter.TrySetResult(c.Status switch
-            {
-                ProposalStatus.Committed when c.Result is { } r => MonReply.Decode(r),
-                ProposalStatus.Superseded => new MonReply(MonReplyStatus.Failed, (int)MonErrorCode.Refused, "this request was already superseded by a newer one from the same client"),
-                _ => new MonReply(MonReplyStatus.Timeout, 0, "not committed in time; it may still commit — retry the same request"),
-            });
-        }
+        Deliver(node.TakeOutput());
         _published = _machine!.State;
         ReconcilePeers();
         WakeWatchers();
@@ -692,6 +668,46 @@ public sealed class MonitorDaemon : IAsyncDisposable
             drained.TrySetResult();
         }
     }
+
+    /// <summary>Sends the messages to the peers and answers the completed proposals.</summary>
+    private void Deliver(PaxosOutput output)
+    {
+        SendToPeers(output);
+        var node = _node!;
+        foreach (var c in output.Completions)
+        {
+            if (c.ClientId == _membershipClientId && c.Seq == _membershipSeq)
+            {
+                _log($"mon.{_options.Name}: Paxos membership change {c.Status.ToString().ToLowerInvariant()}; members now {string.Join(",", node.Members.Ids)}");
+                _membershipSeq = 0;
+                continue;
+            }
+            if (!_pending.Remove((c.ClientId, c.Seq), out var waiter))
+            {
+                continue;
+            }
+            waiter.TrySetResult(c.Status switch
+            {
+                ProposalStatus.Committed when c.Result is { } r => MonReply.Decode(r),
+                ProposalStatus.Superseded => new MonReply(MonReplyStatus.Failed, (int)MonErrorCode.Refused, "this request was already superseded by a newer one from the same client"),
+                _ => new MonReply(MonReplyStatus.Timeout, 0, "not committed in time; it may still commit — retry the same request"),
+            });
+        }
+    }
+
+    private void SendToPeers(PaxosOutput output)
+    {
+        foreach (var (to, message) in output.Messages)
+        {
+            if (_peers.TryGetValue(to, out var peer))
+            {
+                peer.Send(PaxosCodec.Encode(message));
+            }
+        }
+    }
+
+    /// <summary>PaxosNode.BeforeWrite: the leader's Accepts (and whatever an earlier write released) go out now.</summary>
+    private void SendEarly() => Deliver(_node!.TakeOutput());
 
     /// <summary>Stops with an orderly hand-off: a leader names a successor, which campaigns at once, and the members
     /// drop the lease they granted it, so clients wait for no lease to run out (see <see cref="StopAsync"/>).</summary>

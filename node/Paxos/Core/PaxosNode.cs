@@ -48,7 +48,8 @@ public sealed partial class PaxosNode
     private readonly Dictionary<(long Client, long Seq), PendingProposal> _pending = [];
 
     // The effects of the current call (or of every call in an open batch scope): the batch to persist, then the
-    // messages and completions it allows. Nothing staged reaches _output before the batch is durable.
+    // messages and completions it allows. Nothing staged reaches _output before the batch is durable, except a
+    // leader's Accept messages (see BeforeWrite).
     private PaxosWriteBatch _batch = new();
     private readonly Dictionary<long, int> _batchSlots = [];
     private readonly List<OutgoingMessage> _staged = [];
@@ -142,6 +143,18 @@ public sealed partial class PaxosNode
         $"node {Id} {_role} ballot {_ballot} promised {_promised} leader {_leaderId} commit {_commitIndex} first {_firstIndex} " +
         $"next {_nextIndex} members {_committedConfig} queue {_queue.Count} pending {_pending.Count} " +
         $"log [{string.Join(" ", Above(_commitIndex).Select(e => $"{e.Index}@{e.Ballot}:{e.Value}"))}]";
+
+    /// <summary>
+    /// Called just before this member writes a batch, when the write holds back Accept messages of this member as
+    /// leader: they are already in <see cref="TakeOutput"/>, so the host can send them and the followers write their
+    /// acceptance while this member writes its own (one flush time per round instead of two in a row). Safe because an
+    /// Accept depends on nothing this write holds: its ballot's promise is already durable (a restarted member never
+    /// leads that ballot again, so no other value is ever proposed in it), and this member's own acceptance is counted
+    /// only when acknowledgements are handled, which the host does after this write returns. If the write fails, the
+    /// followers hold acceptances the leader lacks, which Paxos allows (as for any acceptor that missed an Accept).
+    /// Null (the default): everything waits for the write.
+    /// </summary>
+    public Action? BeforeWrite { get; set; }
 
     /// <summary>Whether a batch scope is open (between <see cref="BeginBatch"/> and <see cref="EndBatch"/>).</summary>
     public bool InBatch => _inBatch;
@@ -455,6 +468,7 @@ public sealed partial class PaxosNode
         }
         else if (!_batch.IsEmpty)
         {
+            ReleaseAcceptsEarly();
             try
             {
                 _storage.Write(_batch);
@@ -473,6 +487,32 @@ public sealed partial class PaxosNode
             _lazySince = null;
         }
         Release();
+    }
+
+    /// <summary>Hands this leader's Accept messages to the host before the write (see <see cref="BeforeWrite"/>), when
+    /// the promise of its ballot is already durable (not part of this batch).</summary>
+    private void ReleaseAcceptsEarly()
+    {
+        if (BeforeWrite is not { } hook || _role != PaxosRole.Leader || _batch.Promised is not null)
+        {
+            return;
+        }
+        var moved = 0;
+        for (var i = 0; i < _staged.Count; i++)
+        {
+            if (_staged[i].Message is Accept a && a.Ballot == _ballot)
+            {
+                _output.Messages.Add(_staged[i]);
+                _staged[i] = default;
+                moved++;
+            }
+        }
+        if (moved == 0)
+        {
+            return;
+        }
+        _staged.RemoveAll(m => m.Message is null);
+        hook();
     }
 
     private void Release()

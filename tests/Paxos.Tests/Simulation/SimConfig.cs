@@ -70,6 +70,9 @@ public sealed record SimConfig
     /// number of its calls, before EndBatch.</summary>
     public double ScopeCrashChance { get; init; } = 0.003;
 
+    /// <summary>Whether hosts (half of the incarnations, at random) send a leader's Accepts before its own write.</summary>
+    public bool EarlyAccepts { get; init; } = true;
+
     public PaxosOptions Options { get; init; } = FastOptions;
 
     /// <summary>Short timeouts so a schedule covers several elections in a few simulated seconds.</summary>

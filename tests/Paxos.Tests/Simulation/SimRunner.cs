@@ -22,6 +22,7 @@ public static class SimRunner
         var baseSeed = BaseSeed();
         output.WriteLine($"{name}: {schedules} schedules from seed {baseSeed} (replay one with APPLIANCE_SEED=<seed>)");
         long events = 0, writes = 0, reads = 0, unknown = 0, crashes = 0, leaders = 0, membership = 0, committed = 0, snapshots = 0;
+        long earlyReleases = 0, earlyCrashes = 0;
         long scopes = 0, scopeCrashes = 0, chunks = 0, resumes = 0, multiPiece = 0, configCommitted = 0, configTimeouts = 0, handoffs = 0, successions = 0;
         int largestBatch = 0, largestScope = 0;
         for (var i = 0; i < schedules; i++)
@@ -54,13 +55,16 @@ public static class SimRunner
             handoffs += r.Handoffs;
             successions += r.HandoffSuccessions;
             scopeCrashes += r.ScopeCrashes;
+            earlyReleases += r.EarlyReleases;
+            earlyCrashes += r.CrashesAfterEarlyRelease;
             largestScope = Math.Max(largestScope, r.LargestScope);
         }
         output.WriteLine($"{name}: all {schedules} schedules passed: {events} events, {committed} entries committed, {writes} writes ok, " +
                          $"{reads} lease reads ok, {unknown} unknown outcomes, {crashes} crashes, {leaders} leader changes, " +
                          $"{membership} membership changes ({configCommitted} reported committed to their proposer, {configTimeouts} timed out), " +
                          $"{handoffs} leader hand-offs ({successions} to the named successor), {snapshots} snapshots sent in {chunks} pieces ({multiPiece} sent to the end in several, {resumes} resumed after a loss), largest batch {largestBatch} commands, " +
-                         $"{scopes} batch scopes (largest {largestScope} calls), {scopeCrashes} crashes inside a scope");
+                         $"{scopes} batch scopes (largest {largestScope} calls), {scopeCrashes} crashes inside a scope, " +
+                         $"{earlyReleases} early Accept releases ({earlyCrashes} crashed before the write)");
 
         // The schedules must have exercised what they claim to (a simulator that quietly does nothing passes everything).
         Assert.True(writes >= 20L * schedules, $"only {writes} writes committed");
@@ -93,6 +97,14 @@ public static class SimRunner
             if (config.Crashes)
             {
                 Assert.True(scopeCrashes > 0, "no crash ever struck inside a batch scope");
+            }
+        }
+        if (config.EarlyAccepts && config.Members > 1 && config.Batching != BatchMode.Never)
+        {
+            Assert.True(earlyReleases >= schedules, $"only {earlyReleases} early Accept releases");
+            if (config.Crashes)
+            {
+                Assert.True(earlyCrashes > 0, "no crash ever struck between an early Accept release and the write");
             }
         }
         if (config.Clients > 3)

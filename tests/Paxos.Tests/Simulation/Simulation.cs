@@ -56,6 +56,12 @@ public sealed class SimResult
     /// <summary>Crashes between BeginBatch and EndBatch (the scope's writes and outputs lost).</summary>
     public long ScopeCrashes { get; set; }
 
+    /// <summary>Writes before which a leader handed its Accept messages out early (PaxosNode.BeforeWrite).</summary>
+    public long EarlyReleases { get; set; }
+
+    /// <summary>Crashes between such an early release and the write.</summary>
+    public long CrashesAfterEarlyRelease { get; set; }
+
     public int ReadsOk { get; set; }
 
     public int WritesOk { get; set; }
@@ -69,7 +75,7 @@ public sealed class SimResult
         $"seed {Seed}: {Events} events, {Messages} msgs, {Committed} entries, {WritesOk} writes ok, {ReadsOk} reads ok, " +
         $"{Unknown} unknown, {Crashes} crashes, {LeaderChanges} leader changes, {SnapshotsSent} snapshots sent ({SnapshotChunks} pieces, {SnapshotResumes} resumed), largest batch {LargestBatch}, " +
         $"{MembershipChanges} membership changes ({MembershipCommittedOutcomes} reported committed, {MembershipTimeouts} timed out), " +
-        $"{Handoffs} hand-offs ({HandoffSuccessions} to the named successor), {Scopes} scopes (largest {LargestScope} events), {ScopeCrashes} crashes inside one";
+        $"{Handoffs} hand-offs ({HandoffSuccessions} to the named successor), {Scopes} scopes (largest {LargestScope} events), {ScopeCrashes} crashes inside one, {EarlyReleases} early Accept releases ({CrashesAfterEarlyRelease} crashed before the write)";
 }
 
 /// <summary>
@@ -210,6 +216,11 @@ public sealed class Simulation
         n.AppliedAt.Clear();
         n.Node = new PaxosNode(n.Id, initial, n.Storage, n.Machine, _config.Options, new Random(_rng.Next()), Local(n),
             (index, value) => OnApplied(id, index, value));
+        n.EarlyAccepts = _config.EarlyAccepts && _rng.Next(2) == 0;
+        if (n.EarlyAccepts)
+        {
+            n.Node.BeforeWrite = () => ReleaseEarly(n);
+        }
         CheckApplied(n); // replayed from storage: durable
         var incarnation = n.Incarnation;
         Schedule(_now + _rng.NextInt64(1, TickPeriod), () => Tick(n, incarnation));
@@ -286,7 +297,22 @@ public sealed class Simulation
             Crash(n);
             return;
         }
-        node.EndBatch();
+        n.InEndBatch = true;
+        try
+        {
+            node.EndBatch();
+        }
+        catch (SimulatedCrash)
+        {
+            Log($"crash {n.Id} after handing out Accepts, before its write");
+            _result.CrashesAfterEarlyRelease++;
+            Crash(n);
+            return;
+        }
+        finally
+        {
+            n.InEndBatch = false;
+        }
         Drain(n);
         if (n.Storage.WriteCount != writes)
         {
@@ -409,6 +435,32 @@ public sealed class Simulation
         }
     }
 
+    /// <summary>The host's PaxosNode.BeforeWrite: send the leader's Accepts now; during the fault phase, sometimes
+    /// crash before the write that follows (the followers then hold acceptances the leader's disk never got).</summary>
+    private void ReleaseEarly(SimNode n)
+    {
+        var output = n.Node!.TakeOutput();
+        if (output.Completions.Count > 0 || output.Messages.Any(m => m.Message is not Accept))
+        {
+            Violation($"node {n.Id} released more than Accept messages before a write");
+        }
+        if (_config.CheckReleasedDurable)
+        {
+            CheckReleasedDurable(n, output);
+        }
+        _result.EarlyReleases++;
+        foreach (var m in output.Messages)
+        {
+            Transmit(n.Id, m.To, PaxosCodec.Encode(m.Message));
+        }
+        if (n.InEndBatch && !_healed && _config.Crashes && _rng.NextDouble() < 5 * _config.ScopeCrashChance)
+        {
+            throw new SimulatedCrash();
+        }
+    }
+
+    private sealed class SimulatedCrash : Exception;
+
     private void Drain(SimNode n)
     {
         var output = n.Node!.TakeOutput();
@@ -485,6 +537,15 @@ public sealed class Simulation
                             Violation($"node {n.Id} told {to} it accepted index {i} in {a.Ballot}, which its disk does not hold");
                             return;
                         }
+                    }
+                    break;
+                case Accept a when n.EarlyAccepts:
+                    // It may ask before its own disk holds the entries, never before the disk holds the promise of
+                    // its ballot (else a restart could lead that ballot again with other values).
+                    if (storage.DurablePromised < a.Ballot)
+                    {
+                        Violation($"node {n.Id} sent {to} an Accept in {a.Ballot} while its disk holds the promise {storage.DurablePromised}");
+                        return;
                     }
                     break;
                 case Accept a:
@@ -1030,6 +1091,12 @@ public sealed class Simulation
 
         /// <summary>Whether this incarnation's host runs batch scopes.</summary>
         public bool Batched { get; set; }
+
+        /// <summary>Whether this incarnation's host sends a leader's Accepts before its write (PaxosNode.BeforeWrite).</summary>
+        public bool EarlyAccepts { get; set; }
+
+        /// <summary>Whether the host is inside EndBatch (a crash may strike between an early release and the write).</summary>
+        public bool InEndBatch { get; set; }
 
         /// <summary>Calls waiting for the host's next scope.</summary>
         public List<Action<PaxosNode>> Inbox { get; } = [];
