@@ -225,15 +225,28 @@ public sealed class MonClient : IAsyncDisposable
         var request = client.Session.RequestAsync(MonMessageTypes.Request, bytes, timeout, ct);
         while (!request.IsCompleted)
         {
-            await Task.WhenAny(request, Task.Delay(50, ct));
-            if (!request.IsCompleted && client.FailedConnectsInARow > 0)
+            try
             {
-                _ = request.ContinueWith(t => _ = t.Exception, TaskScheduler.Default);
-                throw new TimeoutException("the monitor is unreachable (its connection dropped and reconnecting fails)");
+                // WaitAsync drops its timer when the reply comes first (a Task.Delay per request would stay queued).
+                await request.WaitAsync(UnreachableCheckInterval, ct);
+            }
+            catch (TimeoutException) when (!request.IsCompleted)
+            {
+                if (client.FailedConnectsInARow > 0)
+                {
+                    _ = request.ContinueWith(t => _ = t.Exception, TaskScheduler.Default);
+                    throw new TimeoutException("the monitor is unreachable (its connection dropped and reconnecting fails)");
+                }
+            }
+            catch (Exception) when (request.IsCompleted)
+            {
+                // The request's own outcome (a reply, its timeout, a closed connection) is awaited below.
             }
         }
         return await request;
     }
+
+    private static readonly TimeSpan UnreachableCheckInterval = TimeSpan.FromMilliseconds(50);
 
     private MonitorsUnavailableException Unavailable(List<string> reasons) =>
         new($"no monitor answered within {Deadline.TotalSeconds:0} s (monitors: {string.Join(", ", _monitors)}); last: {string.Join("; ", reasons.TakeLast(3))}");
