@@ -141,7 +141,17 @@ public class LifecycleTests
             Posix.lchown(dir, Shell.Nobody, Shell.Nobody);
             Posix.chmod(dir, 0x1ED);
             Posix.chmod(work, 0x1ED);
-            var program = Path.Combine(AppContext.BaseDirectory, "appliance-testfs.dll");
+            // nobody must be able to reach the program: the checkout may sit under a directory only root can enter
+            // (a CI clone in a 0700 mktemp directory), so run a copy from the world-readable work directory.
+            var bin = Path.Combine(work, "bin");
+            Directory.CreateDirectory(bin);
+            foreach (var name in new[] { "appliance-testfs.dll", "appliance-testfs.deps.json", "appliance-testfs.runtimeconfig.json", "Appliance.Fs.dll", "Appliance.Platform.dll" })
+            {
+                File.Copy(Path.Combine(AppContext.BaseDirectory, name), Path.Combine(bin, name));
+                Posix.chmod(Path.Combine(bin, name), 0x1A4); // 0644
+            }
+            Posix.chmod(bin, 0x1ED);
+            var program = Path.Combine(bin, "appliance-testfs.dll");
             var asNobody = "setpriv --reuid=65534 --regid=65534 --clear-groups";
             var script = $$"""
                 set -e
