@@ -16,7 +16,11 @@ public sealed record AuthEntity(string Name, Secret Key, ImmutableSortedDictiona
     /// <summary>The entry the messenger's keyring and authorizer use.</summary>
     public KeyringEntry ToKeyringEntry() => new(Name, Key, Caps);
 
-    public EntityCaps ParsedCaps() => new(Caps);
+    /// <summary>The capabilities parsed, once per entity object (every request's authorization asks; entities are
+    /// immutable, so a parse is good for the object's life). Kept outside the record so equality is unchanged.</summary>
+    public EntityCaps ParsedCaps() => Parsed.GetValue(this, static e => new EntityCaps(e.Caps));
+
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<AuthEntity, EntityCaps> Parsed = new();
 
     internal void Encode(WireWriter w)
     {
