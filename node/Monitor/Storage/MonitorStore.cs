@@ -368,18 +368,10 @@ public sealed class MonitorStore : IDisposable
     /// </summary>
     public ulong Apply(WriteBatch batch)
     {
-        ArgumentNullException.ThrowIfNull(batch);
-        ThrowIfUnusable(allowFailed: false);
-        if (batch.Count == 0)
+        if (Prepare(batch, out var current) is not { } pending)
         {
-            lock (_stateLock)
-            {
-                return _lastSeq;
-            }
+            return current;
         }
-        using var w = new WireWriter(256);
-        batch.Encode(w);
-        var pending = new Pending(batch, w.ToArray());
         // A caller that would wait anyway writes and flushes on its own thread when no one else is writing and
         // nothing is queued before it: no hand-off to the writer thread and back (two thread switches per batch, the
         // monitor loop's hot path). Holding the commit lock with an empty queue keeps arrival order: whatever is
@@ -413,7 +405,12 @@ public sealed class MonitorStore : IDisposable
     }
 
     /// <summary>The asynchronous form of <see cref="Apply"/>; the task completes when the batch is durable.</summary>
-    public Task<ulong> ApplyAsync(WriteBatch batch)
+    public Task<ulong> ApplyAsync(WriteBatch batch) =>
+        Prepare(batch, out var current) is { } pending ? Enqueue(pending) : Task.FromResult(current);
+
+    /// <summary>Checks the store and encodes <paramref name="batch"/> for the log; null for an empty batch, which
+    /// writes nothing (<paramref name="current"/> is then the current sequence).</summary>
+    private Pending? Prepare(WriteBatch batch, out ulong current)
     {
         ArgumentNullException.ThrowIfNull(batch);
         ThrowIfUnusable(allowFailed: false);
@@ -421,12 +418,14 @@ public sealed class MonitorStore : IDisposable
         {
             lock (_stateLock)
             {
-                return Task.FromResult(_lastSeq);
+                current = _lastSeq;
+                return null;
             }
         }
+        current = 0;
         using var w = new WireWriter(256);
         batch.Encode(w);
-        return Enqueue(new Pending(batch, w.ToArray()));
+        return new Pending(batch, w.ToArray());
     }
 
     /// <summary>Writes the state into a fresh snapshot and starts an empty log now (the writer also does it on its own
