@@ -300,9 +300,11 @@ public sealed partial class ObjectStore
             return result;
         }
 
-        /// <summary>A write (or, with <paramref name="zero"/>, a zeroing) of [offset, offset+length). Short writes
-        /// are deferred: the data goes into the record and later in place, into the blocks the object already has
-        /// (fresh ones for holes). Long writes go copy-on-write to fresh blocks. Zeroed whole blocks become holes.</summary>
+        /// <summary>A write (or, with <paramref name="zero"/>, a zeroing) of [offset, offset+length). Writes shorter
+        /// than <see cref="StoreOptions.DeferredWriteMax"/>, and zeroings, are deferred: the data goes into the record
+        /// and later in place, into the blocks the object already has (fresh ones for holes). Longer writes go
+        /// copy-on-write to fresh blocks (deferred after all when the store is full and the write is short). Zeroed
+        /// whole blocks become holes.</summary>
         private async Task WriteAsync(string c, string o, long offset, long length, ReadOnlyMemory<byte> data, bool zero, bool aligned = false)
         {
             var od = Obj(c, o, create: true);
@@ -332,7 +334,8 @@ public sealed partial class ObjectStore
                 var from = (int)((first + wholeFirst) * B - offset);
                 Crc32C.ComputeBlocks(data.Span.Slice(from, (wholeEnd - wholeFirst) * B), B, crcs.AsSpan(wholeFirst));
             }
-            var need = 0;
+            var presentCount = 0;
+            var holes = 0;
             for (var k = 0; k < count; k++)
             {
                 var index = first + k;
@@ -368,16 +371,27 @@ public sealed partial class ObjectStore
                     crcs[k] = Crc32C.Compute(content);
                 }
                 present[k] = true;
-                if (cow || od.Blocks[(int)index].IsHole)
+                presentCount++;
+                if (od.Blocks[(int)index].IsHole)
                 {
-                    need++;
+                    holes++;
                 }
             }
+            var need = cow ? presentCount : holes;
             var fresh = new List<long>(need);
             if (need > 0 && !s._alloc.TryAllocate(need, fresh))
             {
-                throw new NoSpaceException(
-                    $"{s._device.Name}: out of space: the transaction needs {need} more blocks of 4 KiB and {s._alloc.Free} are free; remove objects (space is reusable once the removal is durable)");
+                // A short overwrite on a full store still fits where the data is: written in place through the
+                // journal (as writes below DeferredWriteMax always are), needing fresh blocks for holes only.
+                if (cow && length < StreamCowBytes && (holes == 0 || s._alloc.TryAllocate(holes, fresh)))
+                {
+                    cow = false;
+                }
+                else
+                {
+                    throw new NoSpaceException(
+                        $"{s._device.Name}: out of space: the transaction needs {need} more blocks of 4 KiB and {s._alloc.Free} are free; remove objects (space is reusable once the removal is durable)");
+                }
             }
             _allocated.AddRange(fresh);
             var refs = new BlockRef[count];

@@ -18,7 +18,10 @@ public sealed partial class ObjectStore
         public List<(long Phys, ReadOnlyMemory<byte> Data)> Deferred { get; } = [];
         /// <summary>Blocks the transaction stopped referencing: reusable only once it is durable.</summary>
         public List<long> Freed { get; } = [];
+        /// <summary>The copy-on-write data written since publication (large data streams to the device at once).</summary>
         public Task DataWritten { get; set; } = Task.CompletedTask;
+        /// <summary>The copy-on-write data is small and goes to the device with the record, in the writer's batch.</summary>
+        public bool CowWithRecord { get; set; }
         public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
@@ -85,9 +88,13 @@ public sealed partial class ObjectStore
                 try
                 {
                     Publish(p, clientBytes);
-                    if (p.Cow.Count > 0)
+                    if (p.Cow.Count * B >= StreamCowBytes)
                     {
                         p.DataWritten = WriteBlocksAsync([.. p.Cow]);
+                    }
+                    else
+                    {
+                        p.CowWithRecord = p.Cow.Count > 0;
                     }
                     var queued = _queue.Writer.TryWrite(p);
                     Interlocked.Decrement(ref _preparing);
@@ -161,8 +168,9 @@ public sealed partial class ObjectStore
     /// <summary>Writes 4 KiB block images to their device blocks, coalescing adjacent blocks into one device write,
     /// then drops their overlay entries if still the same. Adjacent pinned slices of one array go to the device as
     /// they are; the other blocks are copied, all into one pooled aligned buffer (a batch of scattered deferred
-    /// writes costs one buffer, not one each).</summary>
-    private async Task WriteBlocksAsync(List<CowBlock> blocks)
+    /// writes costs one buffer, not one each). <paramref name="with"/>: one more write for the same batch (the
+    /// journal record).</summary>
+    private async Task WriteBlocksAsync(List<CowBlock> blocks, (long Offset, ReadOnlyMemory<byte> Data)? with = null)
     {
         blocks.Sort((a, b) => a.Phys.CompareTo(b.Phys));
         var runs = new List<(int First, int Count, ReadOnlyMemory<byte>? Direct)>();
@@ -179,13 +187,16 @@ public sealed partial class ObjectStore
             }
         }
         var buf = copied > 0 ? BufferPool.Rent(copied * B) : null;
-        var writes = new List<Task>(runs.Count);
+        var writes = new (long, ReadOnlyMemory<byte>)[runs.Count + (with is null ? 0 : 1)];
         var at = 0;
-        foreach (var (first, count, direct) in runs)
+        long bytes = 0;
+        for (var r = 0; r < runs.Count; r++)
         {
+            var (first, count, direct) = runs[r];
+            bytes += count * B;
             if (direct is { } memory)
             {
-                writes.Add(DeviceWriteAsync(blocks[first].Phys * B, memory).AsTask());
+                writes[r] = (blocks[first].Phys * B, memory);
                 continue;
             }
             var span = buf!.GetSpan().Slice(at * B, count * B);
@@ -193,13 +204,20 @@ public sealed partial class ObjectStore
             {
                 blocks[first + k].Data.Span[..B].CopyTo(span[(k * B)..]);
             }
-            writes.Add(DeviceWriteAsync(blocks[first].Phys * B, buf.Memory.Slice(at * B, count * B)).AsTask());
+            writes[r] = (blocks[first].Phys * B, buf.Memory.Slice(at * B, count * B));
             at += count;
+        }
+        if (with is { } extra)
+        {
+            writes[^1] = extra;
+            bytes += extra.Data.Length;
         }
         try
         {
-            // Every write has completed (or failed) when this returns or throws: the buffer is free again.
-            await Task.WhenAll(writes);
+            // One batch for the device (one io_submit on a FileDevice). Every write has completed (or failed) when
+            // this returns or throws: the buffer is free again.
+            await _device.WriteManyAsync(writes);
+            Interlocked.Add(ref _deviceBytes, bytes);
         }
         catch
         {

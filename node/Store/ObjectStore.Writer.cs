@@ -159,7 +159,17 @@ public sealed partial class ObjectStore
             // Zero the padding: stale bytes from a reused buffer must not look like anything.
             span[(JournalRecord.HeaderSize + (int)payloadLength)..].Clear();
             JournalRecord.WriteHeader(span, _nextSeq, payload, batch.Count, _seed);
-            var record = DeviceWriteAsync(_geo.JournalOffset + _journalHead, buf.Memory[..size]);
+            // Small copy-on-write data goes with the record, in one batch; large data is on its way already.
+            List<CowBlock>? small = null;
+            foreach (var p in batch)
+            {
+                if (p.CowWithRecord)
+                {
+                    (small ??= []).AddRange(p.Cow);
+                }
+            }
+            var at = _geo.JournalOffset + _journalHead;
+            var record = small is null ? DeviceWriteAsync(at, buf.Memory[..size]).AsTask() : WriteBlocksAsync(small, (at, buf.Memory[..size]));
             // The data may still be on its way: the flush below must come after every write it is to cover.
             Exception? dataError = null;
             foreach (var p in batch)

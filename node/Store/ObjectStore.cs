@@ -11,8 +11,12 @@ namespace Appliance.Store;
 public sealed record StoreOptions
 {
     /// <summary>Writes shorter than this go through the journal (data in the record, applied in place later);
-    /// longer ones are written copy-on-write to fresh blocks before their record.</summary>
-    public int DeferredWriteMax { get; init; } = 64 << 10;
+    /// longer ones are written copy-on-write to fresh blocks beside their record. The default, one block, defers
+    /// only sub-block writes (they need a read-modify-write): on flash a whole-block overwrite written once to a
+    /// fresh block beats writing it twice (journal, then in place), as in Ceph's BlueStore on SSDs. A disk that
+    /// seeks may prefer a larger value (e.g. 64 KiB). On a full store, an overwrite shorter than 64 KiB that finds
+    /// no fresh block is deferred whatever this says.</summary>
+    public int DeferredWriteMax { get; init; } = 4096;
 
     /// <summary>Bound on the data of transactions in flight (held in memory until written).</summary>
     public long InflightBytes { get; init; } = 64L << 20;
@@ -72,6 +76,10 @@ public sealed record StoreStats(long TotalBytes, long UsedBytes, long FreeBytes,
 public sealed partial class ObjectStore : IAsyncDisposable
 {
     private const int B = Superblock.BlockSize;
+    /// <summary>A transaction's copy-on-write data of at least this many bytes streams to the device as soon as it
+    /// is published; less waits for the writer, which sends it with the record in one batch (many small
+    /// transactions: one submission and one device notification per record instead of one each).</summary>
+    private const int StreamCowBytes = 64 << 10;
 
     private readonly IBlockDevice _device;
     private readonly StoreOptions _options;

@@ -88,6 +88,50 @@ public class IntegrityTests
     }
 
     [Fact]
+    public async Task A_full_store_still_takes_short_overwrites_in_place_and_refuses_long_ones()
+    {
+        var dev = await TestSupport.NewMemoryStoreAsync(3 << 20, TestSupport.Small(journal: 256 << 10, checkpoint: 128 << 10));
+        await using (var store = await ObjectStore.MountAsync(dev))
+        {
+            await store.SubmitAsync(new Transaction().CreateCollection("pg"));
+            // Fill every data block: whole objects first, then single blocks until nothing is free.
+            var i = 0;
+            try
+            {
+                while (true)
+                {
+                    var size = store.StatFs().FreeBytes >= 256 << 10 ? 256 << 10 : 4096;
+                    await store.SubmitAsync(new Transaction().Write("pg", $"o{i}", 0, TestSupport.Bytes(size, i)));
+                    i++;
+                }
+            }
+            catch (NoSpaceException)
+            {
+            }
+            Assert.Equal(0, store.StatFs().FreeBytes);
+            // A whole-block overwrite would normally go copy-on-write to a fresh block; there is none, so it is
+            // written in place through the journal instead of failing.
+            var block = TestSupport.Bytes(4096, 1000);
+            await store.SubmitAsync(new Transaction().Write("pg", "o0", 8192, block));
+            var unaligned = TestSupport.Bytes(10_000, 1001);
+            await store.SubmitAsync(new Transaction().Write("pg", "o0", 50_001, unaligned));
+            // A long overwrite still needs fresh blocks: refused, with no effect.
+            var before = await store.ReadAsync("pg", "o0");
+            await Assert.ThrowsAsync<NoSpaceException>(() => store.SubmitAsync(new Transaction().Write("pg", "o0", 0, TestSupport.Bytes(128 << 10, 1002))));
+            Assert.Equal(before, await store.ReadAsync("pg", "o0"));
+            Assert.Equal(block, (await store.ReadAsync("pg", "o0", 8192, 4096)));
+            Assert.True((await store.FsckAsync()).IsClean);
+        }
+        await using (var store = await ObjectStore.MountAsync(dev))
+        {
+            Assert.True((await store.FsckAsync()).IsClean);
+            var o0 = await store.ReadAsync("pg", "o0");
+            Assert.Equal(TestSupport.Bytes(4096, 1000), o0.AsSpan(8192, 4096).ToArray());
+            Assert.Equal(TestSupport.Bytes(10_000, 1001), o0.AsSpan(50_001, 10_000).ToArray());
+        }
+    }
+
+    [Fact]
     public async Task Mkfs_refuses_foreign_signatures_unless_asked_to_wipe()
     {
         var dev = new MemoryDevice(8 << 20, 512);

@@ -81,6 +81,128 @@ internal sealed class AioEngine : IDisposable
         return await new ValueTask<long>(op, op.Version);
     }
 
+    /// <summary>
+    /// Submits several I/Os of one kind with as few io_submit calls as the ring allows (the kernel plugs the block
+    /// layer around each call: the device sees the batch at once, a virtual disk is notified once instead of once
+    /// per I/O) and returns each one's result (bytes transferred), in order. At most half the queue depth of the
+    /// batch is in flight unawaited at a time, so a batch larger than the queue cannot wait for itself. Returns or
+    /// throws only once every submitted I/O has completed (the buffers are the caller's again); the first error
+    /// (a failed I/O, a refused submission, cancellation while waiting for slots) is thrown after that.
+    /// </summary>
+    public async Task<long[]> SubmitManyAsync(ushort opcode, int fd, IReadOnlyList<(ReadOnlyMemory<byte> Buffer, long Offset)> ios, CancellationToken ct)
+    {
+        var results = new long[ios.Count];
+        var pending = new Queue<(int Index, ValueTask<long> Io)>();
+        var window = Math.Max(1, _ops.Length / 2);
+        var prepared = new List<Op>(Math.Min(ios.Count, window));
+        Exception? error = null;
+        var next = 0;
+        while (next < ios.Count && error is null)
+        {
+            var chunk = Math.Min(ios.Count - next, window);
+            try
+            {
+                // Earlier I/Os of this batch give their slots back only when awaited: collect them first.
+                while (pending.Count + chunk > window)
+                {
+                    var (index, io) = pending.Dequeue();
+                    results[index] = await io;
+                }
+                var taken = 0;
+                try
+                {
+                    for (; taken < chunk; taken++)
+                    {
+                        await _slots.WaitAsync(ct);
+                    }
+                }
+                catch
+                {
+                    if (taken > 0)
+                    {
+                        _slots.Release(taken);
+                    }
+                    throw;
+                }
+                prepared.Clear();
+                for (var k = 0; k < chunk; k++)
+                {
+                    if (!_free.TryPop(out var op))
+                    {
+                        foreach (var p in prepared)
+                        {
+                            p.Abandon();
+                        }
+                        _slots.Release(chunk - prepared.Count);
+                        throw new InvalidOperationException("AIO operation pool is empty while a slot was free");
+                    }
+                    var (buffer, offset) = ios[next + k];
+                    op.Prepare(opcode, fd, buffer.Pin(), buffer.Length, offset);
+                    prepared.Add(op);
+                }
+                Interlocked.Add(ref _inflight, chunk);
+                var submitted = 0;
+                try
+                {
+                    while (submitted < chunk)
+                    {
+                        var n = SubmitPrepared(prepared, submitted);
+                        if (n == 0)
+                        {
+                            // EAGAIN: the kernel's AIO ring is full (other users of fs.aio-max-nr); wait for room.
+                            await Task.Delay(1, CancellationToken.None);
+                        }
+                        submitted += n;
+                    }
+                }
+                finally
+                {
+                    for (var k = 0; k < chunk; k++)
+                    {
+                        if (k < submitted)
+                        {
+                            pending.Enqueue((next + k, new ValueTask<long>(prepared[k], prepared[k].Version)));
+                        }
+                        else
+                        {
+                            Interlocked.Decrement(ref _inflight);
+                            prepared[k].Abandon();
+                        }
+                    }
+                }
+                next += chunk;
+            }
+            catch (Exception e)
+            {
+                error = e;
+            }
+        }
+        while (pending.TryDequeue(out var p))
+        {
+            try
+            {
+                results[p.Index] = await p.Io;
+            }
+            catch (Exception e)
+            {
+                error ??= e;
+            }
+        }
+        return error is null ? results : throw error;
+    }
+
+    /// <summary>One io_submit of <paramref name="ops"/>[<paramref name="from"/>..]; how many the kernel took.</summary>
+    private unsafe int SubmitPrepared(List<Op> ops, int from)
+    {
+        var count = ops.Count - from;
+        var list = stackalloc IoCb*[count];
+        for (var k = 0; k < count; k++)
+        {
+            list[k] = ops[from + k].ControlBlock;
+        }
+        return Aio.io_submit(_ctx, list, count, _subject);
+    }
+
     private unsafe void Reap()
     {
         var events = (IoEvent*)NativeMemory.Alloc((nuint)(sizeof(IoEvent) * ReapBatch));

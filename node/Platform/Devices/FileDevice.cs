@@ -187,6 +187,43 @@ public sealed class FileDevice : IBlockDevice
         }
     }
 
+    /// <summary>The writes go to the kernel in as few io_submit calls as the queue allows (one for up to half the
+    /// queue depth): one plug of the block layer, one notification of a virtual disk.</summary>
+    public async ValueTask WriteManyAsync(IReadOnlyList<(long Offset, ReadOnlyMemory<byte> Source)> writes, CancellationToken ct = default)
+    {
+        if (writes.Count <= 1)
+        {
+            if (writes.Count == 1)
+            {
+                await WriteAsync(writes[0].Offset, writes[0].Source, ct);
+            }
+            return;
+        }
+        var ios = new (ReadOnlyMemory<byte>, long)[writes.Count];
+        for (var i = 0; i < writes.Count; i++)
+        {
+            var (offset, source) = writes[i];
+            DeviceChecks.Io(this, offset, source.Length, source, write: true);
+            ios[i] = (source, offset);
+        }
+        var done = await _aio.SubmitManyAsync(Constants.IOCB_CMD_PWRITE, _fd, ios, ct);
+        for (var i = 0; i < done.Length; i++)
+        {
+            var (offset, source) = writes[i];
+            if (done[i] == source.Length)
+            {
+                continue;
+            }
+            if (done[i] <= 0 || done[i] % BlockSize != 0)
+            {
+                // As in WriteAsync: a full filesystem returns 0 bytes for the rest.
+                throw Throw.For("pwrite (aio)", done[i] == 0 ? Errno.ENOSPC : Errno.EIO, Name);
+            }
+            // Short but aligned: the rest the ordinary way.
+            await WriteAsync(offset + done[i], source[(int)done[i]..], ct);
+        }
+    }
+
     public async ValueTask FlushAsync(CancellationToken ct = default)
     {
         if (IsReadOnly)

@@ -36,6 +36,22 @@ public interface IBlockDevice : IAsyncDisposable
 
     ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken ct = default);
 
+    /// <summary>
+    /// Several writes at once, exactly as if each were a <see cref="WriteAsync"/> started now (same checks, same
+    /// durability: none until a later flush; their order on the medium unspecified). Completes once every one has
+    /// completed; if any failed, throws the first error after all have finished. A device may hand them to the
+    /// medium as one batch (<see cref="FileDevice"/>: one io_submit).
+    /// </summary>
+    async ValueTask WriteManyAsync(IReadOnlyList<(long Offset, ReadOnlyMemory<byte> Source)> writes, CancellationToken ct = default)
+    {
+        var started = new List<Task>(writes.Count);
+        foreach (var (offset, source) in writes)
+        {
+            started.Add(WriteAsync(offset, source, ct).AsTask());
+        }
+        await Task.WhenAll(started);
+    }
+
     /// <summary>Makes every write that completed before this call durable.</summary>
     ValueTask FlushAsync(CancellationToken ct = default);
 

@@ -32,12 +32,21 @@ public static unsafe class Aio
     {
         var list = stackalloc IoCb*[1];
         list[0] = iocb;
+        return io_submit(ctx, list, 1, subject) == 1;
+    }
+
+    /// <summary>Submits up to <paramref name="count"/> control blocks with one call (the kernel plugs the block layer
+    /// around them, so the device is notified once). Returns how many were submitted: from the front of the list,
+    /// possibly fewer than asked, 0 when the ring is full (EAGAIN); EINTR is retried; any other error of the first
+    /// block throws.</summary>
+    public static int io_submit(ulong ctx, IoCb** list, int count, string? subject)
+    {
         while (true)
         {
-            var n = Libc.syscall(Constants.SYS_io_submit, (long)ctx, 1, (long)list, 0, 0);
-            if (n == 1)
+            var n = Libc.syscall(Constants.SYS_io_submit, (long)ctx, count, (long)list, 0, 0);
+            if (n > 0)
             {
-                return true;
+                return (int)n;
             }
             var errno = Marshal.GetLastPInvokeError();
             if (n < 0 && errno == Errno.EINTR)
@@ -46,7 +55,7 @@ public static unsafe class Aio
             }
             if (n < 0 && errno == Errno.EAGAIN)
             {
-                return false;
+                return 0;
             }
             throw Throw.For("io_submit", n < 0 ? errno : Errno.EIO, subject);
         }

@@ -47,6 +47,35 @@ public abstract class DeviceContract
     }
 
     [Fact]
+    public async Task A_batch_of_writes_larger_than_the_queue_all_land()
+    {
+        var (dev, owner) = await OpenAsync(8 << 20);
+        await using var _ = owner;
+        // 300 writes of 1 to 3 blocks at scattered offsets, one buffer (slices of it), handed over as one batch.
+        var rng = new Random(5);
+        using var data = Pattern(300 * 3 * 4096, 9);
+        var writes = new List<(long, ReadOnlyMemory<byte>)>();
+        var at = 0;
+        for (var i = 0; i < 300; i++)
+        {
+            var len = rng.Next(1, 4) * 4096;
+            writes.Add((i * 3L * 4096 + (3 * 4096 - len), data.Memory.Slice(at, len)));
+            at += len;
+        }
+        await dev.WriteManyAsync(writes);
+        await dev.FlushAsync();
+        using var back = new AlignedBuffer(3 * 4096);
+        foreach (var (offset, source) in writes)
+        {
+            await dev.ReadAsync(offset, back.Memory[..source.Length]);
+            Assert.True(back.GetSpan()[..source.Length].SequenceEqual(source.Span), $"write at {offset}");
+        }
+        await dev.WriteManyAsync([]);
+        await Assert.ThrowsAsync<ArgumentException>(async () => await dev.WriteManyAsync([(0, data.Memory[..4096]), (100, data.Memory[..4096])]));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await dev.WriteManyAsync([(dev.Size, data.Memory[..4096])]));
+    }
+
+    [Fact]
     public async Task Misaligned_or_out_of_range_io_is_refused()
     {
         var (dev, owner) = await OpenAsync(1 << 20);

@@ -30,6 +30,26 @@ public sealed class FileDeviceTests
     }
 
     [Fact]
+    public async Task A_batch_of_writes_many_times_the_queue_depth_goes_through_a_tiny_queue()
+    {
+        using var dir = new TempDir();
+        // Queue depth 4: batches of 2 per io_submit, each waiting for the ones before to give their slots back,
+        // while other writers use the same queue.
+        await using var dev = FileDevice.CreateFile(dir.File("disk"), 4 << 20, new FileDeviceOptions { QueueDepth = 4 });
+        using var data = new AlignedBuffer(100 * 4096);
+        new Random(3).NextBytes(data.GetSpan());
+        var writes = Enumerable.Range(0, 100).Select(i => (i * 8192L, (ReadOnlyMemory<byte>)data.Memory.Slice(i * 4096, 4096))).ToList();
+        var others = Enumerable.Range(0, 20).Select(i => dev.WriteAsync((2 << 20) + i * 4096L, data.Memory.Slice(i * 4096, 4096)).AsTask());
+        await Task.WhenAll([dev.WriteManyAsync(writes).AsTask(), .. others]);
+        using var back = new AlignedBuffer(4096);
+        for (var i = 0; i < 100; i++)
+        {
+            await dev.ReadAsync(i * 8192L, back.Memory);
+            Assert.True(back.GetSpan().SequenceEqual(data.GetSpan().Slice(i * 4096, 4096)), $"write {i}");
+        }
+    }
+
+    [Fact]
     public async Task A_second_opener_of_the_same_disk_is_refused()
     {
         using var dir = new TempDir();

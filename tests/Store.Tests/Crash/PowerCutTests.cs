@@ -38,7 +38,10 @@ public class PowerCutTests(ITestOutputHelper output)
                 long marker;
                 try
                 {
-                    store = await ObjectStore.MountAsync(new YieldingDevice(fi, rng.Next()), new StoreOptions { DeferredWriteMax = LargeWrite });
+                    // Both write policies: the default (whole blocks copy-on-write, small data with the record) and
+                    // deferring everything below LargeWrite.
+                    var options = rng.Next(2) == 0 ? new StoreOptions() : new StoreOptions { DeferredWriteMax = LargeWrite };
+                    store = await ObjectStore.MountAsync(new YieldingDevice(fi, rng.Next()), options);
                     marker = Workload.Marker(store);
                     Assert.True(marker >= held, $"{context}: store holds transaction {marker} but {held} was acknowledged");
                     Assert.True(snapshots.ContainsKey(marker), $"{context}: marker {marker} was never submitted");
