@@ -187,42 +187,72 @@ public sealed partial class ObjectStore
             }
         }
         var buf = copied > 0 ? BufferPool.Rent(copied * B) : null;
-        var writes = new (long, ReadOnlyMemory<byte>)[runs.Count + (with is null ? 0 : 1)];
+        // Many scattered blocks go as one batch; a long copy goes piece by piece, each piece's write submitted as
+        // soon as it is copied, so the device writes the first piece while the rest is copied.
+        var pipelined = copied >= PipelineCopyBlocks;
+        var writes = new List<(long, ReadOnlyMemory<byte>)>(runs.Count + 1);
+        var started = pipelined ? new List<Task>() : null;
         var at = 0;
         long bytes = 0;
-        for (var r = 0; r < runs.Count; r++)
-        {
-            var (first, count, direct) = runs[r];
-            bytes += count * B;
-            if (direct is { } memory)
-            {
-                writes[r] = (blocks[first].Phys * B, memory);
-                continue;
-            }
-            var span = buf!.GetSpan().Slice(at * B, count * B);
-            for (var k = 0; k < count; k++)
-            {
-                blocks[first + k].Data.Span[..B].CopyTo(span[(k * B)..]);
-            }
-            writes[r] = (blocks[first].Phys * B, buf.Memory.Slice(at * B, count * B));
-            at += count;
-        }
-        if (with is { } extra)
-        {
-            writes[^1] = extra;
-            bytes += extra.Data.Length;
-        }
         try
         {
+            foreach (var (first, count, direct) in runs)
+            {
+                if (direct is { } memory)
+                {
+                    Add(blocks[first].Phys * B, memory);
+                    continue;
+                }
+                for (var piece = 0; piece < count; piece += PipelineCopyBlocks)
+                {
+                    var n = Math.Min(PipelineCopyBlocks, count - piece);
+                    var span = buf!.GetSpan().Slice(at * B, n * B);
+                    for (var k = 0; k < n; k++)
+                    {
+                        blocks[first + piece + k].Data.Span[..B].CopyTo(span[(k * B)..]);
+                    }
+                    Add(blocks[first + piece].Phys * B, buf.Memory.Slice(at * B, n * B));
+                    at += n;
+                }
+            }
+            if (with is { } extra)
+            {
+                Add(extra.Offset, extra.Data);
+            }
             // One batch for the device (one io_submit on a FileDevice). Every write has completed (or failed) when
             // this returns or throws: the buffer is free again.
-            await _device.WriteManyAsync(writes);
+            if (started is null)
+            {
+                await _device.WriteManyAsync(writes);
+            }
+            else
+            {
+                await Task.WhenAll(started);
+            }
             Interlocked.Add(ref _deviceBytes, bytes);
         }
         catch
         {
+            if (started is not null)
+            {
+                // Those started must finish before their buffer can go.
+                await Task.WhenAll(started).ContinueWith(_ => { }, TaskScheduler.Default);
+            }
             buf?.Dispose();
             throw;
+        }
+
+        void Add(long offset, ReadOnlyMemory<byte> data)
+        {
+            bytes += data.Length;
+            if (started is null)
+            {
+                writes.Add((offset, data));
+            }
+            else
+            {
+                started.Add(_device.WriteAsync(offset, data).AsTask());
+            }
         }
         if (buf is not null)
         {

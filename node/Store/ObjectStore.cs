@@ -80,6 +80,9 @@ public sealed partial class ObjectStore : IAsyncDisposable
     /// is published; less waits for the writer, which sends it with the record in one batch (many small
     /// transactions: one submission and one device notification per record instead of one each).</summary>
     private const int StreamCowBytes = 64 << 10;
+    /// <summary>Copies of more blocks than this (512 KiB) into an aligned buffer are written piece by piece as
+    /// they are copied (the device starts on the first piece while the rest is copied).</summary>
+    private const int PipelineCopyBlocks = 128;
 
     private readonly IBlockDevice _device;
     private readonly StoreOptions _options;

@@ -68,16 +68,17 @@ public abstract class TransactionTests(ITestOutputHelper output) : IAsyncLifetim
     [Fact]
     public async Task Writes_without_a_copy_store_exactly_the_data_they_were_given()
     {
-        var data = TestSupport.Bytes(300_000, 11);
+        // Long enough that the copy into aligned memory is written piece by piece as it is copied.
+        var data = TestSupport.Bytes(1_500_000, 11);
         var small = TestSupport.Bytes(3000, 12);
         // Large (copy-on-write) at a block boundary and at an odd offset, small (deferred) at an odd offset.
-        await Store.SubmitAsync(new Transaction().WriteWithoutCopy("pg", "a", 0, data).WriteWithoutCopy("pg", "b", 1234, data.AsMemory(5, 200_000)));
+        await Store.SubmitAsync(new Transaction().WriteWithoutCopy("pg", "a", 0, data).WriteWithoutCopy("pg", "b", 1234, data.AsMemory(5, 600_000)));
         await Store.SubmitAsync(new Transaction().WriteWithoutCopy("pg", "a", 70_001, small));
         // Once durable the buffers are the caller's again: changing them changes nothing stored.
         var expectedA = (byte[])data.Clone();
         small.CopyTo(expectedA, 70_001);
-        var expectedB = new byte[1234 + 200_000];
-        data.AsSpan(5, 200_000).CopyTo(expectedB.AsSpan(1234));
+        var expectedB = new byte[1234 + 600_000];
+        data.AsSpan(5, 600_000).CopyTo(expectedB.AsSpan(1234));
         Array.Clear(data);
         Array.Clear(small);
         Assert.Equal(expectedA, await Store.ReadAsync("pg", "a"));
