@@ -9,8 +9,8 @@ public sealed partial class ObjectStore
     /// <summary>
     /// Prepares one transaction: checks every rule against a private view of the objects it touches, reads what a
     /// partial-block update needs, allocates blocks and emits the redo entries. Nothing shared changes until
-    /// <see cref="Publish"/> (except allocations, returned by <see cref="Rollback"/>), so a transaction that fails
-    /// here has no effect. Runs under the submit lock: the state it reads cannot change under it.
+    /// <see cref="Publish"/> (except allocations, returned by <see cref="RollbackAsync"/>, and the early writes of
+    /// long data into those fresh blocks, which no one else sees), so a transaction that fails here has no effect. Runs under the submit lock: the state it reads cannot change under it.
     /// </summary>
     private sealed class Draft(ObjectStore s)
     {
@@ -45,8 +45,30 @@ public sealed partial class ObjectStore
             public Dictionary<string, byte[]?> OmapChanges = new(StringComparer.Ordinal);
         }
 
-        public void Rollback()
+        /// <summary>Writes of this transaction's copy-on-write data already on their way to its fresh blocks (long
+        /// writes start while the draft is still being prepared); null when none.</summary>
+        public List<Task>? Early { get; private set; }
+
+        // For each object, the index of the last operation that names it (an early write is safe only from the last:
+        // nothing later in the transaction changes those blocks again).
+        private Dictionary<(string, string), int>? _lastTouch;
+        private int _opIndex;
+
+        /// <summary>Gives back the blocks allocated so far; first waits for early writes into them (a block must not
+        /// be handed to someone else while our write to it may still land).</summary>
+        public async Task RollbackAsync()
         {
+            if (Early is not null)
+            {
+                try
+                {
+                    await Task.WhenAll(Early);
+                }
+                catch (Exception)
+                {
+                    // The blocks were never referenced: what landed in them does not matter.
+                }
+            }
             if (_allocated.Count > 0)
             {
                 s._alloc.Release(_allocated);
@@ -56,8 +78,11 @@ public sealed partial class ObjectStore
 
         public async Task RunAsync(Transaction txn)
         {
+            _lastTouch = LastTouch(txn.Ops);
+            _opIndex = -1;
             foreach (var op in txn.Ops)
             {
+                _opIndex++;
                 switch (op)
                 {
                     case Transaction.CreateCollectionOp o:
@@ -161,6 +186,42 @@ public sealed partial class ObjectStore
                 throw new NoSpaceException(
                     $"{s._device.Name}: out of metadata space: the checkpoint would need {s._meta.EncodedBytes + growth} bytes of {s._geo.CheckpointCapacity}; remove objects, omap entries or xattrs");
             }
+        }
+
+        private static Dictionary<(string, string), int>? LastTouch(IReadOnlyList<Transaction.Op> ops)
+        {
+            if (ops.Count == 1)
+            {
+                return null; // a single operation is always the last
+            }
+            var last = new Dictionary<(string, string), int>();
+            for (var i = 0; i < ops.Count; i++)
+            {
+                switch (ops[i])
+                {
+                    case Transaction.CloneOp o:
+                        last[(o.Collection, o.Source)] = i;
+                        last[(o.Collection, o.Destination)] = i;
+                        break;
+                    case Transaction.CloneRangeOp o:
+                        last[(o.Collection, o.Source)] = i;
+                        last[(o.Collection, o.Destination)] = i;
+                        break;
+                    case Transaction.WriteOp o:
+                        last[(o.Collection, o.Name)] = i;
+                        break;
+                    case Transaction.ZeroOp o:
+                        last[(o.Collection, o.Name)] = i;
+                        break;
+                    case Transaction.TruncateOp o:
+                        last[(o.Collection, o.Name)] = i;
+                        break;
+                    case Transaction.RemoveOp o:
+                        last[(o.Collection, o.Name)] = i;
+                        break;
+                }
+            }
+            return last;
         }
 
         private CollDraft Coll(string c)
@@ -329,7 +390,12 @@ public sealed partial class ObjectStore
             var crcs = new uint[count];
             var wholeFirst = offset % B == 0 ? 0 : 1;
             var wholeEnd = end % B == 0 ? count : count - 1;
-            if (!zero && wholeEnd > wholeFirst)
+            // A long write's whole blocks start to the device while this draft is still prepared (their crcs are
+            // computed piece by piece beside the writes): only from the last operation naming the object, so nothing
+            // later in the transaction changes those blocks again.
+            var early = cow && (wholeEnd - wholeFirst) * B >= StreamCowBytes
+                && (_lastTouch is null || _lastTouch[(c, o)] == _opIndex);
+            if (!zero && wholeEnd > wholeFirst && !early)
             {
                 var from = (int)((first + wholeFirst) * B - offset);
                 Crc32C.ComputeBlocks(data.Span.Slice(from, (wholeEnd - wholeFirst) * B), B, crcs.AsSpan(wholeFirst));
@@ -394,8 +460,22 @@ public sealed partial class ObjectStore
                 }
             }
             _allocated.AddRange(fresh);
-            var refs = new BlockRef[count];
+            var physOf = new long[count];
             var next = 0;
+            for (var k = 0; k < count; k++)
+            {
+                if (present[k])
+                {
+                    var cur = od.Blocks[(int)(first + k)];
+                    physOf[k] = cow || cur.IsHole ? fresh[next++] : cur.Phys;
+                }
+            }
+            if (early)
+            {
+                StartEarlyWrites(data[(int)((first + wholeFirst) * B - offset)..], physOf.AsSpan(wholeFirst, wholeEnd - wholeFirst),
+                    crcs.AsSpan(wholeFirst), aligned);
+            }
+            var refs = new BlockRef[count];
             for (var k = 0; k < count; k++)
             {
                 var index = (int)(first + k);
@@ -405,29 +485,64 @@ public sealed partial class ObjectStore
                 }
                 else
                 {
-                    var cur = od.Blocks[index];
-                    var phys = cow || cur.IsHole ? fresh[next++] : cur.Phys;
-                    refs[k] = new BlockRef(phys, crcs[k]);
-                    PutBlock(phys, contents[k], crcs[k], cow, pinned[k]);
+                    refs[k] = new BlockRef(physOf[k], crcs[k]);
+                    PutBlock(physOf[k], contents[k], crcs[k], cow, pinned[k], started: early && k >= wholeFirst && k < wholeEnd);
                 }
                 od.Blocks[index] = refs[k];
             }
             Meta.Redo.Blocks(Redo, c, o, first, refs);
         }
 
+        /// <summary>
+        /// Starts writing whole blocks (<paramref name="data"/> from its start, one block per entry of
+        /// <paramref name="phys"/>) to their fresh device blocks, in pieces of consecutive blocks (at most
+        /// <see cref="PipelineCopyBlocks"/>), and fills in their crcs. A pinned, aligned source is written as it is
+        /// and checksummed while the write runs; any other is copied piece by piece into aligned memory and
+        /// checksummed from the copy (still in cache), each piece's write starting before the next is copied.
+        /// </summary>
+        private void StartEarlyWrites(ReadOnlyMemory<byte> data, ReadOnlySpan<long> phys, Span<uint> crcs, bool aligned)
+        {
+            Early ??= [];
+            Interlocked.Add(ref s._earlyBlocks, phys.Length);
+            for (var k = 0; k < phys.Length;)
+            {
+                var n = 1;
+                while (k + n < phys.Length && n < PipelineCopyBlocks && phys[k + n] == phys[k] + n)
+                {
+                    n++;
+                }
+                var source = data.Slice(k * B, n * B);
+                if (aligned)
+                {
+                    Early.Add(s.DeviceWriteAsync(phys[k] * B, source).AsTask());
+                    Crc32C.ComputeBlocks(source.Span, B, crcs.Slice(k, n));
+                }
+                else
+                {
+                    var buf = BufferPool.Rent(n * B);
+                    var copy = buf.GetSpan()[..(n * B)];
+                    source.Span.CopyTo(copy);
+                    Crc32C.ComputeBlocks(copy, B, crcs.Slice(k, n));
+                    Early.Add(s.WritePieceAsync(phys[k] * B, buf, n * B));
+                }
+                k += n;
+            }
+        }
+
         /// <summary>Records new content for a device block. A block written copy-on-write earlier in this
         /// transaction stays copy-on-write (its content is replaced): one block never has both a copy-on-write and
         /// a deferred write, whose overlay entries would race.</summary>
-        private void PutBlock(long phys, ReadOnlyMemory<byte> content, uint crc, bool cow, bool pinned = false)
+        private void PutBlock(long phys, ReadOnlyMemory<byte> content, uint crc, bool cow, bool pinned = false, bool started = false)
         {
             if (_cowIndex.TryGetValue(phys, out var i))
             {
+                // Never an early-written block: those come from the last operation on their object.
                 Cow[i] = new CowBlock(phys, content, crc, pinned);
             }
             else if (cow)
             {
                 _cowIndex[phys] = Cow.Count;
-                Cow.Add(new CowBlock(phys, content, crc, pinned));
+                Cow.Add(new CowBlock(phys, content, crc, pinned, started));
             }
             else
             {

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Appliance.Platform.Devices;
 using Appliance.Store.Meta;
 
 namespace Appliance.Store;
@@ -26,8 +27,9 @@ public sealed partial class ObjectStore
     }
 
     /// <summary>New content for a fresh device block: 4 KiB (a slice of the transaction's own copy of the data)
-    /// and its crc32c. <paramref name="Pinned"/>: the slice is pinned and 4 KiB-aligned (written without a copy).</summary>
-    private readonly record struct CowBlock(long Phys, ReadOnlyMemory<byte> Data, uint Crc, bool Pinned = false);
+    /// and its crc32c. <paramref name="Pinned"/>: the slice is pinned and 4 KiB-aligned (written without a copy).
+    /// <paramref name="Started"/>: already on its way to the device (an early write of the draft).</summary>
+    private readonly record struct CowBlock(long Phys, ReadOnlyMemory<byte> Data, uint Crc, bool Pinned = false, bool Started = false);
 
     /// <summary>
     /// Applies <paramref name="txn"/> atomically after every transaction submitted before it. Returns once it is
@@ -79,7 +81,7 @@ public sealed partial class ObjectStore
                 catch
                 {
                     journal = 0;
-                    draft.Rollback();
+                    await draft.RollbackAsync();
                     throw;
                 }
                 p = new Pending(draft.Redo.Written.ToArray(), budget, journal) { Cow = draft.Cow };
@@ -88,9 +90,9 @@ public sealed partial class ObjectStore
                 try
                 {
                     Publish(p, clientBytes);
-                    if (p.Cow.Count * B >= StreamCowBytes)
+                    if (draft.Early is not null || p.Cow.Count * B >= StreamCowBytes)
                     {
-                        p.DataWritten = WriteBlocksAsync([.. p.Cow]);
+                        p.DataWritten = WriteBlocksAsync([.. p.Cow], early: draft.Early is null ? null : Task.WhenAll(draft.Early));
                     }
                     else
                     {
@@ -170,8 +172,9 @@ public sealed partial class ObjectStore
     /// they are; the other blocks are copied, all into one pooled aligned buffer (a batch of scattered deferred
     /// writes costs one buffer, not one each). <paramref name="with"/>: one more write for the same batch (the
     /// journal record).</summary>
-    private async Task WriteBlocksAsync(List<CowBlock> blocks, (long Offset, ReadOnlyMemory<byte> Data)? with = null)
+    private async Task WriteBlocksAsync(List<CowBlock> all, (long Offset, ReadOnlyMemory<byte> Data)? with = null, Task? early = null)
     {
+        var blocks = early is null ? all : all.Where(b => !b.Started).ToList();
         blocks.Sort((a, b) => a.Phys.CompareTo(b.Phys));
         var runs = new List<(int First, int Count, ReadOnlyMemory<byte>? Direct)>();
         var copied = 0;
@@ -230,6 +233,10 @@ public sealed partial class ObjectStore
                 await Task.WhenAll(started);
             }
             Interlocked.Add(ref _deviceBytes, bytes);
+            if (early is not null)
+            {
+                await early;
+            }
         }
         catch
         {
@@ -260,7 +267,7 @@ public sealed partial class ObjectStore
         }
         lock (_stateLock)
         {
-            foreach (var b in blocks)
+            foreach (var b in all)
             {
                 // Same entry: the same memory (a later transaction's data for the block is other memory).
                 if (_overlay.TryGetValue(b.Phys, out var cur) && cur.Equals(b.Data))
@@ -287,6 +294,21 @@ public sealed partial class ObjectStore
             }
         }
         return head.Array.AsMemory(head.Offset, count * B);
+    }
+
+    /// <summary>Writes <paramref name="length"/> bytes of a pooled buffer, then gives the buffer back.</summary>
+    private async Task WritePieceAsync(long offset, AlignedBuffer buffer, int length)
+    {
+        try
+        {
+            await DeviceWriteAsync(offset, buffer.Memory[..length]);
+        }
+        catch
+        {
+            buffer.Dispose();
+            throw;
+        }
+        BufferPool.Return(buffer);
     }
 
     private async ValueTask DeviceWriteAsync(long offset, ReadOnlyMemory<byte> data)

@@ -123,6 +123,10 @@ public sealed partial class ObjectStore : IAsyncDisposable
     private int _preparing;
     /// <summary>How long the last commit took (writer only), bounding how long the writer waits to gather.</summary>
     private long _lastCommitTicks;
+    private long _earlyBlocks;
+
+    /// <summary>Blocks whose copy-on-write data started to the device while their transaction was being prepared.</summary>
+    internal long EarlyBlocks => Interlocked.Read(ref _earlyBlocks);
     private volatile Exception? _failure;
     private int _disposed;
 

@@ -270,7 +270,8 @@ public static class Workload
             case 2:
                 return new WOp.Write(c, o, rng.Next(0, 40_000), Bytes(rng, rng.Next(1, 6000)));
             case 3:
-                return new WOp.Write(c, o, rng.Next(0, 20_000), Bytes(rng, rng.Next(largeWrite, largeWrite * 4)));
+                // Now and then long enough to be written while its transaction is still being prepared.
+                return new WOp.Write(c, o, rng.Next(0, 20_000), Bytes(rng, rng.Next(4) == 0 ? rng.Next(64 << 10, 100 << 10) : rng.Next(largeWrite, largeWrite * 4)));
             case 4:
                 return new WOp.Zero(c, o, rng.Next(0, 40_000), rng.Next(0, 20_000));
             case 5:

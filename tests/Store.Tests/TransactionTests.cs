@@ -229,6 +229,48 @@ public abstract class TransactionTests(ITestOutputHelper output) : IAsyncLifetim
     }
 
     [Fact]
+    public async Task Long_writes_started_before_their_transaction_is_prepared_land_or_leave_nothing()
+    {
+        // The last data operation on an object writes its long data while the draft goes on; an earlier one on the
+        // same object does not (a later operation changes its blocks again).
+        var a = TestSupport.Bytes(1 << 20, 21);
+        var patch = TestSupport.Bytes(5000, 22);
+        var b = TestSupport.Bytes(700_001, 23);
+        var c = TestSupport.Bytes(1 << 20, 24);
+        await Store.SubmitAsync(new Transaction()
+            .Write("pg", "a", 0, a).Write("pg", "a", 4096, patch)
+            .WriteWithoutCopy("pg", "b", 333, b)
+            .Write("pg", "c", 8192, c).SetXattr("pg", "c", "x", [1]));
+        var expectA = (byte[])a.Clone();
+        patch.CopyTo(expectA, 4096);
+        var expectB = new byte[333 + b.Length];
+        b.CopyTo(expectB, 333);
+        var expectC = new byte[8192 + c.Length];
+        c.CopyTo(expectC, 8192);
+        Assert.Equal(expectA, await Store.ReadAsync("pg", "a"));
+        Assert.Equal(expectB, await Store.ReadAsync("pg", "b"));
+        Assert.Equal(expectC, await Store.ReadAsync("pg", "c"));
+        // Early: the whole blocks of b (1..169) and of c (256); none of a.
+        Assert.Equal(169 + 256, Store.EarlyBlocks);
+
+        // A transaction that fails after its early writes started gives every block back.
+        var free = Store.StatFs().FreeBytes;
+        await Assert.ThrowsAsync<ObjectNotFoundException>(() => Store.SubmitAsync(new Transaction()
+            .WriteWithoutCopy("pg", "d", 0, TestSupport.Bytes(2 << 20, 25)).Write("pg", "e", 0, c).Remove("pg", "ghost")));
+        Assert.Equal(169 + 256 + 512 + 256, Store.EarlyBlocks);
+        Assert.Equal(free, Store.StatFs().FreeBytes);
+        Assert.Null(Store.Stat("pg", "d"));
+        Assert.True((await Store.FsckAsync()).IsClean);
+
+        await RemountAsync();
+        Assert.Equal(expectA, await Store.ReadAsync("pg", "a"));
+        Assert.Equal(expectB, await Store.ReadAsync("pg", "b"));
+        Assert.Equal(expectC, await Store.ReadAsync("pg", "c"));
+        Assert.Equal(free, Store.StatFs().FreeBytes);
+        Assert.True((await Store.FsckAsync()).IsClean);
+    }
+
+    [Fact]
     public async Task Concurrent_submissions_apply_in_submission_order()
     {
         var tasks = new List<Task>();
