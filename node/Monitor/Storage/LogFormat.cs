@@ -56,8 +56,8 @@ internal static class LogFormat
 
     /// <summary>
     /// Validates a whole log file. A record that fails (short, bad magic, bad length, bad checksum) ends the valid
-    /// part; it is a torn tail — what a crash during an append leaves — only if no valid record follows it anywhere
-    /// in the file. If one does, the damage is in the middle of acknowledged data: corruption, never skipped. A valid
+    /// part; if only zeros follow, that is preallocated space (not a tear); else it is a torn tail — what a crash
+    /// during an append leaves — only if no valid record follows it anywhere in the file. If one does, the damage is in the middle of acknowledged data: corruption, never skipped. A valid
     /// record out of sequence is corruption too.
     /// </summary>
     public static LogScan Scan(ReadOnlySpan<byte> file, string path)
@@ -97,6 +97,12 @@ internal static class LogFormat
                 pos += RecordHeaderSize + length;
                 expect++;
                 continue;
+            }
+            if (file[pos..].IndexOfAnyExcept((byte)0) < 0)
+            {
+                // Zeros to the end: space the store extended the file with ahead of its appends (or an append of
+                // which nothing landed). The valid part ends here; nothing was torn.
+                break;
             }
             // The write at pos is damaged. A crash can only tear the last append, so a valid later record means
             // acknowledged data was damaged after the fact.
