@@ -204,19 +204,24 @@ public sealed partial class ObjectStore
         _nextSeq++;
         Interlocked.Increment(ref _records);
         Interlocked.Add(ref _transactions, batch.Count);
-        foreach (var p in batch)
-        {
-            Finish(p);
-        }
         if (batch.Any(p => p.Freed.Count > 0))
         {
-            // Freed blocks become reusable only after the deferred writes of their batch are done; do it now, so
-            // that space freed by a completed transaction is free when the caller looks.
+            // Freed blocks become reusable only after the deferred writes of their batch are done; do it before the
+            // transactions complete, so that space freed by a completed transaction is free when the caller looks.
+            // (A batch of copy-on-write overwrites frees blocks but has no deferred writes: nothing to wait for.)
             await ApplyDeferredAsync(batch);
             ReleaseFreed(batch);
+            foreach (var p in batch)
+            {
+                Finish(p);
+            }
         }
         else
         {
+            foreach (var p in batch)
+            {
+                Finish(p);
+            }
             _inPlace = ApplyDeferredAsync(batch);
         }
     }
