@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Net.Sockets;
 using System.Numerics;
 using Appliance.BlockDev.Images;
@@ -30,6 +31,8 @@ internal sealed partial class NbdConnection
     private const int ReplyFlushBytes = 256 << 10;
     /// <summary>Replies per sendmsg (well under IOV_MAX).</summary>
     private const int MaxRepliesPerSend = 64;
+    /// <summary>Reads without polling after a poll that ran out.</summary>
+    private const int SpinBackoff = 16;
 
     private readonly ByteBudget _budget;
     private readonly SemaphoreSlim _slots;
@@ -40,6 +43,8 @@ internal sealed partial class NbdConnection
     private IImage _image = null!;
     private TransmissionState _state;
     private int _receiveThreadId;
+    private long _spinTicks;
+    private int _spinOff;
 
     // The reply queue. Whoever finds no flush under way sends everything queued (one sender at a time, so replies
     // never interleave on the wire); replies queued meanwhile are picked up by that sender's next round.
@@ -64,6 +69,7 @@ internal sealed partial class NbdConnection
         _image = lease.Image;
         _state = new TransmissionState(_image.Size, FlagsFor(lease), _structuredReplies, _metaContextExport == lease.Name);
         _receiveThreadId = Environment.CurrentManagedThreadId;
+        _spinTicks = (long)(_options.ReceiveSpin.TotalSeconds * Stopwatch.Frequency);
         byte[] rx;
         var end = 0;
         // Whatever the negotiation reader already buffered (a client may pipeline requests after GO) comes first.
@@ -211,12 +217,39 @@ internal sealed partial class NbdConnection
             rx.AsSpan(start, left).CopyTo(rx);
             start = 0;
             end = left;
+            PollBriefly();
             var n = _stream.Read(rx.AsSpan(end));
             if (n == 0)
             {
                 return;
             }
             end += n;
+        }
+    }
+
+    /// <summary>Before a blocking read: polls the socket for up to <see cref="NbdServerOptions.ReceiveSpin"/> (plain
+    /// sockets only: TLS may hold decrypted bytes the socket does not show). A poll that runs out turns polling off
+    /// for the next <see cref="SpinBackoff"/> reads.</summary>
+    private void PollBriefly()
+    {
+        if (_spinTicks <= 0 || _stream is not BlockingNetworkStream)
+        {
+            return;
+        }
+        if (_spinOff > 0)
+        {
+            _spinOff--;
+            return;
+        }
+        var until = Stopwatch.GetTimestamp() + _spinTicks;
+        while (_socket.Available == 0)
+        {
+            if (Stopwatch.GetTimestamp() >= until)
+            {
+                _spinOff = SpinBackoff;
+                return;
+            }
+            Thread.SpinWait(20);
         }
     }
 

@@ -33,6 +33,15 @@ public sealed class NbdServerOptions
     /// <summary>A reply that makes no progress for this long (the client stopped reading) closes the connection.</summary>
     public TimeSpan ReplyStallTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>
+    /// How long a connection's thread polls for the client's next request before it blocks in recv (zero: never).
+    /// Blocking and being woken costs a context switch on each side; a client with requests in flight usually
+    /// sends the next within microseconds, so a short poll turns a sleep and a wake-up into a few cheap checks (fio
+    /// 4 KiB random reads at QD32: ~55k -> ~73k IOPS on 2 cores). Adaptive: a poll that runs out turns polling off
+    /// for the next 16 batches, so a quiet or slow client costs at most this much CPU per 17 batches.
+    /// </summary>
+    public TimeSpan ReceiveSpin { get; init; } = TimeSpan.FromMicroseconds(30);
+
     /// <summary>Where the server writes its log lines (listeners, refused and misbehaving clients).</summary>
     public Action<string> Log { get; init; } = _ => { };
 
@@ -41,6 +50,10 @@ public sealed class NbdServerOptions
         if (TlsRequired && TlsCertificate is null)
         {
             throw new ArgumentException("TLS is required but no certificate is configured");
+        }
+        if (ReceiveSpin < TimeSpan.Zero || ReceiveSpin > TimeSpan.FromMilliseconds(1))
+        {
+            throw new ArgumentException($"ReceiveSpin must be between 0 and 1 ms, not {ReceiveSpin.TotalMicroseconds} us");
         }
         if (MaxBytesInFlight < Protocol.NbdLimits.MaxPayload + 64 || MaxRequestsInFlight < 1)
         {

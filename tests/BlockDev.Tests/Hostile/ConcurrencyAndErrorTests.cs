@@ -10,12 +10,16 @@ public sealed class ConcurrencyAndErrorTests(ITestOutputHelper output)
 {
     private const long Size = 16L << 20;
 
-    [Fact]
-    public async Task Many_pipelined_requests_each_get_exactly_one_correct_reply()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Many_pipelined_requests_each_get_exactly_one_correct_reply(bool poll)
     {
         var seed = Tools.Seed(output);
         var random = new Random(seed);
-        await using var s = await TestServer.StartAsync(null, ("disk", Size));
+        // With the default short poll before each blocking read, and without.
+        await using var s = await TestServer.StartAsync(
+            poll ? null : (store, log) => new NbdServerOptions { Catalog = store, Log = log, ReceiveSpin = TimeSpan.Zero }, ("disk", Size));
         await using var c = await RawNbdClient.ConnectUnixAsync(s.UnixPath);
         await c.NegotiateAsync("disk");
         // 100 writes of distinct blocks, sent in one burst, then 100 reads of them in another burst.
