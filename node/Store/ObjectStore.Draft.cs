@@ -197,28 +197,19 @@ public sealed partial class ObjectStore
             var last = new Dictionary<(string, string), int>();
             for (var i = 0; i < ops.Count; i++)
             {
-                switch (ops[i])
+                string[] names = ops[i] switch
                 {
-                    case Transaction.CloneOp o:
-                        last[(o.Collection, o.Source)] = i;
-                        last[(o.Collection, o.Destination)] = i;
-                        break;
-                    case Transaction.CloneRangeOp o:
-                        last[(o.Collection, o.Source)] = i;
-                        last[(o.Collection, o.Destination)] = i;
-                        break;
-                    case Transaction.WriteOp o:
-                        last[(o.Collection, o.Name)] = i;
-                        break;
-                    case Transaction.ZeroOp o:
-                        last[(o.Collection, o.Name)] = i;
-                        break;
-                    case Transaction.TruncateOp o:
-                        last[(o.Collection, o.Name)] = i;
-                        break;
-                    case Transaction.RemoveOp o:
-                        last[(o.Collection, o.Name)] = i;
-                        break;
+                    Transaction.CloneOp o => [o.Source, o.Destination],
+                    Transaction.CloneRangeOp o => [o.Source, o.Destination],
+                    Transaction.WriteOp o => [o.Name],
+                    Transaction.ZeroOp o => [o.Name],
+                    Transaction.TruncateOp o => [o.Name],
+                    Transaction.RemoveOp o => [o.Name],
+                    _ => [],
+                };
+                foreach (var name in names)
+                {
+                    last[(ops[i].Collection, name)] = i;
                 }
             }
             return last;
@@ -394,7 +385,7 @@ public sealed partial class ObjectStore
             // computed piece by piece beside the writes): only from the last operation naming the object, so nothing
             // later in the transaction changes those blocks again.
             var early = cow && (wholeEnd - wholeFirst) * B >= StreamCowBytes
-                && (_lastTouch is null || _lastTouch[(c, o)] == _opIndex);
+                && (_lastTouch is null || (_lastTouch.TryGetValue((c, o), out var lastOp) && lastOp == _opIndex));
             if (!zero && wholeEnd > wholeFirst && !early)
             {
                 var from = (int)((first + wholeFirst) * B - offset);
