@@ -171,7 +171,8 @@ public sealed partial class ObjectStore
     /// then drops their overlay entries if still the same. Adjacent pinned slices of one array go to the device as
     /// they are; the other blocks are copied, all into one pooled aligned buffer (a batch of scattered deferred
     /// writes costs one buffer, not one each). <paramref name="with"/>: one more write for the same batch (the
-    /// journal record).</summary>
+    /// journal record). <paramref name="early"/>: the draft's early writes of the blocks marked Started (those are
+    /// not written again here); awaited before any overlay entry goes.</summary>
     private async Task WriteBlocksAsync(List<CowBlock> all, (long Offset, ReadOnlyMemory<byte> Data)? with = null, Task? early = null)
     {
         var blocks = early is null ? all : all.Where(b => !b.Started).ToList();
