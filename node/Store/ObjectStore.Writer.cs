@@ -204,24 +204,21 @@ public sealed partial class ObjectStore
         _nextSeq++;
         Interlocked.Increment(ref _records);
         Interlocked.Add(ref _transactions, batch.Count);
-        if (batch.Any(p => p.Freed.Count > 0))
+        var freed = batch.Any(p => p.Freed.Count > 0);
+        if (freed)
         {
             // Freed blocks become reusable only after the deferred writes of their batch are done; do it before the
             // transactions complete, so that space freed by a completed transaction is free when the caller looks.
             // (A batch of copy-on-write overwrites frees blocks but has no deferred writes: nothing to wait for.)
             await ApplyDeferredAsync(batch);
             ReleaseFreed(batch);
-            foreach (var p in batch)
-            {
-                Finish(p);
-            }
         }
-        else
+        foreach (var p in batch)
         {
-            foreach (var p in batch)
-            {
-                Finish(p);
-            }
+            Finish(p);
+        }
+        if (!freed)
+        {
             _inPlace = ApplyDeferredAsync(batch);
         }
     }

@@ -565,7 +565,7 @@ public sealed class MonitorStore : IDisposable
                 // Inside the file: the blocks are allocated and initialised, so fdatasync has no metadata to
                 // commit (an append that grows the file makes every fsync a filesystem journal commit too).
                 BeforeFlushHook?.Invoke();
-                Posix.fdatasync((int)_log.DangerousGetHandle(), _directory);
+                Posix.fdatasync((int)_log.DangerousGetHandle(), Path.Combine(_directory, LogName));
             }
             else
             {
