@@ -1,3 +1,4 @@
+using Appliance.Platform.Checksums;
 using Appliance.Platform.Devices;
 using Appliance.Store.Alloc;
 using Appliance.Store.Format;

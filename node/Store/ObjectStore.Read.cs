@@ -1,4 +1,4 @@
-using Appliance.Store.Format;
+using Appliance.Platform.Checksums;
 using Appliance.Store.Meta;
 
 namespace Appliance.Store;

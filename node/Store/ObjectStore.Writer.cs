@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
+using Appliance.Platform.Checksums;
 using Appliance.Platform.Devices;
 using Appliance.Store.Format;
 using Appliance.Store.Journal;

@@ -1,4 +1,5 @@
 using System.Threading.Channels;
+using Appliance.Platform.Checksums;
 using Appliance.Platform.Devices;
 using Appliance.Store.Alloc;
 using Appliance.Store.Format;

@@ -1,34 +1,12 @@
 using Appliance.Store.Format;
 using Appliance.Store.Journal;
-using Xunit.Abstractions;
 
 namespace Appliance.Store.Tests;
 
-/// <summary>The on-disk encodings' building blocks: block crcs computed side by side, the copy-on-write manifest.</summary>
-public class FormatTests(ITestOutputHelper output)
+/// <summary>The on-disk encodings' building blocks: the copy-on-write manifest. (Block crcs are tested with crc32c in
+/// the platform's tests.)</summary>
+public class FormatTests
 {
-    [Fact]
-    public void Block_crcs_computed_four_at_a_time_equal_one_at_a_time()
-    {
-        var rng = new Random(TestSupport.Seed(output, nameof(Block_crcs_computed_four_at_a_time_equal_one_at_a_time)));
-        // The known answer of crc32c: "123456789" -> 0xE3069283.
-        Assert.Equal(0xE3069283u, Crc32C.Compute("123456789"u8));
-        foreach (var blocks in new[] { 1, 3, 4, 5, 8, 13 })
-        {
-            var data = new byte[blocks * 4096 + 8];
-            rng.NextBytes(data);
-            // An odd start: the words are read unaligned.
-            var span = data.AsSpan(3, blocks * 4096);
-            var crcs = new uint[blocks];
-            Crc32C.ComputeBlocks(span, 4096, crcs);
-            for (var b = 0; b < blocks; b++)
-            {
-                Assert.Equal(Crc32C.Compute(span.Slice(b * 4096, 4096)), crcs[b]);
-            }
-        }
-        Assert.Throws<ArgumentException>(() => Crc32C.ComputeBlocks(new byte[4097], 4096, new uint[2]));
-    }
-
     [Fact]
     public void A_manifest_reads_back_as_runs_of_adjacent_blocks()
     {

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Appliance.Platform.Checksums;
 
 namespace Appliance.Store.Format;
 

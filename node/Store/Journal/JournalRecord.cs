@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Appliance.Platform.Checksums;
 using Appliance.Store.Format;
 
 namespace Appliance.Store.Journal;

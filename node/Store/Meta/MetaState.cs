@@ -1,3 +1,4 @@
+using Appliance.Platform.Checksums;
 using Appliance.Store.Format;
 
 namespace Appliance.Store.Meta;
