@@ -351,7 +351,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
         }
         try
         {
-            await session.SendAsync(MonMessageTypes.Reply, reply.Encode(), replyTo: replyTo, ct: _stop.Token);
+            await session.SendWithoutCopyAsync(MonMessageTypes.Reply, reply.Encode(), replyTo: replyTo, ct: _stop.Token);
         }
         catch (Exception e) when (e is OperationCanceledException or ConnectionClosedException)
         {
@@ -821,7 +821,8 @@ public sealed class MonitorDaemon : IAsyncDisposable
             {
                 await foreach (var m in _queue.Reader.ReadAllAsync(_stop.Token))
                 {
-                    await _client.Session.SendAsync(MonMessageTypes.Paxos, m, ct: _stop.Token);
+                    // Each message is freshly encoded and dropped after: handed over, not copied (a snapshot can be large).
+                    await _client.Session.SendWithoutCopyAsync(MonMessageTypes.Paxos, m, ct: _stop.Token);
                 }
             }
             catch (Exception e) when (e is OperationCanceledException or ConnectionClosedException)

@@ -76,6 +76,24 @@ public sealed class SecureFrameCodec : IDisposable
     }
 
     /// <summary>
+    /// Seals an encoded header and a payload that lie apart (a handed-over payload) into
+    /// <paramref name="destination"/>: both are copied into place and encrypted there (AES-GCM allows the plain and
+    /// cipher text to be the same buffer), so this costs what sealing a contiguous frame costs.
+    /// </summary>
+    public void Seal(ReadOnlySpan<byte> head, ReadOnlySpan<byte> payload, Span<byte> destination)
+    {
+        var plainLength = head.Length + payload.Length;
+        var text = destination.Slice(4, plainLength);
+        head.CopyTo(text);
+        payload.CopyTo(text[head.Length..]);
+        BinaryPrimitives.WriteUInt32LittleEndian(destination, (uint)(plainLength + TagSize));
+        Span<byte> nonce = stackalloc byte[12];
+        Nonce(nonce);
+        _aes.Encrypt(nonce, text, text, destination.Slice(4 + plainLength, TagSize), destination[..4]);
+        _counter++;
+    }
+
+    /// <summary>
     /// Stage one of opening: the 4-byte length prefix. A length outside what a frame of at most
     /// <paramref name="maxPayload"/> bytes can seal to is refused before any of the frame is buffered.
     /// </summary>

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Appliance.Wire.Codec;
 using Appliance.Wire.Framing;
 using Appliance.Platform.Checksums;
@@ -54,6 +55,8 @@ public sealed class Connection : IAsyncDisposable
 {
     private const int ReceiveBufferSize = 64 << 10;
     private readonly Stream _stream;
+    // The stream's socket when it has one: large handed-over frames leave through it in one gathered send.
+    private readonly System.Net.Sockets.Socket? _socket;
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private readonly Action<string> _log;
     private readonly byte[] _in = new byte[ReceiveBufferSize];
@@ -69,6 +72,7 @@ public sealed class Connection : IAsyncDisposable
     public Connection(Stream stream, string peer, int maxPayload, Action<string> log)
     {
         _stream = stream;
+        _socket = (stream as System.Net.Sockets.NetworkStream)?.Socket;
         Peer = peer;
         MaxPayload = maxPayload;
         _log = log;
@@ -130,25 +134,44 @@ public sealed class Connection : IAsyncDisposable
             {
                 if (_sealer is null)
                 {
-                    var bytes = frame.PrepareCrc(ack);
-                    if (bytes.Length > GatherSize / 4)
+                    var (head, payload, trailer) = frame.PrepareCrc(ack);
+                    var length = head.Length + payload.Length + trailer.Length;
+                    if (length > GatherSize / 4)
                     {
-                        await FlushGatherAsync(used);
+                        if (payload.IsEmpty)
+                        {
+                            await FlushGatherAsync(used);
+                            await WriteAsync(head, CancellationToken.None);
+                        }
+                        else
+                        {
+                            // A handed-over payload: what is gathered so far, this frame's header, its payload and
+                            // its trailer leave in one gathered write.
+                            if (used + head.Length > GatherSize)
+                            {
+                                await FlushGatherAsync(used);
+                                used = 0;
+                            }
+                            head.Span.CopyTo(_gather.AsSpan(used));
+                            await WriteGatheredAsync(_gather.AsMemory(0, used + head.Length), payload, trailer);
+                        }
                         used = 0;
-                        await WriteAsync(bytes, CancellationToken.None);
                         continue;
                     }
-                    if (used + bytes.Length > GatherSize)
+                    if (used + length > GatherSize)
                     {
                         await FlushGatherAsync(used);
                         used = 0;
                     }
-                    bytes.Span.CopyTo(_gather.AsSpan(used));
-                    used += bytes.Length;
+                    head.Span.CopyTo(_gather.AsSpan(used));
+                    payload.Span.CopyTo(_gather.AsSpan(used + head.Length));
+                    trailer.Span.CopyTo(_gather.AsSpan(used + head.Length + payload.Length));
+                    used += length;
                 }
                 else
                 {
                     var size = SecureFrameCodec.SealedFrameSize(frame.PayloadLength);
+                    var (head, payload) = frame.PrepareSecure(ack);
                     if (size > GatherSize / 4)
                     {
                         await FlushGatherAsync(used);
@@ -158,7 +181,7 @@ public sealed class Connection : IAsyncDisposable
                             FrameBuffers.Return(_sealed);
                             _sealed = FrameBuffers.Rent(size);
                         }
-                        _sealer.Seal(frame.PrepareSecure(ack).Span, _sealed);
+                        Seal(head.Span, payload.Span, _sealed);
                         await WriteAsync(_sealed.AsMemory(0, size), CancellationToken.None);
                         continue;
                     }
@@ -167,7 +190,7 @@ public sealed class Connection : IAsyncDisposable
                         await FlushGatherAsync(used);
                         used = 0;
                     }
-                    _sealer.Seal(frame.PrepareSecure(ack).Span, _gather.AsSpan(used));
+                    Seal(head.Span, payload.Span, _gather.AsSpan(used));
                     used += size;
                 }
             }
@@ -180,6 +203,60 @@ public sealed class Connection : IAsyncDisposable
     }
 
     private const int GatherSize = 256 << 10;
+
+    private void Seal(ReadOnlySpan<byte> head, ReadOnlySpan<byte> payload, Span<byte> destination)
+    {
+        if (payload.IsEmpty)
+        {
+            _sealer!.Seal(head, destination);
+        }
+        else
+        {
+            _sealer!.Seal(head, payload, destination);
+        }
+    }
+
+    /// <summary>Writes three pieces as one stream of bytes: with one gathered send (sendmsg with an iovec) on a
+    /// socket, else one write after the other.</summary>
+    private async ValueTask WriteGatheredAsync(ReadOnlyMemory<byte> first, ReadOnlyMemory<byte> second, ReadOnlyMemory<byte> third)
+    {
+        if (_socket is null
+            || !MemoryMarshal.TryGetArray(first, out var a) || !MemoryMarshal.TryGetArray(second, out var b) || !MemoryMarshal.TryGetArray(third, out var c))
+        {
+            await WriteAsync(first, CancellationToken.None);
+            await WriteAsync(second, CancellationToken.None);
+            await WriteAsync(third, CancellationToken.None);
+            return;
+        }
+        var pieces = new List<ArraySegment<byte>>(3) { a, b, c };
+        try
+        {
+            while (pieces.Count > 0)
+            {
+                var sent = await _socket.SendAsync(pieces, System.Net.Sockets.SocketFlags.None);
+                // A stream socket's send normally takes everything; should it stop short, the rest follows.
+                while (sent > 0 && pieces.Count > 0)
+                {
+                    var piece = pieces[0];
+                    if (sent >= piece.Count)
+                    {
+                        sent -= piece.Count;
+                        pieces.RemoveAt(0);
+                    }
+                    else
+                    {
+                        pieces[0] = piece.Slice(sent);
+                        sent = 0;
+                    }
+                }
+                pieces.RemoveAll(p => p.Count == 0);
+            }
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException or OperationCanceledException)
+        {
+            throw Close($"send failed: {e.Message}");
+        }
+    }
 
     private ValueTask FlushGatherAsync(int used) =>
         used == 0 ? ValueTask.CompletedTask : WriteAsync(_gather.AsMemory(0, used), CancellationToken.None);

@@ -33,6 +33,7 @@ public sealed class MessageSession : IAsyncDisposable
     private readonly SemaphoreSlim _window;
     private readonly FrameWindow _unacked;
     private readonly Lock _lock = new();
+    private readonly SemaphoreSlim _receiveGate = new(1, 1);
     private readonly Dictionary<ulong, TaskCompletionSource<Message>> _requests = [];
     private long _unackedBytes;
     private long _inboxBytes;
@@ -151,6 +152,19 @@ public sealed class MessageSession : IAsyncDisposable
     public ValueTask<ulong> SendAsync(ushort type, ReadOnlyMemory<byte> payload, ulong replyTo = 0, CancellationToken ct = default) =>
         SendCoreAsync(type, payload, replyTo, null, ct);
 
+    /// <summary>
+    /// Sends a message whose payload is handed over instead of copied: the session reads it when the frame goes out
+    /// and again for any resend after a reconnect, until the peer acknowledges it, so the caller must not change it
+    /// until then (data read from a disk or received from elsewhere, sent on and dropped, is the use). Saves the copy
+    /// of a large payload; one under <see cref="HandOverFrom"/> bytes is copied anyway (the write gathers small
+    /// frames into one buffer, so a copy is made either way).
+    /// </summary>
+    public ValueTask<ulong> SendWithoutCopyAsync(ushort type, ReadOnlyMemory<byte> payload, ulong replyTo = 0, CancellationToken ct = default) =>
+        SendCoreAsync(type, payload, replyTo, null, ct, handOver: payload.Length >= HandOverFrom);
+
+    /// <summary>The size from which <see cref="SendWithoutCopyAsync"/> leaves the payload where it is.</summary>
+    public const int HandOverFrom = 64 << 10;
+
     /// <summary>Sends a request and waits for the message that names it in reply-to.</summary>
     public async Task<Message> RequestAsync(ushort type, ReadOnlyMemory<byte> payload, TimeSpan timeout, CancellationToken ct = default)
     {
@@ -180,7 +194,8 @@ public sealed class MessageSession : IAsyncDisposable
         }
     }
 
-    private async ValueTask<ulong> SendCoreAsync(ushort type, ReadOnlyMemory<byte> payload, ulong replyTo, TaskCompletionSource<Message>? reply, CancellationToken ct)
+    private async ValueTask<ulong> SendCoreAsync(ushort type, ReadOnlyMemory<byte> payload, ulong replyTo, TaskCompletionSource<Message>? reply, CancellationToken ct,
+        bool handOver = false)
     {
         if (type < FrameTypes.FirstMessageType)
         {
@@ -214,8 +229,10 @@ public sealed class MessageSession : IAsyncDisposable
             throw;
         }
 
-        // The one copy of the payload, into the frame that is kept (pooled) until the peer acknowledges it.
-        var frame = new OutgoingFrame(type, replyTo, payload.Span, checksum: !SealedFrames);
+        // The one copy of the payload, into the frame that is kept (pooled) until the peer acknowledges it; or none.
+        var frame = handOver
+            ? new OutgoingFrame(type, replyTo, payload, checksum: !SealedFrames)
+            : new OutgoingFrame(type, replyTo, payload.Span, checksum: !SealedFrames);
         TaskCompletionSource? wake;
         lock (_lock)
         {
@@ -414,71 +431,83 @@ public sealed class MessageSession : IAsyncDisposable
             frame.Release();
             throw connection.Close($"unexpected control frame {h.Type} in an established session");
         }
-        TaskCompletionSource<Message>? waiter = null;
-        lock (_lock)
+        // One frame at a time from claiming its sequence number to handing it to the handler: after a reconnect the
+        // previous connection's read loop may still be working through frames it had buffered while the new
+        // connection's loop starts; without this, the old loop could claim seq n, the new loop claim n + 1 and hand
+        // it over first, and the handler would see them out of order.
+        await _receiveGate.WaitAsync();
+        try
         {
-            if (h.Seq <= _lastDelivered)
+            TaskCompletionSource<Message>? waiter = null;
+            lock (_lock)
             {
-                frame.Release();
-                return; // a resend of something already delivered: exactly once means drop it
-            }
-            if (h.Seq != _lastDelivered + 1)
-            {
-                frame.Release();
-                throw connection.Close($"out-of-order frame: got seq {h.Seq}, expected {_lastDelivered + 1}");
-            }
-            _lastDelivered = h.Seq;
-            _bytesSinceAck += h.PayloadLength;
-            if (h.ReplyTo != 0)
-            {
-                _requests.Remove(h.ReplyTo, out waiter);
-            }
-        }
-        if (waiter is not null)
-        {
-            // A reply outlives any handler: it gets an array of its own and the pooled buffer goes back.
-            waiter.TrySetResult(new Message(h.Type, h.Seq, h.ReplyTo, frame.Payload.ToArray()));
-            frame.Release();
-        }
-        else
-        {
-            var message = new Message(h.Type, h.Seq, h.ReplyTo, frame.Payload);
-            if (await WaitForInboxRoomAsync(h.PayloadLength))
-            {
-                // Nothing else is waiting for the handler: run it right here, with no thread hop. If it has to wait,
-                // the dispatcher finishes it (in order, before anything delivered later) and the read loop goes on.
-                ValueTask running;
-                try
+                if (h.Seq <= _lastDelivered)
                 {
-                    running = _deliver(this, message);
+                    frame.Release();
+                    return; // a resend of something already delivered: exactly once means drop it
                 }
-                catch (Exception e)
+                if (h.Seq != _lastDelivered + 1)
                 {
-                    _log($"BUG in the message handler of session {Id} with {PeerEntity} (type {message.Type}, seq {message.Seq}): {e}");
-                    running = ValueTask.CompletedTask;
+                    frame.Release();
+                    throw connection.Close($"out-of-order frame: got seq {h.Seq}, expected {_lastDelivered + 1}");
                 }
-                if (running.IsCompleted)
+                _lastDelivered = h.Seq;
+                _bytesSinceAck += h.PayloadLength;
+                if (h.ReplyTo != 0)
                 {
+                    _requests.Remove(h.ReplyTo, out waiter);
+                }
+            }
+            if (waiter is not null)
+            {
+                // A reply outlives any handler: it gets an array of its own and the pooled buffer goes back.
+                waiter.TrySetResult(new Message(h.Type, h.Seq, h.ReplyTo, frame.Payload.ToArray()));
+                frame.Release();
+            }
+            else
+            {
+                var message = new Message(h.Type, h.Seq, h.ReplyTo, frame.Payload);
+                if (await WaitForInboxRoomAsync(h.PayloadLength))
+                {
+                    // Nothing else is waiting for the handler: run it right here, with no thread hop. If it has to wait,
+                    // the dispatcher finishes it (in order, before anything delivered later) and the read loop goes on.
+                    ValueTask running;
                     try
                     {
-                        running.GetAwaiter().GetResult();
+                        running = _deliver(this, message);
                     }
                     catch (Exception e)
                     {
                         _log($"BUG in the message handler of session {Id} with {PeerEntity} (type {message.Type}, seq {message.Seq}): {e}");
+                        running = ValueTask.CompletedTask;
                     }
-                    Delivered(message, frame);
+                    if (running.IsCompleted)
+                    {
+                        try
+                        {
+                            running.GetAwaiter().GetResult();
+                        }
+                        catch (Exception e)
+                        {
+                            _log($"BUG in the message handler of session {Id} with {PeerEntity} (type {message.Type}, seq {message.Seq}): {e}");
+                        }
+                        Delivered(message, frame);
+                    }
+                    else if (!_inbox.Writer.TryWrite((message, frame, running.AsTask())))
+                    {
+                        // Only a completed inbox refuses (the session is closing): the handler still finishes.
+                        _ = FinishLateAsync(message, frame, running.AsTask());
+                    }
                 }
-                else if (!_inbox.Writer.TryWrite((message, frame, running.AsTask())))
+                else if (!_inbox.Writer.TryWrite((message, frame, null)))
                 {
-                    // Only a completed inbox refuses (the session is closing): the handler still finishes.
-                    _ = FinishLateAsync(message, frame, running.AsTask());
+                    await _inbox.Writer.WriteAsync((message, frame, null));
                 }
             }
-            else if (!_inbox.Writer.TryWrite((message, frame, null)))
-            {
-                await _inbox.Writer.WriteAsync((message, frame, null));
-            }
+        }
+        finally
+        {
+            _receiveGate.Release();
         }
         await MaybeAckAsync(connection, force: false);
     }

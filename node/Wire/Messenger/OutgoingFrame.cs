@@ -5,17 +5,23 @@ using Appliance.Platform.Checksums;
 namespace Appliance.Wire.Messenger;
 
 /// <summary>
-/// One application message laid out once for every time it is sent, in a pooled buffer:
-/// <c>[4 spare | 40-byte header | payload | 4-byte crc32c]</c>. crc mode sends bytes 4.. as they are (the header is
-/// rewritten in place before each send, because the piggybacked ack changes); secure mode seals header + payload,
-/// which are contiguous. The payload's crc32c is computed once, as it is copied in (not at all for a secure session's frames). The buffer goes back to the pool only when nothing refers to it any more: the session's
-/// unacknowledged list holds one reference, and every send in progress holds one, so a frame being resent on a new
-/// connection is never recycled under the send even when the acknowledgement arrives meanwhile.
+/// One application message laid out once for every time it is sent. Copied (the usual case), it lives in a pooled
+/// buffer: <c>[4 spare | 40-byte header | payload | 4-byte crc32c]</c>; crc mode sends bytes 4.. as they are (the
+/// header is rewritten in place before each send, because the piggybacked ack changes); secure mode seals header +
+/// payload, which are contiguous. Handed over (<see cref="MessageSession.SendWithoutCopyAsync"/>), the payload
+/// stays where the caller had it and only <c>[4 spare | header | crc32c]</c> is pooled: crc mode sends the three
+/// pieces with one gathered write, secure mode seals them into the sealed frame's buffer (a copy it makes anyway).
+/// The payload's crc32c is computed once, when the frame is made (not at all for a secure session's frames). The
+/// pooled buffer goes back only when nothing refers to it any more: the session's unacknowledged list holds one
+/// reference, and every send in progress holds one, so a frame being resent on a new connection is never recycled
+/// under the send even when the acknowledgement arrives meanwhile.
 /// </summary>
 internal sealed class OutgoingFrame
 {
     private const int HeaderOffset = 4;
     private byte[]? _buffer;
+    private readonly ReadOnlyMemory<byte> _handedOver;
+    private readonly bool _isHandedOver;
     private int _refs = 1;
 
     /// <param name="type">The message type.</param>
@@ -47,6 +53,23 @@ internal sealed class OutgoingFrame
         _hasCrc = true;
     }
 
+    /// <summary>A frame around a payload that is handed over, not copied: the caller does not change it until the
+    /// frame is released (the peer acknowledged it).</summary>
+    public OutgoingFrame(ushort type, ulong replyTo, ReadOnlyMemory<byte> handedOver, bool checksum)
+    {
+        Type = type;
+        ReplyTo = replyTo;
+        PayloadLength = handedOver.Length;
+        _handedOver = handedOver;
+        _isHandedOver = true;
+        _buffer = FrameBuffers.Rent(HeaderOffset + FrameHeader.Size + FrameParser.TrailerSize);
+        if (checksum)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(_buffer.AsSpan(HeaderOffset + FrameHeader.Size), Crc32C.Compute(handedOver.Span));
+            _hasCrc = true;
+        }
+    }
+
     private volatile bool _hasCrc;
 
     /// <summary>How much is copied (or received) before it is checksummed: comfortably inside a core's L2 cache.</summary>
@@ -61,25 +84,32 @@ internal sealed class OutgoingFrame
 
     private byte[] Buffer => _buffer ?? throw new InvalidOperationException($"frame seq {Seq} used after it was recycled");
 
-    /// <summary>Writes the header for this send (with the current ack) and returns header + payload.</summary>
-    public ReadOnlyMemory<byte> PrepareSecure(ulong ack)
+    /// <summary>Writes the header for this send (with the current ack) and returns header + payload: one piece when
+    /// the payload was copied (then <c>Payload</c> is empty), the header and the handed-over payload otherwise.</summary>
+    public (ReadOnlyMemory<byte> Head, ReadOnlyMemory<byte> Payload) PrepareSecure(ulong ack)
     {
         new FrameHeader(Type, 0, Seq, ack, ReplyTo, PayloadLength).Write(Buffer.AsSpan(HeaderOffset));
-        return Buffer.AsMemory(HeaderOffset, FrameHeader.Size + PayloadLength);
+        return _isHandedOver
+            ? (Buffer.AsMemory(HeaderOffset, FrameHeader.Size), _handedOver)
+            : (Buffer.AsMemory(HeaderOffset, FrameHeader.Size + PayloadLength), ReadOnlyMemory<byte>.Empty);
     }
 
-    /// <summary>Writes the header for this send (with the current ack) and returns the whole crc-mode frame.</summary>
-    public ReadOnlyMemory<byte> PrepareCrc(ulong ack)
+    /// <summary>Writes the header for this send (with the current ack) and returns the crc-mode frame: the whole frame
+    /// in <c>Head</c> when the payload was copied, else header, handed-over payload and crc trailer.</summary>
+    public (ReadOnlyMemory<byte> Head, ReadOnlyMemory<byte> Payload, ReadOnlyMemory<byte> Trailer) PrepareCrc(ulong ack)
     {
         var b = Buffer;
+        var payload = _isHandedOver ? _handedOver.Span : b.AsSpan(HeaderOffset + FrameHeader.Size, PayloadLength);
+        var trailerAt = HeaderOffset + FrameHeader.Size + (_isHandedOver ? 0 : PayloadLength);
         if (!_hasCrc)
         {
-            var at = HeaderOffset + FrameHeader.Size;
-            BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(at + PayloadLength), Crc32C.Compute(b.AsSpan(at, PayloadLength)));
+            BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(trailerAt), Crc32C.Compute(payload));
             _hasCrc = true;
         }
         new FrameHeader(Type, 0, Seq, ack, ReplyTo, PayloadLength).Write(b.AsSpan(HeaderOffset));
-        return b.AsMemory(HeaderOffset, FrameHeader.Size + PayloadLength + FrameParser.TrailerSize);
+        return _isHandedOver
+            ? (b.AsMemory(HeaderOffset, FrameHeader.Size), _handedOver, b.AsMemory(trailerAt, FrameParser.TrailerSize))
+            : (b.AsMemory(HeaderOffset, FrameHeader.Size + PayloadLength + FrameParser.TrailerSize), ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty);
     }
 
     /// <summary>Takes a reference for a send in progress. Call it under the lock that guards the unacked list.</summary>

@@ -137,17 +137,44 @@ public sealed class OutgoingFrameTests
         {
             var payload = new byte[size];
             new Random(size).NextBytes(payload);
-            var frame = new Appliance.Wire.Messenger.OutgoingFrame(300, 5, payload, checksum) { Seq = 9 };
-            var bytes = frame.PrepareCrc(ack: 3).ToArray();
+            var frame = new Appliance.Wire.Messenger.OutgoingFrame(300, 5, payload.AsSpan(), checksum) { Seq = 9 };
+            var bytes = Whole(frame.PrepareCrc(ack: 3));
             var status = FrameParser.TryParse(new System.Buffers.ReadOnlySequence<byte>(bytes), 2 << 20, out var header, out var parsed, out _, out var error);
             Assert.True(status == FrameStatus.Complete, error);
             Assert.Equal((300, 9ul, 3ul, 5ul), (header.Type, header.Seq, header.Ack, header.ReplyTo));
             Assert.Equal(payload, parsed.ToArray());
             // A second send (a resend after a reconnect) carries the same checksum with the new ack.
-            var again = frame.PrepareCrc(ack: 4).ToArray();
+            var again = Whole(frame.PrepareCrc(ack: 4));
             Assert.Equal(FrameStatus.Complete, FrameParser.TryParse(new System.Buffers.ReadOnlySequence<byte>(again), 2 << 20, out header, out _, out _, out _));
             Assert.Equal(4ul, header.Ack);
             frame.Release();
+        }
+    }
+
+    private static byte[] Whole((ReadOnlyMemory<byte> Head, ReadOnlyMemory<byte> Payload, ReadOnlyMemory<byte> Trailer) pieces) =>
+        [.. pieces.Head.Span, .. pieces.Payload.Span, .. pieces.Trailer.Span];
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void A_handed_over_payload_makes_the_same_frame_bytes_as_a_copied_one(bool checksum)
+    {
+        foreach (var size in new[] { 0, 5, 64 << 10, (1 << 20) + 3 })
+        {
+            var payload = new byte[size];
+            new Random(size).NextBytes(payload);
+            var copied = new Appliance.Wire.Messenger.OutgoingFrame(301, 6, payload.AsSpan(), checksum) { Seq = 10 };
+            var handedOver = new Appliance.Wire.Messenger.OutgoingFrame(301, 6, payload.AsMemory(), checksum) { Seq = 10 };
+            Assert.Equal(Whole(copied.PrepareCrc(ack: 2)), Whole(handedOver.PrepareCrc(ack: 2)));
+            var pieces = handedOver.PrepareCrc(ack: 7);
+            Assert.Equal(FrameHeader.Size, pieces.Head.Length);
+            Assert.True(pieces.Payload.Span == payload.AsSpan() || size == 0, "the payload is sent from where the caller had it");
+            var (head, rest) = handedOver.PrepareSecure(ack: 7);
+            var (whole, none) = copied.PrepareSecure(ack: 7);
+            Assert.True(none.IsEmpty);
+            Assert.Equal(whole.ToArray(), (byte[])[.. head.Span, .. rest.Span]);
+            copied.Release();
+            handedOver.Release();
         }
     }
 }
