@@ -160,8 +160,11 @@ public sealed class MonitorBenchmark : IBenchmark
             var orderly = await FailoversAsync(handOff: true);
             orderly.Sort();
             times.Sort();
-            Console.WriteLine($"failover: median {F(times[times.Count / 2])} s over {times.Count} leader crashes (min {F(times[0])}, max {F(times[^1])})   aim < 3 s");
-            Console.WriteLine($"orderly stop of the leader (hand-off): median {F(orderly[orderly.Count / 2])} s over {orderly.Count} (min {F(orderly[0])}, max {F(orderly[^1])})");
+            // --failovers 0 (or no leader found) measures none: say so rather than index an empty list.
+            Console.WriteLine(times.Count == 0 ? "failover: not measured"
+                : $"failover: median {F(times[times.Count / 2])} s over {times.Count} leader crashes (min {F(times[0])}, max {F(times[^1])})   aim < 3 s");
+            Console.WriteLine(orderly.Count == 0 ? "orderly stop of the leader (hand-off): not measured"
+                : $"orderly stop of the leader (hand-off): median {F(orderly[orderly.Count / 2])} s over {orderly.Count} (min {F(orderly[0])}, max {F(orderly[^1])})");
             for (var i = 0; i < 3; i++)
             {
                 if (daemons[i] is { } d)
