@@ -164,12 +164,7 @@ public static class Crc32C
         // x0 now stands for 64 bytes of data that end where the folded part ends: the instruction finishes.
         Span<ulong> last = stackalloc ulong[8];
         x0.CopyTo(last);
-        var r = 0u;
-        foreach (var word in last)
-        {
-            r = BitOperations.Crc32C(r, word);
-        }
-        return Serial(r, data[at..]);
+        return Serial(Serial(0, MemoryMarshal.AsBytes(last)), data[at..]);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

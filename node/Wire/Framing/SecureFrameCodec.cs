@@ -45,20 +45,11 @@ public sealed class SecureFrameCodec : IDisposable
     /// <summary>Seals header + payload into <paramref name="output"/>.</summary>
     public void Seal(WireWriter output, in FrameHeader header, ReadOnlySpan<byte> payload)
     {
-        var plainLength = FrameHeader.Size + payload.Length;
-        var rented = ArrayPool<byte>.Shared.Rent(plainLength);
-        try
-        {
-            var plain = rented.AsSpan(0, plainLength);
-            header.Write(plain);
-            payload.CopyTo(plain[FrameHeader.Size..]);
-            Seal(plain, output.GetSpan(SealedFrameSize(payload.Length)));
-            output.Advance(SealedFrameSize(payload.Length));
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(rented, clearArray: true);
-        }
+        Span<byte> head = stackalloc byte[FrameHeader.Size];
+        header.Write(head);
+        var size = SealedFrameSize(payload.Length);
+        Seal(head, payload, output.GetSpan(size));
+        output.Advance(size);
     }
 
     /// <summary>
