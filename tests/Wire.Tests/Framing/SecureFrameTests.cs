@@ -82,4 +82,36 @@ public sealed class SecureFrameTests
         using var wrong = SecureFrameCodec.Derive(key, salt, "s2c");
         Assert.Equal(FrameStatus.Invalid, wrong.TryOpen(new ReadOnlySequence<byte>(wire), 1024, out _, out _, out _, out _));
     }
+
+    [Theory]
+    [InlineData(false, true)]
+    [InlineData(true, false)]
+    [InlineData(true, true)]
+    public void Either_cipher_opens_what_the_other_sealed_whole_or_from_two_pieces(bool sealWithRuntime, bool openWithRuntime)
+    {
+        var key = RandomNumberGenerator.GetBytes(32);
+        var salt = RandomNumberGenerator.GetBytes(16);
+        using var tx = SecureFrameCodec.Derive(key, salt, "c2s", sealWithRuntime);
+        using var rx = SecureFrameCodec.Derive(key, salt, "c2s", openWithRuntime);
+        var rng = new Random(7);
+        ulong seq = 0;
+        foreach (var length in new[] { 0, 1, 7, 8, 9, 100, 4096, 70_001, 1 << 20 })
+        {
+            var payload = new byte[length];
+            rng.NextBytes(payload);
+            // Whole (the header and payload written into one buffer first) and from two pieces (a handed-over payload).
+            var whole = Seal(tx, ++seq, payload);
+            var head = new byte[FrameHeader.Size];
+            new FrameHeader(3, 0, ++seq, 0, 0, length).Write(head);
+            var pieces = new byte[SecureFrameCodec.SealedFrameSize(length)];
+            tx.Seal(head, payload, pieces);
+            foreach (var (wire, expectedSeq) in new[] { (whole, seq - 1), (pieces, seq) })
+            {
+                Assert.Equal(FrameStatus.Complete, rx.TryOpen(new ReadOnlySequence<byte>(wire), 2 << 20, out var header, out var opened, out _, out var error));
+                Assert.True(error is null, error);
+                Assert.Equal(expectedSeq, header.Seq);
+                Assert.True(payload.AsSpan().SequenceEqual(opened), $"payload of {length} bytes differs");
+            }
+        }
+    }
 }
