@@ -617,6 +617,11 @@ public sealed class MonitorDaemon : IAsyncDisposable
             // A failure here (e.g. the store refusing a write) must stop this monitor, not leave it half alive.
             _log($"FATAL: mon.{_options.Name} loop failed: {e}");
             _statusLine = $"failed: {e.Message}";
+            foreach (var (waiter, _) in _heldAnswers)
+            {
+                // Committed (they were chosen before this write), but this monitor cannot say so any more.
+                waiter.TrySetResult(new MonReply(MonReplyStatus.Timeout, 0, "not answered: this monitor failed; it may have committed — retry the same request"));
+            }
             lock (_inboxGate)
             {
                 _inboxClosed = true;
@@ -643,12 +648,18 @@ public sealed class MonitorDaemon : IAsyncDisposable
         }
     }
 
-    /// <summary>Takes what the node produced (all of it already durable) and delivers it.</summary>
+    /// <summary>Takes what the node produced (all of it already durable) and delivers it: the maps are published
+    /// before any answer leaves, so a client acting on its answer finds what it changed.</summary>
     private void Drain()
     {
         var node = _node!;
-        Deliver(node.TakeOutput());
         _published = _machine!.State;
+        foreach (var (waiter, reply) in _heldAnswers)
+        {
+            waiter.TrySetResult(reply);
+        }
+        _heldAnswers.Clear();
+        Deliver(node.TakeOutput());
         ReconcilePeers();
         WakeWatchers();
         if ((node.Role, node.Leader, node.CommitIndex) != _statusOf)
@@ -675,8 +686,21 @@ public sealed class MonitorDaemon : IAsyncDisposable
     private void Deliver(PaxosOutput output)
     {
         SendToPeers(output);
+        foreach (var (waiter, reply) in Answers(output.Completions))
+        {
+            waiter.TrySetResult(reply);
+        }
+    }
+
+    // Answers SendEarly could not send before the write (see there); Drain sends them.
+    private readonly List<(TaskCompletionSource<MonReply> Waiter, MonReply Reply)> _heldAnswers = [];
+
+    /// <summary>The answers to the completed proposals made here (loop state: runs on the loop).</summary>
+    private List<(TaskCompletionSource<MonReply> Waiter, MonReply Reply)> Answers(List<ProposalOutcome> completions)
+    {
+        var answers = new List<(TaskCompletionSource<MonReply>, MonReply)>(completions.Count);
         var node = _node!;
-        foreach (var c in output.Completions)
+        foreach (var c in completions)
         {
             if (c.ClientId == _membershipClientId && c.Seq == _membershipSeq)
             {
@@ -688,13 +712,14 @@ public sealed class MonitorDaemon : IAsyncDisposable
             {
                 continue;
             }
-            waiter.TrySetResult(c.Status switch
+            answers.Add((waiter, c.Status switch
             {
                 ProposalStatus.Committed when c.Result is { } r => MonReply.Decode(r),
                 ProposalStatus.Superseded => new MonReply(MonReplyStatus.Failed, (int)MonErrorCode.Refused, "this request was already superseded by a newer one from the same client"),
                 _ => new MonReply(MonReplyStatus.Timeout, 0, "not committed in time; it may still commit — retry the same request"),
-            });
+            }));
         }
+        return answers;
     }
 
     private void SendToPeers(PaxosOutput output)
@@ -708,8 +733,36 @@ public sealed class MonitorDaemon : IAsyncDisposable
         }
     }
 
-    /// <summary>PaxosNode.BeforeWrite: the leader's Accepts (and whatever an earlier write released) go out now.</summary>
-    private void SendEarly() => Deliver(_node!.TakeOutput());
+    /// <summary>PaxosNode.BeforeWrite: the leader's Accepts (and whatever an earlier write released) go out now; the
+    /// answers to commands whose entries were already durable are sent by a pool thread while this loop writes (each
+    /// answer's continuation sends a reply: a dozen sends would otherwise hold the write back).</summary>
+    private void SendEarly()
+    {
+        var output = _node!.TakeOutput();
+        SendToPeers(output);
+        var answers = Answers(output.Completions);
+        if (answers.Count == 0)
+        {
+            return;
+        }
+        if (!_node.AppliedStateDurable)
+        {
+            // The maps now hold something not yet on this disk, so they cannot be published yet, and an answer must
+            // not reach a client before the maps it may act on (a new key, new caps): these wait for the write.
+            _heldAnswers.AddRange(answers);
+            return;
+        }
+        // Whoever gets an answer may act on it at once (connect with the key it just added, use the caps it just
+        // got): the maps that hold it are published first.
+        _published = _machine!.State;
+        ThreadPool.UnsafeQueueUserWorkItem(static answers =>
+        {
+            foreach (var (waiter, reply) in answers)
+            {
+                waiter.TrySetResult(reply);
+            }
+        }, answers, preferLocal: false);
+    }
 
     /// <summary>Stops with an orderly hand-off: a leader names a successor, which campaigns at once, and the members
     /// drop the lease they granted it, so clients wait for no lease to run out (see <see cref="StopAsync"/>).</summary>

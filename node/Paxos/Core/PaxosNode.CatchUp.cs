@@ -240,6 +240,7 @@ public sealed partial class PaxosNode
         _lastSnapshot = snap;
         _batch.Snapshot = snap;
         _batchGating = true; // replies (acceptances at or below it) lean on it: written before they leave
+        _appliedAheadOfDisk = true;
         Trim(snap.Index);
         _batch.CommitIndex = snap.Index;
 

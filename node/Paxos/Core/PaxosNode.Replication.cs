@@ -334,6 +334,7 @@ public sealed partial class PaxosNode
         for (var i = _commitIndex + 1; i <= target; i++)
         {
             var value = _log[i].Value;
+            _appliedAheadOfDisk |= _batchSlots.ContainsKey(i);
             ApplyEntry(i, value);
             _bytesSinceSnapshot += SizeOf(value);
             _commitIndex = i;
@@ -431,7 +432,7 @@ public sealed partial class PaxosNode
         }
         if (_pending.Remove(key))
         {
-            Complete(outcome);
+            Complete(outcome, index);
         }
     }
 }

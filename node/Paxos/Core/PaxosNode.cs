@@ -49,11 +49,17 @@ public sealed partial class PaxosNode
 
     // The effects of the current call (or of every call in an open batch scope): the batch to persist, then the
     // messages and completions it allows. Nothing staged reaches _output before the batch is durable, except a
-    // leader's Accept messages (see BeforeWrite).
+    // leader's Accept messages and the completions of entries already durable here (see BeforeWrite).
     private PaxosWriteBatch _batch = new();
     private readonly Dictionary<long, int> _batchSlots = [];
     private readonly List<OutgoingMessage> _staged = [];
     private readonly List<ProposalOutcome> _stagedCompletions = [];
+    // Commits of entries that earlier writes made durable here (not in the batch being built): they depend on nothing
+    // this batch holds, so BeforeWrite may hand them out before its write.
+    private readonly List<ProposalOutcome> _durableCompletions = [];
+    // The state machine holds something applied from state this member's disk does not hold yet (an entry or a
+    // snapshot in the batch being built): until the write, its state must not be shown (see AppliedStateDurable).
+    private bool _appliedAheadOfDisk;
     private PaxosOutput _output = new();
     private bool _inBatch;
 
@@ -145,16 +151,26 @@ public sealed partial class PaxosNode
         $"log [{string.Join(" ", Above(_commitIndex).Select(e => $"{e.Index}@{e.Ballot}:{e.Value}"))}]";
 
     /// <summary>
-    /// Called just before this member writes a batch, when the write holds back Accept messages of this member as
-    /// leader: they are already in <see cref="TakeOutput"/>, so the host can send them and the followers write their
-    /// acceptance while this member writes its own (one flush time per round instead of two in a row). Safe because an
-    /// Accept depends on nothing this write holds: its ballot's promise is already durable (a restarted member never
-    /// leads that ballot again, so no other value is ever proposed in it), and this member's own acceptance is counted
-    /// only when acknowledgements are handled, which the host does after this write returns. If the write fails, the
-    /// followers hold acceptances the leader lacks, which Paxos allows (as for any acceptor that missed an Accept).
+    /// Called just before this member writes a batch, when the write holds back output that does not depend on it:
+    /// that output is already in <see cref="TakeOutput"/>, so the host can send it while this member writes.
+    /// (1) Accept messages of this member as leader: the followers write their acceptance while this member writes its
+    /// own (one flush time per round instead of two in a row). Safe because an Accept depends on nothing this write
+    /// holds: its ballot's promise is already durable (a restarted member never leads that ballot again, so no other
+    /// value is ever proposed in it), and this member's own acceptance is counted only when acknowledgements are
+    /// handled, which the host does after this write returns. If the write fails, the followers hold acceptances the
+    /// leader lacks, which Paxos allows (as for any acceptor that missed an Accept).
+    /// (2) Completions of commands committed at indices whose entries an earlier write made durable here (so neither
+    /// in this batch nor accepted by this batch's caller in a newer ballot): the value is chosen and on this disk, the
+    /// commit index itself need not be (see <see cref="PaxosOptions.DeferCommitWrites"/>). Without this, a client's
+    /// reply would wait for a write of other clients' newer proposals.
     /// Null (the default): everything waits for the write.
     /// </summary>
     public Action? BeforeWrite { get; set; }
+
+    /// <summary>Whether everything the state machine has applied is durable here (always true outside a batch scope;
+    /// inside one, false once an entry or snapshot the scope has not written yet was applied). A host may show the
+    /// state machine's state (from <see cref="BeforeWrite"/> on) only while this holds.</summary>
+    public bool AppliedStateDurable => !_appliedAheadOfDisk;
 
     /// <summary>Whether a batch scope is open (between <see cref="BeginBatch"/> and <see cref="EndBatch"/>).</summary>
     public bool InBatch => _inBatch;
@@ -443,6 +459,20 @@ public sealed partial class PaxosNode
 
     private void Complete(ProposalOutcome outcome) => _stagedCompletions.Add(outcome);
 
+    /// <summary>The completion of a command applied from the entry at <paramref name="index"/>: released before the
+    /// batch's write when that entry is already durable here (see <see cref="BeforeWrite"/>).</summary>
+    private void Complete(ProposalOutcome outcome, long index)
+    {
+        if (_inBatch && BeforeWrite is not null && !_batchSlots.ContainsKey(index))
+        {
+            _durableCompletions.Add(outcome);
+        }
+        else
+        {
+            _stagedCompletions.Add(outcome);
+        }
+    }
+
     /// <summary>The end of every public call: persist and release, unless a batch scope defers both to
     /// <see cref="EndBatch"/>.</summary>
     private void Flush()
@@ -478,6 +508,7 @@ public sealed partial class PaxosNode
                 // Memory is now ahead of the disk: nothing staged may leave, and this instance must not go on.
                 _staged.Clear();
                 _stagedCompletions.Clear();
+                _durableCompletions.Clear();
                 _failed = true;
                 throw;
             }
@@ -485,40 +516,52 @@ public sealed partial class PaxosNode
             _batchSlots.Clear();
             _batchGating = false;
             _lazySince = null;
+            _appliedAheadOfDisk = false;
         }
         Release();
     }
 
-    /// <summary>Hands this leader's Accept messages to the host before the write (see <see cref="BeforeWrite"/>), when
-    /// the promise of its ballot is already durable (not part of this batch).</summary>
+    /// <summary>Hands the host what may leave before the write (see <see cref="BeforeWrite"/>): this leader's Accept
+    /// messages when the promise of its ballot is already durable (not part of this batch), and the completions of
+    /// entries already durable here.</summary>
     private void ReleaseAcceptsEarly()
     {
-        if (BeforeWrite is not { } hook || _role != PaxosRole.Leader || _batch.Promised is not null)
+        if (BeforeWrite is not { } hook)
         {
             return;
         }
         var moved = 0;
-        for (var i = 0; i < _staged.Count; i++)
+        if (_role == PaxosRole.Leader && _batch.Promised is null)
         {
-            if (_staged[i].Message is Accept a && a.Ballot == _ballot)
+            for (var i = 0; i < _staged.Count; i++)
             {
-                _output.Messages.Add(_staged[i]);
-                _staged[i] = default;
-                moved++;
+                if (_staged[i].Message is Accept a && a.Ballot == _ballot)
+                {
+                    _output.Messages.Add(_staged[i]);
+                    _staged[i] = default;
+                    moved++;
+                }
+            }
+            if (moved > 0)
+            {
+                _staged.RemoveAll(m => m.Message is null);
             }
         }
-        if (moved == 0)
+        moved += _durableCompletions.Count;
+        _output.Completions.AddRange(_durableCompletions);
+        _durableCompletions.Clear();
+        if (moved > 0)
         {
-            return;
+            hook();
         }
-        _staged.RemoveAll(m => m.Message is null);
-        hook();
     }
 
     private void Release()
     {
         _output.Messages.AddRange(_staged);
         _staged.Clear();
+        _output.Completions.AddRange(_durableCompletions);
+        _durableCompletions.Clear();
         _output.Completions.AddRange(_stagedCompletions);
         _stagedCompletions.Clear();
     }

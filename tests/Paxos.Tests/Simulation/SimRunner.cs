@@ -22,7 +22,7 @@ public static class SimRunner
         var baseSeed = BaseSeed();
         output.WriteLine($"{name}: {schedules} schedules from seed {baseSeed} (replay one with APPLIANCE_SEED=<seed>)");
         long events = 0, writes = 0, reads = 0, unknown = 0, crashes = 0, leaders = 0, membership = 0, committed = 0, snapshots = 0;
-        long earlyReleases = 0, earlyCrashes = 0;
+        long earlyReleases = 0, earlyCrashes = 0, earlyCompletions = 0;
         long scopes = 0, scopeCrashes = 0, chunks = 0, resumes = 0, multiPiece = 0, configCommitted = 0, configTimeouts = 0, handoffs = 0, successions = 0;
         int largestBatch = 0, largestScope = 0;
         for (var i = 0; i < schedules; i++)
@@ -57,6 +57,7 @@ public static class SimRunner
             scopeCrashes += r.ScopeCrashes;
             earlyReleases += r.EarlyReleases;
             earlyCrashes += r.CrashesAfterEarlyRelease;
+            earlyCompletions += r.EarlyCompletions;
             largestScope = Math.Max(largestScope, r.LargestScope);
         }
         output.WriteLine($"{name}: all {schedules} schedules passed: {events} events, {committed} entries committed, {writes} writes ok, " +
@@ -64,7 +65,7 @@ public static class SimRunner
                          $"{membership} membership changes ({configCommitted} reported committed to their proposer, {configTimeouts} timed out), " +
                          $"{handoffs} leader hand-offs ({successions} to the named successor), {snapshots} snapshots sent in {chunks} pieces ({multiPiece} sent to the end in several, {resumes} resumed after a loss), largest batch {largestBatch} commands, " +
                          $"{scopes} batch scopes (largest {largestScope} calls), {scopeCrashes} crashes inside a scope, " +
-                         $"{earlyReleases} early Accept releases ({earlyCrashes} crashed before the write)");
+                         $"{earlyReleases} early releases ({earlyCrashes} crashed before the write), {earlyCompletions} commits reported before a write");
 
         // The schedules must have exercised what they claim to (a simulator that quietly does nothing passes everything).
         Assert.True(writes >= 20L * schedules, $"only {writes} writes committed");
@@ -101,7 +102,8 @@ public static class SimRunner
         }
         if (config.EarlyAccepts && config.Members > 1 && config.Batching != BatchMode.Never)
         {
-            Assert.True(earlyReleases >= schedules, $"only {earlyReleases} early Accept releases");
+            Assert.True(earlyReleases >= schedules, $"only {earlyReleases} early releases");
+            Assert.True(earlyCompletions >= schedules / 4, $"only {earlyCompletions} commits reported before a write");
             if (config.Crashes)
             {
                 Assert.True(earlyCrashes > 0, "no crash ever struck between an early Accept release and the write");

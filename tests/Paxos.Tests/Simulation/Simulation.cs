@@ -56,6 +56,9 @@ public sealed class SimResult
     /// <summary>Crashes between BeginBatch and EndBatch (the scope's writes and outputs lost).</summary>
     public long ScopeCrashes { get; set; }
 
+    /// <summary>Commits reported to clients before a write that followed them (PaxosNode.BeforeWrite).</summary>
+    public long EarlyCompletions { get; set; }
+
     /// <summary>Writes before which a leader handed its Accept messages out early (PaxosNode.BeforeWrite).</summary>
     public long EarlyReleases { get; set; }
 
@@ -75,7 +78,7 @@ public sealed class SimResult
         $"seed {Seed}: {Events} events, {Messages} msgs, {Committed} entries, {WritesOk} writes ok, {ReadsOk} reads ok, " +
         $"{Unknown} unknown, {Crashes} crashes, {LeaderChanges} leader changes, {SnapshotsSent} snapshots sent ({SnapshotChunks} pieces, {SnapshotResumes} resumed), largest batch {LargestBatch}, " +
         $"{MembershipChanges} membership changes ({MembershipCommittedOutcomes} reported committed, {MembershipTimeouts} timed out), " +
-        $"{Handoffs} hand-offs ({HandoffSuccessions} to the named successor), {Scopes} scopes (largest {LargestScope} events), {ScopeCrashes} crashes inside one, {EarlyReleases} early Accept releases ({CrashesAfterEarlyRelease} crashed before the write)";
+        $"{Handoffs} hand-offs ({HandoffSuccessions} to the named successor), {Scopes} scopes (largest {LargestScope} events), {ScopeCrashes} crashes inside one, {EarlyReleases} early releases ({CrashesAfterEarlyRelease} crashed before the write), {EarlyCompletions} commits reported before a write";
 }
 
 /// <summary>
@@ -435,23 +438,42 @@ public sealed class Simulation
         }
     }
 
-    /// <summary>The host's PaxosNode.BeforeWrite: send the leader's Accepts now; during the fault phase, sometimes
-    /// crash before the write that follows (the followers then hold acceptances the leader's disk never got).</summary>
+    /// <summary>The host's PaxosNode.BeforeWrite: send the leader's Accepts and report the commits of entries already
+    /// on disk now; during the fault phase, sometimes crash before the write that follows (the followers then hold
+    /// acceptances the leader's disk never got, and clients hold replies whose commit index was never written here).</summary>
     private void ReleaseEarly(SimNode n)
     {
         var output = n.Node!.TakeOutput();
-        if (output.Completions.Count > 0 || output.Messages.Any(m => m.Message is not Accept))
+        if (output.Messages.Any(m => m.Message is not Accept) || output.Completions.Any(c => c.Status != ProposalStatus.Committed))
         {
-            Violation($"node {n.Id} released more than Accept messages before a write");
+            Violation($"node {n.Id} released more than Accept messages and commits before a write");
         }
         if (_config.CheckReleasedDurable)
         {
             CheckReleasedDurable(n, output);
+            if (n.Node.AppliedStateDurable)
+            {
+                // The host may publish its state machine now: everything applied must be on this disk already (the
+                // last entries applied; older ones were checked when they were).
+                for (var i = n.Node.CommitIndex; i > 0 && i > n.Node.CommitIndex - 64; i--)
+                {
+                    if (!n.Storage.DurablyHolds(i))
+                    {
+                        Violation($"node {n.Id} says its applied state is durable, but its disk does not hold index {i}");
+                        return;
+                    }
+                }
+            }
         }
         _result.EarlyReleases++;
         foreach (var m in output.Messages)
         {
             Transmit(n.Id, m.To, PaxosCodec.Encode(m.Message));
+        }
+        foreach (var c in output.Completions)
+        {
+            _result.EarlyCompletions++;
+            OnCompletion(n.Id, c);
         }
         if (n.InEndBatch && !_healed && _config.Crashes && _rng.NextDouble() < 5 * _config.ScopeCrashChance)
         {
