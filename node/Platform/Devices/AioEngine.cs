@@ -285,12 +285,8 @@ internal sealed class AioEngine : IDisposable
             _pin = default;
             if (res < 0)
             {
-                var call = ControlBlock->aio_lio_opcode switch
-                {
-                    Constants.IOCB_CMD_PREAD => "pread",
-                    Constants.IOCB_CMD_PWRITE => "pwrite",
-                    _ => "fdatasync",
-                };
+                // Only reads and writes are submitted (a flush is fdatasync on the caller's thread, see FileDevice).
+                var call = ControlBlock->aio_lio_opcode == Constants.IOCB_CMD_PREAD ? "pread" : "pwrite";
                 _core.SetException(Throw.For($"{call} (aio)", (int)-res, _engine._subject));
             }
             else
