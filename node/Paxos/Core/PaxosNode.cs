@@ -498,7 +498,7 @@ public sealed partial class PaxosNode
         }
         else if (!_batch.IsEmpty)
         {
-            ReleaseAcceptsEarly();
+            ReleaseEarly();
             try
             {
                 _storage.Write(_batch);
@@ -524,7 +524,7 @@ public sealed partial class PaxosNode
     /// <summary>Hands the host what may leave before the write (see <see cref="BeforeWrite"/>): this leader's Accept
     /// messages when the promise of its ballot is already durable (not part of this batch), and the completions of
     /// entries already durable here.</summary>
-    private void ReleaseAcceptsEarly()
+    private void ReleaseEarly()
     {
         if (BeforeWrite is not { } hook)
         {
