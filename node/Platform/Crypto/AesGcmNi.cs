@@ -147,6 +147,9 @@ public sealed class AesGcmNi : IDisposable
 
     private static readonly Vector128<byte> ReverseMask = Vector128.Create((byte)15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
 
+    // Initialised after ReverseMask (static initialisers run in the order they are written).
+    private static readonly Vector512<byte> ReverseMask512 = Vector512.Create(Vector256.Create(ReverseMask, ReverseMask), Vector256.Create(ReverseMask, ReverseMask));
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<byte> Reverse(Vector128<byte> v) => Ssse3.Shuffle(v, ReverseMask);
 
@@ -249,9 +252,6 @@ public sealed class AesGcmNi : IDisposable
         var rounds = _rounds;
         var k0 = rk[0];
         var last = rk[rounds];
-        var mask = Vector512.Create(Vector256.Create(ReverseMask, ReverseMask), Vector256.Create(ReverseMask, ReverseMask));
-        var hHigh = _powersHigh;
-        var hLow = _powersLow;
         var h = s;
         ref var src = ref MemoryMarshal.GetReference(input);
         ref var dst = ref MemoryMarshal.GetReference(output);
@@ -273,7 +273,7 @@ public sealed class AesGcmNi : IDisposable
             var at = encrypting ? i - 256 : i;
             if (at >= 0)
             {
-                h = Absorb8(h, ref Unsafe.Add(ref hashed, at), mask, hHigh, hLow);
+                h = Absorb8(h, ref Unsafe.Add(ref hashed, at));
             }
             for (var r = 1; r < rounds; r++)
             {
@@ -302,7 +302,7 @@ public sealed class AesGcmNi : IDisposable
         {
             for (var at = Math.Max(0, n - 256); at < n; at += 128)
             {
-                h = Absorb8(h, ref Unsafe.Add(ref hashed, at), mask, hHigh, hLow);
+                h = Absorb8(h, ref Unsafe.Add(ref hashed, at));
             }
         }
         counter = baseBlock.GetElement(3);
@@ -311,11 +311,14 @@ public sealed class AesGcmNi : IDisposable
 
     /// <summary>Absorbs eight blocks (two 512-bit vectors against H^8..H^1) with one reduction.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<ulong> Absorb8(Vector128<ulong> s, ref byte blocks, Vector512<byte> mask, Vector512<ulong> hHigh, Vector512<ulong> hLow)
+    private Vector128<ulong> Absorb8(Vector128<ulong> s, ref byte blocks)
     {
+        var mask = ReverseMask512;
+        var hHigh = _powersHigh;
+        var hLow = _powersLow;
         var x0 = Avx512BW.Shuffle(Vector512.LoadUnsafe(ref blocks), mask).AsUInt64();
         var x1 = Avx512BW.Shuffle(Vector512.LoadUnsafe(ref blocks, 64), mask).AsUInt64();
-        x0 ^= Vector512.Create(Vector256.Create(s, Vector128<ulong>.Zero), Vector256<ulong>.Zero);
+        x0 ^= s.ToVector256().ToVector512(); // zero-extended: s joins the first block only
         var lo = Pclmulqdq.V512.CarrylessMultiply(x0, hHigh, 0x00) ^ Pclmulqdq.V512.CarrylessMultiply(x1, hLow, 0x00);
         var hi = Pclmulqdq.V512.CarrylessMultiply(x0, hHigh, 0x11) ^ Pclmulqdq.V512.CarrylessMultiply(x1, hLow, 0x11);
         var mid = Pclmulqdq.V512.CarrylessMultiply(x0, hHigh, 0x01) ^ Pclmulqdq.V512.CarrylessMultiply(x1, hLow, 0x01)
