@@ -106,7 +106,7 @@ public sealed class SecureFrameCodec : IDisposable
     {
         if (_fast is not null)
         {
-            _fast.Encrypt(nonce, first, second, cipher, tag, associated);
+            _fast.EncryptTwoPieces(nonce, first, second, cipher, tag, associated);
             return;
         }
         if (first.IsEmpty)

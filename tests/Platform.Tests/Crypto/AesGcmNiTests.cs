@@ -93,7 +93,7 @@ public sealed class AesGcmNiTests
 
             var split = rng.Next(0, length + 1);
             Array.Clear(cipher);
-            ours.Encrypt(nonce, plain.AsSpan(0, split), plain.AsSpan(split), cipher, tag, associated);
+            ours.EncryptTwoPieces(nonce, plain.AsSpan(0, split), plain.AsSpan(split), cipher, tag, associated);
             Assert.True(expected.AsSpan().SequenceEqual(cipher) && expectedTag.AsSpan().SequenceEqual(tag), $"length {length} split at {split}: differs");
 
             var back = new byte[length];
@@ -151,6 +151,13 @@ public sealed class AesGcmNiTests
         Assert.Throws<ArgumentException>(() => gcm.Encrypt(new byte[8], new byte[4], new byte[4], new byte[16]));
         Assert.Throws<ArgumentException>(() => gcm.Encrypt(new byte[12], new byte[4], new byte[5], new byte[16]));
         Assert.Throws<ArgumentException>(() => gcm.Encrypt(new byte[12], new byte[4], new byte[4], new byte[12]));
+        // In place is fine; shifted by a byte is not (the key stream would overwrite input not yet read).
+        var buffer = new byte[64];
+        gcm.Encrypt(new byte[12], buffer.AsSpan(0, 32), buffer.AsSpan(0, 32), new byte[16]);
+        Assert.Contains("overlap", Assert.Throws<ArgumentException>(() => gcm.Encrypt(new byte[12], buffer.AsSpan(0, 32), buffer.AsSpan(1, 32), new byte[16])).Message);
+        Assert.Contains("overlap", Assert.Throws<ArgumentException>(() => gcm.Decrypt(new byte[12], buffer.AsSpan(1, 32), new byte[16], buffer.AsSpan(0, 32))).Message);
+        Assert.Contains("overlap", Assert.Throws<ArgumentException>(() => gcm.EncryptTwoPieces(new byte[12], buffer.AsSpan(0, 8), buffer.AsSpan(16, 24), buffer.AsSpan(0, 32), new byte[16])).Message);
+        gcm.EncryptTwoPieces(new byte[12], buffer.AsSpan(0, 8), buffer.AsSpan(8, 24), buffer.AsSpan(0, 32), new byte[16]);
     }
 
     private static byte[] RandomBytes(Random rng, int length)
