@@ -10,9 +10,10 @@ using Appliance.Wire.Auth;
 namespace Appliance.Bench.Monitor;
 
 /// <summary>
-/// Three monitors over loopback (in this process, each with its own store directory and its own messenger
-/// endpoints): commits per second and commit latency with 1 and 64 concurrent proposers (each a client of its
-/// own, committing `config set`), and the time from stopping the leader to the next commit (median of rounds).
+/// Three monitors over loopback, each a process of its own (this program run as `mon-peer`, set up as
+/// `appliance mon run` sets itself up), each with its own store directory: commits per second and commit latency
+/// with 1 and 64 concurrent proposers (each a client of its own in this process, committing `config set`), and the
+/// time from killing the leader's process (SIGKILL) to the next commit, then from stopping it in order (hand-off).
 /// There is no reference daemon on this machine to run beside ours; the issue's aims are printed instead.
 /// </summary>
 public sealed class MonitorBenchmark : IBenchmark
@@ -28,27 +29,18 @@ public sealed class MonitorBenchmark : IBenchmark
         var failovers = a.Get("--failovers", 10);
         var rounds = Math.Max(1, a.Get("--rounds", 3));
         var dir = Directory.CreateTempSubdirectory("appliance-mon-bench-");
+        var keep = false;
+        var started = MonPeer.Started;
         try
         {
             var mons = Enumerable.Range(0, 3).Select(i => ($"{(char)('a' + i)}", $"127.0.0.1:{FreePort()}")).ToList();
             var confDir = Path.Combine(dir.FullName, "conf");
             var conf = ClusterConf.Bootstrap(confDir, mons, DateTimeOffset.UtcNow);
-            var monKey = Keyring.Load(Path.Combine(confDir, ClusterConf.MonKeyringName)).Find(ClusterConf.MonEntity)!.Key;
             var admin = Keyring.Load(Path.Combine(confDir, ClusterConf.AdminKeyringName)).Find("client.admin")!;
-            var daemons = new MonitorDaemon?[3];
-            var log = new List<string>();
+            var daemons = new MonPeer?[3];
             async Task StartAsync(int i)
             {
-                var d = new MonitorDaemon(new MonitorDaemonOptions
-                {
-                    Name = conf.Monitors[i].Name,
-                    DataDirectory = Path.Combine(dir.FullName, "mon-" + conf.Monitors[i].Name),
-                    Conf = conf,
-                    MonKey = monKey,
-                    Admin = admin,
-                }, line => { lock (log) { log.Add($"{DateTime.UtcNow:HH:mm:ss.fff} {line}"); } });
-                await d.StartAsync();
-                daemons[i] = d;
+                daemons[i] = await MonPeer.StartAsync(confDir, conf.Monitors[i].Name, Path.Combine(dir.FullName, "mon-" + conf.Monitors[i].Name), ct);
             }
             for (var i = 0; i < 3; i++)
             {
@@ -57,7 +49,7 @@ public sealed class MonitorBenchmark : IBenchmark
             var endpoints = conf.Monitors.Select(m => IPEndPoint.Parse(m.Address)).ToList();
             MonClient NewClient() => new(endpoints, "client.admin", admin.Key);
 
-            Console.WriteLine($"mon: 3 monitors over loopback, stores in {Path.GetTempPath()}, {seconds} s per run, {rounds} rounds (1 and 64 proposers interleaved)");
+            Console.WriteLine($"mon: 3 monitor processes over loopback, stores in {Path.GetTempPath()}, clients in this process, {seconds} s per run, {rounds} rounds (1 and 64 proposers interleaved)");
             Console.WriteLine($"{"proposers",9} {"round",6} {"commits/s",10} {"p50 ms",8} {"p99 ms",8}");
             var results = new Dictionary<int, List<(double Rate, double P50, double P99)>> { [1] = [], [64] = [] };
             for (var round = 1; round <= rounds; round++)
@@ -119,7 +111,14 @@ public sealed class MonitorBenchmark : IBenchmark
                     for (var round = 0; round < failovers; round++)
                     {
                         await client.CommandAsync(new ConfigSet("osd_heartbeat_grace", "20"), ct);
-                        var leader = Array.FindIndex(daemons, d => d is not null && d.StatusLine.StartsWith("leader", StringComparison.Ordinal));
+                        var leader = -1;
+                        for (var i = 0; i < 3 && leader < 0; i++)
+                        {
+                            if (daemons[i] is { } d && (await d.StatusAsync()).StartsWith("leader", StringComparison.Ordinal))
+                            {
+                                leader = i;
+                            }
+                        }
                         if (leader < 0)
                         {
                             continue;
@@ -127,7 +126,15 @@ public sealed class MonitorBenchmark : IBenchmark
                         var t = Stopwatch.GetTimestamp();
                         var victim = daemons[leader]!;
                         daemons[leader] = null;
-                        await victim.StopAsync(handOff);
+                        if (handOff)
+                        {
+                            await victim.StopAsync();
+                        }
+                        else
+                        {
+                            victim.Kill();
+                        }
+                        victim.Dispose();
                         MonReply r;
                         try
                         {
@@ -135,14 +142,8 @@ public sealed class MonitorBenchmark : IBenchmark
                         }
                         catch (MonitorsUnavailableException)
                         {
-                            foreach (var d in daemons)
-                            {
-                                Console.WriteLine(d?.PaxosState);
-                            }
-                            lock (log)
-                            {
-                                File.WriteAllLines("/tmp/mon-bench.log", log);
-                            }
+                            Console.WriteLine($"no commit after the leader's {(handOff ? "stop" : "crash")}; the monitors' logs are in {dir.FullName}/mon-*.log (kept)");
+                            keep = true;
                             throw;
                         }
                         times.Add(Stopwatch.GetElapsedTime(t).TotalSeconds);
@@ -169,14 +170,24 @@ public sealed class MonitorBenchmark : IBenchmark
             {
                 if (daemons[i] is { } d)
                 {
-                    await d.DisposeAsync();
+                    await d.StopAsync();
+                    d.Dispose();
+                    daemons[i] = null;
                 }
             }
             return 0;
         }
         finally
         {
-            dir.Delete(true);
+            // Whatever is still running is ours: end it.
+            foreach (var d in started)
+            {
+                d.Dispose();
+            }
+            if (!keep)
+            {
+                dir.Delete(true);
+            }
         }
     }
 
@@ -187,5 +198,134 @@ public sealed class MonitorBenchmark : IBenchmark
         using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         s.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         return ((IPEndPoint)s.LocalEndPoint!).Port;
+    }
+}
+
+/// <summary>One monitor process of <see cref="MonitorBenchmark"/>: this program run as `mon-peer`. Its standard input
+/// takes `status` (it answers with its status line) and `stop` (or end of input: an orderly stop with hand-off).</summary>
+internal sealed class MonPeer : IDisposable
+{
+    private readonly Process _process;
+
+    private MonPeer(Process process) => _process = process;
+
+    /// <summary>Every peer this process started (so a failed run can end them all).</summary>
+    public static List<MonPeer> Started { get; } = [];
+
+    public static async Task<MonPeer> StartAsync(string confDir, string name, string dataDir, CancellationToken ct)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardInput = true };
+        psi.ArgumentList.Add(typeof(MonPeer).Assembly.Location);
+        psi.ArgumentList.Add("mon-peer");
+        psi.ArgumentList.Add(confDir);
+        psi.ArgumentList.Add(name);
+        psi.ArgumentList.Add(dataDir);
+        var peer = new MonPeer(Process.Start(psi)!);
+        lock (Started)
+        {
+            Started.Add(peer);
+        }
+        var ready = await peer._process.StandardOutput.ReadLineAsync(ct).AsTask().WaitAsync(TimeSpan.FromSeconds(30), ct);
+        if (ready != "ready")
+        {
+            peer.Dispose();
+            throw new InvalidOperationException($"mon.{name} did not start (it said: {ready ?? "nothing"}); see its log beside {dataDir}");
+        }
+        return peer;
+    }
+
+    public async Task<string> StatusAsync()
+    {
+        await _process.StandardInput.WriteLineAsync("status");
+        await _process.StandardInput.FlushAsync();
+        return await _process.StandardOutput.ReadLineAsync() ?? "";
+    }
+
+    /// <summary>A crash: SIGKILL.</summary>
+    public void Kill()
+    {
+        _process.Kill();
+        _process.WaitForExit();
+    }
+
+    /// <summary>An orderly stop (the leader hands off); killed if it takes more than 10 s.</summary>
+    public async Task StopAsync()
+    {
+        if (_process.HasExited)
+        {
+            return;
+        }
+        try
+        {
+            await _process.StandardInput.WriteLineAsync("stop");
+            _process.StandardInput.Close();
+        }
+        catch (IOException)
+        {
+            // It is gone already.
+        }
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        try
+        {
+            await _process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            Kill();
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
+        if (!_process.HasExited)
+        {
+            Kill();
+        }
+        _process.Dispose();
+    }
+
+    private bool _disposed;
+}
+
+/// <summary>A monitor process of <see cref="MonitorBenchmark"/>: one <see cref="MonitorDaemon"/> set up as
+/// `appliance mon run` sets itself up, its log in a file beside its store.</summary>
+public sealed class MonitorPeer : IBenchmark
+{
+    public string Name => "mon-peer";
+
+    public string Description => "(internal) one monitor process of the mon benchmark";
+
+    public async Task<int> RunAsync(string[] args, CancellationToken ct)
+    {
+        MonitorDaemon.UseInlineSocketCompletions();
+        var (confDir, name, dataDir) = (args[0], args[1], args[2]);
+        var conf = ClusterConf.Load(confDir);
+        var monKey = Keyring.Load(Path.Combine(confDir, ClusterConf.MonKeyringName)).Find(ClusterConf.MonEntity)!.Key;
+        var admin = Keyring.Load(Path.Combine(confDir, ClusterConf.AdminKeyringName)).Find("client.admin")!;
+        await using var log = new StreamWriter(dataDir + ".log", append: true) { AutoFlush = true };
+        var daemon = new MonitorDaemon(new MonitorDaemonOptions
+        {
+            Name = name,
+            DataDirectory = dataDir,
+            Conf = conf,
+            MonKey = monKey,
+            Admin = admin,
+        }, line => { lock (log) { log.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {line}"); } });
+        await daemon.StartAsync();
+        Console.WriteLine("ready");
+        while (await Console.In.ReadLineAsync(ct) is { } command && command != "stop")
+        {
+            if (command == "status")
+            {
+                Console.WriteLine(daemon.StatusLine);
+            }
+        }
+        await daemon.StopAsync(handOff: true);
+        return 0;
     }
 }

@@ -197,6 +197,8 @@ public static class MonitorCommands
         var run = new Command("run", "Run one monitor in the foreground until it is stopped (SIGTERM or Ctrl-C).") { name, data };
         run.SetAction(async (parse, ct) =>
         {
+            // Before anything here opens a socket (the runtime reads the setting then).
+            MonitorDaemon.UseInlineSocketCompletions();
             var conf = LoadConf(parse);
             var monKey = LoadKey(parse, ClusterConf.MonEntity, Path.Combine(ConfDirOf(parse), ClusterConf.MonKeyringName));
             var admin = LoadKey(parse, "client.admin", Path.Combine(ConfDirOf(parse), ClusterConf.AdminKeyringName));
