@@ -333,6 +333,57 @@ public sealed class MonitorClusterTests
     }
 
     [Fact]
+    public async Task A_command_answered_through_a_peon_sends_the_client_to_the_leader_and_a_stopped_monitor_is_passed_over_at_once()
+    {
+        await using var c = new Cluster(3);
+        for (var i = 0; i < 3; i++)
+        {
+            await c.StartAsync(i);
+        }
+        await using (var first = c.Client())
+        {
+            await Ok(first.CommandAsync(new ConfigSet("osd_heartbeat_grace", "20")));
+        }
+        var leader = c.LeaderIndex();
+        Assert.True(leader >= 0, "someone leads after the first commit");
+        var leaderAddress = c.Conf.Monitors[leader].Address;
+
+        // A client starts at a random monitor: take one whose first command a peon forwarded (its answer names the
+        // leader); its next command goes to the leader itself (answered without a hint).
+        var via = false;
+        for (var attempt = 0; attempt < 40 && !via; attempt++)
+        {
+            await using var client = c.Client();
+            var r = await Ok(client.CommandAsync(new ConfigSet("osd_heartbeat_grace", "21")));
+            if (r.Leader is null)
+            {
+                continue; // it started at the leader
+            }
+            via = true;
+            Assert.Equal(leaderAddress, r.Leader);
+            var next = await Ok(client.CommandAsync(new ConfigSet("osd_heartbeat_grace", "22")));
+            Assert.True(next.Leader is null, $"the second command was still answered through a peon (hint {next.Leader})");
+        }
+        Assert.True(via, "no client ever started at a peon in 40 tries");
+
+        // A stopped monitor refuses connections: a client that starts there moves on at once, not after its attempt's
+        // time (longer than the whole deadline here, so waiting it out would fail the command).
+        var stopped = (leader + 1) % 3;
+        var alive = (leader + 2) % 3;
+        await c.StopAsync(stopped);
+        var endpoints = new[] { IPEndPoint.Parse(c.Conf.Monitors[stopped].Address), IPEndPoint.Parse(c.Conf.Monitors[alive].Address) };
+        for (var i = 0; i < 10; i++)
+        {
+            await using var client = new MonClient(endpoints, "client.admin", c.Admin.Key)
+            {
+                AttemptTimeout = TimeSpan.FromSeconds(120),
+                Deadline = TimeSpan.FromSeconds(20),
+            };
+            await Ok(client.CommandAsync(new ConfigSet("osd_heartbeat_grace", (30 + i).ToString(System.Globalization.CultureInfo.InvariantCulture))));
+        }
+    }
+
+    [Fact]
     public async Task Refused_commands_denied_callers_and_a_lone_monitor_without_quorum()
     {
         await using var c = new Cluster(3);

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
@@ -166,6 +167,13 @@ public sealed class MonClient : IAsyncDisposable
                         reasons.Add($"{target}: {reply.Message}");
                         break;
                     default:
+                        if (request.Command is not null && reply.Leader is { } via && IPEndPoint.TryParse(via, out var leaderEp)
+                            && IndexOf(leaderEp) is var l && l >= 0 && l != _current && !RecentlyUnreachable(_monitors[l]))
+                        {
+                            // A peon forwarded this command to the leader it names: the next ones go there directly
+                            // (unless we failed to reach it lately: then the peon that can reach it is the way).
+                            _current = l;
+                        }
                         return reply;
                 }
             }
@@ -186,6 +194,10 @@ public sealed class MonClient : IAsyncDisposable
             {
                 reasons.Add($"{target}: {e.Message}");
                 await DropAsync(target);
+                lock (_unreachableSince)
+                {
+                    _unreachableSince[target] = Environment.TickCount64;
+                }
             }
             catch (OperationCanceledException) when (deadline.IsCancellationRequested && !ct.IsCancellationRequested)
             {
@@ -202,6 +214,20 @@ public sealed class MonClient : IAsyncDisposable
                 throw Unavailable(reasons);
             }
             backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(1).Ticks));
+        }
+    }
+
+    // When each monitor last failed to answer (connection failed or timed out), in Environment.TickCount64 ms.
+    private readonly Dictionary<IPEndPoint, long> _unreachableSince = [];
+
+    /// <summary>How long a monitor that failed to answer is not chosen on a forwarding peon's word.</summary>
+    private static readonly TimeSpan UnreachableMemory = TimeSpan.FromSeconds(30);
+
+    private bool RecentlyUnreachable(IPEndPoint monitor)
+    {
+        lock (_unreachableSince)
+        {
+            return _unreachableSince.TryGetValue(monitor, out var at) && Environment.TickCount64 - at < UnreachableMemory.TotalMilliseconds;
         }
     }
 
@@ -258,14 +284,29 @@ public sealed class MonClient : IAsyncDisposable
             client = new MessengerClient(target, _entity, _key, ConnectionMode.Crc, new MessengerOptions(), (_, _) => ValueTask.CompletedTask, _log);
             _clients[target] = client;
         }
-        try
+        var started = client.StartAsync();
+        var until = Stopwatch.GetTimestamp() + (long)(AttemptTimeout.TotalSeconds * Stopwatch.Frequency);
+        while (!started.IsCompleted)
         {
-            await client.StartAsync().WaitAsync(AttemptTimeout, ct);
+            try
+            {
+                await started.WaitAsync(UnreachableCheckInterval, ct);
+            }
+            catch (TimeoutException) when (!started.IsCompleted)
+            {
+                // A monitor that refuses the connection (nothing listens: stopped, crashed) is given up on at once,
+                // as an established one that drops is (see RequestAsync), not after the whole attempt's time.
+                if (client.FailedConnectsInARow > 0)
+                {
+                    throw new TimeoutException("the monitor is unreachable (connecting fails)");
+                }
+                if (Stopwatch.GetTimestamp() >= until)
+                {
+                    throw new TimeoutException($"could not connect within {AttemptTimeout.TotalSeconds:0.#} s");
+                }
+            }
         }
-        catch (TimeoutException)
-        {
-            throw new TimeoutException($"could not connect within {AttemptTimeout.TotalSeconds:0.#} s");
-        }
+        await started;
         return client;
     }
 

@@ -363,6 +363,12 @@ public sealed class MonitorDaemon : IAsyncDisposable
         try
         {
             reply = await HandleRequestAsync(session.PeerEntity, request);
+            if (request.Command is not null && reply.Leader is null && _leaderHint is { } leader)
+            {
+                // Answered through the leader (a peon forwards commands): say where it is, so the client sends its
+                // next commands there directly (one hop less) — it may come back here if it cannot reach it.
+                reply = reply with { Leader = leader };
+            }
         }
         catch (Exception e)
         {
@@ -685,6 +691,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
         if ((node.Role, node.Leader, node.CommitIndex) != _statusOf)
         {
             _statusOf = (node.Role, node.Leader, node.CommitIndex);
+            _leaderHint = node.Role != PaxosRole.Leader && node.Leader is { } led ? CurrentMonMap().FindById(led)?.Address : null;
             var leader = node.Leader is { } l ? NameOf(l) : "none";
             _statusLine = $"{node.Role.ToString().ToLowerInvariant()}, leader {leader}, committed {node.CommitIndex}";
             _members = node.Members.Ids;
@@ -711,6 +718,9 @@ public sealed class MonitorDaemon : IAsyncDisposable
             waiter.TrySetResult(reply);
         }
     }
+
+    // The leader's address while this monitor is a peon that knows it (for answers to forwarded commands), else null.
+    private volatile string? _leaderHint;
 
     // Answers SendEarly could not send before the write (see there); Drain sends them.
     private readonly List<(TaskCompletionSource<MonReply> Waiter, MonReply Reply)> _heldAnswers = [];
