@@ -249,27 +249,41 @@ public sealed class MonClient : IAsyncDisposable
     private static async Task<Message> RequestAsync(MessengerClient client, byte[] bytes, TimeSpan timeout, CancellationToken ct)
     {
         var request = client.Session.RequestAsync(MonMessageTypes.Request, bytes, timeout, ct);
-        while (!request.IsCompleted)
+        await UnlessUnreachableAsync(request, client, "the monitor is unreachable (its connection dropped and reconnecting fails)", null, ct);
+        return await request;
+    }
+
+    /// <summary>
+    /// Waits for <paramref name="task"/>, checking every <see cref="UnreachableCheckInterval"/> whether
+    /// <paramref name="client"/> has failed to (re)connect: a monitor that is gone (nothing listens) is given up on at
+    /// once, with <paramref name="gone"/> as the reason, not after the whole attempt's time. <paramref name="limit"/>
+    /// bounds the wait when the task has no timeout of its own. The task's own outcome is rethrown as it is.
+    /// </summary>
+    private static async Task UnlessUnreachableAsync(Task task, MessengerClient client, string gone, TimeSpan? limit, CancellationToken ct)
+    {
+        var until = limit is { } l ? Stopwatch.GetTimestamp() + (long)(l.TotalSeconds * Stopwatch.Frequency) : long.MaxValue;
+        while (!task.IsCompleted)
         {
             try
             {
-                // WaitAsync drops its timer when the reply comes first (a Task.Delay per request would stay queued).
-                await request.WaitAsync(UnreachableCheckInterval, ct);
+                // WaitAsync drops its timer when the task completes first (a Task.Delay per request would stay queued).
+                await task.WaitAsync(UnreachableCheckInterval, ct);
             }
-            catch (TimeoutException) when (!request.IsCompleted)
+            catch (TimeoutException) when (!task.IsCompleted)
             {
-                if (client.FailedConnectsInARow > 0)
+                var unreachable = client.FailedConnectsInARow > 0;
+                if (unreachable || Stopwatch.GetTimestamp() >= until)
                 {
-                    _ = request.ContinueWith(t => _ = t.Exception, TaskScheduler.Default);
-                    throw new TimeoutException("the monitor is unreachable (its connection dropped and reconnecting fails)");
+                    _ = task.ContinueWith(t => _ = t.Exception, TaskScheduler.Default);
+                    throw new TimeoutException(unreachable ? gone : $"no answer within {limit!.Value.TotalSeconds:0.#} s");
                 }
             }
-            catch (Exception) when (request.IsCompleted)
+            catch (Exception) when (task.IsCompleted)
             {
-                // The request's own outcome (a reply, its timeout, a closed connection) is awaited below.
+                // The task's own outcome (a reply, its timeout, a closed connection) is awaited below.
             }
         }
-        return await request;
+        await task;
     }
 
     private static readonly TimeSpan UnreachableCheckInterval = TimeSpan.FromMilliseconds(50);
@@ -284,29 +298,15 @@ public sealed class MonClient : IAsyncDisposable
             client = new MessengerClient(target, _entity, _key, ConnectionMode.Crc, new MessengerOptions(), (_, _) => ValueTask.CompletedTask, _log);
             _clients[target] = client;
         }
-        var started = client.StartAsync();
-        var until = Stopwatch.GetTimestamp() + (long)(AttemptTimeout.TotalSeconds * Stopwatch.Frequency);
-        while (!started.IsCompleted)
+        try
         {
-            try
-            {
-                await started.WaitAsync(UnreachableCheckInterval, ct);
-            }
-            catch (TimeoutException) when (!started.IsCompleted)
-            {
-                // A monitor that refuses the connection (nothing listens: stopped, crashed) is given up on at once,
-                // as an established one that drops is (see RequestAsync), not after the whole attempt's time.
-                if (client.FailedConnectsInARow > 0)
-                {
-                    throw new TimeoutException("the monitor is unreachable (connecting fails)");
-                }
-                if (Stopwatch.GetTimestamp() >= until)
-                {
-                    throw new TimeoutException($"could not connect within {AttemptTimeout.TotalSeconds:0.#} s");
-                }
-            }
+            // A monitor that refuses the connection (stopped, crashed) is passed over at once.
+            await UnlessUnreachableAsync(client.StartAsync(), client, "the monitor is unreachable (connecting fails)", AttemptTimeout, ct);
         }
-        await started;
+        catch (TimeoutException e) when (client.FailedConnectsInARow == 0)
+        {
+            throw new TimeoutException($"could not connect within {AttemptTimeout.TotalSeconds:0.#} s", e);
+        }
         return client;
     }
 
