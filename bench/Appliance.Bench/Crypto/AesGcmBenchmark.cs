@@ -76,8 +76,8 @@ public sealed class AesGcmBenchmark : IBenchmark
                 }
                 foreach (var op in new[] { "encrypt", "decrypt" })
                 {
-                    var us = Median(results[(op, true)]);
-                    var them = Median(results[(op, false)]);
+                    var us = Stats.Median(results[(op, true)]);
+                    var them = Stats.Median(results[(op, false)]);
                     Console.WriteLine($"{"AES-" + keyBits,-8} {(size >= 1 << 20 ? "1 MiB" : "4 KiB"),-8} {op,-8} {F(us),10} {F(them),13} {F(us / them),6}");
                 }
             }
@@ -110,12 +110,6 @@ public sealed class AesGcmBenchmark : IBenchmark
             n++;
         }
         return n * (double)size / clock.Elapsed.TotalSeconds / 1e9;
-    }
-
-    private static double Median(List<double> values)
-    {
-        var v = values.Order().ToArray();
-        return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
     }
 
     private static string F(double v) => v.ToString("0.00", CultureInfo.InvariantCulture);

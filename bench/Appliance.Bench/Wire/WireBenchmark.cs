@@ -57,13 +57,13 @@ public sealed class WireBenchmark : IBenchmark
                         ours[c].Add(await MessengerAsync(keyringPath, key, c.Mode, c.HandOver, size, seconds, ct));
                     }
                 }
-                var tcp = Median(ceiling.Select(x => x.Bytes));
-                var tcpCpu = Median(ceiling.Select(x => x.CpuPerGb));
+                var tcp = Stats.Median(ceiling.Select(x => x.Bytes));
+                var tcpCpu = Stats.Median(ceiling.Select(x => x.CpuPerGb));
                 foreach (var c in cases)
                 {
-                    var msgs = Median(ours[c].Select(x => x.Msgs));
-                    var bytes = Median(ours[c].Select(x => x.Bytes));
-                    var cpu = Median(ours[c].Select(x => x.CpuPerGb));
+                    var msgs = Stats.Median(ours[c].Select(x => x.Msgs));
+                    var bytes = Stats.Median(ours[c].Select(x => x.Bytes));
+                    var cpu = Stats.Median(ours[c].Select(x => x.CpuPerGb));
                     var perRound = string.Join(" ", ours[c].Select((x, i) => F(x.Bytes / ceiling[i].Bytes)));
                     var label = c.Mode.ToString().ToLowerInvariant() + (size >= MessageSession.HandOverFrom && !c.HandOver ? "+copy" : "");
                     Console.WriteLine($"{(size >= 1 << 20 ? $"{size >> 20} MiB" : $"{size >> 10} KiB"),-8} {label,-12} {Fio.Format(msgs),10} {Mb(bytes),9} {Mb(tcp),15} {F(bytes / tcp),6} {F(cpu),6} {F(tcpCpu),8} {F(tcpCpu / cpu),6}   {perRound}");
@@ -101,12 +101,6 @@ public sealed class WireBenchmark : IBenchmark
     }
 
     private static string F(double v) => v.ToString("0.00", CultureInfo.InvariantCulture);
-
-    private static double Median(IEnumerable<double> values)
-    {
-        var v = values.Order().ToArray();
-        return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
-    }
 
     private static string Mb(double bytesPerSecond) => (bytesPerSecond / 1e6).ToString("0.0", CultureInfo.InvariantCulture);
 

@@ -85,8 +85,9 @@ public sealed class MonitorDaemon : IAsyncDisposable
     /// For a process that runs monitors and nothing else (`appliance mon run`): socket completions then run on the
     /// runtime's socket event threads instead of hopping to the thread pool (one wake-up and thread switch less per
     /// message: on this machine one proposer's commit p50 fell from 1.14-1.16 to 0.92-0.97 ms; 64 proposers' rate
-    /// moved within the noise). Safe here because nothing a monitor's socket continuation does blocks: frames are parsed and
-    /// checked, and every request or Paxos message is posted to the loop thread, which alone writes to disk. (A
+    /// moved within the noise). Safe here because nothing a monitor's socket continuation does blocks: frames are
+    /// parsed and checked, and every request or Paxos message is posted to the loop thread, which alone writes to
+    /// disk. (A
     /// process whose handlers block — an OSD flushing its store on the caller's thread — must not use it: a blocked
     /// event thread stalls every socket it serves.) The runtime reads the setting when the process creates its first
     /// socket: call this before that. An operator's explicit setting of the variable is left as it is.

@@ -77,15 +77,7 @@ public sealed class SecureFrameCodec : IDisposable
     /// Seals an encoded header followed by its payload (<paramref name="plain"/>, contiguous) into
     /// <paramref name="destination"/> (at least <c>4 + plain + tag</c> bytes; must not overlap the plain text).
     /// </summary>
-    public void Seal(ReadOnlySpan<byte> plain, Span<byte> destination)
-    {
-        var sealedLength = plain.Length + TagSize;
-        BinaryPrimitives.WriteUInt32LittleEndian(destination, (uint)sealedLength);
-        Span<byte> nonce = stackalloc byte[12];
-        Nonce(nonce);
-        Encrypt(nonce, [], plain, destination.Slice(4, plain.Length), destination.Slice(4 + plain.Length, TagSize), destination[..4]);
-        _counter++;
-    }
+    public void Seal(ReadOnlySpan<byte> plain, Span<byte> destination) => Seal([], plain, destination);
 
     /// <summary>
     /// Seals an encoded header and a payload that lie apart (a handed-over payload) into
