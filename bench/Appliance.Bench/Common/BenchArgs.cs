@@ -17,6 +17,9 @@ public sealed class BenchArgs(string[] args)
         return null;
     }
 
+    /// <summary>A switch without a value.</summary>
+    public bool Has(string name) => args.Contains(name);
+
     public string Get(string name, string fallback) => Get(name) ?? fallback;
 
     public int Get(string name, int fallback) => Get(name) is { } v ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;

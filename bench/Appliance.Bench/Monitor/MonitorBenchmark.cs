@@ -6,6 +6,7 @@ using Appliance.Bench.Common;
 using Appliance.Monitor.Daemon;
 using Appliance.Monitor.Maps;
 using Appliance.Wire.Auth;
+using Appliance.Wire.Messenger;
 
 namespace Appliance.Bench.Monitor;
 
@@ -302,7 +303,7 @@ public sealed class MonitorPeer : IBenchmark
 
     public async Task<int> RunAsync(string[] args, CancellationToken ct)
     {
-        MonitorDaemon.UseInlineSocketCompletions();
+        SocketCompletions.RunInline();
         var (confDir, name, dataDir) = (args[0], args[1], args[2]);
         var conf = ClusterConf.Load(confDir);
         var monKey = Keyring.Load(Path.Combine(confDir, ClusterConf.MonKeyringName)).Find(ClusterConf.MonEntity)!.Key;

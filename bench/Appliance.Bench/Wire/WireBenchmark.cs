@@ -11,17 +11,25 @@ namespace Appliance.Bench.Wire;
 /// <summary>
 /// Messenger throughput between two processes over loopback: this process sends, a child process (this program,
 /// `wire-peer`) receives. For 4 KiB and 1 MiB payloads, in crc and secure modes, beside a plain TCP stream between
-/// the same two processes (the ceiling). A run ends when the receiver has acknowledged every message.
+/// the same two processes (the ceiling). A run ends when the receiver has acknowledged every message. Both processes
+/// run their socket continuations the way a daemon does (<see cref="SocketCompletions.RunInline"/>); with
+/// --pool-completions both leave them to the thread pool (the runtime's default), plain TCP included.
 /// </summary>
 public sealed class WireBenchmark : IBenchmark
 {
     public string Name => "wire";
 
-    public string Description => "messenger msgs/s and MB/s, 4 KiB and 1 MiB, crc and secure, vs plain TCP [--seconds 2] [--rounds 3] [--size 4K|1M] [--mode crc|secure]";
+    public string Description => "messenger msgs/s and MB/s, 4 KiB and 1 MiB, crc and secure, vs plain TCP [--seconds 2] [--rounds 3] [--size 4K|1M] [--mode crc|secure] [--pool-completions]";
 
     public async Task<int> RunAsync(string[] args, CancellationToken ct)
     {
         var a = new BenchArgs(args);
+        // Before this process's first socket; the peer processes inherit the setting through the environment.
+        if (a.Has("--pool-completions"))
+        {
+            Environment.SetEnvironmentVariable(SocketCompletions.InlineVariable, "0");
+        }
+        var inline = SocketCompletions.RunInline();
         var seconds = a.Get("--seconds", 2);
         // --size 4K|1M and --mode crc|secure narrow the run (for profiling one case).
         var sizes = a.Get("--size") is { } only ? [(int)a.GetSize("--size", 0)] : new[] { 4096, 1 << 20 };
@@ -39,6 +47,9 @@ public sealed class WireBenchmark : IBenchmark
             // the median of its rounds, so a burst of someone else's load does not land on one side only.
             var rounds = a.Get("--rounds", 3);
             Console.WriteLine($"wire: one sender process and one receiver process over loopback, {seconds} s per run, median of {rounds} interleaved rounds");
+            Console.WriteLine(inline
+                ? "(socket continuations on the event threads in both processes, as in a daemon; --pool-completions for the thread pool)"
+                : "(socket continuations on the thread pool in both processes, the runtime's default)");
             Console.WriteLine("(cpu = CPU seconds of both processes per GB moved; its ratio, TCP's over ours, hardly depends on other load)");
             Console.WriteLine("(crc, secure: a 1 MiB payload is handed over, SendWithoutCopyAsync; +copy: SendAsync copies it)");
             Console.WriteLine($"{"payload",-8} {"mode",-12} {"msgs/s",10} {"MB/s",9} {"plain TCP MB/s",15} {"ratio",6} {"cpu",6} {"TCP cpu",8} {"ratio",6}   per round MB/s ratio");

@@ -5,6 +5,7 @@ using Appliance.Cli.Common;
 using Appliance.Monitor.Daemon;
 using Appliance.Monitor.Maps;
 using Appliance.Wire.Auth;
+using Appliance.Wire.Messenger;
 
 namespace Appliance.Cli.Commands;
 
@@ -197,8 +198,10 @@ public static class MonitorCommands
         var run = new Command("run", "Run one monitor in the foreground until it is stopped (SIGTERM or Ctrl-C).") { name, data };
         run.SetAction(async (parse, ct) =>
         {
-            // Before anything here opens a socket (the runtime reads the setting then).
-            MonitorDaemon.UseInlineSocketCompletions();
+            // Socket continuations on the event threads: no monitor socket continuation blocks (requests and Paxos
+            // messages are posted to the loop thread, which alone writes to disk). Before anything here opens a
+            // socket (the runtime reads the setting then).
+            SocketCompletions.RunInline();
             var conf = LoadConf(parse);
             var monKey = LoadKey(parse, ClusterConf.MonEntity, Path.Combine(ConfDirOf(parse), ClusterConf.MonKeyringName));
             var admin = LoadKey(parse, "client.admin", Path.Combine(ConfDirOf(parse), ClusterConf.AdminKeyringName));

@@ -81,27 +81,6 @@ public sealed class MonitorDaemon : IAsyncDisposable
     // Completed at the end of the next Drain (a stop waiting until the hand-off's messages are handed to the peers).
     private TaskCompletionSource? _afterDrain;
 
-    /// <summary>
-    /// For a process that runs monitors and nothing else (`appliance mon run`): socket completions then run on the
-    /// runtime's socket event threads instead of hopping to the thread pool (one wake-up and thread switch less per
-    /// message: on this machine one proposer's commit p50 fell from 1.14-1.16 to 0.92-0.97 ms; 64 proposers' rate
-    /// moved within the noise). Safe here because nothing a monitor's socket continuation does blocks: frames are
-    /// parsed and checked, and every request or Paxos message is posted to the loop thread, which alone writes to
-    /// disk. (A
-    /// process whose handlers block — an OSD flushing its store on the caller's thread — must not use it: a blocked
-    /// event thread stalls every socket it serves.) The runtime reads the setting when the process creates its first
-    /// socket: call this before that. An operator's explicit setting of the variable is left as it is.
-    /// </summary>
-    public static void UseInlineSocketCompletions()
-    {
-        if (Environment.GetEnvironmentVariable(InlineCompletionsVariable) is null)
-        {
-            Environment.SetEnvironmentVariable(InlineCompletionsVariable, "1");
-        }
-    }
-
-    private const string InlineCompletionsVariable = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
-
     public MonitorDaemon(MonitorDaemonOptions options, Action<string> log)
     {
         _options = options;

@@ -12,13 +12,18 @@ internal sealed class MessengerFixture : IAsyncDisposable
     public const ushort Data = 300;
     public readonly Secret ClientKey = Secret.Generate();
     public readonly ConcurrentQueue<string> Log = new();
-    public readonly Channel<(MessageSession Session, Message Message)> Received = Channel.CreateUnbounded<(MessageSession, Message)>();
+    /// <summary>What the server received; bounded when asked (a full channel holds the server's handler, and through
+    /// it the session's inbox and the sender's window: messages stay in flight).</summary>
+    public readonly Channel<(MessageSession Session, Message Message)> Received;
     public readonly MessengerServer Server;
     public readonly EndPoint Endpoint;
     private readonly List<MessengerClient> _clients = [];
 
-    public MessengerFixture(MessengerOptions? options = null, bool unix = false)
+    public MessengerFixture(MessengerOptions? options = null, bool unix = false, int? receivedCapacity = null)
     {
+        Received = receivedCapacity is { } capacity
+            ? Channel.CreateBounded<(MessageSession, Message)>(capacity)
+            : Channel.CreateUnbounded<(MessageSession, Message)>();
         var keyring = new Keyring();
         keyring.Add(new KeyringEntry("client.test", ClientKey, new Dictionary<string, string> { ["osd"] = "allow rw" }));
         Server = new MessengerServer(e => keyring.Find(e)?.Key, options ?? new MessengerOptions(), OnMessage, Log.Enqueue);

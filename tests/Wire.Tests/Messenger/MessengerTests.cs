@@ -21,7 +21,7 @@ public sealed class MessengerTests
         return b;
     }
 
-    private static async Task<List<int>> ReceiveAsync(MessengerFixture f, int count, Func<string>? state = null)
+    private static async Task<List<int>> ReceiveAsync(MessengerFixture f, int count, Func<string>? state = null, Action<int>? afterEach = null)
     {
         var got = new List<int>();
         using var cts = new CancellationTokenSource(Patience);
@@ -40,6 +40,7 @@ public sealed class MessengerTests
             }
             Assert.Equal(Crc32C.Compute(m.Payload.Span[..4]), BinaryPrimitives.ReadUInt32LittleEndian(m.Payload.Span[4..]));
             got.Add(BinaryPrimitives.ReadInt32LittleEndian(m.Payload.Span));
+            afterEach?.Invoke(got.Count - 1);
         }
         return got;
     }
@@ -81,7 +82,8 @@ public sealed class MessengerTests
     {
         var seed = Seeds.Get();
         var random = new Random(seed);
-        await using var f = new MessengerFixture();
+        // The receiver takes messages only as the test reads them, so the sender's window stays full.
+        await using var f = new MessengerFixture(receivedCapacity: 64);
         var client = f.Client(ConnectionMode.Secure);
         await client.StartAsync();
         var total = Seeds.Soak ? 200_000 : 20_000;
@@ -94,27 +96,30 @@ public sealed class MessengerTests
                 await client.Session.SendAsync(MessengerFixture.Data, Numbered(i, random.Next(8, 2000)));
             }
         });
-        var cutter = Task.Run(async () =>
+        // Cuts at chosen points of the stream, from either end, so they always land with messages in flight (a
+        // cutter on a timer found the whole stream sent before its first cut once socket continuations ran inline).
+        var r = new Random(seed + 1);
+        var cutAfter = Enumerable.Range(0, cuts).Select(_ => r.Next(1, total - 100)).ToHashSet();
+        void Cut(int received)
         {
-            var r = new Random(seed + 1);
-            for (var c = 0; c < cuts && !sender.IsCompleted; c++)
+            if (!cutAfter.Contains(received))
             {
-                await Task.Delay(r.Next(1, 15));
-                if (r.Next(2) == 0)
-                {
-                    client.DropConnection();
-                }
-                else
-                {
-                    f.Server.DropConnections();
-                }
+                return;
             }
-        });
+            if (r.Next(2) == 0)
+            {
+                client.DropConnection();
+            }
+            else
+            {
+                f.Server.DropConnections();
+            }
+        }
         var received = await ReceiveAsync(f, total, () =>
             $"client connects {client.Connects}, client unacked {client.Session.UnackedMessages}, sender done {sender.IsCompleted}, " +
-            $"server sessions {string.Join(",", f.Server.Sessions.Select(s => s.LastDelivered))}, server connections {f.Server.ConnectionCount}, sender {sender.Status} {sender.Exception?.InnerException?.Message}");
+            $"server sessions {string.Join(",", f.Server.Sessions.Select(s => s.LastDelivered))}, server connections {f.Server.ConnectionCount}, sender {sender.Status} {sender.Exception?.InnerException?.Message}",
+            Cut);
         await sender.WaitAsync(Patience);
-        await cutter.WaitAsync(Patience);
 
         Assert.Equal(Enumerable.Range(0, total), received);
         Assert.True(client.Connects > 1, $"the test must actually have cut connections (seed {seed})");
@@ -135,7 +140,8 @@ public sealed class MessengerTests
         // seq n after the new loop had handed over n + 1.)
         var seed = Seeds.Get();
         var random = new Random(seed);
-        await using var f = new MessengerFixture();
+        // The receiver takes messages only as the test reads them, so the sender's window stays full.
+        await using var f = new MessengerFixture(receivedCapacity: 4);
         var client = f.Client(mode);
         await client.StartAsync();
         const int total = 300;
@@ -156,12 +162,19 @@ public sealed class MessengerTests
                     : client.Session.SendAsync(MessengerFixture.Data, Content(i, sizes[i])));
             }
         });
-        var cutter = Task.Run(async () =>
+        // The cuts come from the receiving side at chosen messages, so they always land mid-stream with later
+        // messages in flight (a cutter on a timer found the whole stream sent before its first cut once socket
+        // continuations ran inline).
+        var r = new Random(seed + 1);
+        var cutAfter = Enumerable.Range(0, 10).Select(_ => r.Next(1, total - 20)).ToHashSet();
+        using var cts = new CancellationTokenSource(Patience);
+        for (var i = 0; i < total; i++)
         {
-            var r = new Random(seed + 1);
-            for (var c = 0; c < 10 && !sender.IsCompleted; c++)
+            var (_, m) = await f.Received.Reader.ReadAsync(cts.Token);
+            Assert.Equal(i, BinaryPrimitives.ReadInt32LittleEndian(m.Payload.Span));
+            Assert.True(m.Payload.Span.SequenceEqual(Content(i, sizes[i])), $"message {i} ({sizes[i]} bytes) arrived altered (seed {seed})");
+            if (cutAfter.Contains(i))
             {
-                await Task.Delay(r.Next(5, 30));
                 if (r.Next(2) == 0)
                 {
                     client.DropConnection();
@@ -171,17 +184,10 @@ public sealed class MessengerTests
                     f.Server.DropConnections();
                 }
             }
-        });
-        using var cts = new CancellationTokenSource(Patience);
-        for (var i = 0; i < total; i++)
-        {
-            var (_, m) = await f.Received.Reader.ReadAsync(cts.Token);
-            Assert.Equal(i, BinaryPrimitives.ReadInt32LittleEndian(m.Payload.Span));
-            Assert.True(m.Payload.Span.SequenceEqual(Content(i, sizes[i])), $"message {i} ({sizes[i]} bytes) arrived altered (seed {seed})");
         }
         await sender.WaitAsync(Patience);
-        await cutter.WaitAsync(Patience);
         Assert.True(client.Connects > 1, $"the test must actually have cut connections (seed {seed})");
+        Assert.True(client.Session.Resent > 0, $"cuts must have forced resends (seed {seed})");
     }
 
     [Fact]
