@@ -622,12 +622,16 @@ public sealed class MessageSession : IAsyncDisposable
 /// <summary>Limits of a session.</summary>
 public sealed record SessionOptions
 {
-    public long MaxUnackedBytes { get; init; } = 8 << 20;
+    /// <summary>Bytes sent and not yet acknowledged (and, on the receiving side, bytes waiting for the handler). It
+    /// must cover what the kernel keeps in flight, or the sender stalls on the window while the pipe is not full:
+    /// over loopback TCP (socket buffers autotuned to about 4 MiB send + 6 MiB receive) 8 MiB held 1 MiB messages to
+    /// 0.79-0.81 of the CPU efficiency of plain TCP, 16 MiB gave 0.88-0.91.</summary>
+    public long MaxUnackedBytes { get; init; } = 16 << 20;
     public int MaxUnackedMessages { get; init; } = 4096;
     /// <summary>Send an explicit acknowledgement after this many deliveries without outgoing traffic...</summary>
     public int AckEvery { get; init; } = 32;
     /// <summary>...or after this many delivered bytes, so large messages never wait for the ack timer.</summary>
-    public long AckBytes { get; init; } = 2 << 20;
+    public long AckBytes { get; init; } = 4 << 20;
     public int MaxPayload { get; init; } = 16 << 20;
 }
 
