@@ -460,13 +460,12 @@ public sealed partial class PaxosNode
     private void Complete(ProposalOutcome outcome) => _stagedCompletions.Add(outcome);
 
     /// <summary>The completion of a command applied from the entry at <paramref name="index"/>: released before the
-    /// batch's write when this member leads and that entry is already durable here (see <see cref="BeforeWrite"/>).
-    /// Only a leader: every entry it applies it staged itself (proposed or re-proposed in its ballot), so "not in the
-    /// batch being built" means "written". A follower or candidate can apply entries that reached its log other ways
-    /// (the soak found one that was neither in the batch nor on its disk); its few completions wait for the write.</summary>
+    /// batch's write when that entry is already durable here (see <see cref="BeforeWrite"/>). An entry reaches the log
+    /// only through the batch (StageEntry) or from the disk at start, and leaves the batch only by its write or by a
+    /// trim that drops it from the log too: so "not in the batch being built" means "written".</summary>
     private void Complete(ProposalOutcome outcome, long index)
     {
-        if (_inBatch && BeforeWrite is not null && _role == PaxosRole.Leader && !_batchSlots.ContainsKey(index))
+        if (_inBatch && BeforeWrite is not null && !_batchSlots.ContainsKey(index))
         {
             _durableCompletions.Add(outcome);
         }

@@ -103,8 +103,8 @@ public static class SimRunner
         if (config.EarlyAccepts && config.Members > 1 && config.Batching != BatchMode.Never)
         {
             Assert.True(earlyReleases >= schedules, $"only {earlyReleases} early releases");
-            // Only a leader answers early, so the count swings with how often the faults move the leadership: the
-            // membership suite gave 129-189 for 700 schedules, the 3- and 5-member ones 0.3-0.5 per schedule.
+            // The count swings with the schedules' faults: with only leaders answering early, the membership suite
+            // gave 129-189 for 700 schedules, the 3- and 5-member ones 0.3-0.5 per schedule.
             Assert.True(earlyCompletions >= schedules / 10, $"only {earlyCompletions} commits reported before a write");
             if (config.Crashes)
             {

@@ -368,7 +368,9 @@ public sealed class Simulation
         n.PendingApplied.Add((index, value));
         foreach (var cmd in value.Commands)
         {
-            n.AppliedAt[(cmd.ClientId, cmd.Seq)] = index;
+            // The first index only: a command re-proposed by a new leader can sit in the log again further on, where
+            // it is skipped as a duplicate; its completion belongs to where it was applied.
+            n.AppliedAt.TryAdd((cmd.ClientId, cmd.Seq), index);
         }
     }
 
