@@ -29,10 +29,7 @@ public static class SocketCompletions
         {
             Environment.SetEnvironmentVariable(InlineVariable, "1");
         }
-        return AreInline;
+        // As the runtime reads it: "1" or "true".
+        return Environment.GetEnvironmentVariable(InlineVariable) is { } v && (v == "1" || v.Equals("true", StringComparison.OrdinalIgnoreCase));
     }
-
-    /// <summary>Whether the setting asks for inline continuations (as the runtime reads it: "1" or "true").</summary>
-    public static bool AreInline =>
-        Environment.GetEnvironmentVariable(InlineVariable) is { } v && (v == "1" || v.Equals("true", StringComparison.OrdinalIgnoreCase));
 }

@@ -21,6 +21,19 @@ public sealed class MessengerTests
         return b;
     }
 
+    /// <summary>Drops the connection from the client's end or the server's, as <paramref name="r"/> picks.</summary>
+    private static void CutEitherEnd(MessengerFixture f, MessengerClient client, Random r)
+    {
+        if (r.Next(2) == 0)
+        {
+            client.DropConnection();
+        }
+        else
+        {
+            f.Server.DropConnections();
+        }
+    }
+
     private static async Task<List<int>> ReceiveAsync(MessengerFixture f, int count, Func<string>? state = null, Action<int>? afterEach = null)
     {
         var got = new List<int>();
@@ -102,17 +115,9 @@ public sealed class MessengerTests
         var cutAfter = Enumerable.Range(0, cuts).Select(_ => r.Next(1, total - 100)).ToHashSet();
         void Cut(int received)
         {
-            if (!cutAfter.Contains(received))
+            if (cutAfter.Contains(received))
             {
-                return;
-            }
-            if (r.Next(2) == 0)
-            {
-                client.DropConnection();
-            }
-            else
-            {
-                f.Server.DropConnections();
+                CutEitherEnd(f, client, r);
             }
         }
         var received = await ReceiveAsync(f, total, () =>
@@ -175,14 +180,7 @@ public sealed class MessengerTests
             Assert.True(m.Payload.Span.SequenceEqual(Content(i, sizes[i])), $"message {i} ({sizes[i]} bytes) arrived altered (seed {seed})");
             if (cutAfter.Contains(i))
             {
-                if (r.Next(2) == 0)
-                {
-                    client.DropConnection();
-                }
-                else
-                {
-                    f.Server.DropConnections();
-                }
+                CutEitherEnd(f, client, r);
             }
         }
         await sender.WaitAsync(Patience);
