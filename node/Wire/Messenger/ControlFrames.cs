@@ -25,19 +25,29 @@ public enum ConnectionMode : byte
     Secure = 1,
 }
 
-/// <summary>The client's opening frame: who it is, which session it resumes, and how far it has received.</summary>
+/// <summary>The client's opening frame: who it is, which session it resumes, how far it has received, and — when it
+/// proves itself with a ticket from the monitors instead of its own key — the sealed ticket and a fresh authenticator
+/// (version 2; a ticket-less hello is still readable by version 1 servers, one with a ticket is refused by them).</summary>
 internal sealed record HelloFrame(byte[] HandshakeHello, Guid SessionId, ulong LastReceived, ConnectionMode Mode)
 {
-    private const byte Version = 1;
+    private const byte Version = 2;
+
+    /// <summary>The sealed service ticket (empty: the client proves itself with its own key).</summary>
+    public byte[] Ticket { get; init; } = [];
+
+    /// <summary>The authenticator made with the ticket's session key (<see cref="Auth.Tickets.Authenticator"/>).</summary>
+    public byte[] Authenticator { get; init; } = [];
 
     public byte[] Encode()
     {
         using var w = new WireWriter();
-        var m = w.BeginStruct(Version, 1);
+        var m = w.BeginStruct(Version, Ticket.Length > 0 ? (byte)2 : (byte)1);
         w.WriteBytes(HandshakeHello);
         w.WriteFixed(SessionId.ToByteArray());
         w.WriteU64(LastReceived);
         w.WriteU8((byte)Mode);
+        w.WriteBytes(Ticket);
+        w.WriteBytes(Authenticator);
         w.EndStruct(m);
         return w.ToArray();
     }
@@ -54,10 +64,19 @@ internal sealed record HelloFrame(byte[] HandshakeHello, Guid SessionId, ulong L
         {
             throw new WireFormatException($"unknown connection mode {mode}");
         }
+        byte[] ticket = [], authenticator = [];
+        if (s.Version >= 2)
+        {
+            ticket = r.ReadBytes(MaxTicket).ToArray();
+            authenticator = r.ReadBytes(128).ToArray();
+        }
         r.EndStruct(s);
         r.ExpectEnd("hello frame");
-        return new HelloFrame(hello, id, last, (ConnectionMode)mode);
+        return new HelloFrame(hello, id, last, (ConnectionMode)mode) { Ticket = ticket, Authenticator = authenticator };
     }
+
+    /// <summary>A ticket holds an entity name and its capabilities: a few hundred bytes; 16 KiB is far above any.</summary>
+    private const int MaxTicket = 16 << 10;
 }
 
 /// <summary>The server's last handshake frame: its proof, and how far it has received in the resumed session.</summary>

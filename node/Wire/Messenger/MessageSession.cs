@@ -130,6 +130,11 @@ public sealed class MessageSession : IAsyncDisposable
         }
     }
 
+    /// <summary>What the peer may do, from the service ticket it authenticated with (a service authorizes its
+    /// operations with <see cref="Auth.Authorizer"/> against these); null when it authenticated with its own key (the
+    /// monitors, which hold the auth database, look its capabilities up there).</summary>
+    public Auth.EntityCaps? PeerCaps { get; internal set; }
+
     /// <summary>The session's connections are secure: frames are sealed (AES-GCM), so no crc32c is computed for them.</summary>
     internal bool SealedFrames { get; set; }
 

@@ -6,15 +6,17 @@ using Appliance.Wire.Framing;
 namespace Appliance.Wire.Messenger;
 
 /// <summary>
-/// The connecting side of a session: connects, authenticates (mutually), resumes its session, and when the
-/// connection drops, reconnects with backoff and resumes again, so messages queued in <see cref="Session"/> are
-/// delivered exactly once and in order across any number of cuts. A refused authentication is final.
+/// The connecting side of a session: connects, authenticates (mutually: with its own key to the monitors, or with a
+/// service ticket from the monitors to a service), resumes its session, and when the connection drops, reconnects
+/// with backoff and resumes again, so messages queued in <see cref="Session"/> are delivered exactly once and in
+/// order across any number of cuts. A refused authentication is final.
 /// </summary>
 public sealed class MessengerClient : IAsyncDisposable
 {
     private readonly EndPoint _endpoint;
     private readonly string _entity;
-    private readonly Secret _secret;
+    private readonly Secret? _secret;
+    private readonly Func<CancellationToken, ValueTask<IssuedTicket>>? _ticket;
     private readonly ConnectionMode _mode;
     private readonly MessengerOptions _options;
     private readonly Action<string> _log;
@@ -24,12 +26,29 @@ public sealed class MessengerClient : IAsyncDisposable
     private Connection? _current;
     private Guid? _serverIncarnation;
 
+    /// <summary>A client that proves itself with its own key (to the monitors).</summary>
     public MessengerClient(EndPoint endpoint, string entity, Secret secret, ConnectionMode mode, MessengerOptions options,
         Func<MessageSession, Message, ValueTask> handler, Action<string> log)
+        : this(endpoint, entity, secret, null, mode, options, handler, log)
+    {
+    }
+
+    /// <summary>A client that proves itself with a service ticket (to a service such as an OSD).
+    /// <paramref name="ticket"/> is asked before every connection attempt: it hands out a ticket that is still valid
+    /// (fetching a new one from the monitors as the old one nears its expiry).</summary>
+    public MessengerClient(EndPoint endpoint, string entity, Func<CancellationToken, ValueTask<IssuedTicket>> ticket, ConnectionMode mode,
+        MessengerOptions options, Func<MessageSession, Message, ValueTask> handler, Action<string> log)
+        : this(endpoint, entity, null, ticket, mode, options, handler, log)
+    {
+    }
+
+    private MessengerClient(EndPoint endpoint, string entity, Secret? secret, Func<CancellationToken, ValueTask<IssuedTicket>>? ticket,
+        ConnectionMode mode, MessengerOptions options, Func<MessageSession, Message, ValueTask> handler, Action<string> log)
     {
         _endpoint = endpoint;
         _entity = entity;
         _secret = secret;
+        _ticket = ticket;
         _mode = mode;
         _options = options;
         _log = log;
@@ -162,8 +181,25 @@ public sealed class MessengerClient : IAsyncDisposable
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
         timeout.CancelAfter(_options.HandshakeTimeout);
         var ct = timeout.Token;
-        var client = new HandshakeClient(_entity, _secret);
-        var hello = new HelloFrame(client.Hello(), Session.Id, Session.LastDelivered, _mode).Encode();
+        HandshakeClient client;
+        HelloFrame helloFrame;
+        if (_ticket is not null)
+        {
+            // The ticket's session key stands in for our key in the proofs; the authenticator is fresh per attempt.
+            var ticket = await _ticket(ct);
+            client = new HandshakeClient(_entity, new Secret(ticket.SessionKey));
+            helloFrame = new HelloFrame(client.Hello(), Session.Id, Session.LastDelivered, _mode)
+            {
+                Ticket = ticket.Ticket,
+                Authenticator = Tickets.Authenticator(ticket.SessionKey, DateTimeOffset.UtcNow),
+            };
+        }
+        else
+        {
+            client = new HandshakeClient(_entity, _secret!);
+            helloFrame = new HelloFrame(client.Hello(), Session.Id, Session.LastDelivered, _mode);
+        }
+        var hello = helloFrame.Encode();
         await connection.SendAsync(MessengerServer.Control(FrameTypes.Hello, hello.Length), hello, ct);
         var challenge = await ReadHandshakeFrameAsync(connection, FrameTypes.Challenge, ct);
         var proof = client.Answer(challenge.Payload.Span);

@@ -19,13 +19,16 @@ public sealed record MessengerOptions
 }
 
 /// <summary>
-/// Accepts connections (TCP or unix socket), authenticates each with the mutual handshake against a keyring, and
-/// attaches it to the client's session (new or resumed). A bad peer — garbage, a bad frame, a wrong key — costs only
-/// its own connection: it is closed with a logged reason and every other connection keeps being served.
+/// Accepts connections (TCP or unix socket), authenticates each with the mutual handshake — against a keyring (the
+/// monitors hold every entity's key), or, on a server given a <see cref="TicketVerifier"/> (a service such as an
+/// OSD), against a ticket the monitors sealed under the service's rotating secret — and attaches it to the client's
+/// session (new or resumed). A bad peer — garbage, a bad frame, a wrong key, an expired, replayed or foreign ticket —
+/// costs only its own connection: it is closed with a logged reason and every other connection keeps being served.
 /// </summary>
 public sealed class MessengerServer : IAsyncDisposable
 {
     private readonly Func<string, Secret?> _lookup;
+    private readonly TicketVerifier? _tickets;
     private readonly MessengerOptions _options;
     private readonly Func<MessageSession, Message, ValueTask> _handler;
     private readonly Action<string> _log;
@@ -36,9 +39,17 @@ public sealed class MessengerServer : IAsyncDisposable
     private readonly List<Task> _loops = [];
     private readonly Guid _incarnation = Guid.NewGuid();
 
-    public MessengerServer(Func<string, Secret?> lookup, MessengerOptions options, Func<MessageSession, Message, ValueTask> handler, Action<string> log)
+    /// <param name="lookup">An entity's key, for clients that prove themselves with it (null: unknown entity).</param>
+    /// <param name="options">Limits and modes.</param>
+    /// <param name="handler">Receives every application message, one at a time per session, in order.</param>
+    /// <param name="log">One line per event worth keeping.</param>
+    /// <param name="tickets">Verifies the service tickets clients present instead of a key; without it a ticket is
+    /// refused.</param>
+    public MessengerServer(Func<string, Secret?> lookup, MessengerOptions options, Func<MessageSession, Message, ValueTask> handler, Action<string> log,
+        TicketVerifier? tickets = null)
     {
         _lookup = lookup;
+        _tickets = tickets;
         _options = options;
         _handler = handler;
         _log = log;
@@ -182,6 +193,18 @@ public sealed class MessengerServer : IAsyncDisposable
             throw new AuthenticationException($"this server requires {_options.MinimumMode} mode");
         }
         var server = new HandshakeServer(_lookup);
+        EntityCaps? ticketCaps = null;
+        if (hello.Ticket.Length > 0)
+        {
+            // The ticket's session key stands in for the entity's key: the proofs both ways are made with it, so the
+            // client shows it holds the key the ticket carries, and we show we could open the ticket.
+            var identity = (_tickets ?? throw new AuthenticationException("this server does not take tickets; authenticate with a key"))
+                .Verify(hello.Ticket, hello.Authenticator, DateTimeOffset.UtcNow);
+            var sessionKey = new Secret(identity.SessionKey);
+            server = new HandshakeServer(e => e == identity.Entity ? sessionKey
+                : throw new AuthenticationException($"the ticket belongs to {identity.Entity}, not {e}"));
+            ticketCaps = identity.Caps;
+        }
         var challenge = server.Challenge(hello.HandshakeHello);
         await connection.SendAsync(Control(FrameTypes.Challenge, challenge.Length), challenge, ct);
         var proofFrame = await connection.ReadFrameAsync(ct);
@@ -192,6 +215,7 @@ public sealed class MessengerServer : IAsyncDisposable
         var session = _sessions.GetOrAdd((auth.Entity, hello.SessionId),
             key => new MessageSession(key.Item2, key.Item1, _options.Session, _handler, _log));
         session.SealedFrames = hello.Mode == ConnectionMode.Secure;
+        session.PeerCaps = ticketCaps;
         var accept = new AcceptFrame(serverProof, session.LastDelivered, _incarnation).Encode();
         await connection.SendAsync(Control(FrameTypes.Accept, accept.Length), accept, ct);
         if (hello.Mode == ConnectionMode.Secure)
@@ -199,7 +223,7 @@ public sealed class MessengerServer : IAsyncDisposable
             connection.SecureSend(SecureFrameCodec.Derive(auth.SessionKey, auth.HandshakeSalt, "server-to-client"));
             connection.SecureReceive(SecureFrameCodec.Derive(auth.SessionKey, auth.HandshakeSalt, "client-to-server"));
         }
-        _log($"{auth.Entity} connected from {connection.Peer} ({hello.Mode} mode, session {session.Id})");
+        _log($"{auth.Entity} connected from {connection.Peer} ({hello.Mode} mode, {(ticketCaps is null ? "key" : "ticket")}, session {session.Id})");
         await session.AttachAsync(connection, hello.LastReceived);
         return session;
     }

@@ -1,0 +1,162 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using System.Threading.Channels;
+using Appliance.Wire.Auth;
+using Appliance.Wire.Messenger;
+
+namespace Appliance.Wire.Tests.Messenger;
+
+/// <summary>Connections to a service (an OSD's messenger) made with a ticket from the monitors instead of a key: the
+/// server holds no client keys, only the service's rotating secrets.</summary>
+public sealed class TicketMessengerTests
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
+    private static readonly EntityCaps VmCaps = new(new Dictionary<string, string> { ["osd"] = "allow rw pool=vm" });
+
+    /// <summary>An "osd" service: a messenger server that knows no client key and verifies tickets.</summary>
+    private sealed class Service : IAsyncDisposable
+    {
+        public readonly ServiceSecrets Secrets = new("osd");
+        public readonly ConcurrentQueue<string> Log = new();
+        public readonly Channel<(MessageSession Session, byte[] Payload)> Received = Channel.CreateUnbounded<(MessageSession, byte[])>();
+        public readonly MessengerServer Server;
+        public readonly EndPoint Endpoint;
+        private readonly List<MessengerClient> _clients = [];
+
+        public Service(bool takesTickets = true)
+        {
+            Secrets.Rotate(DateTimeOffset.UtcNow, TimeSpan.FromHours(2));
+            Server = new MessengerServer(_ => null, new MessengerOptions(),
+                async (session, m) => await Received.Writer.WriteAsync((session, m.Payload.ToArray())), Log.Enqueue,
+                takesTickets ? new TicketVerifier(Secrets, TimeSpan.FromMinutes(5)) : null);
+            Endpoint = Server.ListenTcp(new IPEndPoint(IPAddress.Loopback, 0));
+        }
+
+        public IssuedTicket Issue(string entity, TimeSpan ttl, DateTimeOffset? now = null) =>
+            Tickets.Issue(Secrets, entity, VmCaps, now ?? DateTimeOffset.UtcNow, ttl);
+
+        public MessengerClient Client(string entity, Func<IssuedTicket> ticket, ConnectionMode mode = ConnectionMode.Crc)
+        {
+            var c = new MessengerClient(Endpoint, entity, _ => ValueTask.FromResult(ticket()), mode, new MessengerOptions(),
+                (_, _) => ValueTask.CompletedTask, Log.Enqueue);
+            _clients.Add(c);
+            return c;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var c in _clients)
+            {
+                await c.DisposeAsync();
+            }
+            await Server.DisposeAsync();
+        }
+    }
+
+    [Theory]
+    [InlineData(ConnectionMode.Crc)]
+    [InlineData(ConnectionMode.Secure)]
+    public async Task A_client_with_a_ticket_is_served_and_the_service_sees_the_tickets_caps(ConnectionMode mode)
+    {
+        await using var osd = new Service();
+        var tickets = 0;
+        var client = osd.Client("client.vm", () =>
+        {
+            tickets++;
+            return osd.Issue("client.vm", TimeSpan.FromHours(1));
+        }, mode);
+        await client.StartAsync();
+        for (var i = 0; i < 20; i++)
+        {
+            await client.Session.SendAsync(300, BitConverter.GetBytes(i));
+        }
+        using var cts = new CancellationTokenSource(Patience);
+        for (var i = 0; i < 20; i++)
+        {
+            var (session, payload) = await osd.Received.Reader.ReadAsync(cts.Token);
+            Assert.Equal(i, BitConverter.ToInt32(payload));
+            Assert.Equal("client.vm", session.PeerEntity);
+            Assert.NotNull(session.PeerCaps);
+            Assert.True(Authorizer.IsAllowed(session.PeerCaps!, "osd", Access.Write, "vm"));
+            Assert.False(Authorizer.IsAllowed(session.PeerCaps!, "osd", Access.Write, "other"));
+        }
+        // A cut: the client reconnects with a fresh authenticator (the ticket source is asked again) and resumes.
+        client.DropConnection();
+        await client.Session.SendAsync(300, BitConverter.GetBytes(20));
+        var (_, last) = await osd.Received.Reader.ReadAsync(cts.Token);
+        Assert.Equal(20, BitConverter.ToInt32(last));
+        Assert.True(client.Connects >= 2 && tickets >= 2, $"{client.Connects} connects, {tickets} tickets asked for");
+        Assert.Contains(osd.Log, l => l.Contains("client.vm connected", StringComparison.Ordinal) && l.Contains("ticket", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Expired_foreign_forged_and_misattributed_tickets_are_refused()
+    {
+        await using var osd = new Service();
+        async Task<string> RefusedAsync(string entity, Func<IssuedTicket> ticket)
+        {
+            var client = osd.Client(entity, ticket);
+            var e = await Assert.ThrowsAsync<AuthenticationException>(() => client.StartAsync().WaitAsync(Patience));
+            return e.Message;
+        }
+
+        // Expired an hour ago.
+        Assert.Contains("expired", await RefusedAsync("client.vm", () =>
+            osd.Issue("client.vm", TimeSpan.FromHours(1), DateTimeOffset.UtcNow.AddHours(-2))));
+
+        // Sealed for another service (under its secrets, which this service does not hold).
+        var mds = new ServiceSecrets("mds");
+        mds.Rotate(DateTimeOffset.UtcNow, TimeSpan.FromHours(2));
+        Assert.Contains("does not", await RefusedAsync("client.vm", () =>
+            Tickets.Issue(mds, "client.vm", VmCaps, DateTimeOffset.UtcNow, TimeSpan.FromHours(1))));
+
+        // A stolen ticket without its session key: the authenticator cannot be made.
+        Assert.Contains("session key", await RefusedAsync("client.vm", () =>
+            osd.Issue("client.vm", TimeSpan.FromHours(1)) with { SessionKey = new byte[32] }));
+
+        // Someone else's ticket (with its session key) presented under another name.
+        Assert.Contains("belongs to client.vm", await RefusedAsync("client.other", () => osd.Issue("client.vm", TimeSpan.FromHours(1))));
+
+        // No secret or key shows up in what was logged.
+        Assert.DoesNotContain(osd.Log, l => l.Contains(osd.Secrets.Current.Key.ToBase64(), StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_server_that_takes_no_tickets_refuses_one_plainly()
+    {
+        await using var mon = new Service(takesTickets: false);
+        var client = mon.Client("client.vm", () => mon.Issue("client.vm", TimeSpan.FromHours(1)));
+        var e = await Assert.ThrowsAsync<AuthenticationException>(() => client.StartAsync().WaitAsync(Patience));
+        Assert.Contains("does not take tickets", e.Message);
+    }
+
+    [Fact]
+    public async Task A_replayed_hello_is_refused()
+    {
+        // Someone who recorded a client's opening frame (ticket and authenticator) sends it again on a connection of
+        // their own: the authenticator was used once, so the service refuses it before any challenge.
+        await using var osd = new Service();
+        var ticket = osd.Issue("client.vm", TimeSpan.FromHours(1));
+        var hello = new HelloFrame(new HandshakeClient("client.vm", new Secret(ticket.SessionKey)).Hello(), Guid.NewGuid(), 0, ConnectionMode.Crc)
+        {
+            Ticket = ticket.Ticket,
+            Authenticator = Tickets.Authenticator(ticket.SessionKey, DateTimeOffset.UtcNow),
+        }.Encode();
+
+        async Task<Frame> FirstAnswerAsync()
+        {
+            var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            await socket.ConnectAsync(osd.Endpoint);
+            await using var c = new Connection(new NetworkStream(socket, ownsSocket: true), "test", 1 << 20, _ => { });
+            await c.SendAsync(MessengerServer.Control(FrameTypes.Hello, hello.Length), hello);
+            using var cts = new CancellationTokenSource(Patience);
+            return await c.ReadFrameAsync(cts.Token);
+        }
+
+        Assert.Equal(FrameTypes.Challenge, (await FirstAnswerAsync()).Header.Type);
+        var replay = await FirstAnswerAsync();
+        Assert.Equal(FrameTypes.Reject, replay.Header.Type);
+        Assert.Contains("replay", System.Text.Encoding.UTF8.GetString(replay.Payload.Span));
+    }
+}
