@@ -1,8 +1,10 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Threading.Channels;
 using Appliance.Monitor.Maps;
 using Appliance.Paxos.Core;
 using Appliance.Wire.Auth;
+using Appliance.Wire.Messenger;
 
 namespace Appliance.Monitor.Daemon.Tests;
 
@@ -381,6 +383,63 @@ public sealed class MonitorClusterTests
             };
             await Ok(client.CommandAsync(new ConfigSet("osd_heartbeat_grace", (30 + i).ToString(System.Globalization.CultureInfo.InvariantCulture))));
         }
+    }
+
+    [Fact]
+    public async Task The_leader_rotates_service_keys_and_a_client_reaches_a_service_with_a_ticket_from_the_monitors()
+    {
+        await using var c = new Cluster(3);
+        for (var i = 0; i < 3; i++)
+        {
+            await c.StartAsync(i);
+        }
+        await using var admin = c.Client();
+        var vmKey = Secret.Generate();
+        var osdKey = Secret.Generate();
+        await Ok(admin.CommandAsync(new AuthAdd("client.vm", new Dictionary<string, string> { ["mon"] = "allow r", ["osd"] = "allow rw pool=vm" }, vmKey)));
+        await Ok(admin.CommandAsync(new AuthAdd("osd.0", new Dictionary<string, string> { ["mon"] = "allow rx" }, osdKey)));
+        await using var vm = c.Client("client.vm", vmKey);
+        await using var osd0 = c.Client("osd.0", osdKey);
+
+        // The leader proposes the first osd key on its own, within a check interval or two.
+        ServiceSecrets? keys = null;
+        for (var waited = 0; waited < 200 && keys?.Find(1) is null; waited++)
+        {
+            keys = await osd0.GetServiceKeysAsync("osd");
+            await Task.Delay(100);
+        }
+        Assert.NotNull(keys?.Find(1));
+
+        // A service (as an OSD runs it): holds no client keys, verifies tickets with the keys from the monitors.
+        var received = Channel.CreateUnbounded<(MessageSession Session, byte[] Payload)>();
+        await using var service = new MessengerServer(_ => null, new MessengerOptions(),
+            async (session, m) => await received.Writer.WriteAsync((session, m.Payload.ToArray())), _ => { },
+            new TicketVerifier(keys!, TimeSpan.FromMinutes(5)));
+        var endpoint = service.ListenTcp(new IPEndPoint(IPAddress.Loopback, 0));
+        await using (var client = new MessengerClient(endpoint, "client.vm", vm.TicketSource("osd"), ConnectionMode.Secure, new MessengerOptions(),
+            (_, _) => ValueTask.CompletedTask, _ => { }))
+        {
+            await client.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            await client.Session.SendAsync(300, "write to vm"u8.ToArray());
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            var (session, payload) = await received.Reader.ReadAsync(cts.Token);
+            Assert.Equal("write to vm"u8.ToArray(), payload);
+            Assert.Equal("client.vm", session.PeerEntity);
+            Assert.True(Authorizer.IsAllowed(session.PeerCaps!, "osd", Access.Write, "vm"));
+            Assert.False(Authorizer.IsAllowed(session.PeerCaps!, "osd", Access.Write, "other"));
+        }
+
+        // The keys are the service's daemons' only; no client may rotate them.
+        await Assert.ThrowsAsync<AuthenticationException>(() => vm.GetServiceKeysAsync("osd"));
+        await Assert.ThrowsAsync<AuthenticationException>(() => admin.GetServiceKeysAsync("osd"));
+        Assert.Equal(MonReplyStatus.Denied, (await admin.CommandAsync(new ServiceKeyRotate("osd", Secret.Generate()))).Status);
+
+        // The keys are replicated state: the next leader grants tickets the keys fetched before accept.
+        await c.StopAsync(c.LeaderIndex());
+        var ticket = await vm.GetTicketAsync("osd");
+        var now = DateTimeOffset.UtcNow;
+        var identity = new TicketVerifier(keys!, TimeSpan.FromMinutes(5)).Verify(ticket.Ticket, Tickets.Authenticator(ticket.SessionKey, now), now);
+        Assert.Equal("client.vm", identity.Entity);
     }
 
     [Fact]

@@ -54,6 +54,63 @@ public sealed class MonClient : IAsyncDisposable
     public Task<MonReply> QueryAsync(MonQuery query, string argument = "", CancellationToken ct = default) =>
         SendAsync(new MonRequest(_clientId, 0, null, query, argument), ct);
 
+    /// <summary>A ticket to <paramref name="service"/> for this client's entity, its session key opened with our key.
+    /// Throws <see cref="MonitorsUnavailableException"/> as any request, and <see cref="AuthenticationException"/>
+    /// when the monitors refuse (unknown entity, no key for the service yet, or a grant that does not open with our
+    /// key).</summary>
+    public async Task<IssuedTicket> GetTicketAsync(string service, CancellationToken ct = default)
+    {
+        var reply = await QueryAsync(MonQuery.ServiceTicket, service, ct);
+        if (reply is not { Status: MonReplyStatus.Ok, Data: { } data })
+        {
+            throw new AuthenticationException($"no {service} ticket for {_entity}: {reply.Message}");
+        }
+        return ServiceTickets.OpenGrant(data, _key);
+    }
+
+    /// <summary>
+    /// A ticket source for a <see cref="MessengerClient"/> to a service: hands out the ticket it holds while it has
+    /// more than a quarter of its life left, else fetches a new one (so every connection attempt presents a ticket
+    /// that is good for a while). One fetch at a time.
+    /// </summary>
+    public Func<CancellationToken, ValueTask<IssuedTicket>> TicketSource(string service)
+    {
+        IssuedTicket? held = null;
+        DateTimeOffset renewAt = default;
+        var gate = new SemaphoreSlim(1, 1);
+        return async ct =>
+        {
+            await gate.WaitAsync(ct);
+            try
+            {
+                var now = DateTimeOffset.UtcNow;
+                if (held is null || now >= renewAt)
+                {
+                    held = await GetTicketAsync(service, ct);
+                    renewAt = now + (held.Expires - now) * 3 / 4;
+                }
+                return held;
+            }
+            finally
+            {
+                gate.Release();
+            }
+        };
+    }
+
+    /// <summary>The rotating keys of <paramref name="service"/>, for one of its daemons (this client must be
+    /// `service.N`), ready for a <see cref="TicketVerifier"/>; fetch again as keys rotate (every
+    /// <see cref="AuthDb.RotateAfter"/>).</summary>
+    public async Task<ServiceSecrets> GetServiceKeysAsync(string service, CancellationToken ct = default)
+    {
+        var reply = await QueryAsync(MonQuery.ServiceKeys, service, ct);
+        if (reply is not { Status: MonReplyStatus.Ok, Data: { } data })
+        {
+            throw new AuthenticationException($"no {service} service keys for {_entity}: {reply.Message}");
+        }
+        return ServiceTickets.OpenKeys(data, _key);
+    }
+
     /// <summary>How long a monitor may hold a subscription poll waiting for a new epoch.</summary>
     public TimeSpan PollWait { get; init; } = TimeSpan.FromSeconds(10);
 

@@ -34,6 +34,12 @@ public enum MonQuery : byte
     OsdMapSince = 11,
     /// <summary>A subscription poll for the monmap (always the full map: it is small).</summary>
     MonMapSince = 12,
+    /// <summary>A ticket for the service named in the argument, for the asking entity, with its capabilities; the
+    /// ticket's session key comes sealed under the entity's key (see <see cref="ServiceTickets.Grant"/>).</summary>
+    ServiceTicket = 13,
+    /// <summary>The rotating keys of the service named in the argument, for that service's own daemons only
+    /// (`osd.N` for `osd`), sealed under the daemon's key (see <see cref="ServiceTickets.GrantKeys"/>).</summary>
+    ServiceKeys = 14,
 }
 
 /// <summary>
@@ -305,6 +311,11 @@ public static class MonCommandCodec
             case OsdTick:
                 w.WriteU8(17);
                 break;
+            case ServiceKeyRotate c:
+                w.WriteU8(18);
+                w.WriteString(c.Service);
+                w.WriteString(c.Key.ToBase64());
+                break;
             default:
                 throw new ArgumentException($"no encoding for command {command.GetType().Name}", nameof(command));
         }
@@ -333,6 +344,7 @@ public static class MonCommandCodec
             15 => new OsdFailureReport(r.ReadI32(), r.ReadI32()),
             16 => new OsdFailureCancel(r.ReadI32(), r.ReadI32()),
             17 => new OsdTick(),
+            18 => new ServiceKeyRotate(r.ReadString(), ReadSecret(ref r)),
             _ => throw new WireFormatException($"unknown monitor command tag {tag}"),
         };
     }

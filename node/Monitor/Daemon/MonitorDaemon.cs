@@ -70,6 +70,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
     private readonly long _selfClientId = Random.Shared.NextInt64(1, long.MaxValue);
     private long _selfSeq;
     private TimeSpan _lastOsdCheck;
+    private TimeSpan _lastKeyCheck;
     private MonitorStore? _store;
     private PaxosNode? _node;
     private MonitorStateMachine? _machine;
@@ -461,7 +462,9 @@ public sealed class MonitorDaemon : IAsyncDisposable
             }
             return;
         }
-        done.TrySetResult(Read(request.Query, request.Argument));
+        // A ticket or a service's keys are for the asker: the monitor names it (the first line), never the client.
+        var argument = request.Query is MonQuery.ServiceTicket or MonQuery.ServiceKeys ? who + "\n" + request.Argument : request.Argument;
+        done.TrySetResult(Read(request.Query, argument));
     }
 
     /// <summary>A linearizable read through the leader's lease, or where to go instead.</summary>
@@ -606,6 +609,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
                 {
                     node.Tick(Now);
                     CheckOsds();
+                    CheckServiceKeys();
                     CheckMembership();
                     nextTick = Now + _options.TickInterval;
                 }
@@ -651,6 +655,29 @@ public sealed class MonitorDaemon : IAsyncDisposable
         if (_machine!.TickWouldChange(wall))
         {
             node.Propose(_selfClientId, ++_selfSeq, MonitorStateMachine.EncodeEntry(new OsdTick(), $"mon.{_options.Name}", wall), now);
+        }
+    }
+
+    /// <summary>The leader, under its lease, proposes a new key for each ticket service whose newest key is missing
+    /// or older than <see cref="AuthDb.RotateAfter"/>. The key is generated here, so every monitor applies the same
+    /// one; a second proposal made before the first applied changes nothing (the operation sees a fresh key).</summary>
+    private void CheckServiceKeys()
+    {
+        var node = _node!;
+        var now = Now;
+        if (now - _lastKeyCheck < _options.OsdCheckInterval || !node.HoldsLease(now))
+        {
+            return;
+        }
+        _lastKeyCheck = now;
+        var wall = DateTimeOffset.UtcNow;
+        foreach (var service in AuthDb.TicketServices)
+        {
+            if (_machine!.State.Auth.NeedsRotation(service, wall.ToUnixTimeMilliseconds()))
+            {
+                node.Propose(_selfClientId, ++_selfSeq,
+                    MonitorStateMachine.EncodeEntry(new ServiceKeyRotate(service, Secret.Generate()), $"mon.{_options.Name}", wall), now);
+            }
         }
     }
 

@@ -182,6 +182,19 @@ public sealed class MonitorStateMachine : IStateMachine
                     b.Append(keyring.Format());
                     return Ok(b);
                 }
+            case MonQuery.ServiceTicket or MonQuery.ServiceKeys:
+                {
+                    // "WHO\nSERVICE": the daemon puts the authenticated asker first.
+                    var cut = argument.IndexOf('\n', StringComparison.Ordinal);
+                    if (cut <= 0)
+                    {
+                        return new MonReply(MonReplyStatus.Invalid, 0, "a ticket or key request without its asker");
+                    }
+                    var (who, service) = (argument[..cut], argument[(cut + 1)..]);
+                    return kind == MonQuery.ServiceTicket
+                        ? ServiceTickets.Grant(s, who, service, DateTimeOffset.UtcNow)
+                        : ServiceTickets.GrantKeys(s, who, service);
+                }
             case MonQuery.Audit:
                 {
                     var count = int.TryParse(argument, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0 ? n : 50;

@@ -61,21 +61,127 @@ public sealed record AuthEntity(string Name, Secret Key, ImmutableSortedDictiona
     }
 }
 
+/// <summary>One generation of a service's rotating secret (see <see cref="AuthDb.ServiceKeys"/>): tickets for the
+/// service are sealed with it, and the service's daemons open them with it.</summary>
+public sealed record ServiceKey(uint Id, Secret Key, long ExpiresMs)
+{
+    private const byte Version = 1;
+
+    internal void Encode(WireWriter w)
+    {
+        var m = w.BeginStruct(Version, 1);
+        w.WriteU32(Id);
+        w.WriteBytes(Convert.FromBase64String(Key.ToBase64()));
+        w.WriteI64(ExpiresMs);
+        w.EndStruct(m);
+    }
+
+    internal static ServiceKey Decode(ref WireReader r)
+    {
+        var s = r.BeginStruct(Version, "service key");
+        var id = r.ReadU32();
+        var keyBytes = r.ReadBytes(Secret.Size);
+        if (keyBytes.Length != Secret.Size)
+        {
+            throw new WireFormatException($"service key {id} has {keyBytes.Length} bytes");
+        }
+        var key = new ServiceKey(id, new Secret(keyBytes), r.ReadI64());
+        r.EndStruct(s);
+        return key;
+    }
+
+    /// <summary>The keys of each service: a count, then per service its name and its keys, oldest first.</summary>
+    internal static void EncodeMap(WireWriter w, IReadOnlyDictionary<string, ImmutableList<ServiceKey>> map)
+    {
+        w.WriteU32((uint)map.Count);
+        foreach (var (service, keys) in map.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            w.WriteString(service);
+            w.WriteU32((uint)keys.Count);
+            foreach (var k in keys)
+            {
+                k.Encode(w);
+            }
+        }
+    }
+
+    internal static ImmutableSortedDictionary<string, ImmutableList<ServiceKey>> DecodeMap(ref WireReader r)
+    {
+        var n = MapCodec.ReadCount(ref r, 4, "services with keys");
+        var b = ImmutableSortedDictionary.CreateBuilder<string, ImmutableList<ServiceKey>>(StringComparer.Ordinal);
+        for (var i = 0; i < n; i++)
+        {
+            var service = r.ReadString(MapCodec.MaxString);
+            var count = MapCodec.ReadCount(ref r, 20, "service keys");
+            var keys = ImmutableList.CreateBuilder<ServiceKey>();
+            for (var j = 0; j < count; j++)
+            {
+                keys.Add(Decode(ref r));
+            }
+            if (!b.TryAdd(service, keys.ToImmutable()))
+            {
+                throw new WireFormatException($"the keys of service {service} are listed twice");
+            }
+        }
+        return b.ToImmutable();
+    }
+}
+
 /// <summary>
 /// The auth database: every entity that may talk to the cluster — the source of truth for the messenger's
 /// authentication. Immutable; <see cref="Apply"/> returns the next version.
 /// </summary>
 public sealed class AuthDb
 {
-    private const byte Version = 1;
+    private const byte Version = 2;
 
-    public AuthDb(ulong version, ImmutableSortedDictionary<string, AuthEntity> entities)
+    public AuthDb(ulong version, ImmutableSortedDictionary<string, AuthEntity> entities,
+        ImmutableSortedDictionary<string, ImmutableList<ServiceKey>>? serviceKeys = null)
     {
         MapVersion = version;
         Entities = entities;
+        ServiceKeys = serviceKeys ?? NoServiceKeys;
     }
 
+    private static readonly ImmutableSortedDictionary<string, ImmutableList<ServiceKey>> NoServiceKeys =
+        ImmutableSortedDictionary.Create<string, ImmutableList<ServiceKey>>(StringComparer.Ordinal);
+
     public static AuthDb Empty { get; } = new(0, ImmutableSortedDictionary.Create<string, AuthEntity>(StringComparer.Ordinal));
+
+    /// <summary>The services the monitors issue tickets for (their daemons hold no client keys).</summary>
+    public static IReadOnlyList<string> TicketServices { get; } = ["osd", "mgr"];
+
+    /// <summary>How long a ticket is good for.</summary>
+    public static TimeSpan TicketTtl { get; } = TimeSpan.FromHours(1);
+
+    /// <summary>A service key older than this is replaced (the leader proposes a new one): tickets are sealed with a
+    /// key at most this old...</summary>
+    public static TimeSpan RotateAfter { get; } = TicketTtl / 2;
+
+    /// <summary>...and a key lives this long, so every ticket sealed with it expires before it does.</summary>
+    public static TimeSpan KeyLifetime { get; } = TicketTtl * 2;
+
+    /// <summary>Each ticket service's rotating secrets, oldest first; the newest seals new tickets, and a service's
+    /// daemons accept tickets sealed with any listed one (rotations never break tickets handed out).</summary>
+    public ImmutableSortedDictionary<string, ImmutableList<ServiceKey>> ServiceKeys { get; }
+
+    /// <summary>The newest key of a service, if it has one.</summary>
+    public ServiceKey? NewestKey(string service) => ServiceKeys.TryGetValue(service, out var keys) && keys.Count > 0 ? keys[^1] : null;
+
+    /// <summary>Whether the service's newest key is missing or old enough to be replaced at <paramref name="nowMs"/>.</summary>
+    public bool NeedsRotation(string service, long nowMs) =>
+        NewestKey(service) is not { } k || k.ExpiresMs - (long)KeyLifetime.TotalMilliseconds + (long)RotateAfter.TotalMilliseconds <= nowMs;
+
+    /// <summary>The service's keys as the messenger's ticket code takes them.</summary>
+    public ServiceSecrets SecretsOf(string service)
+    {
+        var secrets = new ServiceSecrets(service);
+        foreach (var k in ServiceKeys.GetValueOrDefault(service) ?? [])
+        {
+            secrets.Add(new ServiceSecret(k.Id, k.Key, DateTimeOffset.FromUnixTimeMilliseconds(k.ExpiresMs)));
+        }
+        return secrets;
+    }
 
     /// <summary>Increases by one with every change (the auth "epoch").</summary>
     public ulong MapVersion { get; }
@@ -113,18 +219,25 @@ public sealed class AuthDb
         {
             b[e.Name] = e;
         }
-        return new AuthDb(inc.MapVersion, b.ToImmutable());
+        var keys = ServiceKeys;
+        foreach (var (service, list) in inc.ServiceKeys)
+        {
+            keys = keys.SetItem(service, list);
+        }
+        return new AuthDb(inc.MapVersion, b.ToImmutable(), keys);
     }
 
     public void Encode(WireWriter w)
     {
-        var m = w.BeginStruct(Version, 1);
+        // A monitor that does not know service keys would drop them: a database holding some needs version 2.
+        var m = w.BeginStruct(Version, ServiceKeys.Count > 0 ? (byte)2 : (byte)1);
         w.WriteU64(MapVersion);
         w.WriteU32((uint)Entities.Count);
         foreach (var e in Entities.Values)
         {
             e.Encode(w);
         }
+        ServiceKey.EncodeMap(w, ServiceKeys);
         w.EndStruct(m);
     }
 
@@ -142,8 +255,10 @@ public sealed class AuthDb
                 throw new WireFormatException($"auth database lists {e.Name} twice");
             }
         }
+        // Version 1 had no service keys.
+        var keys = s.Version >= 2 ? ServiceKey.DecodeMap(ref r) : null;
         r.EndStruct(s);
-        return new AuthDb(version, b.ToImmutable());
+        return new AuthDb(version, b.ToImmutable(), keys);
     }
 
     public byte[] ToBytes() => MapCodec.ToBytes(Encode);
@@ -157,14 +272,20 @@ public sealed class AuthDb
     }
 }
 
-/// <summary>The change from auth version V-1 to V: entities added or replaced whole, and removed.</summary>
+/// <summary>The change from auth version V-1 to V: entities added or replaced whole, and removed; and services whose
+/// key list is replaced whole (a rotation).</summary>
 public sealed record AuthIncrement(ulong MapVersion, IReadOnlyList<AuthEntity> Upserts, IReadOnlyList<string> Removals)
 {
-    private const byte Version = 1;
+    private const byte Version = 2;
+
+    /// <summary>Services whose rotating keys change, with their whole new list (version 2).</summary>
+    public IReadOnlyDictionary<string, ImmutableList<ServiceKey>> ServiceKeys { get; init; } =
+        ImmutableSortedDictionary<string, ImmutableList<ServiceKey>>.Empty;
 
     public void Encode(WireWriter w)
     {
-        var m = w.BeginStruct(Version, 1);
+        // A monitor that cannot apply a key change must not skip it silently: such increments need version 2.
+        var m = w.BeginStruct(Version, ServiceKeys.Count > 0 ? (byte)2 : (byte)1);
         w.WriteU64(MapVersion);
         w.WriteU32((uint)Upserts.Count);
         foreach (var e in Upserts)
@@ -172,6 +293,7 @@ public sealed record AuthIncrement(ulong MapVersion, IReadOnlyList<AuthEntity> U
             e.Encode(w);
         }
         MapCodec.WriteStringList(w, Removals);
+        ServiceKey.EncodeMap(w, ServiceKeys);
         w.EndStruct(m);
     }
 
@@ -186,7 +308,8 @@ public sealed record AuthIncrement(ulong MapVersion, IReadOnlyList<AuthEntity> U
             upserts.Add(AuthEntity.Decode(ref r));
         }
         var removals = MapCodec.ReadStringList(ref r, "auth increment removals");
+        var keys = s.Version >= 2 ? ServiceKey.DecodeMap(ref r) : null;
         r.EndStruct(s);
-        return new AuthIncrement(version, upserts, removals);
+        return keys is null ? new AuthIncrement(version, upserts, removals) : new AuthIncrement(version, upserts, removals) { ServiceKeys = keys };
     }
 }

@@ -88,6 +88,16 @@ public sealed record OsdTick : MonCommand
     public override bool IsAdministrative => false;
 }
 
+/// <summary>The leader's rotation of a ticket service's secret: <see cref="Key"/> becomes the service's newest key
+/// when its current one is older than <see cref="AuthDb.RotateAfter"/> (else nothing changes), and keys past their
+/// expiry are dropped. The leader generates the key (the operation itself is pure); it is never described.</summary>
+public sealed record ServiceKeyRotate(string Service, Secret Key) : MonCommand
+{
+    public override string Describe() => $"rotate the {Service} service key";
+
+    public override bool IsAdministrative => false;
+}
+
 public sealed record OsdOut(IReadOnlyList<int> Ids) : MonCommand
 {
     public override string Describe() => $"osd out {IdsText(Ids)}";
@@ -98,7 +108,7 @@ public sealed record OsdIn(IReadOnlyList<int> Ids) : MonCommand
     public override string Describe() => $"osd in {IdsText(Ids)}";
 }
 
-/// <summary>`auth add ENTITY caps...`; the daemon generates <see cref="Key"/> (the operation itself is pure).</summary>
+/// <summary>`auth add ENTITY caps...`; the CLI generates <see cref="Key"/> (the operation itself is pure).</summary>
 public sealed record AuthAdd(string Entity, IReadOnlyDictionary<string, string> Caps, Secret Key) : MonCommand
 {
     public override string Describe() => $"auth add {Entity} {CapsText(Caps)}".TrimEnd();

@@ -46,6 +46,25 @@ public static partial class MonOperations
     private static AuthIncrement AuthInc(Context ctx, IReadOnlyList<AuthEntity>? upserts = null, IReadOnlyList<string>? removals = null) =>
         new(ctx.State.Auth.MapVersion + 1, upserts ?? [], removals ?? []);
 
+    private static Result ServiceKeyRotateOp(Context ctx, ServiceKeyRotate c)
+    {
+        var auth = ctx.State.Auth;
+        if (!AuthDb.TicketServices.Contains(c.Service))
+        {
+            return Result.Fail(MonErrorCode.InvalidArgument, $"no tickets are issued for service '{c.Service}'; only for {string.Join(", ", AuthDb.TicketServices)}");
+        }
+        if (!auth.NeedsRotation(c.Service, ctx.NowMs))
+        {
+            // Another rotation got there first (the leader may propose twice before the first one applies).
+            return Result.Unchanged($"the {c.Service} service key is fresh");
+        }
+        var kept = (auth.ServiceKeys.GetValueOrDefault(c.Service) ?? []).RemoveAll(k => k.ExpiresMs <= ctx.NowMs);
+        var id = auth.NewestKey(c.Service) is { } newest ? newest.Id + 1 : 1;
+        var keys = kept.Add(new ServiceKey(id, c.Key, ctx.NowMs + (long)AuthDb.KeyLifetime.TotalMilliseconds));
+        var inc = AuthInc(ctx) with { ServiceKeys = new Dictionary<string, ImmutableList<ServiceKey>> { [c.Service] = keys } };
+        return Result.Changed(new ClusterIncrement(Auth: inc), $"{c.Service} service key {id}");
+    }
+
     private static Result AuthAddOp(Context ctx, AuthAdd c)
     {
         if (ValidateEntity(c.Entity, c.Caps) is { } bad)

@@ -37,6 +37,7 @@ public static partial class MonOperations
             OsdFailureReport c => OsdFailureOp(ctx, c),
             OsdFailureCancel c => OsdFailureCancelOp(ctx, c),
             OsdTick => OsdTickOp(ctx),
+            ServiceKeyRotate c => ServiceKeyRotateOp(ctx, c),
             OsdOut c => OsdInOutOp(ctx, c.Ids, markIn: false),
             OsdIn c => OsdInOutOp(ctx, c.Ids, markIn: true),
             AuthAdd c => AuthAddOp(ctx, c),

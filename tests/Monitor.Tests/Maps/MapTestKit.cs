@@ -111,7 +111,7 @@ internal static class RandomCommands
                 return new OsdFailureReport(rng.Next(0, 8), rng.Next(0, 8));
             case 7:
                 c.Now += TimeSpan.FromSeconds(rng.Next(0, 900));
-                return new OsdTick();
+                return rng.Next(3) == 0 ? new ServiceKeyRotate(Pick(rng, ["osd", "mgr", "mon"]), Cluster.Key(rng.Next(100))) : new OsdTick();
             case 8:
                 return rng.Next(2) == 0 ? new OsdOut([rng.Next(0, 9)]) : new OsdIn([rng.Next(0, 9)]);
             case 9:
