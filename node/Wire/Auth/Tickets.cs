@@ -10,29 +10,60 @@ public sealed record ServiceSecret(uint Id, Secret Key, DateTimeOffset Expires);
 /// <summary>
 /// The rotating secrets of one service type (e.g. `osd`), shared by the monitors and every daemon of that type.
 /// New tickets are sealed with the newest secret; tickets sealed with any secret still listed are accepted, so a
-/// rotation never breaks the tickets already handed out.
+/// rotation never breaks the tickets already handed out. Safe to use from several threads (a daemon adds the keys it
+/// fetches while its connections verify tickets).
 /// </summary>
 public sealed class ServiceSecrets(string service)
 {
     private readonly List<ServiceSecret> _secrets = [];
+    private readonly Lock _lock = new();
 
     public string Service { get; } = service;
 
-    public ServiceSecret Current => _secrets.Count > 0 ? _secrets[^1] : throw new InvalidOperationException($"service {Service} has no secret yet");
+    public ServiceSecret Current
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _secrets.Count > 0 ? _secrets[^1] : throw new InvalidOperationException($"service {Service} has no secret yet");
+            }
+        }
+    }
 
     /// <summary>Adds a fresh secret and forgets the expired ones.</summary>
     public ServiceSecret Rotate(DateTimeOffset now, TimeSpan lifetime)
     {
-        _secrets.RemoveAll(s => s.Expires <= now);
-        var id = _secrets.Count > 0 ? _secrets[^1].Id + 1 : 1;
-        var secret = new ServiceSecret(id, Secret.Generate(), now + lifetime);
-        _secrets.Add(secret);
-        return secret;
+        lock (_lock)
+        {
+            _secrets.RemoveAll(s => s.Expires <= now);
+            var id = _secrets.Count > 0 ? _secrets[^1].Id + 1 : 1;
+            var secret = new ServiceSecret(id, Secret.Generate(), now + lifetime);
+            _secrets.Add(secret);
+            return secret;
+        }
     }
 
-    public void Add(ServiceSecret secret) => _secrets.Add(secret);
+    /// <summary>Adds a secret (one fetched from the monitors); one already held by its id is kept as it is.</summary>
+    public void Add(ServiceSecret secret)
+    {
+        lock (_lock)
+        {
+            if (!_secrets.Exists(s => s.Id == secret.Id))
+            {
+                _secrets.Add(secret);
+                _secrets.Sort((a, b) => a.Id.CompareTo(b.Id));
+            }
+        }
+    }
 
-    public ServiceSecret? Find(uint id) => _secrets.Find(s => s.Id == id);
+    public ServiceSecret? Find(uint id)
+    {
+        lock (_lock)
+        {
+            return _secrets.Find(s => s.Id == id);
+        }
+    }
 }
 
 /// <summary>What a monitor hands an authenticated client for one service: the sealed ticket (opaque to the client)

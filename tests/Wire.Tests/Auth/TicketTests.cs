@@ -95,4 +95,24 @@ public sealed class TicketTests
         Assert.Throws<AuthenticationException>(() => verifier.Verify(issued.Ticket, Tickets.Authenticator(new byte[32], Now), Now));
         Assert.Throws<AuthenticationException>(() => verifier.Verify(issued.Ticket[..10], Tickets.Authenticator(issued.SessionKey, Now), Now));
     }
+
+    [Fact]
+    public void A_service_that_refetches_its_keys_verifies_tickets_under_old_and_new_ones()
+    {
+        // The monitors' copy rotates; the daemon's copy gets what it fetches added, the same ids more than once.
+        var monitors = new ServiceSecrets("osd");
+        var first = monitors.Rotate(Now, TimeSpan.FromHours(2));
+        var daemon = new ServiceSecrets("osd");
+        daemon.Add(first);
+        var verifier = new TicketVerifier(daemon, TimeSpan.FromMinutes(5));
+        var old = Tickets.Issue(monitors, "client.vm", VmCaps, Now, TimeSpan.FromHours(1));
+        var second = monitors.Rotate(Now.AddMinutes(30), TimeSpan.FromHours(2));
+        var fresh = Tickets.Issue(monitors, "client.vm", VmCaps, Now.AddMinutes(30), TimeSpan.FromHours(1));
+        Assert.Throws<AuthenticationException>(() => verifier.Verify(fresh.Ticket, Tickets.Authenticator(fresh.SessionKey, Now), Now));
+        daemon.Add(first);
+        daemon.Add(second);
+        Assert.Equal(second.Id, daemon.Current.Id);
+        Assert.Equal("client.vm", verifier.Verify(old.Ticket, Tickets.Authenticator(old.SessionKey, Now), Now).Entity);
+        Assert.Equal("client.vm", verifier.Verify(fresh.Ticket, Tickets.Authenticator(fresh.SessionKey, Now), Now).Entity);
+    }
 }
