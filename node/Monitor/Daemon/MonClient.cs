@@ -55,12 +55,17 @@ public sealed class MonClient : IAsyncDisposable
         SendAsync(new MonRequest(_clientId, 0, null, query, argument), ct);
 
     /// <summary>A ticket to <paramref name="service"/> for this client's entity, its session key opened with our key.
-    /// Throws <see cref="MonitorsUnavailableException"/> as any request, and <see cref="AuthenticationException"/>
-    /// when the monitors refuse (unknown entity, no key for the service yet, or a grant that does not open with our
-    /// key).</summary>
+    /// Throws <see cref="MonitorsUnavailableException"/> as any request (and while the service has no key yet), and
+    /// <see cref="AuthenticationException"/> when the monitors refuse (unknown entity, no such service, no mon
+    /// read caps, or a grant that does not open with our key).</summary>
     public async Task<IssuedTicket> GetTicketAsync(string service, CancellationToken ct = default)
     {
         var reply = await QueryAsync(MonQuery.ServiceTicket, service, ct);
+        if (reply is { Status: MonReplyStatus.Failed, Code: (int)MonErrorCode.Refused })
+        {
+            // The service has no key yet (a cluster just created): the leader rotates one in within seconds.
+            throw new MonitorsUnavailableException($"no {service} ticket for {_entity} yet: {reply.Message}");
+        }
         if (reply is not { Status: MonReplyStatus.Ok, Data: { } data })
         {
             throw new AuthenticationException($"no {service} ticket for {_entity}: {reply.Message}");

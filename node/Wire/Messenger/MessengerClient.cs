@@ -132,9 +132,9 @@ public sealed class MessengerClient : IAsyncDisposable
             catch (Exception e) when (e is ConnectionClosedException or SocketException or IOException or Codec.WireFormatException)
             {
                 // Reconnect below; the reason was logged by the connection (or is the connect error).
-                if (e is SocketException)
+                if (e is SocketException or IOException { InnerException: not null })
                 {
-                    _log($"connect to {_endpoint} failed: {e.Message}");
+                    _log(e is SocketException ? $"connect to {_endpoint} failed: {e.Message}" : e.Message);
                     Interlocked.Increment(ref _failedConnects);
                 }
             }
@@ -186,7 +186,17 @@ public sealed class MessengerClient : IAsyncDisposable
         if (_ticket is not null)
         {
             // The ticket's session key stands in for our key in the proofs; the authenticator is fresh per attempt.
-            var ticket = await _ticket(ct);
+            IssuedTicket ticket;
+            try
+            {
+                ticket = await _ticket(ct);
+            }
+            catch (Exception e) when (e is not (AuthenticationException or OperationCanceledException))
+            {
+                // The monitors could not be asked just now: a failed attempt, tried again after the backoff. (A
+                // refusal, AuthenticationException, is final like any refused authentication.)
+                throw new IOException($"no ticket for {_entity}: {e.Message}", e);
+            }
             client = new HandshakeClient(_entity, new Secret(ticket.SessionKey));
             helloFrame = new HelloFrame(client.Hello(), Session.Id, Session.LastDelivered, _mode)
             {

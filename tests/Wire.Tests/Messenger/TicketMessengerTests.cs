@@ -86,6 +86,11 @@ public sealed class TicketMessengerTests
         await client.Session.SendAsync(300, BitConverter.GetBytes(20));
         var (_, last) = await osd.Received.Reader.ReadAsync(cts.Token);
         Assert.Equal(20, BitConverter.ToInt32(last));
+        // (The count moves just after the handshake, which may be after the resent message arrived.)
+        for (var i = 0; i < 500 && client.Connects < 2; i++)
+        {
+            await Task.Delay(10);
+        }
         Assert.True(client.Connects >= 2 && tickets >= 2, $"{client.Connects} connects, {tickets} tickets asked for");
         Assert.Contains(osd.Log, l => l.Contains("client.vm connected", StringComparison.Ordinal) && l.Contains("ticket", StringComparison.Ordinal));
     }
@@ -120,6 +125,21 @@ public sealed class TicketMessengerTests
 
         // No secret or key shows up in what was logged.
         Assert.DoesNotContain(osd.Log, l => l.Contains(osd.Secrets.Current.Key.ToBase64(), StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_ticket_source_that_cannot_answer_yet_is_asked_again_after_the_backoff()
+    {
+        // The monitors were unreachable (or had no key yet) for the first attempts: the client keeps trying, as with
+        // a refused TCP connect, instead of giving up or dying silently.
+        await using var osd = new Service();
+        var asked = 0;
+        var client = osd.Client("client.vm", () => ++asked < 3
+            ? throw new TimeoutException("the monitors did not answer")
+            : osd.Issue("client.vm", TimeSpan.FromHours(1)));
+        await client.StartAsync().WaitAsync(Patience);
+        Assert.Equal(3, asked);
+        Assert.Contains(osd.Log, l => l.Contains("no ticket for client.vm: the monitors did not answer", StringComparison.Ordinal));
     }
 
     [Fact]
