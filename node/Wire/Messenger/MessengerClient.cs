@@ -132,7 +132,7 @@ public sealed class MessengerClient : IAsyncDisposable
             catch (Exception e) when (e is ConnectionClosedException or SocketException or IOException or Codec.WireFormatException)
             {
                 // Reconnect below; the reason was logged by the connection (or is the connect error).
-                if (e is SocketException or IOException { InnerException: not null })
+                if (e is SocketException or NoTicketException)
                 {
                     _log(e is SocketException ? $"connect to {_endpoint} failed: {e.Message}" : e.Message);
                     Interlocked.Increment(ref _failedConnects);
@@ -195,7 +195,7 @@ public sealed class MessengerClient : IAsyncDisposable
             {
                 // The monitors could not be asked just now: a failed attempt, tried again after the backoff. (A
                 // refusal, AuthenticationException, is final like any refused authentication.)
-                throw new IOException($"no ticket for {_entity}: {e.Message}", e);
+                throw new NoTicketException($"no ticket for {_entity}: {e.Message}", e);
             }
             client = new HandshakeClient(_entity, new Secret(ticket.SessionKey));
             helloFrame = new HelloFrame(client.Hello(), Session.Id, Session.LastDelivered, _mode)
@@ -246,6 +246,9 @@ public sealed class MessengerClient : IAsyncDisposable
         MessengerServer.Expect(connection, frame, type);
         return frame;
     }
+
+    /// <summary>No ticket could be had for this attempt (the source threw something other than a refusal).</summary>
+    private sealed class NoTicketException(string message, Exception inner) : IOException(message, inner);
 
     public async ValueTask DisposeAsync()
     {
