@@ -70,7 +70,6 @@ public sealed class MonitorDaemon : IAsyncDisposable
     private readonly long _selfClientId = Random.Shared.NextInt64(1, long.MaxValue);
     private long _selfSeq;
     private TimeSpan _lastOsdCheck;
-    private TimeSpan _lastKeyCheck;
     private MonitorStore? _store;
     private PaxosNode? _node;
     private MonitorStateMachine? _machine;
@@ -608,8 +607,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
                 if (Now >= nextTick)
                 {
                     node.Tick(Now);
-                    CheckOsds();
-                    CheckServiceKeys();
+                    LeaderChecks();
                     CheckMembership();
                     nextTick = Now + _options.TickInterval;
                 }
@@ -640,9 +638,12 @@ public sealed class MonitorDaemon : IAsyncDisposable
         }
     }
 
-    /// <summary>The leader, under its lease, proposes an OSD tick when one would change the maps (an OSD's beacons
-    /// stopped, or it has been down for mon_osd_down_out_interval).</summary>
-    private void CheckOsds()
+    /// <summary>The leader's housekeeping, under its lease, once per check interval: an OSD tick when one would change
+    /// the maps (an OSD's beacons stopped, or it has been down for mon_osd_down_out_interval), and a new key for each
+    /// ticket service whose newest key is missing or older than <see cref="AuthDb.RotateAfter"/>. The key is generated
+    /// here, so every monitor applies the same one; a second rotation proposed before the first applied changes
+    /// nothing (the operation sees a fresh key).</summary>
+    private void LeaderChecks()
     {
         var node = _node!;
         var now = Now;
@@ -652,31 +653,17 @@ public sealed class MonitorDaemon : IAsyncDisposable
         }
         _lastOsdCheck = now;
         var wall = DateTimeOffset.UtcNow;
+        void ProposeOwn(MonCommand command) =>
+            node.Propose(_selfClientId, ++_selfSeq, MonitorStateMachine.EncodeEntry(command, $"mon.{_options.Name}", wall), now);
         if (_machine!.TickWouldChange(wall))
         {
-            node.Propose(_selfClientId, ++_selfSeq, MonitorStateMachine.EncodeEntry(new OsdTick(), $"mon.{_options.Name}", wall), now);
+            ProposeOwn(new OsdTick());
         }
-    }
-
-    /// <summary>The leader, under its lease, proposes a new key for each ticket service whose newest key is missing
-    /// or older than <see cref="AuthDb.RotateAfter"/>. The key is generated here, so every monitor applies the same
-    /// one; a second proposal made before the first applied changes nothing (the operation sees a fresh key).</summary>
-    private void CheckServiceKeys()
-    {
-        var node = _node!;
-        var now = Now;
-        if (now - _lastKeyCheck < _options.OsdCheckInterval || !node.HoldsLease(now))
-        {
-            return;
-        }
-        _lastKeyCheck = now;
-        var wall = DateTimeOffset.UtcNow;
         foreach (var service in AuthDb.TicketServices)
         {
-            if (_machine!.State.Auth.NeedsRotation(service, wall.ToUnixTimeMilliseconds()))
+            if (_machine.State.Auth.NeedsRotation(service, wall.ToUnixTimeMilliseconds()))
             {
-                node.Propose(_selfClientId, ++_selfSeq,
-                    MonitorStateMachine.EncodeEntry(new ServiceKeyRotate(service, Secret.Generate()), $"mon.{_options.Name}", wall), now);
+                ProposeOwn(new ServiceKeyRotate(service, Secret.Generate()));
             }
         }
     }
