@@ -79,7 +79,14 @@ public sealed class Connection : IAsyncDisposable
     }
 
     public string Peer { get; }
-    public int MaxPayload { get; }
+    /// <summary>The largest payload a frame may declare; a larger one is refused from its header. A connection
+    /// starts at <see cref="HandshakeMaxPayload"/> and is raised to the session's limit once the peer has
+    /// authenticated, so an unauthenticated peer cannot make us buffer more than that per connection.</summary>
+    public int MaxPayload { get; set; }
+
+    /// <summary>The limit before authentication: handshake frames (a hello with a ticket, a challenge, a proof) are a
+    /// few KiB at most.</summary>
+    public const int HandshakeMaxPayload = 64 << 10;
     public bool IsSecure => _sealer is not null;
     public string? ClosedReason => _closedReason;
 

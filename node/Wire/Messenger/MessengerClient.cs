@@ -100,7 +100,7 @@ public sealed class MessengerClient : IAsyncDisposable
                 {
                     socket.NoDelay = true;
                 }
-                connection = new Connection(new NetworkStream(socket, ownsSocket: true), _endpoint.ToString() ?? "server", _options.Session.MaxPayload + 64, _log);
+                connection = new Connection(new NetworkStream(socket, ownsSocket: true), _endpoint.ToString() ?? "server", Connection.HandshakeMaxPayload, _log);
                 await HandshakeAsync(connection);
                 _current = connection;
                 Connects++;
@@ -232,6 +232,8 @@ public sealed class MessengerClient : IAsyncDisposable
             connection.SecureSend(SecureFrameCodec.Derive(auth.SessionKey, auth.HandshakeSalt, "client-to-server"));
             connection.SecureReceive(SecureFrameCodec.Derive(auth.SessionKey, auth.HandshakeSalt, "server-to-client"));
         }
+        // The server proved itself: from here on it may send frames as large as the session allows.
+        connection.MaxPayload = _options.Session.MaxPayload + 64;
         await Session.AttachAsync(connection, accept.LastReceived);
     }
 

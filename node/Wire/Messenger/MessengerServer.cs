@@ -117,7 +117,7 @@ public sealed class MessengerServer : IAsyncDisposable
 
     private async Task ServeAsync(Stream stream, string peer)
     {
-        var connection = new Connection(stream, peer, _options.Session.MaxPayload + 64, _log);
+        var connection = new Connection(stream, peer, Connection.HandshakeMaxPayload, _log);
         _connections[connection] = 0;
         MessageSession? session = null;
         try
@@ -223,6 +223,8 @@ public sealed class MessengerServer : IAsyncDisposable
             connection.SecureSend(SecureFrameCodec.Derive(auth.SessionKey, auth.HandshakeSalt, "server-to-client"));
             connection.SecureReceive(SecureFrameCodec.Derive(auth.SessionKey, auth.HandshakeSalt, "client-to-server"));
         }
+        // Authenticated: from here on the peer may send frames as large as the session allows.
+        connection.MaxPayload = _options.Session.MaxPayload + 64;
         _log($"{auth.Entity} connected from {connection.Peer} ({hello.Mode} mode, {(ticketCaps is null ? "key" : "ticket")}, session {session.Id})");
         await session.AttachAsync(connection, hello.LastReceived);
         return session;

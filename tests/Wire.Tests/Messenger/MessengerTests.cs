@@ -272,6 +272,42 @@ public sealed class MessengerTests
     }
 
     [Fact]
+    public async Task An_unauthenticated_peer_cannot_make_the_server_buffer_a_large_frame()
+    {
+        // Before authentication a frame may declare at most Connection.HandshakeMaxPayload: many peers that each
+        // declare a frame the session would allow (8 MiB here) and then send nothing are refused from the header,
+        // instead of each pinning a buffer that size until the handshake times out.
+        await using var f = new MessengerFixture();
+        var header = new byte[FrameHeader.Size];
+        new FrameHeader(FrameTypes.Hello, 0, 0, 0, 0, 8 << 20).Write(header);
+        var peers = await Task.WhenAll(Enumerable.Range(0, 32).Select(async _ =>
+        {
+            var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            await socket.ConnectAsync(f.Endpoint);
+            await socket.SendAsync(header);
+            return socket;
+        }));
+        using var cts = new CancellationTokenSource(Patience);
+        foreach (var socket in peers)
+        {
+            using (socket)
+            {
+                // Closed by the server without our sending a byte of the payload (a hung read would time out).
+                var buffer = new byte[4096];
+                while (await socket.ReceiveAsync(buffer, cts.Token) > 0)
+                {
+                }
+            }
+        }
+        Assert.Equal(32, f.Log.Count(l => l.Contains("exceeds the limit", StringComparison.Ordinal)));
+        // An authenticated client may still send what its session allows.
+        var client = f.Client();
+        await client.StartAsync();
+        await client.Session.SendAsync(MessengerFixture.Data, Numbered(7, 4 << 20));
+        Assert.Equal([7], await ReceiveAsync(f, 1));
+    }
+
+    [Fact]
     public async Task An_out_of_order_frame_after_a_valid_handshake_closes_the_connection()
     {
         await using var f = new MessengerFixture();
