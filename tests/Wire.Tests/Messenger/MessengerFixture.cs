@@ -19,14 +19,19 @@ internal sealed class MessengerFixture : IAsyncDisposable
     public readonly EndPoint Endpoint;
     private readonly List<MessengerClient> _clients = [];
 
-    public MessengerFixture(MessengerOptions? options = null, bool unix = false, int? receivedCapacity = null)
+    /// <param name="options">The server's options.</param>
+    /// <param name="unix">Listen on a unix socket instead of loopback TCP.</param>
+    /// <param name="receivedCapacity">Bound the channel of received messages.</param>
+    /// <param name="tickets">Also take tickets sealed under these service secrets (a service such as an OSD).</param>
+    public MessengerFixture(MessengerOptions? options = null, bool unix = false, int? receivedCapacity = null, ServiceSecrets? tickets = null)
     {
         Received = receivedCapacity is { } capacity
             ? Channel.CreateBounded<(MessageSession, Message)>(capacity)
             : Channel.CreateUnbounded<(MessageSession, Message)>();
         var keyring = new Keyring();
         keyring.Add(new KeyringEntry("client.test", ClientKey, new Dictionary<string, string> { ["osd"] = "allow rw" }));
-        Server = new MessengerServer(e => keyring.Find(e)?.Key, options ?? new MessengerOptions(), OnMessage, Log.Enqueue);
+        Server = new MessengerServer(e => keyring.Find(e)?.Key, options ?? new MessengerOptions(), OnMessage, Log.Enqueue,
+            tickets is null ? null : new TicketVerifier(tickets, TimeSpan.FromMinutes(5)));
         if (unix)
         {
             UnixPath = Path.Combine(Path.GetTempPath(), $"appliance-wire-{Guid.NewGuid():N}.sock");
@@ -59,6 +64,15 @@ internal sealed class MessengerFixture : IAsyncDisposable
     {
         var client = new MessengerClient(endpoint ?? Endpoint, entity, key ?? ClientKey, mode, new MessengerOptions(),
             handler ?? ((_, _) => ValueTask.CompletedTask), Log.Enqueue);
+        _clients.Add(client);
+        return client;
+    }
+
+    /// <summary>A client that proves itself with the tickets <paramref name="ticket"/> hands out.</summary>
+    public MessengerClient TicketClient(string entity, Func<IssuedTicket> ticket, ConnectionMode mode = ConnectionMode.Crc)
+    {
+        var client = new MessengerClient(Endpoint, entity, _ => ValueTask.FromResult(ticket()), mode, new MessengerOptions(),
+            (_, _) => ValueTask.CompletedTask, Log.Enqueue);
         _clients.Add(client);
         return client;
     }

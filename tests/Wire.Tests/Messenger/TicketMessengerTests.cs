@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
-using System.Threading.Channels;
 using Appliance.Wire.Auth;
 using Appliance.Wire.Messenger;
 
@@ -14,44 +13,30 @@ public sealed class TicketMessengerTests
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
     private static readonly EntityCaps VmCaps = new(new Dictionary<string, string> { ["osd"] = "allow rw pool=vm" });
 
-    /// <summary>An "osd" service: a messenger server that knows no client key and verifies tickets.</summary>
+    /// <summary>An "osd" service: the fixture's server, verifying tickets sealed under the service's secrets (it also
+    /// knows the fixture's one client key, which no test here uses).</summary>
     private sealed class Service : IAsyncDisposable
     {
         public readonly ServiceSecrets Secrets = new("osd");
-        public readonly ConcurrentQueue<string> Log = new();
-        public readonly Channel<(MessageSession Session, byte[] Payload)> Received = Channel.CreateUnbounded<(MessageSession, byte[])>();
-        public readonly MessengerServer Server;
-        public readonly EndPoint Endpoint;
-        private readonly List<MessengerClient> _clients = [];
+        public readonly MessengerFixture Fixture;
 
         public Service(bool takesTickets = true)
         {
             Secrets.Rotate(DateTimeOffset.UtcNow, TimeSpan.FromHours(2));
-            Server = new MessengerServer(_ => null, new MessengerOptions(),
-                async (session, m) => await Received.Writer.WriteAsync((session, m.Payload.ToArray())), Log.Enqueue,
-                takesTickets ? new TicketVerifier(Secrets, TimeSpan.FromMinutes(5)) : null);
-            Endpoint = Server.ListenTcp(new IPEndPoint(IPAddress.Loopback, 0));
+            Fixture = new MessengerFixture(tickets: takesTickets ? Secrets : null);
         }
+
+        public ConcurrentQueue<string> Log => Fixture.Log;
+
+        public EndPoint Endpoint => Fixture.Endpoint;
 
         public IssuedTicket Issue(string entity, TimeSpan ttl, DateTimeOffset? now = null) =>
             Tickets.Issue(Secrets, entity, VmCaps, now ?? DateTimeOffset.UtcNow, ttl);
 
-        public MessengerClient Client(string entity, Func<IssuedTicket> ticket, ConnectionMode mode = ConnectionMode.Crc)
-        {
-            var c = new MessengerClient(Endpoint, entity, _ => ValueTask.FromResult(ticket()), mode, new MessengerOptions(),
-                (_, _) => ValueTask.CompletedTask, Log.Enqueue);
-            _clients.Add(c);
-            return c;
-        }
+        public MessengerClient Client(string entity, Func<IssuedTicket> ticket, ConnectionMode mode = ConnectionMode.Crc) =>
+            Fixture.TicketClient(entity, ticket, mode);
 
-        public async ValueTask DisposeAsync()
-        {
-            foreach (var c in _clients)
-            {
-                await c.DisposeAsync();
-            }
-            await Server.DisposeAsync();
-        }
+        public ValueTask DisposeAsync() => Fixture.DisposeAsync();
     }
 
     [Theory]
@@ -74,8 +59,8 @@ public sealed class TicketMessengerTests
         using var cts = new CancellationTokenSource(Patience);
         for (var i = 0; i < 20; i++)
         {
-            var (session, payload) = await osd.Received.Reader.ReadAsync(cts.Token);
-            Assert.Equal(i, BitConverter.ToInt32(payload));
+            var (session, m) = await osd.Fixture.Received.Reader.ReadAsync(cts.Token);
+            Assert.Equal(i, BitConverter.ToInt32(m.Payload.Span));
             Assert.Equal("client.vm", session.PeerEntity);
             Assert.NotNull(session.PeerCaps);
             Assert.True(Authorizer.IsAllowed(session.PeerCaps!, "osd", Access.Write, "vm"));
@@ -84,8 +69,8 @@ public sealed class TicketMessengerTests
         // A cut: the client reconnects with a fresh authenticator (the ticket source is asked again) and resumes.
         client.DropConnection();
         await client.Session.SendAsync(300, BitConverter.GetBytes(20));
-        var (_, last) = await osd.Received.Reader.ReadAsync(cts.Token);
-        Assert.Equal(20, BitConverter.ToInt32(last));
+        var (_, last) = await osd.Fixture.Received.Reader.ReadAsync(cts.Token);
+        Assert.Equal(20, BitConverter.ToInt32(last.Payload.Span));
         // (The count moves just after the handshake, which may be after the resent message arrived.)
         for (var i = 0; i < 500 && client.Connects < 2; i++)
         {
