@@ -164,4 +164,55 @@ public sealed class TicketMessengerTests
         Assert.Equal(FrameTypes.Reject, replay.Header.Type);
         Assert.Contains("replay", System.Text.Encoding.UTF8.GetString(replay.Payload.Span));
     }
+
+    [Fact]
+    public async Task Damaged_and_random_tickets_are_refused_with_a_reason_and_the_service_goes_on()
+    {
+        // Whatever a peer puts where the ticket and authenticator go — random bytes of any size, a real ticket with a
+        // flipped bit or cut short, a real ticket with a random authenticator — costs only its own connection: a
+        // refusal with a reason, never an internal error, and a good client is served afterwards.
+        var seed = Seeds.Get();
+        var random = new Random(seed);
+        await using var osd = new Service();
+        var real = osd.Issue("client.vm", TimeSpan.FromHours(1));
+        byte[] Bytes(int n)
+        {
+            var b = new byte[n];
+            random.NextBytes(b);
+            return b;
+        }
+        for (var i = 0; i < 60; i++)
+        {
+            var ticket = (i % 4) switch
+            {
+                0 => Bytes(random.Next(0, 3000)),
+                1 => Flip(real.Ticket),
+                2 => real.Ticket[..random.Next(1, real.Ticket.Length)],
+                _ => real.Ticket,
+            };
+            var authenticator = i % 4 == 3 || random.Next(3) == 0 ? Bytes(random.Next(0, 100)) : Tickets.Authenticator(real.SessionKey, DateTimeOffset.UtcNow);
+            var hello = new HelloFrame(new HandshakeClient("client.vm", new Secret(real.SessionKey)).Hello(), Guid.NewGuid(), 0, ConnectionMode.Crc)
+            {
+                Ticket = ticket.Length == 0 ? [1] : ticket,
+                Authenticator = authenticator,
+            }.Encode();
+            var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            await socket.ConnectAsync(osd.Endpoint);
+            await using var c = new Connection(new NetworkStream(socket, ownsSocket: true), "test", 1 << 20, _ => { });
+            await c.SendAsync(MessengerServer.Control(FrameTypes.Hello, hello.Length), hello);
+            using var cts = new CancellationTokenSource(Patience);
+            var answer = await c.ReadFrameAsync(cts.Token);
+            Assert.True(answer.Header.Type == FrameTypes.Reject, $"variant {i} was not refused (seed {seed})");
+        }
+        Assert.DoesNotContain(osd.Log, l => l.Contains("BUG", StringComparison.Ordinal) || l.Contains("internal error", StringComparison.Ordinal));
+        var good = osd.Client("client.vm", () => osd.Issue("client.vm", TimeSpan.FromHours(1)));
+        await good.StartAsync().WaitAsync(Patience);
+
+        byte[] Flip(byte[] b)
+        {
+            var copy = (byte[])b.Clone();
+            copy[random.Next(copy.Length)] ^= (byte)(1 << random.Next(8));
+            return copy;
+        }
+    }
 }
