@@ -284,7 +284,14 @@ public class FileOperationTests
         }
         Assert.Equal(0UL, Posix.statvfs(m.Path).f_bfree);
         File.Delete(m.P("f"));
-        File.WriteAllBytes(m.P("g"), new byte[4096]); // space came back with the inode
+        // Space comes back with the inode, once the kernel lets go of it: it sends RELEASE for the closed file and
+        // FORGET for the unlinked inode in the background, so the first write may come before them (CI saw it).
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (Posix.statvfs(m.Path).f_bfree == 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
+        File.WriteAllBytes(m.P("g"), new byte[4096]);
     }
 
     [Fact]
