@@ -26,7 +26,7 @@ public sealed record AuthEntity(string Name, Secret Key, ImmutableSortedDictiona
     {
         var m = w.BeginStruct(Version, 1);
         w.WriteString(Name);
-        w.WriteBytes(Convert.FromBase64String(Key.ToBase64()));
+        MapCodec.WriteSecret(w, Key);
         w.WriteU32((uint)Caps.Count);
         foreach (var (service, caps) in Caps)
         {
@@ -40,12 +40,7 @@ public sealed record AuthEntity(string Name, Secret Key, ImmutableSortedDictiona
     {
         var s = r.BeginStruct(Version, "auth entity");
         var name = r.ReadString(MapCodec.MaxString);
-        var keyBytes = r.ReadBytes(Secret.Size);
-        if (keyBytes.Length != Secret.Size)
-        {
-            throw new WireFormatException($"auth entity {name} has a key of {keyBytes.Length} bytes");
-        }
-        var key = new Secret(keyBytes);
+        var key = MapCodec.ReadSecret(ref r, $"auth entity {name}");
         var n = MapCodec.ReadCount(ref r, 8, "auth entity caps");
         var caps = ImmutableSortedDictionary.CreateBuilder<string, string>(StringComparer.Ordinal);
         for (var i = 0; i < n; i++)
@@ -71,7 +66,7 @@ public sealed record ServiceKey(uint Id, Secret Key, long ExpiresMs)
     {
         var m = w.BeginStruct(Version, 1);
         w.WriteU32(Id);
-        w.WriteBytes(Convert.FromBase64String(Key.ToBase64()));
+        MapCodec.WriteSecret(w, Key);
         w.WriteI64(ExpiresMs);
         w.EndStruct(m);
     }
@@ -80,12 +75,7 @@ public sealed record ServiceKey(uint Id, Secret Key, long ExpiresMs)
     {
         var s = r.BeginStruct(Version, "service key");
         var id = r.ReadU32();
-        var keyBytes = r.ReadBytes(Secret.Size);
-        if (keyBytes.Length != Secret.Size)
-        {
-            throw new WireFormatException($"service key {id} has {keyBytes.Length} bytes");
-        }
-        var key = new ServiceKey(id, new Secret(keyBytes), r.ReadI64());
+        var key = new ServiceKey(id, MapCodec.ReadSecret(ref r, $"service key {id}"), r.ReadI64());
         r.EndStruct(s);
         return key;
     }

@@ -34,6 +34,21 @@ internal static class MapCodec
         return (int)count;
     }
 
+    /// <summary>A 32-byte key, as its bytes (Wire keeps a <see cref="Appliance.Wire.Auth.Secret"/>'s bytes to itself;
+    /// its base64 form is the public way out).</summary>
+    public static void WriteSecret(WireWriter w, Appliance.Wire.Auth.Secret key) => w.WriteBytes(Convert.FromBase64String(key.ToBase64()));
+
+    /// <summary>Reads what <see cref="WriteSecret"/> wrote; any other length is refused, naming <paramref name="whose"/>.</summary>
+    public static Appliance.Wire.Auth.Secret ReadSecret(ref WireReader r, string whose)
+    {
+        var bytes = r.ReadBytes(Appliance.Wire.Auth.Secret.Size);
+        if (bytes.Length != Appliance.Wire.Auth.Secret.Size)
+        {
+            throw new WireFormatException($"{whose} has a key of {bytes.Length} bytes");
+        }
+        return new Appliance.Wire.Auth.Secret(bytes);
+    }
+
     public static void WriteOptionalString(WireWriter w, string? s)
     {
         w.WriteBool(s is not null);
