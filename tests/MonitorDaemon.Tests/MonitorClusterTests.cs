@@ -1,7 +1,9 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Threading.Channels;
-using Appliance.Monitor.Maps;
+using Appliance.Maps;
+using Appliance.Maps.Client;
+using Appliance.Maps.Protocol;
 using Appliance.Paxos.Core;
 using Appliance.Wire.Auth;
 using Appliance.Wire.Messenger;

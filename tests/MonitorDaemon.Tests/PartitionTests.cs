@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Appliance.Cli;
+using Appliance.Maps.Client;
 
 namespace Appliance.Monitor.Daemon.Tests;
 

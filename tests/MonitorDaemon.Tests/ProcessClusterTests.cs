@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using System.Net;
 using Appliance.Cli;
-using Appliance.Monitor.Maps;
+using Appliance.Maps;
+using Appliance.Maps.Client;
+using Appliance.Maps.Protocol;
 using Appliance.Wire.Auth;
 
 namespace Appliance.Monitor.Daemon.Tests;

@@ -3,8 +3,9 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using Appliance.Bench.Common;
+using Appliance.Maps.Client;
+using Appliance.Maps.Protocol;
 using Appliance.Monitor.Daemon;
-using Appliance.Monitor.Maps;
 using Appliance.Wire.Auth;
 using Appliance.Wire.Messenger;
 

@@ -2,8 +2,10 @@ using System.CommandLine;
 using System.Globalization;
 using System.Net;
 using Appliance.Cli.Common;
+using Appliance.Maps;
+using Appliance.Maps.Client;
+using Appliance.Maps.Protocol;
 using Appliance.Monitor.Daemon;
-using Appliance.Monitor.Maps;
 using Appliance.Wire.Auth;
 using Appliance.Wire.Messenger;
 

@@ -1,5 +1,7 @@
 using System.Globalization;
 using System.Text;
+using Appliance.Maps;
+using Appliance.Maps.Protocol;
 using Appliance.Monitor.Maps;
 using Appliance.Paxos.Core;
 using Appliance.Wire.Codec;

@@ -1,6 +1,7 @@
+using Appliance.Maps;
+using Appliance.Maps.Protocol;
 using Appliance.Monitor.Maps;
 using Appliance.Wire.Auth;
-using Appliance.Wire.Codec;
 
 namespace Appliance.Monitor.Daemon;
 
@@ -12,14 +13,10 @@ namespace Appliance.Monitor.Daemon;
 /// whatever the connection's mode. A service's daemon (`osd.N` for `osd`) asks for the service's keys
 /// (<see cref="MonQuery.ServiceKeys"/>), sealed under its own key, to verify the tickets it is shown. The leader
 /// rotates the keys (<see cref="ServiceKeyRotate"/>); the answers come from the leader under its lease, like every
-/// read.
+/// read. The bytes of both answers are <see cref="TicketGrants"/>' (node/Maps), which clients open.
 /// </summary>
 public static class ServiceTickets
 {
-    private const byte Version = 1;
-    private const string SessionKeyPurpose = "ticket session key";
-    private const string KeysPurpose = "service keys";
-
     /// <summary>A ticket for <paramref name="who"/> to <paramref name="service"/> (the monitor's answer).</summary>
     public static MonReply Grant(ClusterState state, string who, string service, DateTimeOffset now)
     {
@@ -40,26 +37,7 @@ public static class ServiceTickets
             return new MonReply(MonReplyStatus.Failed, (int)MonErrorCode.Refused, $"the {service} service has no current key yet (the leader rotates one in within seconds); try again");
         }
         var issued = Tickets.Issue(state.Auth.SecretsOf(service), who, entity.ParsedCaps(), now, ttl);
-        using var w = new WireWriter();
-        var m = w.BeginStruct(Version, 1);
-        w.WriteBytes(issued.Ticket);
-        w.WriteBytes(SecretBox.Seal(entity.Key, SessionKeyPurpose, issued.SessionKey));
-        w.WriteI64(issued.Expires.ToUnixTimeMilliseconds());
-        w.EndStruct(m);
-        return new MonReply(MonReplyStatus.Ok, 0, $"{service} ticket for {who} until {issued.Expires:u}", Data: w.ToArray());
-    }
-
-    /// <summary>The client's side: the ticket, with its session key opened with the client's key.</summary>
-    public static IssuedTicket OpenGrant(ReadOnlySpan<byte> data, Secret key)
-    {
-        var r = new WireReader(data);
-        var s = r.BeginStruct(Version, "ticket grant");
-        var ticket = r.ReadBytes(16 << 10).ToArray();
-        var sessionKey = SecretBox.Open(key, SessionKeyPurpose, r.ReadBytes(256));
-        var expires = DateTimeOffset.FromUnixTimeMilliseconds(r.ReadI64());
-        r.EndStruct(s);
-        r.ExpectEnd("ticket grant");
-        return new IssuedTicket(ticket, sessionKey, expires);
+        return new MonReply(MonReplyStatus.Ok, 0, $"{service} ticket for {who} until {issued.Expires:u}", Data: TicketGrants.SealGrant(issued, entity.Key));
     }
 
     /// <summary>The keys of <paramref name="service"/> for one of its daemons (the monitor's answer).</summary>
@@ -75,39 +53,6 @@ public static class ServiceTickets
             return new MonReply(MonReplyStatus.Denied, 0, $"{who} may not have the {service} service keys: only the service's own daemons ({service}.N in the auth database) get them");
         }
         var keys = state.Auth.ServiceKeys.GetValueOrDefault(service) ?? [];
-        using var plain = new WireWriter();
-        plain.WriteU32((uint)keys.Count);
-        foreach (var k in keys)
-        {
-            k.Encode(plain);
-        }
-        using var w = new WireWriter();
-        var m = w.BeginStruct(Version, 1);
-        w.WriteString(service);
-        w.WriteBytes(SecretBox.Seal(entity.Key, KeysPurpose + "|" + service, plain.WrittenSpan));
-        w.EndStruct(m);
-        return new MonReply(MonReplyStatus.Ok, 0, $"{keys.Count} {service} service key(s)", Data: w.ToArray());
-    }
-
-    /// <summary>The daemon's side: the service's keys, opened with the daemon's key, ready for a
-    /// <see cref="TicketVerifier"/>.</summary>
-    public static ServiceSecrets OpenKeys(ReadOnlySpan<byte> data, Secret key)
-    {
-        var r = new WireReader(data);
-        var s = r.BeginStruct(Version, "service keys grant");
-        var service = r.ReadString(64);
-        var plain = SecretBox.Open(key, KeysPurpose + "|" + service, r.ReadBytes(64 << 10));
-        r.EndStruct(s);
-        r.ExpectEnd("service keys grant");
-        var p = new WireReader(plain);
-        var n = MapCodec.ReadCount(ref p, 8, "service keys");
-        var secrets = new ServiceSecrets(service);
-        for (var i = 0; i < n; i++)
-        {
-            var k = ServiceKey.Decode(ref p);
-            secrets.Add(new ServiceSecret(k.Id, k.Key, DateTimeOffset.FromUnixTimeMilliseconds(k.ExpiresMs)));
-        }
-        p.ExpectEnd("service keys");
-        return secrets;
+        return new MonReply(MonReplyStatus.Ok, 0, $"{keys.Count} {service} service key(s)", Data: TicketGrants.SealKeys(service, keys, entity.Key));
     }
 }

@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using Appliance.Maps;
 using Appliance.Wire.Codec;
 
 namespace Appliance.Monitor.Maps;

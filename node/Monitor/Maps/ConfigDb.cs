@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using System.Globalization;
+using Appliance.Maps;
 using Appliance.Wire.Codec;
 
 namespace Appliance.Monitor.Maps;

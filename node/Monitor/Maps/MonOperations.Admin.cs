@@ -1,5 +1,7 @@
 using System.Collections.Immutable;
 using System.Globalization;
+using Appliance.Maps;
+using Appliance.Maps.Protocol;
 using Appliance.Wire.Auth;
 
 namespace Appliance.Monitor.Maps;

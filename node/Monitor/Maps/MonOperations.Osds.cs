@@ -1,3 +1,6 @@
+using Appliance.Maps;
+using Appliance.Maps.Protocol;
+
 namespace Appliance.Monitor.Maps;
 
 public static partial class MonOperations

@@ -1,4 +1,6 @@
 using Appliance.Crush.Placement;
+using Appliance.Maps;
+using Appliance.Maps.Protocol;
 
 namespace Appliance.Monitor.Maps;
 

@@ -1,4 +1,6 @@
 using System.Globalization;
+using Appliance.Maps;
+using Appliance.Maps.Protocol;
 
 namespace Appliance.Monitor.Maps;
 

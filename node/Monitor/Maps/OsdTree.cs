@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using Appliance.Maps;
 
 namespace Appliance.Monitor.Maps;
 

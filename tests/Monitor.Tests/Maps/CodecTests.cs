@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using Appliance.Maps;
+using Appliance.Maps.Protocol;
 using Appliance.Monitor.Maps;
 using Appliance.Wire.Codec;
 using Xunit.Abstractions;

@@ -1,3 +1,4 @@
+using Appliance.Maps.Protocol;
 using Appliance.Monitor.Maps;
 
 namespace Appliance.Monitor.Tests.Maps;

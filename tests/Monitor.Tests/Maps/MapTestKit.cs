@@ -1,4 +1,6 @@
 using System.Globalization;
+using Appliance.Maps;
+using Appliance.Maps.Protocol;
 using Appliance.Monitor.Maps;
 using Appliance.Wire.Auth;
 

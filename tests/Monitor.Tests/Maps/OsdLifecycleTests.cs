@@ -1,3 +1,5 @@
+using Appliance.Maps;
+using Appliance.Maps.Protocol;
 using Appliance.Monitor.Maps;
 
 namespace Appliance.Monitor.Tests.Maps;

@@ -1,5 +1,7 @@
 using Appliance.Crush.Mapping;
 using Appliance.Crush.Placement;
+using Appliance.Maps;
+using Appliance.Maps.Protocol;
 using Appliance.Monitor.Maps;
 
 namespace Appliance.Monitor.Tests.Maps;

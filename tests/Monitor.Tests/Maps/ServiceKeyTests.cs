@@ -1,3 +1,5 @@
+using Appliance.Maps;
+using Appliance.Maps.Protocol;
 using Appliance.Monitor.Daemon;
 using Appliance.Monitor.Maps;
 using Appliance.Wire.Auth;
@@ -69,20 +71,20 @@ public class ServiceKeyTests
         c.Must(new ServiceKeyRotate("osd", Cluster.Key(12)));
         var grant = ServiceTickets.Grant(c.State, "client.vm", "osd", c.Now);
         Assert.Equal(MonReplyStatus.Ok, grant.Status);
-        var ticket = ServiceTickets.OpenGrant(grant.Data, vmKey);
+        var ticket = TicketGrants.OpenGrant(grant.Data, vmKey);
         Assert.Equal(c.Now + AuthDb.TicketTtl, ticket.Expires);
         // The session key is sealed for client.vm: nobody else opens the grant.
-        Assert.Throws<AuthenticationException>(() => ServiceTickets.OpenGrant(grant.Data, osdKey));
+        Assert.Throws<AuthenticationException>(() => TicketGrants.OpenGrant(grant.Data, osdKey));
 
         // osd.0 gets the service's keys and verifies the ticket with them.
         var keys = ServiceTickets.GrantKeys(c.State, "osd.0", "osd");
         Assert.Equal(MonReplyStatus.Ok, keys.Status);
-        var verifier = new TicketVerifier(ServiceTickets.OpenKeys(keys.Data, osdKey), TimeSpan.FromMinutes(5));
+        var verifier = new TicketVerifier(TicketGrants.OpenKeys(keys.Data, osdKey), TimeSpan.FromMinutes(5));
         var identity = verifier.Verify(ticket.Ticket, Tickets.Authenticator(ticket.SessionKey, c.Now), c.Now);
         Assert.Equal("client.vm", identity.Entity);
         Assert.True(Authorizer.IsAllowed(identity.Caps, "osd", Access.Write, "vm"));
         Assert.False(Authorizer.IsAllowed(identity.Caps, "osd", Access.Write, "other"));
-        Assert.Throws<AuthenticationException>(() => ServiceTickets.OpenKeys(keys.Data, vmKey));
+        Assert.Throws<AuthenticationException>(() => TicketGrants.OpenKeys(keys.Data, vmKey));
 
         // Keys only for the service's own daemons; tickets only for known entities and ticket services.
         Assert.Equal(MonReplyStatus.Denied, ServiceTickets.GrantKeys(c.State, "client.vm", "osd").Status);
@@ -94,11 +96,11 @@ public class ServiceKeyTests
 
         // A ticket never outlives the key that sealed it: near the key's end, the ticket is shorter.
         var late = c.Now + AuthDb.KeyLifetime - TimeSpan.FromMinutes(10);
-        Assert.Equal(c.State.Auth.NewestKey("osd")!.ExpiresMs, Ms(ServiceTickets.OpenGrant(ServiceTickets.Grant(c.State, "client.vm", "osd", late).Data, vmKey).Expires));
+        Assert.Equal(c.State.Auth.NewestKey("osd")!.ExpiresMs, Ms(TicketGrants.OpenGrant(ServiceTickets.Grant(c.State, "client.vm", "osd", late).Data, vmKey).Expires));
 
         // Caps changed: the next ticket carries the new ones.
         c.Must(new AuthCaps("client.vm", Cluster.Caps(("mon", "allow r"), ("osd", "allow r"))));
-        var narrower = ServiceTickets.OpenGrant(ServiceTickets.Grant(c.State, "client.vm", "osd", c.Now).Data, vmKey);
+        var narrower = TicketGrants.OpenGrant(ServiceTickets.Grant(c.State, "client.vm", "osd", c.Now).Data, vmKey);
         var id2 = verifier.Verify(narrower.Ticket, Tickets.Authenticator(narrower.SessionKey, c.Now), c.Now);
         Assert.False(Authorizer.IsAllowed(id2.Caps, "osd", Access.Write, "vm"));
     }

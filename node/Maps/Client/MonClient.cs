@@ -2,12 +2,12 @@ using System.Diagnostics;
 using System.Net;
 using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
-using Appliance.Monitor.Maps;
+using Appliance.Maps.Protocol;
 using Appliance.Wire.Auth;
 using Appliance.Wire.Codec;
 using Appliance.Wire.Messenger;
 
-namespace Appliance.Monitor.Daemon;
+namespace Appliance.Maps.Client;
 
 /// <summary>The monitors could not be reached, or none is in a quorum, within the deadline.</summary>
 public sealed class MonitorsUnavailableException(string message) : Exception(message);
@@ -70,7 +70,7 @@ public sealed class MonClient : IAsyncDisposable
         {
             throw new AuthenticationException($"no {service} ticket for {_entity}: {reply.Message}");
         }
-        return ServiceTickets.OpenGrant(data, _key);
+        return TicketGrants.OpenGrant(data, _key);
     }
 
     /// <summary>
@@ -105,7 +105,7 @@ public sealed class MonClient : IAsyncDisposable
 
     /// <summary>The rotating keys of <paramref name="service"/>, for one of its daemons (this client must be
     /// `service.N`), ready for a <see cref="TicketVerifier"/>; fetch again as keys rotate (every
-    /// <see cref="AuthDb.RotateAfter"/>).</summary>
+    /// 30 min, the monitors' rotation interval).</summary>
     public async Task<ServiceSecrets> GetServiceKeysAsync(string service, CancellationToken ct = default)
     {
         var reply = await QueryAsync(MonQuery.ServiceKeys, service, ct);
@@ -113,7 +113,7 @@ public sealed class MonClient : IAsyncDisposable
         {
             throw new AuthenticationException($"no {service} service keys for {_entity}: {reply.Message}");
         }
-        return ServiceTickets.OpenKeys(data, _key);
+        return TicketGrants.OpenKeys(data, _key);
     }
 
     /// <summary>How long a monitor may hold a subscription poll waiting for a new epoch.</summary>

@@ -1,7 +1,7 @@
 using Appliance.Crush.Model;
 using Appliance.Crush.Text;
 
-namespace Appliance.Monitor.Maps;
+namespace Appliance.Maps;
 
 /// <summary>
 /// The CRUSH hierarchy the monitor maintains: root <c>default</c> (straw2) → one <c>host</c> bucket per host an OSD

@@ -1,4 +1,4 @@
-namespace Appliance.Monitor.Maps;
+namespace Appliance.Maps;
 
 /// <summary>What kind of mistake a refused command made; the CLI maps these to exit codes in one place.</summary>
 public enum MonErrorCode

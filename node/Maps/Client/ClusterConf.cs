@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Net;
 using Appliance.Wire.Auth;
 
-namespace Appliance.Monitor.Daemon;
+namespace Appliance.Maps.Client;
 
 /// <summary>
 /// What every node and client needs to find the cluster: its fsid, when it was created, and the initial monitors

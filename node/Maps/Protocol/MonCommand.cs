@@ -1,11 +1,11 @@
 using System.Globalization;
 using Appliance.Wire.Auth;
 
-namespace Appliance.Monitor.Maps;
+namespace Appliance.Maps.Protocol;
 
 /// <summary>
-/// A command to the monitors. <see cref="MonOperations.Execute"/> turns it into a <see cref="ClusterIncrement"/> or a
-/// <see cref="MonError"/>. <see cref="Describe"/> is the audit text (never a secret).
+/// A command to the monitors. The monitors (node/Monitor's MonOperations.Execute) turn it into a change of the maps
+/// or a <see cref="MonError"/>. <see cref="Describe"/> is the audit text (never a secret).
 /// </summary>
 public abstract record MonCommand
 {
@@ -89,7 +89,7 @@ public sealed record OsdTick : MonCommand
 }
 
 /// <summary>The leader's rotation of a ticket service's secret: <see cref="Key"/> becomes the service's newest key
-/// when its current one is older than <see cref="AuthDb.RotateAfter"/> (else nothing changes), and keys past their
+/// when its current one is older than the rotation interval (30 min) (else nothing changes), and keys past their
 /// expiry are dropped. The leader generates the key (the operation itself is pure); it is never described.</summary>
 public sealed record ServiceKeyRotate(string Service, Secret Key) : MonCommand
 {

@@ -1,8 +1,7 @@
-using Appliance.Monitor.Maps;
 using Appliance.Wire.Auth;
 using Appliance.Wire.Codec;
 
-namespace Appliance.Monitor.Daemon;
+namespace Appliance.Maps.Protocol;
 
 /// <summary>Messenger message types of the monitors.</summary>
 public static class MonMessageTypes
@@ -35,10 +34,10 @@ public enum MonQuery : byte
     /// <summary>A subscription poll for the monmap (always the full map: it is small).</summary>
     MonMapSince = 12,
     /// <summary>A ticket for the service named in the argument, for the asking entity, with its capabilities; the
-    /// ticket's session key comes sealed under the entity's key (see <see cref="ServiceTickets.Grant"/>).</summary>
+    /// ticket's session key comes sealed under the entity's key (the bytes are <see cref="TicketGrants"/>').</summary>
     ServiceTicket = 13,
     /// <summary>The rotating keys of the service named in the argument, for that service's own daemons only
-    /// (`osd.N` for `osd`), sealed under the daemon's key (see <see cref="ServiceTickets.GrantKeys"/>).</summary>
+    /// (`osd.N` for `osd`), sealed under the daemon's key (<see cref="TicketGrants.OpenKeys"/>).</summary>
     ServiceKeys = 14,
 }
 

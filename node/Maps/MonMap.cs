@@ -1,6 +1,6 @@
 using Appliance.Wire.Codec;
 
-namespace Appliance.Monitor.Maps;
+namespace Appliance.Maps;
 
 /// <summary>One monitor: its name, messenger address (host:port), rank (its index in name order, for people) and id
 /// (its Paxos member id: given when it joins, never changed and never reused; 0 in maps written before ids existed,

@@ -1,7 +1,7 @@
 using System.Text;
 using Appliance.Wire.Codec;
 
-namespace Appliance.Monitor.Maps;
+namespace Appliance.Maps;
 
 /// <summary>
 /// Encoding helpers shared by the maps. Every map, increment and entry is a versioned structure

@@ -2,7 +2,7 @@ using System.Collections.Immutable;
 using Appliance.Crush.Model;
 using Appliance.Wire.Codec;
 
-namespace Appliance.Monitor.Maps;
+namespace Appliance.Maps;
 
 /// <summary>
 /// One OSD as the monitors see it. <see cref="Weight"/> is its CRUSH weight (16.16 fixed point, 1.0 = 1 TiB, as in
@@ -52,7 +52,7 @@ public sealed record ErasureProfile(int K, int M);
 /// <summary>
 /// A pool. <see cref="Size"/> is the number of copies (replicated) or K+M (erasure); writes need <see cref="MinSize"/>
 /// members up. <see cref="PgNumAuto"/> says <see cref="PgNum"/> was sized by the rule in
-/// <see cref="MonOperations.AutoPgNum"/> rather than set by hand. Quotas of 0 mean none.
+/// the monitors' automatic sizing (MonOperations.AutoPgNum) rather than set by hand. Quotas of 0 mean none.
 /// </summary>
 public sealed record PoolInfo(
     int Id, string Name, PoolType Type, int Size, int MinSize, int PgNum, bool PgNumAuto, int CrushRule,
