@@ -11,12 +11,15 @@ public sealed partial class ObjectStore
     /// Prepares one transaction: checks every rule against a private view of the objects it touches, reads what a
     /// partial-block update needs, allocates blocks and emits the redo entries. Nothing shared changes until
     /// <see cref="Publish"/> (except allocations, returned by <see cref="RollbackAsync"/>, and the early writes of
-    /// long data into those fresh blocks, which no one else sees), so a transaction that fails here has no effect. Runs under the submit lock: the state it reads cannot change under it.
+    /// long data into those fresh blocks, which no one else sees), so a transaction that fails here has no effect. Runs
+    /// holding the ordering of every collection the transaction names: the objects it reads cannot change under it
+    /// (only transactions ordered on their collection change them, and those before it have been published). Other
+    /// collections change meanwhile, so the collection table is only read under the state lock.
     /// </summary>
     private sealed class Draft(ObjectStore s)
     {
         private readonly Dictionary<string, CollDraft> _colls = new(StringComparer.Ordinal);
-        private readonly Dictionary<(string, string), ObjDraft> _objs = [];
+        private readonly Dictionary<(string, ObjectId), ObjDraft> _objs = [];
         /// <summary>Block contents written earlier in this transaction (by device block), for later reads in it.</summary>
         private readonly Dictionary<long, ReadOnlyMemory<byte>> _txnData = [];
         private readonly List<long> _allocated = [];
@@ -36,15 +39,34 @@ public sealed partial class ObjectStore
 
         private sealed class ObjDraft
         {
+            private List<BlockRef>? _blocks;
+            private Dictionary<string, byte[]>? _xattrs;
             public bool Exists;
             public long Size;
-            public List<BlockRef> Blocks = [];
-            public Dictionary<string, byte[]> Xattrs = new(StringComparer.Ordinal);
-            /// <summary>The object as it was before this transaction (null once removed here).</summary>
+            /// <summary>The object as it was before this transaction (null once removed here). Its block map and
+            /// xattrs are copied on first use: a split makes a draft of every object it moves, most never read.</summary>
             public Onode? Base;
             public bool OmapCleared;
             public Dictionary<string, byte[]?> OmapChanges = new(StringComparer.Ordinal);
+
+            public List<BlockRef> Blocks => _blocks ??= Base is null ? [] : [.. Base.Blocks];
+
+            public Dictionary<string, byte[]> Xattrs => _xattrs ??= Base is null ? new(StringComparer.Ordinal) : new(Base.Xattrs, StringComparer.Ordinal);
+
+            public void Reset()
+            {
+                Size = 0;
+                _blocks = [];
+                _xattrs = new(StringComparer.Ordinal);
+                Base = null;
+                OmapCleared = false;
+                OmapChanges.Clear();
+            }
         }
+
+        /// <summary>Upper bound of what the transaction adds to the checkpoint (checked at publication, where the
+        /// state it adds to is stable).</summary>
+        public long Growth { get; private set; }
 
         /// <summary>Writes of this transaction's copy-on-write data already on their way to its fresh blocks (long
         /// writes start while the draft is still being prepared); null when none.</summary>
@@ -52,7 +74,7 @@ public sealed partial class ObjectStore
 
         // For each object, the index of the last operation that names it (an early write is safe only from the last:
         // nothing later in the transaction changes those blocks again).
-        private Dictionary<(string, string), int>? _lastTouch;
+        private Dictionary<(string, ObjectId), int>? _lastTouch;
         private int _opIndex;
 
         /// <summary>Gives back the blocks allocated so far; first waits for early writes into them (a block must not
@@ -167,6 +189,29 @@ public sealed partial class ObjectStore
                         Meta.Redo.OmapRemove(Redo, o.Collection, o.Name, o.Key);
                         break;
                     }
+                    case Transaction.OmapRemoveRangeOp o:
+                    {
+                        var od = Obj(o.Collection, o.Name, create: false);
+                        foreach (var k in od.OmapChanges.Keys.Where(k => InRange(k, o.From, o.To)).ToList())
+                        {
+                            od.OmapChanges[k] = null;
+                        }
+                        if (!od.OmapCleared && od.Base is not null)
+                        {
+                            foreach (var e in MetaState.OmapRange(od.Base, o.From, o.To))
+                            {
+                                od.OmapChanges[e.Key] = null;
+                            }
+                        }
+                        Meta.Redo.OmapRemoveRange(Redo, o.Collection, o.Name, o.From, o.To);
+                        break;
+                    }
+                    case Transaction.MoveOp o:
+                        Move(o.Collection, o.Name, o.DestinationCollection, o.Destination);
+                        break;
+                    case Transaction.SplitCollectionOp o:
+                        Split(o.Collection, o.Bits, o.Match, o.Destination);
+                        break;
                     case Transaction.OmapClearOp o:
                     {
                         var od = Obj(o.Collection, o.Name, create: false);
@@ -181,24 +226,28 @@ public sealed partial class ObjectStore
             }
             // Every entry except deferred data adds at most its own size to the checkpoint, plus what was counted
             // apart (holes from growing sizes, onode and collection headers).
-            var growth = Redo.Length - _dataEntryBytes + _extraGrowth;
-            if (s._meta.EncodedBytes + growth + 16 > s._geo.CheckpointCapacity)
-            {
-                throw new NoSpaceException(
-                    $"{s._device.Name}: out of metadata space: the checkpoint would need {s._meta.EncodedBytes + growth} bytes of {s._geo.CheckpointCapacity}; remove objects, omap entries or xattrs");
-            }
+            Growth = Redo.Length - _dataEntryBytes + _extraGrowth;
         }
 
-        private static Dictionary<(string, string), int>? LastTouch(IReadOnlyList<Transaction.Op> ops)
+        private static bool InRange(string key, string from, string to) =>
+            string.CompareOrdinal(key, from) >= 0 && string.CompareOrdinal(key, to) < 0;
+
+        private static Dictionary<(string, ObjectId), int>? LastTouch(IReadOnlyList<Transaction.Op> ops)
         {
             if (ops.Count == 1)
             {
                 return null; // a single operation is always the last
             }
-            var last = new Dictionary<(string, string), int>();
+            var last = new Dictionary<(string, ObjectId), int>();
             for (var i = 0; i < ops.Count; i++)
             {
-                string[] names = ops[i] switch
+                if (ops[i] is Transaction.MoveOp or Transaction.SplitCollectionOp)
+                {
+                    // An object can change its name here and be written again under the new one: no operation is
+                    // known to be an object's last, so no early writes in this transaction.
+                    return [];
+                }
+                ObjectId[] names = ops[i] switch
                 {
                     Transaction.CloneOp o => [o.Source, o.Destination],
                     Transaction.CloneRangeOp o => [o.Source, o.Destination],
@@ -220,23 +269,110 @@ public sealed partial class ObjectStore
         {
             if (!_colls.TryGetValue(c, out var cd))
             {
-                var exists = s._meta.Collections.TryGetValue(c, out var coll);
-                cd = new CollDraft { Exists = exists, Objects = coll?.Objects.Count ?? 0 };
+                var coll = BaseCollection(c);
+                cd = new CollDraft { Exists = coll is not null, Objects = coll?.Objects.Count ?? 0 };
                 _colls.Add(c, cd);
             }
             return cd;
         }
 
-        private ObjDraft Obj(string c, string o, bool create)
+        /// <summary>The collection as it was before this transaction. The table is read under the state lock (a
+        /// transaction on other collections may create or remove one meanwhile); the collection itself only changes
+        /// by transactions ordered on it, so it is read without the lock.</summary>
+        private Collection? BaseCollection(string c)
+        {
+            lock (s._stateLock)
+            {
+                return s._meta.Collections.GetValueOrDefault(c);
+            }
+        }
+
+        /// <summary>Moves the object's draft to its new key; a draft of a missing object stays at the old key (its
+        /// base, if any, is gone from there in this transaction).</summary>
+        private void Move(string c, ObjectId o, string dc, ObjectId d)
+        {
+            var src = Obj(c, o, create: false);
+            if (Lookup(dc, d).Exists)
+            {
+                throw new ObjectExistsException(dc, d.ToString());
+            }
+            _objs[(dc, d)] = src;
+            _objs[(c, o)] = new ObjDraft { Exists = false };
+            Coll(c).Objects--;
+            Coll(dc).Objects++;
+            Meta.Redo.ObjMove(Redo, c, o, dc, d);
+        }
+
+        /// <summary>A split is prepared object by object (so that later operations of the transaction see each
+        /// moved object where it went), and journaled as one entry.</summary>
+        private void Split(string source, int bits, uint match, string destination)
+        {
+            var range = SortKeyRange.ForHashBits(bits, match);
+            var sd = Coll(source);
+            var dd = Coll(destination);
+            if (!sd.Exists)
+            {
+                throw new CollectionNotFoundException(source);
+            }
+            if (!dd.Exists)
+            {
+                throw new CollectionNotFoundException(destination);
+            }
+            foreach (var id in Candidates(destination, range))
+            {
+                if (Lookup(destination, id).Exists)
+                {
+                    throw new ObjectExistsException(destination, id.ToString());
+                }
+            }
+            long moved = 0;
+            foreach (var id in Candidates(source, range))
+            {
+                var od = Lookup(source, id);
+                if (od.Exists)
+                {
+                    _objs[(destination, id)] = od;
+                    _objs[(source, id)] = new ObjDraft { Exists = false };
+                    moved++;
+                }
+            }
+            sd.Objects -= moved;
+            dd.Objects += moved;
+            Meta.Redo.CollSplit(Redo, source, bits, match, destination);
+        }
+
+        /// <summary>Every id in <paramref name="range"/> that may name an object of <paramref name="c"/> now: those
+        /// of the collection before this transaction, and those this transaction has a draft of there.</summary>
+        private List<ObjectId> Candidates(string c, SortKeyRange range)
+        {
+            var ids = new HashSet<ObjectId>();
+            if (BaseCollection(c) is { } coll)
+            {
+                foreach (var on in coll.InRange(range))
+                {
+                    ids.Add(on.Id);
+                }
+            }
+            foreach (var (dc, id) in _objs.Keys)
+            {
+                if (dc == c && range.Contains(id))
+                {
+                    ids.Add(id);
+                }
+            }
+            return [.. ids];
+        }
+
+        private ObjDraft Obj(string c, ObjectId o, bool create)
         {
             var od = Lookup(c, o);
             if (!od.Exists)
             {
                 if (!create)
                 {
-                    throw new ObjectNotFoundException(c, o);
+                    throw new ObjectNotFoundException(c, o.ToString());
                 }
-                Reset(od);
+                od.Reset();
                 od.Exists = true;
                 Coll(c).Objects++;
                 Meta.Redo.ObjCreate(Redo, c, o);
@@ -246,7 +382,7 @@ public sealed partial class ObjectStore
         }
 
         /// <summary>This transaction's view of an object, existing or not; the collection must exist.</summary>
-        private ObjDraft Lookup(string c, string o)
+        private ObjDraft Lookup(string c, ObjectId o)
         {
             var cd = Coll(c);
             if (!cd.Exists)
@@ -255,42 +391,23 @@ public sealed partial class ObjectStore
             }
             if (!_objs.TryGetValue((c, o), out var od))
             {
-                var on = s._meta.Find(c, o);
-                od = new ObjDraft { Exists = on is not null, Base = on };
-                if (on is not null)
-                {
-                    od.Size = on.Size;
-                    od.Blocks.AddRange(on.Blocks);
-                    foreach (var (k, v) in on.Xattrs)
-                    {
-                        od.Xattrs[k] = v;
-                    }
-                }
+                var on = BaseCollection(c)?.Objects.GetValueOrDefault(o);
+                od = new ObjDraft { Exists = on is not null, Base = on, Size = on?.Size ?? 0 };
                 _objs.Add((c, o), od);
             }
             return od;
         }
 
-        private static void Reset(ObjDraft od)
-        {
-            od.Size = 0;
-            od.Blocks.Clear();
-            od.Xattrs.Clear();
-            od.Base = null;
-            od.OmapCleared = false;
-            od.OmapChanges.Clear();
-        }
-
-        private void Remove(string c, string o)
+        private void Remove(string c, ObjectId o)
         {
             var od = Obj(c, o, create: false);
             Meta.Redo.ObjRemove(Redo, c, o);
-            Reset(od);
+            od.Reset();
             od.Exists = false;
             Coll(c).Objects--;
         }
 
-        private void SetSize(string c, string o, ObjDraft od, long size)
+        private void SetSize(string c, ObjectId o, ObjDraft od, long size)
         {
             var count = (int)((size + B - 1) / B);
             if (count > od.Blocks.Count)
@@ -307,7 +424,7 @@ public sealed partial class ObjectStore
         }
 
         /// <summary>The current content of block <paramref name="index"/> as this transaction sees it.</summary>
-        private async Task<byte[]> ReadBlockAsync(string c, string o, ObjDraft od, long index)
+        private async Task<byte[]> ReadBlockAsync(string c, ObjectId o, ObjDraft od, long index)
         {
             var b = od.Blocks[(int)index];
             if (b.IsHole)
@@ -325,19 +442,20 @@ public sealed partial class ObjectStore
                     return pending.ToArray();
                 }
             }
-            // Not in the overlay, so the device holds it, and nothing rewrites it while we hold the submit lock:
-            // only published transactions put data in the overlay, and their in-place writes come from there.
+            // Not in the overlay, so the device holds it, and nothing rewrites it while we hold the ordering of its
+            // collection: only published transactions put data in the overlay (their in-place writes come from
+            // there), and only those ordered on this collection can free the block for reuse.
             using var buf = new AlignedBuffer(B, B);
             await s._device.ReadAsync(b.Phys * B, buf.Memory);
             var crc = Crc32C.Compute(buf.GetSpan());
             if (crc != b.Crc)
             {
-                throw new ChecksumException(c, o, index, b.Phys * B, b.Crc, crc);
+                throw new ChecksumException(c, o.ToString(), index, b.Phys * B, b.Crc, crc);
             }
             return buf.GetSpan().ToArray();
         }
 
-        private async Task<byte[]> ReadRangeAsync(string c, string o, ObjDraft od, long offset, int length)
+        private async Task<byte[]> ReadRangeAsync(string c, ObjectId o, ObjDraft od, long offset, int length)
         {
             var result = new byte[length];
             var end = Math.Min(offset + length, od.Size);
@@ -358,7 +476,7 @@ public sealed partial class ObjectStore
         /// and later in place, into the blocks the object already has (fresh ones for holes). Longer writes go
         /// copy-on-write to fresh blocks (deferred after all when the store is full and the write is short). Zeroed
         /// whole blocks become holes.</summary>
-        private async Task WriteAsync(string c, string o, long offset, long length, ReadOnlyMemory<byte> data, bool zero, bool aligned = false)
+        private async Task WriteAsync(string c, ObjectId o, long offset, long length, ReadOnlyMemory<byte> data, bool zero, bool aligned = false)
         {
             var od = Obj(c, o, create: true);
             if (length == 0)
@@ -544,7 +662,7 @@ public sealed partial class ObjectStore
             _txnData[phys] = content;
         }
 
-        private async Task TruncateAsync(string c, string o, long size)
+        private async Task TruncateAsync(string c, ObjectId o, long size)
         {
             var od = Obj(c, o, create: true);
             if (size < od.Size && size % B != 0 && !od.Blocks[(int)(size / B)].IsHole)
@@ -566,7 +684,7 @@ public sealed partial class ObjectStore
             }
         }
 
-        private async Task CloneAsync(string c, string source, string destination)
+        private async Task CloneAsync(string c, ObjectId source, ObjectId destination)
         {
             var src = Obj(c, source, create: false);
             if (source == destination)

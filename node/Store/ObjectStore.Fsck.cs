@@ -31,14 +31,17 @@ public sealed partial class ObjectStore
     /// <summary>
     /// Checks every invariant on a quiesced store (it holds off transactions, then writes a checkpoint):
     /// both superblock copies; each onode's block map against its size and hash; every referenced block inside the
-    /// data area and owned once; the allocator against the block maps (nothing referenced is free, nothing free is
+    /// data area and owned once; each collection's index (objects by id and in listing order: the same onodes,
+    /// each under its own stored id, strictly in bitwise order); the allocator against the block maps (nothing referenced is free, nothing free is
     /// referenced, nothing is leaked); the metadata against the checkpoint capacity; and the crc32c of every block.
     /// </summary>
     public async Task<FsckReport> FsckAsync(CancellationToken ct = default)
     {
-        // Lock first, then checkpoint: nothing can be published after the checkpoint drained the queue and waited
-        // for the in-place writes (the writer never needs this lock), so what fsck sees is quiet.
-        await _submitLock.WaitAsync(ct);
+        // A turn after every transaction in flight and before any later one, then a checkpoint: nothing can be
+        // published after the checkpoint drained the queue and waited for the in-place writes (the writer never
+        // waits for a turn), and no draft holds blocks the block maps do not show, so what fsck sees is quiet.
+        var turn = new Turn(this, null);
+        await WaitTurnAsync(this, turn, ct);
         try
         {
             await CheckpointAsync(ct);
@@ -64,27 +67,41 @@ public sealed partial class ObjectStore
             var owned = new Allocator(_geo.FirstDataBlock, _geo.DataBlocks);
             var twice = new HashSet<long>();
             long objects = 0, used = 0;
-            List<(string C, string O, int Index, BlockRef Ref)> toVerify = [];
+            List<(string C, ObjectId O, int Index, BlockRef Ref)> toVerify = [];
             lock (_stateLock)
             {
                 foreach (var coll in _meta.Collections.Values)
                 {
-                    if (coll.Objects.Count != coll.ByHash.Count)
+                    if (coll.Objects.Count != coll.Sorted.Count)
                     {
-                        errors.Add($"collection {coll.Name}: {coll.Objects.Count} objects by name but {coll.ByHash.Count} in hash order");
+                        errors.Add($"collection {coll.Name}: {coll.Objects.Count} objects by id but {coll.Sorted.Count} in listing order");
                     }
-                    foreach (var on in coll.ByHash)
+                    foreach (var (key, on) in coll.Objects)
+                    {
+                        if (key != on.Id)
+                        {
+                            errors.Add($"collection {coll.Name}: object {on.Id} is indexed under id {key}");
+                        }
+                    }
+                    Onode? previous = null;
+                    foreach (var on in coll.Sorted)
                     {
                         objects++;
-                        var id = $"{coll.Name}/{on.Name}";
-                        if (!coll.Objects.TryGetValue(on.Name, out var byName) || !ReferenceEquals(byName, on))
+                        var id = $"{coll.Name}/{on.Id}";
+                        if (on.Name is null)
                         {
-                            errors.Add($"{id}: in the hash order of {coll.Name} but not under its name");
+                            errors.Add($"collection {coll.Name}: an object has no name");
+                            continue;
                         }
-                        if (on.Hash != MetaState.HashOf(on.Name))
+                        if (!coll.Objects.TryGetValue(on.Id, out var byId) || !ReferenceEquals(byId, on))
                         {
-                            errors.Add($"{id}: stored hash {on.Hash:x8} is not the hash of its name");
+                            errors.Add($"{id}: in the listing order of {coll.Name} but not under its id (hash {on.Hash:x8})");
                         }
+                        if (previous is not null && previous.Id.CompareTo(on.Id) >= 0)
+                        {
+                            errors.Add($"{id}: listed after {previous.Id}, out of bitwise order");
+                        }
+                        previous = on;
                         if (on.BlockCount != (on.Size + B - 1) / B)
                         {
                             errors.Add($"{id}: {on.BlockCount} blocks for size {on.Size}");
@@ -110,7 +127,7 @@ public sealed partial class ObjectStore
                             {
                                 errors.Add($"{id}: block {i} at device block {r.Phys} is marked free in the allocator");
                             }
-                            toVerify.Add((coll.Name, on.Name, i, r));
+                            toVerify.Add((coll.Name, on.Id, i, r));
                         }
                     }
                 }
@@ -118,13 +135,13 @@ public sealed partial class ObjectStore
                 {
                     foreach (var coll in _meta.Collections.Values)
                     {
-                        foreach (var on in coll.ByHash)
+                        foreach (var on in coll.Sorted)
                         {
                             for (var i = 0; i < on.BlockCount; i++)
                             {
                                 if (twice.Contains(on.Blocks[i].Phys))
                                 {
-                                    errors.Add($"device block {on.Blocks[i].Phys} is owned more than once; one owner is {coll.Name}/{on.Name} block {i}");
+                                    errors.Add($"device block {on.Blocks[i].Phys} is owned more than once; one owner is {coll.Name}/{on.Id} block {i}");
                                 }
                             }
                         }
@@ -174,7 +191,7 @@ public sealed partial class ObjectStore
         }
         finally
         {
-            _submitLock.Release();
+            turn.End(this);
         }
     }
 }

@@ -99,7 +99,7 @@ public sealed partial class ObjectStore
                     var phys = on.Blocks[i].Phys;
                     if (phys != 0 && !alloc.MarkUsed(phys))
                     {
-                        throw new CorruptionException($"{device.Name}: device block {phys} is owned twice (one owner is {coll.Name}/{on.Name} block {i})");
+                        throw new CorruptionException($"{device.Name}: device block {phys} is owned twice (one owner is {coll.Name}/{on.Id} block {i})");
                     }
                 }
             }
@@ -161,7 +161,7 @@ public sealed partial class ObjectStore
             var what = Signatures.Detect(buf.GetSpan());
             throw new NotAStoreException(what is null
                 ? $"{device.Name} does not hold an object store ({whyA}); create one with 'appliance store mkfs {device.Name}'"
-                : $"{device.Name} holds {what}, not an object store");
+                : $"{device.Name} holds {what}, not an object store this program can mount ({whyA})");
         }
         if (a is null)
         {

@@ -5,13 +5,13 @@ namespace Appliance.Store;
 
 public sealed partial class ObjectStore
 {
-    private Onode Get(string c, string o)
+    private Onode Get(string c, ObjectId o)
     {
         if (!_meta.Collections.TryGetValue(c, out var coll))
         {
             throw new CollectionNotFoundException(c);
         }
-        return coll.Objects.TryGetValue(o, out var on) ? on : throw new ObjectNotFoundException(c, o);
+        return coll.Objects.TryGetValue(o, out var on) ? on : throw new ObjectNotFoundException(c, o.ToString());
     }
 
     /// <summary>
@@ -19,7 +19,7 @@ public sealed partial class ObjectStore
     /// none past it). Holes read as zeros. Every block read from the device is checked against its crc32c: a
     /// mismatch throws <see cref="ChecksumException"/> and no data is returned.
     /// </summary>
-    public async Task<byte[]> ReadAsync(string collection, string name, long offset = 0, int length = int.MaxValue, CancellationToken ct = default)
+    public async Task<byte[]> ReadAsync(string collection, ObjectId name, long offset = 0, int length = int.MaxValue, CancellationToken ct = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(offset);
         ArgumentOutOfRangeException.ThrowIfNegative(length);
@@ -68,7 +68,7 @@ public sealed partial class ObjectStore
                 var same = on is not null && idx < on.BlockCount && on.Blocks[(int)idx] == refs[bad] && !_overlay.ContainsKey(refs[bad].Phys);
                 if (same || attempt >= 8)
                 {
-                    throw new ChecksumException(collection, name, idx, refs[bad].Phys * B, refs[bad].Crc, actual);
+                    throw new ChecksumException(collection, name.ToString(), idx, refs[bad].Phys * B, refs[bad].Crc, actual);
                 }
             }
         }
@@ -139,7 +139,7 @@ public sealed partial class ObjectStore
     }
 
     /// <summary>Device byte offsets of the object's allocated blocks (block index, offset), for tests and repair tools.</summary>
-    internal IReadOnlyList<(long Index, long Offset)> DeviceOffsetsOf(string collection, string name)
+    internal IReadOnlyList<(long Index, long Offset)> DeviceOffsetsOf(string collection, ObjectId name)
     {
         lock (_stateLock)
         {
@@ -156,12 +156,12 @@ public sealed partial class ObjectStore
         }
     }
 
-    /// <summary>The object's size and hash, or null when it does not exist.</summary>
-    public ObjectInfo? Stat(string collection, string name)
+    /// <summary>The object's id and size, or null when it does not exist (or its collection does not).</summary>
+    public ObjectInfo? Stat(string collection, ObjectId name)
     {
         lock (_stateLock)
         {
-            return _meta.Find(collection, name) is { } on ? new ObjectInfo(on.Name, on.Size, on.Hash) : null;
+            return _meta.Find(collection, name) is { } on ? new ObjectInfo(on.Id, on.Size) : null;
         }
     }
 
@@ -182,10 +182,15 @@ public sealed partial class ObjectStore
         }
     }
 
-    /// <summary>Up to <paramref name="max"/> objects of a collection in hash order (crc32c of the name, then
-    /// name), after <paramref name="after"/>. The cursor stays valid across changes and restarts: objects created
-    /// behind it are not returned, ones ahead of it are.</summary>
-    public ListResult List(string collection, ListCursor? after = null, int max = 1000)
+    /// <summary>
+    /// Up to <paramref name="max"/> objects of a collection in listing order (<see cref="ObjectId.CompareTo"/>:
+    /// bit-reversed hash, then name), only those whose sort key lies in <paramref name="range"/> (all by default),
+    /// only those after <paramref name="after"/>. The cursor is an id, not a position: it stays valid across
+    /// changes and restarts (objects created behind it are not returned, ones ahead of it are, removed ones are
+    /// not), and it need not name an existing object. A walk of a range page by page returns every object that
+    /// was in it for the whole walk exactly once, in order.
+    /// </summary>
+    public ListResult List(string collection, ObjectId? after = null, int max = 1000, SortKeyRange? range = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
         lock (_stateLock)
@@ -194,27 +199,19 @@ public sealed partial class ObjectStore
             {
                 throw new CollectionNotFoundException(collection);
             }
-            IEnumerable<Onode> view = coll.ByHash;
-            if (after is not null && coll.ByHash.Count > 0)
-            {
-                var probe = new Onode(after.Name, after.Hash);
-                view = HashOrder.Instance.Compare(probe, coll.ByHash.Max!) >= 0
-                    ? []
-                    : coll.ByHash.GetViewBetween(probe, coll.ByHash.Max!).Where(o => HashOrder.Instance.Compare(o, probe) > 0);
-            }
-            var page = view.Take(max + 1).Select(o => new ObjectInfo(o.Name, o.Size, o.Hash)).ToList();
-            ListCursor? next = null;
+            var page = coll.InRange(range ?? SortKeyRange.All, after).Take(max + 1).Select(o => new ObjectInfo(o.Id, o.Size)).ToList();
+            ObjectId? next = null;
             if (page.Count > max)
             {
                 page.RemoveAt(max);
-                next = new ListCursor(page[^1].Hash, page[^1].Name);
+                next = page[^1].Id;
             }
             return new ListResult(page, next);
         }
     }
 
     /// <summary>All xattrs of an object (copies).</summary>
-    public IReadOnlyDictionary<string, byte[]> GetXattrs(string collection, string name)
+    public IReadOnlyDictionary<string, byte[]> GetXattrs(string collection, ObjectId name)
     {
         lock (_stateLock)
         {
@@ -223,7 +220,7 @@ public sealed partial class ObjectStore
     }
 
     /// <summary>One xattr, or null when the object has no such key.</summary>
-    public byte[]? GetXattr(string collection, string name, string key)
+    public byte[]? GetXattr(string collection, ObjectId name, string key)
     {
         lock (_stateLock)
         {
@@ -233,7 +230,7 @@ public sealed partial class ObjectStore
 
     /// <summary>Omap entries in key order (ordinal): only keys starting with <paramref name="prefix"/>, only keys
     /// after <paramref name="startAfter"/>, at most <paramref name="limit"/>.</summary>
-    public IReadOnlyList<KeyValuePair<string, byte[]>> OmapGet(string collection, string name, string? prefix = null, string? startAfter = null, int limit = int.MaxValue)
+    public IReadOnlyList<KeyValuePair<string, byte[]>> OmapGet(string collection, ObjectId name, string? prefix = null, string? startAfter = null, int limit = int.MaxValue)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(limit);
         lock (_stateLock)
@@ -275,7 +272,7 @@ public sealed partial class ObjectStore
     }
 
     /// <summary>One omap value, or null.</summary>
-    public byte[]? OmapGetValue(string collection, string name, string key)
+    public byte[]? OmapGetValue(string collection, ObjectId name, string key)
     {
         lock (_stateLock)
         {

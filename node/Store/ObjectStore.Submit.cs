@@ -32,10 +32,11 @@ public sealed partial class ObjectStore
     private readonly record struct CowBlock(long Phys, ReadOnlyMemory<byte> Data, uint Crc, bool Pinned = false, bool Started = false);
 
     /// <summary>
-    /// Applies <paramref name="txn"/> atomically after every transaction submitted before it. Returns once it is
-    /// durable. A transaction that breaks a rule (a missing collection or object, no space) throws a typed
-    /// <see cref="StoreException"/> and has no effect. Cancelling stops the wait only: a transaction that was
-    /// accepted may still become durable.
+    /// Applies <paramref name="txn"/> atomically, after every transaction submitted before it (called before it)
+    /// that names one of the same collections; transactions on disjoint collections are prepared concurrently and
+    /// never wait for each other's preparation. Returns once it is durable. A transaction that breaks a rule (a
+    /// missing collection or object, no space) throws a typed <see cref="StoreException"/> and has no effect.
+    /// Cancelling stops the wait only: a transaction that was accepted may still become durable.
     /// </summary>
     public async Task SubmitAsync(Transaction txn, CancellationToken ct = default)
     {
@@ -46,11 +47,13 @@ public sealed partial class ObjectStore
         Pending p;
         Interlocked.Increment(ref _preparing);
         var preparing = true;
-        // The submit lock is the ordering point (SemaphoreSlim queues waiters first come, first served). Every wait
-        // under it is for something the writer frees without ever taking this lock, so nothing waits in a circle.
+        // The turn is the ordering point: taken here, before the first await, so call order is submission order
+        // on every collection the transaction names. Every later wait (budgets, reads, the publish gate) is for
+        // something the writer or a turn-holder frees without waiting for a turn, so nothing waits in a circle.
+        var turn = new Turn(this, txn.Collections());
         try
         {
-            await _submitLock.WaitAsync(ct);
+            await WaitTurnAsync(this, turn, ct);
         }
         catch
         {
@@ -60,6 +63,8 @@ public sealed partial class ObjectStore
         try
         {
             ThrowIfFailed();
+            // The budgets are FIFO and shared: a transaction on another collection waits here only until an
+            // earlier request is granted (the writer's progress), never for that transaction's preparation.
             await _budget.WaitAsync(budget, ct);
             long journal = 0;
             try
@@ -85,8 +90,21 @@ public sealed partial class ObjectStore
                     throw;
                 }
                 p = new Pending(draft.Redo.Written.ToArray(), budget, journal) { Cow = draft.Cow };
-                // The gate keeps a checkpoint's snapshot between two publications.
+                // The gate keeps a checkpoint's snapshot between two publications, and makes publication and
+                // queueing one step: the journal holds transactions in the order memory applied them.
                 await _publishGate.WaitAsync(CancellationToken.None);
+                // Checked here, not in the draft: drafts on other collections run concurrently, and only
+                // publications (serialised by the gate) change what the checkpoint holds.
+                var metadata = _meta.EncodedBytes + draft.Growth;
+                if (metadata + 16 > _geo.CheckpointCapacity)
+                {
+                    _publishGate.Release();
+                    _journalBudget.Release(journal);
+                    journal = 0;
+                    await draft.RollbackAsync();
+                    throw new NoSpaceException(
+                        $"{_device.Name}: out of metadata space: the checkpoint would need {metadata} bytes of {_geo.CheckpointCapacity}; remove objects, omap entries or xattrs");
+                }
                 try
                 {
                     Publish(p, clientBytes);
@@ -122,7 +140,8 @@ public sealed partial class ObjectStore
         }
         finally
         {
-            _submitLock.Release();
+            // Published (or failed without effect): the next transaction on these collections sees our result.
+            turn.End(this);
             if (preparing)
             {
                 Interlocked.Decrement(ref _preparing);

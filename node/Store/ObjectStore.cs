@@ -41,13 +41,16 @@ public sealed record MkfsOptions
 }
 
 /// <summary>An object's identity and size.</summary>
-public sealed record ObjectInfo(string Name, long Size, uint Hash);
+public sealed record ObjectInfo(ObjectId Id, long Size)
+{
+    public string Name => Id.Name;
 
-/// <summary>Where a listing stopped: pass it back to continue after it.</summary>
-public sealed record ListCursor(uint Hash, string Name);
+    public uint Hash => Id.Hash;
+}
 
-/// <summary>A page of a collection's listing; <see cref="Next"/> is null at the end.</summary>
-public sealed record ListResult(IReadOnlyList<ObjectInfo> Objects, ListCursor? Next);
+/// <summary>A page of a collection's listing. <see cref="Next"/> is the cursor to pass as <c>after</c> for the
+/// next page (the last id of this one), null when the listing reached the end of its range.</summary>
+public sealed record ListResult(IReadOnlyList<ObjectInfo> Objects, ObjectId? Next);
 
 /// <summary>Space and activity figures.</summary>
 public sealed record StoreStats(long TotalBytes, long UsedBytes, long FreeBytes, long MetadataBytes, long MetadataCapacity,
@@ -95,8 +98,6 @@ public sealed partial class ObjectStore : IAsyncDisposable
     private readonly ByteBudget _budget;
     /// <summary>Bounds the journal bytes of transactions published but not yet journaled (an eighth of the journal).</summary>
     private readonly ByteBudget _journalBudget;
-    /// <summary>Serialises preparation and application of transactions (submission order), and checkpoints.</summary>
-    private readonly SemaphoreSlim _submitLock = new(1, 1);
     /// <summary>Guards <see cref="_meta"/> and <see cref="_overlay"/> for readers against the applier.</summary>
     private readonly Lock _stateLock = new();
     /// <summary>Held while a transaction is published, and by a checkpoint while it takes its snapshot.</summary>

@@ -52,6 +52,15 @@ public sealed class ObjectNotFoundException(string collection, string name)
     public string ObjectName { get; } = name;
 }
 
+/// <summary>An operation would put an object where one exists (a move onto an existing object, a split into a
+/// collection that holds objects of the moved range); a transaction that hits this had no effect.</summary>
+public sealed class ObjectExistsException(string collection, string name)
+    : StoreException($"object {collection}/{name} exists already")
+{
+    public string Collection { get; } = collection;
+    public string ObjectName { get; } = name;
+}
+
 /// <summary>The device does not hold a store of ours (no valid superblock).</summary>
 public sealed class NotAStoreException(string message) : StoreException(message);
 

@@ -6,8 +6,9 @@ namespace Appliance.Store;
 /// take effect in submission order. Data and value buffers are copied when added to the transaction (except by
 /// <see cref="WriteWithoutCopy"/>).
 ///
+/// Objects are named by <see cref="ObjectId"/> (placement hash and name; a string converts to hash 0).
 /// Semantics: write, zero, truncate, touch, set-xattr and omap-set create the object when it is missing; remove,
-/// clone (source), clone-range (source), remove-xattr, omap-remove and omap-clear need it to exist; every operation
+/// clone (source), clone-range (source), remove-xattr, omap-remove, omap-remove-range, omap-clear and move (source) need it to exist; every operation
 /// needs its collection to exist (create it earlier in the same transaction if need be). Removing a missing xattr or
 /// omap key is not an error. A transaction that breaks a rule fails as a whole with a typed
 /// <see cref="StoreException"/> and has no effect.
@@ -18,20 +19,23 @@ public sealed class Transaction
 
     internal sealed record CreateCollectionOp(string Collection) : Op(Collection);
     internal sealed record RemoveCollectionOp(string Collection) : Op(Collection);
-    internal sealed record TouchOp(string Collection, string Name) : Op(Collection);
+    internal sealed record TouchOp(string Collection, ObjectId Name) : Op(Collection);
     // Aligned: the data lives in a pinned array placed so that every whole 4 KiB block of the object it covers starts
     // on a 4 KiB-aligned address, so the device can write it without another copy.
-    internal sealed record WriteOp(string Collection, string Name, long Offset, ReadOnlyMemory<byte> Data, bool Aligned) : Op(Collection);
-    internal sealed record ZeroOp(string Collection, string Name, long Offset, long Length) : Op(Collection);
-    internal sealed record TruncateOp(string Collection, string Name, long Size) : Op(Collection);
-    internal sealed record RemoveOp(string Collection, string Name) : Op(Collection);
-    internal sealed record CloneOp(string Collection, string Source, string Destination) : Op(Collection);
-    internal sealed record CloneRangeOp(string Collection, string Source, long SourceOffset, long Length, string Destination, long DestinationOffset) : Op(Collection);
-    internal sealed record SetXattrOp(string Collection, string Name, string Key, ReadOnlyMemory<byte> Value) : Op(Collection);
-    internal sealed record RemoveXattrOp(string Collection, string Name, string Key) : Op(Collection);
-    internal sealed record OmapSetOp(string Collection, string Name, string Key, ReadOnlyMemory<byte> Value) : Op(Collection);
-    internal sealed record OmapRemoveOp(string Collection, string Name, string Key) : Op(Collection);
-    internal sealed record OmapClearOp(string Collection, string Name) : Op(Collection);
+    internal sealed record WriteOp(string Collection, ObjectId Name, long Offset, ReadOnlyMemory<byte> Data, bool Aligned) : Op(Collection);
+    internal sealed record ZeroOp(string Collection, ObjectId Name, long Offset, long Length) : Op(Collection);
+    internal sealed record TruncateOp(string Collection, ObjectId Name, long Size) : Op(Collection);
+    internal sealed record RemoveOp(string Collection, ObjectId Name) : Op(Collection);
+    internal sealed record CloneOp(string Collection, ObjectId Source, ObjectId Destination) : Op(Collection);
+    internal sealed record CloneRangeOp(string Collection, ObjectId Source, long SourceOffset, long Length, ObjectId Destination, long DestinationOffset) : Op(Collection);
+    internal sealed record SetXattrOp(string Collection, ObjectId Name, string Key, ReadOnlyMemory<byte> Value) : Op(Collection);
+    internal sealed record RemoveXattrOp(string Collection, ObjectId Name, string Key) : Op(Collection);
+    internal sealed record OmapSetOp(string Collection, ObjectId Name, string Key, ReadOnlyMemory<byte> Value) : Op(Collection);
+    internal sealed record OmapRemoveOp(string Collection, ObjectId Name, string Key) : Op(Collection);
+    internal sealed record OmapClearOp(string Collection, ObjectId Name) : Op(Collection);
+    internal sealed record OmapRemoveRangeOp(string Collection, ObjectId Name, string From, string To) : Op(Collection);
+    internal sealed record MoveOp(string Collection, ObjectId Name, string DestinationCollection, ObjectId Destination) : Op(Collection);
+    internal sealed record SplitCollectionOp(string Collection, int Bits, uint Match, string Destination) : Op(Collection);
 
     private readonly List<Op> _ops = [];
 
@@ -58,6 +62,12 @@ public sealed class Transaction
         return name;
     }
 
+    private static ObjectId I(ObjectId id, string what)
+    {
+        N(id.Name, what);
+        return id;
+    }
+
     private static long NonNegative(long v, string what)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(v, what);
@@ -69,13 +79,13 @@ public sealed class Transaction
 
     public Transaction RemoveCollection(string collection) => Add(new RemoveCollectionOp(N(collection, nameof(collection))));
 
-    public Transaction Touch(string collection, string name) => Add(new TouchOp(N(collection, nameof(collection)), N(name, nameof(name))));
+    public Transaction Touch(string collection, ObjectId name) => Add(new TouchOp(N(collection, nameof(collection)), I(name, nameof(name))));
 
-    public Transaction Write(string collection, string name, long offset, ReadOnlySpan<byte> data)
+    public Transaction Write(string collection, ObjectId name, long offset, ReadOnlySpan<byte> data)
     {
         NonNegative(offset + data.Length, nameof(offset));
         var aligned = data.Length >= AlignedCopyMin;
-        return Add(new WriteOp(N(collection, nameof(collection)), N(name, nameof(name)), NonNegative(offset, nameof(offset)),
+        return Add(new WriteOp(N(collection, nameof(collection)), I(name, nameof(name)), NonNegative(offset, nameof(offset)),
             aligned ? AlignedCopy(data, offset) : data.ToArray(), aligned));
     }
 
@@ -85,10 +95,10 @@ public sealed class Transaction
     /// transaction again with changed data. For callers that already own a private buffer (a received message): a large write
     /// then costs one copy, into the device's aligned buffer, instead of an extra allocation and copy here.
     /// </summary>
-    public Transaction WriteWithoutCopy(string collection, string name, long offset, ReadOnlyMemory<byte> data)
+    public Transaction WriteWithoutCopy(string collection, ObjectId name, long offset, ReadOnlyMemory<byte> data)
     {
         NonNegative(offset + data.Length, nameof(offset));
-        return Add(new WriteOp(N(collection, nameof(collection)), N(name, nameof(name)), NonNegative(offset, nameof(offset)), data, false));
+        return Add(new WriteOp(N(collection, nameof(collection)), I(name, nameof(name)), NonNegative(offset, nameof(offset)), data, false));
     }
 
     /// <summary>Writes at least this long are copied into pinned, block-aligned memory (large writes go
@@ -108,46 +118,118 @@ public sealed class Transaction
         return array.AsMemory(start, data.Length);
     }
 
-    public Transaction Zero(string collection, string name, long offset, long length)
+    public Transaction Zero(string collection, ObjectId name, long offset, long length)
     {
         NonNegative(offset + length, nameof(length));
-        return Add(new ZeroOp(N(collection, nameof(collection)), N(name, nameof(name)), NonNegative(offset, nameof(offset)), NonNegative(length, nameof(length))));
+        return Add(new ZeroOp(N(collection, nameof(collection)), I(name, nameof(name)), NonNegative(offset, nameof(offset)), NonNegative(length, nameof(length))));
     }
 
-    public Transaction Truncate(string collection, string name, long size) =>
-        Add(new TruncateOp(N(collection, nameof(collection)), N(name, nameof(name)), NonNegative(size, nameof(size))));
+    public Transaction Truncate(string collection, ObjectId name, long size) =>
+        Add(new TruncateOp(N(collection, nameof(collection)), I(name, nameof(name)), NonNegative(size, nameof(size))));
 
-    public Transaction Remove(string collection, string name) => Add(new RemoveOp(N(collection, nameof(collection)), N(name, nameof(name))));
+    public Transaction Remove(string collection, ObjectId name) => Add(new RemoveOp(N(collection, nameof(collection)), I(name, nameof(name))));
 
     /// <summary>Makes <paramref name="destination"/> a copy of <paramref name="source"/> (data, xattrs, omap),
     /// replacing it if it exists.</summary>
-    public Transaction Clone(string collection, string source, string destination) =>
-        Add(new CloneOp(N(collection, nameof(collection)), N(source, nameof(source)), N(destination, nameof(destination))));
+    public Transaction Clone(string collection, ObjectId source, ObjectId destination) =>
+        Add(new CloneOp(N(collection, nameof(collection)), I(source, nameof(source)), I(destination, nameof(destination))));
 
     /// <summary>Copies <paramref name="length"/> bytes of <paramref name="source"/> (zeros past its end) into
     /// <paramref name="destination"/> at <paramref name="destinationOffset"/>.</summary>
-    public Transaction CloneRange(string collection, string source, long sourceOffset, long length, string destination, long destinationOffset)
+    public Transaction CloneRange(string collection, ObjectId source, long sourceOffset, long length, ObjectId destination, long destinationOffset)
     {
         NonNegative(sourceOffset + length, nameof(length));
         NonNegative(destinationOffset + length, nameof(length));
-        return Add(new CloneRangeOp(N(collection, nameof(collection)), N(source, nameof(source)), NonNegative(sourceOffset, nameof(sourceOffset)),
-            NonNegative(length, nameof(length)), N(destination, nameof(destination)), NonNegative(destinationOffset, nameof(destinationOffset))));
+        return Add(new CloneRangeOp(N(collection, nameof(collection)), I(source, nameof(source)), NonNegative(sourceOffset, nameof(sourceOffset)),
+            NonNegative(length, nameof(length)), I(destination, nameof(destination)), NonNegative(destinationOffset, nameof(destinationOffset))));
     }
 
-    public Transaction SetXattr(string collection, string name, string key, ReadOnlySpan<byte> value) =>
-        Add(new SetXattrOp(N(collection, nameof(collection)), N(name, nameof(name)), N(key, nameof(key)), value.ToArray()));
+    public Transaction SetXattr(string collection, ObjectId name, string key, ReadOnlySpan<byte> value) =>
+        Add(new SetXattrOp(N(collection, nameof(collection)), I(name, nameof(name)), N(key, nameof(key)), value.ToArray()));
 
-    public Transaction RemoveXattr(string collection, string name, string key) =>
-        Add(new RemoveXattrOp(N(collection, nameof(collection)), N(name, nameof(name)), N(key, nameof(key))));
+    public Transaction RemoveXattr(string collection, ObjectId name, string key) =>
+        Add(new RemoveXattrOp(N(collection, nameof(collection)), I(name, nameof(name)), N(key, nameof(key))));
 
-    public Transaction OmapSet(string collection, string name, string key, ReadOnlySpan<byte> value) =>
-        Add(new OmapSetOp(N(collection, nameof(collection)), N(name, nameof(name)), N(key, nameof(key)), value.ToArray()));
+    public Transaction OmapSet(string collection, ObjectId name, string key, ReadOnlySpan<byte> value) =>
+        Add(new OmapSetOp(N(collection, nameof(collection)), I(name, nameof(name)), N(key, nameof(key)), value.ToArray()));
 
-    public Transaction OmapRemove(string collection, string name, string key) =>
-        Add(new OmapRemoveOp(N(collection, nameof(collection)), N(name, nameof(name)), N(key, nameof(key))));
+    public Transaction OmapRemove(string collection, ObjectId name, string key) =>
+        Add(new OmapRemoveOp(N(collection, nameof(collection)), I(name, nameof(name)), N(key, nameof(key))));
 
-    public Transaction OmapClear(string collection, string name) =>
-        Add(new OmapClearOp(N(collection, nameof(collection)), N(name, nameof(name))));
+    public Transaction OmapClear(string collection, ObjectId name) =>
+        Add(new OmapClearOp(N(collection, nameof(collection)), I(name, nameof(name))));
+
+    /// <summary>Removes the omap keys from <paramref name="fromInclusive"/> up to, not including,
+    /// <paramref name="toExclusive"/> (ordinal, as omap keys are ordered), in one operation whatever their number
+    /// (PG log trimming). The object must exist; an empty or inverted range removes nothing.</summary>
+    public Transaction OmapRemoveRange(string collection, ObjectId name, string fromInclusive, string toExclusive) =>
+        Add(new OmapRemoveRangeOp(N(collection, nameof(collection)), I(name, nameof(name)), N(fromInclusive, nameof(fromInclusive)),
+            N(toExclusive, nameof(toExclusive))));
+
+    /// <summary>
+    /// Moves object <paramref name="name"/> of <paramref name="collection"/> to <paramref name="destinationCollection"/>
+    /// as <paramref name="destination"/> (the same id when null): data, xattrs and omap go with it, no data is copied
+    /// (the onode moves). The source must exist. The destination must not: a move onto an existing object is refused
+    /// with <see cref="ObjectExistsException"/> (remove it earlier in the same transaction to replace it). Both
+    /// collections must exist; they may be the same (a rename).
+    /// </summary>
+    public Transaction Move(string collection, ObjectId name, string destinationCollection, ObjectId? destination = null)
+    {
+        var to = I(destination ?? name, nameof(destination));
+        if (collection == destinationCollection && to == name)
+        {
+            throw new ArgumentException($"moving {collection}/{name} onto itself", nameof(destination));
+        }
+        return Add(new MoveOp(N(collection, nameof(collection)), I(name, nameof(name)), N(destinationCollection, nameof(destinationCollection)), to));
+    }
+
+    /// <summary>
+    /// Moves every object of <paramref name="source"/> whose hash has <paramref name="match"/> in its low
+    /// <paramref name="bits"/> bits (<c>(hash &amp; ((1 &lt;&lt; bits) - 1)) == match</c>) to
+    /// <paramref name="destination"/> (PG split). Both collections must exist (create the destination earlier in
+    /// the same transaction if need be), and the destination must hold no object that matches
+    /// (<see cref="ObjectExistsException"/> otherwise); objects that do not match stay. The moved objects are one
+    /// contiguous range of the listing order (<see cref="SortKeyRange.ForHashBits"/>), in both collections.
+    ///
+    /// Cost: one journal entry of fixed size whatever the number of objects (replay moves the same objects from the
+    /// same state), so journal use is bounded and no object count is too large for it. Applying it moves each
+    /// onode in memory while readers wait (about a microsecond per object); preparing it takes about 200 bytes of
+    /// memory per moved object for the length of the preparation. A caller that wants neither for a huge
+    /// collection can split in chunks with <see cref="Move"/>, listing the range page by page.
+    /// </summary>
+    public Transaction SplitCollection(string source, int bits, uint match, string destination)
+    {
+        var mask = SortKeyRange.Mask(bits);
+        if ((match & ~mask) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(match), $"match {match:x} has bits above the low {bits}");
+        }
+        if (source == destination)
+        {
+            throw new ArgumentException($"splitting {source} into itself", nameof(destination));
+        }
+        return Add(new SplitCollectionOp(N(source, nameof(source)), bits, match, N(destination, nameof(destination))));
+    }
+
+    /// <summary>Every collection the transaction names, sorted ordinally, once each.</summary>
+    internal string[] Collections()
+    {
+        var set = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (var op in _ops)
+        {
+            set.Add(op.Collection);
+            switch (op)
+            {
+                case MoveOp m:
+                    set.Add(m.DestinationCollection);
+                    break;
+                case SplitCollectionOp x:
+                    set.Add(x.Destination);
+                    break;
+            }
+        }
+        return [.. set];
+    }
 
     /// <summary>Data bytes the transaction carries (for the in-flight memory budget and write amplification).</summary>
     internal long DataBytes()

@@ -19,6 +19,9 @@ public abstract record WOp
     public sealed record OmapSet(string C, string O, string K, byte[] V) : WOp;
     public sealed record OmapRm(string C, string O, string K) : WOp;
     public sealed record OmapClear(string C, string O) : WOp;
+    public sealed record OmapRmRange(string C, string O, string From, string To) : WOp;
+    public sealed record Move(string C, string O, string DstC, string DstO) : WOp;
+    public sealed record Split(string Src, int Bits, uint Match, string Dst) : WOp;
 }
 
 /// <summary>The expected content of one object.</summary>
@@ -155,6 +158,32 @@ public sealed class Model
                 case WOp.OmapClear x:
                     (Find(x.C, x.O) ?? throw new InvalidOperationException("model: omap clear of missing object")).Omap.Clear();
                     break;
+                case WOp.OmapRmRange x:
+                {
+                    var obj = Find(x.C, x.O) ?? throw new InvalidOperationException("model: omap range remove of missing object");
+                    foreach (var k in obj.Omap.Keys.Where(k => string.CompareOrdinal(k, x.From) >= 0 && string.CompareOrdinal(k, x.To) < 0).ToList())
+                    {
+                        obj.Omap.Remove(k);
+                    }
+                    break;
+                }
+                case WOp.Move x:
+                {
+                    var obj = Find(x.C, x.O) ?? throw new InvalidOperationException("model: move of missing object");
+                    Collections[x.C].Remove(x.O);
+                    Collections[x.DstC].Add(x.DstO, obj);
+                    break;
+                }
+                case WOp.Split x:
+                {
+                    var mask = x.Bits == 32 ? uint.MaxValue : (1u << x.Bits) - 1;
+                    foreach (var (name, obj) in Collections[x.Src].Where(kv => (Workload.HashOf(kv.Key) & mask) == x.Match).ToList())
+                    {
+                        Collections[x.Src].Remove(name);
+                        Collections[x.Dst].Add(name, obj);
+                    }
+                    break;
+                }
                 default:
                     throw new InvalidOperationException(op.ToString());
             }
@@ -173,23 +202,39 @@ public sealed class Model
         }
         foreach (var (c, objs) in Collections)
         {
-            var names = new List<string>();
-            ListCursor? cursor = null;
-            do
+            // Listed in pages, in two halves of the key space: the store's order must be the bitwise one.
+            var ids = new List<ObjectId>();
+            foreach (var range in new[] { new SortKeyRange(0, 1UL << 31), new SortKeyRange(1UL << 31, SortKeyRange.KeySpace) })
             {
-                var page = store.List(c, cursor, 3);
-                names.AddRange(page.Objects.Select(o => o.Name));
-                cursor = page.Next;
+                ObjectId? cursor = null;
+                do
+                {
+                    var page = store.List(c, cursor, 3, range);
+                    ids.AddRange(page.Objects.Select(o => o.Id));
+                    cursor = page.Next;
+                }
+                while (cursor is not null);
             }
-            while (cursor is not null);
-            var sorted = names.Order(StringComparer.Ordinal).ToList();
+            for (var i = 0; i < ids.Count; i++)
+            {
+                if (ids[i].Hash != Workload.HashOf(ids[i].Name))
+                {
+                    diffs.Add($"{c}/{ids[i].Name}: hash {ids[i].Hash:x8}, the workload's is {Workload.HashOf(ids[i].Name):x8}");
+                }
+                if (i > 0 && ids[i - 1].CompareTo(ids[i]) >= 0)
+                {
+                    diffs.Add($"{c}: {ids[i]} listed after {ids[i - 1]}");
+                }
+            }
+            var sorted = ids.Select(id => id.Name).Order(StringComparer.Ordinal).ToList();
             if (!sorted.SequenceEqual(objs.Keys))
             {
                 diffs.Add($"{c}: store objects [{string.Join(',', sorted)}] model [{string.Join(',', objs.Keys)}]");
                 continue;
             }
-            foreach (var (o, obj) in objs)
+            foreach (var (name, obj) in objs)
             {
+                var o = Workload.Id(name);
                 var data = await store.ReadAsync(c, o);
                 if (!data.AsSpan().SequenceEqual(obj.Data))
                 {
@@ -215,13 +260,30 @@ public sealed class Model
 /// <summary>
 /// A deterministic random workload: transaction n depends only on the seed, n and the model state before it, so
 /// the expected state after any prefix can be rebuilt. Every transaction ends by setting the xattr "seq" of
-/// c0/meta to n: after a crash, that marker says which prefix the store holds.
+/// c0/meta to n: after a crash, that marker says which prefix the store holds. Objects are placed by a hash of
+/// their name (<see cref="HashOf"/>, as the OSD places them by rjenkins); splits go between c1 and c2 only, so the
+/// marker never moves.
 /// </summary>
 public static class Workload
 {
     public const string MarkerCollection = "c0";
     public const string MarkerObject = "meta";
     public const string MarkerKey = "seq";
+
+    /// <summary>The workload's placement hash of a name (FNV-1a): any fixed function will do.</summary>
+    public static uint HashOf(string name)
+    {
+        var h = 2166136261u;
+        foreach (var ch in name)
+        {
+            h = unchecked((h ^ ch) * 16777619u);
+        }
+        return h;
+    }
+
+    public static ObjectId Id(string name) => new(HashOf(name), name);
+
+    private static readonly string[] Colls = ["c0", "c1", "c2"];
 
     public static List<WOp> Generate(int seed, long n, Model m, int largeWrite = 8 << 10)
     {
@@ -231,6 +293,7 @@ public static class Workload
         {
             ops.Add(new WOp.CreateColl("c0"));
             ops.Add(new WOp.CreateColl("c1"));
+            ops.Add(new WOp.CreateColl("c2"));
             ops.Add(new WOp.Touch("c0", MarkerObject));
         }
         else
@@ -259,11 +322,11 @@ public static class Workload
 
     private static WOp One(Random rng, Model m, int largeWrite)
     {
-        var c = rng.Next(2) == 0 ? "c0" : "c1";
+        var c = Colls[rng.Next(Colls.Length)];
         var o = "o" + rng.Next(5);
         var existing = m.Collections[c].Keys.Where(k => k != MarkerObject).ToList();
         var pick = existing.Count > 0 ? existing[rng.Next(existing.Count)] : null;
-        switch (rng.Next(14))
+        switch (rng.Next(17))
         {
             case 0:
             case 1:
@@ -291,8 +354,29 @@ public static class Workload
                 return new WOp.OmapSet(c, o, "k" + rng.Next(10), Bytes(rng, rng.Next(0, 200)));
             case 12:
                 return pick is null ? new WOp.Touch(c, o) : new WOp.OmapRm(c, pick, "k" + rng.Next(10));
-            default:
+            case 13:
                 return pick is null ? new WOp.Touch(c, o) : new WOp.OmapClear(c, pick);
+            case 14:
+            {
+                var dc = Colls[rng.Next(Colls.Length)];
+                var d = "o" + rng.Next(5) + (rng.Next(2) == 0 ? "" : "x");
+                return pick is null || m.Find(dc, d) is not null || (dc == c && d == pick) ? new WOp.Touch(c, o) : new WOp.Move(c, pick, dc, d);
+            }
+            case 15:
+            {
+                var (src, dst) = rng.Next(2) == 0 ? ("c1", "c2") : ("c2", "c1");
+                var bits = rng.Next(0, 4);
+                var match = (uint)rng.Next(1 << bits);
+                var mask = (1u << bits) - 1;
+                // The destination must hold nothing that matches.
+                return m.Collections[dst].Keys.Any(k => (HashOf(k) & mask) == match) ? new WOp.Touch(c, o) : new WOp.Split(src, bits, match, dst);
+            }
+            default:
+            {
+                var from = "k" + rng.Next(10);
+                var to = rng.Next(4) == 0 ? "l" : "k" + rng.Next(10);
+                return pick is null ? new WOp.Touch(c, o) : new WOp.OmapRmRange(c, pick, from, to);
+            }
         }
     }
 
@@ -304,18 +388,21 @@ public static class Workload
             _ = op switch
             {
                 WOp.CreateColl x => t.CreateCollection(x.C),
-                WOp.Touch x => t.Touch(x.C, x.O),
-                WOp.Write x => t.Write(x.C, x.O, x.Off, x.Data),
-                WOp.Zero x => t.Zero(x.C, x.O, x.Off, x.Len),
-                WOp.Truncate x => t.Truncate(x.C, x.O, x.Size),
-                WOp.Remove x => t.Remove(x.C, x.O),
-                WOp.CloneObj x => t.Clone(x.C, x.Src, x.Dst),
-                WOp.CloneRange x => t.CloneRange(x.C, x.Src, x.SrcOff, x.Len, x.Dst, x.DstOff),
-                WOp.SetXattr x => t.SetXattr(x.C, x.O, x.K, x.V),
-                WOp.RmXattr x => t.RemoveXattr(x.C, x.O, x.K),
-                WOp.OmapSet x => t.OmapSet(x.C, x.O, x.K, x.V),
-                WOp.OmapRm x => t.OmapRemove(x.C, x.O, x.K),
-                WOp.OmapClear x => t.OmapClear(x.C, x.O),
+                WOp.Touch x => t.Touch(x.C, Id(x.O)),
+                WOp.Write x => t.Write(x.C, Id(x.O), x.Off, x.Data),
+                WOp.Zero x => t.Zero(x.C, Id(x.O), x.Off, x.Len),
+                WOp.Truncate x => t.Truncate(x.C, Id(x.O), x.Size),
+                WOp.Remove x => t.Remove(x.C, Id(x.O)),
+                WOp.CloneObj x => t.Clone(x.C, Id(x.Src), Id(x.Dst)),
+                WOp.CloneRange x => t.CloneRange(x.C, Id(x.Src), x.SrcOff, x.Len, Id(x.Dst), x.DstOff),
+                WOp.SetXattr x => t.SetXattr(x.C, Id(x.O), x.K, x.V),
+                WOp.RmXattr x => t.RemoveXattr(x.C, Id(x.O), x.K),
+                WOp.OmapSet x => t.OmapSet(x.C, Id(x.O), x.K, x.V),
+                WOp.OmapRm x => t.OmapRemove(x.C, Id(x.O), x.K),
+                WOp.OmapClear x => t.OmapClear(x.C, Id(x.O)),
+                WOp.OmapRmRange x => t.OmapRemoveRange(x.C, Id(x.O), x.From, x.To),
+                WOp.Move x => t.Move(x.C, Id(x.O), x.DstC, Id(x.DstO)),
+                WOp.Split x => t.SplitCollection(x.Src, x.Bits, x.Match, x.Dst),
                 _ => throw new InvalidOperationException(op.ToString()),
             };
         }
@@ -336,11 +423,11 @@ public static class Workload
     /// <summary>The marker the store holds: the last transaction it has (0 for none).</summary>
     public static long Marker(ObjectStore store)
     {
-        if (!store.CollectionExists(MarkerCollection) || store.Stat(MarkerCollection, MarkerObject) is null)
+        if (!store.CollectionExists(MarkerCollection) || store.Stat(MarkerCollection, Id(MarkerObject)) is null)
         {
             return 0;
         }
-        var v = store.GetXattr(MarkerCollection, MarkerObject, MarkerKey);
+        var v = store.GetXattr(MarkerCollection, Id(MarkerObject), MarkerKey);
         return v is null ? 0 : BinaryPrimitives.ReadInt64LittleEndian(v);
     }
 }

@@ -186,16 +186,17 @@ public abstract class TransactionTests(ITestOutputHelper output) : IAsyncLifetim
     }
 
     [Fact]
-    public async Task Listing_is_in_hash_order_and_resumes_from_a_cursor()
+    public async Task Listing_is_in_bitwise_hash_order_and_resumes_from_a_cursor()
     {
         var t = new Transaction();
         for (var i = 0; i < 50; i++)
         {
-            t.Touch("pg", $"obj{i}");
+            // Some names twice, under two hashes: two objects.
+            t.Touch("pg", new ObjectId(unchecked((uint)i * 2654435761u), $"obj{i % 40}"));
         }
         await Store.SubmitAsync(t);
         var seen = new List<ObjectInfo>();
-        ListCursor? cursor = null;
+        ObjectId? cursor = null;
         do
         {
             var page = Store.List("pg", cursor, 7);
@@ -210,8 +211,11 @@ public abstract class TransactionTests(ITestOutputHelper output) : IAsyncLifetim
         }
         while (cursor is not null);
         Assert.Equal(50, seen.Count);
-        Assert.Equal(50, seen.Select(o => o.Name).Distinct().Count());
-        Assert.Equal(seen.OrderBy(o => o.Hash).ThenBy(o => o.Name, StringComparer.Ordinal).Select(o => o.Name), seen.Select(o => o.Name));
+        Assert.Equal(50, seen.Select(o => o.Id).Distinct().Count());
+        Assert.Equal(
+            seen.OrderBy(o => ObjectId.ReverseBits(o.Hash)).ThenBy(o => o.Name, StringComparer.Ordinal).Select(o => o.Id),
+            seen.Select(o => o.Id));
+        Assert.Equal(50, Store.StatFs().Objects);
     }
 
     [Fact]

@@ -28,7 +28,7 @@ public static partial class StoreCommands
                 var old = new Transaction();
                 foreach (var leftover in store.List(coll, null, 100_000).Objects)
                 {
-                    old.Remove(coll, leftover.Name);
+                    old.Remove(coll, leftover.Id);
                 }
                 await store.SubmitAsync(old.RemoveCollection(coll), ct);
             }

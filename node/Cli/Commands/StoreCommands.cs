@@ -238,14 +238,14 @@ public static partial class StoreCommands
     private static Command Ls()
     {
         var dev = DevArg();
-        var coll = new Argument<string?>("collection") { Arity = ArgumentArity.ZeroOrOne, Description = "List this collection's objects (in hash order); without it, list the collections." };
+        var coll = new Argument<string?>("collection") { Arity = ArgumentArity.ZeroOrOne, Description = "List this collection's objects (in listing order: bit-reversed placement hash, then name); without it, list the collections." };
         var command = new Command("ls", "List collections, or the objects of one collection with their sizes.") { dev, coll };
         command.SetAction((parse, ct) => WithStoreAsync(parse.GetRequiredValue(dev), store =>
         {
             var o = parse.InvocationConfiguration.Output;
             if (parse.GetValue(coll) is { } c)
             {
-                ListCursor? cursor = null;
+                ObjectId? cursor = null;
                 do
                 {
                     var page = store.List(c, cursor, 1000);

@@ -54,7 +54,9 @@ public sealed record Geometry(long DeviceSize, long JournalOffset, long JournalS
 public sealed record Superblock(Guid StoreId, Guid ClusterId, int OsdId, Geometry Geometry, DateTimeOffset Created)
 {
     public const int BlockSize = 4096;
-    public const uint Version = 1;
+    /// <summary>The store's format: 2 names objects by placement hash and name (journal records of version 3,
+    /// checkpoints of version 2). Version 1 stores (objects by name only) are refused: none was ever deployed.</summary>
+    public const uint Version = 2;
     public static ReadOnlySpan<byte> Magic => "APLSTORE"u8;
 
     /// <summary>Seed for the journal's and checkpoints' crc32c, so that records of another store (an old store on a

@@ -12,9 +12,10 @@ namespace Appliance.Store.Journal;
 /// 8  u64 seq            16 u32 payload length   20 u32 payload crc32c   24 u32 transactions   28 u32 header crc32c
 /// </code>
 /// Both crcs are seeded with the store's crc seed, so records of an earlier store on the same disk never validate.
-/// Version 2 payload: the copy-on-write manifest (u32 run count; per run i64 first device block, u32 block count,
-/// then a u32 crc32c per block), then per transaction u32 length + its redo entries. Version 1 (still read) has no
-/// manifest. The manifest names the fresh blocks the record points at whose data was written beside the record
+/// Version 3 payload: the copy-on-write manifest (u32 run count; per run i64 first device block, u32 block count,
+/// then a u32 crc32c per block), then per transaction u32 length + its redo entries (which name objects by
+/// placement hash and name). Versions 1 and 2 named objects by name only; they exist only in stores of format
+/// version 1, which mount refuses before reading any record. The manifest names the fresh blocks the record points at whose data was written beside the record
 /// rather than before it: the record and its data are made durable by one flush, so a record that landed without
 /// all of its data must not count. Replay checks the manifest of the last record (the only one that can be
 /// unflushed) and discards the record as torn if any block's crc differs.
@@ -22,11 +23,11 @@ namespace Appliance.Store.Journal;
 internal static class JournalRecord
 {
     public const uint Magic = 0x4345524A; // "JREC"
-    /// <summary>The version written (with a copy-on-write manifest).</summary>
-    public const ushort Version = 2;
+    /// <summary>The version written (with a copy-on-write manifest, objects named by hash and name).</summary>
+    public const ushort Version = 3;
 
-    /// <summary>The oldest version still read (no manifest).</summary>
-    public const ushort OldestVersion = 1;
+    /// <summary>The oldest version read.</summary>
+    public const ushort OldestVersion = 3;
     public const int HeaderSize = 32;
 
     /// <summary>Bytes a record with this payload occupies in the journal.</summary>

@@ -42,26 +42,28 @@ internal sealed class OmapComparer : IComparer<OmapEntry>
 }
 
 /// <summary>
-/// An object's metadata, held in memory: size, the block map (one <see cref="BlockRef"/> per 4 KiB, exactly
-/// ceil(size / 4096) entries), xattrs and omap. Memory: about 120 bytes + name + 16 bytes per 4 KiB of size +
-/// keys and values (see README).
+/// An object's metadata, held in memory: its id (placement hash and name), size, the block map (one
+/// <see cref="BlockRef"/> per 4 KiB, exactly ceil(size / 4096) entries), xattrs and omap. Memory: about 120 bytes
+/// + name + 16 bytes per 4 KiB of size + keys and values (see README).
 /// </summary>
-internal sealed class Onode(string name, uint hash)
+internal sealed class Onode(ObjectId id)
 {
     private BlockRef[] _blocks = [];
 
-    public string Name { get; } = name;
+    public ObjectId Id { get; } = id;
 
-    /// <summary>The listing order key: crc32c of the UTF-8 name.</summary>
-    public uint Hash { get; } = hash;
+    public string Name => Id.Name;
+
+    /// <summary>The caller's placement hash (see <see cref="ObjectId"/>).</summary>
+    public uint Hash => Id.Hash;
 
     public long Size { get; set; }
 
     public int BlockCount { get; private set; }
 
-    public Dictionary<string, byte[]> Xattrs { get; } = new(StringComparer.Ordinal);
+    public Dictionary<string, byte[]> Xattrs { get; private set; } = new(StringComparer.Ordinal);
 
-    public SortedSet<OmapEntry> Omap { get; } = new(OmapComparer.Instance);
+    public SortedSet<OmapEntry> Omap { get; private set; } = new(OmapComparer.Instance);
 
     /// <summary>Encoded size of the xattrs in a checkpoint.</summary>
     public long XattrBytes { get; set; }
@@ -69,12 +71,25 @@ internal sealed class Onode(string name, uint hash)
     /// <summary>Encoded size of the omap in a checkpoint.</summary>
     public long OmapBytes { get; set; }
 
-    public int NameBytes { get; } = Encoding.UTF8.GetByteCount(name);
+    public int NameBytes { get; } = Encoding.UTF8.GetByteCount(id.Name);
 
     /// <summary>Exact size of this onode in a checkpoint (see <see cref="MetaState.EncodeCheckpoint"/>).</summary>
     public long EncodedSize => 2 + NameBytes + 4 + 8 + 4 + 12L * BlockCount + 4 + XattrBytes + 4 + OmapBytes;
 
     public ReadOnlySpan<BlockRef> Blocks => _blocks.AsSpan(0, BlockCount);
+
+    /// <summary>This object under another id: the new onode takes over the block map, xattrs and omap (no copy);
+    /// this one must be dropped.</summary>
+    public Onode Renamed(ObjectId to) => new(to)
+    {
+        _blocks = _blocks,
+        BlockCount = BlockCount,
+        Size = Size,
+        Xattrs = Xattrs,
+        Omap = Omap,
+        XattrBytes = XattrBytes,
+        OmapBytes = OmapBytes,
+    };
 
     public ref BlockRef Block(long index)
     {
@@ -106,39 +121,55 @@ internal sealed class Onode(string name, uint hash)
     public static long EntryBytes(string key, int valueLength) => 2 + Encoding.UTF8.GetByteCount(key) + 4 + valueLength;
 }
 
-/// <summary>Orders a collection's objects by (hash, name): the listing order, stable across restarts.</summary>
-internal sealed class HashOrder : IComparer<Onode>
+/// <summary>Orders a collection's objects by their ids (<see cref="ObjectId.CompareTo"/>: bit-reversed hash, then
+/// name): the listing order, stable across restarts.</summary>
+internal sealed class BitwiseOrder : IComparer<Onode>
 {
-    public static readonly HashOrder Instance = new();
+    public static readonly BitwiseOrder Instance = new();
 
-    /// <summary>Greater than every object: the upper end of an open range view.</summary>
-    public static readonly Onode Max = new("<max>", uint.MaxValue);
-
-    public int Compare(Onode? x, Onode? y)
-    {
-        if (ReferenceEquals(x, y))
-        {
-            return 0;
-        }
-        if (ReferenceEquals(x, Max))
-        {
-            return 1;
-        }
-        if (ReferenceEquals(y, Max))
-        {
-            return -1;
-        }
-        var c = x!.Hash.CompareTo(y!.Hash);
-        return c != 0 ? c : string.CompareOrdinal(x.Name, y.Name);
-    }
+    public int Compare(Onode? x, Onode? y) => ReferenceEquals(x, y) ? 0 : x!.Id.CompareTo(y!.Id);
 }
 
-/// <summary>A collection (one per placement group): its objects by name and in hash order.</summary>
+/// <summary>A collection (one per placement group): its objects by id and in bitwise order.</summary>
 internal sealed class Collection(string name)
 {
     public string Name { get; } = name;
 
-    public Dictionary<string, Onode> Objects { get; } = new(StringComparer.Ordinal);
+    public Dictionary<ObjectId, Onode> Objects { get; } = [];
 
-    public SortedSet<Onode> ByHash { get; } = new(HashOrder.Instance);
+    public SortedSet<Onode> Sorted { get; } = new(BitwiseOrder.Instance);
+
+    /// <summary>The objects whose sort key lies in <paramref name="range"/>, in order, starting after
+    /// <paramref name="after"/> when given (a live view: the caller holds off changes while it enumerates).</summary>
+    public IEnumerable<Onode> InRange(SortKeyRange range, ObjectId? after = null)
+    {
+        if (Sorted.Count == 0 || range.IsEmpty)
+        {
+            yield break;
+        }
+        // The least id with the range's first key: hash with reversed bits = start, and the empty name (which
+        // sorts before every other name; an id with a null name is never stored).
+        var lo = new Onode(new ObjectId(ObjectId.ReverseBits((uint)range.Start), ""));
+        if (after is { } a && a.CompareTo(lo.Id) >= 0)
+        {
+            lo = new Onode(a);
+        }
+        var max = Sorted.Max!;
+        if (BitwiseOrder.Instance.Compare(lo, max) > 0)
+        {
+            yield break;
+        }
+        foreach (var on in Sorted.GetViewBetween(lo, max))
+        {
+            if (on.Id.SortKey >= range.End)
+            {
+                yield break;
+            }
+            if (after is { } b && on.Id.CompareTo(b) <= 0)
+            {
+                continue;
+            }
+            yield return on;
+        }
+    }
 }

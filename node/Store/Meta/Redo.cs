@@ -24,6 +24,13 @@ internal enum RedoKind : byte
     OmapSet = 10,
     OmapRemove = 11,
     OmapClear = 12,
+    /// <summary>Moves an object to another collection and/or id: the onode moves, no data is copied.</summary>
+    ObjMove = 13,
+    /// <summary>Moves every object of a collection whose hash matches (bits, match) to another collection: one
+    /// fixed-size entry whatever the number of objects (replay moves the same objects: it applies to the same state).</summary>
+    CollSplit = 14,
+    /// <summary>Removes the omap keys in [from, to).</summary>
+    OmapRemoveRange = 15,
 }
 
 /// <summary>Encoders of redo entries (the decoder is <see cref="MetaState.Apply"/>).</summary>
@@ -41,17 +48,17 @@ internal static class Redo
         w.Str(c);
     }
 
-    public static void ObjCreate(ByteWriter w, string c, string o) => Obj(w, RedoKind.ObjCreate, c, o);
+    public static void ObjCreate(ByteWriter w, string c, ObjectId o) => Obj(w, RedoKind.ObjCreate, c, o);
 
-    public static void ObjRemove(ByteWriter w, string c, string o) => Obj(w, RedoKind.ObjRemove, c, o);
+    public static void ObjRemove(ByteWriter w, string c, ObjectId o) => Obj(w, RedoKind.ObjRemove, c, o);
 
-    public static void ObjSize(ByteWriter w, string c, string o, long size)
+    public static void ObjSize(ByteWriter w, string c, ObjectId o, long size)
     {
         Obj(w, RedoKind.ObjSize, c, o);
         w.I64(size);
     }
 
-    public static void Blocks(ByteWriter w, string c, string o, long first, ReadOnlySpan<BlockRef> refs)
+    public static void Blocks(ByteWriter w, string c, ObjectId o, long first, ReadOnlySpan<BlockRef> refs)
     {
         Obj(w, RedoKind.Blocks, c, o);
         w.I64(first);
@@ -70,39 +77,69 @@ internal static class Redo
         w.Raw(block[..Superblock.BlockSize]);
     }
 
-    public static void XattrSet(ByteWriter w, string c, string o, string k, ReadOnlySpan<byte> v)
+    public static void XattrSet(ByteWriter w, string c, ObjectId o, string k, ReadOnlySpan<byte> v)
     {
         Obj(w, RedoKind.XattrSet, c, o);
         w.Str(k);
         w.Bytes(v);
     }
 
-    public static void XattrRemove(ByteWriter w, string c, string o, string k)
+    public static void XattrRemove(ByteWriter w, string c, ObjectId o, string k)
     {
         Obj(w, RedoKind.XattrRemove, c, o);
         w.Str(k);
     }
 
-    public static void OmapSet(ByteWriter w, string c, string o, string k, ReadOnlySpan<byte> v)
+    public static void OmapSet(ByteWriter w, string c, ObjectId o, string k, ReadOnlySpan<byte> v)
     {
         Obj(w, RedoKind.OmapSet, c, o);
         w.Str(k);
         w.Bytes(v);
     }
 
-    public static void OmapRemove(ByteWriter w, string c, string o, string k)
+    public static void OmapRemove(ByteWriter w, string c, ObjectId o, string k)
     {
         Obj(w, RedoKind.OmapRemove, c, o);
         w.Str(k);
     }
 
-    public static void OmapClear(ByteWriter w, string c, string o) => Obj(w, RedoKind.OmapClear, c, o);
+    public static void OmapClear(ByteWriter w, string c, ObjectId o) => Obj(w, RedoKind.OmapClear, c, o);
 
-    private static void Obj(ByteWriter w, RedoKind kind, string c, string o)
+    public static void ObjMove(ByteWriter w, string c, ObjectId o, string dc, ObjectId d)
+    {
+        Obj(w, RedoKind.ObjMove, c, o);
+        w.Str(dc);
+        Id(w, d);
+    }
+
+    public static void CollSplit(ByteWriter w, string source, int bits, uint match, string destination)
+    {
+        w.U8((byte)RedoKind.CollSplit);
+        w.Str(source);
+        w.U8((byte)bits);
+        w.U32(match);
+        w.Str(destination);
+    }
+
+    public static void OmapRemoveRange(ByteWriter w, string c, ObjectId o, string from, string to)
+    {
+        Obj(w, RedoKind.OmapRemoveRange, c, o);
+        w.Str(from);
+        w.Str(to);
+    }
+
+    /// <summary>An object entry: kind, collection, then the object's id (u32 hash, name).</summary>
+    private static void Obj(ByteWriter w, RedoKind kind, string c, ObjectId o)
     {
         w.U8((byte)kind);
         w.Str(c);
-        w.Str(o);
+        Id(w, o);
+    }
+
+    private static void Id(ByteWriter w, ObjectId o)
+    {
+        w.U32(o.Hash);
+        w.Str(o.Name);
     }
 }
 
