@@ -1,0 +1,119 @@
+using Appliance.Osd.Protocol;
+using Appliance.Wire.Codec;
+
+namespace Appliance.Osd.Backend;
+
+/// <summary>What one mutation does to its object. Values are part of the wire format: never renumber.</summary>
+public enum MutationKind : byte
+{
+    Create = 1,
+    Write = 2,
+    Truncate = 3,
+    Zero = 4,
+    Remove = 5,
+    SetXattr = 6,
+    RmXattr = 7,
+    OmapSet = 8,
+    OmapRm = 9,
+    OmapClear = 10,
+    OmapRmRange = 11,
+}
+
+/// <summary>One change to one object of a PG, in the terms of objects (not of a store): a backend turns it into store
+/// operations (a replicated PG applies it as it is on every member; an erasure-coded one into per-shard chunks).</summary>
+public sealed record Mutation(MutationKind Kind, string Object, uint Hash)
+{
+    public long Offset { get; init; }
+    public long Length { get; init; }
+    public string Key { get; init; } = "";
+    public string Key2 { get; init; } = "";
+    public ReadOnlyMemory<byte> Data { get; init; }
+    public IReadOnlyList<KeyValuePair<string, byte[]>> Pairs { get; init; } = [];
+    public IReadOnlyList<string> Keys { get; init; } = [];
+
+    internal void Encode(WireWriter w)
+    {
+        w.WriteU8((byte)Kind);
+        w.WriteString(Object);
+        w.WriteU32(Hash);
+        w.WriteI64(Offset);
+        w.WriteI64(Length);
+        w.WriteString(Key);
+        w.WriteString(Key2);
+        w.WriteBytes(Data.Span);
+        w.WriteU32((uint)Pairs.Count);
+        foreach (var (k, v) in Pairs)
+        {
+            w.WriteString(k);
+            w.WriteBytes(v);
+        }
+        w.WriteU32((uint)Keys.Count);
+        foreach (var k in Keys)
+        {
+            w.WriteString(k);
+        }
+    }
+
+    internal static Mutation Decode(ref WireReader r)
+    {
+        var kind = r.ReadU8();
+        if (kind is < (byte)MutationKind.Create or > (byte)MutationKind.OmapRmRange)
+        {
+            throw new WireFormatException($"unknown mutation kind {kind}");
+        }
+        var m = new Mutation((MutationKind)kind, r.ReadString(Limits.MaxObjectNameBytes), r.ReadU32())
+        {
+            Offset = r.ReadI64(),
+            Length = r.ReadI64(),
+            Key = r.ReadString(Limits.MaxKeyBytes),
+            Key2 = r.ReadString(Limits.MaxKeyBytes),
+            Data = r.ReadBytes(Limits.MaxPayload + (1 << 20)).ToArray(),
+        };
+        var pairs = new KeyValuePair<string, byte[]>[Limits.ReadCount(ref r, 8, "pairs")];
+        for (var i = 0; i < pairs.Length; i++)
+        {
+            pairs[i] = new(r.ReadString(Limits.MaxKeyBytes), r.ReadBytes(Limits.MaxPayload).ToArray());
+        }
+        var keys = new string[Limits.ReadCount(ref r, 4, "keys")];
+        for (var i = 0; i < keys.Length; i++)
+        {
+            keys[i] = r.ReadString(Limits.MaxKeyBytes);
+        }
+        return m with { Pairs = pairs, Keys = keys };
+    }
+}
+
+/// <summary>The changes of one logged request, in order (as Ceph's PGTransaction): what a backend applies atomically
+/// together with the request's log entry.</summary>
+public sealed class PgTransaction
+{
+    private readonly List<Mutation> _mutations = [];
+
+    public IReadOnlyList<Mutation> Mutations => _mutations;
+
+    public int Count => _mutations.Count;
+
+    public long DataBytes => _mutations.Sum(m => (long)m.Data.Length);
+
+    public void Add(Mutation m) => _mutations.Add(m);
+
+    public void Encode(WireWriter w)
+    {
+        w.WriteU32((uint)_mutations.Count);
+        foreach (var m in _mutations)
+        {
+            m.Encode(w);
+        }
+    }
+
+    public static PgTransaction Decode(ref WireReader r)
+    {
+        var t = new PgTransaction();
+        var n = Limits.ReadCount(ref r, 30, "mutations");
+        for (var i = 0; i < n; i++)
+        {
+            t.Add(Mutation.Decode(ref r));
+        }
+        return t;
+    }
+}

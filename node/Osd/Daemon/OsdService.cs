@@ -1,0 +1,304 @@
+using System.Collections.Concurrent;
+using Appliance.Maps;
+using Appliance.Osd.Ops;
+using Appliance.Osd.Pg;
+using Appliance.Osd.Protocol;
+using Appliance.Store;
+using Appliance.Wire.Auth;
+using Appliance.Wire.Codec;
+using Microsoft.Extensions.Logging;
+
+namespace Appliance.Osd.Daemon;
+
+/// <summary>
+/// The logic of one OSD, free of sockets and processes: it hosts the PGs this OSD is a member of (or holds data
+/// of), follows osdmaps, routes clients' requests to their PG and the other OSDs' messages to theirs. Time, network
+/// (<see cref="IOsdPeers"/>) and disk (the <see cref="ObjectStore"/> over any <c>IBlockDevice</c>) come in through
+/// its constructor, so tests run many of them in one process; OsdDaemon is the process around it.
+/// </summary>
+public sealed class OsdService : IPgHost, IAsyncDisposable
+{
+    private readonly ConcurrentDictionary<PgId, PlacementGroup> _pgs = new();
+    private readonly object _mapLock = new();
+    private OsdMap? _map;
+    private TaskCompletionSource _mapAdvanced = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public OsdService(int id, ObjectStore store, IOsdPeers peers, ObjectClassRegistry classes, TimeProvider time, ILogger logger)
+    {
+        Self = id;
+        Store = store;
+        Peers = peers;
+        Classes = classes;
+        Time = time;
+        Logger = logger;
+    }
+
+    public int Self { get; }
+    public ObjectStore Store { get; }
+    public IOsdPeers Peers { get; }
+    public ObjectClassRegistry Classes { get; }
+    public TimeProvider Time { get; }
+    public ILogger Logger { get; }
+    public Watchers Watchers { get; } = new();
+    public uint Epoch => _map?.Epoch ?? 0;
+    public OsdMap? Map => _map;
+
+    /// <summary>Fraction of the store's space used past which writes are refused (Ceph's mon_osd_full_ratio).</summary>
+    public double FullRatio { get; init; } = 0.95;
+
+    public IReadOnlyCollection<PlacementGroup> Pgs => [.. _pgs.Values];
+
+    public PlacementGroup? FindPg(PgId id) => _pgs.GetValueOrDefault(id);
+
+    /// <summary>
+    /// Takes a new osdmap: every PG of every pool whose acting set holds this OSD is hosted (created empty, or
+    /// loaded from the store), and every hosted PG learns its placement, starting a new interval where it changed.
+    /// PGs this OSD holds data of but is no longer a member of stay as strays (their data is kept).
+    /// </summary>
+    public void ApplyMap(OsdMap map)
+    {
+        TaskCompletionSource wake;
+        lock (_mapLock)
+        {
+            if (_map is not null && map.Epoch <= _map.Epoch)
+            {
+                return;
+            }
+            _map = map;
+            var placement = new OsdPlacement(map);
+            var seen = new HashSet<PgId>();
+            foreach (var pool in map.Pools.Values)
+            {
+                for (var seed = 0u; seed < (uint)pool.PgNum; seed++)
+                {
+                    var p = placement.Place(pool, seed);
+                    var id = p.Pg;
+                    if (!p.Acting.Contains(Self) && !_pgs.ContainsKey(id))
+                    {
+                        continue;
+                    }
+                    seen.Add(id);
+                    var pg = _pgs.GetOrAdd(id, pid => new PlacementGroup(this, pid, pool.Size, pool.MinSize, (uint)pool.PgNum));
+                    pg.OnMap(map.Epoch, p.Acting, p.Primary, pool.Size, pool.MinSize, (uint)pool.PgNum);
+                }
+            }
+            foreach (var (id, pg) in _pgs)
+            {
+                if (!seen.Contains(id))
+                {
+                    // The pool is gone (or the PG with it): stop serving it. Its data stays until deleted (issue 10).
+                    pg.Stop();
+                }
+            }
+            wake = _mapAdvanced;
+            _mapAdvanced = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+        wake.TrySetResult();
+    }
+
+    /// <summary>Hosts the PGs the store already holds (at start, before the first map).</summary>
+    public void LoadExistingPgs()
+    {
+        foreach (var c in Store.ListCollections())
+        {
+            if (PgId.TryParseCollection(c, out var id))
+            {
+                // Size and min_size come with the first map.
+                _pgs.GetOrAdd(id, pid => new PlacementGroup(this, pid, 1, 1, 1));
+            }
+        }
+    }
+
+    /// <summary>Waits until this OSD has an osdmap of at least <paramref name="epoch"/>.</summary>
+    public async Task<bool> WaitForEpochAsync(uint epoch, TimeSpan timeout, CancellationToken ct)
+    {
+        var deadline = Time.GetTimestamp() + (long)(timeout.TotalSeconds * Time.TimestampFrequency);
+        while (true)
+        {
+            Task wait;
+            lock (_mapLock)
+            {
+                if (Epoch >= epoch)
+                {
+                    return true;
+                }
+                wait = _mapAdvanced.Task;
+            }
+            var left = Time.GetElapsedTime(Time.GetTimestamp(), deadline);
+            if (Time.GetTimestamp() >= deadline)
+            {
+                return false;
+            }
+            try
+            {
+                await wait.WaitAsync(left, Time, ct);
+            }
+            catch (TimeoutException)
+            {
+                return false;
+            }
+        }
+    }
+
+    public (int Result, string Message)? WriteRefusal(int pool, IReadOnlyList<int> acting)
+    {
+        var fs = Store.StatFs();
+        var (total, used) = (fs.TotalBytes, fs.UsedBytes);
+        if (total > 0 && used >= FullRatio * total)
+        {
+            return (OsdResult.NoSpace, $"osd.{Self} is full ({used * 100 / total}% used, full ratio {FullRatio:P0})");
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// A client's request, authenticated as <paramref name="entity"/> with <paramref name="caps"/>: checks the
+    /// capability for the pool, then runs it on its PG if this OSD is the primary under its map.
+    /// </summary>
+    public async Task<OsdOpReply> HandleClientAsync(OsdOpRequest req, string entity, EntityCaps caps, IWatchSession? session, CancellationToken ct)
+    {
+        OsdOpReply Refuse(int result, string message) => new(req.Tid, result, Epoch, default, 0, []) { Message = message };
+
+        if (req.MapEpoch > Epoch && !await WaitForEpochAsync(req.MapEpoch, TimeSpan.FromSeconds(5), ct))
+        {
+            return Refuse(OsdResult.TryAgain, $"osd.{Self} does not have osdmap epoch {req.MapEpoch} yet");
+        }
+        var map = _map;
+        if (map is null || map.Pools.GetValueOrDefault(req.Pg.Pool) is not { } pool)
+        {
+            return Refuse(OsdResult.NotFound, $"pool {req.Pg.Pool} does not exist");
+        }
+        var isList = req.Ops.Count == 1 && req.Ops[0].Code == OsdOpCode.PgList;
+        if (!isList && Limits.CheckObjectName(req.Object) is { } bad)
+        {
+            return Refuse(System.Text.Encoding.UTF8.GetByteCount(req.Object) > Limits.MaxObjectNameBytes ? OsdResult.NameTooLong : OsdResult.InvalidArgument, bad);
+        }
+        if (req.Ops.Count == 0)
+        {
+            return Refuse(OsdResult.InvalidArgument, "a request needs at least one operation");
+        }
+        var need = Access.None;
+        foreach (var op in req.Ops)
+        {
+            need |= op.Code == OsdOpCode.Call ? Access.Read | Access.Execute : op.IsWrite ? Access.Write : Access.Read;
+        }
+        if (!Authorizer.IsAllowed(caps, "osd", need, pool.Name))
+        {
+            return Refuse(OsdResult.AccessDenied, $"{entity} may not {Describe(need)} in pool {pool.Name}");
+        }
+        var expectedPg = new PgId(pool.Id, Crush.Placement.PoolPlacement.PgOf(req.ObjectHash, (uint)pool.PgNum));
+        if (!isList && expectedPg != req.Pg)
+        {
+            return Refuse(OsdResult.TryAgain, $"object {req.Object} is in PG {expectedPg} at epoch {map.Epoch}, not {req.Pg}");
+        }
+        if (_pgs.GetValueOrDefault(req.Pg) is not { } pg || pg.Interval?.Primary != Self)
+        {
+            return Refuse(OsdResult.TryAgain, $"osd.{Self} is not the primary of {req.Pg} at epoch {map.Epoch}");
+        }
+        return await pg.ExecuteAsync(req, new ReqId(entity, req.ClientNonce, req.Tid), session, ct);
+    }
+
+    private static string Describe(Access a) =>
+        string.Join("+", new[] { (Access.Read, "read"), (Access.Write, "write"), (Access.Execute, "call methods") }.Where(x => a.HasFlag(x.Item1)).Select(x => x.Item2));
+
+    /// <summary>
+    /// A message from OSD <paramref name="from"/>. Returns the answer's type and payload for requests, or null when
+    /// the message needs none now (a replicated change is answered through <paramref name="reply"/> once durable).
+    /// A malformed message is logged and dropped: a peer's bug never takes this OSD down.
+    /// </summary>
+    public async Task<(ushort Type, byte[] Payload)?> HandlePeerAsync(int from, ushort type, ReadOnlyMemory<byte> payload, Func<ushort, byte[], ValueTask> reply)
+    {
+        try
+        {
+            switch (type)
+            {
+                case OsdMessageType.RepOp:
+                {
+                    var op = RepOp.FromBytes(payload.Span);
+                    if (_pgs.GetValueOrDefault(op.Pg) is not { } pg)
+                    {
+                        await reply(OsdMessageType.RepOpReply, new RepOpReply(op.Pg, op.Interval, op.Entry.Version, OsdResult.TryAgain).ToBytes());
+                        return null;
+                    }
+                    var done = pg.ApplyRepOp(from, op);
+                    _ = AnswerWhenDurableAsync(done, reply);
+                    return null;
+                }
+                case OsdMessageType.RepOpReply:
+                {
+                    var r = RepOpReply.FromBytes(payload.Span);
+                    _pgs.GetValueOrDefault(r.Pg)?.Backend.OnReply(from, r);
+                    return null;
+                }
+                case OsdMessageType.PgQuery:
+                {
+                    var q = PgQuery.FromBytes(payload.Span);
+                    var pg = _pgs.GetValueOrDefault(q.Pg);
+                    var answer = pg?.Query(from, q) ?? new PgNotify(OsdResult.TryAgain, false, PgInfo.Empty(q.Pg), [], [], false);
+                    return (OsdMessageType.PgNotify, answer.ToBytes());
+                }
+                case OsdMessageType.PgActivate:
+                {
+                    var u = PgUpdate.FromBytes(payload.Span);
+                    var pg = _pgs.GetValueOrDefault(u.Pg);
+                    var answer = pg is null ? new PeerResult(OsdResult.TryAgain, $"osd.{Self} does not host {u.Pg}") : await pg.UpdateAsync(from, u);
+                    return (OsdMessageType.PgActivateReply, answer.ToBytes());
+                }
+                case OsdMessageType.Push:
+                {
+                    var ch = ObjectChunk.FromBytes(payload.Span);
+                    var pg = _pgs.GetValueOrDefault(ch.Pg);
+                    var answer = pg is null ? new PeerResult(OsdResult.TryAgain, $"osd.{Self} does not host {ch.Pg}") : await pg.PushAsync(from, ch);
+                    return (OsdMessageType.PushReply, answer.ToBytes());
+                }
+                case OsdMessageType.PullRequest:
+                {
+                    var p = PullRequest.FromBytes(payload.Span);
+                    var pg = _pgs.GetValueOrDefault(p.Pg);
+                    if (pg is null)
+                    {
+                        return (OsdMessageType.PushReply, p.List ? new PgObjectList(OsdResult.TryAgain, [], null).ToBytes()
+                            : new ObjectChunk(p.Pg, p.Interval, p.Name, p.Hash, false, 0, 0, -1, true, true, [], 0, default, []).ToBytes());
+                    }
+                    return (OsdMessageType.PushReply, await pg.PullAsync(from, p));
+                }
+                default:
+                    Logger.LogWarning("osd.{Osd} sent an unknown message type {Type}; dropped", from, type);
+                    return null;
+            }
+        }
+        catch (WireFormatException e)
+        {
+            Logger.LogWarning("osd.{Osd} sent a malformed message (type {Type}): {Error}; dropped", from, type, e.Message);
+            return null;
+        }
+    }
+
+    private async Task AnswerWhenDurableAsync(Task<RepOpReply> done, Func<ushort, byte[], ValueTask> reply)
+    {
+        var r = await done;
+        try
+        {
+            await reply(OsdMessageType.RepOpReply, r.ToBytes());
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException)
+        {
+            // The primary's session is gone: it will not count this reply, and the next interval's peering settles it.
+            Logger.LogDebug("reply for {Pg} {Version} not sent: {Error}", r.Pg, r.Version, e.Message);
+        }
+    }
+
+    /// <summary>PG statistics for the monitors: one line per PG this OSD is the primary of.</summary>
+    public IReadOnlyList<(PgId Pg, string State, int[] Acting, int Primary, long Objects, long Bytes)> PrimaryStats() =>
+        [.. _pgs.Values.Where(p => p.Interval?.Primary == Self).OrderBy(p => p.Id)
+            .Select(p => (p.Id, p.StateText, p.Interval?.Acting ?? [], p.Interval?.Primary ?? -1, p.Objects, p.Bytes))];
+
+    public ValueTask DisposeAsync()
+    {
+        foreach (var pg in _pgs.Values)
+        {
+            pg.Stop();
+        }
+        return ValueTask.CompletedTask;
+    }
+}

@@ -1,0 +1,175 @@
+using System.Text;
+using Appliance.Osd.Pg;
+using Appliance.Osd.Protocol;
+using Appliance.Store;
+
+namespace Appliance.Osd.Tests;
+
+/// <summary>Replicated pools across three OSDs in one process: every change on every member, read back byte for
+/// byte, exactly once on resend, and the same after an OSD dies and comes back.</summary>
+public sealed class ReplicationTests
+{
+    private static async Task<byte[]> ReadAllAsync(InProcessCluster c, string name)
+    {
+        var r = await c.ExecuteAsync("data", name, [OsdOp.Read(0, 0)]);
+        Assert.Equal(OsdResult.Ok, r.Result < 0 ? r.Result : OsdResult.Ok);
+        return r.Outputs[0].Data.ToArray();
+    }
+
+    /// <summary>Every OSD that holds the object's PG holds the same bytes.</summary>
+    private static async Task AssertReplicasEqualAsync(InProcessCluster c, string name, byte[] expected)
+    {
+        var hash = OsdPlacement.ObjectHash(name);
+        var pool = c.Map.FindPool("data")!;
+        var placement = new OsdPlacement(c.Map);
+        var pg = placement.PgOf(pool, hash);
+        var acting = placement.Place(pool, pg.Seed).Acting;
+        Assert.Equal(pool.Size, acting.Length);
+        foreach (var osd in acting)
+        {
+            var data = await c.Osd(osd).Store.ReadAsync(pg.Collection, new ObjectId(hash, name));
+            Assert.True(expected.AsSpan().SequenceEqual(data), $"osd.{osd} holds other bytes of {name}");
+        }
+    }
+
+    [Fact]
+    public async Task Writes_reach_every_member_and_read_back()
+    {
+        await using var c = new InProcessCluster();
+        await c.StartAsync(osds: 3, size: 3, minSize: 2, pgNum: 8);
+        var rng = new Random(7);
+        var written = new Dictionary<string, byte[]>();
+        for (var i = 0; i < 40; i++)
+        {
+            var name = $"obj-{i}";
+            var data = new byte[rng.Next(0, 70_000)];
+            rng.NextBytes(data);
+            var r = await c.ExecuteAsync("data", name, [OsdOp.WriteFull(data)]);
+            Assert.Equal(OsdResult.Ok, r.Result);
+            written[name] = data;
+        }
+        foreach (var (name, data) in written)
+        {
+            Assert.Equal(data, await ReadAllAsync(c, name));
+            await AssertReplicasEqualAsync(c, name, data);
+        }
+    }
+
+    [Fact]
+    public async Task A_resent_append_is_applied_once_and_answered_with_its_first_outcome()
+    {
+        await using var c = new InProcessCluster();
+        await c.StartAsync(osds: 3, size: 3, minSize: 2, pgNum: 4);
+        var first = await c.ExecuteAsync("data", "log", [OsdOp.Append("a"u8.ToArray())], tid: 1000);
+        var again = await c.ExecuteAsync("data", "log", [OsdOp.Append("a"u8.ToArray())], tid: 1000);
+        Assert.Equal(OsdResult.Ok, first.Result);
+        Assert.Equal(first.Version, again.Version);
+        Assert.Equal("a", Encoding.ASCII.GetString(await ReadAllAsync(c, "log")));
+        var other = await c.ExecuteAsync("data", "log", [OsdOp.Append("b"u8.ToArray())], tid: 1001);
+        Assert.True(other.Version > first.Version);
+        Assert.Equal("ab", Encoding.ASCII.GetString(await ReadAllAsync(c, "log")));
+    }
+
+    [Fact]
+    public async Task Guards_fail_the_whole_request_and_change_nothing()
+    {
+        await using var c = new InProcessCluster();
+        await c.StartAsync(osds: 3, size: 3, minSize: 2, pgNum: 4);
+        Assert.Equal(OsdResult.Ok, (await c.ExecuteAsync("data", "g", [OsdOp.WriteFull("one"u8.ToArray()), OsdOp.SetXattr("k", "v"u8.ToArray())])).Result);
+        var bad = await c.ExecuteAsync("data", "g", [OsdOp.CmpXattr("k", CmpXattrMode.Equal, "x"u8.ToArray()), OsdOp.WriteFull("two"u8.ToArray())]);
+        Assert.Equal(OsdResult.Canceled, bad.Result);
+        var excl = await c.ExecuteAsync("data", "g", [OsdOp.Create(exclusive: true)]);
+        Assert.Equal(OsdResult.Exists, excl.Result);
+        Assert.Equal("one", Encoding.ASCII.GetString(await ReadAllAsync(c, "g")));
+        var ok = await c.ExecuteAsync("data", "g", [OsdOp.CmpXattr("k", CmpXattrMode.Equal, "v"u8.ToArray()), OsdOp.WriteFull("two"u8.ToArray())]);
+        Assert.Equal(OsdResult.Ok, ok.Result);
+        Assert.Equal("two", Encoding.ASCII.GetString(await ReadAllAsync(c, "g")));
+        var stat = await c.ExecuteAsync("data", "g", [OsdOp.AssertVersion(ok.ObjectVersion), OsdOp.Stat()]);
+        Assert.Equal(OsdResult.Ok, stat.Result);
+    }
+
+    [Fact]
+    public async Task Omap_pages_in_key_order_with_a_prefix()
+    {
+        await using var c = new InProcessCluster();
+        await c.StartAsync(osds: 3, size: 3, minSize: 2, pgNum: 4);
+        var pairs = Enumerable.Range(0, 700).Select(i => new KeyValuePair<string, byte[]>($"k{i:D4}", BitConverter.GetBytes(i))).ToList();
+        Assert.Equal(OsdResult.Ok, (await c.ExecuteAsync("data", "dir", [OsdOp.OmapSet(pairs), OsdOp.OmapSet([new("other", [1])])])).Result);
+        var seen = new List<string>();
+        var after = "";
+        while (true)
+        {
+            var r = await c.ExecuteAsync("data", "dir", [OsdOp.OmapGet(after, "k", 256)]);
+            Assert.Equal(OsdResult.Ok, r.Result);
+            seen.AddRange(r.Outputs[0].Pairs.Select(p => p.Key));
+            if (!r.Outputs[0].More)
+            {
+                break;
+            }
+            after = seen[^1];
+        }
+        Assert.Equal(pairs.Select(p => p.Key), seen);
+    }
+
+    [Fact]
+    public async Task An_OSD_that_dies_misses_writes_and_catches_up_when_it_returns()
+    {
+        await using var c = new InProcessCluster();
+        await c.StartAsync(osds: 3, size: 3, minSize: 2, pgNum: 8);
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Equal(OsdResult.Ok, (await c.ExecuteAsync("data", $"o{i}", [OsdOp.WriteFull(Encoding.ASCII.GetBytes($"v1-{i}"))])).Result);
+        }
+        await c.KillAsync(2);
+        c.SetUp(2, false);
+        await c.WaitActiveCleanAsync(clean: false);
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Equal(OsdResult.Ok, (await c.ExecuteAsync("data", $"o{i}", [OsdOp.WriteFull(Encoding.ASCII.GetBytes($"v2-{i}"))])).Result);
+        }
+        Assert.Equal(OsdResult.Ok, (await c.ExecuteAsync("data", "o3", [OsdOp.Delete()])).Result);
+        Assert.Equal(OsdResult.Ok, (await c.ExecuteAsync("data", "new", [OsdOp.WriteFull("n"u8.ToArray())])).Result);
+        await c.StartOsdAsync(2, fresh: false);
+        c.SetUp(2, true);
+        await c.WaitActiveCleanAsync();
+        for (var i = 0; i < 20; i++)
+        {
+            if (i == 3)
+            {
+                Assert.Equal(OsdResult.NotFound, (await c.ExecuteAsync("data", "o3", [OsdOp.Stat()])).Result);
+                continue;
+            }
+            var expected = Encoding.ASCII.GetBytes($"v2-{i}");
+            Assert.Equal(expected, await ReadAllAsync(c, $"o{i}"));
+            await AssertReplicasEqualAsync(c, $"o{i}", expected);
+        }
+        await AssertReplicasEqualAsync(c, "new", "n"u8.ToArray());
+        foreach (var osd in c.Running)
+        {
+            Assert.Null(osd.Store.Stat(new PgId(c.Map.Pools.Values.First().Id, new OsdPlacement(c.Map).PgOf(c.Map.Pools.Values.First(), OsdPlacement.ObjectHash("o3")).Seed).Collection, new ObjectId(OsdPlacement.ObjectHash("o3"), "o3")));
+        }
+    }
+
+    [Fact]
+    public async Task A_new_OSD_with_no_copy_is_backfilled()
+    {
+        await using var c = new InProcessCluster();
+        await c.StartAsync(osds: 3, size: 3, minSize: 2, pgNum: 4);
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.Equal(OsdResult.Ok, (await c.ExecuteAsync("data", $"b{i}", [OsdOp.WriteFull(Encoding.ASCII.GetBytes($"x{i}")), OsdOp.OmapSet([new("k", [(byte)i])])])).Result);
+        }
+        await c.KillAsync(1);
+        c.SetUp(1, false);
+        await c.WaitActiveCleanAsync(clean: false);
+        // osd.1 comes back with an empty disk: nothing of its history is left, so it is copied whole.
+        await c.StartOsdAsync(1, fresh: true);
+        c.SetUp(1, true);
+        await c.WaitActiveCleanAsync();
+        for (var i = 0; i < 10; i++)
+        {
+            await AssertReplicasEqualAsync(c, $"b{i}", Encoding.ASCII.GetBytes($"x{i}"));
+        }
+        Assert.All(c.Running.SelectMany(o => o.Pgs).Where(p => p.Phase == PgPhase.Active), p => Assert.Empty(p.Missing));
+    }
+}
