@@ -192,11 +192,10 @@ public sealed partial class PlacementGroup
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, interval.Ended.Token);
         try
         {
-            // Held until the PG is active: peering, or fewer than min_size members (the client's deadline bounds it).
-            await interval.Activated.Task.WaitAsync(linked.Token);
             var oid = new ObjectId(req.ObjectHash, req.Object);
             if (req.Ops.Count == 1 && req.Ops[0].Code == OsdOpCode.PgList)
             {
+                await interval.Activated.Task.WaitAsync(linked.Token);
                 return await ListAsync(req, linked.Token);
             }
             if (!Contains(req.ObjectHash))
@@ -204,7 +203,11 @@ public sealed partial class PlacementGroup
                 return Reply(req, OsdResult.TryAgain, $"object {req.Object} is not in {Id} (pg_num {PgNum})");
             }
             var hasCall = req.Ops.Any(o => o.Code == OsdOpCode.Call);
+            // The object's queue first, then the wait for activation: requests on one object keep their arrival
+            // order even when they arrive while the PG peers (taking a free lock or joining the queue does not yield).
             using var objectLock = await _objectLocks.LockAsync(oid, linked.Token);
+            // Held until the PG is active: peering, or fewer than min_size members (the client's deadline bounds it).
+            await interval.Activated.Task.WaitAsync(linked.Token);
             using var callLock = hasCall ? await LockAsync(_calls, linked.Token) : null;
             if (interval.Ended.IsCancellationRequested)
             {

@@ -57,6 +57,18 @@ public sealed class ServiceSecrets(string service)
         }
     }
 
+    /// <summary>Every key held, in id order (a daemon adds them to the verifier's set when it fetches again).</summary>
+    public IReadOnlyList<ServiceSecret> All
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. _secrets];
+            }
+        }
+    }
+
     public ServiceSecret? Find(uint id)
     {
         lock (_lock)

@@ -1,0 +1,97 @@
+using System.Collections.Concurrent;
+using System.Net;
+using Appliance.Maps;
+using Appliance.Wire.Auth;
+using Appliance.Wire.Messenger;
+using Microsoft.Extensions.Logging;
+
+namespace Appliance.Osd.Daemon;
+
+/// <summary>
+/// The OSD's peers over the messenger: one session per other OSD, to its address in the osdmap, authenticated with a
+/// ticket for the `osd` service (the other OSD verifies it with the rotating keys, as it does for clients). Messages
+/// that come back on a session (answers to replicated changes) go to <see cref="Received"/>. A session is dropped when
+/// its OSD is marked down or moves; <see cref="Unreachable"/> lists peers whose connection attempts keep failing, so
+/// the daemon can report them to the monitors at once.
+/// </summary>
+public sealed class MessengerPeers(int self, Func<CancellationToken, ValueTask<IssuedTicket>> tickets, MessengerOptions options, ILogger logger) : IOsdPeers, IAsyncDisposable
+{
+    private readonly ConcurrentDictionary<int, (string Address, MessengerClient Client)> _clients = new();
+    private volatile OsdMap? _map;
+
+    /// <summary>A message that came back on a session to OSD (from): (from, type, payload).</summary>
+    public Func<int, ushort, ReadOnlyMemory<byte>, ValueTask>? Received { get; set; }
+
+    public void OnMap(OsdMap map)
+    {
+        _map = map;
+        foreach (var (osd, (address, client)) in _clients)
+        {
+            if (map.FindOsd(osd) is not { Up: true } info || info.Address != address)
+            {
+                if (_clients.TryRemove(osd, out var gone))
+                {
+                    _ = gone.Client.DisposeAsync().AsTask();
+                }
+            }
+        }
+    }
+
+    /// <summary>Peers up in the map whose last connection attempts failed (refused or reset).</summary>
+    public IEnumerable<int> Unreachable() =>
+        _clients.Where(kv => kv.Value.Client.FailedConnectsInARow > 0).Select(kv => kv.Key);
+
+    private async ValueTask<MessengerClient> ClientAsync(int osd)
+    {
+        if (_clients.TryGetValue(osd, out var existing))
+        {
+            return existing.Client;
+        }
+        var info = _map?.FindOsd(osd);
+        if (info is not { Up: true } || !IPEndPoint.TryParse(info.Address, out var endpoint))
+        {
+            throw new PeerUnavailableException(osd, $"osd.{osd} is not up in the osdmap");
+        }
+        var client = new MessengerClient(endpoint, $"osd.{self}", tickets, ConnectionMode.Crc, options,
+            (_, m) => Received?.Invoke(osd, m.Type, m.Payload) ?? ValueTask.CompletedTask,
+            line => logger.LogDebug("peer osd.{Osd}: {Line}", osd, line));
+        if (!_clients.TryAdd(osd, (info.Address, client)))
+        {
+            await client.DisposeAsync();
+            return _clients[osd].Client;
+        }
+        _ = client.StartAsync();
+        return client;
+    }
+
+    public async ValueTask SendAsync(int osd, ushort type, ReadOnlyMemory<byte> payload, CancellationToken ct)
+    {
+        var client = await ClientAsync(osd);
+        await client.Session.SendWithoutCopyAsync(type, payload, 0, ct);
+    }
+
+    public async Task<byte[]> RequestAsync(int osd, ushort type, ReadOnlyMemory<byte> payload, TimeSpan timeout, CancellationToken ct)
+    {
+        var client = await ClientAsync(osd);
+        try
+        {
+            var reply = await client.Session.RequestAsync(type, payload, timeout, ct);
+            return reply.Payload.ToArray();
+        }
+        catch (TimeoutException)
+        {
+            throw new PeerUnavailableException(osd, $"osd.{osd} did not answer within {timeout.TotalSeconds:0} s");
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var osd in _clients.Keys.ToList())
+        {
+            if (_clients.TryRemove(osd, out var c))
+            {
+                await c.Client.DisposeAsync();
+            }
+        }
+    }
+}

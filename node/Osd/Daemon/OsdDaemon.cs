@@ -1,0 +1,314 @@
+using System.Net;
+using Appliance.Maps;
+using Appliance.Maps.Client;
+using Appliance.Maps.Protocol;
+using Appliance.Osd.Ops;
+using Appliance.Osd.Protocol;
+using Appliance.Platform.Devices;
+using Appliance.Store;
+using Appliance.Wire.Auth;
+using Appliance.Wire.Codec;
+using Appliance.Wire.Messenger;
+using Microsoft.Extensions.Logging;
+
+namespace Appliance.Osd.Daemon;
+
+/// <summary>What an OSD process needs: its id, disk, the cluster's configuration directory (cluster.conf and its
+/// keyring), where to listen, and the host it is on (its CRUSH location).</summary>
+public sealed record OsdDaemonOptions(int Id, string DataPath, string ConfDir)
+{
+    /// <summary>Address to listen on; port 0 picks a free port. The address is reported to the monitors at boot.</summary>
+    public IPEndPoint Listen { get; init; } = new(IPAddress.Loopback, 0);
+    public string Host { get; init; } = Environment.MachineName;
+    /// <summary>How often the OSD sends its PG statistics to the monitors.</summary>
+    public TimeSpan StatsInterval { get; init; } = TimeSpan.FromSeconds(2);
+    public StoreOptions Store { get; init; } = new();
+}
+
+/// <summary>
+/// The OSD process: mounts the store (checking that its superblock names this OSD), authenticates to the monitors
+/// as osd.N, fetches the `osd` service keys (again as they rotate) to verify clients' and peers' tickets, listens,
+/// reports boot with its address, follows the osdmaps, serves requests and peers through <see cref="OsdService"/>,
+/// reports peers it cannot reach, and sends PG statistics. <see cref="StopAsync"/> is the orderly stop.
+/// </summary>
+public sealed class OsdDaemon : IAsyncDisposable
+{
+    private readonly OsdDaemonOptions _options;
+    private readonly ILoggerFactory _loggers;
+    private readonly ILogger _log;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly List<Task> _loops = [];
+    private IBlockDevice? _device;
+    private ObjectStore? _store;
+    private MonClient? _mon;
+    private MessengerServer? _server;
+    private MessengerPeers? _peers;
+    private OsdService? _service;
+    private ServiceSecrets? _keys;
+
+    public OsdDaemon(OsdDaemonOptions options, ILoggerFactory loggers)
+    {
+        _options = options;
+        _loggers = loggers;
+        _log = loggers.CreateLogger("Appliance.Osd");
+    }
+
+    public string Entity => $"osd.{_options.Id}";
+    public EndPoint? Address { get; private set; }
+    public OsdService? Service => _service;
+
+    public static string KeyringPath(string confDir, int id) => Path.Combine(confDir, $"osd.{id}.keyring");
+
+    public async Task StartAsync(CancellationToken ct = default)
+    {
+        var conf = ClusterConf.Parse(await File.ReadAllTextAsync(Path.Combine(_options.ConfDir, ClusterConf.FileName), ct), ClusterConf.FileName);
+        var keyringPath = KeyringPath(_options.ConfDir, _options.Id);
+        var keyring = Keyring.Load(keyringPath);
+        var key = keyring.Find(Entity)?.Key ?? throw new InvalidOperationException($"{keyringPath} holds no key for {Entity}");
+
+        _device = File.Exists(_options.DataPath) || _options.DataPath.StartsWith("/dev/", StringComparison.Ordinal)
+            ? FileDevice.Open(_options.DataPath)
+            : throw new FileNotFoundException($"no disk at {_options.DataPath}; create the OSD first (appliance osd create --data PATH)");
+        _store = await ObjectStore.MountAsync(_device, _options.Store, ct);
+        if (_store.Superblock.OsdId != _options.Id)
+        {
+            throw new InvalidOperationException($"{_options.DataPath} belongs to osd.{_store.Superblock.OsdId}, not osd.{_options.Id}");
+        }
+
+        _mon = new MonClient(conf.Monitors.Select(m => IPEndPoint.Parse(m.Address)), Entity, key,
+            line => _log.LogDebug("mon client: {Line}", line));
+        _keys = await _mon.GetServiceKeysAsync("osd", ct);
+        var messenger = new MessengerOptions();
+        _peers = new MessengerPeers(_options.Id, _mon.TicketSource("osd"), messenger, _loggers.CreateLogger("Appliance.Osd.Peers"));
+        _service = new OsdService(_options.Id, _store, _peers, new ObjectClassRegistry(), TimeProvider.System, _loggers.CreateLogger("Appliance.Osd.Pg"));
+        _peers.Received = (from, type, payload) => DeliverPeerAsync(from, type, payload, null);
+        _service.LoadExistingPgs();
+
+        _server = new MessengerServer(_ => null, messenger, HandleAsync, line => _log.LogDebug("messenger: {Line}", line),
+            new TicketVerifier(_keys, TimeSpan.FromMinutes(5)));
+        Address = _server.ListenTcp(_options.Listen);
+        var address = Address.ToString()!;
+        _log.LogInformation("{Osd} listening on {Address}", Entity, address);
+
+        var weight = OsdMap.WeightForCapacity(_store.StatFs().TotalBytes);
+        var boot = await _mon.CommandAsync(new OsdBoot(_options.Id, address, _options.Host, weight), ct);
+        if (boot.Status != MonReplyStatus.Ok)
+        {
+            throw new InvalidOperationException($"the monitors refused the boot of {Entity}: {boot.Message}");
+        }
+        _loops.Add(Task.Run(() => FollowMapsAsync(_stop.Token)));
+        _loops.Add(Task.Run(() => HousekeepingAsync(_stop.Token)));
+        _log.LogInformation("{Osd} booted (store {Used}/{Total} bytes used)", Entity, _store.StatFs().UsedBytes, _store.StatFs().TotalBytes);
+    }
+
+    private async Task FollowMapsAsync(CancellationToken ct)
+    {
+        OsdMap? have = null;
+        while (!ct.IsCancellationRequested)
+        {
+            try
+            {
+                await foreach (var map in _mon!.WatchOsdMapAsync(have, ct))
+                {
+                    have = map;
+                    _peers!.OnMap(map);
+                    _service!.ApplyMap(map);
+                }
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (e is MonitorsUnavailableException or IOException or TimeoutException or WireFormatException)
+            {
+                _log.LogWarning("{Osd}: osdmap subscription interrupted ({Error}); resuming", Entity, e.Message);
+                await Task.Delay(500, ct);
+            }
+        }
+    }
+
+    private async Task HousekeepingAsync(CancellationToken ct)
+    {
+        var keysFetched = DateTimeOffset.UtcNow;
+        var reported = new HashSet<(int Osd, uint Epoch)>();
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(500));
+        while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
+        {
+            try
+            {
+                var map = _service!.Map;
+                // A peer that refuses or resets connections is reported at once (silent failures wait for heartbeats).
+                foreach (var osd in _peers!.Unreachable())
+                {
+                    if (map?.FindOsd(osd) is { Up: true } && reported.Add((osd, map.Epoch)))
+                    {
+                        _log.LogWarning("{Osd}: osd.{Peer} is unreachable; reporting it to the monitors", Entity, osd);
+                        await _mon!.CommandAsync(new OsdFailureReport(osd, _options.Id), ct);
+                    }
+                }
+                if (DateTimeOffset.UtcNow - keysFetched > TimeSpan.FromMinutes(10))
+                {
+                    var fresh = await _mon!.GetServiceKeysAsync("osd", ct);
+                    foreach (var k in fresh.All)
+                    {
+                        _keys!.Add(k);
+                    }
+                    keysFetched = DateTimeOffset.UtcNow;
+                }
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (e is MonitorsUnavailableException or IOException or TimeoutException or AuthenticationException)
+            {
+                _log.LogWarning("{Osd}: housekeeping: {Error}", Entity, e.Message);
+            }
+        }
+    }
+
+    private sealed class SessionWatch(MessageSession session) : IWatchSession
+    {
+        public string Entity => session.PeerEntity;
+        public bool IsClosed { get; set; }
+
+        public async ValueTask SendAsync(ushort type, byte[] payload) => await session.SendAsync(type, payload);
+    }
+
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<MessageSession, SessionWatch> _watchSessions = [];
+
+    private async ValueTask HandleAsync(MessageSession session, Message message)
+    {
+        var peer = session.PeerEntity;
+        if (peer.StartsWith("osd.", StringComparison.Ordinal) && int.TryParse(peer.AsSpan(4), out var from))
+        {
+            await DeliverPeerAsync(from, message.Type, message.Payload, (session, message.Seq));
+            return;
+        }
+        switch (message.Type)
+        {
+            case OsdMessageType.OpRequest:
+            {
+                OsdOpRequest req;
+                try
+                {
+                    req = OsdOpRequest.FromBytes(message.Payload.Span);
+                }
+                catch (WireFormatException e)
+                {
+                    _log.LogWarning("{Peer} sent a malformed request: {Error}", peer, e.Message);
+                    var refusal = new OsdOpReply(0, OsdResult.InvalidArgument, _service!.Epoch, default, 0, []) { Message = $"malformed request: {e.Message}" };
+                    await session.SendAsync(OsdMessageType.OpReply, refusal.ToBytes(), message.Seq);
+                    return;
+                }
+                var watch = _watchSessions.GetValue(session, s => new SessionWatch(s));
+                // Started here, on the session's delivery path, so requests on one object take their place in the
+                // object's queue in the order the client sent them; the reply goes out when it completes.
+                var running = _service!.HandleClientAsync(req, peer, session.PeerCaps ?? EntityCaps.None, watch, _stop.Token);
+                _ = ReplyAsync(session, message.Seq, req, running);
+                return;
+            }
+            case OsdMessageType.WatchNotifyAck:
+                try
+                {
+                    _service!.Watchers.Acknowledge(WatchNotifyAck.FromBytes(message.Payload.Span));
+                }
+                catch (WireFormatException e)
+                {
+                    _log.LogWarning("{Peer} sent a malformed notify ack: {Error}", peer, e.Message);
+                }
+                return;
+            default:
+                _log.LogWarning("{Peer} sent message type {Type}, which clients may not send; dropped", peer, message.Type);
+                return;
+        }
+    }
+
+    private async Task ReplyAsync(MessageSession session, ulong seq, OsdOpRequest req, Task<OsdOpReply> running)
+    {
+        OsdOpReply reply;
+        try
+        {
+            reply = await running;
+        }
+        catch (OperationCanceledException)
+        {
+            reply = new OsdOpReply(req.Tid, OsdResult.TryAgain, _service!.Epoch, default, 0, []) { Message = $"{Entity} is stopping" };
+        }
+        try
+        {
+            var bytes = reply.ToBytes();
+            await session.SendWithoutCopyAsync(OsdMessageType.OpReply, bytes, seq);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException)
+        {
+            _log.LogDebug("reply to {Peer} tid {Tid} not sent: {Error}", session.PeerEntity, req.Tid, e.Message);
+        }
+    }
+
+    private async ValueTask DeliverPeerAsync(int from, ushort type, ReadOnlyMemory<byte> payload, (MessageSession Session, ulong Seq)? via)
+    {
+        var answer = await _service!.HandlePeerAsync(from, type, payload,
+            (t, p) => via is { } v ? new ValueTask(v.Session.SendAsync(t, p).AsTask()) : _peers!.SendAsync(from, t, p, CancellationToken.None));
+        if (answer is { } a && via is { } w)
+        {
+            await w.Session.SendWithoutCopyAsync(a.Type, a.Payload, w.Seq);
+        }
+    }
+
+    /// <summary>The orderly stop: stop serving, tell the monitors this OSD is going down, unmount.</summary>
+    public async Task StopAsync()
+    {
+        _stop.Cancel();
+        try
+        {
+            await Task.WhenAll(_loops);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        if (_mon is not null)
+        {
+            try
+            {
+                using var bounded = new CancellationTokenSource(TimeSpan.FromSeconds(3));
+                await _mon.CommandAsync(new OsdFailureReport(_options.Id, _options.Id), bounded.Token);
+            }
+            catch (Exception e) when (e is MonitorsUnavailableException or IOException or OperationCanceledException or TimeoutException)
+            {
+                _log.LogWarning("{Osd}: could not tell the monitors it stops: {Error}", Entity, e.Message);
+            }
+        }
+        await DisposeAsync();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _stop.Cancel();
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
+        if (_service is not null)
+        {
+            await _service.DisposeAsync();
+        }
+        if (_peers is not null)
+        {
+            await _peers.DisposeAsync();
+        }
+        if (_mon is not null)
+        {
+            await _mon.DisposeAsync();
+        }
+        if (_store is not null)
+        {
+            await _store.DisposeAsync();
+        }
+        if (_device is not null)
+        {
+            await _device.DisposeAsync();
+        }
+        _stop.Dispose();
+    }
+}
