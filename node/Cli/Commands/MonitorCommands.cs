@@ -18,7 +18,7 @@ namespace Appliance.Cli.Commands;
 /// </summary>
 public static class MonitorCommands
 {
-    private static readonly Option<string> ConfDir = new("--conf-dir")
+    internal static readonly Option<string> ConfDir = new("--conf-dir")
     {
         Description = "The cluster's configuration directory (cluster.conf and keyrings). Default: $APPLIANCE_CONF_DIR or /etc/appliance.",
         Recursive = true,
@@ -53,10 +53,10 @@ public static class MonitorCommands
         yield return Config();
     }
 
-    private static string ConfDirOf(ParseResult parse) =>
+    internal static string ConfDirOf(ParseResult parse) =>
         parse.GetValue(ConfDir) ?? Environment.GetEnvironmentVariable("APPLIANCE_CONF_DIR") ?? "/etc/appliance";
 
-    private static ClusterConf LoadConf(ParseResult parse)
+    internal static ClusterConf LoadConf(ParseResult parse)
     {
         var dir = ConfDirOf(parse);
         try
@@ -73,7 +73,7 @@ public static class MonitorCommands
         }
     }
 
-    private static KeyringEntry LoadKey(ParseResult parse, string entity, string? path = null)
+    internal static KeyringEntry LoadKey(ParseResult parse, string entity, string? path = null)
     {
         path ??= parse.GetValue(KeyringPath) ?? Path.Combine(ConfDirOf(parse), entity + ".keyring");
         if (!File.Exists(path))
@@ -95,7 +95,7 @@ public static class MonitorCommands
         }
     }
 
-    private static MonClient Client(ParseResult parse)
+    internal static MonClient Client(ParseResult parse)
     {
         var conf = LoadConf(parse);
         var entity = parse.GetValue(Entity) ?? "client.admin";
