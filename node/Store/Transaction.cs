@@ -3,7 +3,7 @@ namespace Appliance.Store;
 /// <summary>
 /// An ordered list of operations over objects in collections, applied atomically by
 /// <see cref="ObjectStore.SubmitAsync"/>: after any crash it is wholly present or wholly absent, and transactions
-/// take effect in submission order. Data and value buffers are copied when added to the transaction (except by
+/// that name a common collection take effect in submission (call) order. Data and value buffers are copied when added to the transaction (except by
 /// <see cref="WriteWithoutCopy"/>).
 ///
 /// Objects are named by <see cref="ObjectId"/> (placement hash and name; a string converts to hash 0).
