@@ -1,5 +1,6 @@
 using System.Globalization;
 using Appliance.Wire.Auth;
+using Appliance.Wire.Codec;
 
 namespace Appliance.Maps.Protocol;
 
@@ -47,11 +48,86 @@ public sealed record PoolSet(string Name, string Field, string Value) : MonComma
     public override string Describe() => $"pool set {Name} {Field} {Value}";
 }
 
-/// <summary>An OSD starts: it registers its address and host and is marked up. <see cref="Weight"/> is its CRUSH weight
-/// (16.16, see <see cref="OsdMap.WeightForCapacity"/>).</summary>
-public sealed record OsdBoot(int Id, string Address, string Host, uint Weight) : MonCommand
+/// <summary>An OSD starts: it registers its public address (clients), its cluster address (its peers; null: the public
+/// one), its host and its uuid (checked against the one it was created with, when both are known) and is marked up.
+/// <see cref="Weight"/> is its CRUSH weight (16.16, see <see cref="OsdMap.WeightForCapacity"/>).</summary>
+public sealed record OsdBoot(int Id, string Address, string Host, uint Weight, string? ClusterAddress = null, Guid Uuid = default) : MonCommand
 {
-    public override string Describe() => $"osd boot osd.{Id} {Address} host={Host}";
+    public override string Describe() =>
+        $"osd boot osd.{Id} {Address}{(ClusterAddress is null || ClusterAddress == Address ? "" : $" cluster {ClusterAddress}")} host={Host}";
+
+    public override bool IsAdministrative => false;
+}
+
+/// <summary>OSD <see cref="Id"/> needs the map to say it was up through epoch <see cref="WantUpThru"/> before it
+/// serves the PGs of that interval (Ceph's MOSDAlive): the monitors set its up_thru to the next epoch unless it is
+/// already at least that.</summary>
+public sealed record OsdAlive(int Id, uint WantUpThru) : MonCommand
+{
+    public override string Describe() => $"osd alive osd.{Id} want up_thru {WantUpThru}";
+
+    public override bool IsAdministrative => false;
+}
+
+/// <summary>One PG's override in a <see cref="PgTemp"/>: <see cref="Acting"/> becomes its pg_temp (empty: cleared),
+/// <see cref="Primary"/> its primary_temp (-1: cleared).</summary>
+public sealed record PgTempChange(PgId Pg, IReadOnlyList<int> Acting, int Primary = -1);
+
+/// <summary>Peering's request from OSD <see cref="From"/> (a PG's primary) to set or clear the acting sets and primaries
+/// of some PGs while their CRUSH sets catch up (Ceph's MOSDPGTemp).</summary>
+public sealed record PgTemp(int From, IReadOnlyList<PgTempChange> Changes) : MonCommand
+{
+    public override string Describe() =>
+        $"pg_temp from osd.{From}: " + string.Join(", ", Changes.Select(c =>
+            $"{c.Pg} [{string.Join(",", c.Acting)}]{(c.Primary >= 0 ? $" primary {c.Primary.ToString(CultureInfo.InvariantCulture)}" : "")}"));
+
+    public override bool IsAdministrative => false;
+}
+
+/// <summary>`osd blocklist add INSTANCE [SECONDS]`: OSDs refuse every op of client instance
+/// <see cref="Instance"/> (<c>client.vm:4711</c>: entity, a colon, its per-process nonce) from the epoch that lists
+/// it, until it expires (0 seconds: mon_osd_blocklist_default_expire). Adding a listed instance again sets its
+/// expiry anew.</summary>
+public sealed record OsdBlocklistAdd(string Instance, long ExpireSeconds = 0) : MonCommand
+{
+    public override string Describe() =>
+        $"osd blocklist add {Instance}{(ExpireSeconds > 0 ? $" {ExpireSeconds.ToString(CultureInfo.InvariantCulture)}" : "")}";
+}
+
+public sealed record OsdBlocklistRemove(string Instance) : MonCommand
+{
+    public override string Describe() => $"osd blocklist rm {Instance}";
+}
+
+/// <summary>`osd create [ID] --uuid UUID`: a new OSD id (the lowest free one, or <see cref="Id"/>) and entity
+/// <c>osd.N</c> with <see cref="Key"/> (the caller generates it; the operation itself is pure) and the caps an OSD
+/// needs. Idempotent on the uuid: the same uuid with the same key answers the id it already has (a retry), with
+/// another key it is refused. The reply's <see cref="MonReply.Data"/> is the id (<see cref="ParseCreatedId"/>).</summary>
+public sealed record OsdCreate(Guid Uuid, Secret Key, int? Id = null) : MonCommand
+{
+    public override string Describe() => $"osd create{(Id is { } id ? $" {id.ToString(CultureInfo.InvariantCulture)}" : "")} uuid {Uuid}";
+
+    /// <summary>The caps every OSD gets: it reports to and reads from the monitors, and its peers accept its ops.</summary>
+    public static IReadOnlyDictionary<string, string> OsdCaps { get; } = new Dictionary<string, string> { ["mon"] = "allow rx", ["osd"] = "allow *" };
+
+    /// <summary>The id an <see cref="OsdCreate"/> answered (its reply's data: 4 bytes, little-endian).</summary>
+    public static int ParseCreatedId(MonReply reply)
+    {
+        ArgumentNullException.ThrowIfNull(reply);
+        if (reply is not { Status: MonReplyStatus.Ok, Data: { Length: 4 } data })
+        {
+            throw new WireFormatException($"osd create was not answered with an id: {reply.Status}: {reply.Message}");
+        }
+        return System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(data);
+    }
+}
+
+/// <summary>The leader's own: sets or clears pools' <see cref="PoolFlags.FullQuota"/> (pool id → full) from the sums of
+/// the PG statistics it holds.</summary>
+public sealed record PoolQuotaFlags(IReadOnlyDictionary<int, bool> Full) : MonCommand
+{
+    public override string Describe() =>
+        "pool quota flags " + string.Join(", ", Full.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key.ToString(CultureInfo.InvariantCulture)}={(kv.Value ? "full" : "ok")}"));
 
     public override bool IsAdministrative => false;
 }
@@ -64,10 +140,12 @@ public sealed record OsdBeacon(int Id) : MonCommand
     public override bool IsAdministrative => false;
 }
 
-/// <summary><see cref="Reporter"/> missed <see cref="Target"/>'s heartbeats for longer than the grace.</summary>
-public sealed record OsdFailureReport(int Target, int Reporter) : MonCommand
+/// <summary><see cref="Reporter"/> missed <see cref="Target"/>'s heartbeats for longer than the grace; or, with
+/// <see cref="Immediate"/>, its connection to the target was refused or reset (the target's process is gone): then the
+/// target is marked down at once, without waiting for reports from other hosts (as Ceph's immediate failure).</summary>
+public sealed record OsdFailureReport(int Target, int Reporter, bool Immediate = false) : MonCommand
 {
-    public override string Describe() => $"osd failure osd.{Target} reported by osd.{Reporter}";
+    public override string Describe() => $"osd failure osd.{Target} reported by osd.{Reporter}{(Immediate ? " (connection refused)" : "")}";
 
     public override bool IsAdministrative => false;
 }

@@ -39,17 +39,34 @@ public enum MonQuery : byte
     /// <summary>The rotating keys of the service named in the argument, for that service's own daemons only
     /// (`osd.N` for `osd`), sealed under the daemon's key (<see cref="TicketGrants.OpenKeys"/>).</summary>
     ServiceKeys = 14,
+    /// <summary>The whole osdmap of the epoch named in the argument, if the monitor still keeps it (the last
+    /// mon_min_osdmap_epochs; an older one is answered Failed/NotFound).</summary>
+    OsdMapAt = 15,
+    /// <summary>An OSD's PG statistics (<see cref="PgStatsReport"/> in <see cref="MonRequest.Payload"/>), for the
+    /// leader's memory only: not committed through Paxos. Only `osd.N` may report as N.</summary>
+    PgStatsReport = 16,
+    /// <summary>`pg ls [POOL]`: the latest statistics of every PG (of one pool), text and <see cref="PgStat"/>s in the
+    /// data (<see cref="PgStat.DecodeDump"/>). Answered by the leader from what OSDs reported to it.</summary>
+    PgDump = 17,
+    /// <summary>`df`: use per pool and per OSD, text and a <see cref="DfReport"/> in the data.</summary>
+    Df = 18,
+    /// <summary>`osd blocklist ls`: the blocklisted client instances with their expiry.</summary>
+    BlocklistList = 19,
 }
 
 /// <summary>
 /// One request: a command to commit (with the client's id and sequence, so a retry after a monitor failure is applied
 /// at most once) or a query with one text argument. Subscription polls (<see cref="MonQuery.OsdMapSince"/>,
 /// <see cref="MonQuery.MonMapSince"/>) name the epoch the client has and how long the monitor may hold the request
-/// waiting for a newer one (version 2 fields; a version 1 request means epoch 0, no wait).
+/// waiting for a newer one (version 2 fields; a version 1 request means epoch 0, no wait). A query may carry binary
+/// <see cref="Payload"/> (version 3; null when empty), e.g. <see cref="MonQuery.PgStatsReport"/>.
 /// </summary>
-public sealed record MonRequest(long ClientId, long Seq, MonCommand? Command, MonQuery Query = 0, string Argument = "", uint Since = 0, int WaitMs = 0)
+public sealed record MonRequest(long ClientId, long Seq, MonCommand? Command, MonQuery Query = 0, string Argument = "", uint Since = 0, int WaitMs = 0,
+    byte[]? Payload = null)
 {
-    private const byte Version = 2;
+    private const byte Version = 3;
+    /// <summary>Largest payload a request may carry.</summary>
+    public const int MaxPayload = 8 << 20;
     /// <summary>The longest a monitor holds a subscription poll.</summary>
     public const int MaxWaitMs = 30_000;
 
@@ -71,6 +88,7 @@ public sealed record MonRequest(long ClientId, long Seq, MonCommand? Command, Mo
         }
         w.WriteU32(Since);
         w.WriteI32(WaitMs);
+        w.WriteBytes(Payload ?? []);
         w.EndStruct(mark);
         return w.ToArray();
     }
@@ -95,6 +113,10 @@ public sealed record MonRequest(long ClientId, long Seq, MonCommand? Command, Mo
         {
             var since = r.ReadU32();
             request = request with { Since = since, WaitMs = Math.Clamp(r.ReadI32(), 0, MaxWaitMs) };
+        }
+        if (scope.Version >= 3 && r.ReadBytes(MaxPayload) is { Length: > 0 } payload)
+        {
+            request = request with { Payload = payload.ToArray() };
         }
         r.EndStruct(scope);
         return request;
@@ -287,18 +309,25 @@ public static class MonCommandCodec
                 w.WriteString(c.Name);
                 break;
             case OsdBoot c:
-                w.WriteU8(13);
+                // Tag 13 is the boot older monitors read; 19 adds the cluster address and the uuid.
+                var extended = c.ClusterAddress is not null || c.Uuid != Guid.Empty;
+                w.WriteU8(extended ? (byte)19 : (byte)13);
                 w.WriteI32(c.Id);
                 w.WriteString(c.Address);
                 w.WriteString(c.Host);
                 w.WriteU32(c.Weight);
+                if (extended)
+                {
+                    w.WriteString(c.ClusterAddress ?? "");
+                    MapCodec.WriteGuid(w, c.Uuid);
+                }
                 break;
             case OsdBeacon c:
                 w.WriteU8(14);
                 w.WriteI32(c.Id);
                 break;
             case OsdFailureReport c:
-                w.WriteU8(15);
+                w.WriteU8(c.Immediate ? (byte)20 : (byte)15);
                 w.WriteI32(c.Target);
                 w.WriteI32(c.Reporter);
                 break;
@@ -314,6 +343,46 @@ public static class MonCommandCodec
                 w.WriteU8(18);
                 w.WriteString(c.Service);
                 w.WriteString(c.Key.ToBase64());
+                break;
+            case OsdAlive c:
+                w.WriteU8(21);
+                w.WriteI32(c.Id);
+                w.WriteU32(c.WantUpThru);
+                break;
+            case PgTemp c:
+                w.WriteU8(22);
+                w.WriteI32(c.From);
+                w.WriteU32((uint)c.Changes.Count);
+                foreach (var change in c.Changes)
+                {
+                    change.Pg.Encode(w);
+                    WriteIds(w, change.Acting);
+                    w.WriteI32(change.Primary);
+                }
+                break;
+            case OsdBlocklistAdd c:
+                w.WriteU8(23);
+                w.WriteString(c.Instance);
+                w.WriteI64(c.ExpireSeconds);
+                break;
+            case OsdBlocklistRemove c:
+                w.WriteU8(24);
+                w.WriteString(c.Instance);
+                break;
+            case OsdCreate c:
+                w.WriteU8(25);
+                MapCodec.WriteGuid(w, c.Uuid);
+                w.WriteString(c.Key.ToBase64());
+                WriteOptional(w, c.Id);
+                break;
+            case PoolQuotaFlags c:
+                w.WriteU8(26);
+                w.WriteU32((uint)c.Full.Count);
+                foreach (var (pool, full) in c.Full.OrderBy(kv => kv.Key))
+                {
+                    w.WriteI32(pool);
+                    w.WriteBool(full);
+                }
                 break;
             default:
                 throw new ArgumentException($"no encoding for command {command.GetType().Name}", nameof(command));
@@ -344,6 +413,14 @@ public static class MonCommandCodec
             16 => new OsdFailureCancel(r.ReadI32(), r.ReadI32()),
             17 => new OsdTick(),
             18 => new ServiceKeyRotate(r.ReadString(), ReadSecret(ref r)),
+            19 => new OsdBoot(r.ReadI32(), r.ReadString(), r.ReadString(), r.ReadU32(), NullIfEmpty(r.ReadString()), MapCodec.ReadGuid(ref r)),
+            20 => new OsdFailureReport(r.ReadI32(), r.ReadI32(), Immediate: true),
+            21 => new OsdAlive(r.ReadI32(), r.ReadU32()),
+            22 => new PgTemp(r.ReadI32(), ReadPgTempChanges(ref r)),
+            23 => new OsdBlocklistAdd(r.ReadString(), r.ReadI64()),
+            24 => new OsdBlocklistRemove(r.ReadString()),
+            25 => new OsdCreate(MapCodec.ReadGuid(ref r), ReadSecret(ref r), ReadOptional(ref r)),
+            26 => new PoolQuotaFlags(ReadPoolFlags(ref r)),
             _ => throw new WireFormatException($"unknown monitor command tag {tag}"),
         };
     }
@@ -361,6 +438,28 @@ public static class MonCommandCodec
     }
 
     private static string? NullIfEmpty(string s) => s.Length == 0 ? null : s;
+
+    private static List<PgTempChange> ReadPgTempChanges(ref WireReader r)
+    {
+        var n = MapCodec.ReadCount(ref r, 16, "pg_temp changes");
+        var list = new List<PgTempChange>(n);
+        for (var i = 0; i < n; i++)
+        {
+            list.Add(new PgTempChange(PgId.Decode(ref r), ReadIds(ref r), r.ReadI32()));
+        }
+        return list;
+    }
+
+    private static Dictionary<int, bool> ReadPoolFlags(ref WireReader r)
+    {
+        var n = MapCodec.ReadCount(ref r, 5, "pool quota flags");
+        var flags = new Dictionary<int, bool>(n);
+        for (var i = 0; i < n; i++)
+        {
+            flags[r.ReadI32()] = r.ReadBool();
+        }
+        return flags;
+    }
 
     private static void WriteOptional(WireWriter w, int? v)
     {

@@ -383,7 +383,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
         var need = request.Command switch
         {
             null => Access.Read,
-            AuthAdd or AuthCaps or AuthRemove or MonAdd or MonRemove => Access.All,
+            AuthAdd or AuthCaps or AuthRemove or MonAdd or MonRemove or OsdCreate => Access.All,
             { IsAdministrative: false } => Access.Read | Access.Execute,
             _ => Access.Write,
         };
@@ -417,6 +417,8 @@ public sealed class MonitorDaemon : IAsyncDisposable
             OsdBeacon c => c.Id,
             OsdFailureReport c => c.Reporter,
             OsdFailureCancel c => c.Reporter,
+            OsdAlive c => c.Id,
+            PgTemp c => c.From,
             _ => null,
         };
         if (subject is null)

@@ -37,9 +37,10 @@ public sealed class MonitorStateMachine : IStateMachine
     public long Applied { get; private set; }
 
     /// <summary>Whether an <see cref="OsdTick"/> at <paramref name="now"/> would change the maps (an OSD's beacons
-    /// stopped, or one has been down long enough to go out): the leader proposes a tick only then.</summary>
+    /// stopped, one has been down long enough to go out, or a blocklist entry expired): the leader proposes a tick
+    /// only then.</summary>
     public bool TickWouldChange(DateTimeOffset now) =>
-        _state.Osd.Osds.Count > 0 && MonOperations.Execute(_state, _liveness, new OsdTick(), "mon", now).Increment is { IsEmpty: false };
+        (_state.Osd.Osds.Count > 0 || !_state.Osd.Blocklist.IsEmpty) && MonOperations.Execute(_state, _liveness, new OsdTick(), "mon", now).Increment is { IsEmpty: false };
 
     /// <summary>The log entry for a command.</summary>
     public static byte[] EncodeEntry(MonCommand command, string who, DateTimeOffset now)
@@ -95,7 +96,7 @@ public sealed class MonitorStateMachine : IStateMachine
                 }
             }
         }
-        return new MonReply(MonReplyStatus.Ok, 0, outcome.Message).Encode();
+        return new MonReply(MonReplyStatus.Ok, 0, outcome.Message, Data: outcome.Data).Encode();
     }
 
     /// <summary>A query: <see cref="MonQuery"/> byte then the argument.</summary>

@@ -121,6 +121,10 @@ public static class ConfigOptions
             "audit entries the monitors keep (the oldest are dropped beyond it)"),
         new("mon_allow_pool_delete", ConfigType.Bool, "true", 0, 1,
             "whether pools may be removed at all"),
+        new("mon_min_osdmap_epochs", ConfigType.Int, "500", 10, 100_000,
+            "past osdmap epochs a monitor keeps whole (for OSDs that fetch an old epoch and for subscribers that are behind)"),
+        new("mon_osd_blocklist_default_expire", ConfigType.Seconds, "3600", 1, 365 * 86400,
+            "how long a client instance stays blocklisted when the command names no duration"),
     ];
 
     public static IReadOnlyDictionary<string, ConfigOption> Known { get; } =

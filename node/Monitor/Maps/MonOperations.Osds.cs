@@ -14,9 +14,9 @@ public static partial class MonOperations
         {
             return Result.Fail(MonErrorCode.InvalidArgument, $"osd id {c.Id} is out of range 0..{MaxOsdId}");
         }
-        if (string.IsNullOrWhiteSpace(c.Address) || c.Address.Length > 256 || c.Address.Any(char.IsWhiteSpace))
+        if (BadAddress(c.Address) || (c.ClusterAddress is { } ca && BadAddress(ca)))
         {
-            return Result.Fail(MonErrorCode.InvalidArgument, $"osd.{c.Id} boots with a bad address '{c.Address}'");
+            return Result.Fail(MonErrorCode.InvalidArgument, $"osd.{c.Id} boots with a bad address '{(BadAddress(c.Address) ? c.Address : c.ClusterAddress)}'");
         }
         if (CheckName("host name", c.Host) is { } bad)
         {
@@ -31,14 +31,22 @@ public static partial class MonOperations
             return Result.Fail(MonErrorCode.InvalidArgument, $"osd.{c.Id} boots with CRUSH weight 0; it would get no data");
         }
         var existing = ctx.Osd.FindOsd(c.Id);
+        if (existing is { Uuid: var known } && known != Guid.Empty && c.Uuid != Guid.Empty && known != c.Uuid)
+        {
+            return Result.Fail(MonErrorCode.Refused,
+                $"osd.{c.Id} was created with uuid {known}, but the disk booting as osd.{c.Id} has uuid {c.Uuid}: it belongs to another OSD (or another cluster)");
+        }
+        var clusterAddress = c.ClusterAddress ?? c.Address;
         ctx.Liveness = ctx.Liveness.WithBeacon(c.Id, ctx.NowMs).WithoutReportsAgainst(c.Id);
-        if (existing is { Up: true } && existing.Address == c.Address && existing.Host == c.Host && existing.Weight == c.Weight)
+        if (existing is { Up: true } && existing.Address == c.Address && existing.ClusterAddress == clusterAddress && existing.Host == c.Host
+            && existing.Weight == c.Weight)
         {
             return Result.Unchanged($"osd.{c.Id} is already up at {c.Address}");
         }
         // A new OSD comes in; one the monitors marked out comes back in; one an administrator marked out stays out.
         var markIn = existing is null || existing.In || existing.AutoOut;
-        var info = new OsdInfo(c.Id, c.Address, c.Host, Up: true, In: markIn, c.Weight, UpFrom: ctx.Osd.Epoch + 1, DownStampMs: 0, AutoOut: false);
+        var info = new OsdInfo(c.Id, c.Address, c.Host, Up: true, In: markIn, c.Weight, UpFrom: ctx.Osd.Epoch + 1, DownStampMs: 0, AutoOut: false,
+            clusterAddress, existing?.UpThru ?? 0, existing is { Uuid: var u } && u != Guid.Empty ? u : c.Uuid);
         string? crushText = null;
         if (existing is null || existing.Host != c.Host || existing.Weight != c.Weight)
         {
@@ -102,6 +110,14 @@ public static partial class MonOperations
         {
             return Result.Unchanged($"osd.{c.Target} is already down");
         }
+        if (c.Immediate)
+        {
+            // Its connection was refused or reset: the process is gone, whatever other hosts see. One report is enough
+            // (a reporter whose own network fails gets timeouts, not refusals).
+            ctx.Liveness = ctx.Liveness.WithoutReportsAgainst(c.Target);
+            return Result.Changed(new ClusterIncrement(Osd: OsdInc(ctx, osds: [MarkDown(ctx, target)])),
+                $"osd.{c.Target} marked down: osd.{c.Reporter} found its connection refused");
+        }
         var grace = ctx.Config.GetInt("osd_heartbeat_grace") * 1000;
         ctx.Liveness = ctx.Liveness.Expire(ctx.NowMs - (2 * grace)).WithReport(c.Target, new FailureReport(c.Reporter, reporter.Host, ctx.NowMs));
         var hosts = ReportingHosts(ctx, c.Target);
@@ -160,11 +176,172 @@ public static partial class MonOperations
                 notes.Add($"osd.{osd.Id} out (down for {(ctx.NowMs - osd.DownStampMs) / 1000} s)");
             }
         }
-        if (changes.Count == 0)
+        var expired = ctx.Osd.Blocklist.Where(kv => kv.Value <= ctx.NowMs).Select(kv => kv.Key).ToList();
+        if (expired.Count > 0)
+        {
+            notes.Add($"blocklist entries expired: {string.Join(", ", expired)}");
+        }
+        if (changes.Count == 0 && expired.Count == 0)
         {
             return Result.Unchanged("no OSD changes");
         }
-        return Result.Changed(new ClusterIncrement(Osd: OsdInc(ctx, osds: changes)), string.Join("; ", notes));
+        return Result.Changed(new ClusterIncrement(Osd: OsdInc(ctx, osds: changes) with { BlocklistRemovals = expired }), string.Join("; ", notes));
+    }
+
+    private static bool BadAddress(string address) => string.IsNullOrWhiteSpace(address) || address.Length > 256 || address.Any(char.IsWhiteSpace);
+
+    /// <summary>
+    /// `osd create`: the OSD of <see cref="OsdCreate.Uuid"/> if there is one (the same key: a retry, answered with its
+    /// id; another key: refused), else a new entry (down, out, marked out by the monitors so its first boot brings it
+    /// in; placed in CRUSH when it boots and names its host) with the given or the lowest free id, and entity osd.N
+    /// with the key and <see cref="OsdCreate.OsdCaps"/>. An id whose entity exists already is never taken.
+    /// </summary>
+    private static Result OsdCreateOp(Context ctx, OsdCreate c)
+    {
+        if (c.Uuid == Guid.Empty)
+        {
+            return Result.Fail(MonErrorCode.InvalidArgument, "osd create needs the new OSD's uuid (any fresh one; a retry with the same uuid gets the same id)");
+        }
+        var auth = ctx.State.Auth;
+        if (ctx.Osd.Osds.Values.FirstOrDefault(o => o.Uuid == c.Uuid) is { } same)
+        {
+            if (auth.Find(CrushLayout.OsdName(same.Id)) is { } entity && entity.Key.Equals(c.Key) && (c.Id is null || c.Id == same.Id))
+            {
+                return Result.Unchanged($"osd.{same.Id} exists with uuid {c.Uuid}") with { Data = IdBytes(same.Id) };
+            }
+            return Result.Fail(MonErrorCode.AlreadyExists, $"uuid {c.Uuid} belongs to osd.{same.Id} already, with another key or id; use a fresh uuid for a new OSD");
+        }
+        int id;
+        if (c.Id is { } wanted)
+        {
+            if (wanted < 0 || wanted > MaxOsdId)
+            {
+                return Result.Fail(MonErrorCode.InvalidArgument, $"osd id {wanted} is out of range 0..{MaxOsdId}");
+            }
+            if (ctx.Osd.FindOsd(wanted) is not null || auth.Find(CrushLayout.OsdName(wanted)) is not null)
+            {
+                return Result.Fail(MonErrorCode.AlreadyExists, $"osd.{wanted} exists already; leave the id out to get a free one");
+            }
+            id = wanted;
+        }
+        else
+        {
+            id = 0;
+            while (ctx.Osd.FindOsd(id) is not null || auth.Find(CrushLayout.OsdName(id)) is not null)
+            {
+                id++;
+            }
+            if (id > MaxOsdId)
+            {
+                return Result.Fail(MonErrorCode.Refused, $"every osd id up to {MaxOsdId} is taken");
+            }
+        }
+        var info = new OsdInfo(id, "", "", Up: false, In: false, Weight: 0, UpFrom: 0, DownStampMs: 0, AutoOut: true, ClusterAddress: "", UpThru: 0, Uuid: c.Uuid);
+        var osdEntity = new AuthEntity(CrushLayout.OsdName(id), c.Key, CapsOf(OsdCreate.OsdCaps));
+        return Result.Changed(new ClusterIncrement(Osd: OsdInc(ctx, osds: [info]), Auth: AuthInc(ctx, upserts: [osdEntity])),
+            $"osd.{id} created with uuid {c.Uuid}") with { Data = IdBytes(id) };
+    }
+
+    private static byte[] IdBytes(int id)
+    {
+        var b = new byte[4];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(b, id);
+        return b;
+    }
+
+    /// <summary>
+    /// `OsdAlive`: the OSD needs the map to show it up through <see cref="OsdAlive.WantUpThru"/> (at most the next
+    /// epoch): up_thru becomes the next epoch, which this increment makes while it is up, unless it is high enough.
+    /// </summary>
+    private static Result OsdAliveOp(Context ctx, OsdAlive c)
+    {
+        var osd = ctx.Osd.FindOsd(c.Id);
+        if (osd is null)
+        {
+            return Result.Fail(MonErrorCode.NotFound, $"osd.{c.Id} does not exist");
+        }
+        if (!osd.Up)
+        {
+            return Result.Fail(MonErrorCode.Refused, $"osd.{c.Id} is marked down; it must boot again");
+        }
+        if (c.WantUpThru > ctx.Osd.Epoch + 1)
+        {
+            return Result.Fail(MonErrorCode.InvalidArgument, $"osd.{c.Id} wants up_thru {c.WantUpThru}, past the next epoch {ctx.Osd.Epoch + 1}");
+        }
+        if (osd.UpThru >= c.WantUpThru)
+        {
+            return Result.Unchanged($"osd.{c.Id} up_thru is {osd.UpThru} already");
+        }
+        var next = ctx.Osd.Epoch + 1;
+        return Result.Changed(new ClusterIncrement(Osd: OsdInc(ctx, osds: [osd with { UpThru = next }])), $"osd.{c.Id} up_thru {next}");
+    }
+
+    /// <summary>
+    /// `PgTemp` from a PG's primary: each change sets (or with an empty list clears) the PG's pg_temp and sets (or with
+    /// -1 clears) its primary_temp. The PG must exist; the acting list holds existing OSDs (or <see cref="OsdMap.NoOsd"/>
+    /// holes for an erasure-coded pool), none twice, at most the pool's size; the primary is one of them.
+    /// </summary>
+    private static Result PgTempOp(Context ctx, PgTemp c)
+    {
+        if (ctx.Osd.FindOsd(c.From) is not { Up: true })
+        {
+            return Result.Fail(MonErrorCode.Refused, $"osd.{c.From} is not up; its pg_temp requests do not count");
+        }
+        if (c.Changes.Count == 0)
+        {
+            return Result.Unchanged("no pg_temp changes");
+        }
+        var temp = new Dictionary<PgId, IReadOnlyList<int>>();
+        var primary = new Dictionary<PgId, int>();
+        foreach (var change in c.Changes)
+        {
+            var pg = change.Pg;
+            if (!ctx.Osd.Pools.TryGetValue(pg.Pool, out var pool) || pg.Seed >= (uint)pool.PgNum)
+            {
+                return Result.Fail(MonErrorCode.NotFound, $"pg {pg} does not exist");
+            }
+            if (temp.ContainsKey(pg))
+            {
+                return Result.Fail(MonErrorCode.InvalidArgument, $"pg {pg} is named twice");
+            }
+            var acting = change.Acting;
+            if (acting.Count > pool.Size)
+            {
+                return Result.Fail(MonErrorCode.InvalidArgument, $"pg_temp of {pg} lists {acting.Count} OSDs; pool {pool.Name} has size {pool.Size}");
+            }
+            var holes = pool.Type == PoolType.Erasure;
+            foreach (var o in acting)
+            {
+                if (!(holes && o == OsdMap.NoOsd) && ctx.Osd.FindOsd(o) is null)
+                {
+                    return Result.Fail(MonErrorCode.NotFound, $"pg_temp of {pg} names osd.{o}, which does not exist");
+                }
+            }
+            if (acting.Where(o => o != OsdMap.NoOsd).Distinct().Count() != acting.Count(o => o != OsdMap.NoOsd))
+            {
+                return Result.Fail(MonErrorCode.InvalidArgument, $"pg_temp of {pg} names an OSD twice");
+            }
+            if (change.Primary >= 0 && !acting.Contains(change.Primary))
+            {
+                return Result.Fail(MonErrorCode.InvalidArgument, $"primary_temp of {pg} (osd.{change.Primary}) is not in its pg_temp [{string.Join(",", acting)}]");
+            }
+            var has = ctx.Osd.PgTemp.TryGetValue(pg, out var current);
+            if (acting.Count == 0 ? has : !has || !current.SequenceEqual(acting))
+            {
+                temp[pg] = [.. acting];
+            }
+            var hasPrimary = ctx.Osd.PrimaryTemp.TryGetValue(pg, out var currentPrimary);
+            if (change.Primary < 0 ? hasPrimary : !hasPrimary || currentPrimary != change.Primary)
+            {
+                primary[pg] = change.Primary < 0 ? -1 : change.Primary;
+            }
+        }
+        if (temp.Count == 0 && primary.Count == 0)
+        {
+            return Result.Unchanged("pg_temp already as asked");
+        }
+        return Result.Changed(new ClusterIncrement(Osd: OsdInc(ctx) with { NewPgTemp = temp, NewPrimaryTemp = primary }),
+            $"pg_temp: {temp.Count} PG(s) changed, primary_temp: {primary.Count}");
     }
 
     private static Result OsdInOutOp(Context ctx, IReadOnlyList<int> ids, bool markIn)

@@ -135,7 +135,7 @@ public static partial class MonOperations
         }
         var pgNum = c.PgNum ?? AutoPgNum(ctx.Osd, ctx.Config, size);
         var id = ctx.Osd.PoolMax + 1;
-        var pool = new PoolInfo(id, c.Name, c.Type, size, minSize, pgNum, c.PgNum is null, ruleId, ec, c.QuotaMaxBytes, c.QuotaMaxObjects, ctx.Osd.Epoch + 1);
+        var pool = new PoolInfo(id, c.Name, c.Type, size, minSize, pgNum, c.PgNum is null, ruleId, ec, c.QuotaMaxBytes, c.QuotaMaxObjects, ctx.Osd.Epoch + 1, PgpNum: pgNum);
         var kind = ec is null ? $"replicated size {size}" : $"erasure k={ec.K} m={ec.M}";
         return Result.Changed(new ClusterIncrement(Osd: OsdInc(ctx, pools: [pool], poolMax: id, crushText: crushText)),
             $"pool '{c.Name}' created: id {id}, {kind}, min_size {minSize}, pg_num {pgNum}{(c.PgNum is null ? " (automatic)" : "")}");
@@ -159,6 +159,30 @@ public static partial class MonOperations
             crushText = CrushLayout.ToText(CrushLayout.RemoveRule(ctx.Osd.Crush, rule.Name));
         }
         return Result.Changed(new ClusterIncrement(Osd: OsdInc(ctx, poolRemovals: [pool.Id], crushText: crushText)), $"pool '{c.Name}' removed");
+    }
+
+    /// <summary>A new pg_num: pgp_num follows it when it was equal (the usual case), and never exceeds it.</summary>
+    private static PoolInfo WithPgNum(PoolInfo pool, int pgNum) =>
+        pool with { PgNum = pgNum, PgpNum = pool.PgpNum == pool.PgNum ? pgNum : Math.Min(pool.PgpNum, pgNum) };
+
+    /// <summary>The leader's quota flags: sets or clears <see cref="PoolFlags.FullQuota"/> of the pools named (pools
+    /// removed since are skipped).</summary>
+    private static Result PoolQuotaFlagsOp(Context ctx, PoolQuotaFlags c)
+    {
+        var changed = new List<PoolInfo>();
+        foreach (var (id, full) in c.Full.OrderBy(kv => kv.Key))
+        {
+            if (ctx.Osd.Pools.TryGetValue(id, out var pool) && pool.Flags.HasFlag(PoolFlags.FullQuota) != full)
+            {
+                changed.Add(pool with { Flags = full ? pool.Flags | PoolFlags.FullQuota : pool.Flags & ~PoolFlags.FullQuota });
+            }
+        }
+        if (changed.Count == 0)
+        {
+            return Result.Unchanged("pool quota flags unchanged");
+        }
+        return Result.Changed(new ClusterIncrement(Osd: OsdInc(ctx, pools: changed)),
+            string.Join("; ", changed.Select(p => $"pool '{p.Name}' {(p.Flags.HasFlag(PoolFlags.FullQuota) ? "is full (quota)" : "is below its quota again")}")));
     }
 
     private static Result PoolSetOp(Context ctx, PoolSet c)
@@ -197,7 +221,7 @@ public static partial class MonOperations
             case "pg_num":
                 if (c.Value.Trim() == "auto")
                 {
-                    changed = pool with { PgNum = AutoPgNum(ctx.Osd, ctx.Config, pool.Size), PgNumAuto = true };
+                    changed = WithPgNum(pool, AutoPgNum(ctx.Osd, ctx.Config, pool.Size)) with { PgNumAuto = true };
                     break;
                 }
                 var max = ctx.Config.GetInt("mon_max_pool_pg_num");
@@ -205,7 +229,14 @@ public static partial class MonOperations
                 {
                     return Result.Fail(MonErrorCode.InvalidArgument, $"pg_num must be 'auto' or a whole number from 1 to mon_max_pool_pg_num = {max}, not '{c.Value}'");
                 }
-                changed = pool with { PgNum = pg, PgNumAuto = false };
+                changed = WithPgNum(pool, pg) with { PgNumAuto = false };
+                break;
+            case "pgp_num":
+                if (!TryInt(c.Value, out var pgp) || pgp < 1 || pgp > pool.PgNum)
+                {
+                    return Result.Fail(MonErrorCode.InvalidArgument, $"pgp_num of pool '{pool.Name}' must be a whole number from 1 to its pg_num {pool.PgNum}, not '{c.Value}'");
+                }
+                changed = pool with { PgpNum = pgp };
                 break;
             case "quota_max_bytes":
                 if (!TryParseBytes(c.Value, out var bytes))
@@ -222,7 +253,7 @@ public static partial class MonOperations
                 changed = pool with { QuotaMaxObjects = objects };
                 break;
             default:
-                return Result.Fail(MonErrorCode.InvalidArgument, $"unknown pool field '{c.Field}'; use size, min_size, pg_num, quota_max_bytes or quota_max_objects");
+                return Result.Fail(MonErrorCode.InvalidArgument, $"unknown pool field '{c.Field}'; use size, min_size, pg_num, pgp_num, quota_max_bytes or quota_max_objects");
         }
         if (changed == pool)
         {

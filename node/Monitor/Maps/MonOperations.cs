@@ -6,9 +6,10 @@ namespace Appliance.Monitor.Maps;
 
 /// <summary>
 /// The result of one command: the increment to commit (null when nothing changes), the leader's next
-/// <see cref="OsdLiveness"/>, the error if refused, and a one-line message for the caller.
+/// <see cref="OsdLiveness"/>, the error if refused, a one-line message for the caller, and data for a program (the id
+/// `osd create` gave; null for most commands).
 /// </summary>
-public sealed record MonOutcome(ClusterIncrement? Increment, OsdLiveness Liveness, MonError? Error, string Message)
+public sealed record MonOutcome(ClusterIncrement? Increment, OsdLiveness Liveness, MonError? Error, string Message, byte[]? Data = null)
 {
     public bool Ok => Error is null;
 }
@@ -49,6 +50,12 @@ public static partial class MonOperations
             ConfigRemove c => ConfigRemoveOp(ctx, c),
             MonAdd c => MonAddOp(ctx, c),
             MonRemove c => MonRemoveOp(ctx, c),
+            OsdAlive c => OsdAliveOp(ctx, c),
+            PgTemp c => PgTempOp(ctx, c),
+            OsdBlocklistAdd c => BlocklistAddOp(ctx, c),
+            OsdBlocklistRemove c => BlocklistRemoveOp(ctx, c),
+            OsdCreate c => OsdCreateOp(ctx, c),
+            PoolQuotaFlags c => PoolQuotaFlagsOp(ctx, c),
             _ => Result.Fail(MonErrorCode.InvalidArgument, $"unknown command {command.GetType().Name}"),
         };
         if (result.Error is not null)
@@ -61,7 +68,7 @@ public static partial class MonOperations
             var entry = new AuditEntry(state.Audit.LastSeq + 1, ctx.NowMs, who, command.Describe(), "ok: " + result.Message);
             inc = inc with { Audit = new AuditIncrement([entry]) };
         }
-        return new MonOutcome(inc is null || inc.IsEmpty ? null : inc, ctx.Liveness, null, result.Message);
+        return new MonOutcome(inc is null || inc.IsEmpty ? null : inc, ctx.Liveness, null, result.Message, result.Data);
     }
 
     /// <summary>An audit-only increment recording a refused administrative command, for a daemon that audits
@@ -84,7 +91,7 @@ public static partial class MonOperations
         public OsdLiveness Liveness { get; set; } = liveness;
     }
 
-    private readonly record struct Result(ClusterIncrement? Increment, MonError? Error, string Message)
+    private readonly record struct Result(ClusterIncrement? Increment, MonError? Error, string Message, byte[]? Data = null)
     {
         public static Result Fail(MonErrorCode code, string message) => new(null, new MonError(code, message), message);
 

@@ -92,8 +92,26 @@ internal static class RandomCommands
     public static MonCommand Next(Random rng, Cluster c)
     {
         string Num(int lo, int hi) => rng.Next(lo, hi).ToString(CultureInfo.InvariantCulture);
-        switch (rng.Next(16))
+        switch (rng.Next(22))
         {
+            case 16:
+                return new OsdAlive(rng.Next(0, 8), (uint)rng.Next(0, (int)c.State.Osd.Epoch + 3));
+            case 17:
+                {
+                    var pool = c.State.Osd.Pools.Values.Select(p => p.Id).DefaultIfEmpty(1).ElementAt(rng.Next(Math.Max(1, c.State.Osd.Pools.Count)));
+                    var acting = Enumerable.Range(0, rng.Next(0, 4)).Select(_ => rng.Next(0, 9)).ToList();
+                    return new PgTemp(rng.Next(0, 8), [new PgTempChange(new PgId(pool, (uint)rng.Next(0, 40)), acting, rng.Next(3) == 0 && acting.Count > 0 ? acting[0] : -1)]);
+                }
+            case 18:
+                return rng.Next(3) == 0
+                    ? new OsdBlocklistRemove($"client.{Pick(rng, ["a", "b"])}:{rng.Next(1, 3)}")
+                    : new OsdBlocklistAdd(Pick(rng, ["client.a", "client.b", "bogus"]) + ":" + Pick(rng, ["1", "2", "x"]), rng.Next(0, 5000));
+            case 19:
+                return new OsdCreate(new Guid(rng.Next(1, 4), 0, 0, new byte[8]), Cluster.Key(rng.Next(2)), rng.Next(4) == 0 ? rng.Next(0, 10) : null);
+            case 20:
+                return new OsdFailureReport(rng.Next(0, 8), rng.Next(0, 8), Immediate: true);
+            case 21:
+                return new PoolSet(Pick(rng, PoolNames), "pgp_num", Num(0, 300));
             case 0:
                 return rng.Next(3) == 0
                     ? new PoolCreate(Pick(rng, PoolNames), PoolType.Erasure, K: rng.Next(1, 6), M: rng.Next(0, 4), PgNum: rng.Next(3) == 0 ? rng.Next(0, 300) : null)

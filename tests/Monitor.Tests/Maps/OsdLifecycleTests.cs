@@ -27,7 +27,7 @@ public class OsdLifecycleTests
         Assert.Null(o.Increment!.Audit); // not an administrative change
         var osd = c.State.Osd.FindOsd(7)!;
         Assert.Equal(before + 1, c.State.Osd.Epoch);
-        Assert.Equal(new OsdInfo(7, "10.1.0.7:6800", "nodeA", true, true, 0x20000, before + 1, 0, false), osd);
+        Assert.Equal(new OsdInfo(7, "10.1.0.7:6800", "nodeA", true, true, 0x20000, before + 1, 0, false, ClusterAddress: "10.1.0.7:6800"), osd);
         Assert.True(c.State.Osd.Crush.TryGetItemId("nodeA", out var hostId));
         Assert.Equal([7], c.State.Osd.Crush.GetBucket(hostId)!.Items);
         Assert.Equal(0x20000u, c.State.Osd.Crush.GetBucket(hostId)!.Weight);
