@@ -43,13 +43,13 @@ public readonly record struct PgId(int Pool, uint Seed) : IComparable<PgId>
         return map.Pools.TryGetValue(Pool, out var p) && Seed < (uint)p.PgNum;
     }
 
-    internal void Encode(WireWriter w)
+    public void Encode(WireWriter w)
     {
         w.WriteI32(Pool);
         w.WriteU32(Seed);
     }
 
-    internal static PgId Decode(ref WireReader r) => new(r.ReadI32(), r.ReadU32());
+    public static PgId Decode(ref WireReader r) => new(r.ReadI32(), r.ReadU32());
 
     public static bool operator <(PgId a, PgId b) => a.CompareTo(b) < 0;
 

@@ -1,3 +1,4 @@
+using Appliance.Maps;
 using Appliance.Wire.Codec;
 
 namespace Appliance.Osd.Protocol;

@@ -1,3 +1,4 @@
+using Appliance.Maps;
 using System.Text;
 using Appliance.Osd.Protocol;
 using Appliance.Wire.Codec;

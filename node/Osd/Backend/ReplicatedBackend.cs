@@ -1,3 +1,4 @@
+using Appliance.Maps;
 using System.Collections.Concurrent;
 using Appliance.Osd.Daemon;
 using Appliance.Osd.Pg;

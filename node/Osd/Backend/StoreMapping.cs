@@ -1,3 +1,4 @@
+using Appliance.Maps;
 using Appliance.Osd.Pg;
 using Appliance.Osd.Protocol;
 using Appliance.Store;

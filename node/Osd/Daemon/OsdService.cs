@@ -101,7 +101,7 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
     {
         foreach (var c in Store.ListCollections())
         {
-            if (PgId.TryParseCollection(c, out var id))
+            if (PgCollections.TryParseCollection(c, out var id))
             {
                 // Size and min_size come with the first map.
                 _pgs.GetOrAdd(id, pid => new PlacementGroup(this, pid, 1, 1, 1));

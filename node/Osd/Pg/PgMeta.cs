@@ -1,3 +1,4 @@
+using Appliance.Maps;
 using System.Buffers.Binary;
 using System.Globalization;
 using Appliance.Osd.Protocol;

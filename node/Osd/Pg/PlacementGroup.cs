@@ -1,3 +1,4 @@
+using Appliance.Maps;
 using System.Buffers.Binary;
 using Appliance.Osd.Backend;
 using Appliance.Osd.Ops;

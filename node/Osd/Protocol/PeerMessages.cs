@@ -1,3 +1,4 @@
+using Appliance.Maps;
 using Appliance.Osd.Backend;
 using Appliance.Osd.Pg;
 using Appliance.Wire.Codec;
