@@ -1,4 +1,3 @@
-using Appliance.Crush.Mapping;
 using Appliance.Crush.Placement;
 using Appliance.Maps;
 
@@ -10,16 +9,11 @@ public readonly record struct PgPlacement(PgId Pg, int[] Acting, int Primary);
 
 /// <summary>
 /// Placement as clients and OSDs both compute it from an osdmap (see DESIGN.md, "How a write flows"): object name →
-/// rjenkins hash → PG (stable_mod by pg_num) → CRUSH with the pool's rule on the placement seed (pgp_num) → the OSDs
-/// chosen, less those that are down (a replicated pool's acting set shrinks; the primary is the first one up).
-/// One instance per map (it keeps the CRUSH mapper); safe for one thread at a time.
+/// rjenkins hash → PG (stable_mod by pg_num) → the acting set and primary of <see cref="OsdMap.MapPg"/> (CRUSH on
+/// the placement seed, down OSDs left out, pg_temp and primary_temp applied).
 /// </summary>
 public sealed class OsdPlacement(OsdMap map)
 {
-    private readonly CrushMapper _mapper = new(map.Crush);
-    private readonly uint[] _reweights = map.Reweights();
-    private CrushWorkspace? _workspace;
-
     public OsdMap Map => map;
 
     public static uint ObjectHash(string name) => PoolPlacement.ObjectHash(name);
@@ -28,18 +22,7 @@ public sealed class OsdPlacement(OsdMap map)
 
     public PgPlacement Place(PoolInfo pool, uint seed)
     {
-        _workspace ??= new CrushWorkspace(_mapper);
-        Span<int> raw = stackalloc int[Math.Max(1, pool.Size)];
-        var n = PoolPlacement.ActingSet(_mapper, pool.CrushRule, pool.Id, seed, (uint)pool.PgNum, pool.Size, _reweights, raw, _workspace);
-        var acting = new List<int>(n);
-        foreach (var osd in raw[..n])
-        {
-            if (osd >= 0 && osd != CrushMapper.ItemNone && map.FindOsd(osd) is { Up: true })
-            {
-                acting.Add(osd);
-            }
-        }
-        var arr = acting.ToArray();
-        return new PgPlacement(new PgId(pool.Id, seed), arr, arr.Length > 0 ? arr[0] : -1);
+        var m = map.MapPg(new PgId(pool.Id, seed));
+        return new PgPlacement(m.Pg, [.. m.Acting], m.ActingPrimary);
     }
 }

@@ -29,6 +29,10 @@ public sealed record MkfsOptions
     public Guid ClusterId { get; init; }
     public int OsdId { get; init; }
 
+    /// <summary>The store's id (default: a fresh one). An OSD's disk takes the OSD's uuid, which the monitors check
+    /// at boot so a disk cannot boot as another OSD.</summary>
+    public Guid StoreId { get; init; }
+
     /// <summary>Erase a device that holds another store or a filesystem.</summary>
     public bool Wipe { get; init; }
 
@@ -166,7 +170,7 @@ public sealed partial class ObjectStore : IAsyncDisposable
             }
         }
         var geo = Geometry.For(device.Size, options.JournalBytes ?? Math.Min(64L << 20, Math.Max(256 << 10, device.Size / 16 / B * B)), options.CheckpointBytes);
-        var sb = new Superblock(Guid.NewGuid(), options.ClusterId, options.OsdId, geo, DateTimeOffset.UtcNow);
+        var sb = new Superblock(options.StoreId == Guid.Empty ? Guid.NewGuid() : options.StoreId, options.ClusterId, options.OsdId, geo, DateTimeOffset.UtcNow);
         var seed = sb.CrcSeed;
         // First the initial checkpoint (slot 0, generation 1, empty state) and an invalid slot 1, then the
         // superblocks: a crash before the superblocks land leaves no store, never a half one.

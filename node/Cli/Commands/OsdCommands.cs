@@ -1,7 +1,12 @@
+using System.Buffers.Binary;
 using System.CommandLine;
 using System.Net;
 using Appliance.Cli.Common;
+using Appliance.Maps.Protocol;
 using Appliance.Osd.Daemon;
+using Appliance.Platform.Devices;
+using Appliance.Store;
+using Appliance.Wire.Auth;
 using Appliance.Wire.Messenger;
 using Microsoft.Extensions.Logging;
 
@@ -12,7 +17,68 @@ public static class OsdCommands
 {
     public static void AddTo(Command osd)
     {
+        osd.Subcommands.Add(Create());
         osd.Subcommands.Add(Run());
+    }
+
+    /// <summary>The caps an OSD's key carries (as the monitors give osd.N at `osd create`).</summary>
+    private static readonly IReadOnlyDictionary<string, string> OsdCaps = new Dictionary<string, string> { ["mon"] = "allow rx", ["osd"] = "allow *" };
+
+    private static Command Create()
+    {
+        var data = new Option<string>("--data") { Description = "The OSD's disk: a block device, or a file (created sparse when missing).", Required = true };
+        var size = new Option<string>("--size") { Description = "Size of a file disk to create (e.g. 8G). Default 8G." };
+        var wipe = new Option<bool>("--wipe") { Description = "Erase a disk that holds another store or a filesystem." };
+        var create = new Command("create", "Create an OSD: a new id and key from the monitors, its store on the disk (the superblock records the id), its keyring in CONF_DIR/osd.N.keyring (0600). Prints the id.") { data, size, wipe };
+        create.SetAction(async (parse, ct) =>
+        {
+            var path = parse.GetRequiredValue(data);
+            var confDir = MonitorCommands.ConfDirOf(parse);
+            var conf = MonitorCommands.LoadConf(parse);
+            var fresh = !File.Exists(path);
+            if (fresh)
+            {
+                if (path.StartsWith("/dev/", StringComparison.Ordinal))
+                {
+                    throw new CliException(ExitCodes.NotFound, $"{path} does not exist");
+                }
+                var bytes = parse.GetValue(size) is { } sz ? ByteSize.Parse(sz, "--size") : 8L << 30;
+                Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+                await using (var f = new FileStream(path, FileMode.CreateNew, FileAccess.Write))
+                {
+                    f.SetLength(bytes);
+                }
+            }
+            var uuid = Guid.NewGuid();
+            var key = Secret.Generate();
+            await using var client = MonitorCommands.Client(parse);
+            var reply = await client.CommandAsync(new OsdCreate(uuid, key), ct);
+            if (reply.Status != MonReplyStatus.Ok || reply.Data is not { Length: 4 } idBytes)
+            {
+                if (fresh)
+                {
+                    File.Delete(path);
+                }
+                throw new CliException(reply.Status == MonReplyStatus.Denied ? ExitCodes.PermissionDenied : ExitCodes.Failure, $"the monitors refused to create an OSD: {reply.Message}");
+            }
+            var id = BinaryPrimitives.ReadInt32LittleEndian(idBytes);
+            try
+            {
+                await using var device = FileDevice.Open(path);
+                await ObjectStore.MkfsAsync(device, new MkfsOptions { OsdId = id, ClusterId = conf.Fsid, StoreId = uuid, Wipe = parse.GetValue(wipe) }, ct);
+            }
+            catch (Exception e) when (e is StoreException or DeviceInUseException or IOException)
+            {
+                throw new CliException(e is ForeignSignatureException ? ExitCodes.Refused : ExitCodes.Failure,
+                    $"osd.{id} exists in the maps but its store could not be made on {path}: {e.Message}");
+            }
+            var keyring = new Keyring();
+            keyring.Add(new KeyringEntry($"osd.{id}", key, OsdCaps));
+            keyring.Save(OsdDaemon.KeyringPath(confDir, id));
+            await parse.InvocationConfiguration.Output.WriteLineAsync(id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            return ExitCodes.Ok;
+        });
+        return create;
     }
 
     private static Command Run()

@@ -98,7 +98,7 @@ public static partial class MonOperations
         {
             return Result.Fail(MonErrorCode.NotFound, $"reporter osd.{c.Reporter} does not exist");
         }
-        if (c.Target == c.Reporter)
+        if (c.Target == c.Reporter && !c.Immediate)
         {
             return Result.Fail(MonErrorCode.InvalidArgument, $"osd.{c.Target} cannot report itself failed");
         }
@@ -114,9 +114,10 @@ public static partial class MonOperations
         {
             // Its connection was refused or reset: the process is gone, whatever other hosts see. One report is enough
             // (a reporter whose own network fails gets timeouts, not refusals).
+            // Reporting itself is an OSD's orderly stop (Ceph's MOSDMarkMeDown): down at once, before it goes.
             ctx.Liveness = ctx.Liveness.WithoutReportsAgainst(c.Target);
             return Result.Changed(new ClusterIncrement(Osd: OsdInc(ctx, osds: [MarkDown(ctx, target)])),
-                $"osd.{c.Target} marked down: osd.{c.Reporter} found its connection refused");
+                c.Target == c.Reporter ? $"osd.{c.Target} marked down: it is stopping" : $"osd.{c.Target} marked down: osd.{c.Reporter} found its connection refused");
         }
         var grace = ctx.Config.GetInt("osd_heartbeat_grace") * 1000;
         ctx.Liveness = ctx.Liveness.Expire(ctx.NowMs - (2 * grace)).WithReport(c.Target, new FailureReport(c.Reporter, reporter.Host, ctx.NowMs));

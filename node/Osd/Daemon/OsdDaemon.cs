@@ -91,7 +91,7 @@ public sealed class OsdDaemon : IAsyncDisposable
         _log.LogInformation("{Osd} listening on {Address}", Entity, address);
 
         var weight = OsdMap.WeightForCapacity(_store.StatFs().TotalBytes);
-        var boot = await _mon.CommandAsync(new OsdBoot(_options.Id, address, _options.Host, weight), ct);
+        var boot = await _mon.CommandAsync(new OsdBoot(_options.Id, address, _options.Host, weight, address, _store.Superblock.StoreId), ct);
         if (boot.Status != MonReplyStatus.Ok)
         {
             throw new InvalidOperationException($"the monitors refused the boot of {Entity}: {boot.Message}");
@@ -143,7 +143,7 @@ public sealed class OsdDaemon : IAsyncDisposable
                     if (map?.FindOsd(osd) is { Up: true } && reported.Add((osd, map.Epoch)))
                     {
                         _log.LogWarning("{Osd}: osd.{Peer} is unreachable; reporting it to the monitors", Entity, osd);
-                        await _mon!.CommandAsync(new OsdFailureReport(osd, _options.Id), ct);
+                        await _mon!.CommandAsync(new OsdFailureReport(osd, _options.Id, Immediate: true), ct);
                     }
                 }
                 if (DateTimeOffset.UtcNow - keysFetched > TimeSpan.FromMinutes(10))
@@ -272,7 +272,7 @@ public sealed class OsdDaemon : IAsyncDisposable
             try
             {
                 using var bounded = new CancellationTokenSource(TimeSpan.FromSeconds(3));
-                await _mon.CommandAsync(new OsdFailureReport(_options.Id, _options.Id), bounded.Token);
+                await _mon.CommandAsync(new OsdFailureReport(_options.Id, _options.Id, Immediate: true), bounded.Token);
             }
             catch (Exception e) when (e is MonitorsUnavailableException or IOException or OperationCanceledException or TimeoutException)
             {
