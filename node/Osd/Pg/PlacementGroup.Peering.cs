@@ -328,7 +328,10 @@ public sealed partial class PlacementGroup
             }
             return;
         }
-        Logger.LogInformation("{Pg}: backfilling osd.{Osd} (its log does not overlap ours, or it has no copy)", Id, m);
+        if (Log.Head > Eversion.Zero)
+        {
+            Logger.LogInformation("{Pg}: backfilling osd.{Osd} (its log does not overlap ours, or it has no copy)", Id, m);
+        }
         var begin = new PgUpdate(Id, i.Since, PgUpdateKind.BeginBackfill, PgInfo.Empty(Id), [], [], []);
         var b = PeerResult.FromBytes(await AskAsync(i, m, OsdMessageType.PgActivate, begin.ToBytes()));
         if (b.Result != OsdResult.Ok)
