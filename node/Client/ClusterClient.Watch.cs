@@ -75,11 +75,18 @@ public sealed partial class ClusterClient
 
     internal async Task UnwatchAsync(ulong cookie)
     {
-        if (!_watches.TryRemove(cookie, out var watch) || _disposed != 0)
+        if (!_watches.TryRemove(cookie, out var watch) || _disposed != 0 || watch.Broken)
         {
-            return;
+            return; // a broken watch is registered nowhere
         }
-        await SubmitAsync(watch.Target, [OsdOp.Unwatch(cookie)], null, CancellationToken.None);
+        try
+        {
+            await SubmitAsync(watch.Target, [OsdOp.Unwatch(cookie)], null, CancellationToken.None);
+        }
+        catch (ObjectNotFoundException)
+        {
+            // The object went, and its watches with it.
+        }
     }
 
     /// <summary>Runs a watch's callback for a notify, then acknowledges it (also for a cookie we no longer watch, so
