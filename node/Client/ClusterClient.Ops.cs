@@ -169,6 +169,10 @@ public sealed partial class ClusterClient
         var view = _maps.Current ?? await _maps.NewerThanAsync(0).WaitAsync(ct);
         while (true)
         {
+            if (_maps.Current is { } newest && newest.Map.Epoch > view.Map.Epoch)
+            {
+                view = newest;
+            }
             var route = RouteOf(view, target);
             progress.Pg = route.Pg;
             progress.Osd = route.Primary;

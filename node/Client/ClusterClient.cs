@@ -234,8 +234,11 @@ public sealed partial class ClusterClient : IAsyncDisposable
         {
             if (_sessions.TryGetValue(osd.Id, out var held))
             {
-                if (held.Address == osd.Address && !held.Refused.IsCompleted)
+                if (!held.Refused.IsCompleted &&
+                    (held.Address == osd.Address || _maps.Current?.Map.FindOsd(osd.Id)?.Address == held.Address))
                 {
+                    // (The second: the caller routed with an older map than the one the session follows; the OSD is
+                    // where the newest map says, so a stale entry must not replace a good session.)
                     return held;
                 }
                 stale = held;
