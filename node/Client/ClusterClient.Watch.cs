@@ -173,6 +173,12 @@ public sealed partial class ClusterClient
             var outcome = await SubmitAsync(watch.Target, [OsdOp.Watch(watch.Cookie)], null, _stop.Token);
             watch.RegisteredWith = (outcome.Osd, outcome.Session, outcome.Session.Client.Connects);
             _log.LogDebug("watch {Cookie} on '{Object}' registered again with osd.{Osd}", watch.Cookie, watch.Target.Object, outcome.Osd);
+            if (!_watches.ContainsKey(watch.Cookie))
+            {
+                // Lost a race with an unwatch: its Unwatch may have reached the OSD before our Watch did. Say it again,
+                // after ours, so the OSD does not keep a watch nobody holds.
+                await SubmitAsync(watch.Target, [OsdOp.Unwatch(watch.Cookie)], null, _stop.Token);
+            }
         }
         catch (Exception e) when (e is ClusterClientException or ObjectDisposedException or OperationCanceledException)
         {
