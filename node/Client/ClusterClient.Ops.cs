@@ -38,6 +38,8 @@ public sealed partial class ClusterClient
         public int Osd = -1;
         public string Reason = "its turn (the client's bound on requests and bytes in flight)";
         public OsdSession? Session;
+        /// <summary>What went wrong on the way (a refused ticket), said in the timeout even after a later attempt.</summary>
+        public string? Trouble;
     }
 
     private static Route RouteOf(MapView view, in OpTarget target)
@@ -86,6 +88,11 @@ public sealed partial class ClusterClient
         // recognises a write it already applied and answers with its first outcome.
         var tid = (ulong)Interlocked.Increment(ref _lastTid);
         var progress = new Progress();
+        if (_maps.Current is { } now && now.Map.Pools.ContainsKey(target.PoolId))
+        {
+            // So that a request that times out before it is routed (waiting for its turn) still names its PG.
+            progress.Pg = RouteOf(now, target).Pg;
+        }
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct, _stop.Token);
         deadline.CancelAfter(limit);
         long held = 0;
@@ -115,6 +122,10 @@ public sealed partial class ClusterClient
             if (progress.Session is { Client.FailedConnectsInARow: > 0 and var failed })
             {
                 waitedOn += $" (unreachable: {failed} failed connection attempts in a row)";
+            }
+            if (progress.Trouble is not null)
+            {
+                waitedOn += $"; {progress.Trouble}";
             }
             var what = target.Object.Length > 0 ? $"'{target.Object}'" : "listing";
             throw new OsdRequestTimeoutException(
@@ -158,6 +169,10 @@ public sealed partial class ClusterClient
         var view = _maps.Current ?? await _maps.NewerThanAsync(0).WaitAsync(ct);
         while (true)
         {
+            if (_maps.Current is { } newest && newest.Map.Epoch > view.Map.Epoch)
+            {
+                view = newest;
+            }
             var route = RouteOf(view, target);
             progress.Pg = route.Pg;
             progress.Osd = route.Primary;
@@ -252,7 +267,8 @@ public sealed partial class ClusterClient
                         // may not have fetched the service keys our ticket was sealed with yet).
                         var why = await session.Refused;
                         DropSession(session);
-                        progress.Reason = $"authentication (it refused our ticket: {why.Message})";
+                        progress.Reason = "authentication";
+                        progress.Trouble = $"osd.{session.Osd} refused our ticket: {why.Message}";
                         await Task.WhenAny(Task.Delay(backoff, ct), _maps.NewerThanAsync(view.Map.Epoch));
                         ct.ThrowIfCancellationRequested();
                         backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, _options.MaxRetryBackoff.Ticks));

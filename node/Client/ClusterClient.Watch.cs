@@ -75,11 +75,18 @@ public sealed partial class ClusterClient
 
     internal async Task UnwatchAsync(ulong cookie)
     {
-        if (!_watches.TryRemove(cookie, out var watch) || _disposed != 0)
+        if (!_watches.TryRemove(cookie, out var watch) || _disposed != 0 || watch.Broken)
         {
-            return;
+            return; // a broken watch is registered nowhere
         }
-        await SubmitAsync(watch.Target, [OsdOp.Unwatch(cookie)], null, CancellationToken.None);
+        try
+        {
+            await SubmitAsync(watch.Target, [OsdOp.Unwatch(cookie)], null, CancellationToken.None);
+        }
+        catch (ObjectNotFoundException)
+        {
+            // The object went, and its watches with it.
+        }
     }
 
     /// <summary>Runs a watch's callback for a notify, then acknowledges it (also for a cookie we no longer watch, so
@@ -166,6 +173,12 @@ public sealed partial class ClusterClient
             var outcome = await SubmitAsync(watch.Target, [OsdOp.Watch(watch.Cookie)], null, _stop.Token);
             watch.RegisteredWith = (outcome.Osd, outcome.Session, outcome.Session.Client.Connects);
             _log.LogDebug("watch {Cookie} on '{Object}' registered again with osd.{Osd}", watch.Cookie, watch.Target.Object, outcome.Osd);
+            if (!_watches.ContainsKey(watch.Cookie))
+            {
+                // Lost a race with an unwatch: its Unwatch may have reached the OSD before our Watch did. Say it again,
+                // after ours, so the OSD does not keep a watch nobody holds.
+                await SubmitAsync(watch.Target, [OsdOp.Unwatch(watch.Cookie)], null, _stop.Token);
+            }
         }
         catch (Exception e) when (e is ClusterClientException or ObjectDisposedException or OperationCanceledException)
         {

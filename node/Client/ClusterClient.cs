@@ -120,12 +120,14 @@ public sealed partial class ClusterClient : IAsyncDisposable
     /// that created a pool, say), at most <see cref="ClusterClientOptions.ConnectTimeout"/>.</summary>
     public async Task<OsdMap> WaitForEpochAsync(uint epoch, CancellationToken ct = default)
     {
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        limit.CancelAfter(_options.ConnectTimeout);
         try
         {
-            var view = await _maps.AtLeastAsync(epoch, ct).WaitAsync(_options.ConnectTimeout, ct);
+            var view = await _maps.AtLeastAsync(epoch, limit.Token);
             return view.Map;
         }
-        catch (TimeoutException e)
+        catch (OperationCanceledException e) when (!ct.IsCancellationRequested)
         {
             var have = _maps.Current?.Map.Epoch;
             throw new ClusterUnavailableException(
@@ -232,8 +234,11 @@ public sealed partial class ClusterClient : IAsyncDisposable
         {
             if (_sessions.TryGetValue(osd.Id, out var held))
             {
-                if (held.Address == osd.Address && !held.Refused.IsCompleted)
+                if (!held.Refused.IsCompleted &&
+                    (held.Address == osd.Address || _maps.Current?.Map.FindOsd(osd.Id)?.Address == held.Address))
                 {
+                    // (The second: the caller routed with an older map than the one the session follows; the OSD is
+                    // where the newest map says, so a stale entry must not replace a good session.)
                     return held;
                 }
                 stale = held;

@@ -63,5 +63,8 @@ internal sealed class FakeOsd : IAsyncDisposable
     /// <summary>Cuts every connection (sessions stay; clients reconnect and resume).</summary>
     public void DropConnections() => _server.DropConnections();
 
-    public ValueTask DisposeAsync() => _server.DisposeAsync();
+    private int _disposed;
+
+    /// <summary>Stops listening and closes every session (again: nothing).</summary>
+    public ValueTask DisposeAsync() => Interlocked.Exchange(ref _disposed, 1) == 0 ? _server.DisposeAsync() : ValueTask.CompletedTask;
 }

@@ -210,4 +210,66 @@ public class RoutingTests
         Assert.Equal(first.Request.Tid, moved.Request.Tid);
         Assert.True(moved.Request.Resend);
     }
+
+    [Fact]
+    public async Task A_request_to_an_OSD_that_is_gone_but_not_yet_marked_down_fails_at_its_deadline_saying_it_is_unreachable()
+    {
+        await using var cluster = new TestCluster(2);
+        cluster.Publish();
+        var client = cluster.Client();
+        await client.WaitForMapAsync();
+        var pool = client.OpenPool(TestCluster.PoolName);
+        var name = cluster.ObjectOn(1);
+        await cluster.Osds[1].DisposeAsync(); // nothing listens at its address any more
+
+        var e = await Assert.ThrowsAsync<OsdRequestTimeoutException>(() => pool.ExecuteAsync(name, [OsdOp.Stat()], TimeSpan.FromSeconds(2)));
+
+        Assert.Equal(1, e.Osd);
+        Assert.Contains("osd.1", e.Message, StringComparison.Ordinal);
+        Assert.Contains("unreachable", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_OSD_that_refuses_the_ticket_is_named_in_the_timeout()
+    {
+        await using var cluster = new TestCluster(1);
+        cluster.Publish(size: 1);
+        var foreign = new Wire.Auth.ServiceSecrets("osd");
+        foreign.Rotate(DateTimeOffset.UtcNow, TimeSpan.FromHours(1));
+        await using var client = new ClusterClient(cluster.Maps, _ => ValueTask.FromResult(Wire.Auth.Tickets.Issue(foreign, "client.test",
+            Wire.Auth.EntityCaps.None, DateTimeOffset.UtcNow, TimeSpan.FromHours(1))), "client.test");
+        await client.WaitForMapAsync();
+        var pool = client.OpenPool(TestCluster.PoolName);
+
+        // (A deadline long enough for a cold process to get the first refusal back.)
+        var e = await Assert.ThrowsAsync<OsdRequestTimeoutException>(() => pool.ExecuteAsync("x", [OsdOp.Stat()], TimeSpan.FromSeconds(2)));
+
+        Assert.Equal(0, e.Osd);
+        Assert.True(e.Message.Contains("refused our ticket", StringComparison.Ordinal), e.Message);
+        Assert.False(cluster.Osds[0].Requests.Reader.TryRead(out _));
+    }
+
+    [Fact]
+    public async Task A_request_past_the_bound_on_requests_in_flight_waits_its_turn_within_its_deadline()
+    {
+        await using var cluster = new TestCluster(1);
+        cluster.Publish(size: 1);
+        var client = cluster.Client(new ClusterClientOptions { MaxInFlightOps = 1 });
+        await client.WaitForMapAsync();
+        var pool = client.OpenPool(TestCluster.PoolName);
+        var osd = cluster.Osds[0];
+        osd.Answer = r => r.Object == "first" ? null : osd.Objects.Apply(r, 1);
+
+        var first = pool.WriteFullAsync("first", Payload);
+        var held = await osd.NextAsync();
+        var e = await Assert.ThrowsAsync<OsdRequestTimeoutException>(() => pool.ExecuteAsync("second", [OsdOp.WriteFull(Payload)], TimeSpan.FromMilliseconds(200)));
+        Assert.Contains("bound on requests", e.Message, StringComparison.Ordinal);
+        Assert.Equal(TestCluster.PlaceObject(cluster.Current!, "second").Pg, e.Pg);
+        Assert.False(osd.Requests.Reader.TryRead(out _));
+
+        // Once the first is answered, the next goes.
+        await held.Session.SendAsync(OsdMessageType.OpReply, FakeOsd.Reply(held.Request, OsdResult.Ok, 1).ToBytes(), held.Seq);
+        await first;
+        await pool.WriteFullAsync("third", Payload);
+    }
 }

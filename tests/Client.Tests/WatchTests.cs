@@ -92,4 +92,44 @@ public class WatchTests
         Assert.Equal(watch.Cookie, again.Request.Ops[0].Offset);
         Assert.NotEqual(first.Request.Tid, again.Request.Tid);
     }
+
+    [Fact]
+    public async Task A_watch_that_cannot_be_registered_again_reports_it_to_its_error_callback()
+    {
+        await using var cluster = new TestCluster(3);
+        cluster.Publish();
+        var client = cluster.Client();
+        await client.WaitForMapAsync();
+        var pool = client.OpenPool(TestCluster.PoolName);
+        var name = cluster.ObjectOn(0);
+        var errors = Channel.CreateUnbounded<Exception>();
+        await using var watch = await pool.WatchAsync(name, _ => ValueTask.CompletedTask, e => errors.Writer.TryWrite(e));
+        await cluster.Osds[0].NextAsync();
+        foreach (var osd in cluster.Osds)
+        {
+            osd.Answer = r => FakeOsd.Reply(r, OsdResult.NotFound, osd.Epoch); // the object is gone
+        }
+
+        cluster.Publish(down: [0]);
+
+        var error = await errors.Reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        var notFound = Assert.IsType<ObjectNotFoundException>(error);
+        Assert.Equal(name, notFound.ObjectName);
+    }
+
+    [Fact]
+    public async Task A_notify_whose_callback_throws_is_acknowledged_all_the_same()
+    {
+        await using var cluster = new TestCluster(1);
+        cluster.Publish(size: 1);
+        var client = cluster.Client();
+        await client.WaitForMapAsync();
+        var pool = client.OpenPool(TestCluster.PoolName);
+        await using var watch = await pool.WatchAsync("w", _ => throw new InvalidOperationException("the application's bug"));
+        var registered = await cluster.Osds[0].NextAsync();
+
+        await registered.Session.SendAsync(OsdMessageType.WatchNotify, new WatchNotifyMessage(9, watch.Cookie, TestCluster.PoolId, "w", default).ToBytes());
+
+        Assert.Equal(new WatchNotifyAck(9, watch.Cookie), await cluster.Osds[0].Acks.Reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10)));
+    }
 }
