@@ -214,6 +214,11 @@ public sealed class Transaction
     /// <summary>Every collection the transaction names, sorted ordinally, once each.</summary>
     internal string[] Collections()
     {
+        // The common case, every operation on one collection, without a set.
+        if (_ops.Count > 0 && _ops.All(op => op is not MoveOp and not SplitCollectionOp && op.Collection == _ops[0].Collection))
+        {
+            return [_ops[0].Collection];
+        }
         var set = new SortedSet<string>(StringComparer.Ordinal);
         foreach (var op in _ops)
         {
