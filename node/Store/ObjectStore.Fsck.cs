@@ -31,7 +31,8 @@ public sealed partial class ObjectStore
     /// <summary>
     /// Checks every invariant on a quiesced store (it holds off transactions, then writes a checkpoint):
     /// both superblock copies; each onode's block map against its size and hash; every referenced block inside the
-    /// data area and owned once; each collection's index (objects by id and in listing order: the same onodes,
+    /// data area and owned once; the checkpoint it writes read back and equal to memory (ids with their hashes, sizes,
+    /// block maps); each collection's index (objects by id and in listing order: the same onodes,
     /// each under its own stored id, strictly in bitwise order); the allocator against the block maps (nothing referenced is free, nothing free is
     /// referenced, nothing is leaked); the metadata against the checkpoint capacity; and the crc32c of every block.
     /// </summary>
@@ -164,6 +165,8 @@ public sealed partial class ObjectStore
                 }
             }
 
+            await CheckDurableStateAsync(errors, ct);
+
             // Checksums, in runs of adjacent blocks.
             toVerify.Sort((a, b) => a.Ref.Phys.CompareTo(b.Ref.Phys));
             const int run = 256;
@@ -192,6 +195,64 @@ public sealed partial class ObjectStore
         finally
         {
             turn.End(this);
+        }
+    }
+
+    /// <summary>Reads back the checkpoint fsck just wrote and compares it with memory, collection by collection and
+    /// object by object in listing order: what a restart would load (ids with their hashes, sizes, block maps) is what
+    /// runs now. The store is quiet (fsck's turn is after everything, and the checkpoint drained the queue).</summary>
+    private async Task CheckDurableStateAsync(List<string> errors, CancellationToken ct)
+    {
+        MetaState disk;
+        try
+        {
+            var ck = await ReadNewestCheckpointAsync(_device, _geo, _seed, [], ct);
+            if (ck.H.Generation != _generation)
+            {
+                errors.Add($"the newest checkpoint on the device is generation {ck.H.Generation}, the one just written is {_generation}");
+                return;
+            }
+            disk = DecodeCheckpoint(ck.Payload, _geo).Item1;
+        }
+        catch (CorruptionException e)
+        {
+            errors.Add($"the checkpoint just written does not read back: {e.Message}");
+            return;
+        }
+        lock (_stateLock)
+        {
+            foreach (var name in _meta.Collections.Keys.Union(disk.Collections.Keys).Order(StringComparer.Ordinal))
+            {
+                var mem = _meta.Collections.GetValueOrDefault(name);
+                var dur = disk.Collections.GetValueOrDefault(name);
+                if (mem is null || dur is null)
+                {
+                    errors.Add($"collection {name} is {(mem is null ? "in the checkpoint but not in memory" : "in memory but not in the checkpoint")}");
+                    continue;
+                }
+                var reported = 0;
+                using var a = mem.Sorted.GetEnumerator();
+                using var b = dur.Sorted.GetEnumerator();
+                while (reported < 10)
+                {
+                    var more = a.MoveNext();
+                    if (more != b.MoveNext())
+                    {
+                        errors.Add($"collection {name}: {mem.Sorted.Count} objects in memory, {dur.Sorted.Count} in the checkpoint");
+                        break;
+                    }
+                    if (!more)
+                    {
+                        break;
+                    }
+                    var (m, d) = (a.Current, b.Current);
+                    if (m.Id != d.Id || m.Size != d.Size || !m.Blocks.SequenceEqual(d.Blocks))
+                    {
+                        errors.Add($"collection {name}: memory has {m.Id} (hash {m.Hash:x8}, {m.Size} bytes) where the checkpoint has {d.Id} (hash {d.Hash:x8}, {d.Size} bytes)");
+                        reported++;
+                    }
+                }
+            }
         }
     }
 }

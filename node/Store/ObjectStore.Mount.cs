@@ -27,38 +27,7 @@ public sealed partial class ObjectStore
         }
         var seed = sb.CrcSeed;
 
-        // The newest checkpoint that is whole. A torn one (crash while writing it) fails its crc: the other slot
-        // is then the newest whole one, and the journal it needs is intact because the journal restarts only after
-        // a checkpoint is durable.
-        (CheckpointHeader.Header H, int Slot, byte[] Payload)? best = null;
-        for (var slot = 0; slot < 2; slot++)
-        {
-            var off = slot == 0 ? geo.CheckpointOffset0 : geo.CheckpointOffset1;
-            using var hb = new AlignedBuffer(B, B);
-            await device.ReadAsync(off, hb.Memory, ct);
-            if (CheckpointHeader.TryParse(hb.GetSpan(), seed) is not { } h || h.PayloadLength < 0 || h.PayloadLength > geo.CheckpointCapacity)
-            {
-                continue;
-            }
-            if (best is { } b && b.H.Generation >= h.Generation)
-            {
-                continue;
-            }
-            var len = (int)((h.PayloadLength + B - 1) / B * B);
-            using var pb = new AlignedBuffer(Math.Max(len, B), B);
-            await device.ReadAsync(off + B, pb.Memory[..len], ct);
-            var payload = pb.GetSpan()[..(int)h.PayloadLength];
-            if (Crc32C.Compute(payload, seed) != h.PayloadCrc)
-            {
-                notes.Add($"checkpoint slot {slot} (generation {h.Generation}) fails its checksum; using the other slot");
-                continue;
-            }
-            best = (h, slot, payload.ToArray());
-        }
-        if (best is not { } ck)
-        {
-            throw new CorruptionException($"{device.Name}: neither checkpoint slot holds a valid checkpoint");
-        }
+        var ck = await ReadNewestCheckpointAsync(device, geo, seed, notes, ct);
         var (meta, pendingData) = DecodeCheckpoint(ck.Payload, geo);
         var replay = new ReplaySink();
         // Deferred data a checkpoint carried for transactions it covered: as if replayed first.
@@ -120,6 +89,44 @@ public sealed partial class ObjectStore
 
     /// <summary>A checkpoint payload: i64 state length, the state, then u32 count of (i64 device block, 4 KiB)
     /// deferred writes of the transactions the checkpoint covered without a journal record.</summary>
+    /// <summary>The newest checkpoint that is whole. A torn one (crash while writing it) fails its crc: the other
+    /// slot is then the newest whole one, and the journal it needs is intact because the journal restarts only after
+    /// a checkpoint is durable.</summary>
+    private static async Task<(CheckpointHeader.Header H, int Slot, byte[] Payload)> ReadNewestCheckpointAsync(
+        IBlockDevice device, Geometry geo, uint seed, List<string> notes, CancellationToken ct)
+    {
+        (CheckpointHeader.Header H, int Slot, byte[] Payload)? best = null;
+        for (var slot = 0; slot < 2; slot++)
+        {
+            var off = slot == 0 ? geo.CheckpointOffset0 : geo.CheckpointOffset1;
+            using var hb = new AlignedBuffer(B, B);
+            await device.ReadAsync(off, hb.Memory, ct);
+            if (CheckpointHeader.TryParse(hb.GetSpan(), seed) is not { } h || h.PayloadLength < 0 || h.PayloadLength > geo.CheckpointCapacity)
+            {
+                continue;
+            }
+            if (best is { } b && b.H.Generation >= h.Generation)
+            {
+                continue;
+            }
+            var len = (int)((h.PayloadLength + B - 1) / B * B);
+            using var pb = new AlignedBuffer(Math.Max(len, B), B);
+            await device.ReadAsync(off + B, pb.Memory[..len], ct);
+            var payload = pb.GetSpan()[..(int)h.PayloadLength];
+            if (Crc32C.Compute(payload, seed) != h.PayloadCrc)
+            {
+                notes.Add($"checkpoint slot {slot} (generation {h.Generation}) fails its checksum; using the other slot");
+                continue;
+            }
+            best = (h, slot, payload.ToArray());
+        }
+        if (best is not { } ck)
+        {
+            throw new CorruptionException($"{device.Name}: neither checkpoint slot holds a valid checkpoint");
+        }
+        return ck;
+    }
+
     private static (MetaState, List<(long, byte[])>) DecodeCheckpoint(byte[] payload, Geometry geo)
     {
         var r = new SpanReader(payload, "checkpoint");

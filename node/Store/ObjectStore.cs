@@ -133,6 +133,9 @@ public sealed partial class ObjectStore : IAsyncDisposable
 
     /// <summary>Blocks whose copy-on-write data started to the device while their transaction was being prepared.</summary>
     internal long EarlyBlocks => Interlocked.Read(ref _earlyBlocks);
+
+    /// <summary>The metadata itself, for tests that damage it to see fsck report it.</summary>
+    internal MetaState MetaForTests => _meta;
     private volatile Exception? _failure;
     private int _disposed;
 

@@ -31,9 +31,10 @@ public sealed class ModelObject
     public SortedDictionary<string, byte[]> Xattrs = new(StringComparer.Ordinal);
     public SortedDictionary<string, byte[]> Omap = new(StringComparer.Ordinal);
 
-    public ModelObject Copy() => new()
+    /// <summary>A copy; without <paramref name="data"/>, its data is empty (only names and keys matter).</summary>
+    public ModelObject Copy(bool data = true) => new()
     {
-        Data = (byte[])Data.Clone(),
+        Data = data ? (byte[])Data.Clone() : [],
         Xattrs = new(Xattrs, StringComparer.Ordinal),
         Omap = new(Omap, StringComparer.Ordinal),
     };
@@ -44,12 +45,14 @@ public sealed class Model
 {
     public SortedDictionary<string, SortedDictionary<string, ModelObject>> Collections { get; } = new(StringComparer.Ordinal);
 
-    public Model Copy()
+    /// <summary>A copy; without <paramref name="data"/>, objects have empty data (enough to generate operations,
+    /// which look at names only, and much cheaper: the crash writer regenerates the whole history at each start).</summary>
+    public Model Copy(bool data = true)
     {
         var m = new Model();
         foreach (var (c, objs) in Collections)
         {
-            m.Collections[c] = new(objs.ToDictionary(kv => kv.Key, kv => kv.Value.Copy()), StringComparer.Ordinal);
+            m.Collections[c] = new(objs.ToDictionary(kv => kv.Key, kv => kv.Value.Copy(data)), StringComparer.Ordinal);
         }
         return m;
     }
@@ -299,7 +302,8 @@ public static class Workload
         else
         {
             var count = rng.Next(1, 4);
-            var shadow = m.Copy();
+            // The generator looks at names only (which objects exist where): data need not be copied.
+            var shadow = m.Copy(data: false);
             for (var i = 0; i < count; i++)
             {
                 var op = One(rng, shadow, largeWrite);
@@ -365,11 +369,25 @@ public static class Workload
             case 15:
             {
                 var (src, dst) = rng.Next(2) == 0 ? ("c1", "c2") : ("c2", "c1");
-                var bits = rng.Next(0, 4);
-                var match = (uint)rng.Next(1 << bits);
-                var mask = (1u << bits) - 1;
-                // The destination must hold nothing that matches.
-                return m.Collections[dst].Keys.Any(k => (HashOf(k) & mask) == match) ? new WOp.Touch(c, o) : new WOp.Split(src, bits, match, dst);
+                // A split that moves something, into a destination that holds nothing matching (the rule).
+                var fits = new List<(int Bits, uint Match)>();
+                for (var bits = 0; bits < 4; bits++)
+                {
+                    var mask = (1u << bits) - 1;
+                    for (var match = 0u; match <= mask; match++)
+                    {
+                        if (m.Collections[src].Keys.Any(k => (HashOf(k) & mask) == match) && !m.Collections[dst].Keys.Any(k => (HashOf(k) & mask) == match))
+                        {
+                            fits.Add((bits, match));
+                        }
+                    }
+                }
+                if (fits.Count == 0)
+                {
+                    return new WOp.Touch(c, o);
+                }
+                var (b, mt) = fits[rng.Next(fits.Count)];
+                return new WOp.Split(src, b, mt, dst);
             }
             default:
             {

@@ -46,6 +46,30 @@ public class IntegrityTests
     }
 
     [Fact]
+    public async Task Fsck_reports_a_collection_index_that_disagrees_with_its_objects()
+    {
+        var dev = await TestSupport.NewMemoryStoreAsync();
+        await using var store = await ObjectStore.MountAsync(dev);
+        var a = new ObjectId(1, "a");
+        await store.SubmitAsync(new Transaction().CreateCollection("pg").Touch("pg", a).Touch("pg", new ObjectId(2, "b")).CreateCollection("other"));
+        Assert.True((await store.FsckAsync()).IsClean);
+        // An onode filed under another id (its hash lost), and one in the listing order only.
+        var coll = store.MetaForTests.Collections["pg"];
+        var on = coll.Objects[a];
+        coll.Objects.Remove(a);
+        coll.Objects[new ObjectId(0, "a")] = on;
+        store.MetaForTests.Collections["other"].Sorted.Add(new Meta.Onode(new ObjectId(3, "stray")));
+        var report = await store.FsckAsync();
+        Assert.Contains(report.Errors, e => e.Contains("object a#00000001 is indexed under id a", StringComparison.Ordinal));
+        Assert.Contains(report.Errors, e => e.Contains("pg/a#00000001: in the listing order of pg but not under its id", StringComparison.Ordinal));
+        Assert.Contains(report.Errors, e => e.Contains("collection other: 0 objects by id but 1 in listing order", StringComparison.Ordinal));
+        Assert.Contains(report.Errors, e => e.Contains("other/stray#00000003: in the listing order of other but not under its id", StringComparison.Ordinal));
+        // The checkpoint fsck wrote from that state (a count from one index, objects from the other) is read back.
+        Assert.Contains(report.Errors, e => e.StartsWith("the checkpoint just written does not read back", StringComparison.Ordinal));
+        Assert.True(report.Errors.Count == 5, report.ToString());
+    }
+
+    [Fact]
     public async Task Out_of_space_is_a_clear_error_and_deleting_frees_space_again()
     {
         var dev = await TestSupport.NewMemoryStoreAsync(3 << 20, TestSupport.Small(journal: 256 << 10, checkpoint: 128 << 10));

@@ -482,9 +482,14 @@ public abstract class TransactionTests(ITestOutputHelper output) : IAsyncLifetim
         await Store.SubmitAsync(new Transaction().RemoveCollection("pg"));
         var model = new Model();
         var tasks = new List<Task>();
+        var kinds = new Dictionary<Type, int>();
         for (long n = 1; n <= 300; n++)
         {
             var ops = Workload.Generate(seed, n, model);
+            foreach (var op in ops)
+            {
+                kinds[op.GetType()] = kinds.GetValueOrDefault(op.GetType()) + 1;
+            }
             model.Apply(ops);
             tasks.Add(Store.SubmitAsync(Workload.ToTransaction(ops)));
             if (n % 50 == 0)
@@ -496,6 +501,11 @@ public abstract class TransactionTests(ITestOutputHelper output) : IAsyncLifetim
                 Assert.Empty(await model.DiffAsync(Store));
             }
         }
+        Output.WriteLine(string.Join(", ", kinds.Select(kv => $"{kv.Key.Name} {kv.Value}")));
+        // The workload the crash tests replay has the operations the OSD's PG handling uses.
+        Assert.Contains(typeof(WOp.Move), kinds.Keys);
+        Assert.Contains(typeof(WOp.Split), kinds.Keys);
+        Assert.Contains(typeof(WOp.OmapRmRange), kinds.Keys);
     }
 }
 

@@ -5,7 +5,9 @@ namespace Appliance.Store.Meta;
 /// <summary>
 /// All metadata of a store, in memory: collections and their onodes. Changed only by <see cref="Apply"/> (redo
 /// entries), saved whole by <see cref="EncodeCheckpoint"/> and loaded by <see cref="DecodeCheckpoint"/>.
-/// Not thread-safe: the store serialises mutation and guards readers with its state lock.
+/// Not thread-safe: the store applies one transaction at a time (its publish gate), under its state lock, which
+/// readers take too; a transaction being prepared reads, without that lock, only the collections it holds turns on
+/// (which nothing else changes meanwhile), and the collection table under the lock.
 /// </summary>
 internal sealed class MetaState(long firstDataBlock, long endDataBlock)
 {
