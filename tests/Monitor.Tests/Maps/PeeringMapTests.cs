@@ -1,5 +1,6 @@
 using Appliance.Maps;
 using Appliance.Maps.Protocol;
+using Appliance.Monitor.Maps;
 using Appliance.Wire.Codec;
 
 namespace Appliance.Monitor.Tests.Maps;
@@ -237,6 +238,8 @@ public class PeeringMapTests
         Assert.Equal("allow rx", entity.Caps["mon"]);
         var osd = c.State.Osd.FindOsd(0)!;
         Assert.Equal((false, false, true, u0), (osd.Up, osd.In, osd.AutoOut, osd.Uuid));
+        // Not booted yet: health does not count it down or out.
+        Assert.DoesNotContain(ClusterHealth.Summarize(c.State).Checks, h => h.Message.Contains("osd.0", StringComparison.Ordinal));
 
         // A retry (same uuid, same key) answers the same id and changes nothing; another key for that uuid is refused.
         var retry = c.Run(new OsdCreate(u0, Cluster.Key(10)));
@@ -288,9 +291,11 @@ public class PeeringMapTests
         c.Must(new PoolQuotaFlags(new Dictionary<int, bool> { [vm] = true, [fs] = false, [99] = true }));
         Assert.Equal(PoolFlags.FullQuota, c.State.Osd.FindPool("vm")!.Flags);
         Assert.Equal(PoolFlags.None, c.State.Osd.FindPool("fs")!.Flags);
+        Assert.Contains(ClusterHealth.Summarize(c.State).Checks, h => h.Message.StartsWith("pool 'vm' is full (quota)", StringComparison.Ordinal));
         Assert.Null(c.Run(new PoolQuotaFlags(new Dictionary<int, bool> { [vm] = true })).Increment);
         c.Must(new PoolQuotaFlags(new Dictionary<int, bool> { [vm] = false }));
         Assert.Equal(PoolFlags.None, c.State.Osd.FindPool("vm")!.Flags);
+        Assert.DoesNotContain(ClusterHealth.Summarize(c.State).Checks, h => h.Message.Contains("full", StringComparison.Ordinal));
     }
 
     [Fact]
