@@ -79,7 +79,7 @@ public sealed class CliTests
     {
         var (code, output, _) = await RunAsync("parts");
         Assert.Equal(ExitCodes.Ok, code);
-        foreach (var folder in new[] { "crush", "node/Store", "node/Wire", "node/Monitor", "node/Osd", "node/Client", "blockdev", "fs", "packaging", "vagrant" })
+        foreach (var folder in new[] { "crush", "node/Store", "node/Wire", "node/Monitor", "node/Maps", "node/Osd", "node/Client", "blockdev", "fs", "packaging", "vagrant" })
         {
             Assert.Contains(folder, output);
         }

@@ -12,7 +12,7 @@ namespace Appliance.Monitor.Daemon.Tests;
 
 /// <summary>Three real monitors in this process, talking over loopback TCP through the messenger, each with its own
 /// store directory.</summary>
-public sealed class MonitorClusterTests
+public sealed partial class MonitorClusterTests
 {
     private static readonly PaxosOptions Fast = new()
     {

@@ -51,6 +51,8 @@ public static class MonitorCommands
         yield return Auth();
         yield return Audit();
         yield return Config();
+        yield return Pg();
+        yield return Df();
     }
 
     internal static string ConfDirOf(ParseResult parse) =>
@@ -379,7 +381,7 @@ public static class MonitorCommands
         pool.Subcommands.Add(rm);
 
         var setName = new Argument<string>("name") { Description = "The pool." };
-        var field = new Argument<string>("field") { Description = "size, min_size, pg_num, quota_max_bytes or quota_max_objects." };
+        var field = new Argument<string>("field") { Description = "size, min_size, pg_num, pgp_num, quota_max_bytes or quota_max_objects." };
         var value = new Argument<string>("value") { Description = "The new value." };
         var set = new Command("set", "Change one setting of a pool.") { setName, field, value };
         set.SetAction((parse, ct) => RunAsync(parse, c => c.CommandAsync(new PoolSet(parse.GetRequiredValue(setName), parse.GetRequiredValue(field), parse.GetRequiredValue(value)), ct)));
@@ -393,6 +395,7 @@ public static class MonitorCommands
         AddCommon(osd);
         osd.Subcommands.Add(Query("tree", "The CRUSH hierarchy with each OSD's state (up/down, in/out) and weight.", MonQuery.OsdTree));
         osd.Subcommands.Add(Watch());
+        osd.Subcommands.Add(Blocklist());
         foreach (var (verb, markIn) in new[] { ("out", false), ("in", true) })
         {
             var ids = new Argument<int[]>("ids") { Description = "OSD ids (3 or osd.3).", Arity = ArgumentArity.OneOrMore, CustomParser = ParseIds };
@@ -401,6 +404,43 @@ public static class MonitorCommands
             osd.Subcommands.Add(c);
         }
         return osd;
+    }
+
+    /// <summary>`osd blocklist add|rm|ls`: fence client instances (ENTITY:NONCE) off the OSDs.</summary>
+    private static Command Blocklist()
+    {
+        var blocklist = new Command("blocklist", "Client instances the OSDs refuse (fencing a dead NBD server or mount before another takes over).");
+        var addInstance = new Argument<string>("instance") { Description = "ENTITY:NONCE, e.g. client.vm:4711." };
+        var seconds = new Argument<long>("seconds") { Description = "How long (default: mon_osd_blocklist_default_expire, 1 h).", Arity = ArgumentArity.ZeroOrOne };
+        var add = new Command("add", "Blocklist a client instance: OSDs refuse its ops from the epoch that lists it.") { addInstance, seconds };
+        add.SetAction((parse, ct) => RunAsync(parse, c => c.CommandAsync(new OsdBlocklistAdd(parse.GetRequiredValue(addInstance), parse.GetValue(seconds)), ct)));
+        blocklist.Subcommands.Add(add);
+        var rmInstance = new Argument<string>("instance") { Description = "ENTITY:NONCE." };
+        var rm = new Command("rm", "Take a client instance off the blocklist.") { rmInstance };
+        rm.SetAction((parse, ct) => RunAsync(parse, c => c.CommandAsync(new OsdBlocklistRemove(parse.GetRequiredValue(rmInstance)), ct)));
+        blocklist.Subcommands.Add(rm);
+        blocklist.Subcommands.Add(Query("ls", "List blocklisted client instances with their expiry.", MonQuery.BlocklistList));
+        return blocklist;
+    }
+
+    /// <summary>`pg ls [POOL]`: one PG a line from the statistics the OSDs report to the leader.</summary>
+    private static Command Pg()
+    {
+        var pg = new Command("pg", "Placement groups as their primaries report them.");
+        AddCommon(pg);
+        var pool = new Argument<string>("pool") { Description = "Only this pool's PGs.", Arity = ArgumentArity.ZeroOrOne };
+        var ls = new Command("ls", "One PG a line: its id (pool.seed in hex, as 2.1f), state, objects, bytes, acting set, primary.") { pool };
+        ls.SetAction((parse, ct) => RunAsync(parse, c => c.QueryAsync(MonQuery.PgDump, parse.GetValue(pool) ?? "", ct)));
+        pg.Subcommands.Add(ls);
+        return pg;
+    }
+
+    private static Command Df()
+    {
+        var df = new Command("df", "Use per pool (objects, bytes stored, quotas) and per OSD (disk, PGs), from the OSDs' reports.");
+        AddCommon(df);
+        df.SetAction((parse, ct) => RunAsync(parse, c => c.QueryAsync(MonQuery.Df, "", ct)));
+        return df;
     }
 
     /// <summary>`osd watch`: one line per osdmap epoch as the monitors commit it (a subscription), with what changed.</summary>

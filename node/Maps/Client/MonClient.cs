@@ -12,18 +12,34 @@ namespace Appliance.Maps.Client;
 /// <summary>The monitors could not be reached, or none is in a quorum, within the deadline.</summary>
 public sealed class MonitorsUnavailableException(string message) : Exception(message);
 
+/// <summary>The monitors answered, and the answer is no: a refused command or query (<see cref="Code"/> says why), a
+/// denial, or an invalid request. Thrown by the typed <see cref="MonClient"/> methods; <see cref="MonClient.CommandAsync"/>
+/// and <see cref="MonClient.QueryAsync"/> return the reply instead.</summary>
+public sealed class MonRequestFailedException(MonReply reply) : Exception(reply.Message)
+{
+    public MonReplyStatus Status { get; } = reply.Status;
+
+    /// <summary>Why a Failed request failed (<see cref="MonErrorCode"/>); null for other statuses.</summary>
+    public MonErrorCode? Code { get; } = reply.Status == MonReplyStatus.Failed ? (MonErrorCode)reply.Code : null;
+}
+
 /// <summary>
 /// Talks to the monitors for a client (the CLI, later OSDs): sends each request to a monitor, follows "the leader
 /// is X", and moves on to the next monitor when one is down, has no quorum or does not answer — until an overall
 /// deadline. A command keeps its (client id, sequence) across those retries, so it is applied at most once however
-/// many monitors it was sent to.
+/// many monitors it was sent to. It follows the monmap: a subscription refreshes it every
+/// <see cref="MonMapCheckInterval"/> (and <see cref="RefreshMonMapAsync"/> on demand), and the monitors it lists are
+/// the ones asked from then on. Safe to use from several tasks at once.
 /// </summary>
 public sealed class MonClient : IAsyncDisposable
 {
-    private readonly IReadOnlyList<IPEndPoint> _monitors;
+    // The monitors to ask: replaced whole when a newer monmap arrives (read without a lock; each attempt takes it once).
+    private volatile IPEndPoint[] _monitors;
+    private uint _monMapEpoch;
     private readonly string _entity;
     private readonly Secret _key;
     private readonly Action<string> _log;
+    // One messenger client per monitor; guarded by itself (several requests may run at once).
     private readonly Dictionary<IPEndPoint, MessengerClient> _clients = [];
     private readonly long _clientId = RandomNumberGenerator.GetInt32(1, int.MaxValue) * (long)int.MaxValue + RandomNumberGenerator.GetInt32(int.MaxValue);
     private long _seq;
@@ -32,15 +48,93 @@ public sealed class MonClient : IAsyncDisposable
     public MonClient(IEnumerable<IPEndPoint> monitors, string entity, Secret key, Action<string>? log = null)
     {
         _monitors = [.. monitors];
-        if (_monitors.Count == 0)
+        if (_monitors.Length == 0)
         {
             throw new ArgumentException("no monitor addresses", nameof(monitors));
         }
         _entity = entity;
         _key = key;
         _log = log ?? (_ => { });
-        _current = Random.Shared.Next(_monitors.Count);
+        _current = Random.Shared.Next(_monitors.Length);
     }
+
+    /// <summary>The monitors this client asks now: those it was given, until it learns a monmap.</summary>
+    public IReadOnlyList<IPEndPoint> Monitors => _monitors;
+
+    /// <summary>How often a subscription (<see cref="WatchOsdMapAsync"/>) checks for a new monmap between its polls.</summary>
+    public TimeSpan MonMapCheckInterval { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Asks for the monmap if there is a newer one than this client knows, and uses its monitors' addresses
+    /// from then on (connections to monitors no longer listed are closed).</summary>
+    public async Task RefreshMonMapAsync(CancellationToken ct = default)
+    {
+        var update = await PollAsync(MonQuery.MonMapSince, Volatile.Read(ref _monMapEpoch), ct, wait: TimeSpan.Zero);
+        if (update.Kind == MapUpdateKind.Full)
+        {
+            await UseMonMapAsync(MonMap.FromBytes(update.Items[0]));
+        }
+    }
+
+    private async Task UseMonMapAsync(MonMap map)
+    {
+        var listed = map.Monitors.Select(m => IPEndPoint.TryParse(m.Address, out var ep) ? ep : null).OfType<IPEndPoint>().ToArray();
+        if (listed.Length == 0 || map.Epoch <= Volatile.Read(ref _monMapEpoch))
+        {
+            return;
+        }
+        Volatile.Write(ref _monMapEpoch, map.Epoch);
+        var old = _monitors;
+        var current = old[(_current & int.MaxValue) % old.Length];
+        _monitors = listed;
+        _current = Array.IndexOf(listed, current) is var i && i >= 0 ? i : Random.Shared.Next(listed.Length);
+        foreach (var gone in old.Where(o => !listed.Contains(o)))
+        {
+            await DropAsync(gone);
+        }
+        _log($"monmap epoch {map.Epoch}: monitors {string.Join(", ", listed.Select(e => e.ToString()))}");
+    }
+
+    /// <summary>A command that must succeed: its reply, or <see cref="MonRequestFailedException"/>.</summary>
+    private async Task<MonReply> MustAsync(Task<MonReply> request)
+    {
+        var reply = await request;
+        return reply.Status == MonReplyStatus.Ok ? reply : throw new MonRequestFailedException(reply);
+    }
+
+    /// <summary>
+    /// `osd create`: a new OSD id and entity osd.N with <paramref name="key"/> (generate it with
+    /// <see cref="Secret.Generate"/> and keep it: it is the OSD's key). Idempotent on <paramref name="uuid"/>: a retry
+    /// with the same uuid and key gets the same id. Needs mon 'allow *'. Throws <see cref="MonRequestFailedException"/>
+    /// (AlreadyExists: the uuid has another key, or the id is taken).
+    /// </summary>
+    public async Task<int> CreateOsdAsync(Guid uuid, Secret key, int? id = null, CancellationToken ct = default) =>
+        OsdCreate.ParseCreatedId(await MustAsync(CommandAsync(new OsdCreate(uuid, key, id), ct)));
+
+    /// <summary>The whole osdmap of <paramref name="epoch"/>, while the monitors keep it (the last
+    /// mon_min_osdmap_epochs, 500 by default). An epoch too old or not yet made: <see cref="MonRequestFailedException"/>
+    /// with <see cref="MonErrorCode.NotFound"/> and a message naming the epochs kept.</summary>
+    public async Task<OsdMap> GetOsdMapAsync(uint epoch, CancellationToken ct = default)
+    {
+        var reply = await MustAsync(QueryAsync(MonQuery.OsdMapAt, epoch.ToString(System.Globalization.CultureInfo.InvariantCulture), ct));
+        var map = OsdMap.FromBytes(reply.Data ?? []);
+        return map.Epoch == epoch ? map : throw new WireFormatException($"asked for osdmap epoch {epoch}, got {map.Epoch}");
+    }
+
+    /// <summary>An OSD's PG statistics to the leader (this client must be osd.N for N = <see cref="PgStatsReport.Osd"/>).
+    /// Kept in the leader's memory, not committed: send them again every few seconds.</summary>
+    public async Task ReportPgStatsAsync(PgStatsReport report, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(report);
+        await MustAsync(SendAsync(new MonRequest(_clientId, 0, null, MonQuery.PgStatsReport, Payload: report.Encode()), ct));
+    }
+
+    /// <summary>`pg ls [POOL]`: the latest statistics of every PG the leader has a report of (of one pool), in id order.</summary>
+    public async Task<IReadOnlyList<PgStat>> GetPgStatsAsync(string? pool = null, CancellationToken ct = default) =>
+        PgStat.DecodeDump((await MustAsync(QueryAsync(MonQuery.PgDump, pool ?? "", ct))).Data ?? []);
+
+    /// <summary>`df`: use per pool and per OSD from the PG statistics the leader holds.</summary>
+    public async Task<DfReport> GetDfAsync(CancellationToken ct = default) =>
+        DfReport.Decode((await MustAsync(QueryAsync(MonQuery.Df, "", ct))).Data ?? []);
 
     /// <summary>How long one monitor may take to answer before the next is tried.</summary>
     public TimeSpan AttemptTimeout { get; init; } = TimeSpan.FromSeconds(3);
@@ -128,8 +222,21 @@ public sealed class MonClient : IAsyncDisposable
     public async IAsyncEnumerable<OsdMap> WatchOsdMapAsync(OsdMap? have, [EnumeratorCancellation] CancellationToken ct = default)
     {
         var map = have;
+        var monMapCheck = Stopwatch.StartNew();
         while (true)
         {
+            if (monMapCheck.Elapsed >= MonMapCheckInterval)
+            {
+                monMapCheck.Restart();
+                try
+                {
+                    await RefreshMonMapAsync(ct);
+                }
+                catch (MonitorsUnavailableException)
+                {
+                    // The poll below meets the same trouble and reports it.
+                }
+            }
             var update = await PollAsync(MonQuery.OsdMapSince, map?.Epoch ?? 0, ct);
             switch (update.Kind)
             {
@@ -161,15 +268,17 @@ public sealed class MonClient : IAsyncDisposable
             {
                 var map = MonMap.FromBytes(update.Items[0]);
                 epoch = map.Epoch;
+                await UseMonMapAsync(map);
                 yield return map;
             }
         }
     }
 
-    private async Task<MapUpdate> PollAsync(MonQuery query, uint since, CancellationToken ct)
+    private async Task<MapUpdate> PollAsync(MonQuery query, uint since, CancellationToken ct, TimeSpan? wait = null)
     {
-        var wait = (int)Math.Min(PollWait.TotalMilliseconds, MonRequest.MaxWaitMs);
-        var reply = await SendAsync(new MonRequest(_clientId, 0, null, query, "", since, wait), ct, PollWait);
+        var hold = wait ?? PollWait;
+        var waitMs = (int)Math.Min(hold.TotalMilliseconds, MonRequest.MaxWaitMs);
+        var reply = await SendAsync(new MonRequest(_clientId, 0, null, query, "", since, waitMs), ct, hold);
         if (reply.Status != MonReplyStatus.Ok || reply.Data is not { } data)
         {
             throw new MonitorsUnavailableException($"subscription refused: {reply.Status}: {reply.Message}");
@@ -209,7 +318,9 @@ public sealed class MonClient : IAsyncDisposable
         var hops = 0;
         while (true)
         {
-            var target = _monitors[_current];
+            var monitors = _monitors;
+            var current = (_current & int.MaxValue) % monitors.Length;
+            var target = monitors[current];
             try
             {
                 var client = await ConnectAsync(target, deadline.Token);
@@ -218,7 +329,7 @@ public sealed class MonClient : IAsyncDisposable
                 switch (reply.Status)
                 {
                     case MonReplyStatus.NotLeader when reply.Leader is { } leader && IPEndPoint.TryParse(leader, out var ep)
-                        && IndexOf(ep) is var i && i >= 0 && i != _current && hops++ < _monitors.Count:
+                        && Array.IndexOf(monitors, ep) is var i && i >= 0 && i != current && hops++ < monitors.Length:
                         // Straight to the leader it names; a hint back to itself, to a monitor we do not know, or
                         // hops going round in circles (a stale hint) is handled like "no quorum": the next, after a pause.
                         _current = i;
@@ -230,7 +341,7 @@ public sealed class MonClient : IAsyncDisposable
                         break;
                     default:
                         if (request.Command is not null && reply.Leader is { } via && IPEndPoint.TryParse(via, out var leaderEp)
-                            && IndexOf(leaderEp) is var l && l >= 0 && l != _current && !RecentlyUnreachable(_monitors[l]))
+                            && Array.IndexOf(monitors, leaderEp) is var l && l >= 0 && l != current && !RecentlyUnreachable(monitors[l]))
                         {
                             // A peon forwarded this command to the leader it names: the next ones go there directly
                             // (unless we failed to reach it lately: then the peon that can reach it is the way).
@@ -245,11 +356,11 @@ public sealed class MonClient : IAsyncDisposable
                 // refusal by every monitor is final.
                 refusedBy.Add(target);
                 await DropAsync(target);
-                if (refusedBy.Count == _monitors.Count)
+                if (refusedBy.Count >= monitors.Length)
                 {
                     throw new MonitorsUnavailableException($"every monitor refused {_entity}: {e.Message} (check the keyring)");
                 }
-                _current = (_current + 1) % _monitors.Count;
+                _current = (current + 1) % monitors.Length;
                 continue;
             }
             catch (Exception e) when (e is TimeoutException or ConnectionClosedException || (e is OperationCanceledException && !deadline.IsCancellationRequested))
@@ -265,7 +376,7 @@ public sealed class MonClient : IAsyncDisposable
             {
                 throw Unavailable(reasons);
             }
-            _current = (_current + 1) % _monitors.Count;
+            _current = (current + 1) % monitors.Length;
             hops = 0;
             try
             {
@@ -291,18 +402,6 @@ public sealed class MonClient : IAsyncDisposable
         {
             return _unreachableSince.TryGetValue(monitor, out var at) && Environment.TickCount64 - at < UnreachableMemory.TotalMilliseconds;
         }
-    }
-
-    private int IndexOf(IPEndPoint endpoint)
-    {
-        for (var i = 0; i < _monitors.Count; i++)
-        {
-            if (_monitors[i].Equals(endpoint))
-            {
-                return i;
-            }
-        }
-        return -1;
     }
 
     /// <summary>A request to one monitor that gives up early when the monitor is gone (its connection dropped and
@@ -351,14 +450,18 @@ public sealed class MonClient : IAsyncDisposable
     private static readonly TimeSpan UnreachableCheckInterval = TimeSpan.FromMilliseconds(50);
 
     private MonitorsUnavailableException Unavailable(List<string> reasons) =>
-        new($"no monitor answered within {Deadline.TotalSeconds:0} s (monitors: {string.Join(", ", _monitors)}); last: {string.Join("; ", reasons.TakeLast(3))}");
+        new($"no monitor answered within {Deadline.TotalSeconds:0} s (monitors: {string.Join(", ", _monitors.Select(m => m.ToString()))}); last: {string.Join("; ", reasons.TakeLast(3))}");
 
     private async Task<MessengerClient> ConnectAsync(IPEndPoint target, CancellationToken ct)
     {
-        if (!_clients.TryGetValue(target, out var client))
+        MessengerClient? client;
+        lock (_clients)
         {
-            client = new MessengerClient(target, _entity, _key, ConnectionMode.Crc, new MessengerOptions(), (_, _) => ValueTask.CompletedTask, _log);
-            _clients[target] = client;
+            if (!_clients.TryGetValue(target, out client))
+            {
+                client = new MessengerClient(target, _entity, _key, ConnectionMode.Crc, new MessengerOptions(), (_, _) => ValueTask.CompletedTask, _log);
+                _clients[target] = client;
+            }
         }
         try
         {
@@ -374,7 +477,12 @@ public sealed class MonClient : IAsyncDisposable
 
     private async Task DropAsync(IPEndPoint target)
     {
-        if (_clients.Remove(target, out var client))
+        MessengerClient? client;
+        lock (_clients)
+        {
+            _clients.Remove(target, out client);
+        }
+        if (client is not null)
         {
             await client.DisposeAsync();
         }
@@ -382,10 +490,15 @@ public sealed class MonClient : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        foreach (var c in _clients.Values)
+        List<MessengerClient> clients;
+        lock (_clients)
+        {
+            clients = [.. _clients.Values];
+            _clients.Clear();
+        }
+        foreach (var c in clients)
         {
             await c.DisposeAsync();
         }
-        _clients.Clear();
     }
 }

@@ -73,6 +73,10 @@ public sealed class MonitorDaemon : IAsyncDisposable
     private readonly long _selfClientId = Random.Shared.NextInt64(1, long.MaxValue);
     private long _selfSeq;
     private TimeSpan _lastOsdCheck;
+    // The OSDs' PG statistics, kept by the leader only (loop state), and since when this monitor leads (the table's
+    // completeness for quota decisions counts from there).
+    private readonly PgStatsTable _pgStats = new();
+    private long _leadingSinceMs = long.MaxValue;
     private MonitorStore? _store;
     private PaxosNode? _node;
     private MonitorStateMachine? _machine;
@@ -380,6 +384,10 @@ public sealed class MonitorDaemon : IAsyncDisposable
         {
             return Task.FromResult(new MonReply(MonReplyStatus.Denied, 0, refusal));
         }
+        if (request.Command is null && request.Query == MonQuery.PgStatsReport)
+        {
+            return HandleStatsReport(who, caps, request);
+        }
         var need = request.Command switch
         {
             null => Access.Read,
@@ -395,6 +403,75 @@ public sealed class MonitorDaemon : IAsyncDisposable
         var done = new TaskCompletionSource<MonReply>();
         Post(() => Execute(who, request, done));
         return done.Task;
+    }
+
+    /// <summary>An OSD's PG statistics: only osd.N reports as N, with mon 'allow rx'; kept by the leader in memory
+    /// (<see cref="PgStatsTable"/>), never proposed.</summary>
+    private Task<MonReply> HandleStatsReport(string who, EntityCaps caps, MonRequest request)
+    {
+        PgStatsReport report;
+        try
+        {
+            report = PgStatsReport.Decode(request.Payload ?? []);
+        }
+        catch (WireFormatException e)
+        {
+            return Task.FromResult(new MonReply(MonReplyStatus.Invalid, 0, $"unreadable pg stats report: {e.Message}"));
+        }
+        var expected = $"osd.{report.Osd.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
+        if (who != expected || !Authorizer.IsAllowed(caps, "mon", Access.Read | Access.Execute))
+        {
+            return Task.FromResult(new MonReply(MonReplyStatus.Denied, 0, $"{who} may not report the PG statistics of {expected}: only {expected} itself, with mon 'allow rx'"));
+        }
+        var done = new TaskCompletionSource<MonReply>();
+        Post(() => done.TrySetResult(NotLeading() ?? RecordStats(report)));
+        return done.Task;
+    }
+
+    private MonReply RecordStats(PgStatsReport report)
+    {
+        var taken = _pgStats.Record(report, _machine!.State.Osd, Environment.TickCount64);
+        return new MonReply(MonReplyStatus.Ok, 0, $"{taken} of {report.Pgs.Count} PG stats taken");
+    }
+
+    /// <summary>Null when this monitor leads under its lease (it may answer from its own memory); else where to go.</summary>
+    private MonReply? NotLeading()
+    {
+        var node = _node!;
+        if (node.Role == PaxosRole.Leader && node.HoldsLease(Now))
+        {
+            return null;
+        }
+        return node.Leader is { } l && l != Id && CurrentMonMap().FindById(l) is { } leader
+            ? new MonReply(MonReplyStatus.NotLeader, 0, $"mon.{leader.Name} leads", leader.Address)
+            : NoQuorum();
+    }
+
+    /// <summary>`pg ls [POOL]` and `df` from the statistics this leader holds and its committed osdmap.</summary>
+    private MonReply StatsQuery(MonQuery query, string argument)
+    {
+        if (NotLeading() is { } elsewhere)
+        {
+            return elsewhere;
+        }
+        var map = _machine!.State.Osd;
+        _pgStats.Prune(map);
+        if (query == MonQuery.Df)
+        {
+            var df = _pgStats.Df(map);
+            return new MonReply(MonReplyStatus.Ok, 0, PgStatsTable.FormatDf(df), Data: df.Encode());
+        }
+        int? pool = null;
+        if (argument.Length > 0)
+        {
+            if (map.FindPool(argument) is not { } p)
+            {
+                return new MonReply(MonReplyStatus.Failed, (int)MonErrorCode.NotFound, $"pool '{argument}' does not exist");
+            }
+            pool = p.Id;
+        }
+        var stats = _pgStats.Dump(pool);
+        return new MonReply(MonReplyStatus.Ok, 0, PgStatsTable.FormatPgs(stats), Data: PgStat.EncodeDump(stats));
     }
 
     private static string NeedText(Access need) => need switch
@@ -464,6 +541,11 @@ public sealed class MonitorDaemon : IAsyncDisposable
             {
                 _watchers.Add(watcher);
             }
+            return;
+        }
+        if (request.Query is MonQuery.PgDump or MonQuery.Df)
+        {
+            done.TrySetResult(StatsQuery(request.Query, request.Argument));
             return;
         }
         // A ticket or a service's keys are for the asker: the monitor names it (the first line), never the client.
@@ -664,6 +746,12 @@ public sealed class MonitorDaemon : IAsyncDisposable
         {
             ProposeOwn(new OsdTick());
         }
+        _pgStats.Prune(_machine.State.Osd);
+        if (_pgStats.QuotaChanges(_machine.State.Osd, _leadingSinceMs) is { Count: > 0 } quota)
+        {
+            // Idempotent: proposed again a second later while the first is in flight, it changes nothing.
+            ProposeOwn(new PoolQuotaFlags(quota));
+        }
         foreach (var service in AuthDb.TicketServices)
         {
             if (_machine.State.Auth.NeedsRotation(service, wall.ToUnixTimeMilliseconds()))
@@ -689,6 +777,17 @@ public sealed class MonitorDaemon : IAsyncDisposable
         WakeWatchers();
         if ((node.Role, node.Leader, node.CommitIndex) != _statusOf)
         {
+            if (node.Role == PaxosRole.Leader && _statusOf.Item1 != PaxosRole.Leader)
+            {
+                // Leading anew: what an earlier term of ours heard may be stale; OSDs report again within seconds.
+                _pgStats.Clear();
+                _leadingSinceMs = Environment.TickCount64;
+            }
+            else if (node.Role != PaxosRole.Leader)
+            {
+                _pgStats.Clear();
+                _leadingSinceMs = long.MaxValue;
+            }
             _statusOf = (node.Role, node.Leader, node.CommitIndex);
             _leaderHint = node.Role != PaxosRole.Leader && node.Leader is { } led ? CurrentMonMap().FindById(led)?.Address : null;
             var leader = node.Leader is { } l ? NameOf(l) : "none";

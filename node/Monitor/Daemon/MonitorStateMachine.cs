@@ -17,17 +17,22 @@ namespace Appliance.Monitor.Daemon;
 public sealed class MonitorStateMachine : IStateMachine
 {
     private const byte EntryVersion = 1;
-    /// <summary>Osdmap increments kept for subscribers (older ones get the full map).</summary>
+    /// <summary>Osdmap epochs kept (increments for subscribers, whole maps for <see cref="MonQuery.OsdMapAt"/>) by
+    /// default: mon_min_osdmap_epochs sets it.</summary>
     public const int OsdHistoryLength = 500;
     private ClusterState _state;
     private OsdLiveness _liveness;
     // The encoded osdmap increments of the last epochs this member applied, oldest first (consecutive epochs).
     private readonly Queue<(uint Epoch, byte[] Bytes)> _osdHistory = new();
+    // The whole osdmaps of the last epochs this member holds, oldest first (consecutive, ending at the current one).
+    // Immutable maps share what did not change, so this costs far less than that many maps.
+    private readonly Queue<OsdMap> _osdMaps = new();
 
     public MonitorStateMachine(ClusterState initial)
     {
         _state = initial;
         _liveness = OsdLiveness.Start(DateTimeOffset.UnixEpoch); // the same on every member
+        _osdMaps.Enqueue(initial.Osd);
     }
 
     /// <summary>The committed maps as of the last applied entry (read it from the daemon's loop only).</summary>
@@ -89,10 +94,16 @@ public sealed class MonitorStateMachine : IStateMachine
             Applied++;
             if (inc.Osd is { } osd)
             {
+                var keep = (int)_state.Config.GetInt("mon_min_osdmap_epochs");
                 _osdHistory.Enqueue((osd.Epoch, MapCodec.ToBytes(osd.Encode)));
-                while (_osdHistory.Count > OsdHistoryLength)
+                _osdMaps.Enqueue(_state.Osd);
+                while (_osdHistory.Count > keep)
                 {
                     _osdHistory.Dequeue();
+                }
+                while (_osdMaps.Count > keep)
+                {
+                    _osdMaps.Dequeue();
                 }
             }
         }
@@ -123,6 +134,10 @@ public sealed class MonitorStateMachine : IStateMachine
                 }
                 var update = kind == MonQuery.OsdMapSince ? OsdMapSince(since) : MonMapSince(since);
                 return new MonReply(MonReplyStatus.Ok, 0, $"epoch {update.Epoch}", Data: update.Encode()).Encode();
+            }
+            if (kind == MonQuery.OsdMapAt)
+            {
+                return OsdMapAt(argument).Encode();
             }
             return Render(_state, kind, argument).Encode();
         }
@@ -223,6 +238,13 @@ public sealed class MonitorStateMachine : IStateMachine
                     b.AppendLine(CultureInfo.InvariantCulture, $"{k} = {v}");
                 }
                 return Ok(b);
+            case MonQuery.BlocklistList:
+                foreach (var (instance, expires) in s.Osd.Blocklist)
+                {
+                    b.AppendLine(CultureInfo.InvariantCulture, $"{instance} {DateTimeOffset.FromUnixTimeMilliseconds(expires):u}");
+                }
+                b.AppendLine(CultureInfo.InvariantCulture, $"listed {s.Osd.Blocklist.Count} entries");
+                return Ok(b);
             case MonQuery.Epochs:
                 b.AppendLine(CultureInfo.InvariantCulture, $"monmap {s.Mon.Epoch} osdmap {s.Osd.Epoch} audit {s.Audit.LastSeq} config {s.Config.MapVersion}");
                 return Ok(b);
@@ -246,6 +268,28 @@ public sealed class MonitorStateMachine : IStateMachine
             return new MapUpdate(MapUpdateKind.Increments, current, items);
         }
         return new MapUpdate(MapUpdateKind.Full, current, [_state.Osd.ToBytes()]);
+    }
+
+    /// <summary>The whole osdmap of the epoch named, while this member keeps it.</summary>
+    public MonReply OsdMapAt(string argument)
+    {
+        if (!uint.TryParse(argument, NumberStyles.None, CultureInfo.InvariantCulture, out var epoch) || epoch == 0)
+        {
+            return new MonReply(MonReplyStatus.Invalid, 0, $"an osdmap epoch is a number from 1, not '{argument}'");
+        }
+        var oldest = _osdMaps.Peek().Epoch;
+        var current = _state.Osd.Epoch;
+        if (epoch > current)
+        {
+            return new MonReply(MonReplyStatus.Failed, (int)MonErrorCode.NotFound, $"osdmap epoch {epoch} does not exist yet: the cluster is at epoch {current}");
+        }
+        if (epoch < oldest)
+        {
+            return new MonReply(MonReplyStatus.Failed, (int)MonErrorCode.NotFound,
+                $"osdmap epoch {epoch} is no longer kept: the monitors keep epochs {oldest} to {current} (mon_min_osdmap_epochs = {_state.Config.GetInt("mon_min_osdmap_epochs")})");
+        }
+        var map = _osdMaps.ElementAt((int)(epoch - oldest));
+        return new MonReply(MonReplyStatus.Ok, 0, $"osdmap epoch {epoch}", Data: map.ToBytes());
     }
 
     /// <summary>The monmap when it is newer than <paramref name="since"/>.</summary>
@@ -275,6 +319,8 @@ public sealed class MonitorStateMachine : IStateMachine
         r.ExpectEnd("monitor snapshot");
         // The increments before the snapshot are not known here: subscribers behind it get the full map.
         _osdHistory.Clear();
+        _osdMaps.Clear();
+        _osdMaps.Enqueue(_state.Osd);
         Applied++;
     }
 }

@@ -1,3 +1,5 @@
+using Appliance.Maps;
+
 namespace Appliance.Monitor.Maps;
 
 /// <summary>How bad it is: Ok, Warn (degraded but serving), Error (some data cannot be written or read).</summary>
@@ -23,12 +25,14 @@ public static class ClusterHealth
         ArgumentNullException.ThrowIfNull(state);
         var osd = state.Osd;
         var checks = new List<HealthCheck>();
-        var down = osd.Osds.Values.Where(o => !o.Up).Select(o => $"osd.{o.Id}").ToList();
+        // An OSD made by `osd create` that has not booted yet (no address) is neither down nor out in any useful sense.
+        var booted = osd.Osds.Values.Where(o => o.Address.Length > 0).ToList();
+        var down = booted.Where(o => !o.Up).Select(o => $"osd.{o.Id}").ToList();
         if (down.Count > 0)
         {
             checks.Add(new HealthCheck(HealthStatus.Warn, $"{down.Count} OSD(s) down: {string.Join(", ", down)}"));
         }
-        var outOsds = osd.Osds.Values.Where(o => !o.In).Select(o => $"osd.{o.Id}").ToList();
+        var outOsds = booted.Where(o => !o.In).Select(o => $"osd.{o.Id}").ToList();
         if (outOsds.Count > 0)
         {
             checks.Add(new HealthCheck(HealthStatus.Warn, $"{outOsds.Count} OSD(s) out: {string.Join(", ", outOsds)}"));
@@ -38,6 +42,11 @@ public static class ClusterHealth
             .Select(o => osd.FailureDomain == "osd" ? $"osd.{o.Id}" : o.Host).Distinct(StringComparer.Ordinal).Count();
         foreach (var pool in osd.Pools.Values)
         {
+            if (pool.Flags.HasFlag(PoolFlags.FullQuota))
+            {
+                checks.Add(new HealthCheck(HealthStatus.Warn,
+                    $"pool '{pool.Name}' is full (quota): writes that add data are refused; raise quota_max_objects / quota_max_bytes or delete objects"));
+            }
             if (domains < pool.MinSize)
             {
                 checks.Add(new HealthCheck(HealthStatus.Error,

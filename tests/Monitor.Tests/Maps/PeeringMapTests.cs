@@ -1,5 +1,6 @@
 using Appliance.Maps;
 using Appliance.Maps.Protocol;
+using Appliance.Monitor.Maps;
 using Appliance.Wire.Codec;
 
 namespace Appliance.Monitor.Tests.Maps;
@@ -181,6 +182,38 @@ public class PeeringMapTests
     }
 
     [Fact]
+    public void An_erasure_coded_pg_keeps_each_shards_position_when_an_osd_is_down_and_objects_map_to_pgs_by_stable_mod()
+    {
+        var c = ThreeOsds();
+        c.Must(new PoolCreate("ec", PoolType.Erasure, K: 2, M: 1, PgNum: 16));
+        var pool = c.State.Osd.FindPool("ec")!.Id;
+        var pg = new PgId(pool, 7);
+        var before = c.State.Osd.MapPg(pg);
+        Assert.Equal(3, before.Up.Count);
+        Assert.Equal([0, 1, 2], before.Up.Order().ToArray());
+        var victim = before.Up[1];
+        c.Must(new OsdFailureReport(victim, before.Up[0], Immediate: true));
+        var after = c.State.Osd.MapPg(pg);
+        // Shard 1 has no OSD now; shards 0 and 2 stay where they were.
+        Assert.Equal([before.Up[0], OsdMap.NoOsd, before.Up[2]], after.Up);
+        Assert.Equal(before.Up[0], after.UpPrimary);
+
+        // Objects: the PG is the name's hash by stable_mod, always below pg_num, and the same on every call.
+        var seen = new HashSet<uint>();
+        for (var i = 0; i < 200; i++)
+        {
+            var p = c.State.Osd.ObjectToPg(pool, $"obj-{i}");
+            Assert.Equal(pool, p.Pool);
+            Assert.True(p.Seed < 16);
+            Assert.Equal(p, c.State.Osd.ObjectToPg(pool, $"obj-{i}"));
+            seen.Add(p.Seed);
+        }
+        Assert.Equal(16, seen.Count);
+        Assert.Throws<ArgumentException>(() => c.State.Osd.MapPg(new PgId(pool, 16)));
+        Assert.Throws<ArgumentException>(() => c.State.Osd.ObjectToPg(pool + 1, "x"));
+    }
+
+    [Fact]
     public void An_increment_naming_an_osd_that_is_removed_drops_its_pg_temp()
     {
         var c = ThreeOsds();
@@ -237,6 +270,8 @@ public class PeeringMapTests
         Assert.Equal("allow rx", entity.Caps["mon"]);
         var osd = c.State.Osd.FindOsd(0)!;
         Assert.Equal((false, false, true, u0), (osd.Up, osd.In, osd.AutoOut, osd.Uuid));
+        // Not booted yet: health does not count it down or out.
+        Assert.DoesNotContain(ClusterHealth.Summarize(c.State).Checks, h => h.Message.Contains("osd.0", StringComparison.Ordinal));
 
         // A retry (same uuid, same key) answers the same id and changes nothing; another key for that uuid is refused.
         var retry = c.Run(new OsdCreate(u0, Cluster.Key(10)));
@@ -288,9 +323,11 @@ public class PeeringMapTests
         c.Must(new PoolQuotaFlags(new Dictionary<int, bool> { [vm] = true, [fs] = false, [99] = true }));
         Assert.Equal(PoolFlags.FullQuota, c.State.Osd.FindPool("vm")!.Flags);
         Assert.Equal(PoolFlags.None, c.State.Osd.FindPool("fs")!.Flags);
+        Assert.Contains(ClusterHealth.Summarize(c.State).Checks, h => h.Message.StartsWith("pool 'vm' is full (quota)", StringComparison.Ordinal));
         Assert.Null(c.Run(new PoolQuotaFlags(new Dictionary<int, bool> { [vm] = true })).Increment);
         c.Must(new PoolQuotaFlags(new Dictionary<int, bool> { [vm] = false }));
         Assert.Equal(PoolFlags.None, c.State.Osd.FindPool("vm")!.Flags);
+        Assert.DoesNotContain(ClusterHealth.Summarize(c.State).Checks, h => h.Message.Contains("full", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -1,0 +1,60 @@
+using Appliance.Maps;
+using Appliance.Maps.Protocol;
+using Appliance.Monitor.Maps;
+
+namespace Appliance.Monitor.Daemon.Tests;
+
+/// <summary>The leader's memory of PG statistics: whose reports count, and when quota flags may be decided.</summary>
+public sealed class PgStatsTableTests
+{
+    private static (OsdMap Map, int Pool) MapWithPool(ulong quotaObjects)
+    {
+        var state = ClusterState.Bootstrap(Guid.NewGuid(), [("a", "127.0.0.1:6789")], DateTimeOffset.UnixEpoch);
+        var liveness = OsdLiveness.Start(DateTimeOffset.UnixEpoch);
+        foreach (var command in new MonCommand[]
+        {
+            new OsdBoot(0, "10.0.0.1:6800", "h0", 0x10000), new OsdBoot(1, "10.0.0.2:6800", "h1", 0x10000),
+            new PoolCreate("q", Size: 2, PgNum: 2, QuotaMaxObjects: quotaObjects),
+        })
+        {
+            var o = MonOperations.Execute(state, liveness, command, "client.admin", DateTimeOffset.UnixEpoch);
+            Assert.True(o.Ok, o.Message);
+            state = state.Apply(o.Increment!);
+            liveness = o.Liveness;
+        }
+        return (state.Osd, state.Osd.FindPool("q")!.Id);
+    }
+
+    private static PgStat Stat(int pool, uint seed, ulong objects, int primary, uint epoch) =>
+        new(new PgId(pool, seed), "active+clean", objects, objects * 10, [primary, 1 - primary], primary, epoch);
+
+    [Fact]
+    public void Only_a_pgs_primary_counts_and_an_older_epochs_report_never_replaces_a_newer_one()
+    {
+        var (map, pool) = MapWithPool(0);
+        var table = new PgStatsTable();
+        Assert.Equal(1, table.Record(new PgStatsReport(0, 5, 100, 10, [Stat(pool, 0, 7, 0, 5), Stat(pool, 1, 9, 1, 5), Stat(pool, 9, 1, 0, 5)]), map, 1));
+        Assert.Equal([new PgId(pool, 0)], table.Dump().Select(s => s.Pg));
+        // The new primary reports at epoch 6; the old one's late report of epoch 5 is dropped.
+        Assert.Equal(1, table.Record(new PgStatsReport(1, 6, 100, 10, [Stat(pool, 0, 8, 1, 6)]), map, 2));
+        Assert.Equal(0, table.Record(new PgStatsReport(0, 5, 100, 10, [Stat(pool, 0, 3, 0, 5)]), map, 3));
+        Assert.Equal(8ul, table.Dump().Single().Objects);
+        Assert.Empty(table.Dump(pool + 1));
+        var df = table.Df(map);
+        Assert.Equal((8ul, 1, 2), (df.Pools.Single().Objects, df.Pools.Single().PgsReported, df.Pools.Single().PgNum));
+        Assert.Equal(1, df.Osds.Single(o => o.Osd == 1).Primaries);
+    }
+
+    [Fact]
+    public void Quota_flags_are_decided_only_for_pools_whose_every_pg_reported_to_this_leader()
+    {
+        var (map, pool) = MapWithPool(10);
+        var table = new PgStatsTable();
+        table.Record(new PgStatsReport(0, 5, 0, 0, [Stat(pool, 0, 20, 0, 5)]), map, 100);
+        Assert.Empty(table.QuotaChanges(map, 0)); // one of two PGs: not complete
+        table.Record(new PgStatsReport(1, 5, 0, 0, [Stat(pool, 1, 0, 1, 5)]), map, 100);
+        Assert.Equal(new Dictionary<int, bool> { [pool] = true }, table.QuotaChanges(map, 0));
+        // Reports from before this monitor led do not count.
+        Assert.Empty(table.QuotaChanges(map, 101));
+    }
+}
