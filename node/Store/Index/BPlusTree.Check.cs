@@ -74,7 +74,7 @@ public sealed partial class BPlusTree
             }
             if (entries != _count)
             {
-                errors.Add($"the leaves hold {entries} entries, the tree counts {_count}");
+                errors.Add($"the leaves hold {entries} entries, the tree counts {_count}{(errors.Count > 0 ? " (pages that failed their checks, and what is below them, are not counted)" : "")}");
             }
             if (!_changed && _root >= 0 && visited.Contains(_root))
             {
