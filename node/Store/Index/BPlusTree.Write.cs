@@ -1,3 +1,5 @@
+using System.Buffers.Binary;
+
 namespace Appliance.Store.Index;
 
 public sealed partial class BPlusTree
@@ -114,8 +116,8 @@ public sealed partial class BPlusTree
         {
             var first = await WriteOverflowAsync(value);
             var reference = new byte[Page.OverflowRefSize];
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(reference, (uint)value.Length);
-            System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(reference.AsSpan(4), first);
+            BinaryPrimitives.WriteUInt32LittleEndian(reference, (uint)value.Length);
+            BinaryPrimitives.WriteInt64LittleEndian(reference.AsSpan(4), first);
             cellLength = Page.WriteLeafCell(_leafCell, key.Span, reference, overflow: true);
         }
 
