@@ -4,7 +4,7 @@ using Appliance.Platform.Checksums;
 namespace Appliance.Store.Index;
 
 /// <summary>What a page holds.</summary>
-public enum PageKind : byte
+internal enum PageKind : byte
 {
     Leaf = 1,
     Branch = 2,
