@@ -16,7 +16,9 @@ namespace Appliance.Osd.Daemon;
 /// </summary>
 public sealed class MessengerPeers(int self, Func<CancellationToken, ValueTask<IssuedTicket>> tickets, MessengerOptions options, ILogger logger) : IOsdPeers, IAsyncDisposable
 {
-    private readonly ConcurrentDictionary<int, (string Address, MessengerClient Client)> _clients = new();
+    private readonly ConcurrentDictionary<int, Peer> _clients = new();
+
+    private sealed record Peer(string Address, MessengerClient Client, Task Started, DateTime Since);
     private volatile OsdMap? _map;
 
     /// <summary>A message that came back on a session to OSD (from): (from, type, payload).</summary>
@@ -25,9 +27,9 @@ public sealed class MessengerPeers(int self, Func<CancellationToken, ValueTask<I
     public void OnMap(OsdMap map)
     {
         _map = map;
-        foreach (var (osd, (address, client)) in _clients)
+        foreach (var (osd, peer) in _clients)
         {
-            if (map.FindOsd(osd) is not { Up: true } info || info.Address != address)
+            if (map.FindOsd(osd) is not { Up: true } info || info.Address != peer.Address)
             {
                 if (_clients.TryRemove(osd, out var gone))
                 {
@@ -45,7 +47,21 @@ public sealed class MessengerPeers(int self, Func<CancellationToken, ValueTask<I
     {
         if (_clients.TryGetValue(osd, out var existing))
         {
-            return existing.Client;
+            if (!existing.Started.IsFaulted)
+            {
+                return existing.Client;
+            }
+            // Its authentication was refused (final for a MessengerClient): the peer may not have had the key our
+            // ticket was sealed under yet (it fetches it when it sees the ticket). Replaced after a short pause.
+            if (DateTime.UtcNow - existing.Since < TimeSpan.FromMilliseconds(200))
+            {
+                throw new PeerUnavailableException(osd, $"osd.{osd} refused our ticket: {existing.Started.Exception?.InnerException?.Message}");
+            }
+            if (_clients.TryRemove(new KeyValuePair<int, Peer>(osd, existing)))
+            {
+                _ = existing.Client.DisposeAsync().AsTask();
+            }
+            return await ClientAsync(osd);
         }
         var info = _map?.FindOsd(osd);
         if (info is not { Up: true } || !IPEndPoint.TryParse(info.Address, out var endpoint))
@@ -55,12 +71,14 @@ public sealed class MessengerPeers(int self, Func<CancellationToken, ValueTask<I
         var client = new MessengerClient(endpoint, $"osd.{self}", tickets, ConnectionMode.Crc, options,
             (_, m) => Received?.Invoke(osd, m.Type, m.Payload) ?? ValueTask.CompletedTask,
             line => logger.LogDebug("peer osd.{Osd}: {Line}", osd, line));
-        if (!_clients.TryAdd(osd, (info.Address, client)))
+        var started = client.StartAsync();
+        if (!_clients.TryAdd(osd, new Peer(info.Address, client, started, DateTime.UtcNow)))
         {
             await client.DisposeAsync();
             return _clients[osd].Client;
         }
-        _ = client.StartAsync();
+        // Observed here so a refusal is not an unobserved exception; ClientAsync looks at it.
+        _ = started.ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
         return client;
     }
 

@@ -41,10 +41,12 @@ public sealed class OsdDaemon : IAsyncDisposable
     private IBlockDevice? _device;
     private ObjectStore? _store;
     private MonClient? _mon;
+    private MonClient? _subscription;
     private MessengerServer? _server;
     private MessengerPeers? _peers;
     private OsdService? _service;
     private ServiceSecrets? _keys;
+    private TaskCompletionSource _refreshKeys = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public OsdDaemon(OsdDaemonOptions options, ILoggerFactory loggers)
     {
@@ -75,9 +77,15 @@ public sealed class OsdDaemon : IAsyncDisposable
             throw new InvalidOperationException($"{_options.DataPath} belongs to osd.{_store.Superblock.OsdId}, not osd.{_options.Id}");
         }
 
-        _mon = new MonClient(conf.Monitors.Select(m => IPEndPoint.Parse(m.Address)), Entity, key,
-            line => _log.LogDebug("mon client: {Line}", line));
+        // Two monitor clients: a subscription poll is held by a monitor for up to 10 s, and tickets for peer
+        // sessions and commands must not wait behind it.
+        var monitors = conf.Monitors.Select(m => IPEndPoint.Parse(m.Address)).ToList();
+        _mon = new MonClient(monitors, Entity, key, line => _log.LogDebug("mon client: {Line}", line));
+        _subscription = new MonClient(monitors, Entity, key, line => _log.LogDebug("mon subscription: {Line}", line));
         _keys = await _mon.GetServiceKeysAsync("osd", ct);
+        // A ticket sealed under a key this OSD has not fetched yet (the monitors rotated one in since): fetch again
+        // now rather than at the next periodic refresh; the peer or client retries its connection meanwhile.
+        _keys.Missing = _ => _refreshKeys.TrySetResult();
         var messenger = new MessengerOptions();
         _peers = new MessengerPeers(_options.Id, _mon.TicketSource("osd"), messenger, _loggers.CreateLogger("Appliance.Osd.Peers"));
         _service = new OsdService(_options.Id, _store, _peers, new ObjectClassRegistry(), TimeProvider.System, _loggers.CreateLogger("Appliance.Osd.Pg"));
@@ -98,6 +106,7 @@ public sealed class OsdDaemon : IAsyncDisposable
         }
         _loops.Add(Task.Run(() => FollowMapsAsync(_stop.Token)));
         _loops.Add(Task.Run(() => HousekeepingAsync(_stop.Token)));
+        _loops.Add(Task.Run(() => RefreshKeysAsync(_stop.Token)));
         _log.LogInformation("{Osd} booted (store {Used}/{Total} bytes used)", Entity, _store.StatFs().UsedBytes, _store.StatFs().TotalBytes);
     }
 
@@ -108,7 +117,7 @@ public sealed class OsdDaemon : IAsyncDisposable
         {
             try
             {
-                await foreach (var map in _mon!.WatchOsdMapAsync(have, ct))
+                await foreach (var map in _subscription!.WatchOsdMapAsync(have, ct))
                 {
                     have = map;
                     _peers!.OnMap(map);
@@ -129,7 +138,6 @@ public sealed class OsdDaemon : IAsyncDisposable
 
     private async Task HousekeepingAsync(CancellationToken ct)
     {
-        var keysFetched = DateTimeOffset.UtcNow;
         var reported = new HashSet<(int Osd, uint Epoch)>();
         using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(500));
         while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
@@ -146,15 +154,44 @@ public sealed class OsdDaemon : IAsyncDisposable
                         await _mon!.CommandAsync(new OsdFailureReport(osd, _options.Id, Immediate: true), ct);
                     }
                 }
-                if (DateTimeOffset.UtcNow - keysFetched > TimeSpan.FromMinutes(10))
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (e is MonitorsUnavailableException or IOException or TimeoutException)
+            {
+                _log.LogWarning("{Osd}: housekeeping: {Error}", Entity, e.Message);
+            }
+        }
+    }
+
+    /// <summary>Fetches the service keys again every 10 minutes (they rotate every 30), or at once (at most once a
+    /// second) when a ticket named a key this OSD does not hold.</summary>
+    private async Task RefreshKeysAsync(CancellationToken ct)
+    {
+        while (!ct.IsCancellationRequested)
+        {
+            try
+            {
+                await _refreshKeys.Task.WaitAsync(TimeSpan.FromMinutes(10), ct);
+            }
+            catch (TimeoutException)
+            {
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            _refreshKeys = new(TaskCreationOptions.RunContinuationsAsynchronously);
+            try
+            {
+                var fresh = await _mon!.GetServiceKeysAsync("osd", ct);
+                foreach (var k in fresh.All)
                 {
-                    var fresh = await _mon!.GetServiceKeysAsync("osd", ct);
-                    foreach (var k in fresh.All)
-                    {
-                        _keys!.Add(k);
-                    }
-                    keysFetched = DateTimeOffset.UtcNow;
+                    _keys!.Add(k);
                 }
+                await Task.Delay(TimeSpan.FromSeconds(1), ct);
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested)
             {
@@ -162,7 +199,7 @@ public sealed class OsdDaemon : IAsyncDisposable
             }
             catch (Exception e) when (e is MonitorsUnavailableException or IOException or TimeoutException or AuthenticationException)
             {
-                _log.LogWarning("{Osd}: housekeeping: {Error}", Entity, e.Message);
+                _log.LogWarning("{Osd}: could not fetch the osd service keys: {Error}", Entity, e.Message);
             }
         }
     }
@@ -300,6 +337,10 @@ public sealed class OsdDaemon : IAsyncDisposable
         if (_mon is not null)
         {
             await _mon.DisposeAsync();
+        }
+        if (_subscription is not null)
+        {
+            await _subscription.DisposeAsync();
         }
         if (_store is not null)
         {

@@ -57,6 +57,12 @@ public sealed class ServiceSecrets(string service)
         }
     }
 
+    /// <summary>Called (on the verifying thread; keep it short) when a ticket names a key id this set does not
+    /// hold: a daemon fetches the keys again, since the monitors may have rotated in a newer one.</summary>
+    public Action<uint>? Missing { get; set; }
+
+    internal void OnMissing(uint id) => Missing?.Invoke(id);
+
     /// <summary>Every key held, in id order (a daemon adds them to the verifier's set when it fetches again).</summary>
     public IReadOnlyList<ServiceSecret> All
     {
@@ -145,7 +151,12 @@ public static class Tickets
             throw new AuthenticationException("ticket is truncated");
         }
         var id = BinaryPrimitives.ReadUInt32LittleEndian(ticket);
-        var secret = secrets.Find(id) ?? throw new AuthenticationException($"ticket was sealed with a {secrets.Service} secret this node does not hold (rotated out, or meant for another service)");
+        var secret = secrets.Find(id);
+        if (secret is null)
+        {
+            secrets.OnMissing(id);
+            throw new AuthenticationException($"ticket was sealed with a {secrets.Service} secret this node does not hold (rotated out, or meant for another service)");
+        }
         var plain = new byte[ticket.Length - 32];
         try
         {
