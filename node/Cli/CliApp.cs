@@ -24,6 +24,8 @@ public static partial class CliApp
         AddBlockDevCommands(root);
         AddFsCommands(root);
         AddMonitorCommands(root);
+        AddOsdCommands(root);
+        AddClusterCommands(root);
         return root;
     }
 
@@ -36,6 +38,10 @@ public static partial class CliApp
     static partial void AddFsCommands(RootCommand root);
 
     static partial void AddMonitorCommands(RootCommand root);
+
+    static partial void AddOsdCommands(RootCommand root);
+
+    static partial void AddClusterCommands(RootCommand root);
 
     public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken ct = default)
     {

@@ -99,8 +99,11 @@ public sealed partial class PlacementGroup
             {
                 // Nobody holds the PG: it is new (issue 10 adds past intervals to tell new from lost).
                 var create = new Transaction();
-                PgMeta.CreateCollection(create, Id, PgInfo.Empty(Id));
-                await _host.Store.SubmitAsync(create, ct);
+                CreateIfMissing(create);
+                if (create.Count > 0)
+                {
+                    await _host.Store.SubmitAsync(create, ct);
+                }
                 lock (_lock)
                 {
                     Exists = true;

@@ -92,15 +92,24 @@ public sealed partial class PlacementGroup
         return new PeerResult(OsdResult.Ok, "");
     }
 
+    /// <summary>Adds the PG's collection to <paramref name="t"/> unless the store holds it. <see cref="Exists"/> can
+    /// lag the store: a create submitted in an interval that ended before the submit returned (its wait cancelled)
+    /// is on disk while Exists stayed false; creating it again failed every later peering step of the PG on this
+    /// OSD ("collection exists already", seen when a pool is created while OSDs boot).</summary>
+    private void CreateIfMissing(Transaction t)
+    {
+        if (!Exists && !_host.Store.CollectionExists(Id.Collection))
+        {
+            PgMeta.CreateCollection(t, Id, PgInfo.Empty(Id));
+        }
+    }
+
     /// <summary>Applies a peering step to this OSD's copy (members on request, the primary to itself).</summary>
     internal async Task ApplyUpdateAsync(PgUpdate u)
     {
         var t = new Transaction();
         var c = Id.Collection;
-        if (!Exists)
-        {
-            PgMeta.CreateCollection(t, Id, PgInfo.Empty(Id));
-        }
+        CreateIfMissing(t);
         switch (u.Kind)
         {
             case PgUpdateKind.Merge:
@@ -256,10 +265,7 @@ public sealed partial class PlacementGroup
         var oid = new ObjectId(ch.Hash, ch.Name);
         var tmp = TempOf(oid);
         var t = new Transaction();
-        if (!Exists)
-        {
-            PgMeta.CreateCollection(t, Id, PgInfo.Empty(Id));
-        }
+        CreateIfMissing(t);
         if (ch.Exists)
         {
             if (ch.First)
