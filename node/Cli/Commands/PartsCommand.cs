@@ -19,7 +19,7 @@ public static class PartsCommand
         new("paxos", "node/Paxos", "ready: Multi-Paxos log (leases, batching, catch-up, trimming, single-member changes), checked in a seeded fault simulator", "-"),
         new("monitor", "node/Monitor", "in progress: monitor daemon (Paxos over the messenger, durable store), monmap/osdmap/auth/config/audit, leader-lease reads; no subscriptions yet", "mon bootstrap|run|status, status, pool, osd tree|out|in, auth, audit, config"),
         new("osd", "node/Osd", "planned: placement groups, peering, recovery, scrub", "-"),
-        new("client", "node/Client", "planned: the cluster client", "-"),
+        new("client", "node/Client", "in progress: the cluster client (osdmap subscription, requests to PG primaries resent with one tid under newer maps, deadlines, typed errors, watches, listing)", "object put|get|stat|ls|rm|bench"),
         new("blockdev", "blockdev", "in progress: the NBD server (fixed newstyle, structured replies, base:allocation, TLS, multi-conn) over local sparse images; cluster images are planned", "nbd serve, image create|ls|rm|resize|info"),
         new("fs", "fs", "in progress: our own FUSE kernel protocol over /dev/fuse (tested with an in-memory filesystem, appliance-testfs); the pool filesystem is planned", "-"),
         new("packaging", "packaging", "planned: .deb and systemd units", "-"),
