@@ -31,6 +31,10 @@ public sealed class ObjectCommandTests(ObjectClusterFixture fixture, ITestOutput
         var e = new StringWriter();
         var code = await CliApp.RunAsync([.. args, "--conf-dir", _cluster.ConfDir], o, e);
         output.WriteLine($"appliance {string.Join(' ', args)} -> {code}{(e.ToString().Length > 0 ? ": " + e.ToString().Trim() : "")}");
+        if (o.ToString().Length is > 0 and < 2000)
+        {
+            output.WriteLine(o.ToString().TrimEnd());
+        }
         return (code, o.ToString(), e.ToString());
     }
 
@@ -164,6 +168,8 @@ public sealed class ObjectCommandTests(ObjectClusterFixture fixture, ITestOutput
         Assert.Contains("auth caps", err);
         Assert.Equal(ExitCodes.PermissionDenied, (await RunAsync(["object", "put", "guarded", "new", dir.File("other"), "--id", "client.ro"])).Code);
         Assert.Equal(ExitCodes.PermissionDenied, (await RunAsync(["object", "rm", "guarded", "kept", "--id", "client.ro"])).Code);
+        // A bench in which every write is refused says why with the same code (and records no run).
+        Assert.Equal(ExitCodes.PermissionDenied, (await RunAsync(["object", "bench", "guarded", "--op", "write", "--seconds", "1", "--threads", "2", "--id", "client.ro"])).Code);
 
         // Nothing changed: the object holds what it held, and no other appeared.
         await OkAsync("object", "get", "guarded", "kept", dir.File("after"));
