@@ -12,7 +12,7 @@ public sealed class ObjectClusterFixture : IAsyncLifetime
 {
     internal LoopbackCluster Cluster { get; } = new();
 
-    public Task InitializeAsync() => Cluster.StartWithPoolsAsync(["objects", "bench", "guarded"], pgNum: 8);
+    public Task InitializeAsync() => Cluster.StartWithPoolsAsync(["objects", "bench", "guarded", "changing"], pgNum: 8);
 
     public async Task DisposeAsync() => await Cluster.DisposeAsync();
 }
@@ -116,6 +116,65 @@ public sealed class ObjectCommandTests(ObjectClusterFixture fixture, ITestOutput
         Assert.Equal(ExitCodes.NotFound, (await RunAsync(["object", "rm", "objects", "file-1-1"])).Code);
         Assert.Equal(ExitCodes.NotFound, (await RunAsync(["object", "stat", "objects", "file-1-1"])).Code);
         Assert.DoesNotContain("file-1-1", await OkAsync("object", "ls", "objects"));
+    }
+
+    [Fact]
+    public async Task A_get_fails_when_another_client_changes_the_object_between_its_pieces()
+    {
+        using var dir = new TempDir();
+        var rng = new Random(Seed());
+        var first = new byte[(8 << 20) + 4096];
+        var second = new byte[(8 << 20) + 4096];
+        rng.NextBytes(first);
+        rng.NextBytes(second);
+        await File.WriteAllBytesAsync(dir.File("first"), first);
+        await File.WriteAllBytesAsync(dir.File("second"), second);
+        await OkAsync("object", "put", "changing", "o", dir.File("first"));
+
+        // The get's first 8 MiB reach standard output; before it reads on, another put replaces the object.
+        var stdout = new ChangeOnFirstWrite(() => OkAsync("object", "put", "changing", "o", dir.File("second")));
+        var (code, _, err) = await RunAsync(["object", "get", "changing", "o"], stdout: stdout);
+        Assert.True(stdout.Changed);
+        Assert.Equal(ExitCodes.Failure, code);
+        Assert.Contains("changed by another client", err);
+        Assert.Equal(8 << 20, stdout.Written); // the first piece only: nothing of the second object follows it
+
+        await OkAsync("object", "get", "changing", "o", dir.File("back"));
+        var back = await File.ReadAllBytesAsync(dir.File("back"));
+        Assert.True(second.AsSpan().SequenceEqual(back), "the object is not the second put's");
+    }
+
+    /// <summary>Standard output that runs <paramref name="change"/> when the first bytes arrive, and counts them.</summary>
+    private sealed class ChangeOnFirstWrite(Func<Task> change) : Stream
+    {
+        public bool Changed { get; private set; }
+        public long Written { get; private set; }
+
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            Written += buffer.Length;
+            if (!Changed)
+            {
+                Changed = true;
+                await change();
+            }
+        }
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => Written;
+        public override long Position { get => Written; set => throw new NotSupportedException(); }
+        public override void Flush()
+        {
+        }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
     }
 
     [Fact]
