@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Appliance.Cli.Commands;
 using Appliance.Cli.Common;
+using Appliance.Client;
 using Appliance.Platform.Native;
 
 namespace Appliance.Cli;
@@ -26,6 +27,7 @@ public static partial class CliApp
         AddMonitorCommands(root);
         AddOsdCommands(root);
         AddClusterCommands(root);
+        AddObjectCommands(root);
         return root;
     }
 
@@ -42,6 +44,8 @@ public static partial class CliApp
     static partial void AddOsdCommands(RootCommand root);
 
     static partial void AddClusterCommands(RootCommand root);
+
+    static partial void AddObjectCommands(RootCommand root);
 
     public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken ct = default)
     {
@@ -100,6 +104,17 @@ public static partial class CliApp
             PlatformNotFoundException p => (ExitCodes.NotFound, p.Message),
             PlatformAccessException p => (ExitCodes.PermissionDenied, p.Message + " (run as root, or fix the file's owner and mode)"),
             PlatformException p => (ExitCodes.Failure, p.Message),
+            // The cluster client's errors (node/Client/ClientErrors.cs), whichever command met them.
+            PoolNotFoundException p => (ExitCodes.NotFound, $"pool {p.Pool} does not exist; list pools with `appliance pool ls`"),
+            ObjectNotFoundException o => (ExitCodes.NotFound, $"object {o.ObjectName} does not exist (PG {o.Pg}); list a pool's objects with `appliance object ls POOL`"),
+            PermissionDeniedException d => (ExitCodes.PermissionDenied, $"{d.Message}; an administrator can grant it with `appliance auth caps ENTITY mon 'allow r' osd 'allow rw pool=POOL'`"),
+            InvalidRequestException i => (ExitCodes.InvalidInput, i.Message),
+            GuardFailedException g => (ExitCodes.Failure, $"object {g.ObjectName} was changed by another client while this command worked on it; run the command again"),
+            QuotaExceededException q => (ExitCodes.Failure, $"{q.Message}; remove objects or raise the pool's quota with `appliance pool set POOL quota_max_bytes SIZE`"),
+            ClusterFullException f => (ExitCodes.Failure, $"{f.Message}; add OSDs or remove data"),
+            OsdRequestTimeoutException t => (ExitCodes.Failure, $"{t.Message}; see `appliance status` and `appliance osd tree` for OSDs down or PGs not active"),
+            ClusterUnavailableException u => (ExitCodes.Failure, $"{u.Message}; check the monitors with `appliance mon status`"),
+            ClusterClientException c => (ExitCodes.Failure, c.Message),
             _ => (0, ""),
         };
         return code != 0;

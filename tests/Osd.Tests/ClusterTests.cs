@@ -2,6 +2,7 @@ using Appliance.Client;
 using Appliance.Maps.Protocol;
 using Appliance.Osd.Protocol;
 using Appliance.Store;
+using Appliance.Tests.Support;
 
 namespace Appliance.Osd.Tests;
 
@@ -14,7 +15,7 @@ public sealed class ClusterTests
     [Fact]
     public async Task Objects_survive_an_OSD_crash_and_the_OSD_catches_up_when_it_returns()
     {
-        await using var c = new ClusterHarness.LocalCluster();
+        await using var c = new LoopbackCluster();
         await c.StartMonitorsAsync();
         await using var admin = c.MonClient();
         var ids = new List<int>();
@@ -28,7 +29,7 @@ public sealed class ClusterTests
         }
         var created = await admin.CommandAsync(new PoolCreate("data", Size: 3, MinSize: 2, PgNum: 16));
         Assert.True(created.Status == MonReplyStatus.Ok, created.Message);
-        await c.WaitCleanAsync(admin);
+        await c.WaitCleanAsync();
 
         await using var client = await ClusterClient.ConnectAsync(c.MonitorAddresses, "client.admin", c.Admin.Key);
         var pool = client.OpenPool("data");
@@ -60,7 +61,7 @@ public sealed class ClusterTests
 
         // It comes back: it boots, peers, catches up; every PG is active+clean and every copy equal.
         await c.StartOsdAsync(ids[2]);
-        await c.WaitCleanAsync(admin);
+        await c.WaitCleanAsync();
         foreach (var (name, data) in expected)
         {
             Assert.Equal(data, (await pool.ReadAsync(name, 0, 0)).ToArray());

@@ -4,6 +4,7 @@ using Appliance.Maps.Client;
 using Appliance.Maps.Protocol;
 using Appliance.Osd.Protocol;
 using Appliance.Wire.Auth;
+using Appliance.Tests.Support;
 using Appliance.Wire.Messenger;
 
 namespace Appliance.Osd.Tests;
@@ -14,7 +15,7 @@ namespace Appliance.Osd.Tests;
 /// </summary>
 public sealed class SecurityTests : IAsyncLifetime
 {
-    private readonly ClusterHarness.LocalCluster _c = new();
+    private readonly LoopbackCluster _c = new();
     private MonClient _admin = null!;
     private OsdMap _map = null!;
 
@@ -31,7 +32,7 @@ public sealed class SecurityTests : IAsyncLifetime
             var r = await _admin.CommandAsync(new PoolCreate(pool, Size: 3, MinSize: 2, PgNum: 4));
             Assert.True(r.Status == MonReplyStatus.Ok, r.Message);
         }
-        await _c.WaitCleanAsync(_admin);
+        await _c.WaitCleanAsync();
         _map = _c.Osds.Values.Select(o => o.Service!.Map!).MaxBy(m => m.Epoch)!;
     }
 

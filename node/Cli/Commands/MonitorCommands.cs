@@ -24,7 +24,7 @@ public static class MonitorCommands
         Recursive = true,
     };
 
-    private static readonly Option<string> Entity = new("--id")
+    internal static readonly Option<string> Entity = new("--id")
     {
         Description = "Who to authenticate as. Default: client.admin.",
         Recursive = true,
@@ -102,12 +102,18 @@ public static class MonitorCommands
         var conf = LoadConf(parse);
         var entity = parse.GetValue(Entity) ?? "client.admin";
         var key = LoadKey(parse, entity);
+        return new MonClient(conf.Monitors.Select(m => IPEndPoint.Parse(m.Address)), entity, key.Key) { Deadline = TimeoutOf(parse) };
+    }
+
+    /// <summary>--timeout, checked (default 30 s).</summary>
+    internal static TimeSpan TimeoutOf(ParseResult parse)
+    {
         var timeout = parse.GetValue(ClientTimeout) ?? 30;
         if (timeout is <= 0 or > 86400)
         {
             throw new CliException(ExitCodes.InvalidInput, $"--timeout {timeout} is not a number of seconds between 0 and 86400");
         }
-        return new MonClient(conf.Monitors.Select(m => IPEndPoint.Parse(m.Address)), entity, key.Key) { Deadline = TimeSpan.FromSeconds(timeout) };
+        return TimeSpan.FromSeconds(timeout);
     }
 
     /// <summary>Prints a reply's text or turns its failure into the documented exit code.</summary>
@@ -327,7 +333,7 @@ public static class MonitorCommands
         return c;
     }
 
-    private static void AddCommon(Command c)
+    internal static void AddCommon(Command c)
     {
         c.Options.Add(ConfDir);
         c.Options.Add(Entity);

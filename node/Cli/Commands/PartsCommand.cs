@@ -20,7 +20,7 @@ public static class PartsCommand
         new("maps", "node/Maps", "ready: monmap/osdmap (pg_temp, primary_temp, blocklist, up_thru, PG placement), the monitor protocol, MonClient (subscriptions that follow the monmap, past osdmaps)", "-"),
         new("monitor", "node/Monitor", "in progress: monitor daemon (Paxos over the messenger, durable store), monmap/osdmap/auth/config/audit, leader-lease reads, map subscriptions, osd create, PG statistics and df in the leader's memory", "mon bootstrap|run|status|add|rm, status, pool, osd tree|out|in|watch|blocklist, pg ls, df, auth, audit, config"),
         new("osd", "node/Osd", "in progress: the OSD daemon; placement groups with PG logs, replication, peering, recovery, backfill, method classes, watch/notify; erasure coding and scrub planned", "osd create|run, cluster up|down"),
-        new("client", "node/Client", "in progress: the cluster client (osdmap subscription, placement, resends, watches)", "cluster up (its probe of every PG)"),
+        new("client", "node/Client", "in progress: the cluster client (osdmap subscription, requests to PG primaries resent with one tid under newer maps, deadlines, typed errors, watches, listing)", "object put|get|stat|ls|rm|bench, cluster up (its probe of every PG)"),
         new("blockdev", "blockdev", "in progress: the NBD server (fixed newstyle, structured replies, base:allocation, TLS, multi-conn) over local sparse images; cluster images are planned", "nbd serve, image create|ls|rm|resize|info"),
         new("fs", "fs", "in progress: our own FUSE kernel protocol over /dev/fuse (tested with an in-memory filesystem, appliance-testfs); the pool filesystem is planned", "-"),
         new("packaging", "packaging", "planned: .deb and systemd units", "-"),

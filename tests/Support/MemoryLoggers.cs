@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Logging;
 
-namespace Appliance.Osd.Tests;
+namespace Appliance.Tests.Support;
 
 /// <summary>Loggers that keep every line in memory (printed when a test fails, or always with APPLIANCE_TEST_LOG=1).</summary>
 internal sealed class MemoryLoggers(string prefix) : ILoggerFactory
