@@ -2,7 +2,7 @@
 # The README's main command: builds the `appliance` program (Release) and brings up a local cluster on this machine
 # with `appliance cluster up` — three monitors (a Paxos quorum on loopback ports) and three OSDs on sparse disk files,
 # a replicated pool `data` with its copies on distinct OSDs — then writes and reads an object, shows the cluster's
-# status, and leaves it running (it prints the command that stops it). Running it again starts only what is not
+# status, runs a 5 s object bench, and leaves it running (it prints the command that stops it). Running it again starts only what is not
 # running. The cluster lives in $APPLIANCE_DATA/cluster (default .data/cluster, ignored by git).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,21 +27,18 @@ export APPLIANCE_CONF_DIR="$cluster/conf"
 echo
 echo "== an object written and read back through the cluster"
 echo "hello from $(hostname) at $(date -u +%FT%TZ)" >"$cluster/hello.txt"
-# SWAP when `appliance object put/get` lands (being added beside this branch): until then this step only says so;
-# `cluster up` above has already written, read back and removed one object in every PG of pool data.
-if appliance --help | grep -qE '^ +object( |$)'; then   # (`appliance object --help` exits 0 either way: it prints the root help)
-  appliance object put --pool data hello "$cluster/hello.txt"
-  appliance object get --pool data hello "$cluster/hello.back"
-  cmp "$cluster/hello.txt" "$cluster/hello.back" && echo "object hello: written and read back, byte for byte"
-else
-  echo "(appliance object put/get is not in this build yet; cluster up wrote and read a probe object in every PG)"
-fi
+appliance object put data hello "$cluster/hello.txt"
+appliance object get data hello "$cluster/hello.back"
+cmp "$cluster/hello.txt" "$cluster/hello.back" && echo "object hello: written and read back, byte for byte"
 echo
 echo "== appliance status"
 appliance status
 echo
 echo "== appliance osd tree"
 appliance osd tree
+echo
+echo "== appliance object bench data --op write --size 4K --threads 16 --seconds 5 --cleanup"
+appliance object bench data --op write --size 4K --threads 16 --seconds 5 --cleanup
 echo
 echo "The cluster keeps running. Reach it from any command with:"
 echo "  export APPLIANCE_CONF_DIR=$cluster/conf      (program: dotnet $program)"
