@@ -30,6 +30,19 @@ public sealed class ClusterTests
         var created = await admin.CommandAsync(new PoolCreate("data", Size: 3, MinSize: 2, PgNum: 16));
         Assert.True(created.Status == MonReplyStatus.Ok, created.Message);
         await c.WaitCleanAsync();
+        // The primaries report their PGs to the monitors: `pg ls` shows every PG of the pool active+clean.
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        IReadOnlyList<PgStat> stats = [];
+        while (DateTime.UtcNow < deadline)
+        {
+            stats = await admin.GetPgStatsAsync("data");
+            if (stats.Count == 16 && stats.All(p => p.State == "active+clean" && p.Acting.Count == 3))
+            {
+                break;
+            }
+            await Task.Delay(100);
+        }
+        Assert.True(stats.Count == 16 && stats.All(p => p.State == "active+clean"), string.Join(' ', stats.Select(p => $"{p.Pg}:{p.State}")));
 
         await using var client = await ClusterClient.ConnectAsync(c.MonitorAddresses, "client.admin", c.Admin.Key);
         var pool = client.OpenPool("data");

@@ -139,12 +139,27 @@ public sealed class OsdDaemon : IAsyncDisposable
     private async Task HousekeepingAsync(CancellationToken ct)
     {
         var reported = new HashSet<(int Osd, uint Epoch)>();
+        var lastStats = DateTime.MinValue;
         using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(500));
         while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
         {
             try
             {
                 var map = _service!.Map;
+                if (map is not null && DateTime.UtcNow - lastStats >= _options.StatsInterval)
+                {
+                    // What `pg ls`, `df`, `status` and pool quotas read: the PGs this OSD is the primary of.
+                    lastStats = DateTime.UtcNow;
+                    var fs = _store!.StatFs();
+                    var pgs = _service.PrimaryStats()
+                        .Select(p => new PgStat(p.Pg, p.State, (ulong)Math.Max(0, p.Objects), (ulong)Math.Max(0, p.Bytes), p.Acting, p.Primary, map.Epoch))
+                        .ToList();
+                    for (var i = 0; i < pgs.Count || i == 0; i += PgStatsReport.MaxPgs)
+                    {
+                        await _mon!.ReportPgStatsAsync(new PgStatsReport(_options.Id, map.Epoch, (ulong)fs.TotalBytes, (ulong)fs.UsedBytes,
+                            pgs.Skip(i).Take(PgStatsReport.MaxPgs).ToList()), ct);
+                    }
+                }
                 // A peer that refuses or resets connections is reported at once (silent failures wait for heartbeats).
                 foreach (var osd in _peers!.Unreachable())
                 {
@@ -159,7 +174,7 @@ public sealed class OsdDaemon : IAsyncDisposable
             {
                 return;
             }
-            catch (Exception e) when (e is MonitorsUnavailableException or IOException or TimeoutException)
+            catch (Exception e) when (e is MonitorsUnavailableException or MonRequestFailedException or IOException or TimeoutException)
             {
                 _log.LogWarning("{Osd}: housekeeping: {Error}", Entity, e.Message);
             }
