@@ -41,6 +41,13 @@ internal sealed class InProcessCluster : IAsyncDisposable
 
     public IEnumerable<OsdService> Running => _osds.Values;
 
+    /// <summary>Runs a monitor command the way the leader would and gives the new map to every OSD.</summary>
+    public void Command(MonCommand c)
+    {
+        Must(c);
+        Publish();
+    }
+
     private void Must(MonCommand c)
     {
         var o = MonOperations.Execute(_state, _liveness, c, "client.admin", _now);

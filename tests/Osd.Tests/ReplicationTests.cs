@@ -1,3 +1,4 @@
+using Appliance.Maps.Protocol;
 using Appliance.Maps;
 using System.Text;
 using Appliance.Osd.Pg;
@@ -172,5 +173,32 @@ public sealed class ReplicationTests
             await AssertReplicasEqualAsync(c, $"b{i}", Encoding.ASCII.GetBytes($"x{i}"));
         }
         Assert.All(c.Running.SelectMany(o => o.Pgs).Where(p => p.Phase == PgPhase.Active), p => Assert.Empty(p.Missing));
+    }
+
+    [Fact]
+    public async Task A_blocklisted_client_instance_is_refused_from_the_epoch_that_adds_it()
+    {
+        await using var c = new InProcessCluster();
+        await c.StartAsync(osds: 3, size: 3, minSize: 2, pgNum: 4);
+        Assert.Equal(OsdResult.Ok, (await c.ExecuteAsync("data", "lock", [OsdOp.WriteFull("mine"u8.ToArray())])).Result);
+        // InProcessCluster's client is client.admin with nonce 42.
+        c.Command(new OsdBlocklistAdd("client.admin:42"));
+        var late = await c.ExecuteAsync("data", "lock", [OsdOp.WriteFull("late"u8.ToArray())]);
+        Assert.Equal(OsdResult.Blocklisted, late.Result);
+        Assert.Contains("client.admin:42", late.Message, StringComparison.Ordinal);
+        c.Command(new OsdBlocklistRemove("client.admin:42"));
+        Assert.Equal("mine", Encoding.ASCII.GetString(await ReadAllAsync(c, "lock")));
+    }
+
+    [Fact]
+    public async Task A_pool_over_its_quota_refuses_writes_that_add_data_but_not_deletes()
+    {
+        await using var c = new InProcessCluster();
+        await c.StartAsync(osds: 3, size: 3, minSize: 2, pgNum: 4);
+        Assert.Equal(OsdResult.Ok, (await c.ExecuteAsync("data", "a", [OsdOp.WriteFull("x"u8.ToArray())])).Result);
+        c.Command(new PoolQuotaFlags(new Dictionary<int, bool> { [c.Map.FindPool("data")!.Id] = true }));
+        Assert.Equal(OsdResult.QuotaExceeded, (await c.ExecuteAsync("data", "b", [OsdOp.WriteFull("y"u8.ToArray())])).Result);
+        Assert.Equal(OsdResult.Ok, (await c.ExecuteAsync("data", "a", [OsdOp.Delete()])).Result);
+        Assert.Equal(OsdResult.NotFound, (await c.ExecuteAsync("data", "b", [OsdOp.Stat()])).Result);
     }
 }

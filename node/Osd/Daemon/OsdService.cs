@@ -142,6 +142,10 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
 
     public (int Result, string Message)? WriteRefusal(int pool, IReadOnlyList<int> acting)
     {
+        if (_map?.Pools.GetValueOrDefault(pool) is { } info && (info.Flags & PoolFlags.FullQuota) != 0)
+        {
+            return (OsdResult.QuotaExceeded, $"pool {info.Name} is over its quota (objects {info.QuotaMaxObjects}, bytes {info.QuotaMaxBytes}); raise it with `appliance pool set {info.Name} quota_max_bytes N` or remove data");
+        }
         var fs = Store.StatFs();
         var (total, used) = (fs.TotalBytes, fs.UsedBytes);
         if (total > 0 && used >= FullRatio * total)
@@ -167,6 +171,13 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
         if (map is null || map.Pools.GetValueOrDefault(req.Pg.Pool) is not { } pool)
         {
             return Refuse(OsdResult.NotFound, $"pool {req.Pg.Pool} does not exist");
+        }
+        // Fencing: a client instance the monitors blocklisted is refused from the epoch that adds it, so a server
+        // that was taken over cannot write late (DESIGN: NBD takeover).
+        var instance = $"{entity}:{req.ClientNonce}";
+        if (map.IsBlocklisted(instance))
+        {
+            return Refuse(OsdResult.Blocklisted, $"{instance} is blocklisted in osdmap epoch {map.Epoch}");
         }
         var isList = req.Ops.Count == 1 && req.Ops[0].Code == OsdOpCode.PgList;
         if (!isList && Limits.CheckObjectName(req.Object) is { } bad)

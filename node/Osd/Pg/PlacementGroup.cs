@@ -236,7 +236,8 @@ public sealed partial class PlacementGroup
                 var meta = result.Result < 0 ? null : await Backend.StatAsync(oid, linked.Token);
                 return Reply(req, result.Result, result.Message, result.Outputs, Log.Head, meta?.Version ?? 0);
             }
-            if (_host.WriteRefusal(Id.Pool, interval.Acting) is { } refusal)
+            // Full and quota refusals spare requests that add nothing (deletes, truncates): they are how space comes back.
+            if ((result.BytesDelta > 0 || result.ObjectsDelta > 0) && _host.WriteRefusal(Id.Pool, interval.Acting) is { } refusal)
             {
                 return Reply(req, refusal.Result, refusal.Message);
             }
