@@ -45,12 +45,7 @@ public sealed class ObjectCommandTests(ObjectClusterFixture fixture, ITestOutput
         return stdout;
     }
 
-    private int Seed()
-    {
-        var seed = int.TryParse(Environment.GetEnvironmentVariable("APPLIANCE_SEED"), out var s) ? s : Random.Shared.Next();
-        output.WriteLine($"APPLIANCE_SEED={seed}");
-        return seed;
-    }
+    private int Seed() => TestSeed.Get(nameof(ObjectCommandTests), output);
 
     [Fact]
     public async Task Put_get_stat_ls_and_rm_keep_every_byte_and_a_removed_object_is_not_found()

@@ -14,8 +14,7 @@ public class ChurnTests
     [Fact]
     public async Task Appends_through_primaries_that_die_after_applying_are_applied_exactly_once()
     {
-        var seed = int.TryParse(Environment.GetEnvironmentVariable("APPLIANCE_SEED"), out var s) ? s : 4242;
-        Console.WriteLine($"APPLIANCE_SEED={seed}");
+        var seed = TestSeed.Get(nameof(Appends_through_primaries_that_die_after_applying_are_applied_exactly_once), fallback: 4242);
         var random = new Random(seed);
         await using var cluster = new TestCluster(4);
         var shared = new FakeObjects();

@@ -69,7 +69,7 @@ public class CliTests
     [Fact]
     public async Task CheckSh_AgainstBuiltProgram()
     {
-        var full = Environment.GetEnvironmentVariable("APPLIANCE_SOAK") == "1";
+        var full = TestSeed.Soak;
         var psi = new ProcessStartInfo("bash")
         {
             RedirectStandardOutput = true,

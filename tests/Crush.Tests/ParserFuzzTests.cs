@@ -18,7 +18,7 @@ public class ParserFuzzTests(ITestOutputHelper output)
 
     private static int Iterations(int normal) =>
         int.TryParse(Environment.GetEnvironmentVariable("CRUSH_FUZZ_ITERATIONS"), out var n) ? n
-        : Environment.GetEnvironmentVariable("APPLIANCE_SOAK") == "1" ? normal * 50 : normal;
+        : TestSeed.Soak ? normal * 50 : normal;
 
     private static readonly string[] Words =
     [

@@ -7,16 +7,9 @@ namespace Appliance.Store.Tests;
 public static class TestSupport
 {
     /// <summary>The seed of randomized tests: APPLIANCE_SEED if set, else a fresh one. Printed so a failure replays.</summary>
-    public static int Seed(ITestOutputHelper output, string test)
-    {
-        var env = Environment.GetEnvironmentVariable("APPLIANCE_SEED");
-        var seed = env is not null ? int.Parse(env, System.Globalization.CultureInfo.InvariantCulture) : Random.Shared.Next();
-        output.WriteLine($"{test}: APPLIANCE_SEED={seed}");
-        Console.WriteLine($"{test}: APPLIANCE_SEED={seed}");
-        return seed;
-    }
+    public static int Seed(ITestOutputHelper output, string test) => TestSeed.Get(test, output);
 
-    public static bool Soak => Environment.GetEnvironmentVariable("APPLIANCE_SOAK") == "1";
+    public static bool Soak => TestSeed.Soak;
 
     /// <summary>A small store geometry for tests: a short journal (wraps and checkpoints often).</summary>
     public static MkfsOptions Small(long journal = 512 << 10, long checkpoint = 128 << 10) =>

@@ -113,10 +113,9 @@ public sealed class DispatchTests : IDisposable
     [Fact]
     public void Random_requests_get_exactly_one_well_formed_reply_each()
     {
-        var seed = int.TryParse(Environment.GetEnvironmentVariable("APPLIANCE_SEED"), out var s) ? s : Random.Shared.Next();
-        _output.WriteLine($"APPLIANCE_SEED={seed}");
+        var seed = TestSeed.Get(nameof(Random_requests_get_exactly_one_well_formed_reply_each), _output);
         var rng = new Random(seed);
-        var count = Environment.GetEnvironmentVariable("APPLIANCE_SOAK") == "1" ? 200_000 : 5_000;
+        var count = TestSeed.Soak ? 200_000 : 5_000;
         Call(FuseOpcode.Init, 0, Bytes(new fuse_init_in { major = 7, minor = 45, flags = uint.MaxValue }));
         var opcodes = Enum.GetValues<FuseOpcode>().Where(o => o is not (FuseOpcode.Init or FuseOpcode.Destroy)).ToArray();
         for (var i = 0; i < count; i++)

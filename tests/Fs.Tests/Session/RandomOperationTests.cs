@@ -40,12 +40,9 @@ public class RandomOperationTests(ITestOutputHelper output)
     [InlineData("writeback-cache")]
     public async Task Mount_and_local_disk_give_identical_results(string variant)
     {
-        var seed = int.TryParse(Environment.GetEnvironmentVariable("APPLIANCE_SEED"), CultureInfo.InvariantCulture, out var s)
-            ? s : Random.Shared.Next();
-        var soak = Environment.GetEnvironmentVariable("APPLIANCE_SOAK") == "1";
+        var soak = TestSeed.Soak;
         var count = soak ? 20_000 : 600;
-        output.WriteLine($"APPLIANCE_SEED={seed} ({count} operations, {variant})");
-        Console.WriteLine($"RandomOperationTests({variant}): APPLIANCE_SEED={seed}");
+        var seed = TestSeed.Get($"RandomOperationTests({variant}, {count} operations)", output);
 
         var local = TestMount.NewDirectory("local");
         var outcomes = new Dictionary<string, int>();

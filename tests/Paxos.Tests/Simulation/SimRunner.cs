@@ -7,13 +7,9 @@ namespace Appliance.Paxos.Tests.Simulation;
 /// multiplies the number of schedules by 25.</summary>
 public static class SimRunner
 {
-    public static bool Soak => Environment.GetEnvironmentVariable("APPLIANCE_SOAK") == "1";
+    public static bool Soak => TestSeed.Soak;
 
-    public static int BaseSeed()
-    {
-        var env = Environment.GetEnvironmentVariable("APPLIANCE_SEED");
-        return env is not null ? int.Parse(env, System.Globalization.CultureInfo.InvariantCulture) : Random.Shared.Next();
-    }
+    public static int BaseSeed() => TestSeed.FromEnvironment ?? Random.Shared.Next();
 
     public static int Scale(int schedules) => Soak ? schedules * 25 : schedules;
 

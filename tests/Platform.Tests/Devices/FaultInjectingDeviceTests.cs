@@ -228,12 +228,7 @@ public sealed class FaultInjectingDeviceTests
         Assert.Equal(3, dev.Counters.DelayedOperations);
     }
 
-    private static int SeedFromEnvironment()
-    {
-        var seed = int.TryParse(Environment.GetEnvironmentVariable("APPLIANCE_SEED"), out var s) ? s : 1;
-        Console.WriteLine($"APPLIANCE_SEED={seed}");
-        return seed;
-    }
+    private static int SeedFromEnvironment() => TestSeed.Get(nameof(FaultInjectingDeviceTests), fallback: 1);
 
     /// <summary>Records each delay asked for and fires the timer at once: latency is shown without waiting.</summary>
     private sealed class RecordingTimeProvider : TimeProvider
