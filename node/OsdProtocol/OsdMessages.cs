@@ -117,12 +117,7 @@ public sealed record OsdOpOutput(int Result)
     {
         w.WriteI32(Result);
         w.WriteBytes(Data.Span);
-        w.WriteU32((uint)Pairs.Count);
-        foreach (var (k, v) in Pairs)
-        {
-            w.WriteString(k);
-            w.WriteBytes(v);
-        }
+        PairCodec.WritePairs(w, Pairs);
         w.WriteBool(More);
     }
 
@@ -130,11 +125,7 @@ public sealed record OsdOpOutput(int Result)
     {
         var result = r.ReadI32();
         var data = r.ReadBytes(Limits.MaxPayload + (1 << 20)).ToArray();
-        var pairs = new KeyValuePair<string, byte[]>[Limits.ReadCount(ref r, 8, "pairs")];
-        for (var i = 0; i < pairs.Length; i++)
-        {
-            pairs[i] = new(r.ReadString(Limits.MaxObjectNameBytes * 2), r.ReadBytes(Limits.MaxPayload).ToArray());
-        }
+        var pairs = PairCodec.ReadPairs(ref r, Limits.MaxObjectNameBytes * 2, Limits.MaxPayload, "pairs");
         return new OsdOpOutput(result) { Data = data, Pairs = pairs, More = r.ReadBool() };
     }
 }

@@ -133,17 +133,8 @@ public sealed record OsdOp(OsdOpCode Code)
         w.WriteString(Name);
         w.WriteString(Name2);
         w.WriteBytes(Data.Span);
-        w.WriteU32((uint)Pairs.Count);
-        foreach (var (k, v) in Pairs)
-        {
-            w.WriteString(k);
-            w.WriteBytes(v);
-        }
-        w.WriteU32((uint)Keys.Count);
-        foreach (var k in Keys)
-        {
-            w.WriteString(k);
-        }
+        PairCodec.WritePairs(w, Pairs);
+        PairCodec.WriteKeys(w, Keys);
         w.EndStruct(m);
     }
 
@@ -161,16 +152,8 @@ public sealed record OsdOp(OsdOpCode Code)
             Name2 = r.ReadString(Limits.MaxKeyBytes),
             Data = r.ReadBytes(Limits.MaxPayload).ToArray(),
         };
-        var pairs = new KeyValuePair<string, byte[]>[Limits.ReadCount(ref r, 8, "omap pairs")];
-        for (var i = 0; i < pairs.Length; i++)
-        {
-            pairs[i] = new(r.ReadString(Limits.MaxKeyBytes), r.ReadBytes(Limits.MaxValueBytes).ToArray());
-        }
-        var keys = new string[Limits.ReadCount(ref r, 4, "keys")];
-        for (var i = 0; i < keys.Length; i++)
-        {
-            keys[i] = r.ReadString(Limits.MaxKeyBytes);
-        }
+        var pairs = PairCodec.ReadPairs(ref r, Limits.MaxKeyBytes, Limits.MaxValueBytes, "omap pairs");
+        var keys = PairCodec.ReadKeys(ref r, Limits.MaxKeyBytes, "keys");
         r.EndStruct(s);
         return op with { Pairs = pairs, Keys = keys };
     }

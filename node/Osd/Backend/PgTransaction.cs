@@ -41,17 +41,8 @@ public sealed record Mutation(MutationKind Kind, string Object, uint Hash)
         w.WriteString(Key);
         w.WriteString(Key2);
         w.WriteBytes(Data.Span);
-        w.WriteU32((uint)Pairs.Count);
-        foreach (var (k, v) in Pairs)
-        {
-            w.WriteString(k);
-            w.WriteBytes(v);
-        }
-        w.WriteU32((uint)Keys.Count);
-        foreach (var k in Keys)
-        {
-            w.WriteString(k);
-        }
+        PairCodec.WritePairs(w, Pairs);
+        PairCodec.WriteKeys(w, Keys);
     }
 
     internal static Mutation Decode(ref WireReader r)
@@ -69,16 +60,8 @@ public sealed record Mutation(MutationKind Kind, string Object, uint Hash)
             Key2 = r.ReadString(Limits.MaxKeyBytes),
             Data = r.ReadBytes(Limits.MaxPayload + (1 << 20)).ToArray(),
         };
-        var pairs = new KeyValuePair<string, byte[]>[Limits.ReadCount(ref r, 8, "pairs")];
-        for (var i = 0; i < pairs.Length; i++)
-        {
-            pairs[i] = new(r.ReadString(Limits.MaxKeyBytes), r.ReadBytes(Limits.MaxPayload).ToArray());
-        }
-        var keys = new string[Limits.ReadCount(ref r, 4, "keys")];
-        for (var i = 0; i < keys.Length; i++)
-        {
-            keys[i] = r.ReadString(Limits.MaxKeyBytes);
-        }
+        var pairs = PairCodec.ReadPairs(ref r, Limits.MaxKeyBytes, Limits.MaxPayload, "pairs");
+        var keys = PairCodec.ReadKeys(ref r, Limits.MaxKeyBytes, "keys");
         return m with { Pairs = pairs, Keys = keys };
     }
 }

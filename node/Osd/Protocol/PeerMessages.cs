@@ -223,31 +223,11 @@ public sealed record ObjectChunk(PgId Pg, uint Interval, string Name, uint Hash,
         w.WriteI64(Size);
         w.WriteBool(First);
         w.WriteBool(Last);
-        WritePairs(w, Xattrs);
+        PairCodec.WritePairs(w, Xattrs);
         w.WriteI64(DataOffset);
         w.WriteBytes(Data.Span);
-        WritePairs(w, Omap);
+        PairCodec.WritePairs(w, Omap);
     }, 512 + Data.Length);
-
-    private static void WritePairs(WireWriter w, IReadOnlyList<KeyValuePair<string, byte[]>> pairs)
-    {
-        w.WriteU32((uint)pairs.Count);
-        foreach (var (k, v) in pairs)
-        {
-            w.WriteString(k);
-            w.WriteBytes(v);
-        }
-    }
-
-    private static KeyValuePair<string, byte[]>[] ReadPairs(ref WireReader r)
-    {
-        var pairs = new KeyValuePair<string, byte[]>[Limits.ReadCount(ref r, 8, "pairs")];
-        for (var i = 0; i < pairs.Length; i++)
-        {
-            pairs[i] = new(r.ReadString(Limits.MaxKeyBytes + 16), r.ReadBytes(Limits.MaxValueBytes).ToArray());
-        }
-        return pairs;
-    }
 
     public static ObjectChunk FromBytes(ReadOnlySpan<byte> b) => PeerCodec.Decode(b, "object chunk", static (ref WireReader r) =>
     {
@@ -261,10 +241,10 @@ public sealed record ObjectChunk(PgId Pg, uint Interval, string Name, uint Hash,
         var size = r.ReadI64();
         var first = r.ReadBool();
         var last = r.ReadBool();
-        var xattrs = ReadPairs(ref r);
+        var xattrs = PairCodec.ReadPairs(ref r, Limits.MaxKeyBytes + 16, Limits.MaxValueBytes, "xattrs");
         var offset = r.ReadI64();
         var data = r.ReadBytes(Limits.MaxPayload).ToArray();
-        var omap = ReadPairs(ref r);
+        var omap = PairCodec.ReadPairs(ref r, Limits.MaxKeyBytes + 16, Limits.MaxValueBytes, "omap");
         return new ObjectChunk(pg, interval, name, hash, exists, version, mtime, size, first, last, xattrs, offset, data, omap);
     });
 }
