@@ -13,34 +13,43 @@ namespace Appliance.Osd.Tests;
 /// What an OSD refuses, against real daemons: sessions without a valid ticket, operations the session's caps do not
 /// allow (nothing changes), and hostile requests (a clear error each; the OSD stays up and serves the next one).
 /// </summary>
-public sealed class SecurityTests : IAsyncLifetime
+public sealed class SecurityTests(SecurityTests.Fixture f) : IClassFixture<SecurityTests.Fixture>
 {
-    private readonly LoopbackCluster _c = new();
-    private MonClient _admin = null!;
-    private OsdMap _map = null!;
-
-    public async Task InitializeAsync()
+    /// <summary>One cluster for the class (3 monitors, 3 OSDs, pools data and other): the tests use their own
+    /// entities and objects.</summary>
+    public sealed class Fixture : IAsyncLifetime
     {
-        await _c.StartMonitorsAsync();
-        _admin = _c.MonClient();
-        for (var i = 0; i < 3; i++)
+        internal LoopbackCluster Cluster { get; } = new();
+        public MonClient Admin { get; private set; } = null!;
+        public OsdMap Map { get; private set; } = null!;
+
+        public async Task InitializeAsync()
         {
-            await _c.StartOsdAsync(await _c.CreateOsdAsync(_admin));
+            await Cluster.StartMonitorsAsync();
+            Admin = Cluster.MonClient();
+            for (var i = 0; i < 3; i++)
+            {
+                await Cluster.StartOsdAsync(await Cluster.CreateOsdAsync(Admin));
+            }
+            foreach (var pool in new[] { "data", "other" })
+            {
+                var r = await Admin.CommandAsync(new PoolCreate(pool, Size: 3, MinSize: 2, PgNum: 4));
+                Assert.True(r.Status == MonReplyStatus.Ok, r.Message);
+            }
+            await Cluster.WaitCleanAsync();
+            Map = Cluster.Osds.Values.Select(o => o.Service!.Map!).MaxBy(m => m.Epoch)!;
         }
-        foreach (var pool in new[] { "data", "other" })
+
+        public async Task DisposeAsync()
         {
-            var r = await _admin.CommandAsync(new PoolCreate(pool, Size: 3, MinSize: 2, PgNum: 4));
-            Assert.True(r.Status == MonReplyStatus.Ok, r.Message);
+            await Admin.DisposeAsync();
+            await Cluster.DisposeAsync();
         }
-        await _c.WaitCleanAsync();
-        _map = _c.Osds.Values.Select(o => o.Service!.Map!).MaxBy(m => m.Epoch)!;
     }
 
-    public async Task DisposeAsync()
-    {
-        await _admin.DisposeAsync();
-        await _c.DisposeAsync();
-    }
+    private LoopbackCluster _c => f.Cluster;
+    private MonClient _admin => f.Admin;
+    private OsdMap _map => f.Map;
 
     private async Task<Secret> AddClientAsync(string entity, string osdCaps)
     {

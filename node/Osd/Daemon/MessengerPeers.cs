@@ -98,6 +98,12 @@ public sealed class MessengerPeers(int self, Func<CancellationToken, ValueTask<I
         }
         catch (TimeoutException)
         {
+            // No answer in time: the session may be dead for good (a refused re-authentication ends a messenger
+            // client) or stuck; the next request gets a fresh one rather than waiting on this one forever.
+            if (_clients.TryGetValue(osd, out var peer) && peer.Client == client && _clients.TryRemove(new KeyValuePair<int, Peer>(osd, peer)))
+            {
+                _ = client.DisposeAsync().AsTask();
+            }
             throw new PeerUnavailableException(osd, $"osd.{osd} did not answer within {timeout.TotalSeconds:0} s");
         }
     }
