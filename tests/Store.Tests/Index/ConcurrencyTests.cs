@@ -28,6 +28,7 @@ public class ConcurrencyTests(ITestOutputHelper output)
 
         using var stop = new CancellationTokenSource();
         var checkedScans = 0;
+        var firstScan = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         async Task ReadAsync(int reader)
         {
             while (!stop.IsCancellationRequested)
@@ -44,6 +45,7 @@ public class ConcurrencyTests(ITestOutputHelper output)
                     i++;
                 }
                 Interlocked.Increment(ref checkedScans);
+                firstScan.TrySetResult();
             }
         }
         var readers = Enumerable.Range(0, 2).Select(r => Task.Run(() => ReadAsync(r))).ToArray();
@@ -60,6 +62,9 @@ public class ConcurrencyTests(ITestOutputHelper output)
                 break;
             }
         }
+        // On a busy machine the readers may not have been scheduled yet while the writer went through its rounds:
+        // they check at least one snapshot (of the last commit) before they are stopped.
+        await Task.WhenAny(firstScan.Task, Task.WhenAll(readers)).WaitAsync(TimeSpan.FromSeconds(60));
         await stop.CancelAsync();
         await Task.WhenAll(readers);
         output.WriteLine($"{checkedScans} snapshot scans checked");
