@@ -16,11 +16,13 @@ namespace Appliance.Maps;
 /// it was marked down (Unix ms, 0 while up): the down→out timer runs from it, so a new leader continues it.
 /// <see cref="AutoOut"/> tells that the monitors, not an administrator, marked it out, so it comes back in when it
 /// boots again. <see cref="Uuid"/> is the uuid it was created with (`osd create`; empty for OSDs that only booted).
+/// <see cref="Fullness"/> is how full its disk was at its last report, as the leader judged it against
+/// mon_osd_nearfull_ratio and mon_osd_full_ratio: a primary refuses writes that add data to a PG with a full member.
 /// </summary>
 public sealed record OsdInfo(int Id, string Address, string Host, bool Up, bool In, uint Weight, uint UpFrom, long DownStampMs, bool AutoOut,
-    string ClusterAddress = "", uint UpThru = 0, Guid Uuid = default)
+    string ClusterAddress = "", uint UpThru = 0, Guid Uuid = default, OsdFullness Fullness = OsdFullness.None)
 {
-    private const byte Version = 2;
+    private const byte Version = 3;
 
     internal void Encode(WireWriter w)
     {
@@ -37,6 +39,7 @@ public sealed record OsdInfo(int Id, string Address, string Host, bool Up, bool 
         w.WriteString(ClusterAddress);
         w.WriteU32(UpThru);
         MapCodec.WriteGuid(w, Uuid);
+        w.WriteU8((byte)Fullness);
         w.EndStruct(m);
     }
 
@@ -49,9 +52,28 @@ public sealed record OsdInfo(int Id, string Address, string Host, bool Up, bool 
         info = s.Version >= 2
             ? info with { ClusterAddress = r.ReadString(MapCodec.MaxString), UpThru = r.ReadU32(), Uuid = MapCodec.ReadGuid(ref r) }
             : info with { ClusterAddress = info.Address };
+        if (s.Version >= 3)
+        {
+            var fullness = r.ReadU8();
+            if (fullness > (byte)OsdFullness.Full)
+            {
+                throw new WireFormatException($"osd.{info.Id} has an unknown fullness {fullness}");
+            }
+            info = info with { Fullness = (OsdFullness)fullness };
+        }
         r.EndStruct(s);
         return info;
     }
+}
+
+/// <summary>How full an OSD's disk is, as the monitors flag it in the osdmap (Ceph's NEARFULL and FULL osd states).</summary>
+public enum OsdFullness : byte
+{
+    None = 0,
+    /// <summary>At or past mon_osd_nearfull_ratio: health warns.</summary>
+    NearFull = 1,
+    /// <summary>At or past mon_osd_full_ratio: PGs it is a member of refuse writes that add data.</summary>
+    Full = 2,
 }
 
 /// <summary>How a pool keeps its data; the values are Ceph's pool type codes.</summary>

@@ -57,4 +57,21 @@ public sealed class PgStatsTableTests
         // Reports from before this monitor led do not count.
         Assert.Empty(table.QuotaChanges(map, 101));
     }
+
+    [Fact]
+    public void Osd_fullness_follows_each_reported_disk_use_against_the_ratios()
+    {
+        var (map, _) = MapWithPool(0);
+        var table = new PgStatsTable();
+        Assert.Empty(table.FullnessChanges(map, 0.85, 0.95)); // nobody reported: nothing to judge
+        table.Record(new PgStatsReport(0, 5, 1000, 900, []), map, 1);
+        table.Record(new PgStatsReport(1, 5, 1000, 960, []), map, 1);
+        Assert.Equal(new Dictionary<int, OsdFullness> { [0] = OsdFullness.NearFull, [1] = OsdFullness.Full }, table.FullnessChanges(map, 0.85, 0.95));
+        // Once the map says so, nothing changes; space freed clears the flag.
+        var flagged = map.Apply(new OsdMapIncrement(map.Epoch + 1, 0,
+            [map.FindOsd(0)! with { Fullness = OsdFullness.NearFull }, map.FindOsd(1)! with { Fullness = OsdFullness.Full }], [], [], [], null, null));
+        Assert.Empty(table.FullnessChanges(flagged, 0.85, 0.95));
+        table.Record(new PgStatsReport(1, 6, 1000, 100, []), flagged, 2);
+        Assert.Equal(new Dictionary<int, OsdFullness> { [1] = OsdFullness.None }, table.FullnessChanges(flagged, 0.85, 0.95));
+    }
 }

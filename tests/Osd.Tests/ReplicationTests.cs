@@ -201,4 +201,35 @@ public sealed class ReplicationTests
         Assert.Equal(OsdResult.Ok, (await c.ExecuteAsync("data", "a", [OsdOp.Delete()])).Result);
         Assert.Equal(OsdResult.NotFound, (await c.ExecuteAsync("data", "b", [OsdOp.Stat()])).Result);
     }
+
+    [Fact]
+    public async Task A_pg_with_a_full_member_refuses_writes_that_add_data_on_every_member_but_not_deletes()
+    {
+        await using var c = new InProcessCluster();
+        await c.StartAsync(osds: 3, size: 3, minSize: 2, pgNum: 4);
+        Assert.Equal(OsdResult.Ok, (await c.ExecuteAsync("data", "a", [OsdOp.WriteFull("x"u8.ToArray())])).Result);
+        // osd.2 is a member of every PG (size 3 on 3 OSDs); the primary of most is another OSD, which must refuse
+        // from the map alone, before anything is written anywhere.
+        c.Command(new OsdFullFlags(new Dictionary<int, OsdFullness> { [2] = OsdFullness.Full }));
+        for (var i = 0; i < 8; i++)
+        {
+            var r = await c.ExecuteAsync("data", $"b{i}", [OsdOp.WriteFull("y"u8.ToArray())]);
+            Assert.Equal(OsdResult.NoSpace, r.Result);
+            Assert.Contains("full", r.Message, StringComparison.Ordinal);
+        }
+        Assert.Equal(OsdResult.Ok, (await c.ExecuteAsync("data", "a", [OsdOp.Delete()])).Result);
+        foreach (var osd in c.Running)
+        {
+            foreach (var pg in c.Map.Pools.Values.SelectMany(p => Enumerable.Range(0, p.PgNum).Select(s => new PgId(p.Id, (uint)s))))
+            {
+                if (osd.Store.ListCollections().Contains(pg.Collection))
+                {
+                    var listed = osd.Store.List(pg.Collection, null, 100);
+                    Assert.DoesNotContain(listed.Objects, o => o.Id.Name.StartsWith('b'));
+                }
+            }
+        }
+        c.Command(new OsdFullFlags(new Dictionary<int, OsdFullness> { [2] = OsdFullness.None }));
+        Assert.Equal(OsdResult.Ok, (await c.ExecuteAsync("data", "b0", [OsdOp.WriteFull("y"u8.ToArray())])).Result);
+    }
 }

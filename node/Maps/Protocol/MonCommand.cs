@@ -132,6 +132,16 @@ public sealed record PoolQuotaFlags(IReadOnlyDictionary<int, bool> Full) : MonCo
     public override bool IsAdministrative => false;
 }
 
+/// <summary>The leader's own: sets OSDs' <see cref="OsdFullness"/> (osd id → fullness) from the disk use they
+/// report.</summary>
+public sealed record OsdFullFlags(IReadOnlyDictionary<int, OsdFullness> Fullness) : MonCommand
+{
+    public override string Describe() =>
+        "osd full flags " + string.Join(", ", Fullness.OrderBy(kv => kv.Key).Select(kv => $"osd.{kv.Key.ToString(CultureInfo.InvariantCulture)}={kv.Value.ToString().ToLowerInvariant()}"));
+
+    public override bool IsAdministrative => false;
+}
+
 /// <summary>An OSD's periodic "I am alive" to the monitors.</summary>
 public sealed record OsdBeacon(int Id) : MonCommand
 {

@@ -384,6 +384,15 @@ public static class MonCommandCodec
                     w.WriteBool(full);
                 }
                 break;
+            case OsdFullFlags c:
+                w.WriteU8(27);
+                w.WriteU32((uint)c.Fullness.Count);
+                foreach (var (osd, fullness) in c.Fullness.OrderBy(kv => kv.Key))
+                {
+                    w.WriteI32(osd);
+                    w.WriteU8((byte)fullness);
+                }
+                break;
             default:
                 throw new ArgumentException($"no encoding for command {command.GetType().Name}", nameof(command));
         }
@@ -421,6 +430,7 @@ public static class MonCommandCodec
             24 => new OsdBlocklistRemove(r.ReadString()),
             25 => new OsdCreate(MapCodec.ReadGuid(ref r), ReadSecret(ref r), ReadOptional(ref r)),
             26 => new PoolQuotaFlags(ReadPoolFlags(ref r)),
+            27 => new OsdFullFlags(ReadOsdFullness(ref r)),
             _ => throw new WireFormatException($"unknown monitor command tag {tag}"),
         };
     }
@@ -457,6 +467,23 @@ public static class MonCommandCodec
         for (var i = 0; i < n; i++)
         {
             flags[r.ReadI32()] = r.ReadBool();
+        }
+        return flags;
+    }
+
+    private static Dictionary<int, OsdFullness> ReadOsdFullness(ref WireReader r)
+    {
+        var n = MapCodec.ReadCount(ref r, 5, "osd full flags");
+        var flags = new Dictionary<int, OsdFullness>(n);
+        for (var i = 0; i < n; i++)
+        {
+            var osd = r.ReadI32();
+            var fullness = r.ReadU8();
+            if (fullness > (byte)OsdFullness.Full)
+            {
+                throw new WireFormatException($"osd full flags give osd.{osd} an unknown fullness {fullness}");
+            }
+            flags[osd] = (OsdFullness)fullness;
         }
         return flags;
     }

@@ -752,6 +752,11 @@ public sealed class MonitorDaemon : IAsyncDisposable
             // Idempotent: proposed again a second later while the first is in flight, it changes nothing.
             ProposeOwn(new PoolQuotaFlags(quota));
         }
+        var config = _machine.State.Config;
+        if (_pgStats.FullnessChanges(_machine.State.Osd, config.GetDouble("mon_osd_nearfull_ratio"), config.GetDouble("mon_osd_full_ratio")) is { Count: > 0 } fullness)
+        {
+            ProposeOwn(new OsdFullFlags(fullness));
+        }
         foreach (var service in AuthDb.TicketServices)
         {
             if (_machine.State.Auth.NeedsRotation(service, wall.ToUnixTimeMilliseconds()))

@@ -124,6 +124,30 @@ public sealed class PgStatsTable
         return changes;
     }
 
+    /// <summary>
+    /// The OSDs whose <see cref="OsdFullness"/> should change, judged from their latest disk use against the ratios.
+    /// Only OSDs that reported to this leader are judged: one it has not heard from keeps its flag.
+    /// </summary>
+    public Dictionary<int, OsdFullness> FullnessChanges(OsdMap map, double nearFullRatio, double fullRatio)
+    {
+        ArgumentNullException.ThrowIfNull(map);
+        var changes = new Dictionary<int, OsdFullness>();
+        foreach (var (id, (total, used)) in _osds)
+        {
+            if (map.FindOsd(id) is not { } osd || total == 0)
+            {
+                continue;
+            }
+            var ratio = (double)used / total;
+            var fullness = ratio >= fullRatio ? OsdFullness.Full : ratio >= nearFullRatio ? OsdFullness.NearFull : OsdFullness.None;
+            if (fullness != osd.Fullness)
+            {
+                changes[id] = fullness;
+            }
+        }
+        return changes;
+    }
+
     private static ulong Sum(List<PgStat> stats, Func<PgStat, ulong> field)
     {
         ulong total = 0;

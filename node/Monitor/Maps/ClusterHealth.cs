@@ -37,6 +37,18 @@ public static class ClusterHealth
         {
             checks.Add(new HealthCheck(HealthStatus.Warn, $"{outOsds.Count} OSD(s) out: {string.Join(", ", outOsds)}"));
         }
+        var full = booted.Where(o => o.Fullness == OsdFullness.Full).Select(o => $"osd.{o.Id}").ToList();
+        if (full.Count > 0)
+        {
+            checks.Add(new HealthCheck(HealthStatus.Error,
+                $"{full.Count} OSD(s) full: {string.Join(", ", full)}: the PGs they hold refuse writes that add data; delete data, add OSDs, or raise mon_osd_full_ratio a little to get room to delete"));
+        }
+        var nearFull = booted.Where(o => o.Fullness == OsdFullness.NearFull).Select(o => $"osd.{o.Id}").ToList();
+        if (nearFull.Count > 0)
+        {
+            checks.Add(new HealthCheck(HealthStatus.Warn,
+                $"{nearFull.Count} OSD(s) nearly full: {string.Join(", ", nearFull)}: add capacity or delete data before they reach mon_osd_full_ratio"));
+        }
         // Failure domains that can hold a replica now: hosts (or OSDs) with at least one OSD up and in.
         var domains = osd.Osds.Values.Where(o => o.Up && o.In)
             .Select(o => osd.FailureDomain == "osd" ? $"osd.{o.Id}" : o.Host).Distinct(StringComparer.Ordinal).Count();

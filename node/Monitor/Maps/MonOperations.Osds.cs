@@ -277,6 +277,31 @@ public static partial class MonOperations
         return Result.Changed(new ClusterIncrement(Osd: OsdInc(ctx, osds: [osd with { UpThru = next }])), $"osd.{c.Id} up_thru {next}");
     }
 
+    /// <summary>The leader's fullness flags: sets each named OSD's <see cref="OsdFullness"/> (OSDs removed since are
+    /// skipped).</summary>
+    private static Result OsdFullFlagsOp(Context ctx, OsdFullFlags c)
+    {
+        var changed = new List<OsdInfo>();
+        foreach (var (id, fullness) in c.Fullness.OrderBy(kv => kv.Key))
+        {
+            if (ctx.Osd.FindOsd(id) is { } osd && osd.Fullness != fullness)
+            {
+                changed.Add(osd with { Fullness = fullness });
+            }
+        }
+        if (changed.Count == 0)
+        {
+            return Result.Unchanged("osd full flags unchanged");
+        }
+        return Result.Changed(new ClusterIncrement(Osd: OsdInc(ctx, osds: changed)),
+            string.Join("; ", changed.Select(o => o.Fullness switch
+            {
+                OsdFullness.Full => $"osd.{o.Id} is full: PGs it holds refuse writes that add data",
+                OsdFullness.NearFull => $"osd.{o.Id} is nearly full",
+                _ => $"osd.{o.Id} is below its nearfull ratio again",
+            })));
+    }
+
     /// <summary>
     /// `PgTemp` from a PG's primary: each change sets (or with an empty list clears) the PG's pg_temp and sets (or with
     /// -1 clears) its primary_temp. The PG must exist; the acting list holds existing OSDs (or <see cref="OsdMap.NoOsd"/>

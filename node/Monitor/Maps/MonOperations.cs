@@ -56,6 +56,7 @@ public static partial class MonOperations
             OsdBlocklistRemove c => BlocklistRemoveOp(ctx, c),
             OsdCreate c => OsdCreateOp(ctx, c),
             PoolQuotaFlags c => PoolQuotaFlagsOp(ctx, c),
+            OsdFullFlags c => OsdFullFlagsOp(ctx, c),
             _ => Result.Fail(MonErrorCode.InvalidArgument, $"unknown command {command.GetType().Name}"),
         };
         if (result.Error is not null)

@@ -146,6 +146,15 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
         {
             return (OsdResult.QuotaExceeded, $"pool {info.Name} is over its quota (objects {info.QuotaMaxObjects}, bytes {info.QuotaMaxBytes}); raise it with `appliance pool set {info.Name} quota_max_bytes N` or remove data");
         }
+        // A member the monitors flagged full would fail this write or diverge: refuse it here, before anything is
+        // committed anywhere. (Its own disk it also checks below, without waiting for a map.)
+        foreach (var member in acting)
+        {
+            if (_map?.FindOsd(member) is { Fullness: OsdFullness.Full })
+            {
+                return (OsdResult.NoSpace, $"osd.{member}, a member of this PG, is full (osdmap epoch {_map.Epoch}); delete data or add OSDs");
+            }
+        }
         var fs = Store.StatFs();
         var (total, used) = (fs.TotalBytes, fs.UsedBytes);
         if (total > 0 && used >= FullRatio * total)

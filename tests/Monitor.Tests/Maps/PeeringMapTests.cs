@@ -331,6 +331,24 @@ public class PeeringMapTests
     }
 
     [Fact]
+    public void Osd_fullness_is_set_per_osd_and_shows_in_health()
+    {
+        var c = ThreeOsds();
+        c.Must(new OsdFullFlags(new Dictionary<int, OsdFullness> { [0] = OsdFullness.NearFull, [1] = OsdFullness.Full, [99] = OsdFullness.Full }));
+        Assert.Equal([OsdFullness.NearFull, OsdFullness.Full, OsdFullness.None], [.. Enumerable.Range(0, 3).Select(i => c.State.Osd.FindOsd(i)!.Fullness)]);
+        var health = ClusterHealth.Summarize(c.State);
+        Assert.Equal(HealthStatus.Error, health.Status);
+        Assert.Contains(health.Checks, h => h.Severity == HealthStatus.Error && h.Message.StartsWith("1 OSD(s) full: osd.1", StringComparison.Ordinal));
+        Assert.Contains(health.Checks, h => h.Severity == HealthStatus.Warn && h.Message.StartsWith("1 OSD(s) nearly full: osd.0", StringComparison.Ordinal));
+        Assert.Null(c.Run(new OsdFullFlags(new Dictionary<int, OsdFullness> { [1] = OsdFullness.Full })).Increment);
+        c.Must(new OsdFullFlags(new Dictionary<int, OsdFullness> { [0] = OsdFullness.None, [1] = OsdFullness.None }));
+        Assert.DoesNotContain(ClusterHealth.Summarize(c.State).Checks, h => h.Message.Contains("full", StringComparison.Ordinal));
+        // The flag survives the map's encoding.
+        c.Must(new OsdFullFlags(new Dictionary<int, OsdFullness> { [2] = OsdFullness.NearFull }));
+        Assert.Equal(OsdFullness.NearFull, OsdMap.FromBytes(c.State.Osd.ToBytes()).FindOsd(2)!.Fullness);
+    }
+
+    [Fact]
     public void The_new_commands_and_map_fields_round_trip()
     {
         var c = ThreeOsds();
@@ -364,6 +382,7 @@ public class PeeringMapTests
             new OsdBlocklistAdd("client.x:9", 30), new OsdBlocklistRemove("client.x:9"),
             new OsdCreate(Guid.NewGuid(), Cluster.Key(3), 5), new OsdCreate(Guid.NewGuid(), Cluster.Key(4)),
             new PoolQuotaFlags(new Dictionary<int, bool> { [1] = true, [2] = false }),
+            new OsdFullFlags(new Dictionary<int, OsdFullness> { [0] = OsdFullness.Full, [2] = OsdFullness.NearFull, [3] = OsdFullness.None }),
         ];
         foreach (var command in commands)
         {
