@@ -86,8 +86,8 @@ public sealed partial class ClusterClient : IAsyncDisposable
         // Two monitor clients: a MonClient runs one request at a time (its connections and current monitor are not
         // guarded), and the subscription's poll is held open by a monitor for up to its PollWait — a ticket fetch
         // must not wait behind it.
-        var subscription = new MonClient(endpoints, entity, key, line => monLog.LogDebug("{Line}", line));
-        var ticketClient = new MonClient(endpoints, entity, key, line => monLog.LogDebug("{Line}", line));
+        var subscription = new MonClient(endpoints, entity, key, monLog);
+        var ticketClient = new MonClient(endpoints, entity, key, monLog);
         var client = new ClusterClient(new MonOsdMapSource(subscription), ticketClient.TicketSource("osd"), entity, options, [subscription, ticketClient]);
         try
         {

@@ -45,7 +45,7 @@ public class MonitorTests
                 LeaseDuration = TimeSpan.FromMilliseconds(400),
                 ElectionTimeout = TimeSpan.FromMilliseconds(500),
             },
-        }, _ => { });
+        }, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
         await monitor.StartAsync();
         try
         {

@@ -33,7 +33,6 @@ public sealed partial class MonitorClusterTests
         public readonly TempDir Dir = new();
         public ClusterConf Conf;
         public MonitorDaemon?[] Daemons;
-        public readonly List<string> Log = [];
 
         public Cluster(int n)
         {
@@ -55,7 +54,7 @@ public sealed partial class MonitorClusterTests
                 MonKey = monKey,
                 Admin = Admin,
                 Paxos = Fast,
-            }, line => { lock (Log) { Log.Add(line); } });
+            }, new Appliance.Tests.Support.MemoryLoggers($"mon.{Conf.Monitors[i].Name}"));
             await d.StartAsync();
             Daemons[i] = d;
         }

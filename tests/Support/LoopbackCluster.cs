@@ -89,7 +89,7 @@ internal sealed class LoopbackCluster : IAsyncDisposable
                 MonKey = monKey,
                 Admin = Admin,
                 Paxos = Fast,
-            }, _ => { });
+            }, new MemoryLoggers($"mon.{m.Name}"));
             await d.StartAsync();
             Monitors.Add(d);
         }

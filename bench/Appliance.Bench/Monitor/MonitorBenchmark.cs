@@ -313,7 +313,7 @@ public sealed class MonitorPeer : IBenchmark
         var conf = ClusterConf.Load(confDir);
         var monKey = Keyring.Load(Path.Combine(confDir, ClusterConf.MonKeyringName)).Find(ClusterConf.MonEntity)!.Key;
         var admin = Keyring.Load(Path.Combine(confDir, ClusterConf.AdminKeyringName)).Find("client.admin")!;
-        await using var log = new StreamWriter(dataDir + ".log", append: true) { AutoFlush = true };
+        using var log = new FileLoggers(dataDir + ".log");
         var daemon = new MonitorDaemon(new MonitorDaemonOptions
         {
             Name = name,
@@ -321,7 +321,7 @@ public sealed class MonitorPeer : IBenchmark
             Conf = conf,
             MonKey = monKey,
             Admin = admin,
-        }, line => { lock (log) { log.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {line}"); } });
+        }, log);
         await daemon.StartAsync();
         Console.WriteLine("ready");
         while (await Console.In.ReadLineAsync(ct) is { } command && command != "stop")

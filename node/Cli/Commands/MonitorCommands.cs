@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using System.CommandLine;
 using System.Globalization;
 using System.Net;
@@ -215,15 +216,8 @@ public static class MonitorCommands
             var conf = LoadConf(parse);
             var monKey = LoadKey(parse, ClusterConf.MonEntity, Path.Combine(ConfDirOf(parse), ClusterConf.MonKeyringName));
             var admin = LoadKey(parse, "client.admin", Path.Combine(ConfDirOf(parse), ClusterConf.AdminKeyringName));
-            var err = parse.InvocationConfiguration.Error;
-            var log = (string line) =>
-            {
-                lock (err)
-                {
-                    err.WriteLine($"{DateTime.UtcNow:yyyy-MM-ddTHH:mm:ss.fffZ} {line}");
-                    err.Flush();
-                }
-            };
+            using var loggers = DaemonLogging.Create();
+            var log = loggers.CreateLogger("Appliance.Cli.Mon");
             MonitorDaemon daemon;
             try
             {
@@ -234,7 +228,7 @@ public static class MonitorCommands
                     Conf = conf,
                     MonKey = monKey.Key,
                     Admin = admin,
-                }, log);
+                }, loggers);
             }
             catch (ArgumentException e)
             {
@@ -256,7 +250,7 @@ public static class MonitorCommands
                 }
                 catch (OperationCanceledException)
                 {
-                    log($"mon.{parse.GetRequiredValue(name)} stopping");
+                    log.LogInformation("mon.{Name} stopping", parse.GetRequiredValue(name));
                 }
             }
             return ExitCodes.Ok;

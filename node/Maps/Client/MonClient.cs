@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using System.Diagnostics;
 using System.Net;
 using System.Runtime.CompilerServices;
@@ -38,14 +40,14 @@ public sealed class MonClient : IAsyncDisposable
     private uint _monMapEpoch;
     private readonly string _entity;
     private readonly Secret _key;
-    private readonly Action<string> _log;
+    private readonly ILogger _log;
     // One messenger client per monitor; guarded by itself (several requests may run at once).
     private readonly Dictionary<IPEndPoint, MessengerClient> _clients = [];
     private readonly long _clientId = RandomNumberGenerator.GetInt32(1, int.MaxValue) * (long)int.MaxValue + RandomNumberGenerator.GetInt32(int.MaxValue);
     private long _seq;
     private int _current;
 
-    public MonClient(IEnumerable<IPEndPoint> monitors, string entity, Secret key, Action<string>? log = null)
+    public MonClient(IEnumerable<IPEndPoint> monitors, string entity, Secret key, ILogger? log = null)
     {
         _monitors = [.. monitors];
         if (_monitors.Length == 0)
@@ -54,7 +56,7 @@ public sealed class MonClient : IAsyncDisposable
         }
         _entity = entity;
         _key = key;
-        _log = log ?? (_ => { });
+        _log = log ?? NullLogger.Instance;
         _current = Random.Shared.Next(_monitors.Length);
     }
 
@@ -91,7 +93,7 @@ public sealed class MonClient : IAsyncDisposable
         {
             await DropAsync(gone);
         }
-        _log($"monmap epoch {map.Epoch}: monitors {string.Join(", ", listed.Select(e => e.ToString()))}");
+        _log.LogInformation("monmap epoch {Epoch}: monitors {Monitors}", map.Epoch, string.Join(", ", listed.Select(e => e.ToString())));
     }
 
     /// <summary>A command that must succeed: its reply, or <see cref="MonRequestFailedException"/>.</summary>
@@ -459,7 +461,7 @@ public sealed class MonClient : IAsyncDisposable
         {
             if (!_clients.TryGetValue(target, out client))
             {
-                client = new MessengerClient(target, _entity, _key, ConnectionMode.Crc, new MessengerOptions(), (_, _) => ValueTask.CompletedTask, _log);
+                client = new MessengerClient(target, _entity, _key, ConnectionMode.Crc, new MessengerOptions(), (_, _) => ValueTask.CompletedTask, line => _log.LogDebug("{Monitor}: {Line}", target, line));
                 _clients[target] = client;
             }
         }

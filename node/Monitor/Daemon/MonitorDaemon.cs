@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using System.Buffers.Binary;
 using System.Collections.Immutable;
 using System.Diagnostics;
@@ -44,7 +45,8 @@ public sealed record MonitorDaemonOptions
 public sealed class MonitorDaemon : IAsyncDisposable
 {
     private readonly MonitorDaemonOptions _options;
-    private readonly Action<string> _log;
+    private readonly ILoggerFactory _loggers;
+    private readonly ILogger _log;
     // Events for the loop thread (messages, requests, stop requests), in arrival order; _inboxGate guards them.
     private readonly Queue<Action> _inbox = new();
     private readonly object _inboxGate = new();
@@ -88,10 +90,12 @@ public sealed class MonitorDaemon : IAsyncDisposable
     // Completed at the end of the next Drain (a stop waiting until the hand-off's messages are handed to the peers).
     private TaskCompletionSource? _afterDrain;
 
-    public MonitorDaemon(MonitorDaemonOptions options, Action<string> log)
+    public MonitorDaemon(MonitorDaemonOptions options, ILoggerFactory loggers)
     {
+        ArgumentNullException.ThrowIfNull(loggers);
         _options = options;
-        _log = log;
+        _loggers = loggers;
+        _log = loggers.CreateLogger<MonitorDaemon>();
         var self = options.Conf.Monitors.FirstOrDefault(m => m.Name == options.Name);
         if (self.Name is null)
         {
@@ -132,7 +136,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
         _store = MonitorStore.Open(o.DataDirectory);
         foreach (var note in _store.OpenNotes)
         {
-            _log($"mon.{o.Name}: store: {note}");
+            _log.LogInformation("mon.{Name}: store: {Note}", o.Name, note);
         }
         // Every member starts from the same first state: the monitors the cluster was created with (not monitors
         // added since, whatever the conf lists now).
@@ -169,11 +173,11 @@ public sealed class MonitorDaemon : IAsyncDisposable
         _node.BeforeWrite = SendEarly;
         _published = _machine.State;
 
-        _server = new MessengerServer(LookupKey, new MessengerOptions(), OnMessageAsync, _log);
+        _server = new MessengerServer(LookupKey, new MessengerOptions(), OnMessageAsync, line => _log.LogDebug("messenger: {Line}", line));
         _server.ListenTcp(Address);
         ReconcilePeers();
         _loop = StartLoop();
-        _log($"mon.{o.Name} (id {Id}{(isInitial ? "" : ", joined later")}) serving cluster {o.Conf.Fsid} on {Address}, store {o.DataDirectory}");
+        _log.LogInformation("mon.{Name} (id {Id}{Joined}) serving cluster {Fsid} on {Address}, store {Store}", o.Name, Id, isInitial ? "" : ", joined later", o.Conf.Fsid, Address, o.DataDirectory);
     }
 
     private const string IdPrefix = "mon";
@@ -188,7 +192,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
         {
             throw new InvalidOperationException($"mon.{_options.Name} joins a running cluster but its {ClusterConf.FileName} lists no other monitor to ask");
         }
-        await using var client = new MonClient(others, $"mon.{_options.Name}", _options.MonKey, _log) { Deadline = TimeSpan.FromSeconds(60), PollWait = TimeSpan.FromMilliseconds(1) };
+        await using var client = new MonClient(others, $"mon.{_options.Name}", _options.MonKey, _loggers.CreateLogger<MonClient>()) { Deadline = TimeSpan.FromSeconds(60), PollWait = TimeSpan.FromMilliseconds(1) };
         await foreach (var map in client.WatchMonMapAsync(null, _stop.Token))
         {
             return map;
@@ -279,7 +283,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
         _membershipSeq = ++_membershipLastSeq;
         _membershipSince = now;
         var status = node.ProposeMembership(_membershipClientId, _membershipSeq, new MemberSet(next), now);
-        _log($"mon.{_options.Name}: proposing Paxos members {string.Join(",", next.Order())} (monmap epoch {_machine.State.Mon.Epoch}): {status}");
+        _log.LogInformation("mon.{Name}: proposing Paxos members {Members} (monmap epoch {Epoch}): {Status}", _options.Name, string.Join(",", next.Order()), _machine.State.Mon.Epoch, status);
         if (status != ProposeStatus.Pending)
         {
             _membershipSeq = 0;
@@ -305,7 +309,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
                 {
                     if (!session.PeerEntity.StartsWith("mon.", StringComparison.Ordinal) || !_ids.TryGetValue(session.PeerEntity[4..], out var from))
                     {
-                        _log($"mon.{_options.Name}: dropped a Paxos message from {session.PeerEntity}, which is not a monitor of this cluster");
+                        _log.LogWarning("mon.{Name}: dropped a Paxos message from {Peer}, which is not a monitor of this cluster", _options.Name, session.PeerEntity);
                         return;
                     }
                     PaxosMessage m;
@@ -315,7 +319,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
                     }
                     catch (PaxosFormatException e)
                     {
-                        _log($"mon.{_options.Name}: unreadable Paxos message from {session.PeerEntity}: {e.Message}");
+                        _log.LogWarning("mon.{Name}: unreadable Paxos message from {Peer}: {Error}", _options.Name, session.PeerEntity, e.Message);
                         return;
                     }
                     Post(() => _node!.Handle(from, m, Now));
@@ -339,7 +343,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
                     return;
                 }
             default:
-                _log($"mon.{_options.Name}: ignored message type {message.Type} from {session.PeerEntity}");
+                _log.LogDebug("mon.{Name}: ignored message type {Type} from {Peer}", _options.Name, message.Type, session.PeerEntity);
                 return;
         }
     }
@@ -359,7 +363,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
         }
         catch (Exception e)
         {
-            _log($"BUG: mon.{_options.Name} failed a request from {session.PeerEntity}: {e}");
+            _log.LogError(e, "BUG: mon.{Name} failed a request from {Peer}", _options.Name, session.PeerEntity);
             reply = new MonReply(MonReplyStatus.Invalid, 0, $"internal error: {e.GetType().Name}");
         }
         try
@@ -710,7 +714,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
         catch (Exception e)
         {
             // A failure here (e.g. the store refusing a write) must stop this monitor, not leave it half alive.
-            _log($"FATAL: mon.{_options.Name} loop failed: {e}");
+            _log.LogCritical(e, "mon.{Name} loop failed; this monitor stops", _options.Name);
             _statusLine = $"failed: {e.Message}";
             foreach (var (waiter, _) in _heldAnswers)
             {
@@ -837,7 +841,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
         {
             if (c.ClientId == _membershipClientId && c.Seq == _membershipSeq)
             {
-                _log($"mon.{_options.Name}: Paxos membership change {c.Status.ToString().ToLowerInvariant()}; members now {string.Join(",", node.Members.Ids)}");
+                _log.LogInformation("mon.{Name}: Paxos membership change {Status}; members now {Members}", _options.Name, c.Status.ToString().ToLowerInvariant(), string.Join(",", node.Members.Ids));
                 _membershipSeq = 0;
                 continue;
             }
@@ -913,7 +917,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
             {
                 if (_node.HandOff(Now))
                 {
-                    _log($"mon.{_options.Name}: stopping: leadership handed off");
+                    _log.LogInformation("mon.{Name}: stopping: leadership handed off", _options.Name);
                     _afterDrain = sent;
                 }
                 else
@@ -981,7 +985,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
         {
             Address = address;
             _client = new MessengerClient(endpoint, $"mon.{owner._options.Name}", owner._options.MonKey, ConnectionMode.Crc,
-                new MessengerOptions(), (_, _) => ValueTask.CompletedTask, line => owner._log($"mon.{owner._options.Name} → mon.{name}: {line}"));
+                new MessengerOptions(), (_, _) => ValueTask.CompletedTask, line => owner._log.LogDebug("mon.{Name} → mon.{Peer}: {Line}", owner._options.Name, name, line));
             _ = _client.StartAsync().ContinueWith(t => _ = t.Exception, TaskScheduler.Default);
             _pump = PumpAsync();
         }

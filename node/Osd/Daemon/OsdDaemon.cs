@@ -80,8 +80,8 @@ public sealed class OsdDaemon : IAsyncDisposable
         // Two monitor clients: a subscription poll is held by a monitor for up to 10 s, and tickets for peer
         // sessions and commands must not wait behind it.
         var monitors = conf.Monitors.Select(m => IPEndPoint.Parse(m.Address)).ToList();
-        _mon = new MonClient(monitors, Entity, key, line => _log.LogDebug("mon client: {Line}", line));
-        _subscription = new MonClient(monitors, Entity, key, line => _log.LogDebug("mon subscription: {Line}", line));
+        _mon = new MonClient(monitors, Entity, key, _loggers.CreateLogger("Appliance.Osd.MonClient"));
+        _subscription = new MonClient(monitors, Entity, key, _loggers.CreateLogger("Appliance.Osd.MonSubscription"));
         _keys = await _mon.GetServiceKeysAsync("osd", ct);
         // A ticket sealed under a key this OSD has not fetched yet (the monitors rotated one in since): fetch again
         // now rather than at the next periodic refresh; the peer or client retries its connection meanwhile.
