@@ -55,6 +55,40 @@ public sealed class StateMachineTests
     }
 
     [Fact]
+    public void Past_osdmaps_and_increments_survive_a_snapshot()
+    {
+        var m = new MonitorStateMachine(Initial());
+        var index = 0L;
+        var maps = new List<OsdMap>();
+        for (var i = 0; i < 12; i++)
+        {
+            m.Apply(++index, Entry(new PoolCreate($"p{i}"), TimeSpan.FromSeconds(i)));
+            maps.Add(m.State.Osd);
+        }
+        var restored = new MonitorStateMachine(Initial());
+        restored.Restore(m.Snapshot());
+        Assert.Equal(m.Snapshot(), restored.Snapshot());
+        foreach (var map in maps)
+        {
+            var reply = restored.OsdMapAt(map.Epoch.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            Assert.Equal(MonReplyStatus.Ok, reply.Status);
+            Assert.Equal(map.ToBytes(), reply.Data);
+        }
+        // A subscriber a few epochs behind still gets increments, not the whole map.
+        var since = maps[3].Epoch;
+        var update = restored.OsdMapSince(since);
+        Assert.Equal(MapUpdateKind.Increments, update.Kind);
+        Assert.Equal(m.OsdMapSince(since).Items, update.Items);
+        // A history that does not end at the snapshot's map is refused, not served.
+        var other = new MonitorStateMachine(Initial());
+        other.Apply(1, Entry(new PoolCreate("x"), TimeSpan.Zero));
+        var spliced = m.State.ToBytes().Concat(m.Snapshot().AsSpan(m.State.ToBytes().Length).ToArray()).ToArray();
+        Assert.Equal(m.Snapshot(), spliced); // the splice point is right: state first
+        var wrong = other.State.ToBytes().Concat(m.Snapshot().AsSpan(m.State.ToBytes().Length).ToArray()).ToArray();
+        Assert.Throws<WireFormatException>(() => new MonitorStateMachine(Initial()).Restore(wrong));
+    }
+
+    [Fact]
     public void A_snapshot_from_before_liveness_was_included_still_restores()
     {
         var m = new MonitorStateMachine(Initial());

@@ -300,13 +300,25 @@ public sealed class MonitorStateMachine : IStateMachine
 
     private static MonReply Ok(StringBuilder b) => new(MonReplyStatus.Ok, 0, b.ToString());
 
+    private const byte HistoryVersion = 1;
+
     /// <summary>The maps, then the OSD liveness (both are what the log's entries act on: every member must hold the
-    /// same of each to reach the same results).</summary>
+    /// same of each to reach the same results), then the osdmap history this member keeps (the oldest whole map kept
+    /// and the increments since), so that past epochs survive a restart and a catch-up by snapshot.</summary>
     public byte[] Snapshot()
     {
         using var w = new WireWriter(4096);
         _state.Encode(w);
         _liveness.Encode(w);
+        var m = w.BeginStruct(HistoryVersion, 1);
+        _osdMaps.Peek().Encode(w);
+        w.WriteU32((uint)_osdHistory.Count);
+        foreach (var (epoch, bytes) in _osdHistory)
+        {
+            w.WriteU32(epoch);
+            w.WriteBytes(bytes);
+        }
+        w.EndStruct(m);
         return w.ToArray();
     }
 
@@ -316,11 +328,51 @@ public sealed class MonitorStateMachine : IStateMachine
         _state = ClusterState.Decode(ref r);
         // Snapshots written before liveness was part of them end here.
         _liveness = r.Remaining > 0 ? OsdLiveness.Decode(ref r) : OsdLiveness.Start(DateTimeOffset.UnixEpoch);
-        r.ExpectEnd("monitor snapshot");
-        // The increments before the snapshot are not known here: subscribers behind it get the full map.
         _osdHistory.Clear();
         _osdMaps.Clear();
-        _osdMaps.Enqueue(_state.Osd);
+        if (r.Remaining > 0)
+        {
+            RestoreHistory(ref r);
+        }
+        else
+        {
+            // Snapshots written before the history was part of them: subscribers behind them get the full map.
+            _osdMaps.Enqueue(_state.Osd);
+        }
+        r.ExpectEnd("monitor snapshot");
         Applied++;
+    }
+
+    /// <summary>Rebuilds the kept osdmaps: the oldest one whole, then each increment applied in turn; they must end
+    /// at the snapshot's own osdmap (checked byte for byte), or the snapshot is refused as corrupt.</summary>
+    private void RestoreHistory(ref WireReader r)
+    {
+        var s = r.BeginStruct(HistoryVersion, "osdmap history");
+        var map = OsdMap.Decode(ref r);
+        _osdMaps.Enqueue(map);
+        var n = MapCodec.ReadCount(ref r, 8, "osdmap history increments");
+        var previous = 0u;
+        for (var i = 0; i < n; i++)
+        {
+            var epoch = r.ReadU32();
+            var bytes = r.ReadBytes().ToArray();
+            if (previous != 0 && epoch != previous + 1)
+            {
+                throw new WireFormatException($"osdmap history jumps from epoch {previous} to {epoch}");
+            }
+            previous = epoch;
+            _osdHistory.Enqueue((epoch, bytes));
+            if (epoch > map.Epoch)
+            {
+                var ir = new WireReader(bytes);
+                map = map.Apply(OsdMapIncrement.Decode(ref ir));
+                _osdMaps.Enqueue(map);
+            }
+        }
+        r.EndStruct(s);
+        if (map.Epoch != _state.Osd.Epoch || !map.ToBytes().AsSpan().SequenceEqual(_state.Osd.ToBytes()))
+        {
+            throw new WireFormatException($"the snapshot's osdmap history ends at epoch {map.Epoch}, not at its osdmap (epoch {_state.Osd.Epoch})");
+        }
     }
 }
