@@ -91,6 +91,18 @@ public sealed class HistoryRecorder
         }
     }
 
+    /// <summary>Operations completed so far.</summary>
+    public int Count
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _ops.Count;
+            }
+        }
+    }
+
     public IReadOnlyList<HistoryOp> Ops
     {
         get
