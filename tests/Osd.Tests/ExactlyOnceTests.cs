@@ -12,8 +12,11 @@ namespace Appliance.Osd.Tests;
 /// <summary>
 /// Issue 17's "exactly once": real OSD daemons and the real cluster client, several workers appending unique
 /// records, overwriting and reading a few shared objects while the transport cuts the client's connections at
-/// random. Afterwards every acknowledged append is in its object exactly once, nothing definitely refused is, and
-/// every object's history of acknowledged writes and reads is linearizable (tests/Common/History).
+/// random, an OSD crashes and restarts, and some requests get deadlines too short to be sure of (their outcome is
+/// unknown; they may land later). Afterwards every acknowledged append is in its object exactly once, nothing
+/// definitely refused is, and every object's history of acknowledged writes and reads is linearizable
+/// (tests/Common/History). With the PG log's answer to resends turned off, this test fails (tried: a resend under a
+/// new map applied again makes a history non-linearizable within one run).
 /// </summary>
 public sealed partial class ExactlyOnceTests(ITestOutputHelper output)
 {
@@ -74,13 +77,16 @@ public sealed partial class ExactlyOnceTests(ITestOutputHelper output)
             {
                 var name = names[rng.Next(names.Length)];
                 var roll = rng.Next(100);
+                // One request in twelve gets a deadline too short to be sure of: its outcome is unknown, and it may
+                // still be applied after the caller gave up (the checker's "info" operations, for real).
+                var timeout = rng.Next(12) == 0 ? TimeSpan.FromMilliseconds(rng.Next(1, 30)) : OpTimeout;
                 if (roll < 40)
                 {
-                    await RunAsync(history, w, name, OpKind.Append, $"[{w}.{n}]", v => pool.ExecuteAsync(name, [OsdOp.Append(Bytes(v))], OpTimeout));
+                    await RunAsync(history, w, name, OpKind.Append, $"[{w}.{n}]", v => pool.ExecuteAsync(name, [OsdOp.Append(Bytes(v))], timeout));
                 }
                 else if (roll < 50)
                 {
-                    await RunAsync(history, w, name, OpKind.WriteFull, $"<{w}.{n}>", v => pool.ExecuteAsync(name, [OsdOp.WriteFull(Bytes(v))], OpTimeout));
+                    await RunAsync(history, w, name, OpKind.WriteFull, $"<{w}.{n}>", v => pool.ExecuteAsync(name, [OsdOp.WriteFull(Bytes(v))], timeout));
                 }
                 else if (roll < 58)
                 {
@@ -88,7 +94,7 @@ public sealed partial class ExactlyOnceTests(ITestOutputHelper output)
                     // record must never show, however often its request or reply was cut.
                     var record = $"[{w}.{n}!]";
                     var outcome = await RunAsync(history, w, name, OpKind.Append, record,
-                        v => pool.ExecuteAsync(name, [OsdOp.AssertVersion(ulong.MaxValue - 1), OsdOp.Append(Bytes(v))], OpTimeout));
+                        v => pool.ExecuteAsync(name, [OsdOp.AssertVersion(ulong.MaxValue - 1), OsdOp.Append(Bytes(v))], timeout));
                     if (outcome == OpOutcome.Failed)
                     {
                         lock (refused)
@@ -99,7 +105,7 @@ public sealed partial class ExactlyOnceTests(ITestOutputHelper output)
                 }
                 else
                 {
-                    await ReadAsync(history, w, pool, name);
+                    await ReadAsync(history, w, pool, name, timeout);
                 }
             }
         })).ToList();
@@ -136,7 +142,7 @@ public sealed partial class ExactlyOnceTests(ITestOutputHelper output)
         var final = new Dictionary<string, string>();
         foreach (var name in names)
         {
-            final[name] = await ReadAsync(history, workers, pool, name) ?? throw new InvalidOperationException("the final read has no outcome");
+            final[name] = await ReadAsync(history, workers, pool, name, OpTimeout) ?? throw new InvalidOperationException("the final read has no outcome");
         }
 
         var ops = history.Ops;
@@ -222,12 +228,12 @@ public sealed partial class ExactlyOnceTests(ITestOutputHelper output)
         }
     }
 
-    private static async Task<string?> ReadAsync(HistoryRecorder history, int worker, IoContext pool, string name)
+    private static async Task<string?> ReadAsync(HistoryRecorder history, int worker, IoContext pool, string name, TimeSpan timeout)
     {
         var pending = history.Invoke(worker, name, OpKind.Read);
         try
         {
-            var reply = await pool.ExecuteAsync(name, [OsdOp.Read(0, 0)], OpTimeout);
+            var reply = await pool.ExecuteAsync(name, [OsdOp.Read(0, 0)], timeout);
             var value = Encoding.ASCII.GetString(reply.Outputs[0].Data.Span);
             history.Ok(pending, value);
             return value;
