@@ -118,9 +118,13 @@ internal sealed class LoopbackCluster : IAsyncDisposable
         return id;
     }
 
+    /// <summary>The messenger settings OSDs started from now on get (a test injects transport faults here).</summary>
+    public Appliance.Wire.Messenger.MessengerOptions OsdMessenger { get; set; } = new();
+
     public async Task StartOsdAsync(int id)
     {
-        var d = new OsdDaemon(new OsdDaemonOptions(id, Path.Combine(Dir.Path, $"osd.{id}.disk"), ConfDir) { Host = $"node{id}" }, new MemoryLoggers($"osd.{id}"));
+        var d = new OsdDaemon(new OsdDaemonOptions(id, Path.Combine(Dir.Path, $"osd.{id}.disk"), ConfDir) { Host = $"node{id}", Messenger = OsdMessenger },
+            new MemoryLoggers($"osd.{id}"));
         await d.StartAsync();
         Osds[id] = d;
     }

@@ -23,6 +23,9 @@ public sealed record OsdDaemonOptions(int Id, string DataPath, string ConfDir)
     /// <summary>How often the OSD sends its PG statistics to the monitors.</summary>
     public TimeSpan StatsInterval { get; init; } = TimeSpan.FromSeconds(2);
     public StoreOptions Store { get; init; } = new();
+    /// <summary>The messenger's settings for the OSD's server and its sessions to peers (tests inject transport
+    /// faults here).</summary>
+    public MessengerOptions Messenger { get; init; } = new();
 }
 
 /// <summary>
@@ -86,7 +89,7 @@ public sealed class OsdDaemon : IAsyncDisposable
         // A ticket sealed under a key this OSD has not fetched yet (the monitors rotated one in since): fetch again
         // now rather than at the next periodic refresh; the peer or client retries its connection meanwhile.
         _keys.Missing = _ => _refreshKeys.TrySetResult();
-        var messenger = new MessengerOptions();
+        var messenger = _options.Messenger;
         _peers = new MessengerPeers(_options.Id, _mon.TicketSource("osd"), messenger, _loggers.CreateLogger("Appliance.Osd.Peers"));
         _service = new OsdService(_options.Id, _store, _peers, new ObjectClassRegistry(), TimeProvider.System, _loggers.CreateLogger("Appliance.Osd.Pg"));
         _peers.Received = (from, type, payload) => DeliverPeerAsync(from, type, payload, null);

@@ -88,6 +88,10 @@ public sealed class Connection : IAsyncDisposable
     /// few KiB at most.</summary>
     public const int HandshakeMaxPayload = 64 << 10;
     public bool IsSecure => _sealer is not null;
+
+    /// <summary>Injected cuts (tests); null on a real network.</summary>
+    public TransportFaults? Faults { get; init; }
+
     public string? ClosedReason => _closedReason;
 
     /// <summary>Switches sending to secure mode: every later frame is sealed.</summary>
@@ -108,6 +112,10 @@ public sealed class Connection : IAsyncDisposable
         try
         {
             ThrowIfClosed();
+            if (Faults?.ShouldCut(FaultPoint.BeforeSend) == true)
+            {
+                throw Abort($"fault injected: cut before sending frame type {header.Type}");
+            }
             if (_sealer is not null)
             {
                 _sealer.Seal(w, header, payload.Span);
@@ -117,6 +125,11 @@ public sealed class Connection : IAsyncDisposable
                 FrameParser.Write(w, header, payload.Span);
             }
             await WriteAsync(w.WrittenMemory, ct);
+            if (Faults?.ShouldCut(FaultPoint.AfterSend) == true)
+            {
+                // The write succeeded, as it would before a real reset: the failure shows on the next read or send.
+                Abort($"fault injected: cut after sending frame type {header.Type}");
+            }
         }
         finally
         {
@@ -139,6 +152,12 @@ public sealed class Connection : IAsyncDisposable
             var used = 0;
             foreach (var frame in frames)
             {
+                if (Faults?.ShouldCut(FaultPoint.BeforeSend) == true)
+                {
+                    // The frames before this one leave; this one and the rest are lost with the connection.
+                    await FlushGatherAsync(used);
+                    throw Abort($"fault injected: cut before sending seq {frame.Seq}");
+                }
                 if (_sealer is null)
                 {
                     var (head, payload, trailer) = frame.PrepareCrc(ack);
@@ -202,6 +221,18 @@ public sealed class Connection : IAsyncDisposable
                 }
             }
             await FlushGatherAsync(used);
+            if (Faults is { } faults)
+            {
+                foreach (var frame in frames)
+                {
+                    if (faults.ShouldCut(FaultPoint.AfterSend))
+                    {
+                        // The write succeeded, as it would before a real reset: the failure shows later.
+                        Abort($"fault injected: cut after sending seq {frame.Seq}");
+                        break;
+                    }
+                }
+            }
         }
         finally
         {
@@ -293,9 +324,10 @@ public sealed class Connection : IAsyncDisposable
     public async ValueTask<Frame> ReadFrameAsync(CancellationToken ct = default)
     {
         ThrowIfClosed();
+        Frame frame;
         try
         {
-            return _opener is null ? await ReadCrcFrameAsync(ct) : await ReadSecureFrameAsync(_opener, ct);
+            frame = _opener is null ? await ReadCrcFrameAsync(ct) : await ReadSecureFrameAsync(_opener, ct);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException
             || (e is OperationCanceledException && !ct.IsCancellationRequested))
@@ -307,6 +339,12 @@ public sealed class Connection : IAsyncDisposable
             // A socket closed under a pending read may surface as a cancellation we did not ask for.
             throw Close($"receive failed: {e.Message}");
         }
+        if (Faults?.ShouldCut(FaultPoint.OnReceive) == true)
+        {
+            frame.Release();
+            throw Abort($"fault injected: cut on receiving frame type {frame.Header.Type} seq {frame.Header.Seq}");
+        }
+        return frame;
     }
 
     private int Buffered => _inEnd - _inStart;
@@ -469,6 +507,21 @@ public sealed class Connection : IAsyncDisposable
             }
             done += n;
         }
+    }
+
+    /// <summary>Closes as a failing network does: the socket is reset (SO_LINGER 0: RST, unsent bytes dropped), so
+    /// the peer sees the connection drop. Returns the exception to throw.</summary>
+    public ConnectionClosedException Abort(string reason)
+    {
+        try
+        {
+            _socket?.LingerState = new System.Net.Sockets.LingerOption(true, 0);
+        }
+        catch (Exception e) when (e is System.Net.Sockets.SocketException or ObjectDisposedException)
+        {
+            // Already closed: closing below is all there is to do.
+        }
+        return Close(reason);
     }
 
     /// <summary>Closes with a reason, logged once; returns the exception to throw.</summary>

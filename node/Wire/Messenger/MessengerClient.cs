@@ -100,7 +100,10 @@ public sealed class MessengerClient : IAsyncDisposable
                 {
                     socket.NoDelay = true;
                 }
-                connection = new Connection(new NetworkStream(socket, ownsSocket: true), _endpoint.ToString() ?? "server", Connection.HandshakeMaxPayload, _log);
+                connection = new Connection(new NetworkStream(socket, ownsSocket: true), _endpoint.ToString() ?? "server", Connection.HandshakeMaxPayload, _log)
+                {
+                    Faults = _options.Faults,
+                };
                 await HandshakeAsync(connection);
                 _current = connection;
                 Connects++;

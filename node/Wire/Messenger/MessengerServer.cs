@@ -16,6 +16,8 @@ public sealed record MessengerOptions
     public TimeSpan AckInterval { get; init; } = TimeSpan.FromMilliseconds(20);
     /// <summary>The mode a server requires: a Secure server refuses crc clients.</summary>
     public ConnectionMode MinimumMode { get; init; } = ConnectionMode.Crc;
+    /// <summary>Cuts injected into every connection made with these options (tests only); null: none.</summary>
+    public TransportFaults? Faults { get; init; }
 }
 
 /// <summary>
@@ -117,7 +119,7 @@ public sealed class MessengerServer : IAsyncDisposable
 
     private async Task ServeAsync(Stream stream, string peer)
     {
-        var connection = new Connection(stream, peer, Connection.HandshakeMaxPayload, _log);
+        var connection = new Connection(stream, peer, Connection.HandshakeMaxPayload, _log) { Faults = _options.Faults };
         _connections[connection] = 0;
         MessageSession? session = null;
         try

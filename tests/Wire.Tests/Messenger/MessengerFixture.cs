@@ -60,9 +60,9 @@ internal sealed class MessengerFixture : IAsyncDisposable
     }
 
     public MessengerClient Client(ConnectionMode mode = ConnectionMode.Crc, Secret? key = null, string entity = "client.test",
-        Func<MessageSession, Message, ValueTask>? handler = null, EndPoint? endpoint = null)
+        Func<MessageSession, Message, ValueTask>? handler = null, EndPoint? endpoint = null, MessengerOptions? options = null)
     {
-        var client = new MessengerClient(endpoint ?? Endpoint, entity, key ?? ClientKey, mode, new MessengerOptions(),
+        var client = new MessengerClient(endpoint ?? Endpoint, entity, key ?? ClientKey, mode, options ?? new MessengerOptions(),
             handler ?? ((_, _) => ValueTask.CompletedTask), Log.Enqueue);
         _clients.Add(client);
         return client;
