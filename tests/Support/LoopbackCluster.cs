@@ -32,6 +32,8 @@ internal sealed class LoopbackCluster : IAsyncDisposable
     public readonly ClusterConf Conf;
     public readonly List<MonitorDaemon> Monitors = [];
     public readonly Dictionary<int, OsdDaemon> Osds = [];
+    /// <summary>What each OSD logged (its latest start's).</summary>
+    public readonly Dictionary<int, MemoryLoggers> OsdLogs = [];
 
     public LoopbackCluster()
     {
@@ -118,9 +120,14 @@ internal sealed class LoopbackCluster : IAsyncDisposable
         return id;
     }
 
-    public async Task StartOsdAsync(int id)
+    /// <summary>Starts osd.<paramref name="id"/> (host node<c>ID</c>); <paramref name="configure"/> may change its
+    /// options.</summary>
+    public async Task StartOsdAsync(int id, Func<OsdDaemonOptions, OsdDaemonOptions>? configure = null)
     {
-        var d = new OsdDaemon(new OsdDaemonOptions(id, Path.Combine(Dir.Path, $"osd.{id}.disk"), ConfDir) { Host = $"node{id}" }, new MemoryLoggers($"osd.{id}"));
+        var options = new OsdDaemonOptions(id, Path.Combine(Dir.Path, $"osd.{id}.disk"), ConfDir) { Host = $"node{id}" };
+        var loggers = new MemoryLoggers($"osd.{id}");
+        OsdLogs[id] = loggers;
+        var d = new OsdDaemon(configure?.Invoke(options) ?? options, loggers);
         await d.StartAsync();
         Osds[id] = d;
     }
