@@ -127,6 +127,12 @@ public sealed partial class ClusterClient
             {
                 waitedOn += $"; {progress.Trouble}";
             }
+            if (_maps.Current is { } view && view.Map.Pools.TryGetValue(target.PoolId, out var pool) && progress.Pg.Pool == pool.Id
+                && progress.Pg.Seed < (uint)pool.PgNum && view.Place(pool, progress.Pg.Seed).Acting.Count(o => o >= 0) is var up && up < pool.MinSize)
+            {
+                // The usual cause of a request held without an answer: its primary holds I/O below min_size.
+                waitedOn += $"; PG {progress.Pg} has {up} of its pool's min_size {pool.MinSize} OSDs up in osdmap epoch {view.Map.Epoch}, so it takes no I/O until more are up";
+            }
             var what = target.Object.Length > 0 ? $"'{target.Object}'" : "listing";
             throw new OsdRequestTimeoutException(
                 $"request {tid} on {what} in pool {target.PoolName}, PG {progress.Pg}: no outcome within {limit.TotalSeconds:0.###} s; last waited on {waitedOn}",

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using Appliance.Cli;
 
 namespace Appliance.Cluster.Tests;
 
@@ -13,7 +12,6 @@ namespace Appliance.Cluster.Tests;
 public sealed class ClusterUpTests : IDisposable
 {
     private static readonly string[] Daemons = ["mon.a", "mon.b", "mon.c", "osd.0", "osd.1", "osd.2"];
-    private static readonly TimeSpan CommandBound = TimeSpan.FromSeconds(60);
 
     private readonly TempDir _dir = new();
     private readonly HashSet<int> _seen = [];
@@ -23,7 +21,7 @@ public sealed class ClusterUpTests : IDisposable
     [Fact]
     public async Task Up_starts_what_is_not_running_and_down_stops_everything_it_started()
     {
-        var (code, output) = await ApplianceAsync("cluster", "up", "--data", Data, "--osds", "3", "--disk-size", "64M", "--timeout", "50");
+        var (code, output) = await LocalCluster.ApplianceAsync("cluster", "up", "--data", Data, "--osds", "3", "--disk-size", "64M", "--timeout", "50");
         Assert.True(code == 0, $"cluster up exited {code}:\n{output}\n{Logs()}");
         Assert.Contains("export APPLIANCE_CONF_DIR=" + Path.Combine(Data, "conf"), output);
         Assert.Contains($"cluster down --data {Data}", output);
@@ -31,11 +29,11 @@ public sealed class ClusterUpTests : IDisposable
         Assert.Equal(Daemons, first.Keys.Order(StringComparer.Ordinal));
         foreach (var (name, pid) in first)
         {
-            Assert.True(IsOurs(pid, name), $"{name}'s pid file names {pid}, which is not running it: {Cmdline(pid)}");
+            Assert.True(IsOurs(pid, name), $"{name}'s pid file names {pid}, which is not running it: {LocalCluster.Cmdline(pid)}");
         }
 
         // Everything runs: a second `up` starts nothing.
-        (code, output) = await ApplianceAsync("cluster", "up", "--data", Data, "--osds", "3", "--disk-size", "64M", "--timeout", "50");
+        (code, output) = await LocalCluster.ApplianceAsync("cluster", "up", "--data", Data, "--osds", "3", "--disk-size", "64M", "--timeout", "50");
         Assert.True(code == 0, $"second cluster up exited {code}:\n{output}\n{Logs()}");
         Assert.DoesNotContain(" started (pid", output);
         Assert.Equal(first, Pids());
@@ -44,11 +42,11 @@ public sealed class ClusterUpTests : IDisposable
         var victim = first["osd.1"];
         Process.GetProcessById(victim).Kill();
         await UntilAsync(() => !IsOurs(victim, "osd.1"), "osd.1 to die after SIGKILL");
-        (code, output) = await ApplianceAsync("cluster", "up", "--data", Data, "--timeout", "50");
+        (code, output) = await LocalCluster.ApplianceAsync("cluster", "up", "--data", Data, "--timeout", "50");
         Assert.True(code == 0, $"cluster up after a kill exited {code}:\n{output}\n{Logs()}");
         var after = Pids();
         Assert.NotEqual(victim, after["osd.1"]);
-        Assert.True(IsOurs(after["osd.1"], "osd.1"), $"osd.1 restarted as {after["osd.1"]}: {Cmdline(after["osd.1"])}");
+        Assert.True(IsOurs(after["osd.1"], "osd.1"), $"osd.1 restarted as {after["osd.1"]}: {LocalCluster.Cmdline(after["osd.1"])}");
         foreach (var name in Daemons.Where(n => n != "osd.1"))
         {
             Assert.Equal(first[name], after[name]);
@@ -56,47 +54,21 @@ public sealed class ClusterUpTests : IDisposable
         Assert.Contains("osd.1 started (pid", output);
 
         // --purge without the confirmation: refused, nothing stopped, nothing deleted.
-        (code, output) = await ApplianceAsync("cluster", "down", "--data", Data, "--purge");
+        (code, output) = await LocalCluster.ApplianceAsync("cluster", "down", "--data", Data, "--purge");
         Assert.True(code == 6, $"down --purge without confirmation exited {code}:\n{output}");
         Assert.Contains("--yes-i-really-mean-it", output);
         Assert.True(File.Exists(Path.Combine(Data, "conf", "cluster.conf")));
         Assert.True(File.Exists(Path.Combine(Data, "osd.0.disk")));
         Assert.All(after, d => Assert.True(IsOurs(d.Value, d.Key), $"{d.Key} stopped by a refused purge"));
 
-        (code, output) = await ApplianceAsync("cluster", "down", "--data", Data);
+        (code, output) = await LocalCluster.ApplianceAsync("cluster", "down", "--data", Data);
         Assert.True(code == 0, $"cluster down exited {code}:\n{output}");
         foreach (var pid in _seen)
         {
-            Assert.False(Daemons.Any(n => IsOurs(pid, n)), $"process {pid} still runs after cluster down: {Cmdline(pid)}");
+            Assert.False(Daemons.Any(n => IsOurs(pid, n)), $"process {pid} still runs after cluster down: {LocalCluster.Cmdline(pid)}");
         }
         Assert.Empty(Directory.GetFiles(Path.Combine(Data, "run"), "*.pid"));
         Assert.True(File.Exists(Path.Combine(Data, "osd.0.disk")), "down without --purge keeps the data");
-    }
-
-    /// <summary>Runs the program, returning its exit code and stdout+stderr; killed (by its pid) past the bound.</summary>
-    private static async Task<(int Code, string Output)> ApplianceAsync(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(typeof(CliApp).Assembly.Location);
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        using var bound = new CancellationTokenSource(CommandBound);
-        try
-        {
-            await p.WaitForExitAsync(bound.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            p.Kill();
-            await p.WaitForExitAsync();
-            throw new TimeoutException($"appliance {string.Join(' ', args)} did not return within {CommandBound.TotalSeconds} s:\n{await stdout}\n{await stderr}");
-        }
-        return (p.ExitCode, await stdout + await stderr);
     }
 
     /// <summary>The pid in each pid file of DIR/run (remembered for the clean-up).</summary>
@@ -116,22 +88,10 @@ public sealed class ClusterUpTests : IDisposable
         return pids;
     }
 
-    private static string Cmdline(int pid)
-    {
-        try
-        {
-            return File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ');
-        }
-        catch (IOException)
-        {
-            return "(no such process)";
-        }
-    }
-
     /// <summary>Whether <paramref name="pid"/> is this test's cluster running daemon <paramref name="name"/>.</summary>
     private bool IsOurs(int pid, string name)
     {
-        var args = Cmdline(pid).Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        var args = LocalCluster.Cmdline(pid).Split(' ', StringSplitOptions.RemoveEmptyEntries);
         var identity = Path.Combine(Data, name.StartsWith("osd.", StringComparison.Ordinal) ? name + ".disk" : name);
         return args.Any(a => a.EndsWith("appliance.dll", StringComparison.Ordinal)) && args.Contains("run") && args.Contains(identity);
     }

@@ -32,6 +32,8 @@ internal sealed class LoopbackCluster : IAsyncDisposable
     public readonly ClusterConf Conf;
     public readonly List<MonitorDaemon> Monitors = [];
     public readonly Dictionary<int, OsdDaemon> Osds = [];
+    /// <summary>What each OSD logged (its latest start's).</summary>
+    public readonly Dictionary<int, MemoryLoggers> OsdLogs = [];
 
     public LoopbackCluster()
     {
@@ -121,10 +123,14 @@ internal sealed class LoopbackCluster : IAsyncDisposable
     /// <summary>The messenger settings OSDs started from now on get (a test injects transport faults here).</summary>
     public Appliance.Wire.Messenger.MessengerOptions OsdMessenger { get; set; } = new();
 
-    public async Task StartOsdAsync(int id)
+    /// <summary>Starts osd.<paramref name="id"/> (host node<c>ID</c>, messenger <see cref="OsdMessenger"/>);
+    /// <paramref name="configure"/> may change its options.</summary>
+    public async Task StartOsdAsync(int id, Func<OsdDaemonOptions, OsdDaemonOptions>? configure = null)
     {
-        var d = new OsdDaemon(new OsdDaemonOptions(id, Path.Combine(Dir.Path, $"osd.{id}.disk"), ConfDir) { Host = $"node{id}", Messenger = OsdMessenger },
-            new MemoryLoggers($"osd.{id}"));
+        var options = new OsdDaemonOptions(id, Path.Combine(Dir.Path, $"osd.{id}.disk"), ConfDir) { Host = $"node{id}", Messenger = OsdMessenger };
+        var loggers = new MemoryLoggers($"osd.{id}");
+        OsdLogs[id] = loggers;
+        var d = new OsdDaemon(configure?.Invoke(options) ?? options, loggers);
         await d.StartAsync();
         Osds[id] = d;
     }

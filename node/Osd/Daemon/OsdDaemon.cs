@@ -22,6 +22,10 @@ public sealed record OsdDaemonOptions(int Id, string DataPath, string ConfDir)
     public string Host { get; init; } = Environment.MachineName;
     /// <summary>How often the OSD sends its PG statistics to the monitors.</summary>
     public TimeSpan StatsInterval { get; init; } = TimeSpan.FromSeconds(2);
+    /// <summary>How often the OSD tells the monitors it is alive (OsdBeacon). It must stay well below the monitors'
+    /// mon_osd_report_timeout (120 s by default, 10 s at least), past which they mark a silent OSD down; 30 s is the
+    /// default of osd_beacon_report_interval (read from the central configuration in a later issue).</summary>
+    public TimeSpan BeaconInterval { get; init; } = TimeSpan.FromSeconds(30);
     public StoreOptions Store { get; init; } = new();
     /// <summary>The messenger's settings for the OSD's server and its sessions to peers (tests inject transport
     /// faults here).</summary>
@@ -50,6 +54,10 @@ public sealed class OsdDaemon : IAsyncDisposable
     private OsdService? _service;
     private ServiceSecrets? _keys;
     private TaskCompletionSource _refreshKeys = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private OsdBoot? _boot;
+    /// <summary>The epoch this OSD was last marked up from at its own address, as its maps showed (-1: not since its
+    /// last boot).</summary>
+    private long _upFrom = -1;
 
     public OsdDaemon(OsdDaemonOptions options, ILoggerFactory loggers)
     {
@@ -102,7 +110,8 @@ public sealed class OsdDaemon : IAsyncDisposable
         _log.LogInformation("{Osd} listening on {Address}", Entity, address);
 
         var weight = OsdMap.WeightForCapacity(_store.StatFs().TotalBytes);
-        var boot = await _mon.CommandAsync(new OsdBoot(_options.Id, address, _options.Host, weight, address, _store.Superblock.StoreId), ct);
+        _boot = new OsdBoot(_options.Id, address, _options.Host, weight, address, _store.Superblock.StoreId);
+        var boot = await _mon.CommandAsync(_boot, ct);
         if (boot.Status != MonReplyStatus.Ok)
         {
             throw new InvalidOperationException($"the monitors refused the boot of {Entity}: {boot.Message}");
@@ -125,6 +134,11 @@ public sealed class OsdDaemon : IAsyncDisposable
                     have = map;
                     _peers!.OnMap(map);
                     _service!.ApplyMap(map);
+                    if (map.FindOsd(_options.Id) is { Up: true } self && self.Address == _boot!.Address)
+                    {
+                        // Recorded from every map in order (a periodic look could miss a short up period entirely).
+                        Interlocked.Exchange(ref _upFrom, self.UpFrom);
+                    }
                 }
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested)
@@ -143,12 +157,51 @@ public sealed class OsdDaemon : IAsyncDisposable
     {
         var reported = new HashSet<(int Osd, uint Epoch)>();
         var lastStats = DateTime.MinValue;
+        var lastBeacon = DateTime.UtcNow;
         using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(500));
         while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
         {
             try
             {
                 var map = _service!.Map;
+                string? bootAgain = null;
+                if (DateTime.UtcNow - lastBeacon >= _options.BeaconInterval)
+                {
+                    // Without beacons the monitors mark this OSD down mon_osd_report_timeout after its boot, however
+                    // well it serves. Beacons follow the boot on this one loop, so a refused one means the monitors
+                    // marked it down since.
+                    lastBeacon = DateTime.UtcNow;
+                    var beacon = await _mon!.CommandAsync(new OsdBeacon(_options.Id), ct);
+                    if (beacon.Status != MonReplyStatus.Ok)
+                    {
+                        bootAgain = $"the monitors refused its beacon ({beacon.Message})";
+                    }
+                }
+                var upFrom = Interlocked.Read(ref _upFrom);
+                if (map?.FindOsd(_options.Id) is { Up: false } && upFrom >= 0 && map.Epoch > upFrom)
+                {
+                    bootAgain = $"osdmap epoch {map.Epoch} marks it down";
+                }
+                if (bootAgain is not null)
+                {
+                    // Marked down while it runs (Ceph's "wrongly marked me down"): a peer saw a connection reset and
+                    // reported it, or its beacons were late. Nothing else would mark it up again and its PGs would stay
+                    // undersized for good, so it boots again. A boot racing a map in flight is harmless: the monitors
+                    // answer a boot of an OSD that is up at the same address with "no change". _upFrom is cleared
+                    // only if no newer map recorded a new up meanwhile, and only once the boot is accepted (a failed
+                    // attempt is retried on the next tick).
+                    _log.LogWarning("{Osd} is marked down while it runs: {Why}; booting again", Entity, bootAgain);
+                    var again = await _mon!.CommandAsync(_boot!, ct);
+                    if (again.Status == MonReplyStatus.Ok)
+                    {
+                        Interlocked.CompareExchange(ref _upFrom, -1, upFrom);
+                        lastBeacon = DateTime.UtcNow;
+                    }
+                    else
+                    {
+                        _log.LogWarning("{Osd}: boot refused: {Message}", Entity, again.Message);
+                    }
+                }
                 if (map is not null && DateTime.UtcNow - lastStats >= _options.StatsInterval)
                 {
                     // What `pg ls`, `df`, `status` and pool quotas read: the PGs this OSD is the primary of.
