@@ -36,6 +36,9 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
     /// <summary>One run of one job. Latencies in ms: ours gives p50/p99; rados bench gives average, min and max.</summary>
     private sealed record Result(long Ops, long Errors, double Seconds, double P50, double P99, double Avg, double Min, double Max, long DiskWriteBytes)
     {
+        /// <summary>CPU seconds (user + system) over the job: every OSD, every monitor, the bench client.</summary>
+        public Cpu Cpu { get; init; } = Cpu.None;
+
         public double Iops => Ops / Seconds;
 
         /// <summary>10^6 bytes per second on both sides (rados prints MiB/s as "MB/sec"; we count from ops).</summary>
@@ -116,7 +119,7 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
                     }
                     var o = results[job.Label].Ours[^1];
                     var c = withCeph ? results[job.Label].Ceph[^1] : null;
-                    Console.WriteLine($"  round {r} {job.Label,-17} ours {Figure(job, o)}{(c is null ? "" : $"  ceph {Figure(job, c)}")}");
+                    Console.WriteLine($"  round {r} {job.Label,-17} ours {Figure(job, o)}{(c is null ? "" : $"  ceph {Figure(job, c)}")}   ours CPU us/op osd/mon/client/all {o.Cpu.PerOp(o.Ops)}   p50/p99 {o.P50:0.00}/{o.P99:0.00} ms");
                 }
             }
             ourMem = ours.Memory();
@@ -135,6 +138,16 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
             }
         }
         return 0;
+    }
+
+    /// <summary>CPU seconds a job cost each side: on a shared machine this is the steadier figure (throughput moves
+    /// with the other load; the CPU an op takes much less).</summary>
+    private sealed record Cpu(double Osd, double Mon, double Client)
+    {
+        public static readonly Cpu None = new(double.NaN, double.NaN, double.NaN);
+
+        public string PerOp(long ops) =>
+            $"{Osd * 1e6 / ops,7:0} {Mon * 1e6 / ops,6:0} {Client * 1e6 / ops,7:0} {(Osd + Mon + Client) * 1e6 / ops,7:0}";
     }
 
     private static string Figure(Job job, Result r) =>
@@ -162,6 +175,16 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
             var cephLat = withCeph ? $"{Stats.Median(c.Select(r => r.Avg)):0.00} ({Stats.Median(c.Select(r => r.Min)):0.00}-{Stats.Median(c.Select(r => r.Max)):0.00})" : "-";
             var errors = o.Sum(r => r.Errors);
             Console.WriteLine($"{job.Label,-17} {of.ToString("0", CultureInfo.InvariantCulture) + unit,14} {ceph,14} {ratio,6} {job.Aim,6}   {lat,16}   {cephLat,22}{(errors > 0 ? $"   ours: {errors} failed requests" : "")}");
+        }
+        Console.WriteLine();
+        Console.WriteLine("ours, CPU microseconds per op (user + system from /proc/PID/stat over the job; osd = the 3 OSDs together, mon = the 3");
+        Console.WriteLine("monitors, client = the bench process), median of the rounds");
+        Console.WriteLine($"{"job",-17} {"osd",7} {"mon",6} {"client",7} {"all",7}");
+        foreach (var job in Jobs)
+        {
+            var o = results[job.Label].Ours;
+            double Med(Func<Result, double> f) => Stats.Median(o.Select(f));
+            Console.WriteLine($"{job.Label,-17} {Med(r => r.Cpu.Osd * 1e6 / r.Ops),7:0} {Med(r => r.Cpu.Mon * 1e6 / r.Ops),6:0} {Med(r => r.Cpu.Client * 1e6 / r.Ops),7:0} {Med(r => (r.Cpu.Osd + r.Cpu.Mon + r.Cpu.Client) * 1e6 / r.Ops),7:0}");
         }
         Console.WriteLine();
         // Write amplification per client byte: a size-3 pool writes each byte on three OSDs, so ~3 is the ideal.
@@ -231,15 +254,22 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
         public async Task<Result> BenchAsync(Job job, int seconds, CancellationToken ct)
         {
             var before = OsdWriteBytes();
+            var (osdCpu, monCpu, clientCpu) = (DaemonCpu("osd."), DaemonCpu("mon."), Proc.ChildrenCpu());
             var (output, _) = await Proc.RunAsync(
                 Command(["object", "bench", "data", .. job.Ours, "--threads", "16", "--seconds", seconds.ToString(CultureInfo.InvariantCulture), "--conf-dir", ConfDir]),
                 TimeSpan.FromSeconds((seconds * 3) + 120), ct, locked: true);
             var written = OsdWriteBytes() - before;
+            var cpu = new Cpu(DaemonCpu("osd.") - osdCpu, DaemonCpu("mon.") - monCpu, Proc.ChildrenCpu() - clientCpu);
             var f = Fields(output, ':');
             return new Result(
                 (long)Num(f, "ops"), (long)Num(f, "errors"), Num(f, "seconds"), Num(f, "p50 latency ms"), Num(f, "p99 latency ms"),
-                double.NaN, double.NaN, double.NaN, written);
+                double.NaN, double.NaN, double.NaN, written)
+            { Cpu = cpu };
         }
+
+        /// <summary>CPU seconds so far of every daemon whose pid file name starts with <paramref name="prefix"/>.</summary>
+        private double DaemonCpu(string prefix) =>
+            DaemonPids(prefix).Sum(p => Proc.CpuSeconds(p.Pid));
 
         public List<(string Osd, long Rss, long Hwm)> Memory() =>
             [.. OsdPids().Select(p => (p.Osd, Proc.Status(p.Pid, "VmRSS"), Proc.Status(p.Pid, "VmHWM")))];
@@ -247,8 +277,10 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
         private long OsdWriteBytes() => OsdPids().Sum(p => Proc.WriteBytes(p.Pid));
 
         /// <summary>DIR/run/osd.N.pid, trusted only while /proc/PID/cmdline is a daemon running from our data dir.</summary>
-        private List<(string Osd, int Pid)> OsdPids() =>
-            [.. Directory.EnumerateFiles(Path.Combine(dataDir, "run"), "osd.*.pid").Order(StringComparer.Ordinal)
+        private List<(string Osd, int Pid)> OsdPids() => DaemonPids("osd.");
+
+        private List<(string Osd, int Pid)> DaemonPids(string prefix) =>
+            [.. Directory.EnumerateFiles(Path.Combine(dataDir, "run"), prefix + "*.pid").Order(StringComparer.Ordinal)
                 .Select(f => (Osd: Path.GetFileNameWithoutExtension(f), Pid: int.TryParse(File.ReadAllText(f).Trim(), CultureInfo.InvariantCulture, out var p) ? p : 0))
                 .Where(p => p.Pid > 0 && Proc.CmdlineContains(p.Pid, dataDir))];
 
@@ -461,6 +493,32 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
             {
                 return 0;
             }
+        }
+
+        /// <summary>CPU seconds (utime + stime, /proc/PID/stat fields 14 and 15) of a process; 0 when it is gone.</summary>
+        public static double CpuSeconds(int pid)
+        {
+            try
+            {
+                return Ticks(File.ReadAllText($"/proc/{pid}/stat"), 0);
+            }
+            catch (IOException)
+            {
+                return 0;
+            }
+        }
+
+        /// <summary>CPU seconds of this process's waited-for children and their descendants (cutime + cstime): a
+        /// timed command's own CPU, read before and after it (one runs at a time).</summary>
+        public static double ChildrenCpu() => Ticks(File.ReadAllText("/proc/self/stat"), 2);
+
+        /// <summary>Fields 14+15 (or 16+17 with <paramref name="skip"/> 2) of a stat line, in seconds; the command name
+        /// in parentheses may hold spaces, so fields count from its closing parenthesis. USER_HZ is 100 on Linux.</summary>
+        private static double Ticks(string stat, int skip)
+        {
+            var f = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            // f[0] is field 3 (state): utime is field 14 = f[11], stime f[12], cutime f[13], cstime f[14].
+            return (long.Parse(f[11 + skip], CultureInfo.InvariantCulture) + long.Parse(f[12 + skip], CultureInfo.InvariantCulture)) / 100.0;
         }
 
         /// <summary>Bytes the process caused to be written to storage (/proc/PID/io write_bytes; 0 when gone).</summary>

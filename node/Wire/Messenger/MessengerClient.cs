@@ -110,8 +110,8 @@ public sealed class MessengerClient : IAsyncDisposable
                 Volatile.Write(ref _failedConnects, 0);
                 _firstConnect.TrySetResult();
                 backoff = TimeSpan.FromMilliseconds(5);
-                using var acks = new PeriodicTimer(_options.AckInterval);
-                var ackLoop = AckLoopAsync(connection, acks);
+                using var acks = new CancellationTokenSource();
+                var ackLoop = Session.AckLoopAsync(connection, _options.AckInterval, acks.Token);
                 try
                 {
                     while (true)
@@ -122,7 +122,7 @@ public sealed class MessengerClient : IAsyncDisposable
                 }
                 finally
                 {
-                    acks.Dispose();
+                    await acks.CancelAsync();
                     await ackLoop;
                 }
             }
@@ -168,14 +168,6 @@ public sealed class MessengerClient : IAsyncDisposable
                 return;
             }
             backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(1).Ticks));
-        }
-    }
-
-    private async Task AckLoopAsync(Connection connection, PeriodicTimer timer)
-    {
-        while (await timer.WaitForNextTickAsync())
-        {
-            await Session.MaybeAckAsync(connection, force: true);
         }
     }
 

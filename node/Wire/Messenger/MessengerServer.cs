@@ -125,8 +125,8 @@ public sealed class MessengerServer : IAsyncDisposable
         try
         {
             session = await HandshakeAsync(connection);
-            using var acks = new PeriodicTimer(_options.AckInterval);
-            var ackLoop = AckLoopAsync(connection, session, acks);
+            using var acks = new CancellationTokenSource();
+            var ackLoop = session.AckLoopAsync(connection, _options.AckInterval, acks.Token);
             try
             {
                 while (true)
@@ -137,7 +137,7 @@ public sealed class MessengerServer : IAsyncDisposable
             }
             finally
             {
-                acks.Dispose();
+                await acks.CancelAsync();
                 await ackLoop;
             }
         }
@@ -164,21 +164,6 @@ public sealed class MessengerServer : IAsyncDisposable
             session?.Detach(connection);
             _connections.TryRemove(connection, out _);
             await connection.DisposeAsync();
-        }
-    }
-
-    private static async Task AckLoopAsync(Connection connection, MessageSession session, PeriodicTimer timer)
-    {
-        try
-        {
-            while (await timer.WaitForNextTickAsync())
-            {
-                await session.MaybeAckAsync(connection, force: true);
-            }
-        }
-        catch (ObjectDisposedException)
-        {
-            // The timer was disposed with the connection.
         }
     }
 
