@@ -48,6 +48,10 @@ public sealed partial class ObjectStore
             public Onode? Base;
             public bool OmapCleared;
             public Dictionary<string, byte[]?> OmapChanges = new(StringComparer.Ordinal);
+            /// <summary>Ranges removed from the base's omap in this transaction (changes in them are dropped from
+            /// <see cref="OmapChanges"/>, later ones are added there): the base's keys are in the index, not read
+            /// unless a clone needs them.</summary>
+            public List<(string From, string To)> OmapRemovedRanges = [];
 
             public List<BlockRef> Blocks => _blocks ??= Base is null ? [] : [.. Base.Blocks];
 
@@ -61,8 +65,13 @@ public sealed partial class ObjectStore
                 Base = null;
                 OmapCleared = false;
                 OmapChanges.Clear();
+                OmapRemovedRanges.Clear();
             }
         }
+
+        /// <summary>Upper bound of the index pages the transaction's omap changes may need at the next index commit
+        /// (the same estimate <see cref="OmapDelta"/> reserves when they apply).</summary>
+        public long IndexPages { get; private set; }
 
         /// <summary>Upper bound of what the transaction adds to the checkpoint (checked at publication, where the
         /// state it adds to is stable).</summary>
@@ -179,6 +188,7 @@ public sealed partial class ObjectStore
                     {
                         var od = Obj(o.Collection, o.Name, create: true);
                         od.OmapChanges[o.Key] = o.Value.ToArray();
+                        IndexPages += OmapDelta.PageCost(s._meta.IndexHeight, o.Value.Length);
                         Meta.Redo.OmapSet(Redo, o.Collection, o.Name, o.Key, o.Value.Span);
                         break;
                     }
@@ -186,6 +196,7 @@ public sealed partial class ObjectStore
                     {
                         var od = Obj(o.Collection, o.Name, create: false);
                         od.OmapChanges[o.Key] = null;
+                        IndexPages += OmapDelta.PageCost(s._meta.IndexHeight, 0);
                         Meta.Redo.OmapRemove(Redo, o.Collection, o.Name, o.Key);
                         break;
                     }
@@ -196,13 +207,11 @@ public sealed partial class ObjectStore
                         {
                             od.OmapChanges[k] = null;
                         }
-                        if (!od.OmapCleared && od.Base is not null)
+                        if (!od.OmapCleared && od.Base is not null && string.CompareOrdinal(o.From, o.To) < 0)
                         {
-                            foreach (var e in MetaState.OmapRange(od.Base, o.From, o.To))
-                            {
-                                od.OmapChanges[e.Key] = null;
-                            }
+                            od.OmapRemovedRanges.Add((o.From, o.To));
                         }
+                        IndexPages += 2 * OmapDelta.PageCost(s._meta.IndexHeight, 0);
                         Meta.Redo.OmapRemoveRange(Redo, o.Collection, o.Name, o.From, o.To);
                         break;
                     }
@@ -217,6 +226,8 @@ public sealed partial class ObjectStore
                         var od = Obj(o.Collection, o.Name, create: false);
                         od.OmapCleared = true;
                         od.OmapChanges.Clear();
+                        od.OmapRemovedRanges.Clear();
+                        IndexPages += 2 * OmapDelta.PageCost(s._meta.IndexHeight, 0);
                         Meta.Redo.OmapClear(Redo, o.Collection, o.Name);
                         break;
                     }
@@ -401,6 +412,11 @@ public sealed partial class ObjectStore
         private void Remove(string c, ObjectId o)
         {
             var od = Obj(c, o, create: false);
+            if (od.Base is { HasOmap: true } || od.OmapChanges.Count > 0)
+            {
+                // Its omap goes as a range removal in the index.
+                IndexPages += 2 * OmapDelta.PageCost(s._meta.IndexHeight, 0);
+            }
             Meta.Redo.ObjRemove(Redo, c, o);
             od.Reset();
             od.Exists = false;
@@ -702,7 +718,7 @@ public sealed partial class ObjectStore
                 }
             }
             var xattrs = src.Xattrs.ToArray();
-            var omap = EffectiveOmap(src).ToArray();
+            var omap = await EffectiveOmapAsync(src);
 
             if (Lookup(c, destination).Exists)
             {
@@ -743,19 +759,23 @@ public sealed partial class ObjectStore
             foreach (var (k, v) in omap)
             {
                 dst.OmapChanges[k] = v;
+                IndexPages += OmapDelta.PageCost(s._meta.IndexHeight, v.Length);
                 Meta.Redo.OmapSet(Redo, c, destination, k, v);
             }
         }
 
-        private static IEnumerable<KeyValuePair<string, byte[]>> EffectiveOmap(ObjDraft od)
+        /// <summary>The object's omap as this transaction left it so far: the base's entries (from the index) not
+        /// cleared, not in a removed range and not changed here, then the changes. Ordinal order.</summary>
+        private async Task<List<KeyValuePair<string, byte[]>>> EffectiveOmapAsync(ObjDraft od)
         {
-            if (!od.OmapCleared && od.Base is not null)
+            var result = new SortedDictionary<string, byte[]>(StringComparer.Ordinal);
+            if (!od.OmapCleared && od.Base is { HasOmap: true } b)
             {
-                foreach (var e in od.Base.Omap)
+                foreach (var (k, v) in await s.OmapScanAsync(b.Nid, null, null, int.MaxValue, CancellationToken.None))
                 {
-                    if (!od.OmapChanges.ContainsKey(e.Key))
+                    if (!od.OmapChanges.ContainsKey(k) && !od.OmapRemovedRanges.Any(r => InRange(k, r.From, r.To)))
                     {
-                        yield return new(e.Key, e.Value);
+                        result[k] = v;
                     }
                 }
             }
@@ -763,9 +783,10 @@ public sealed partial class ObjectStore
             {
                 if (v is not null)
                 {
-                    yield return new(k, v);
+                    result[k] = v;
                 }
             }
+            return [.. result];
         }
     }
 }

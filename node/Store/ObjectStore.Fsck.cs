@@ -65,7 +65,27 @@ public sealed partial class ObjectStore
                 }
             }
 
+            // The index: every page reached once and valid, keys in order, counts; read from the device.
+            var index = await _index.CheckAsync(ct);
+            errors.AddRange(index.Errors.Select(e => "index: " + e));
+
             var owned = new Allocator(_geo.FirstDataBlock, _geo.DataBlocks);
+            foreach (var page in index.Pages.Concat(index.WaitingPages))
+            {
+                if (page < _geo.FirstDataBlock || page >= _geo.EndDataBlock)
+                {
+                    errors.Add($"index page {page} is outside the data area");
+                }
+                else if (!owned.MarkUsed(page))
+                {
+                    errors.Add($"index page {page} is both in the tree and waiting for release");
+                }
+                else if (!_alloc.IsUsed(page))
+                {
+                    errors.Add($"index page {page} is marked free in the allocator");
+                }
+            }
+            var indexPages = _geo.DataBlocks - owned.Free;
             var twice = new HashSet<long>();
             long objects = 0, used = 0;
             List<(string C, ObjectId O, int Index, BlockRef Ref)> toVerify = [];
@@ -142,7 +162,8 @@ public sealed partial class ObjectStore
                             {
                                 if (twice.Contains(on.Blocks[i].Phys))
                                 {
-                                    errors.Add($"device block {on.Blocks[i].Phys} is owned more than once; one owner is {coll.Name}/{on.Id} block {i}");
+                                    errors.Add($"device block {on.Blocks[i].Phys} is owned more than once; one owner is {coll.Name}/{on.Id} block {i}"
+                                        + (index.Pages.Contains(on.Blocks[i].Phys) || index.WaitingPages.Contains(on.Blocks[i].Phys) ? ", another the index" : ""));
                                 }
                             }
                         }
@@ -152,12 +173,16 @@ public sealed partial class ObjectStore
                 {
                     if (_alloc.IsUsed(phys) && !owned.IsUsed(phys))
                     {
-                        errors.Add($"device block {phys} is marked in use but no object references it (leaked)");
+                        errors.Add($"device block {phys} is marked in use but no object or index page references it (leaked)");
                     }
                 }
                 if (_meta.EncodedBytes > _geo.CheckpointCapacity)
                 {
                     errors.Add($"metadata of {_meta.EncodedBytes} bytes exceeds the checkpoint capacity {_geo.CheckpointCapacity}");
+                }
+                if (!_meta.Delta.IsEmpty || _meta.Frozen is not null)
+                {
+                    errors.Add("omap changes still wait for the index after a checkpoint");
                 }
                 if (_overlay.Count > 0)
                 {
@@ -190,7 +215,8 @@ public sealed partial class ObjectStore
                 }
                 i = j;
             }
-            return new FsckReport(errors, notes, _meta.Collections.Count, objects, toVerify.Count, used, _alloc.Free);
+            notes.Add($"index: {index.Entries} entries, {index.Pages.Count} pages, height {_index.Height}, {index.WaitingPages.Count} pages waiting for release ({indexPages} blocks in all)");
+            return new FsckReport(errors, notes, _meta.Collections.Count, objects, toVerify.Count, used + indexPages, _alloc.Free);
         }
         finally
         {
@@ -212,7 +238,11 @@ public sealed partial class ObjectStore
                 errors.Add($"the newest checkpoint on the device is generation {ck.H.Generation}, the one just written is {_generation}");
                 return;
             }
-            disk = DecodeCheckpoint(ck.Payload, _geo).Item1;
+            disk = DecodeCheckpoint(ck.Payload, _geo, _seed).Item1;
+            if (disk.IndexRoot != _index.Committed)
+            {
+                errors.Add($"the checkpoint just written names index root {disk.IndexRoot}, the index's last commit is {_index.Committed}");
+            }
         }
         catch (CorruptionException e)
         {
@@ -246,7 +276,7 @@ public sealed partial class ObjectStore
                         break;
                     }
                     var (m, d) = (a.Current, b.Current);
-                    if (m.Id != d.Id || m.Size != d.Size || !m.Blocks.SequenceEqual(d.Blocks))
+                    if (m.Id != d.Id || m.Size != d.Size || m.Nid != d.Nid || m.HasOmap != d.HasOmap || !m.Blocks.SequenceEqual(d.Blocks))
                     {
                         errors.Add($"collection {name}: memory has {m.Id} (hash {m.Hash:x8}, {m.Size} bytes) where the checkpoint has {d.Id} (hash {d.Hash:x8}, {d.Size} bytes)");
                         reported++;

@@ -2,6 +2,7 @@ using Appliance.Platform.Checksums;
 using Appliance.Platform.Devices;
 using Appliance.Store.Alloc;
 using Appliance.Store.Format;
+using Appliance.Store.Index;
 using Appliance.Store.Journal;
 using Appliance.Store.Meta;
 
@@ -28,7 +29,71 @@ public sealed partial class ObjectStore
         var seed = sb.CrcSeed;
 
         var ck = await ReadNewestCheckpointAsync(device, geo, seed, notes, ct);
-        var (meta, pendingData) = DecodeCheckpoint(ck.Payload, geo);
+        var (meta, pendingData) = DecodeCheckpoint(ck.Payload, geo, seed);
+        options ??= new StoreOptions();
+
+        // The index of that checkpoint: its root must be the page that commit wrote; its pages are in use.
+        var alloc = new Allocator(geo.FirstDataBlock, geo.DataBlocks);
+        var pages = new IndexPageAllocator(alloc);
+        var index = await OpenIndexAsync(device, geo, seed, meta, pages, options, ct);
+        try
+        {
+            meta.IndexHeight = index.Height;
+            return await MountWithIndexAsync(device, options, sb, ck, meta, pendingData, alloc, pages, index, notes, ct);
+        }
+        catch
+        {
+            await index.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Opens the checkpoint's index (one page read: the root, checked against the descriptor) and marks the
+    /// blocks the checkpoint lists as the index's (its tree and the pages still waiting for release) in use: the
+    /// tree itself is not read. fsck checks that the list and the tree agree.</summary>
+    private static async Task<BPlusTree> OpenIndexAsync(IBlockDevice device, Geometry geo, uint seed, MetaState meta, IndexPageAllocator pages,
+        StoreOptions options, CancellationToken ct)
+    {
+        var root = meta.IndexRoot;
+        if (root.RootPage >= 0 && (root.RootPage < geo.FirstDataBlock || root.RootPage >= geo.EndDataBlock))
+        {
+            throw new CorruptionException($"{device.Name}: the index root is device block {root.RootPage}, outside the data area");
+        }
+        foreach (var (first, length) in meta.IndexOwnedRuns)
+        {
+            if (length <= 0 || first < geo.FirstDataBlock || first + length > geo.EndDataBlock)
+            {
+                throw new CorruptionException($"{device.Name}: the checkpoint lists index blocks {first}+{length}, outside the data area");
+            }
+            for (var p = first; p < first + length; p++)
+            {
+                if (!pages.MarkOwned(p))
+                {
+                    throw new CorruptionException($"{device.Name}: the checkpoint lists index block {p} twice");
+                }
+            }
+        }
+        if (root.RootPage >= 0 && !pages.IsAllocated(root.RootPage))
+        {
+            throw new CorruptionException($"{device.Name}: the index root {root.RootPage} is not among the index's blocks the checkpoint lists");
+        }
+        foreach (var p in meta.IndexWaitingPages)
+        {
+            if (p < geo.FirstDataBlock || p >= geo.EndDataBlock || !pages.IsAllocated(p))
+            {
+                throw new CorruptionException($"{device.Name}: the checkpoint lists index block {p} as waiting for release but not as the index's");
+            }
+        }
+        return await BPlusTree.OpenAsync(device, pages, root,
+            new IndexOptions { CacheBytes = Math.Max(options.IndexCacheBytes, BPlusTree.MinCachePages * B), CrcSeed = seed }, ct);
+    }
+
+    private static async Task<ObjectStore> MountWithIndexAsync(IBlockDevice device, StoreOptions options, Superblock sb,
+        (CheckpointHeader.Header H, int Slot, byte[] Payload) ck, MetaState meta, List<(long, byte[])> pendingData, Allocator alloc,
+        IndexPageAllocator pages, BPlusTree index, List<string> notes, CancellationToken ct)
+    {
+        var geo = sb.Geometry;
+        var seed = sb.CrcSeed;
         var replay = new ReplaySink();
         // Deferred data a checkpoint carried for transactions it covered: as if replayed first.
         foreach (var (phys, data) in pendingData)
@@ -58,7 +123,6 @@ public sealed partial class ObjectStore
         }
         await device.FlushAsync(ct);
 
-        var alloc = new Allocator(geo.FirstDataBlock, geo.DataBlocks);
         foreach (var coll in meta.Collections.Values)
         {
             foreach (var on in coll.Objects.Values)
@@ -68,20 +132,28 @@ public sealed partial class ObjectStore
                     var phys = on.Blocks[i].Phys;
                     if (phys != 0 && !alloc.MarkUsed(phys))
                     {
-                        throw new CorruptionException($"{device.Name}: device block {phys} is owned twice (one owner is {coll.Name}/{on.Id} block {i})");
+                        throw new CorruptionException($"{device.Name}: device block {phys} is owned twice (one owner is {coll.Name}/{on.Id} block {i}; the other another object or an index page)");
                     }
                 }
             }
         }
 
-        var store = new ObjectStore(device, options ?? new StoreOptions(), sb, meta, alloc, notes)
+        var store = new ObjectStore(device, options, sb, meta, alloc, index, pages, notes)
         {
             _generation = ck.H.Generation,
             _slot = ck.Slot,
             _nextSeq = nextSeq,
             _journalHead = head,
         };
+        // The other slot is older (or invalid): nothing this index replaced before its open is waiting anyway.
+        store._slotIndexGeneration[0] = store._slotIndexGeneration[1] = meta.IndexRoot.Generation;
+        alloc.Reserved = store.IndexReserve();
         // A fresh checkpoint: the journal restarts empty and the next mount replays nothing from this one.
+        // Pages the loaded checkpoint's commit replaced: once this checkpoint is durable the older slot no longer
+        // holds a root that reaches them (the checkpoint leaves them out of its list and releases them).
+        store._releaseAfterCheckpoint = meta.IndexWaitingPages;
+        meta.IndexWaitingPages = [];
+        meta.IndexOwnedRuns = [];
         await store.WriteCheckpointAsync(store.Snapshot(), ct);
         store._writer = Task.Run(store.WriterLoopAsync, CancellationToken.None);
         return store;
@@ -127,7 +199,10 @@ public sealed partial class ObjectStore
         return ck;
     }
 
-    private static (MetaState, List<(long, byte[])>) DecodeCheckpoint(byte[] payload, Geometry geo)
+    /// <summary>A checkpoint payload: i64 state length, the state, u32 count of carried deferred writes (each i64
+    /// device block, 4 KiB), the index's root descriptor (40 bytes), u32 count of runs of blocks the index owns (each
+    /// i64 first, u32 length), u32 count of those waiting for release (each i64).</summary>
+    private static (MetaState, List<(long, byte[])>) DecodeCheckpoint(byte[] payload, Geometry geo, uint seed)
     {
         var r = new SpanReader(payload, "checkpoint");
         var stateLength = r.I64();
@@ -146,6 +221,17 @@ public sealed partial class ObjectStore
                 r.Fail($"deferred write to device block {phys}, outside the data area");
             }
             data.Add((phys, r.Raw(B).ToArray()));
+        }
+        meta.IndexRoot = RootDescriptor.Decode(r.Raw(RootDescriptor.EncodedSize), seed);
+        var runs = r.U32();
+        for (var i = 0; i < runs; i++)
+        {
+            meta.IndexOwnedRuns.Add((r.I64(), (int)r.U32()));
+        }
+        var waiting = r.U32();
+        for (var i = 0; i < waiting; i++)
+        {
+            meta.IndexWaitingPages.Add(r.I64());
         }
         if (!r.AtEnd)
         {

@@ -72,7 +72,19 @@ public sealed partial class ObjectStore
                 var draft = new Draft(this);
                 try
                 {
-                    await draft.RunAsync(txn);
+                    try
+                    {
+                        await draft.RunAsync(txn);
+                    }
+                    catch (NoSpaceException) when (_alloc.Reserved > 0)
+                    {
+                        // The blocks kept for the index's next commit may be what is missing: commit the index (a
+                        // checkpoint, which needs no turn) and prepare once more; our collections did not change.
+                        await draft.RollbackAsync();
+                        await CheckpointAsync(ct);
+                        draft = new Draft(this);
+                        await draft.RunAsync(txn);
+                    }
                     // Its redo and length, and its share of the record's copy-on-write manifest (at most a run
                     // header and a crc per block).
                     journal = draft.Redo.Length + 4L + 16L * draft.Cow.Count;
@@ -93,9 +105,27 @@ public sealed partial class ObjectStore
                 // The gate keeps a checkpoint's snapshot between two publications, and makes publication and
                 // queueing one step: the journal holds transactions in the order memory applied them.
                 await _publishGate.WaitAsync(CancellationToken.None);
+                if (draft.IndexPages > 0 && !IndexPagesFit(draft.IndexPages))
+                {
+                    // The index's next commit might not find its pages: commit what the index has first (a
+                    // checkpoint needs the gate, not our turns), then look again.
+                    _publishGate.Release();
+                    await CheckpointAsync(CancellationToken.None);
+                    await _publishGate.WaitAsync(CancellationToken.None);
+                    if (!IndexPagesFit(draft.IndexPages))
+                    {
+                        _publishGate.Release();
+                        _journalBudget.Release(journal);
+                        journal = 0;
+                        await draft.RollbackAsync();
+                        throw new NoSpaceException(
+                            $"{_device.Name}: out of space: the index may need {draft.IndexPages} blocks of 4 KiB for this transaction's omap changes and {_alloc.Free} are free; remove objects or omap entries");
+                    }
+                }
                 // Checked here, not in the draft: drafts on other collections run concurrently, and only
                 // publications (serialised by the gate) change what the checkpoint holds.
-                var metadata = _meta.EncodedBytes + draft.Growth;
+                // The checkpoint also lists the index's blocks: at most 12 bytes per block it owns or may take.
+                var metadata = _meta.EncodedBytes + draft.Growth + 12 * (_pages.Owned + IndexReserve() + draft.IndexPages) + 64;
                 if (metadata + 16 > _geo.CheckpointCapacity)
                 {
                     _publishGate.Release();
@@ -171,6 +201,20 @@ public sealed partial class ObjectStore
                 _overlay[c.Phys] = c.Data;
             }
             _meta.ClientBytesWritten += clientBytes;
+            _alloc.Reserved = IndexReserve();
+        }
+    }
+
+    /// <summary>Blocks the index may need to commit the omap changes not yet committed (caller holds the gate or
+    /// the state lock).</summary>
+    private long IndexReserve() => _meta.Delta.Pages + (_meta.Frozen?.Pages ?? 0);
+
+    /// <summary>Whether <paramref name="pages"/> more for the index fit in what is free (caller holds the gate).</summary>
+    private bool IndexPagesFit(long pages)
+    {
+        lock (_stateLock)
+        {
+            return IndexReserve() + pages <= _alloc.Free;
         }
     }
 

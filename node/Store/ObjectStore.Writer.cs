@@ -3,7 +3,9 @@ using System.Diagnostics;
 using Appliance.Platform.Checksums;
 using Appliance.Platform.Devices;
 using Appliance.Store.Format;
+using Appliance.Store.Index;
 using Appliance.Store.Journal;
+using Appliance.Store.Meta;
 
 namespace Appliance.Store;
 
@@ -55,7 +57,9 @@ public sealed partial class ObjectStore
                     await CommitAsync(batch);
                     _lastCommitTicks = Stopwatch.GetTimestamp() - started;
                 }
-                if (checkpoint.Count > 0 || _journalHead > _geo.JournalSize / 2)
+                // Also when the blocks kept for the index's next commit grow past a quarter of what is free: the
+                // commit returns them (a transaction short of space would otherwise wait for one).
+                if (checkpoint.Count > 0 || _journalHead > _geo.JournalSize / 2 || _alloc.Reserved > _alloc.Free / 4)
                 {
                     await CheckpointUnderLockAsync(checkpoint);
                 }
@@ -304,7 +308,7 @@ public sealed partial class ObjectStore
     {
         // Straight to the gate: journaling "until the queue is empty" without it could chase submitters forever
         // (and run the journal over); behind the gate at most the journal budget can be queued.
-        ByteWriter snapshot;
+        CheckpointImage snapshot;
         await _publishGate.WaitAsync();
         try
         {
@@ -359,31 +363,79 @@ public sealed partial class ObjectStore
         }
     }
 
-    /// <summary>The checkpoint payload of the state now (the caller keeps publications out).</summary>
-    private ByteWriter Snapshot()
+    /// <summary>What a checkpoint writes: the in-memory state's payload (without the index root, known after the
+    /// commit) and the omap layer to commit into the index.</summary>
+    private sealed record CheckpointImage(ByteWriter Payload, OmapDelta Frozen);
+
+    /// <summary>The checkpoint payload of the state now, and the omap changes since the last checkpoint frozen for
+    /// the index (the caller keeps publications out).</summary>
+    private CheckpointImage Snapshot()
     {
-        var payload = new ByteWriter((int)Math.Min(_meta.EncodedBytes + 64, int.MaxValue));
+        var payload = new ByteWriter((int)Math.Min(_meta.EncodedBytes + 64 + RootDescriptor.EncodedSize, int.MaxValue));
+        OmapDelta frozen;
         lock (_stateLock)
         {
             _meta.DeviceBytesWritten += Interlocked.Exchange(ref _deviceBytes, 0);
             payload.I64(0);
             _meta.EncodeCheckpoint(payload);
             BinaryPrimitives.WriteInt64LittleEndian(payload.Span, payload.Length - 8);
+            frozen = _meta.Freeze();
         }
         // No deferred data travels with a checkpoint any more: every covered transaction is journaled first.
         payload.U32(0);
-        return payload;
+        return new CheckpointImage(payload, frozen);
     }
 
-    private async Task WriteCheckpointAsync(ByteWriter payload, CancellationToken ct)
+    /// <summary>
+    /// Commits the frozen omap layer into the index (only the pages on the paths of its keys are written, then a
+    /// flush), then writes the checkpoint with the new root to the older slot and flushes; only then may the journal
+    /// restart and the pages the commit replaced be released — once the other slot no longer reaches them either.
+    /// A crash before the checkpoint is durable leaves the previous root whole (copy-on-write) with its journal.
+    /// </summary>
+    private async Task WriteCheckpointAsync(CheckpointImage image, CancellationToken ct)
     {
         // Makes the in-place writes of journaled records durable before the journal restarts over them.
         await FlushAsync(ct);
+        await image.Frozen.ApplyToAsync(_index, ct);
+        var root = await _index.CommitAsync(ct);
+        var slot = 1 - _slot;
+        // Once this checkpoint is durable the slots hold the other slot's root and this one: pages replaced by
+        // commits up to the older of the two are released then. The checkpoint lists what the index owns after
+        // that (its tree, and the pages still waiting), so mount marks them without reading the tree.
+        var olderGeneration = Math.Min(_slotIndexGeneration[_slot], root.Generation);
+        var released = new HashSet<long>(_releaseAfterCheckpoint);
+        var waiting = new List<long>();
+        foreach (var (generation, pages) in _index.WaitingByGeneration())
+        {
+            if (generation <= olderGeneration)
+            {
+                released.UnionWith(pages);
+            }
+            else
+            {
+                waiting.AddRange(pages);
+            }
+        }
+        var runs = _pages.OwnedRuns(released);
+        var payload = image.Payload;
+        var encoded = new byte[RootDescriptor.EncodedSize];
+        root.Encode(encoded, _seed);
+        payload.Raw(encoded);
+        payload.U32((uint)runs.Count);
+        foreach (var (first, length) in runs)
+        {
+            payload.I64(first);
+            payload.U32((uint)length);
+        }
+        payload.U32((uint)waiting.Count);
+        foreach (var p in waiting)
+        {
+            payload.I64(p);
+        }
         if (payload.Length > _geo.CheckpointCapacity)
         {
             throw new InvalidOperationException($"checkpoint of {payload.Length} bytes exceeds the slot capacity {_geo.CheckpointCapacity}");
         }
-        var slot = 1 - _slot;
         var total = (int)((B + payload.Length + B - 1) / B * B);
         using (var buf = new AlignedBuffer(total, B))
         {
@@ -398,6 +450,19 @@ public sealed partial class ObjectStore
         _generation++;
         _slot = slot;
         _journalHead = 0;
+        _slotIndexGeneration[slot] = root.Generation;
+        // Mount falls back to the other slot when this one is torn: its root's pages stay until it is replaced.
+        _index.ReleaseFreedPages(olderGeneration);
+        if (_releaseAfterCheckpoint.Count > 0)
+        {
+            _pages.Free(_releaseAfterCheckpoint.ToArray());
+            _releaseAfterCheckpoint = [];
+        }
+        lock (_stateLock)
+        {
+            _meta.DropFrozen();
+            _meta.IndexHeight = _index.Height;
+            _alloc.Reserved = IndexReserve();
+        }
     }
 }
-

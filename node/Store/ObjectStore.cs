@@ -3,6 +3,7 @@ using Appliance.Platform.Checksums;
 using Appliance.Platform.Devices;
 using Appliance.Store.Alloc;
 using Appliance.Store.Format;
+using Appliance.Store.Index;
 using Appliance.Store.Journal;
 using Appliance.Store.Meta;
 
@@ -21,6 +22,9 @@ public sealed record StoreOptions
 
     /// <summary>Bound on the data of transactions in flight (held in memory until written).</summary>
     public long InflightBytes { get; init; } = 64L << 20;
+
+    /// <summary>The index's page cache (omap lives in the index): page buffers never exceed it (at least 16 pages).</summary>
+    public long IndexCacheBytes { get; init; } = 64L << 20;
 }
 
 /// <summary>Options of mkfs.</summary>
@@ -99,6 +103,14 @@ public sealed partial class ObjectStore : IAsyncDisposable
     private readonly uint _seed;
     private readonly MetaState _meta;
     private readonly Allocator _alloc;
+    /// <summary>The ordered on-disk index (omap today); changed only by the writer, at checkpoints.</summary>
+    private readonly BPlusTree _index;
+    private readonly IndexPageAllocator _pages;
+    /// <summary>Index pages to release once the next checkpoint is durable, beside those the tree releases (after
+    /// a mount: the pages the loaded checkpoint listed as waiting; writer only).</summary>
+    private List<long> _releaseAfterCheckpoint = [];
+    /// <summary>The index generation each checkpoint slot refers to: pages are released up to the older one.</summary>
+    private readonly long[] _slotIndexGeneration = new long[2];
     private readonly ByteBudget _budget;
     /// <summary>Bounds the journal bytes of transactions published but not yet journaled (an eighth of the journal).</summary>
     private readonly ByteBudget _journalBudget;
@@ -139,8 +151,11 @@ public sealed partial class ObjectStore : IAsyncDisposable
     private volatile Exception? _failure;
     private int _disposed;
 
-    private ObjectStore(IBlockDevice device, StoreOptions options, Superblock super, MetaState meta, Allocator alloc, List<string> notes)
+    private ObjectStore(IBlockDevice device, StoreOptions options, Superblock super, MetaState meta, Allocator alloc, BPlusTree index,
+        IndexPageAllocator pages, List<string> notes)
     {
+        _index = index;
+        _pages = pages;
         _device = device;
         _options = options;
         _super = super;
@@ -182,6 +197,11 @@ public sealed partial class ObjectStore : IAsyncDisposable
         payload.I64(0);
         empty.EncodeCheckpoint(payload);
         System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(payload.Span, payload.Length - 8);
+        payload.U32(0);
+        var root = new byte[RootDescriptor.EncodedSize];
+        RootDescriptor.Empty.Encode(root, seed);
+        payload.Raw(root);
+        payload.U32(0);
         payload.U32(0);
         using (var slot = new AlignedBuffer(2 * B, B))
         {
@@ -297,5 +317,20 @@ public sealed partial class ObjectStore : IAsyncDisposable
         {
             // Already recorded as the failure.
         }
+        await _index.DisposeAsync();
     }
+
+    /// <summary>The index's height, for tests.</summary>
+    internal int IndexHeightForTests => _index.Height;
+
+    /// <summary>The pages of the index's writable view, for tests that damage one.</summary>
+    internal async Task<List<long>> IndexPagesForTestsAsync()
+    {
+        var pages = new List<long>();
+        await _index.VisitPagesAsync(pages.Add);
+        return pages;
+    }
+
+    /// <summary>The index's cache and I/O counters.</summary>
+    public IndexStats IndexStats => _index.Stats;
 }

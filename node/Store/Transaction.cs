@@ -62,6 +62,32 @@ public sealed class Transaction
         return name;
     }
 
+    /// <summary>Longest omap key (and omap range bound) in UTF-16 code units: omap lives in the index, whose keys
+    /// are at most 1024 bytes (this key in UTF-16 after a 9-byte object prefix).</summary>
+    public const int MaxOmapKeyChars = Meta.IndexKeys.MaxOmapKeyChars;
+
+    /// <summary>Largest omap value (the index's largest value).</summary>
+    public const int MaxOmapValueBytes = Index.BPlusTree.MaxValueLength;
+
+    private static string K(string key, string what)
+    {
+        ArgumentNullException.ThrowIfNull(key, what);
+        if (key.Length > MaxOmapKeyChars)
+        {
+            throw new ArgumentException($"{what} is longer than {MaxOmapKeyChars} characters (omap keys are index keys); use a shorter key", what);
+        }
+        return key;
+    }
+
+    private static byte[] OmapValue(ReadOnlySpan<byte> value)
+    {
+        if (value.Length > MaxOmapValueBytes)
+        {
+            throw new ArgumentException($"an omap value of {value.Length} bytes exceeds {MaxOmapValueBytes}; store it as object data", nameof(value));
+        }
+        return value.ToArray();
+    }
+
     private static ObjectId I(ObjectId id, string what)
     {
         N(id.Name, what);
@@ -151,10 +177,10 @@ public sealed class Transaction
         Add(new RemoveXattrOp(N(collection, nameof(collection)), I(name, nameof(name)), N(key, nameof(key))));
 
     public Transaction OmapSet(string collection, ObjectId name, string key, ReadOnlySpan<byte> value) =>
-        Add(new OmapSetOp(N(collection, nameof(collection)), I(name, nameof(name)), N(key, nameof(key)), value.ToArray()));
+        Add(new OmapSetOp(N(collection, nameof(collection)), I(name, nameof(name)), K(key, nameof(key)), OmapValue(value)));
 
     public Transaction OmapRemove(string collection, ObjectId name, string key) =>
-        Add(new OmapRemoveOp(N(collection, nameof(collection)), I(name, nameof(name)), N(key, nameof(key))));
+        Add(new OmapRemoveOp(N(collection, nameof(collection)), I(name, nameof(name)), K(key, nameof(key))));
 
     public Transaction OmapClear(string collection, ObjectId name) =>
         Add(new OmapClearOp(N(collection, nameof(collection)), I(name, nameof(name))));
@@ -163,8 +189,8 @@ public sealed class Transaction
     /// <paramref name="toExclusive"/> (ordinal, as omap keys are ordered), in one operation whatever their number
     /// (PG log trimming). The object must exist; an empty or inverted range removes nothing.</summary>
     public Transaction OmapRemoveRange(string collection, ObjectId name, string fromInclusive, string toExclusive) =>
-        Add(new OmapRemoveRangeOp(N(collection, nameof(collection)), I(name, nameof(name)), N(fromInclusive, nameof(fromInclusive)),
-            N(toExclusive, nameof(toExclusive))));
+        Add(new OmapRemoveRangeOp(N(collection, nameof(collection)), I(name, nameof(name)), K(fromInclusive, nameof(fromInclusive)),
+            K(toExclusive, nameof(toExclusive))));
 
     /// <summary>
     /// Moves object <paramref name="name"/> of <paramref name="collection"/> to <paramref name="destinationCollection"/>

@@ -43,7 +43,32 @@ internal sealed class Allocator
     /// <summary>Free blocks.</summary>
     public long Free { get; private set; }
 
+    /// <summary>Free blocks that <see cref="TryAllocate"/> (object data) leaves alone: the pages the index may need
+    /// at its next commit (<see cref="IndexPageAllocator"/> takes them). May exceed <see cref="Free"/>.</summary>
+    public long Reserved
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _reserved;
+            }
+        }
+        set
+        {
+            lock (_lock)
+            {
+                _reserved = Math.Max(0, value);
+            }
+        }
+    }
+
+    private long _reserved;
+
     public long Total => _count;
+
+    /// <summary>The first block of the data area.</summary>
+    public long First => _first;
 
     /// <summary>Marks a block in use while rebuilding from the block maps; false if it was already in use (the
     /// block is owned twice).</summary>
@@ -74,12 +99,13 @@ internal sealed class Allocator
     }
 
     /// <summary>Allocates <paramref name="count"/> blocks (appended to <paramref name="into"/> in ascending runs), or
-    /// none at all and false when fewer are free.</summary>
-    public bool TryAllocate(int count, List<long> into)
+    /// none at all and false when fewer are free beside the <see cref="Reserved"/> ones (or, with
+    /// <paramref name="useReserve"/>, the index's own allocations, fewer are free at all).</summary>
+    public bool TryAllocate(int count, List<long> into, bool useReserve = false)
     {
         lock (_lock)
         {
-            if (count > Free)
+            if (count > Free - (useReserve ? 0 : _reserved))
             {
                 return false;
             }

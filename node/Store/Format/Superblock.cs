@@ -54,9 +54,10 @@ public sealed record Geometry(long DeviceSize, long JournalOffset, long JournalS
 public sealed record Superblock(Guid StoreId, Guid ClusterId, int OsdId, Geometry Geometry, DateTimeOffset Created)
 {
     public const int BlockSize = 4096;
-    /// <summary>The store's format: 2 names objects by placement hash and name (journal records of version 3,
-    /// checkpoints of version 2). Version 1 stores (objects by name only) are refused: none was ever deployed.</summary>
-    public const uint Version = 2;
+    /// <summary>The store's format: 3 keeps omap in the index (checkpoints of version 3 with the index's root;
+    /// journal records of version 3, unchanged). 2 (omap in the checkpoint) and 1 (objects by name only) are
+    /// refused: no store of either was ever deployed beyond tests.</summary>
+    public const uint Version = 3;
     public static ReadOnlySpan<byte> Magic => "APLSTORE"u8;
 
     /// <summary>Seed for the journal's and checkpoints' crc32c, so that records of another store (an old store on a

@@ -257,6 +257,21 @@ public sealed partial class BPlusTree : IAsyncDisposable
         }
     }
 
+    /// <summary>The pages replaced by each commit and not yet released (a copy), oldest commit first: what the store
+    /// lists in its checkpoint so that mount need not read the tree.</summary>
+    internal List<(long Generation, long[] Pages)> WaitingByGeneration()
+    {
+        _gate.Wait();
+        try
+        {
+            return [.. _waiting];
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
     /// <summary>Pages replaced by commits and not yet released.</summary>
     public long WaitingPages
     {

@@ -1,30 +1,75 @@
 using Appliance.Store.Format;
+using Appliance.Store.Index;
 
 namespace Appliance.Store.Meta;
 
 /// <summary>
-/// All metadata of a store, in memory: collections and their onodes. Changed only by <see cref="Apply"/> (redo
-/// entries), saved whole by <see cref="EncodeCheckpoint"/> and loaded by <see cref="DecodeCheckpoint"/>.
+/// The metadata of a store: collections and their onodes in memory, omap in the index (<see cref="Delta"/> holds
+/// the omap changes since the last index commit; the tree holds the rest). Changed only by <see cref="Apply"/>
+/// (redo entries); the in-memory part is saved whole by <see cref="EncodeCheckpoint"/> and loaded by
+/// <see cref="DecodeCheckpoint"/>.
 /// Not thread-safe: the store applies one transaction at a time (its publish gate), under its state lock, which
 /// readers take too; a transaction being prepared reads, without that lock, only the collections it holds turns on
 /// (which nothing else changes meanwhile), and the collection table under the lock.
 /// </summary>
 internal sealed class MetaState(long firstDataBlock, long endDataBlock)
 {
-    /// <summary>2: onodes carry the caller's placement hash (1 had crc32c of the name, in another order; not read:
-    /// no store of version 1 was ever deployed, and the superblock's format version refuses such a store first).</summary>
-    private const int CheckpointVersion = 2;
+    /// <summary>3: onodes carry a nid and their omap is in the index (2 held the omap inline; not read: the
+    /// superblock's format version refuses such a store first).</summary>
+    private const int CheckpointVersion = 3;
 
     public Dictionary<string, Collection> Collections { get; } = new(StringComparer.Ordinal);
 
     /// <summary>Exact size of <see cref="EncodeCheckpoint"/>'s output, maintained as entries apply.</summary>
-    public long EncodedBytes { get; private set; } = 4 + 8 + 8 + 4;
+    public long EncodedBytes { get; private set; } = 4 + 8 + 8 + 8 + 4;
 
     /// <summary>Client bytes written over the store's life (persisted by checkpoints, for write amplification).</summary>
     public long ClientBytesWritten { get; set; }
 
     /// <summary>Device bytes written over the store's life (persisted by checkpoints).</summary>
     public long DeviceBytesWritten { get; set; }
+
+    /// <summary>The last nid given to an object (nids are never reused: an object's omap keys start with it).</summary>
+    public ulong LastNid { get; set; }
+
+    /// <summary>Omap changes since the last freeze (where <see cref="Apply"/> writes).</summary>
+    public OmapDelta Delta { get; private set; } = new();
+
+    /// <summary>The layer a checkpoint is writing into the tree, read between <see cref="Delta"/> and the tree until
+    /// the commit is durable; else null.</summary>
+    public OmapDelta? Frozen { get; private set; }
+
+    /// <summary>Counts freezes: a reader that saw it change while it read the tree retries (the tree may then hold
+    /// changes newer than the layers it took).</summary>
+    public long DeltaEpoch { get; private set; }
+
+    /// <summary>The index tree's height at its last commit (for the page reserve estimates).</summary>
+    public int IndexHeight { get; set; }
+
+    /// <summary>The root of the index as of the checkpoint this state was loaded from.</summary>
+    public RootDescriptor IndexRoot { get; set; } = RootDescriptor.Empty;
+
+    /// <summary>As loaded from a checkpoint: the blocks the index owned then (runs), of which
+    /// <see cref="IndexWaitingPages"/> were replaced by the last commit and wait for the next checkpoint.</summary>
+    public List<(long First, int Length)> IndexOwnedRuns { get; set; } = [];
+
+    public List<long> IndexWaitingPages { get; set; } = [];
+
+    /// <summary>Starts a checkpoint's index commit: the current changes become <see cref="Frozen"/>.</summary>
+    public OmapDelta Freeze()
+    {
+        if (Frozen is not null)
+        {
+            throw new InvalidOperationException("a frozen omap layer is still being committed");
+        }
+        Frozen = Delta;
+        Delta = new OmapDelta();
+        DeltaEpoch++;
+        return Frozen;
+    }
+
+    /// <summary>The frozen layer is in the committed, durable tree.</summary>
+    public void DropFrozen() => Frozen = null;
 
     public Onode? Find(string c, ObjectId o) =>
         Collections.TryGetValue(c, out var coll) && coll.Objects.TryGetValue(o, out var on) ? on : null;
@@ -67,7 +112,7 @@ internal sealed class MetaState(long firstDataBlock, long endDataBlock)
                     {
                         r.Fail($"creates {coll.Name}/{name}, which exists");
                     }
-                    var on = new Onode(name);
+                    var on = new Onode(name) { Nid = ++LastNid };
                     coll.Objects.Add(name, on);
                     coll.Sorted.Add(on);
                     EncodedBytes += on.EncodedSize;
@@ -77,6 +122,10 @@ internal sealed class MetaState(long firstDataBlock, long endDataBlock)
                 {
                     var (coll, on) = ObjOf(ref r);
                     EncodedBytes -= on.EncodedSize;
+                    if (on.HasOmap)
+                    {
+                        Delta.DeleteRange(on.Nid, IndexKeys.OmapStart(on.Nid), IndexKeys.OmapEnd(on.Nid), IndexHeight);
+                    }
                     on.Resize(0, sink.Freed);
                     coll.Objects.Remove(on.Id);
                     coll.Sorted.Remove(on);
@@ -163,39 +212,28 @@ internal sealed class MetaState(long firstDataBlock, long endDataBlock)
                     var (_, on) = ObjOf(ref r);
                     var k = r.Str();
                     var v = r.Bytes();
-                    if (on.Omap.TryGetValue(new OmapEntry(k, []), out var e))
-                    {
-                        var delta = v.Length - e.Value.Length;
-                        on.OmapBytes += delta;
-                        EncodedBytes += delta;
-                        e.Value = v;
-                    }
-                    else
-                    {
-                        on.Omap.Add(new OmapEntry(k, v));
-                        on.OmapBytes += Onode.EntryBytes(k, v.Length);
-                        EncodedBytes += Onode.EntryBytes(k, v.Length);
-                    }
+                    Delta.Put(IndexKeys.OmapKey(on.Nid, k), v, IndexHeight);
+                    on.HasOmap = true;
                     break;
                 }
                 case RedoKind.OmapRemove:
                 {
                     var (_, on) = ObjOf(ref r);
                     var k = r.Str();
-                    if (on.Omap.TryGetValue(new OmapEntry(k, []), out var e))
+                    if (on.HasOmap)
                     {
-                        on.Omap.Remove(e);
-                        on.OmapBytes -= Onode.EntryBytes(k, e.Value.Length);
-                        EncodedBytes -= Onode.EntryBytes(k, e.Value.Length);
+                        Delta.Delete(IndexKeys.OmapKey(on.Nid, k), IndexHeight);
                     }
                     break;
                 }
                 case RedoKind.OmapClear:
                 {
                     var (_, on) = ObjOf(ref r);
-                    on.Omap.Clear();
-                    EncodedBytes -= on.OmapBytes;
-                    on.OmapBytes = 0;
+                    if (on.HasOmap)
+                    {
+                        Delta.DeleteRange(on.Nid, IndexKeys.OmapStart(on.Nid), IndexKeys.OmapEnd(on.Nid), IndexHeight);
+                        on.HasOmap = false;
+                    }
                     break;
                 }
                 case RedoKind.ObjMove:
@@ -253,11 +291,9 @@ internal sealed class MetaState(long firstDataBlock, long endDataBlock)
                     var (_, on) = ObjOf(ref r);
                     var from = r.Str();
                     var to = r.Str();
-                    foreach (var e in OmapRange(on, from, to).ToList())
+                    if (on.HasOmap && string.CompareOrdinal(from, to) < 0)
                     {
-                        on.Omap.Remove(e);
-                        on.OmapBytes -= Onode.EntryBytes(e.Key, e.Value.Length);
-                        EncodedBytes -= Onode.EntryBytes(e.Key, e.Value.Length);
+                        Delta.DeleteRange(on.Nid, IndexKeys.OmapKey(on.Nid, from), IndexKeys.OmapKey(on.Nid, to), IndexHeight);
                     }
                     break;
                 }
@@ -270,29 +306,6 @@ internal sealed class MetaState(long firstDataBlock, long endDataBlock)
 
     /// <summary>Largest object size: the block map index is an int.</summary>
     public const long MaxObjectSize = (long)int.MaxValue * Superblock.BlockSize;
-
-    /// <summary>The omap entries of <paramref name="on"/> with keys in [from, to), ordinal (a live view).</summary>
-    public static IEnumerable<OmapEntry> OmapRange(Onode on, string from, string to)
-    {
-        if (on.Omap.Count == 0 || string.CompareOrdinal(from, to) >= 0)
-        {
-            yield break;
-        }
-        var lo = new OmapEntry(from, []);
-        var max = on.Omap.Max!;
-        if (OmapComparer.Instance.Compare(lo, max) > 0)
-        {
-            yield break;
-        }
-        foreach (var e in on.Omap.GetViewBetween(lo, max))
-        {
-            if (string.CompareOrdinal(e.Key, to) >= 0)
-            {
-                yield break;
-            }
-            yield return e;
-        }
-    }
 
     private static ObjectId Id(ref SpanReader r)
     {
@@ -327,6 +340,7 @@ internal sealed class MetaState(long firstDataBlock, long endDataBlock)
         w.U32(CheckpointVersion);
         w.I64(ClientBytesWritten);
         w.I64(DeviceBytesWritten);
+        w.U64(LastNid);
         w.U32((uint)Collections.Count);
         foreach (var coll in Collections.Values)
         {
@@ -336,6 +350,8 @@ internal sealed class MetaState(long firstDataBlock, long endDataBlock)
             {
                 w.Str(on.Name);
                 w.U32(on.Hash);
+                w.U64(on.Nid);
+                w.U8(on.HasOmap ? (byte)1 : (byte)0);
                 w.I64(on.Size);
                 w.U32((uint)on.BlockCount);
                 foreach (var b in on.Blocks)
@@ -348,12 +364,6 @@ internal sealed class MetaState(long firstDataBlock, long endDataBlock)
                 {
                     w.Str(k);
                     w.Bytes(v);
-                }
-                w.U32((uint)on.Omap.Count);
-                foreach (var e in on.Omap)
-                {
-                    w.Str(e.Key);
-                    w.Bytes(e.Value);
                 }
             }
         }
@@ -370,6 +380,7 @@ internal sealed class MetaState(long firstDataBlock, long endDataBlock)
         }
         s.ClientBytesWritten = r.I64();
         s.DeviceBytesWritten = r.I64();
+        s.LastNid = r.U64();
         var colls = r.U32();
         for (var i = 0; i < colls; i++)
         {
@@ -391,6 +402,17 @@ internal sealed class MetaState(long firstDataBlock, long endDataBlock)
                     r.Fail($"object {coll.Name}/{on.Id} is out of order after {previous.Id}");
                 }
                 previous = on;
+                on.Nid = r.U64();
+                if (on.Nid == 0 || on.Nid > s.LastNid)
+                {
+                    r.Fail($"object {coll.Name}/{on.Id} has nid {on.Nid}, the last given is {s.LastNid}");
+                }
+                var flags = r.U8();
+                if (flags > 1)
+                {
+                    r.Fail($"object {coll.Name}/{on.Id} has flags {flags}");
+                }
+                on.HasOmap = flags == 1;
                 on.Size = r.I64();
                 var count = (int)r.U32();
                 if (on.Size < 0 || count != (on.Size + Superblock.BlockSize - 1) / Superblock.BlockSize)
@@ -414,17 +436,6 @@ internal sealed class MetaState(long firstDataBlock, long endDataBlock)
                     var v = r.Bytes();
                     on.Xattrs[k] = v;
                     on.XattrBytes += Onode.EntryBytes(k, v.Length);
-                }
-                var omap = r.U32();
-                for (var x = 0; x < omap; x++)
-                {
-                    var k = r.Str();
-                    var v = r.Bytes();
-                    if (!on.Omap.Add(new OmapEntry(k, v)))
-                    {
-                        r.Fail($"object {coll.Name}/{name}: omap key {k} twice");
-                    }
-                    on.OmapBytes += Onode.EntryBytes(k, v.Length);
                 }
                 if (!coll.Objects.TryAdd(on.Id, on) || !coll.Sorted.Add(on))
                 {

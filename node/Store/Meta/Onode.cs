@@ -9,42 +9,10 @@ public record struct BlockRef(long Phys, uint Crc)
     public readonly bool IsHole => Phys == 0;
 }
 
-/// <summary>An omap key and value. Ordered by key, ordinal (byte order of UTF-16 code units).</summary>
-internal sealed class OmapEntry(string key, byte[] value)
-{
-    public string Key { get; } = key;
-    public byte[] Value { get; set; } = value;
-}
-
-internal sealed class OmapComparer : IComparer<OmapEntry>
-{
-    public static readonly OmapComparer Instance = new();
-
-    /// <summary>Greater than every key: the upper end of an open range view.</summary>
-    public static readonly OmapEntry Max = new("\uffff\uffff<max>", []);
-
-    public int Compare(OmapEntry? x, OmapEntry? y)
-    {
-        if (ReferenceEquals(x, y))
-        {
-            return 0;
-        }
-        if (ReferenceEquals(x, Max))
-        {
-            return 1;
-        }
-        if (ReferenceEquals(y, Max))
-        {
-            return -1;
-        }
-        return string.CompareOrdinal(x!.Key, y!.Key);
-    }
-}
-
 /// <summary>
 /// An object's metadata, held in memory: its id (placement hash and name), size, the block map (one
-/// <see cref="BlockRef"/> per 4 KiB, exactly ceil(size / 4096) entries), xattrs and omap. Memory: about 120 bytes
-/// + name + 16 bytes per 4 KiB of size + keys and values (see README).
+/// <see cref="BlockRef"/> per 4 KiB, exactly ceil(size / 4096) entries), xattrs, and the nid its omap is keyed by in
+/// the index. Memory: about 120 bytes + name + 16 bytes per 4 KiB of size + xattrs (see README).
 /// </summary>
 internal sealed class Onode(ObjectId id)
 {
@@ -63,22 +31,25 @@ internal sealed class Onode(ObjectId id)
 
     public Dictionary<string, byte[]> Xattrs { get; private set; } = new(StringComparer.Ordinal);
 
-    public SortedSet<OmapEntry> Omap { get; private set; } = new(OmapComparer.Instance);
+    /// <summary>The object's number for its index keys (omap: <c>03 · nid · key</c>), given at creation, never
+    /// reused, kept across moves.</summary>
+    public ulong Nid { get; set; }
+
+    /// <summary>Whether the object may have omap entries (set by an omap set, cleared by a clear): objects without
+    /// cost no index work when removed or cleared.</summary>
+    public bool HasOmap { get; set; }
 
     /// <summary>Encoded size of the xattrs in a checkpoint.</summary>
     public long XattrBytes { get; set; }
 
-    /// <summary>Encoded size of the omap in a checkpoint.</summary>
-    public long OmapBytes { get; set; }
-
     public int NameBytes { get; } = Encoding.UTF8.GetByteCount(id.Name);
 
     /// <summary>Exact size of this onode in a checkpoint (see <see cref="MetaState.EncodeCheckpoint"/>).</summary>
-    public long EncodedSize => 2 + NameBytes + 4 + 8 + 4 + 12L * BlockCount + 4 + XattrBytes + 4 + OmapBytes;
+    public long EncodedSize => 2 + NameBytes + 4 + 8 + 4 + 12L * BlockCount + 4 + XattrBytes + 8 + 1;
 
     public ReadOnlySpan<BlockRef> Blocks => _blocks.AsSpan(0, BlockCount);
 
-    /// <summary>This object under another id: the new onode takes over the block map, xattrs and omap (no copy);
+    /// <summary>This object under another id: the new onode takes over the block map, xattrs and nid (so the omap: no copy);
     /// this one must be dropped.</summary>
     public Onode Renamed(ObjectId to) => new(to)
     {
@@ -86,9 +57,9 @@ internal sealed class Onode(ObjectId id)
         BlockCount = BlockCount,
         Size = Size,
         Xattrs = Xattrs,
-        Omap = Omap,
         XattrBytes = XattrBytes,
-        OmapBytes = OmapBytes,
+        Nid = Nid,
+        HasOmap = HasOmap,
     };
 
     public ref BlockRef Block(long index)
