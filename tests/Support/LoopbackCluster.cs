@@ -177,7 +177,11 @@ internal sealed class LoopbackCluster : IAsyncDisposable
             }
             await Task.Delay(20);
         }
-        Assert.Fail($"not active+clean after {seconds} s: {string.Join(' ', pending.Take(12))}");
+        // What the OSDs said about peering, so a failure in CI can be diagnosed from its message alone.
+        var said = OsdLogs.Values.SelectMany(l => l.Lines)
+            .Where(l => l.Contains("peering", StringComparison.Ordinal) || l.Contains("Warning", StringComparison.Ordinal) || l.Contains("Error", StringComparison.Ordinal))
+            .TakeLast(60);
+        Assert.Fail($"not active+clean after {seconds} s: {string.Join(' ', pending.Take(12))}\nOSD log lines about peering, warnings and errors (the last 60):\n{string.Join('\n', said)}");
     }
 
     public async ValueTask DisposeAsync()
