@@ -25,11 +25,12 @@ public sealed class ReplicatedBackend(int self, PgId pg, ObjectStore store, IOsd
     public ValueTask<IReadOnlyDictionary<string, byte[]>> GetXattrsAsync(ObjectId oid, CancellationToken ct) =>
         ValueTask.FromResult<IReadOnlyDictionary<string, byte[]>>(StoreMapping.UserXattrs(store, pg, oid));
 
-    public ValueTask<IReadOnlyList<KeyValuePair<string, byte[]>>> OmapGetAsync(ObjectId oid, string prefix, string startAfter, int limit, CancellationToken ct) =>
-        ValueTask.FromResult(store.OmapGet(pg.Collection, oid, prefix.Length == 0 ? null : prefix, startAfter.Length == 0 ? null : startAfter, limit));
+    // Omap lives in the store's on-disk index: a read may wait for index pages, so it is awaited, never blocked on.
+    public async ValueTask<IReadOnlyList<KeyValuePair<string, byte[]>>> OmapGetAsync(ObjectId oid, string prefix, string startAfter, int limit, CancellationToken ct) =>
+        await store.OmapGetAsync(pg.Collection, oid, prefix.Length == 0 ? null : prefix, startAfter.Length == 0 ? null : startAfter, limit, ct);
 
-    public ValueTask<byte[]?> OmapGetValueAsync(ObjectId oid, string key, CancellationToken ct) =>
-        ValueTask.FromResult(store.OmapGetValue(pg.Collection, oid, key));
+    public async ValueTask<byte[]?> OmapGetValueAsync(ObjectId oid, string key, CancellationToken ct) =>
+        await store.OmapGetValueAsync(pg.Collection, oid, key, ct);
 
     public async Task SubmitAsync(PgTransaction txn, PgLogEntry entry, IReadOnlyList<int> acting, uint interval, (Eversion From, Eversion To)? trim, PgInfo? info)
     {

@@ -244,7 +244,7 @@ public sealed partial class PlacementGroup
         var omapDone = true;
         if (dataDone)
         {
-            var page = store.OmapGet(Id.Collection, oid, null, omapAfter, ChunkOmap + 1);
+            var page = await store.OmapGetAsync(Id.Collection, oid, null, omapAfter, ChunkOmap + 1);
             omapDone = page.Count <= ChunkOmap;
             omap = omapDone ? page : [.. page.Take(ChunkOmap)];
         }
