@@ -109,6 +109,20 @@ internal sealed class InProcessCluster : IAsyncDisposable
         Publish();
     }
 
+    /// <summary>Runs a monitor command and gives the new map to every OSD but <paramref name="skipped"/>, which jumps
+    /// over that epoch when the next one is published (as an OSD does whose first map comes after a change).</summary>
+    public void CommandWithheldFrom(MonCommand c, int skipped)
+    {
+        Must(c);
+        foreach (var (id, osd) in _osds)
+        {
+            if (id != skipped)
+            {
+                osd.ApplyMap(Map);
+            }
+        }
+    }
+
     public void Publish()
     {
         foreach (var osd in _osds.Values)

@@ -232,4 +232,25 @@ public sealed class ReplicationTests
         c.Command(new OsdFullFlags(new Dictionary<int, OsdFullness> { [2] = OsdFullness.None }));
         Assert.Equal(OsdResult.Ok, (await c.ExecuteAsync("data", "b0", [OsdOp.WriteFull("y"u8.ToArray())])).Result);
     }
+
+    [Fact]
+    public async Task An_osd_that_jumped_over_the_epoch_a_pool_was_created_in_still_peers_its_pgs()
+    {
+        // osd.2 sees pool "late" first one epoch after its peers do, so it records its PGs' interval at another
+        // epoch than theirs; the primary's queries must still be answered (CI saw such PGs stuck peering).
+        await using var c = new InProcessCluster();
+        await c.StartAsync(osds: 3, size: 3, minSize: 2, pgNum: 4);
+        c.CommandWithheldFrom(new PoolCreate("late", Size: 3, MinSize: 2, PgNum: 8), skipped: 2);
+        c.Command(new PoolCreate("later", Size: 3, MinSize: 2, PgNum: 4));
+        await c.WaitActiveCleanAsync();
+        for (var i = 0; i < 16; i++)
+        {
+            Assert.Equal(OsdResult.Ok, (await c.ExecuteAsync("late", $"o{i}", [OsdOp.WriteFull(Encoding.ASCII.GetBytes($"v{i}"))])).Result);
+        }
+        for (var i = 0; i < 16; i++)
+        {
+            var r = await c.ExecuteAsync("late", $"o{i}", [OsdOp.Read(0, 0)]);
+            Assert.Equal($"v{i}", Encoding.ASCII.GetString(r.Outputs[0].Data.Span));
+        }
+    }
 }

@@ -17,6 +17,33 @@ public sealed partial class PlacementGroup
     }
 
     /// <summary>
+    /// A query from the primary this member's map names, for an interval that starts at another epoch than the one
+    /// this member recorded. An interval's epoch is the one at which an OSD saw its acting set first; an OSD that
+    /// jumped over epochs (its first map after a start, or a full map when the monitors no longer had the increments)
+    /// records a later one than its peers for the same acting set, and without this the two would refuse each other
+    /// forever (PGs stuck peering). The primary's epoch names the interval: the member takes it, ending what it had
+    /// (as a new interval would). A late query from an interval the primary has left only costs a retry: the
+    /// primary's current peering re-keys the member again.
+    /// </summary>
+    private bool AdoptPrimaryInterval(int from, uint since)
+    {
+        PgInterval? old;
+        lock (_lock)
+        {
+            old = _interval;
+            if (old is null || old.Primary != from || old.Since == since)
+            {
+                return false;
+            }
+            _interval = new PgInterval(since, old.Acting, from);
+        }
+        old.Ended.Cancel();
+        old.Activated.TrySetCanceled();
+        Logger.LogInformation("{Pg}: takes interval {Since} from its primary osd.{Primary} (it had recorded {Had}: it saw the acting set first at another epoch)", Id, since, from, old.Since);
+        return true;
+    }
+
+    /// <summary>
     /// Applies a replicated change. The store call is made before this returns (so changes apply in the order the
     /// session delivered them, which is the primary's version order); the task completes when it is durable.
     /// </summary>
@@ -65,7 +92,7 @@ public sealed partial class PlacementGroup
     /// <summary>Answers a primary's query with what this member holds of the PG.</summary>
     public PgNotify Query(int from, PgQuery q)
     {
-        if (MemberInterval(from, q.Interval) is null && from != _host.Self)
+        if (from != _host.Self && MemberInterval(from, q.Interval) is null && !AdoptPrimaryInterval(from, q.Interval))
         {
             return new PgNotify(OsdResult.TryAgain, false, PgInfo.Empty(Id), [], [], false);
         }
