@@ -32,6 +32,20 @@ public sealed class ClusterUpTests : IDisposable
             Assert.True(IsOurs(pid, name), $"{name}'s pid file names {pid}, which is not running it: {LocalCluster.Cmdline(pid)}");
         }
 
+        // `status` counts OSDs up/in and, once every primary has reported (every 2 s), every PG active+clean.
+        var status = "";
+        for (var deadline = Stopwatch.GetTimestamp() + Stopwatch.Frequency * 30; Stopwatch.GetTimestamp() < deadline;)
+        {
+            (code, status) = await LocalCluster.ApplianceAsync("status", "--conf-dir", Path.Combine(Data, "conf"));
+            if (code == 0 && System.Text.RegularExpressions.Regex.IsMatch(status, @"pgs +(\d+) PGs: \1 active\+clean\n"))
+            {
+                break;
+            }
+            await Task.Delay(200);
+        }
+        Assert.Matches(@"pgs +(\d+) PGs: \1 active\+clean\n", status);
+        Assert.Contains("3 OSDs, 3 up, 3 in", status);
+
         // Everything runs: a second `up` starts nothing.
         (code, output) = await LocalCluster.ApplianceAsync("cluster", "up", "--data", Data, "--osds", "3", "--disk-size", "64M", "--timeout", "50");
         Assert.True(code == 0, $"second cluster up exited {code}:\n{output}\n{Logs()}");

@@ -74,4 +74,16 @@ public sealed class PgStatsTableTests
         table.Record(new PgStatsReport(1, 6, 1000, 100, []), flagged, 2);
         Assert.Equal(new Dictionary<int, OsdFullness> { [1] = OsdFullness.None }, table.FullnessChanges(flagged, 0.85, 0.95));
     }
+
+    [Fact]
+    public void The_status_line_counts_pgs_by_state_and_those_not_reported()
+    {
+        var (map, pool) = MapWithPool(0);
+        var table = new PgStatsTable();
+        Assert.Equal("pgs     2 PGs: 2 not reported yet", table.StateSummary(map));
+        table.Record(new PgStatsReport(0, 5, 0, 0, [Stat(pool, 0, 1, 0, 5)]), map, 1);
+        Assert.Equal("pgs     2 PGs: 1 active+clean, 1 not reported yet", table.StateSummary(map));
+        table.Record(new PgStatsReport(1, 5, 0, 0, [Stat(pool, 1, 1, 1, 5) with { State = "peering" }]), map, 1);
+        Assert.Equal("pgs     2 PGs: 1 active+clean, 1 peering", table.StateSummary(map));
+    }
 }

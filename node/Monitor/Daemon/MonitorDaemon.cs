@@ -559,7 +559,14 @@ public sealed class MonitorDaemon : IAsyncDisposable
         }
         // A ticket or a service's keys are for the asker: the monitor names it (the first line), never the client.
         var argument = request.Query is MonQuery.ServiceTicket or MonQuery.ServiceKeys ? who + "\n" + request.Argument : request.Argument;
-        done.TrySetResult(Read(request.Query, argument));
+        var reply = Read(request.Query, argument);
+        if (request.Query == MonQuery.Status && reply.Status == MonReplyStatus.Ok)
+        {
+            // Answered under this leader's lease: its PG statistics are the cluster's (not replicated, see PgStatsTable).
+            _pgStats.Prune(_machine!.State.Osd);
+            reply = reply with { Message = reply.Message + _pgStats.StateSummary(_machine.State.Osd) + "\n" };
+        }
+        done.TrySetResult(reply);
     }
 
     /// <summary>A linearizable read through the leader's lease, or where to go instead.</summary>

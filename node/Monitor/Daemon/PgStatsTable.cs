@@ -158,6 +158,23 @@ public sealed class PgStatsTable
         return total;
     }
 
+    /// <summary>The `pgs` line of `status`: how many PGs the pools have, how many are in each state (most first, as
+    /// the primaries last reported them), and how many have no report yet.</summary>
+    public string StateSummary(OsdMap map)
+    {
+        ArgumentNullException.ThrowIfNull(map);
+        var total = map.Pools.Values.Sum(p => (long)p.PgNum);
+        var states = _pgs.Values.Where(v => v.Stat.Pg.ExistsIn(map)).GroupBy(v => v.Stat.State, StringComparer.Ordinal)
+            .Select(g => (State: g.Key, Count: g.Count())).OrderByDescending(g => g.Count).ThenBy(g => g.State, StringComparer.Ordinal).ToList();
+        var reported = states.Sum(s => (long)s.Count);
+        var parts = states.Select(s => $"{s.Count.ToString(CultureInfo.InvariantCulture)} {s.State}").ToList();
+        if (reported < total)
+        {
+            parts.Add($"{(total - reported).ToString(CultureInfo.InvariantCulture)} not reported yet");
+        }
+        return $"pgs     {total.ToString(CultureInfo.InvariantCulture)} PGs" + (parts.Count == 0 ? "" : ": " + string.Join(", ", parts));
+    }
+
     /// <summary>`pg ls`: one PG a line, its id first (as Ceph writes it), then state, objects, bytes, acting set,
     /// primary and the epoch of the report.</summary>
     public static string FormatPgs(IEnumerable<PgStat> stats)
