@@ -131,14 +131,14 @@ public sealed class OsdDaemon : IAsyncDisposable
             {
                 await foreach (var map in _subscription!.WatchOsdMapAsync(have, ct))
                 {
-                    have = map;
-                    _peers!.OnMap(map);
-                    _service!.ApplyMap(map);
-                    if (map.FindOsd(_options.Id) is { Up: true } self && self.Address == _boot!.Address)
+                    if (have is not null && map.Epoch > have.Epoch + 1)
                     {
-                        // Recorded from every map in order (a periodic look could miss a short up period entirely).
-                        Interlocked.Exchange(ref _upFrom, self.UpFrom);
+                        // A jump (the monitors no longer had the increments): the epochs between are fetched and
+                        // applied in order, so PG intervals start where they did for the peers that saw each epoch.
+                        await ApplySkippedAsync(have.Epoch + 1, map.Epoch, ct);
                     }
+                    have = map;
+                    Apply(map);
                 }
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested)
@@ -150,6 +150,38 @@ public sealed class OsdDaemon : IAsyncDisposable
                 _log.LogWarning("{Osd}: osdmap subscription interrupted ({Error}); resuming", Entity, e.Message);
                 await Task.Delay(500, ct);
             }
+        }
+    }
+
+    private void Apply(OsdMap map)
+    {
+        _peers!.OnMap(map);
+        _service!.ApplyMap(map);
+        if (map.FindOsd(_options.Id) is { Up: true } self && self.Address == _boot!.Address)
+        {
+            // Recorded from every map in order (a periodic look could miss a short up period entirely).
+            Interlocked.Exchange(ref _upFrom, self.UpFrom);
+        }
+    }
+
+    /// <summary>Fetches and applies epochs [<paramref name="from"/>, <paramref name="to"/>). One the monitors no longer
+    /// keep ends the walk: the jump map follows, and a PG whose interval this OSD then names later than its peers
+    /// takes its primary's (PlacementGroup.AdoptPrimaryInterval).</summary>
+    private async Task ApplySkippedAsync(uint from, uint to, CancellationToken ct)
+    {
+        for (var epoch = from; epoch < to; epoch++)
+        {
+            OsdMap past;
+            try
+            {
+                past = await _mon!.GetOsdMapAsync(epoch, ct);
+            }
+            catch (MonRequestFailedException e)
+            {
+                _log.LogInformation("{Osd}: osdmap epoch {Epoch} is not kept any more ({Error}); jumping to {To}", Entity, epoch, e.Message, to);
+                return;
+            }
+            Apply(past);
         }
     }
 
