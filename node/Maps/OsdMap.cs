@@ -43,6 +43,13 @@ public sealed record OsdInfo(int Id, string Address, string Host, bool Up, bool 
         w.EndStruct(m);
     }
 
+    /// <summary>One <see cref="OsdFullness"/> byte of osd.<paramref name="osd"/>; an unknown value is refused.</summary>
+    internal static OsdFullness ReadFullness(ref WireReader r, int osd)
+    {
+        var fullness = r.ReadU8();
+        return fullness <= (byte)OsdFullness.Full ? (OsdFullness)fullness : throw new WireFormatException($"osd.{osd} has an unknown fullness {fullness}");
+    }
+
     internal static OsdInfo Decode(ref WireReader r)
     {
         var s = r.BeginStruct(Version, "osd entry");
@@ -54,12 +61,7 @@ public sealed record OsdInfo(int Id, string Address, string Host, bool Up, bool 
             : info with { ClusterAddress = info.Address };
         if (s.Version >= 3)
         {
-            var fullness = r.ReadU8();
-            if (fullness > (byte)OsdFullness.Full)
-            {
-                throw new WireFormatException($"osd.{info.Id} has an unknown fullness {fullness}");
-            }
-            info = info with { Fullness = (OsdFullness)fullness };
+            info = info with { Fullness = ReadFullness(ref r, info.Id) };
         }
         r.EndStruct(s);
         return info;

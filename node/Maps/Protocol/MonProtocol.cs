@@ -478,12 +478,7 @@ public static class MonCommandCodec
         for (var i = 0; i < n; i++)
         {
             var osd = r.ReadI32();
-            var fullness = r.ReadU8();
-            if (fullness > (byte)OsdFullness.Full)
-            {
-                throw new WireFormatException($"osd full flags give osd.{osd} an unknown fullness {fullness}");
-            }
-            flags[osd] = (OsdFullness)fullness;
+            flags[osd] = OsdInfo.ReadFullness(ref r, osd);
         }
         return flags;
     }

@@ -37,8 +37,7 @@ public sealed partial class PlacementGroup
             }
             _interval = new PgInterval(since, old.Acting, from);
         }
-        old.Ended.Cancel();
-        old.Activated.TrySetCanceled();
+        old.End();
         Logger.LogInformation("{Pg}: takes interval {Since} from its primary osd.{Primary} (it had recorded {Had}: it saw the acting set first at another epoch)", Id, since, from, old.Since);
         return true;
     }

@@ -36,6 +36,13 @@ public sealed class PgInterval(uint since, int[] acting, int primary)
     public TaskCompletionSource Activated { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     /// <summary>Replica: the primary activated this member in this interval.</summary>
     public bool MemberActive { get; set; }
+
+    /// <summary>The interval is over: its work is cancelled and whoever waits for its activation is told.</summary>
+    public void End()
+    {
+        Ended.Cancel();
+        Activated.TrySetCanceled();
+    }
 }
 
 /// <summary>
@@ -145,8 +152,7 @@ public sealed partial class PlacementGroup
         }
         if (old is not null)
         {
-            old.Ended.Cancel();
-            old.Activated.TrySetCanceled();
+            old.End();
             Backend.FailPending($"{Id}: interval {old.Since} ended at epoch {epoch}");
         }
         Logger.LogDebug("{Pg} interval {Since}: acting [{Acting}] primary osd.{Primary}", Id, epoch, string.Join(",", acting), primary);
@@ -168,8 +174,7 @@ public sealed partial class PlacementGroup
         }
         if (old is not null)
         {
-            old.Ended.Cancel();
-            old.Activated.TrySetCanceled();
+            old.End();
         }
         Backend.FailPending($"{Id}: the OSD is stopping");
     }
