@@ -200,7 +200,7 @@ public sealed partial class ClusterClient
             progress.Reason = "its reply";
             var request = new OsdOpRequest(tid, Nonce, view.Map.Epoch, route.Pg, target.Object, target.Hash, ops) { Resend = attempt > 0 };
             attempt++;
-            var payload = request.ToBytes();
+            var payload = request.Encode();
             if (payload.Length > _options.Messenger.Session.MaxPayload)
             {
                 throw new InvalidRequestException(OsdResult.TooLarge,
@@ -209,7 +209,8 @@ public sealed partial class ClusterClient
             }
             using var attemptCt = CancellationTokenSource.CreateLinkedTokenSource(ct);
             // No timeout of its own: the request's deadline bounds it, and the session resends on reconnect.
-            var replyTask = session.Client.Session.RequestAsync(OsdMessageType.OpRequest, payload, Timeout.InfiniteTimeSpan, attemptCt.Token);
+            // Handed over, not copied: the encoding is this attempt's own array (resends after a reconnect read it).
+            var replyTask = session.Client.Session.RequestAsync(OsdMessageType.OpRequest, payload, Timeout.InfiniteTimeSpan, attemptCt.Token, withoutCopy: true);
             ClientMetrics.BytesSent.Add(payload.Length);
             string? resend = null;
             try
@@ -302,7 +303,8 @@ public sealed partial class ClusterClient
         OsdOpReply reply;
         try
         {
-            reply = OsdOpReply.FromBytes(message.Payload.Span);
+            // A reply's payload is the caller's own (not pooled): the outputs' data slice it, no copy.
+            reply = OsdOpReply.FromShared(message.Payload);
         }
         catch (WireFormatException e)
         {

@@ -56,9 +56,19 @@ public sealed record OsdOpRequest(ulong Tid, ulong ClientNonce, uint MapEpoch, P
 
     public bool IsWrite => Ops.Any(o => o.IsWrite || o.Code == OsdOpCode.Call);
 
-    public byte[] ToBytes()
+    /// <summary>
+    /// Not encoded: set by a receiver whose decoded request slices a pooled message (<see cref="FromShared"/>). Whoever
+    /// still reads the ops' data after the request completed (a store transaction running on) takes a reference
+    /// through it first and disposes it when done; the receiver's own reference ends with the request.
+    /// </summary>
+    public Func<IDisposable>? KeepData { get; init; }
+
+    public byte[] ToBytes() => Encode().ToArray();
+
+    /// <summary>The encoding in an array of its own (written once, not copied afterwards): to send without a copy.</summary>
+    public ReadOnlyMemory<byte> Encode()
     {
-        using var w = new WireWriter(256 + Ops.Sum(o => o.Data.Length + 64));
+        using var w = WireWriter.ForHandOver(256 + Ops.Sum(o => o.Data.Length + 64 + o.Name.Length + o.Name2.Length) + Object.Length * 3);
         var m = w.BeginStruct(Version, 1);
         w.WriteU64(Tid);
         w.WriteU64(ClientNonce);
@@ -73,12 +83,26 @@ public sealed record OsdOpRequest(ulong Tid, ulong ClientNonce, uint MapEpoch, P
             op.Encode(w);
         }
         w.EndStruct(m);
-        return w.ToArray();
+        return w.Detach();
     }
 
+    /// <summary>Decodes a request; the ops' data are copies.</summary>
     public static OsdOpRequest FromBytes(ReadOnlySpan<byte> bytes)
     {
         var r = new WireReader(bytes);
+        return Decode(ref r);
+    }
+
+    /// <summary>Decodes a request whose ops' data are slices of <paramref name="memory"/> (no copy): valid as long as
+    /// it is.</summary>
+    public static OsdOpRequest FromShared(ReadOnlyMemory<byte> memory)
+    {
+        var r = new WireReader(memory);
+        return Decode(ref r);
+    }
+
+    private static OsdOpRequest Decode(ref WireReader r)
+    {
         var s = r.BeginStruct(Version, "osd op request");
         var tid = r.ReadU64();
         var nonce = r.ReadU64();
@@ -124,7 +148,7 @@ public sealed record OsdOpOutput(int Result)
     internal static OsdOpOutput Decode(ref WireReader r)
     {
         var result = r.ReadI32();
-        var data = r.ReadBytes(Limits.MaxPayload + (1 << 20)).ToArray();
+        var data = r.ReadBytesShared(Limits.MaxPayload + (1 << 20));
         var pairs = PairCodec.ReadPairs(ref r, Limits.MaxObjectNameBytes * 2, Limits.MaxPayload, "pairs");
         return new OsdOpOutput(result) { Data = data, Pairs = pairs, More = r.ReadBool() };
     }
@@ -143,9 +167,12 @@ public sealed record OsdOpReply(ulong Tid, int Result, uint MapEpoch, Eversion V
 
     public string Message { get; init; } = "";
 
-    public byte[] ToBytes()
+    public byte[] ToBytes() => Encode().ToArray();
+
+    /// <summary>The encoding in an array of its own (written once, not copied afterwards): to send without a copy.</summary>
+    public ReadOnlyMemory<byte> Encode()
     {
-        using var w = new WireWriter(128 + Outputs.Sum(o => o.Data.Length + 16));
+        using var w = WireWriter.ForHandOver(128 + Message.Length * 3 + Outputs.Sum(o => o.Data.Length + 16 + o.Pairs.Sum(p => p.Key.Length * 3 + p.Value.Length + 8)));
         var m = w.BeginStruct(Version_, 1);
         w.WriteU64(Tid);
         w.WriteI32(Result);
@@ -159,12 +186,25 @@ public sealed record OsdOpReply(ulong Tid, int Result, uint MapEpoch, Eversion V
             o.Encode(w);
         }
         w.EndStruct(m);
-        return w.ToArray();
+        return w.Detach();
     }
 
+    /// <summary>Decodes a reply; the outputs' data are copies.</summary>
     public static OsdOpReply FromBytes(ReadOnlySpan<byte> bytes)
     {
         var r = new WireReader(bytes);
+        return Decode(ref r);
+    }
+
+    /// <summary>Decodes a reply whose outputs' data are slices of <paramref name="memory"/> (no copy).</summary>
+    public static OsdOpReply FromShared(ReadOnlyMemory<byte> memory)
+    {
+        var r = new WireReader(memory);
+        return Decode(ref r);
+    }
+
+    private static OsdOpReply Decode(ref WireReader r)
+    {
         var s = r.BeginStruct(Version_, "osd op reply");
         var tid = r.ReadU64();
         var result = r.ReadI32();

@@ -138,7 +138,8 @@ public sealed record OsdOp(OsdOpCode Code)
         w.EndStruct(m);
     }
 
-    /// <summary>Decodes one sub-op. Data and values are copied out of the reader's buffer (it may be pooled).</summary>
+    /// <summary>Decodes one sub-op. Values are copied out of the reader's buffer (it may be pooled); the data is a
+    /// slice of the reader's memory when it reads memory (<see cref="WireReader.ReadBytesShared"/>), else a copy.</summary>
     public static OsdOp Decode(ref WireReader r)
     {
         var s = r.BeginStruct(Version, "osd op");
@@ -150,7 +151,7 @@ public sealed record OsdOp(OsdOpCode Code)
             Mode = r.ReadU32(),
             Name = r.ReadString(Limits.MaxKeyBytes),
             Name2 = r.ReadString(Limits.MaxKeyBytes),
-            Data = r.ReadBytes(Limits.MaxPayload).ToArray(),
+            Data = r.ReadBytesShared(Limits.MaxPayload),
         };
         var pairs = PairCodec.ReadPairs(ref r, Limits.MaxKeyBytes, Limits.MaxValueBytes, "omap pairs");
         var keys = PairCodec.ReadKeys(ref r, Limits.MaxKeyBytes, "keys");

@@ -58,7 +58,7 @@ public sealed record Mutation(MutationKind Kind, string Object, uint Hash)
             Length = r.ReadI64(),
             Key = r.ReadString(Limits.MaxKeyBytes),
             Key2 = r.ReadString(Limits.MaxKeyBytes),
-            Data = r.ReadBytes(Limits.MaxPayload + (1 << 20)).ToArray(),
+            Data = r.ReadBytesShared(Limits.MaxPayload + (1 << 20)),
         };
         var pairs = PairCodec.ReadPairs(ref r, Limits.MaxKeyBytes, Limits.MaxPayload, "pairs");
         var keys = PairCodec.ReadKeys(ref r, Limits.MaxKeyBytes, "keys");
@@ -77,6 +77,17 @@ public sealed class PgTransaction
     public int Count => _mutations.Count;
 
     public long DataBytes => _mutations.Sum(m => (long)m.Data.Length);
+
+    /// <summary>About the size of the encoding (data, names, keys and values), to size its buffer once.</summary>
+    public long EncodedSizeHint => _mutations.Sum(m => 64L + m.Data.Length + (3L * (m.Object.Length + m.Key.Length + m.Key2.Length))
+        + m.Pairs.Sum(p => 8L + (3L * p.Key.Length) + p.Value.Length) + m.Keys.Sum(k => 4L + (3L * k.Length)));
+
+    /// <summary>
+    /// Set when the mutations' data slice a received message's pooled buffer: whoever applies them after the
+    /// request that made them may have completed (a store transaction) takes a reference through it first, and
+    /// disposes it when done with the data. Null: the data are the transaction's own.
+    /// </summary>
+    public Func<IDisposable>? KeepData { get; set; }
 
     public void Add(Mutation m) => _mutations.Add(m);
 

@@ -39,21 +39,21 @@ public sealed class ReplicatedBackend(int self, PgId pg, ObjectStore store, IOsd
         StoreMapping.AddLogged(t, pg, txn, entry, trim, info);
         // The store orders transactions of one collection in call order, and this call happens under the PG's gate,
         // so the local copy applies in version order; so do the replicas (one session each, sent in the same order).
-        waits.Add(store.SubmitAsync(t));
-        byte[]? message = null;
+        waits.Add(SubmitLocalAsync(t, txn.KeepData?.Invoke()));
+        ReadOnlyMemory<byte>? message = null;
         foreach (var osd in acting)
         {
             if (osd == self || osd < 0)
             {
                 continue;
             }
-            message ??= new RepOp(pg, interval, entry, txn, trim).ToBytes();
+            message ??= new RepOp(pg, interval, entry, txn, trim).Encode();
             var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             _pending[(osd, entry.Version)] = done;
             waits.Add(done.Task);
             try
             {
-                await peers.SendAsync(osd, OsdMessageType.RepOp, message, CancellationToken.None);
+                await peers.SendAsync(osd, OsdMessageType.RepOp, message.Value, CancellationToken.None);
             }
             catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException)
             {
@@ -62,6 +62,16 @@ public sealed class ReplicatedBackend(int self, PgId pg, ObjectStore store, IOsd
             }
         }
         await Task.WhenAll(waits);
+    }
+
+    /// <summary>The local copy of a change. The store reads the data until its transaction completes, which may be
+    /// after the request gave up waiting (a new interval): <paramref name="kept"/> holds the data's buffer until then.</summary>
+    private async Task SubmitLocalAsync(Transaction t, IDisposable? kept)
+    {
+        using (kept)
+        {
+            await store.SubmitAsync(t);
+        }
     }
 
     /// <summary>A replica's answer arrived.</summary>

@@ -322,7 +322,7 @@ public sealed class OsdDaemon : IAsyncDisposable
         var peer = session.PeerEntity;
         if (peer.StartsWith("osd.", StringComparison.Ordinal) && int.TryParse(peer.AsSpan(4), out var from))
         {
-            await DeliverPeerAsync(from, message.Type, message.Payload, (session, message.Seq));
+            await DeliverPeerAsync(from, message.Type, message.Payload, (session, message.Seq), message.Keep);
             return;
         }
         switch (message.Type)
@@ -330,12 +330,16 @@ public sealed class OsdDaemon : IAsyncDisposable
             case OsdMessageType.OpRequest:
             {
                 OsdOpRequest req;
+                // The request's data stay in the message's buffer (no copy) until the request completes; the store
+                // takes a reference of its own for a change it applies (ReplicatedBackend).
+                var kept = message.Keep();
                 try
                 {
-                    req = OsdOpRequest.FromBytes(message.Payload.Span);
+                    req = OsdOpRequest.FromShared(message.Payload) with { KeepData = message.Keep };
                 }
                 catch (WireFormatException e)
                 {
+                    kept.Dispose();
                     _log.LogWarning("{Peer} sent a malformed request: {Error}", peer, e.Message);
                     var refusal = new OsdOpReply(0, OsdResult.InvalidArgument, _service!.Epoch, default, 0, []) { Message = $"malformed request: {e.Message}" };
                     await session.SendAsync(OsdMessageType.OpReply, refusal.ToBytes(), message.Seq);
@@ -345,7 +349,7 @@ public sealed class OsdDaemon : IAsyncDisposable
                 // Started here, on the session's delivery path, so requests on one object take their place in the
                 // object's queue in the order the client sent them; the reply goes out when it completes.
                 var running = _service!.HandleClientAsync(req, peer, session.PeerCaps ?? EntityCaps.None, watch, _stop.Token);
-                _ = ReplyAsync(session, message.Seq, req, running);
+                _ = ReplyAsync(session, message.Seq, req, running, kept);
                 return;
             }
             case OsdMessageType.WatchNotifyAck:
@@ -364,20 +368,29 @@ public sealed class OsdDaemon : IAsyncDisposable
         }
     }
 
-    private async Task ReplyAsync(MessageSession session, ulong seq, OsdOpRequest req, Task<OsdOpReply> running)
+    private async Task ReplyAsync(MessageSession session, ulong seq, OsdOpRequest req, Task<OsdOpReply> running, IDisposable kept)
     {
-        OsdOpReply reply;
+        ReadOnlyMemory<byte> bytes;
         try
         {
-            reply = await running;
+            OsdOpReply reply;
+            try
+            {
+                reply = await running;
+            }
+            catch (OperationCanceledException)
+            {
+                reply = new OsdOpReply(req.Tid, OsdResult.TryAgain, _service!.Epoch, default, 0, []) { Message = $"{Entity} is stopping" };
+            }
+            // Encoded before the request's buffer goes: an output may slice it (a method that answers with its input).
+            bytes = reply.Encode();
         }
-        catch (OperationCanceledException)
+        finally
         {
-            reply = new OsdOpReply(req.Tid, OsdResult.TryAgain, _service!.Epoch, default, 0, []) { Message = $"{Entity} is stopping" };
+            kept.Dispose();
         }
         try
         {
-            var bytes = reply.ToBytes();
             await session.SendWithoutCopyAsync(OsdMessageType.OpReply, bytes, seq);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException)
@@ -386,10 +399,11 @@ public sealed class OsdDaemon : IAsyncDisposable
         }
     }
 
-    private async ValueTask DeliverPeerAsync(int from, ushort type, ReadOnlyMemory<byte> payload, (MessageSession Session, ulong Seq)? via)
+    private async ValueTask DeliverPeerAsync(int from, ushort type, ReadOnlyMemory<byte> payload, (MessageSession Session, ulong Seq)? via,
+        Func<IDisposable>? keep = null)
     {
         var answer = await _service!.HandlePeerAsync(from, type, payload,
-            (t, p) => via is { } v ? new ValueTask(v.Session.SendAsync(t, p).AsTask()) : _peers!.SendAsync(from, t, p, CancellationToken.None));
+            (t, p) => via is { } v ? new ValueTask(v.Session.SendAsync(t, p).AsTask()) : _peers!.SendAsync(from, t, p, CancellationToken.None), keep);
         if (answer is { } a && via is { } w)
         {
             await w.Session.SendWithoutCopyAsync(a.Type, a.Payload, w.Seq);

@@ -226,7 +226,15 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
     /// the message needs none now (a replicated change is answered through <paramref name="reply"/> once durable).
     /// A malformed message is logged and dropped: a peer's bug never takes this OSD down.
     /// </summary>
-    public async Task<(ushort Type, byte[] Payload)?> HandlePeerAsync(int from, ushort type, ReadOnlyMemory<byte> payload, Func<ushort, byte[], ValueTask> reply)
+    /// <param name="from">The sending OSD.</param>
+    /// <param name="type">The message type.</param>
+    /// <param name="payload">The message.</param>
+    /// <param name="reply">Sends a message back to the sender.</param>
+    /// <param name="keep">Given when <paramref name="payload"/> is a pooled message buffer that may be kept past this
+    /// call (<see cref="Wire.Messenger.Message.Keep"/>): a rep op's data are then applied from it without a copy,
+    /// and the buffer is held until the store has the change. Null: payload is only valid during the call.</param>
+    public async Task<(ushort Type, byte[] Payload)?> HandlePeerAsync(int from, ushort type, ReadOnlyMemory<byte> payload, Func<ushort, byte[], ValueTask> reply,
+        Func<IDisposable>? keep = null)
     {
         try
         {
@@ -234,14 +242,16 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
             {
                 case OsdMessageType.RepOp:
                 {
-                    var op = RepOp.FromBytes(payload.Span);
+                    var op = keep is null ? RepOp.FromBytes(payload.Span) : RepOp.FromShared(payload);
                     if (_pgs.GetValueOrDefault(op.Pg) is not { } pg)
                     {
                         await reply(OsdMessageType.RepOpReply, new RepOpReply(op.Pg, op.Interval, op.Entry.Version, OsdResult.TryAgain).ToBytes());
                         return null;
                     }
+                    // Taken before the store sees the data: it reads them until the change is durable.
+                    var kept = keep?.Invoke();
                     var done = pg.ApplyRepOp(from, op);
-                    _ = AnswerWhenDurableAsync(done, reply);
+                    _ = AnswerWhenDurableAsync(done, reply, kept);
                     return null;
                 }
                 case OsdMessageType.RepOpReply:
@@ -294,9 +304,13 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
         }
     }
 
-    private async Task AnswerWhenDurableAsync(Task<RepOpReply> done, Func<ushort, byte[], ValueTask> reply)
+    private async Task AnswerWhenDurableAsync(Task<RepOpReply> done, Func<ushort, byte[], ValueTask> reply, IDisposable? kept)
     {
-        var r = await done;
+        RepOpReply r;
+        using (kept)
+        {
+            r = await done;
+        }
         try
         {
             await reply(OsdMessageType.RepOpReply, r.ToBytes());

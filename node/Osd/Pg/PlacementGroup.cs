@@ -317,7 +317,8 @@ public sealed partial class PlacementGroup
             var output = result.Outputs.Count > 0 ? result.Outputs[^1].Data : default;
             entry = new PgLogEntry(version, reqId, result.Objects, OsdResult.Ok, version.Version, now)
             {
-                Output = output.Length <= PgLogEntry.MaxOutput ? output : default,
+                // Its own copy: the log outlives the request, whose output may slice the request's buffer.
+                Output = output.Length <= PgLogEntry.MaxOutput ? output.ToArray() : default,
             };
             Log.Append(entry);
             var trim = Log.TrimIfNeeded();
@@ -327,6 +328,8 @@ public sealed partial class PlacementGroup
                 Info = info;
             }
             _lastSubmitted = version;
+            // The changes may slice the request's received buffer: the backend holds it while its store applies them.
+            result.Changes.KeepData = req.KeepData;
             committed = Backend.SubmitAsync(result.Changes, entry, interval.Acting, interval.Since, trim, info);
         }
         finally

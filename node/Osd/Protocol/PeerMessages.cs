@@ -18,11 +18,35 @@ internal static class PeerCodec
         return w.ToArray();
     }
 
+    /// <summary>As <see cref="Encode"/>, into an array of its own that is handed over as it is (no second copy): for
+    /// messages carrying bulk data.</summary>
+    public static ReadOnlyMemory<byte> EncodeForHandOver(Action<WireWriter> body, int capacity)
+    {
+        using var w = WireWriter.ForHandOver(capacity);
+        var m = w.BeginStruct(1, 1);
+        body(w);
+        w.EndStruct(m);
+        return w.Detach();
+    }
+
     public delegate T Reader<T>(ref WireReader r);
 
     public static T Decode<T>(ReadOnlySpan<byte> bytes, string what, Reader<T> body)
     {
         var r = new WireReader(bytes);
+        return Decode(ref r, what, body);
+    }
+
+    /// <summary>As <see cref="Decode{T}(ReadOnlySpan{byte}, string, Reader{T})"/>, with bulk data sliced from
+    /// <paramref name="memory"/> instead of copied.</summary>
+    public static T DecodeShared<T>(ReadOnlyMemory<byte> memory, string what, Reader<T> body)
+    {
+        var r = new WireReader(memory);
+        return Decode(ref r, what, body);
+    }
+
+    private static T Decode<T>(ref WireReader r, string what, Reader<T> body)
+    {
         var s = r.BeginStruct(1, what);
         var value = body(ref r);
         r.EndStruct(s);
@@ -33,7 +57,10 @@ internal static class PeerCodec
 /// <summary>Primary → replica: apply this logged change (sent in version order on one session per replica).</summary>
 public sealed record RepOp(PgId Pg, uint Interval, PgLogEntry Entry, PgTransaction Txn, (Eversion From, Eversion To)? Trim)
 {
-    public byte[] ToBytes() => PeerCodec.Encode(w =>
+    public byte[] ToBytes() => Encode().ToArray();
+
+    /// <summary>The encoding in an array of its own (the data copied once, into it): sent as it is to every replica.</summary>
+    public ReadOnlyMemory<byte> Encode() => PeerCodec.EncodeForHandOver(w =>
     {
         Pg.Encode(w);
         w.WriteU32(Interval);
@@ -45,9 +72,15 @@ public sealed record RepOp(PgId Pg, uint Interval, PgLogEntry Entry, PgTransacti
             t.From.Encode(w);
             t.To.Encode(w);
         }
-    }, 256 + (int)Math.Min(Txn.DataBytes, 64 << 20));
+    }, 1024 + (int)Math.Min(Txn.EncodedSizeHint, 64 << 20));
 
-    public static RepOp FromBytes(ReadOnlySpan<byte> b) => PeerCodec.Decode(b, "rep op", static (ref WireReader r) =>
+    /// <summary>Decodes a rep op; its data are copies.</summary>
+    public static RepOp FromBytes(ReadOnlySpan<byte> b) => PeerCodec.Decode(b, "rep op", Body);
+
+    /// <summary>Decodes a rep op whose data are slices of <paramref name="memory"/> (no copy): valid as long as it is.</summary>
+    public static RepOp FromShared(ReadOnlyMemory<byte> memory) => PeerCodec.DecodeShared(memory, "rep op", Body);
+
+    private static RepOp Body(ref WireReader r)
     {
         var pg = PgId.Decode(ref r);
         var interval = r.ReadU32();
@@ -55,7 +88,7 @@ public sealed record RepOp(PgId Pg, uint Interval, PgLogEntry Entry, PgTransacti
         var txn = PgTransaction.Decode(ref r);
         (Eversion, Eversion)? trim = r.ReadBool() ? (Eversion.Decode(ref r), Eversion.Decode(ref r)) : null;
         return new RepOp(pg, interval, entry, txn, trim);
-    });
+    }
 }
 
 /// <summary>Replica → primary: the change at <see cref="Version"/> is durable here (Result 0) or was refused.</summary>

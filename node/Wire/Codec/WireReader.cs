@@ -10,6 +10,8 @@ namespace Appliance.Wire.Codec;
 public ref struct WireReader
 {
     private readonly ReadOnlySpan<byte> _buffer;
+    private readonly ReadOnlyMemory<byte> _memory;
+    private readonly bool _hasMemory;
     private int _position;
     private int _limit;
 
@@ -17,6 +19,15 @@ public ref struct WireReader
     {
         _buffer = buffer;
         _limit = buffer.Length;
+    }
+
+    /// <summary>A reader over memory: <see cref="ReadBytesShared"/> then returns slices of it instead of copies.</summary>
+    public WireReader(ReadOnlyMemory<byte> memory)
+    {
+        _buffer = memory.Span;
+        _memory = memory;
+        _hasMemory = true;
+        _limit = memory.Length;
     }
 
     public readonly int Position => _position;
@@ -63,6 +74,16 @@ public ref struct WireReader
             throw new WireFormatException($"byte string of {length} bytes exceeds the limit of {maxLength}");
         }
         return Take((int)length);
+    }
+
+    /// <summary>
+    /// A u32 length then that many bytes, as memory: a slice of the reader's memory when it was made over memory
+    /// (no copy: valid as long as that memory is), else a copy.
+    /// </summary>
+    public ReadOnlyMemory<byte> ReadBytesShared(int maxLength = 64 << 20)
+    {
+        var bytes = ReadBytes(maxLength);
+        return _hasMemory ? _memory.Slice(_position - bytes.Length, bytes.Length) : bytes.ToArray();
     }
 
     public ReadOnlySpan<byte> ReadFixed(int count) => Take(count);

@@ -16,11 +16,26 @@ public sealed class WireWriter : IDisposable
 
     private byte[] _buffer;
     private int _length;
+    private readonly bool _pooled = true;
 
     public WireWriter(int initialCapacity = 256)
     {
         _buffer = Pool.Rent(initialCapacity);
     }
+
+    private WireWriter(byte[] buffer)
+    {
+        _buffer = buffer;
+        _pooled = false;
+    }
+
+    /// <summary>
+    /// A writer whose buffer is not pooled but handed to the caller at the end (<see cref="Detach"/>), for an
+    /// encoding that carries bulk data and is sent without a further copy: the data is copied once, into the message,
+    /// instead of into a pooled buffer and then again into an array of its own. The buffer is not zeroed first;
+    /// give <paramref name="capacity"/> as the size expected (it still grows if that was short).
+    /// </summary>
+    public static WireWriter ForHandOver(int capacity) => new(GC.AllocateUninitializedArray<byte>(Math.Max(capacity, 16)));
 
     public int Length => _length;
 
@@ -34,9 +49,13 @@ public sealed class WireWriter : IDisposable
     {
         if (_buffer.Length - _length < size)
         {
-            var bigger = Pool.Rent(Math.Max(_buffer.Length * 2, _length + size));
+            var wanted = Math.Max(_buffer.Length * 2, _length + size);
+            var bigger = _pooled ? Pool.Rent(wanted) : GC.AllocateUninitializedArray<byte>(wanted);
             _buffer.AsSpan(0, _length).CopyTo(bigger);
-            Pool.Return(_buffer);
+            if (_pooled)
+            {
+                Pool.Return(_buffer);
+            }
             _buffer = bigger;
         }
         return _buffer.AsSpan(_length, size);
@@ -119,9 +138,23 @@ public sealed class WireWriter : IDisposable
 
     public byte[] ToArray() => WrittenSpan.ToArray();
 
+    /// <summary>What was written, handed over without a copy (a <see cref="ForHandOver"/> writer only); the writer
+    /// is empty afterwards.</summary>
+    public ReadOnlyMemory<byte> Detach()
+    {
+        if (_pooled)
+        {
+            throw new InvalidOperationException("only a writer made by ForHandOver hands its buffer over");
+        }
+        var written = _buffer.AsMemory(0, _length);
+        _buffer = [];
+        _length = 0;
+        return written;
+    }
+
     public void Dispose()
     {
-        if (_buffer.Length > 0)
+        if (_pooled && _buffer.Length > 0)
         {
             Pool.Return(_buffer);
             _buffer = [];

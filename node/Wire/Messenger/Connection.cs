@@ -14,28 +14,59 @@ public readonly struct Frame
 {
     private readonly byte[] _buffer;
     private readonly int _offset;
-    private readonly bool _pooled;
+    private readonly PayloadOwner? _owner;
 
     internal Frame(FrameHeader header, byte[] buffer, int offset, bool pooled)
     {
         Header = header;
         _buffer = buffer;
         _offset = offset;
-        _pooled = pooled;
+        _owner = pooled ? new PayloadOwner(buffer) : null;
     }
 
     public FrameHeader Header { get; }
 
     public ReadOnlyMemory<byte> Payload => _buffer.AsMemory(_offset, Header.PayloadLength);
 
-    /// <summary>Gives the payload's buffer back to the pool; the payload must not be used afterwards.</summary>
-    public void Release()
+    /// <summary>Who gives the payload's buffer back to the pool (null: the payload is empty, nothing is pooled).</summary>
+    internal PayloadOwner? Owner => _owner;
+
+    /// <summary>Drops the reader's reference to the payload's buffer; the payload must not be used afterwards (the
+    /// buffer goes back to the pool once no handler keeps it, see <see cref="Message.Keep"/>).</summary>
+    public void Release() => _owner?.Release();
+}
+
+/// <summary>
+/// The references to one received payload's pooled buffer: the read path holds one until the handler's task
+/// completes; a handler that keeps the payload past that (<see cref="Message.Keep"/>) holds another until it
+/// disposes what Keep returned. The last release returns the buffer to the pool.
+/// </summary>
+internal sealed class PayloadOwner(byte[] buffer) : IDisposable
+{
+    private int _refs = 1;
+
+    public void AddRef()
     {
-        if (_pooled)
+        if (Interlocked.Increment(ref _refs) <= 1)
         {
-            FrameBuffers.Return(_buffer);
+            throw new InvalidOperationException("a received payload was kept after its buffer went back to the pool");
         }
     }
+
+    public void Release()
+    {
+        var left = Interlocked.Decrement(ref _refs);
+        if (left == 0)
+        {
+            FrameBuffers.Return(buffer);
+        }
+        else if (left < 0)
+        {
+            throw new InvalidOperationException("a received payload was released more often than kept");
+        }
+    }
+
+    void IDisposable.Dispose() => Release();
 }
 
 /// <summary>The connection ended; <see cref="Exception.Message"/> is the logged reason.</summary>

@@ -5,10 +5,38 @@ namespace Appliance.Wire.Messenger;
 
 /// <summary>
 /// An application message delivered by a session. The payload given to a message handler is valid until the
-/// handler's returned task completes (its buffer is pooled and reused afterwards): copy what must outlive it. A
-/// reply returned by <see cref="MessageSession.RequestAsync"/> belongs to the caller.
+/// handler's returned task completes (its buffer is pooled and reused afterwards): copy what must outlive it, or
+/// <see cref="Keep"/> it. A reply returned by <see cref="MessageSession.RequestAsync"/> belongs to the caller.
 /// </summary>
-public readonly record struct Message(ushort Type, ulong Seq, ulong ReplyTo, ReadOnlyMemory<byte> Payload);
+public readonly record struct Message(ushort Type, ulong Seq, ulong ReplyTo, ReadOnlyMemory<byte> Payload)
+{
+    internal PayloadOwner? Owner { get; init; }
+
+    /// <summary>
+    /// Keeps <see cref="Payload"/> valid past the handler, without a copy, until the returned object is disposed
+    /// (then its pooled buffer may be reused: nothing may read the payload, or memory sliced from it, afterwards).
+    /// For work a handler starts and does not wait for, e.g. a write whose data the store reads later. Dispose it
+    /// exactly once.
+    /// </summary>
+    public IDisposable Keep()
+    {
+        if (Owner is null)
+        {
+            return NothingKept.Instance; // an empty payload: nothing is pooled
+        }
+        Owner.AddRef();
+        return Owner;
+    }
+
+    private sealed class NothingKept : IDisposable
+    {
+        public static readonly NothingKept Instance = new();
+
+        public void Dispose()
+        {
+        }
+    }
+}
 
 /// <summary>
 /// A reliable, ordered message stream between two daemons that outlives TCP connections: every message gets a
@@ -172,11 +200,12 @@ public sealed class MessageSession : IAsyncDisposable
     /// <summary>The size from which <see cref="SendWithoutCopyAsync"/> leaves the payload where it is.</summary>
     public const int HandOverFrom = 64 << 10;
 
-    /// <summary>Sends a request and waits for the message that names it in reply-to.</summary>
-    public async Task<Message> RequestAsync(ushort type, ReadOnlyMemory<byte> payload, TimeSpan timeout, CancellationToken ct = default)
+    /// <summary>Sends a request and waits for the message that names it in reply-to. With
+    /// <paramref name="withoutCopy"/> the payload is handed over as by <see cref="SendWithoutCopyAsync"/>.</summary>
+    public async Task<Message> RequestAsync(ushort type, ReadOnlyMemory<byte> payload, TimeSpan timeout, CancellationToken ct = default, bool withoutCopy = false)
     {
         var reply = new TaskCompletionSource<Message>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var seq = await SendCoreAsync(type, payload, 0, reply, ct);
+        var seq = await SendCoreAsync(type, payload, 0, reply, ct, handOver: withoutCopy && payload.Length >= HandOverFrom);
         try
         {
             return await reply.Task.WaitAsync(timeout, ct);
@@ -472,13 +501,22 @@ public sealed class MessageSession : IAsyncDisposable
             ackWanted?.TrySetResult();
             if (waiter is not null)
             {
-                // A reply outlives any handler: it gets an array of its own and the pooled buffer goes back.
-                waiter.TrySetResult(new Message(h.Type, h.Seq, h.ReplyTo, frame.Payload.ToArray()));
-                frame.Release();
+                // A reply outlives any handler: it gets an array of its own and the pooled buffer goes back; a large
+                // one keeps the buffer it arrived in instead (the pool does not get it back, the GC takes it), which
+                // saves copying it.
+                if (h.PayloadLength >= HandOverFrom)
+                {
+                    waiter.TrySetResult(new Message(h.Type, h.Seq, h.ReplyTo, frame.Payload));
+                }
+                else
+                {
+                    waiter.TrySetResult(new Message(h.Type, h.Seq, h.ReplyTo, frame.Payload.ToArray()));
+                    frame.Release();
+                }
             }
             else
             {
-                var message = new Message(h.Type, h.Seq, h.ReplyTo, frame.Payload);
+                var message = new Message(h.Type, h.Seq, h.ReplyTo, frame.Payload) { Owner = frame.Owner };
                 if (await WaitForInboxRoomAsync(h.PayloadLength))
                 {
                     // Nothing else is waiting for the handler: run it right here, with no thread hop. If it has to wait,

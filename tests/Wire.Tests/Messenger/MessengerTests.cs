@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
@@ -186,6 +187,57 @@ public sealed class MessengerTests
         await sender.WaitAsync(Patience);
         Assert.True(client.Connects > 1, $"the test must actually have cut connections (seed {seed})");
         Assert.True(client.Session.Resent > 0, $"cuts must have forced resends (seed {seed})");
+    }
+
+    [Theory]
+    [InlineData(ConnectionMode.Crc)]
+    [InlineData(ConnectionMode.Secure)]
+    public async Task A_kept_payload_stays_intact_after_its_handler_returned_until_it_is_released(ConnectionMode mode)
+    {
+        // The handler keeps every payload without copying it and returns at once, as an OSD does with a write's
+        // data; the messages after it arrive meanwhile in buffers from the same pool. Had a kept buffer gone back to
+        // the pool when its handler returned, a later message would have been received into it and the check below
+        // would see that message's bytes.
+        var seed = Seeds.Get();
+        var random = new Random(seed);
+        await using var f = new MessengerFixture();
+        var kept = new ConcurrentQueue<(IDisposable Lease, ReadOnlyMemory<byte> Payload)>();
+        f.ServerReply = (_, m) =>
+        {
+            kept.Enqueue((m.Keep(), m.Payload));
+            return ValueTask.CompletedTask;
+        };
+        var client = f.Client(mode);
+        await client.StartAsync();
+        const int total = 120;
+        static byte[] Content(int i, int size)
+        {
+            var b = new byte[size];
+            new Random(i).NextBytes(b);
+            BinaryPrimitives.WriteInt32LittleEndian(b, i);
+            return b;
+        }
+        var sizes = Enumerable.Range(0, total).Select(_ => random.Next(2) == 0 ? random.Next(8, 4000) : random.Next(64 << 10, 300 << 10)).ToArray();
+        for (var round = 0; round < 2; round++)
+        {
+            // The second round reuses the buffers the first one released.
+            for (var i = 0; i < total; i++)
+            {
+                await client.Session.SendAsync(MessengerFixture.Data, Content(i, sizes[i]));
+            }
+            using var cts = new CancellationTokenSource(Patience);
+            while (kept.Count < total)
+            {
+                await Task.Delay(5, cts.Token);
+            }
+            var all = kept.ToArray();
+            kept.Clear();
+            for (var i = 0; i < total; i++)
+            {
+                Assert.True(all[i].Payload.Span.SequenceEqual(Content(i, sizes[i])), $"round {round}: kept message {i} ({sizes[i]} bytes) changed after its handler returned (seed {seed})");
+                all[i].Lease.Dispose();
+            }
+        }
     }
 
     [Fact]
