@@ -48,7 +48,9 @@ public sealed class ReplicatedBackend(int self, PgId pg, ObjectStore store, IOsd
                 continue;
             }
             message ??= new RepOp(pg, interval, entry, txn, trim).Encode();
-            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            // Completed by the replica's answer on the thread that read it, which then runs what waited (the rest of
+            // the request: its reply): no hop to the thread pool per acknowledgement. Nothing waiting on it blocks.
+            var done = new TaskCompletionSource();
             _pending[(osd, entry.Version)] = done;
             waits.Add(done.Task);
             try
