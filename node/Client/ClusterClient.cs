@@ -1,3 +1,4 @@
+using Appliance.Platform.Concurrency;
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Net;
@@ -30,7 +31,7 @@ public sealed partial class ClusterClient : IAsyncDisposable
     private readonly OsdMapHolder _maps = new();
     private readonly Dictionary<int, OsdSession> _sessions = [];
     private readonly ConcurrentDictionary<Task, byte> _closing = new();
-    private readonly InFlightBudget _budget;
+    private readonly ByteBudget _budget;
     private readonly SemaphoreSlim _opSlots;
     private readonly CancellationTokenSource _stop = new();
     private readonly IAsyncDisposable[] _owned;
@@ -59,7 +60,7 @@ public sealed partial class ClusterClient : IAsyncDisposable
         _options = options ?? new ClusterClientOptions();
         _owned = owned;
         _log = (_options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger<ClusterClient>();
-        _budget = new InFlightBudget(Math.Max(1, _options.MaxInFlightBytes));
+        _budget = new ByteBudget(Math.Max(1, _options.MaxInFlightBytes));
         _opSlots = new SemaphoreSlim(Math.Max(1, _options.MaxInFlightOps));
         Span<byte> nonce = stackalloc byte[8];
         do

@@ -1,3 +1,4 @@
+using Appliance.Platform.Concurrency;
 using System.Buffers;
 using System.Diagnostics;
 using System.Net.Sockets;
@@ -291,7 +292,7 @@ internal sealed partial class NbdConnection
     /// <summary>Gives back what a request held (its bytes and its slot) once its reply is sent or dropped.</summary>
     private void Release(long cost)
     {
-        _budget.Release(cost);
+        _budget.Release(_budget.Clamp(cost)); // what TakeBudget took: a request larger than the budget took all of it
         _slots.Release();
         if (Interlocked.Decrement(ref _pending) == 0 && Volatile.Read(ref _draining) == 1)
         {

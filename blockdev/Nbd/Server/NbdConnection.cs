@@ -1,3 +1,4 @@
+using Appliance.Platform.Concurrency;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 
