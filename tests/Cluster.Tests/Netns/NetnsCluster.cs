@@ -491,6 +491,51 @@ public sealed class NetnsCluster : IAsyncDisposable
         return (conf.Monitors.Select(m => IPEndPoint.Parse(m.Address)).ToList(), admin.Key);
     }
 
+    /// <summary>What monitor <paramref name="mon"/> says of itself (`mon status`): its role ("leader", "follower",
+    /// "candidate"), the leader it knows ("mon.b", or null) and its osdmap epoch; null when it does not answer within
+    /// 3 s.</summary>
+    public async Task<(string Role, string? Leader, uint Epoch)?> MonitorStatusAsync(string mon)
+    {
+        await using var client = MonitorClient();
+        using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(3));
+        MonReply reply;
+        try
+        {
+            reply = await client.QueryMonitorAsync(new IPEndPoint(Address(mon), MonitorPort), MonQuery.MonStatus, bound.Token);
+        }
+        catch (Exception e) when (e is TimeoutException or IOException or MonitorsUnavailableException or OperationCanceledException
+            or System.Net.Sockets.SocketException or Appliance.Wire.Auth.AuthenticationException)
+        {
+            return null;
+        }
+        // "mon.a: leader, leader mon.a, members mon.a,mon.b,mon.c, committed index 9, lease held, osdmap epoch 12"
+        var m = System.Text.RegularExpressions.Regex.Match(reply.Message, @"^mon\.\w+: (\w+)[^,]*, leader ([^,]+), .*osdmap epoch (\d+)");
+        Assert.True(m.Success, $"{mon} answered mon status with '{reply.Message.Trim()}'");
+        var leader = m.Groups[2].Value.StartsWith("mon.", StringComparison.Ordinal) ? m.Groups[2].Value : null;
+        return (m.Groups[1].Value, leader, uint.Parse(m.Groups[3].Value, CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>Until one of <paramref name="among"/> says it is the leader, and every other of them that answers names
+    /// it; returns it.</summary>
+    public async Task<string> WaitLeaderAsync(IReadOnlyCollection<string> among, TimeSpan bound)
+    {
+        string? leader = null;
+        var seen = "";
+        await Poll.UntilAsync(async () =>
+        {
+            var views = new List<(string Mon, (string Role, string? Leader, uint Epoch)? View)>();
+            foreach (var mon in among)
+            {
+                views.Add((mon, await MonitorStatusAsync(mon)));
+            }
+            seen = string.Join("; ", views.Select(v => v.View is { } x ? $"{v.Mon}: {x.Role}, leader {x.Leader ?? "none"}" : $"{v.Mon}: no answer"));
+            var leaders = views.Where(v => v.View?.Role == "leader").Select(v => v.Mon).ToList();
+            leader = leaders.Count == 1 && views.All(v => v.View is null || v.View.Value.Leader == leaders[0]) ? leaders[0] : null;
+            return leader is not null;
+        }, bound, $"one leader among {string.Join(", ", among)}", () => seen + "\n" + Logs());
+        return leader!;
+    }
+
     /// <summary>Until the client's osdmap shows <paramref name="osds"/> up (or down).</summary>
     public async Task WaitMarkedAsync(ClusterClient client, IEnumerable<int> osds, bool up, TimeSpan bound)
     {
@@ -574,13 +619,20 @@ public sealed class NetnsCluster : IAsyncDisposable
                 problems.Add($"{ns}: {e.Message}");
             }
         }
-        if (_hostLink && (await Host.LinksAsync()).Contains(RunId))
+        if (_hostLink)
         {
-            // Normally gone with the hub namespace (a veth dies with its peer).
-            var (code, output) = await Host.RunAsync("ip", ["link", "del", RunId]);
-            if (code != 0)
+            // It goes with the hub namespace (a veth dies with its peer), a moment after `ip netns del` returns.
+            try
             {
-                problems.Add($"ip link del {RunId}: {output.Trim()}");
+                await Poll.UntilAsync(async () => !(await Host.LinksAsync()).Contains(RunId), TimeSpan.FromSeconds(5), $"link {RunId} to go with {HubNamespace}");
+            }
+            catch (Xunit.Sdk.XunitException)
+            {
+                var (code, output) = await Host.RunAsync("ip", ["link", "del", RunId]);
+                if (code != 0 && !output.Contains("Cannot find device", StringComparison.Ordinal))
+                {
+                    problems.Add($"ip link del {RunId}: {output.Trim()}");
+                }
             }
         }
         _dir.Dispose();

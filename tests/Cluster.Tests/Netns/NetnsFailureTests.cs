@@ -19,6 +19,9 @@ public sealed class NetnsFailureTests(NetnsFixture fixture, ITestOutputHelper ou
     private static readonly TimeSpan WriteDeadline = TimeSpan.FromSeconds(30);
     private readonly Stopwatch _clock = Stopwatch.StartNew();
 
+    /// <summary>Rounds of the kill and cut tests: several under APPLIANCE_SOAK=1.</summary>
+    private static int Rounds => TestSeed.Soak ? 5 : 1;
+
     private NetnsCluster Cluster => fixture.Cluster;
 
     [NetnsFact]
@@ -30,30 +33,37 @@ public sealed class NetnsFailureTests(NetnsFixture fixture, ITestOutputHelper ou
         await using var stream = new WriteStream(client.OpenPool(Pool), $"primary-{seed}", seed, streams: 3, WriteDeadline);
         await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 30, "writes before the kill");
 
-        // The busiest PG: the one of writer 0's hot object, overwritten every fourth write.
-        var map = client.OsdMap!;
-        var poolId = map.FindPool(Pool)!.Id;
-        var pg = map.ObjectToPg(poolId, $"primary-{seed}-s0-hot");
-        var victim = map.MapPg(pg).ActingPrimary;
-        Log($"PG {pg} (writer 0's hot object) has primary osd.{victim}");
-        await Cluster.KillAsync(NetnsCluster.OsdName(victim));
-        await Cluster.WaitMarkedAsync(client, [victim], up: false, Bound);
-        var down = Stopwatch.GetTimestamp();
-        Log($"osd.{victim} marked down in epoch {client.OsdMap!.Epoch}; {stream.Summary()}");
-        await WritesGoOnAsync(stream, down, 30, $"writes with osd.{victim} down");
-        Assert.True(client.OsdMap!.MapPg(pg).ActingPrimary != victim, $"PG {pg} still names the dead osd.{victim} its primary");
+        for (var round = 0; round < Rounds; round++)
+        {
+            // The busiest PG: the one of a writer's hot object (overwritten every fourth write).
+            var map = client.OsdMap!;
+            var poolId = map.FindPool(Pool)!.Id;
+            var pg = map.ObjectToPg(poolId, $"primary-{seed}-s{round % 3}-hot");
+            var victim = map.MapPg(pg).ActingPrimary;
+            Log($"round {round}: PG {pg} (writer {round % 3}'s hot object) has primary osd.{victim}");
+            await Cluster.KillAsync(NetnsCluster.OsdName(victim));
+            await Cluster.WaitMarkedAsync(client, [victim], up: false, Bound);
+            var down = Stopwatch.GetTimestamp();
+            Log($"osd.{victim} marked down in epoch {client.OsdMap!.Epoch}; {stream.Summary()}");
+            await WritesGoOnAsync(stream, down, 30, $"writes with osd.{victim} down");
+            Assert.True(client.OsdMap!.MapPg(pg).ActingPrimary != victim, $"PG {pg} still names the dead osd.{victim} its primary");
 
-        Cluster.Start(NetnsCluster.OsdName(victim));
-        await Cluster.WaitMarkedAsync(client, [victim], up: true, Bound);
-        var back = Stopwatch.GetTimestamp();
-        await Cluster.WaitCleanAsync(client, mon, Bound);
-        await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 10, "writes after it came back");
+            Cluster.Start(NetnsCluster.OsdName(victim));
+            await Cluster.WaitMarkedAsync(client, [victim], up: true, Bound);
+            var back = Stopwatch.GetTimestamp();
+            await Cluster.WaitCleanAsync(client, mon, Bound);
+
+            // Reads go to the primary: the objects written while it was away in the PGs it leads again are read from
+            // it (fresh objects: no write of them is in flight).
+            map = client.OsdMap!;
+            var missed = stream.FreshAcknowledged(down, back).Where(n => map.MapPg(map.ObjectToPg(poolId, n)).ActingPrimary == victim).ToList();
+            Assert.True(missed.Count > 0, $"no object written while osd.{victim} was down maps to a PG it leads again: the test checks too little");
+            var stale = await stream.CheckAsync(missed);
+            Assert.True(stale.Count == 0, $"osd.{victim} did not catch up:\n{string.Join("\n", stale.Take(20))}\n{Cluster.Logs()}");
+            Log($"read {missed.Count} objects written while osd.{victim} was down from it, their PGs' primary again");
+            await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 10, "writes after it came back");
+        }
         await stream.StopAsync();
-
-        // Reads go to the primary: the objects written while it was away in the PGs it leads again are read from it.
-        map = client.OsdMap!;
-        var missed = stream.FreshAcknowledged(down, back).Where(n => map.MapPg(map.ObjectToPg(poolId, n)).ActingPrimary == victim).ToList();
-        Assert.True(missed.Count > 0, $"no object written while osd.{victim} was down maps to a PG it leads again: the test checks too little");
         NoWriteFailed(stream);
         await EveryAcknowledgedWriteReadsBackAsync(stream);
     }
@@ -131,28 +141,74 @@ public sealed class NetnsFailureTests(NetnsFixture fixture, ITestOutputHelper ou
         await using var stream = new WriteStream(client.OpenPool(Pool), $"cut-{seed}", seed, streams: 3, WriteDeadline);
         await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 30, "writes before the cut");
 
+        for (var round = 0; round < Rounds; round++)
+        {
+            var victim = Cluster.Osds[rng.Next(Cluster.Osds.Count)];
+            var name = NetnsCluster.OsdName(victim);
+            var pid = Cluster.Pid(name);
+            await Cluster.IsolateAsync(name);
+            await Cluster.WaitMarkedAsync(client, [victim], up: false, Bound);
+            var down = Stopwatch.GetTimestamp();
+            Assert.True(Cluster.IsRunning(name), $"{name} (pid {pid}) exited while cut off:\n{Cluster.Logs()}");
+            Log($"round {round}: osd.{victim} marked down in epoch {client.OsdMap!.Epoch} while its process runs; {stream.Summary()}");
+
+            stream.VerifyReads = true;
+            var verified = stream.VerifiedReads;
+            await WritesGoOnAsync(stream, down, 30, $"writes with osd.{victim} cut off");
+            await Poll.UntilAsync(() => stream.VerifiedReads >= verified + 20, Bound, $"20 reads verified with osd.{victim} cut off", Detail(stream));
+            stream.VerifyReads = false;
+            Assert.True(stream.ReadProblems.Count == 0, $"reads with osd.{victim} cut off:\n{string.Join("\n", stream.ReadProblems)}");
+
+            // Healed, the same process learns it was marked down and boots again; its PGs recover.
+            await Cluster.HealAsync(name);
+            await Cluster.WaitMarkedAsync(client, [victim], up: true, Bound);
+            Assert.True(Cluster.IsRunning(name), $"{name} (pid {pid}) exited after the heal:\n{Cluster.Logs()}");
+            await Cluster.WaitCleanAsync(client, mon, Bound);
+            await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 10, "writes after the heal");
+        }
+        await stream.StopAsync();
+        NoWriteFailed(stream);
+        await EveryAcknowledgedWriteReadsBackAsync(stream);
+    }
+
+    /// <summary>
+    /// The leader monitor cut off from everyone (connections refused): the other two elect a leader among themselves,
+    /// which marks down an OSD killed meanwhile (its peers' reports reach it), and writes go on; healed, the old leader
+    /// rejoins and catches up with the osdmap. Needs no OSD heartbeats: monitors watch each other.
+    /// </summary>
+    [NetnsFact]
+    public async Task Leader_monitor_cut_off_the_others_lead_mark_a_killed_osd_down_and_it_rejoins_when_healed()
+    {
+        var seed = TestSeed.Get(nameof(Leader_monitor_cut_off_the_others_lead_mark_a_killed_osd_down_and_it_rejoins_when_healed), output);
+        var rng = new Random(seed);
+        await using var client = await ReadyAsync();
+        await using var mon = Cluster.MonitorClient();
+        await using var stream = new WriteStream(client.OpenPool(Pool), $"mon-{seed}", seed, streams: 3, WriteDeadline);
+        await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 30, "writes before the cut");
+
+        var leader = await Cluster.WaitLeaderAsync(NetnsCluster.Monitors, Bound);
+        await Cluster.IsolateAsync(leader);
+        var others = NetnsCluster.Monitors.Where(m => m != leader).ToList();
+        var next = await Cluster.WaitLeaderAsync(others, Bound);
+        Log($"{leader} cut off; {next} leads {string.Join(" and ", others)}");
+
         var victim = Cluster.Osds[rng.Next(Cluster.Osds.Count)];
-        var name = NetnsCluster.OsdName(victim);
-        var pid = Cluster.Pid(name);
-        await Cluster.IsolateAsync(name);
+        await Cluster.KillAsync(NetnsCluster.OsdName(victim));
         await Cluster.WaitMarkedAsync(client, [victim], up: false, Bound);
         var down = Stopwatch.GetTimestamp();
-        Assert.True(Cluster.IsRunning(name), $"{name} (pid {pid}) exited while cut off:\n{Cluster.Logs()}");
-        Log($"osd.{victim} marked down in epoch {client.OsdMap!.Epoch} while its process runs; {stream.Summary()}");
+        var epoch = client.OsdMap!.Epoch;
+        Log($"osd.{victim} marked down in epoch {epoch} with {leader} cut off");
+        await WritesGoOnAsync(stream, down, 30, $"writes with {leader} cut off and osd.{victim} down");
 
-        stream.VerifyReads = true;
-        var verified = stream.VerifiedReads;
-        await WritesGoOnAsync(stream, down, 30, $"writes with osd.{victim} cut off");
-        await Poll.UntilAsync(() => stream.VerifiedReads >= verified + 20, Bound, $"20 reads verified with osd.{victim} cut off", Detail(stream));
-        stream.VerifyReads = false;
-        Assert.True(stream.ReadProblems.Count == 0, $"reads with osd.{victim} cut off:\n{string.Join("\n", stream.ReadProblems)}");
-
-        // Healed, the same process learns it was marked down and boots again; its PGs recover.
-        await Cluster.HealAsync(name);
+        await Cluster.HealAsync(leader);
+        Cluster.Start(NetnsCluster.OsdName(victim));
         await Cluster.WaitMarkedAsync(client, [victim], up: true, Bound);
-        Assert.Equal(pid, Cluster.Pid(name));
-        Assert.True(Cluster.IsRunning(name), $"{name} (pid {pid}) is not the process that was cut off");
         await Cluster.WaitCleanAsync(client, mon, Bound);
+        // The old leader is back in the quorum and has the maps made without it.
+        (string Role, string? Leader, uint Epoch)? view = null;
+        await Poll.UntilAsync(async () => (view = await Cluster.MonitorStatusAsync(leader)) is { } v && v.Leader is not null && v.Epoch >= epoch,
+            Bound, $"{leader} to rejoin with osdmap epoch {epoch} or later", () => $"{leader}: {view}\n{Cluster.Logs()}");
+        Log($"{leader} rejoined: {view!.Value.Role}, leader {view.Value.Leader}, osdmap epoch {view.Value.Epoch}");
         await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 10, "writes after the heal");
         await stream.StopAsync();
         NoWriteFailed(stream);
