@@ -142,12 +142,19 @@ public sealed class NetnsCluster : IAsyncDisposable
             log($"netns cluster {cluster.RunId} on {cluster.Subnet}.0/24 is active+clean ({osds} OSDs, {pgNum} PGs) after {clock.Elapsed.TotalSeconds:0.0} s");
             return cluster;
         }
-        catch
+        catch (Exception e)
         {
-            var logs = cluster.Logs();
-            await cluster.DisposeAsync();
-            log(logs);
-            throw;
+            log(cluster.Logs());
+            var cleanup = "";
+            try
+            {
+                await cluster.DisposeAsync();
+            }
+            catch (InvalidOperationException c)
+            {
+                cleanup = "; and " + c.Message;
+            }
+            throw new InvalidOperationException($"netns cluster {cluster.RunId} (data {cluster.Data}) did not start: {e.Message}{cleanup}", e);
         }
     }
 

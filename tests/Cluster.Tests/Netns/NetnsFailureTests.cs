@@ -12,6 +12,7 @@ namespace Appliance.Cluster.Tests.Netns;
 /// active+clean, and ends there with every acknowledged write read back with its checksum. Victims come from the
 /// printed seed (APPLIANCE_SEED).
 /// </summary>
+[Collection(NetnsFixture.Collection)]
 public sealed class NetnsFailureTests(NetnsFixture fixture, ITestOutputHelper output) : IClassFixture<NetnsFixture>
 {
     private const string Pool = NetnsCluster.Pool;

@@ -25,6 +25,10 @@ public sealed class NetnsFactAttribute : FactAttribute
 /// </summary>
 public sealed class NetnsFixture : IAsyncLifetime
 {
+    /// <summary>The netns test classes share one xunit collection: they run one after another, so that one class's
+    /// stale-run sweep never meets another's half-made test namespaces.</summary>
+    public const string Collection = "netns";
+
     private readonly ConcurrentQueue<string> _lines = new();
     private NetnsCluster? _cluster;
 
