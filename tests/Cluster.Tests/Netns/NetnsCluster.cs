@@ -98,7 +98,7 @@ public sealed class NetnsCluster : IAsyncDisposable
 
     /// <summary>
     /// Makes the network, defines the cluster, starts its monitors, creates and starts <paramref name="osds"/> OSDs
-    /// (disks of <paramref name="diskBytes"/>, sparse), creates pool `data` (size 3, min_size 2,
+    /// (disks of <paramref name="diskBytes"/>, sparse), creates pool `data` (size 3, min_size 2; fewer with fewer OSDs;
     /// <paramref name="pgNum"/> PGs) and returns once every PG is active+clean. Anything made is removed again when a
     /// step fails.
     /// </summary>
@@ -128,7 +128,8 @@ public sealed class NetnsCluster : IAsyncDisposable
             }
             await using (var mon = cluster.MonitorClient())
             {
-                var reply = await mon.CommandAsync(new PoolCreate(Pool, PoolType.Replicated, Size: 3, MinSize: 2, PgNum: pgNum));
+                var size = Math.Min(3, osds);
+                var reply = await mon.CommandAsync(new PoolCreate(Pool, PoolType.Replicated, Size: size, MinSize: size - (size / 2), PgNum: pgNum));
                 if (reply.Status != MonReplyStatus.Ok)
                 {
                     throw new InvalidOperationException($"pool create {Pool}: {reply.Status} {reply.Message}");
@@ -352,6 +353,22 @@ public sealed class NetnsCluster : IAsyncDisposable
         Assert.True(IsOurs(pid, daemon), $"{daemon}'s pid {pid} does not run it: {LocalCluster.Cmdline(pid)}");
         Assert.True(Posix.kill(pid, signal), $"kill -{signal} {pid} ({daemon}) failed");
         return pid;
+    }
+
+    /// <summary>The state letter of /proc/PID/stat of <paramref name="daemon"/>'s process: R, S, D, T (stopped), Z…; '-'
+    /// when it is gone.</summary>
+    public char State(string daemon)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{_pids[daemon].ToString(CultureInfo.InvariantCulture)}/stat");
+            // "PID (COMM) S …": the command may hold spaces and parentheses; the state follows the last ')'.
+            return stat[(stat.LastIndexOf(')') + 2)..][0];
+        }
+        catch (IOException)
+        {
+            return '-';
+        }
     }
 
     /// <summary>SIGKILL to <paramref name="daemon"/>; returns once the process is gone.</summary>

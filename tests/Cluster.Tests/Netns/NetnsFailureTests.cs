@@ -256,6 +256,34 @@ public sealed class NetnsFailureTests(NetnsFixture fixture, ITestOutputHelper ou
         await ExpectAsync("healed", _ => false, "");
     }
 
+    /// <summary>SIGSTOP and SIGCONT reach the daemon by its pid: stopped, its kernel still completes TCP handshakes (why
+    /// only heartbeats can tell it is hung); continued, it serves again.</summary>
+    [NetnsFact]
+    public async Task Sigstop_freezes_a_daemon_and_sigcont_resumes_it()
+    {
+        var seed = TestSeed.Get(nameof(Sigstop_freezes_a_daemon_and_sigcont_resumes_it), output);
+        await using var client = await ReadyAsync();
+        var osd = Cluster.Osds[0];
+        var name = NetnsCluster.OsdName(osd);
+        var address = System.Net.IPEndPoint.Parse(client.OsdMap!.FindOsd(osd)!.Address);
+        Cluster.Signal(name, Appliance.Platform.Native.Posix.SIGSTOP);
+        try
+        {
+            await Poll.UntilAsync(() => Cluster.State(name) == 'T', Bound, $"{name} to be stopped");
+            Assert.Equal("connected", await Cluster.ProbeAsync("host", address));
+        }
+        finally
+        {
+            Cluster.Signal(name, Appliance.Platform.Native.Posix.SIGCONT);
+        }
+        await Poll.UntilAsync(() => Cluster.State(name) is not 'T' and not '-', Bound, $"{name} to run again");
+        await using var stream = new WriteStream(client.OpenPool(Pool), $"sigstop-{seed}", seed, streams: 3, WriteDeadline);
+        await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 40, $"writes after {name} continued");
+        await stream.StopAsync();
+        NoWriteFailed(stream);
+        await EveryAcknowledgedWriteReadsBackAsync(stream);
+    }
+
     /// <summary>Every daemon running, no cut, every PG active+clean; a client of the test process.</summary>
     private async Task<ClusterClient> ReadyAsync()
     {
