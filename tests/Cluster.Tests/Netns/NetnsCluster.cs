@@ -25,8 +25,8 @@ namespace Appliance.Cluster.Tests.Netns;
 /// <para>
 /// Faults: SIGKILL / SIGSTOP / SIGCONT to a daemon by the pid it was started with (checked against
 /// /proc/PID/cmdline first), restarts of one or all, and partitions made of nftables rules inside a daemon's
-/// namespace (table <c>inet nsx_cut</c>, both directions: the peer's packets are refused with a TCP reset, or dropped
-/// silently).
+/// namespace (table <c>inet nsx_cut</c>, both directions: the peer's packets are refused with a TCP reset and the
+/// connections open across the cut are reset, or every packet is dropped silently).
 /// </para>
 /// <para>
 /// Clean-up (<see cref="DisposeAsync"/>, also when starting fails half-way): every process it started is killed by
@@ -403,8 +403,10 @@ public sealed class NetnsCluster : IAsyncDisposable
     /// <paramref name="silent"/>, every packet dropped). Replaces an earlier cut of that daemon.</summary>
     public Task PartitionAsync(string daemon, IEnumerable<string> from, bool silent = false)
     {
-        var set = string.Join(", ", from.Distinct().Select(d => Address(d).ToString()));
-        return CutAsync(daemon, $"ip saddr {{ {set} }}", $"ip daddr {{ {set} }}", silent, $"from {set}");
+        var addresses = from.Distinct().Select(d => Address(d).ToString()).ToList();
+        var set = string.Join(", ", addresses);
+        return CutAsync(daemon, $"ip saddr {{ {set} }}", $"ip daddr {{ {set} }}", silent, $"from {set}",
+            $"( {string.Join(" or ", addresses.Select(a => "dst " + a))} )");
     }
 
     /// <summary>Cuts an OSD off from every other OSD (not from the monitors nor the test process).</summary>
@@ -415,9 +417,13 @@ public sealed class NetnsCluster : IAsyncDisposable
 
     /// <summary>Cuts a daemon off from everything: monitors, OSDs and the test process.</summary>
     public Task IsolateAsync(string daemon, bool silent = false) =>
-        CutAsync(daemon, "iifname \"eth0\"", "oifname \"eth0\"", silent, "from everyone");
+        CutAsync(daemon, "iifname \"eth0\"", "oifname \"eth0\"", silent, "from everyone",
+            $"( dst {Subnet}.0/24 ) and not ( dst {Address(daemon)} )");
 
-    private async Task CutAsync(string daemon, string inbound, string outbound, bool silent, string what)
+    /// <summary>Installs the cut of <paramref name="daemon"/>: nft matches <paramref name="inbound"/> and
+    /// <paramref name="outbound"/>, and <paramref name="connections"/> an ss(8) filter of the TCP connections that cross
+    /// it (by remote address); <paramref name="what"/> for the log.</summary>
+    private async Task CutAsync(string daemon, string inbound, string outbound, bool silent, string what, string connections)
     {
         string Rule(string match) => silent ? $"{match} drop" : $"{match} meta l4proto tcp reject with tcp reset\n    {match} drop";
         // Resets pass both ways: the one the input chain sends back to a peer leaves through the output hook, and the
@@ -442,6 +448,13 @@ public sealed class NetnsCluster : IAsyncDisposable
             """;
         await Host.InAsync(Namespace(daemon), "nft", ["-f", "-"], script);
         _cut.Add(daemon);
+        if (!silent)
+        {
+            // The open connections across the cut are reset too (ss -K aborts them; each sends its peer a reset), as
+            // the kernel of a dead process would: otherwise a request that crossed before the cut waits, silently, for
+            // a reply the cut drops, and nothing on the other side learns of the cut until its own timeout.
+            await Host.InAsync(Namespace(daemon), "ss", ["-K", "-t", "-n", connections]);
+        }
         _log($"{daemon} cut off {what} ({(silent ? "packets dropped" : "connections reset")})");
     }
 
