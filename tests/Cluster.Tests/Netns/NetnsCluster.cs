@@ -398,6 +398,23 @@ public sealed class NetnsCluster : IAsyncDisposable
         return Start(daemon);
     }
 
+    /// <summary>Every daemon killed at once, then all started again.</summary>
+    public async Task RestartAllAsync()
+    {
+        await KillAllAsync();
+        StartAll();
+    }
+
+    /// <summary>SIGCONT to every daemon that is stopped (a test that failed between its SIGSTOP and SIGCONT).</summary>
+    public void ContinueAll()
+    {
+        foreach (var d in Daemons.Where(d => IsRunning(d) && State(d) == 'T'))
+        {
+            Signal(d, Posix.SIGCONT);
+            _log($"{d} continued (it was stopped)");
+        }
+    }
+
     /// <summary>Cuts <paramref name="daemon"/> off from <paramref name="from"/> (daemon names, or "host" for the test
     /// process), both ways, with nftables rules in its namespace: TCP to and from them is refused with a reset (or,
     /// <paramref name="silent"/>, every packet dropped). Replaces an earlier cut of that daemon.</summary>

@@ -81,8 +81,7 @@ public sealed class NetnsFailureTests(NetnsFixture fixture, ITestOutputHelper ou
         await before.StopAsync();
         NoWriteFailed(before);
 
-        await Cluster.KillAllAsync();
-        Cluster.StartAll();
+        await Cluster.RestartAllAsync();
         // The same client: it finds the restarted monitors and the OSDs at their new ports.
         await Cluster.WaitCleanAsync(client, mon, TimeSpan.FromSeconds(120));
         await EveryAcknowledgedWriteReadsBackAsync(before);
@@ -288,7 +287,9 @@ public sealed class NetnsFailureTests(NetnsFixture fixture, ITestOutputHelper ou
     private async Task<ClusterClient> ReadyAsync()
     {
         Flush();
+        // Whatever an earlier test left (it may have failed half-way): no cut, nothing stopped, everything running.
         await Cluster.HealAllAsync();
+        Cluster.ContinueAll();
         Cluster.StartAll();
         var client = await Cluster.ConnectAsync(WriteDeadline);
         await using var mon = Cluster.MonitorClient();
