@@ -4,12 +4,13 @@
 # test suite. Tests need root (mounts, loop devices, network namespaces): it re-runs itself with sudo when needed.
 #   APPLIANCE_SOAK=1   also run the long soak and fault runs (off by default; the default suite stays short)
 #   APPLIANCE_SEED=N   seed for the randomized tests (each prints the seed it used)
+#   APPLIANCE_NO_NETNS=1  skip the network-namespace cluster tests (only on a machine that cannot make namespaces)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ $(id -u) -ne 0 ]]; then
   if command -v sudo >/dev/null; then
-    exec sudo --preserve-env=APPLIANCE_SOAK,APPLIANCE_SEED,PATH,DOTNET_ROOT,HOME "$0" "$@"
+    exec sudo --preserve-env=APPLIANCE_SOAK,APPLIANCE_SEED,APPLIANCE_NO_NETNS,PATH,DOTNET_ROOT,HOME "$0" "$@"
   fi
   echo "error: the tests need root (mounts, loop devices, network namespaces); run this as root" >&2
   exit 1

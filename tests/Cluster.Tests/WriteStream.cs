@@ -6,8 +6,9 @@ using Appliance.Platform.Checksums;
 
 namespace Appliance.Cluster.Tests;
 
-/// <summary>One write's outcome: when it started and ended (Stopwatch ticks), the object, and its error if it failed.</summary>
-public sealed record WriteOutcome(long Started, long Ended, string Name, Exception? Error)
+/// <summary>One write's outcome: when it started and ended (Stopwatch ticks), the object, its size, and its error if it
+/// failed.</summary>
+public sealed record WriteOutcome(long Started, long Ended, string Name, Exception? Error, int Length = 0)
 {
     public bool Acknowledged => Error is null;
 }
@@ -15,7 +16,7 @@ public sealed record WriteOutcome(long Started, long Ended, string Name, Excepti
 /// <summary>
 /// A stream of writes through the real cluster client: <c>streams</c> writers, each writing objects of its own
 /// (so each object's writes are sequential and "the newest acknowledged" is well defined) with random content of
-/// 1-16 KiB: mostly fresh objects (<c>PREFIX-sN-SEQ</c>, so every acknowledged write can be read back at the end),
+/// 1-16 KiB (or up to <c>maxBytes</c>): mostly fresh objects (<c>PREFIX-sN-SEQ</c>, so every acknowledged write can be read back at the end),
 /// every fourth an overwrite of the writer's hot object (<c>PREFIX-sN-hot</c>). Per object it records the checksum
 /// of the newest acknowledged content and, for writes that failed after it, the checksums they would leave (a
 /// failed write may or may not have been applied). With <see cref="VerifyReads"/> on, each writer reads back its
@@ -34,6 +35,8 @@ public sealed class WriteStream : IAsyncDisposable
 
     private readonly IoContext _io;
     private readonly TimeSpan _timeout;
+    private readonly int _minBytes;
+    private readonly int _maxBytes;
     private readonly ConcurrentDictionary<string, ObjectState> _objects = new();
     private readonly ConcurrentQueue<WriteOutcome> _outcomes = new();
     private readonly ConcurrentQueue<string> _readProblems = new();
@@ -41,10 +44,12 @@ public sealed class WriteStream : IAsyncDisposable
     private readonly Task[] _writers;
     private long _verifiedReads;
 
-    public WriteStream(IoContext io, string prefix, int seed, int streams, TimeSpan timeout)
+    public WriteStream(IoContext io, string prefix, int seed, int streams, TimeSpan timeout, int minBytes = 1024, int maxBytes = 16 * 1024)
     {
         _io = io;
         _timeout = timeout;
+        _minBytes = minBytes;
+        _maxBytes = maxBytes;
         _writers = [.. Enumerable.Range(0, streams).Select(s => Task.Run(() => WriteAsync($"{prefix}-s{s}", new Random(seed + s))))];
     }
 
@@ -60,6 +65,9 @@ public sealed class WriteStream : IAsyncDisposable
 
     public int AcknowledgedSince(long started) => _outcomes.Count(o => o.Started >= started && o.Acknowledged);
 
+    /// <summary>Bytes of the acknowledged writes that started at or after <paramref name="started"/>.</summary>
+    public long AcknowledgedBytesSince(long started) => _outcomes.Where(o => o.Started >= started && o.Acknowledged).Sum(o => (long)o.Length);
+
     public IReadOnlyList<WriteOutcome> FailedSince(long started) => [.. _outcomes.Where(o => o.Started >= started && !o.Acknowledged)];
 
     public string Summary() =>
@@ -72,7 +80,7 @@ public sealed class WriteStream : IAsyncDisposable
         for (long n = 1; !_stop.IsCancellationRequested; n++)
         {
             var name = n % 4 == 0 ? prefix + "-hot" : $"{prefix}-{n}";
-            var data = new byte[rng.Next(1024, 16 * 1024 + 1)];
+            var data = new byte[rng.Next(_minBytes, _maxBytes + 1)];
             rng.NextBytes(data);
             var crc = Crc32C.Compute(data);
             var started = Stopwatch.GetTimestamp();
@@ -100,7 +108,7 @@ public sealed class WriteStream : IAsyncDisposable
                     state.Uncertain.Add(crc);
                 }
             }
-            _outcomes.Enqueue(new WriteOutcome(started, Stopwatch.GetTimestamp(), name, error));
+            _outcomes.Enqueue(new WriteOutcome(started, Stopwatch.GetTimestamp(), name, error, data.Length));
             if (error is null && !name.EndsWith("-hot", StringComparison.Ordinal))
             {
                 own.Add(name);
@@ -130,7 +138,7 @@ public sealed class WriteStream : IAsyncDisposable
         }
         try
         {
-            var bytes = await _io.ReadAsync(name, 0, 32 * 1024);
+            var bytes = await _io.ReadAsync(name, 0, (ulong)Math.Max(32 * 1024, _maxBytes));
             var crc = Crc32C.Compute(bytes.Span);
             if (!allowed.Contains(crc))
             {

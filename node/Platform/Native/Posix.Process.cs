@@ -6,6 +6,9 @@ public static partial class Posix
 {
     public const int SIGKILL = 9;
     public const int SIGTERM = 15;
+    // Linux's numbers on x86-64 and arm64 (the generic table); other architectures are not targets.
+    public const int SIGCONT = 18;
+    public const int SIGSTOP = 19;
 
     /// <summary>kill(2): sends <paramref name="signal"/> to process <paramref name="pid"/>. False when there is no
     /// such process (ESRCH: it is gone); other errors (EPERM: another user's) throw.</summary>
