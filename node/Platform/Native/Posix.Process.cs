@@ -6,6 +6,9 @@ public static partial class Posix
 {
     public const int SIGKILL = 9;
     public const int SIGTERM = 15;
+    /// <summary>Linux x86-64/arm64 numbers: stop a process (it cannot catch it) and let it continue.</summary>
+    public const int SIGCONT = 18;
+    public const int SIGSTOP = 19;
 
     /// <summary>kill(2): sends <paramref name="signal"/> to process <paramref name="pid"/>. False when there is no
     /// such process (ESRCH: it is gone); other errors (EPERM: another user's) throw.</summary>
