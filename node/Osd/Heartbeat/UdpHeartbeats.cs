@@ -30,6 +30,7 @@ public sealed class UdpHeartbeats : IHeartbeatNetwork, IDisposable
     private Thread? _ticker;
     private Thread? _receiver;
     private long _dropped;
+    private int _disposed;
 
     /// <param name="socket">A bound datagram socket (<see cref="Bind"/>).</param>
     /// <param name="currentKeyId">The id of the newest `osd` service secret, or null before the OSD has one.</param>
@@ -70,18 +71,16 @@ public sealed class UdpHeartbeats : IHeartbeatNetwork, IDisposable
     }
 
     /// <summary>Peers' heartbeat addresses: the UDP port of each up OSD's address in the map.</summary>
-    public void OnMap(OsdMap map)
-    {
-        var addresses = new Dictionary<int, SocketAddress>();
-        foreach (var osd in map.Osds.Values)
-        {
-            if (osd.Up && IPEndPoint.TryParse(osd.Address, out var ep))
-            {
-                addresses[osd.Id] = ep.Serialize();
-            }
-        }
-        _addresses = addresses;
-    }
+    public void OnMap(OsdMap map) =>
+        SetAddresses(map.Osds.Values
+            .Where(o => o.Up)
+            .Select(o => (o.Id, Ok: IPEndPoint.TryParse(o.Address, out var ep), ep))
+            .Where(x => x.Ok)
+            .ToDictionary(x => x.Id, x => x.ep!));
+
+    /// <summary>Where each OSD's heartbeats go (replaces the whole set).</summary>
+    public void SetAddresses(IReadOnlyDictionary<int, IPEndPoint> addresses) =>
+        _addresses = addresses.ToDictionary(kv => kv.Key, kv => kv.Value.Serialize());
 
     public void Start()
     {
@@ -202,6 +201,10 @@ public sealed class UdpHeartbeats : IHeartbeatNetwork, IDisposable
 
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
         _stop.Cancel();
         _socket.Dispose();
         _ticker?.Join(TimeSpan.FromSeconds(2));
