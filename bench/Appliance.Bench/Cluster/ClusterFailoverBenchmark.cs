@@ -25,7 +25,8 @@ namespace Appliance.Bench.Cluster;
 /// default failure settings) with the same load from `rados bench write -b 4096 -t 16`: it times no single write,
 /// only prints each second's completed count, so "writes again" there is when the first second with completions
 /// after a second without any was printed (1 s resolution; "under 1 s" when no second stalled); "marked down" polls
-/// `ceph osd dump`. The killed ceph-osd is started again (`ceph-osd -i N`), the stopped one continued. One round of
+/// `ceph osd dump`. The killed ceph-osd is started again (`ceph-osd -i N`), the stopped one continued; the next round
+/// waits for 3 OSDs up and every PG active (not clean: Ceph recovers at a few objects per second). One round of
 /// SIGSTOP only, bounded at 60 s: on one host Ceph counts every reporter as the same host, so with its default
 /// mon_osd_min_down_reporters 2 it never marks a stopped OSD down by reports (only after mon_osd_report_timeout,
 /// 900 s).
@@ -193,16 +194,19 @@ public sealed class ClusterFailoverBenchmark : IBenchmark
         var until = Stopwatch.GetTimestamp() + (long)(Bound.TotalSeconds * 2 * Stopwatch.Frequency);
         while (true)
         {
-            // "129 pgs: 129 active+clean; ..." (other states are listed too when there are any).
+            // "65 pgs: 9 active+recovery_wait+degraded, 56 active+clean; ...": every PG active (serving writes). Not
+            // clean: Ceph recovers a returning OSD at a few objects per second by default, minutes here.
             var stat = await CephAsync(ceph, ct, "pg", "stat");
-            var m = Regex.Match(stat, @"^(\d+) pgs: (\d+) active\+clean;");
-            if (m.Success && m.Groups[1].Value == m.Groups[2].Value)
+            var m = Regex.Match(stat, @"^\d+ pgs: ([^;]*);");
+            var up = await CephAsync(ceph, ct, "osd", "stat");
+            if (m.Success && m.Groups[1].Value.Split(", ").All(x => x.Split(' ')[1].StartsWith("active", StringComparison.Ordinal))
+                && Regex.IsMatch(up, @"3 osds: 3 up"))
             {
                 return;
             }
             if (Stopwatch.GetTimestamp() >= until)
             {
-                throw new TimeoutException($"ceph: waited {Bound.TotalSeconds * 2:0} s for every PG active+clean: {stat.Trim()}");
+                throw new TimeoutException($"ceph: waited {Bound.TotalSeconds * 2:0} s for 3 OSDs up and every PG active: {stat.Trim()} {up.Trim()}");
             }
             await Task.Delay(500, ct);
         }
@@ -254,16 +258,13 @@ public sealed class ClusterFailoverBenchmark : IBenchmark
                     try
                     {
                         var until = t0 + (long)(CephBound.TotalSeconds * Stopwatch.Frequency);
-                        while (Stopwatch.GetTimestamp() < until && double.IsNaN(down))
+                        while (Stopwatch.GetTimestamp() < until && (double.IsNaN(down) || double.IsNaN(again)))
                         {
-                            if (!await CephOsdUpAsync(ceph, victim, ct))
+                            if (double.IsNaN(down) && !await CephOsdUpAsync(ceph, victim, ct))
                             {
                                 down = Stopwatch.GetElapsedTime(t0).TotalSeconds;
                             }
-                        }
-                        // Writes again: the first second with completions after a second without any (0: none stalled).
-                        while (Stopwatch.GetTimestamp() < until && double.IsNaN(again))
-                        {
+                            // Writes again: the first second with completions after a second without any (0: none stalled).
                             lock (seconds)
                             {
                                 var after = seconds.Where(x => x.At > t0).ToList();
@@ -286,7 +287,7 @@ public sealed class ClusterFailoverBenchmark : IBenchmark
                                     again = 0;
                                 }
                             }
-                            await Task.Delay(100, ct);
+                            await Task.Delay(50, ct);
                         }
                     }
                     finally
