@@ -17,7 +17,7 @@ namespace Appliance.Cluster.Tests;
 /// would), connects clients with the cluster's conf and admin keyring as the CLI does, and at the end runs
 /// `cluster down` and kills, by pid, every daemon of this cluster it ever saw that still runs.
 /// </summary>
-public sealed class LocalCluster : IAsyncLifetime
+public class LocalCluster : IAsyncLifetime
 {
     public static readonly string[] Daemons = ["mon.a", "mon.b", "mon.c", "osd.0", "osd.1", "osd.2"];
     private static readonly TimeSpan CommandBound = TimeSpan.FromSeconds(90);
@@ -28,13 +28,16 @@ public sealed class LocalCluster : IAsyncLifetime
     public string Data => Path.Combine(_dir.Path, "cluster");
     public string ConfDir => Path.Combine(Data, "conf");
 
+    /// <summary>Size of each OSD's sparse disk file (`cluster up --disk-size`).</summary>
+    protected virtual string DiskSize => "64M";
+
     public async Task InitializeAsync() => await UpAsync();
 
     /// <summary>`cluster up`: makes the cluster the first time, starts whatever is not running, returns once every
     /// PG takes writes.</summary>
     public async Task<string> UpAsync()
     {
-        var (code, output) = await ApplianceAsync("cluster", "up", "--data", Data, "--osds", "3", "--disk-size", "64M", "--timeout", "80");
+        var (code, output) = await ApplianceAsync("cluster", "up", "--data", Data, "--osds", "3", "--disk-size", DiskSize, "--timeout", "80");
         Pids();
         Assert.True(code == 0, $"cluster up exited {code}:\n{output}\n{Logs()}");
         return output;
@@ -72,6 +75,17 @@ public sealed class LocalCluster : IAsyncLifetime
         Assert.True(IsOurs(pid, name), $"{name}'s pid file names {pid}, which is not running it: {Cmdline(pid)}");
         Assert.True(Posix.kill(pid, Posix.SIGKILL), $"kill -9 {pid} ({name}) failed");
         await Poll.UntilAsync(() => !IsOurs(pid, name), TimeSpan.FromSeconds(10), $"{name} (pid {pid}) to die after SIGKILL");
+        return pid;
+    }
+
+    /// <summary>Sends <paramref name="signal"/> (SIGSTOP, SIGCONT) to osd.<paramref name="id"/> by its pid file's pid
+    /// (only when that pid runs this cluster's osd.N); returns the pid.</summary>
+    public int SignalOsd(int id, int signal)
+    {
+        var name = Osd(id);
+        var pid = Pids()[name];
+        Assert.True(IsOurs(pid, name), $"{name}'s pid file names {pid}, which is not running it: {Cmdline(pid)}");
+        Assert.True(Posix.kill(pid, signal), $"kill -{signal} {pid} ({name}) failed");
         return pid;
     }
 

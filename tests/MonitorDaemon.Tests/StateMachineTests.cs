@@ -29,9 +29,10 @@ public sealed class StateMachineTests
         };
         var tail = new List<byte[]>
         {
-            Entry(new OsdTick(), TimeSpan.FromSeconds(150)),
-            Entry(new OsdBeacon(0), TimeSpan.FromSeconds(200)),
-            Entry(new OsdTick(), TimeSpan.FromSeconds(260)),
+            // Within mon_osd_report_timeout (20 s) of osd.0's beacons, long past osd.1's boot.
+            Entry(new OsdTick(), TimeSpan.FromSeconds(110)),
+            Entry(new OsdBeacon(0), TimeSpan.FromSeconds(120)),
+            Entry(new OsdTick(), TimeSpan.FromSeconds(135)),
         };
         var original = new MonitorStateMachine(Initial());
         var index = 0L;

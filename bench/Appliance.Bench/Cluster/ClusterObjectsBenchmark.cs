@@ -20,10 +20,10 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
 
     public string Description => "3-OSD local cluster: appliance object bench vs rados bench, 4K write/randread, 4M write/read QD16, OSD RSS, write amp, cluster up s [--seconds 20] [--rounds 1] [--dir D] [--disk-size 8G] [--appliance PATH] [--no-ceph] [--ceph-dir D]";
 
-    private const string BenchLock = "/tmp/bench.lock";
+    internal const string BenchLock = "/tmp/bench.lock";
 
     /// <summary>One job on both sides. A read job reads what the write job before it left.</summary>
-    private sealed record Job(string Label, long Size, bool Write, bool Bandwidth, string[] Ours, string[] Rados, string Aim, double AimRatio);
+    internal sealed record Job(string Label, long Size, bool Write, bool Bandwidth, string[] Ours, string[] Rados, string Aim, double AimRatio);
 
     private static readonly Job[] Jobs =
     [
@@ -34,7 +34,7 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
     ];
 
     /// <summary>One run of one job. Latencies in ms: ours gives p50/p99; rados bench gives average, min and max.</summary>
-    private sealed record Result(long Ops, long Errors, double Seconds, double P50, double P99, double Avg, double Min, double Max, long DiskWriteBytes)
+    internal sealed record Result(long Ops, long Errors, double Seconds, double P50, double P99, double Avg, double Min, double Max, long DiskWriteBytes)
     {
         /// <summary>CPU seconds (user + system) over the job: every OSD, every monitor, the bench client.</summary>
         public Cpu Cpu { get; init; } = Cpu.None;
@@ -142,7 +142,7 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
 
     /// <summary>CPU seconds a job cost each side: on a shared machine this is the steadier figure (throughput moves
     /// with the other load; the CPU an op takes much less).</summary>
-    private sealed record Cpu(double Osd, double Mon, double Client)
+    internal sealed record Cpu(double Osd, double Mon, double Client)
     {
         public static readonly Cpu None = new(double.NaN, double.NaN, double.NaN);
 
@@ -216,9 +216,9 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
     }
 
     /// <summary>Our cluster, through the `appliance` program: every command a process of its own.</summary>
-    private sealed class OurCluster(string appliance, string dataDir)
+    internal sealed class OurCluster(string appliance, string dataDir)
     {
-        private string ConfDir => Path.Combine(dataDir, "conf");
+        internal string ConfDir => Path.Combine(dataDir, "conf");
 
         /// <summary>`cluster up`; returns its wall time in seconds (it returns once every PG is active+clean).</summary>
         public async Task<double> UpAsync(string diskSize, CancellationToken ct)
@@ -277,7 +277,7 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
         private long OsdWriteBytes() => OsdPids().Sum(p => Proc.WriteBytes(p.Pid));
 
         /// <summary>DIR/run/osd.N.pid, trusted only while /proc/PID/cmdline is a daemon running from our data dir.</summary>
-        private List<(string Osd, int Pid)> OsdPids() => DaemonPids("osd.");
+        internal List<(string Osd, int Pid)> OsdPids() => DaemonPids("osd.");
 
         private List<(string Osd, int Pid)> DaemonPids(string prefix) =>
             [.. Directory.EnumerateFiles(Path.Combine(dataDir, "run"), prefix + "*.pid").Order(StringComparer.Ordinal)
@@ -289,7 +289,7 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
     }
 
     /// <summary>A real Ceph from ../shared/reference/ceph (up.sh, down.sh), in a work dir of this run's own.</summary>
-    private sealed class CephCluster
+    internal sealed class CephCluster
     {
         private readonly string _scripts;
         private readonly string _work;
@@ -307,6 +307,9 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
         public string? Missing { get; }
 
         public bool Started { get; private set; }
+
+        /// <summary>The environment of its commands (CEPH_CONF, CEPH_WORK).</summary>
+        internal Dictionary<string, string> Env => _env;
 
         public static CephCluster Find(string scripts, string work)
         {
@@ -383,7 +386,7 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
 
         private long OsdWriteBytes() => OsdPids().Sum(p => Proc.WriteBytes(p.Pid));
 
-        private List<(string Osd, int Pid)> OsdPids()
+        internal List<(string Osd, int Pid)> OsdPids()
         {
             var run = Path.Combine(_work, "run");
             return !Directory.Exists(run) ? [] :
@@ -415,7 +418,7 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
     }
 
     /// <summary>Child processes with a bound, and what /proc says about the daemons.</summary>
-    private static class Proc
+    internal static class Proc
     {
         /// <summary>Runs a command to its end (under `flock -o` the bench lock when <paramref name="locked"/>) and returns
         /// its standard output and its wall time in seconds (from the moment it held the lock, when locked); throws with its standard error when it fails or outlives <paramref name="timeout"/>
@@ -557,7 +560,7 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
             : throw new InvalidOperationException($"no '{key}:' line in the bench output: {string.Join("; ", fields.Select(kv => kv.Key + ": " + kv.Value))}");
 
     /// <summary>The checkout this program was built in (the directory holding node/Cli), or null.</summary>
-    private static string? RepoRoot()
+    internal static string? RepoRoot()
     {
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
         {
@@ -570,7 +573,7 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
     }
 
     /// <summary>node/Cli/bin/CONFIG/net10.0/appliance.dll, CONFIG being this program's own (bin/CONFIG/net10.0/).</summary>
-    private static string DefaultAppliance(string? root)
+    internal static string DefaultAppliance(string? root)
     {
         var config = new DirectoryInfo(AppContext.BaseDirectory).Parent?.Name ?? "Release";
         return Path.Combine(root ?? ".", "node", "Cli", "bin", config, "net10.0", "appliance.dll");

@@ -83,8 +83,10 @@ public static partial class MonOperations
     /// A failure report. The target is marked down once the reports against it come from enough distinct HOSTS
     /// (mon_osd_min_down_reporters; two OSDs of one host count once, since a host's own network trouble must not take
     /// others down). The requirement is capped at the number of hosts that could report at all (hosts with an up OSD
-    /// other than the target), so a one- or two-host cluster can still mark an OSD down. Reports older than twice
-    /// osd_heartbeat_grace expire.
+    /// other than the target), so a two-host cluster can still mark an OSD down. Where only one host could report,
+    /// distinct OSDs count instead (mon_osd_min_down_reporters of them, capped at the OSDs that could report): one
+    /// confused OSD alone does not take a peer on its host down, and a two-OSD cluster still marks one down. Reports
+    /// older than twice osd_heartbeat_grace expire (OSDs repeat theirs every grace while the peer stays silent).
     /// </summary>
     private static Result OsdFailureOp(Context ctx, OsdFailureReport c)
     {
@@ -122,10 +124,15 @@ public static partial class MonOperations
         var grace = ctx.Config.GetInt("osd_heartbeat_grace") * 1000;
         ctx.Liveness = ctx.Liveness.Expire(ctx.NowMs - (2 * grace)).WithReport(c.Target, new FailureReport(c.Reporter, reporter.Host, ctx.NowMs));
         var hosts = ReportingHosts(ctx, c.Target);
-        var needed = ReportersNeeded(ctx, c.Target);
+        var (needed, neededOsds) = ReportersNeeded(ctx, c.Target);
         if (hosts.Count < needed)
         {
             return Result.Unchanged($"osd.{c.Target} reported failed from {hosts.Count} of {needed} hosts needed");
+        }
+        var osds = ReportingOsds(ctx, c.Target);
+        if (osds < neededOsds)
+        {
+            return Result.Unchanged($"osd.{c.Target} reported failed by {osds} of {neededOsds} OSDs needed (one host can report: OSDs count)");
         }
         ctx.Liveness = ctx.Liveness.WithoutReportsAgainst(c.Target);
         return Result.Changed(new ClusterIncrement(Osd: OsdInc(ctx, osds: [MarkDown(ctx, target)])),
@@ -137,10 +144,17 @@ public static partial class MonOperations
             .Where(r => ctx.Osd.FindOsd(r.Reporter) is { Up: true })
             .Select(r => ctx.Osd.FindOsd(r.Reporter)!.Host), StringComparer.Ordinal);
 
-    private static int ReportersNeeded(Context ctx, int target)
+    private static int ReportingOsds(Context ctx, int target) =>
+        ctx.Liveness.ReportsAgainst(target).Where(r => ctx.Osd.FindOsd(r.Reporter) is { Up: true }).Select(r => r.Reporter).Distinct().Count();
+
+    /// <summary>Distinct hosts that must report, and distinct OSDs (0 unless only one host could report).</summary>
+    private static (int Hosts, int Osds) ReportersNeeded(Context ctx, int target)
     {
-        var candidates = ctx.Osd.Osds.Values.Where(o => o.Up && o.Id != target).Select(o => o.Host).Distinct(StringComparer.Ordinal).Count();
-        return (int)Math.Clamp(ctx.Config.GetInt("mon_osd_min_down_reporters"), 1, Math.Max(1, candidates));
+        var wanted = (int)ctx.Config.GetInt("mon_osd_min_down_reporters");
+        var others = ctx.Osd.Osds.Values.Where(o => o.Up && o.Id != target).ToList();
+        var hosts = others.Select(o => o.Host).Distinct(StringComparer.Ordinal).Count();
+        var neededHosts = Math.Clamp(wanted, 1, Math.Max(1, hosts));
+        return (neededHosts, hosts <= 1 ? Math.Clamp(wanted, 1, Math.Max(1, others.Count)) : 0);
     }
 
     private static OsdInfo MarkDown(Context ctx, OsdInfo osd) => osd with { Up = false, DownStampMs = ctx.NowMs };

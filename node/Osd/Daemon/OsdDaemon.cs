@@ -1,7 +1,11 @@
+using System.Globalization;
 using System.Net;
+using System.Net.Sockets;
+using System.Threading.Channels;
 using Appliance.Maps;
 using Appliance.Maps.Client;
 using Appliance.Maps.Protocol;
+using Appliance.Osd.Heartbeat;
 using Appliance.Osd.Ops;
 using Appliance.Osd.Protocol;
 using Appliance.Platform.Devices;
@@ -22,10 +26,10 @@ public sealed record OsdDaemonOptions(int Id, string DataPath, string ConfDir)
     public string Host { get; init; } = Environment.MachineName;
     /// <summary>How often the OSD sends its PG statistics to the monitors.</summary>
     public TimeSpan StatsInterval { get; init; } = TimeSpan.FromSeconds(2);
-    /// <summary>How often the OSD tells the monitors it is alive (OsdBeacon). It must stay well below the monitors'
-    /// mon_osd_report_timeout (120 s by default, 10 s at least), past which they mark a silent OSD down; 30 s is the
-    /// default of osd_beacon_report_interval (read from the central configuration in a later issue).</summary>
-    public TimeSpan BeaconInterval { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>How often the OSD tells the monitors it is alive (OsdBeacon); null (the default) follows the central
+    /// configuration's osd_beacon_report_interval (5 s). It must stay well below the monitors' mon_osd_report_timeout
+    /// (20 s by default, 10 s at least), past which they mark a silent OSD down.</summary>
+    public TimeSpan? BeaconInterval { get; init; }
     public StoreOptions Store { get; init; } = new();
     /// <summary>The messenger's settings for the OSD's server and its sessions to peers (tests inject transport
     /// faults here).</summary>
@@ -46,6 +50,13 @@ public sealed class OsdDaemon : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Task> _loops = [];
     private IBlockDevice? _device;
+    private WatchedDevice? _watched;
+    private UdpHeartbeats? _heartbeatNet;
+    private Heartbeater? _heartbeater;
+    /// <summary>The heartbeater's verdicts (peer failed / answers again), sent to the monitors off its thread.</summary>
+    private readonly Channel<(int Osd, bool Failed)> _verdicts = Channel.CreateUnbounded<(int, bool)>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly RejoinBackoff _backoff = new(TimeProvider.System);
+    private TimeSpan _beaconInterval = TimeSpan.FromSeconds(5);
     private ObjectStore? _store;
     private MonClient? _mon;
     private MonClient? _subscription;
@@ -69,6 +80,8 @@ public sealed class OsdDaemon : IAsyncDisposable
     public string Entity => $"osd.{_options.Id}";
     public EndPoint? Address { get; private set; }
     public OsdService? Service => _service;
+    /// <summary>The heartbeat logic (peers watched, reports made), once started.</summary>
+    public Heartbeater? Heartbeater => _heartbeater;
 
     public static string KeyringPath(string confDir, int id) => Path.Combine(confDir, $"osd.{id}.keyring");
 
@@ -79,8 +92,8 @@ public sealed class OsdDaemon : IAsyncDisposable
         var keyring = Keyring.Load(keyringPath);
         var key = keyring.Find(Entity)?.Key ?? throw new InvalidOperationException($"{keyringPath} holds no key for {Entity}");
 
-        _device = File.Exists(_options.DataPath) || _options.DataPath.StartsWith("/dev/", StringComparison.Ordinal)
-            ? FileDevice.Open(_options.DataPath)
+        _device = _watched = File.Exists(_options.DataPath) || _options.DataPath.StartsWith("/dev/", StringComparison.Ordinal)
+            ? new WatchedDevice(FileDevice.Open(_options.DataPath), TimeProvider.System)
             : throw new FileNotFoundException($"no disk at {_options.DataPath}; create the OSD first (appliance osd create --data PATH)");
         _store = await ObjectStore.MountAsync(_device, _options.Store, ct);
         if (_store.Superblock.OsdId != _options.Id)
@@ -105,9 +118,18 @@ public sealed class OsdDaemon : IAsyncDisposable
 
         _server = new MessengerServer(_ => null, messenger, HandleAsync, line => _log.LogDebug("messenger: {Line}", line),
             new TicketVerifier(_keys, TimeSpan.FromMinutes(5)));
-        Address = _server.ListenTcp(_options.Listen);
+        Socket heartbeatSocket;
+        (Address, heartbeatSocket) = ListenWithHeartbeats(_server, _options.Listen);
         var address = Address.ToString()!;
-        _log.LogInformation("{Osd} listening on {Address}", Entity, address);
+        _log.LogInformation("{Osd} listening on {Address} (heartbeats on its UDP port)", Entity, address);
+        _heartbeatNet = new UdpHeartbeats(heartbeatSocket, CurrentKeyId,
+            id => _keys!.Find(id) is { } k ? Convert.FromBase64String(k.Key.ToBase64()) : null,
+            _ => _refreshKeys.TrySetResult(), _loggers.CreateLogger("Appliance.Osd.Heartbeat"));
+        _heartbeater = new Heartbeater(_options.Id, _heartbeatNet, new VerdictQueue(_verdicts.Writer), TimeProvider.System,
+            _watched.OldestOutstanding, _loggers.CreateLogger("Appliance.Osd.Heartbeat"));
+        _heartbeatNet.Heartbeater = _heartbeater;
+        await ReadConfigAsync(ct);
+        _heartbeatNet.Start();
 
         var weight = OsdMap.WeightForCapacity(_store.StatFs().TotalBytes);
         _boot = new OsdBoot(_options.Id, address, _options.Host, weight, address, _store.Superblock.StoreId);
@@ -116,7 +138,9 @@ public sealed class OsdDaemon : IAsyncDisposable
         {
             throw new InvalidOperationException($"the monitors refused the boot of {Entity}: {boot.Message}");
         }
+        _backoff.Up();
         _loops.Add(Task.Run(() => FollowMapsAsync(_stop.Token)));
+        _loops.Add(Task.Run(() => SendVerdictsAsync(_stop.Token)));
         _loops.Add(Task.Run(() => HousekeepingAsync(_stop.Token)));
         _loops.Add(Task.Run(() => RefreshKeysAsync(_stop.Token)));
         _log.LogInformation("{Osd} booted (store {Used}/{Total} bytes used)", Entity, _store.StatFs().UsedBytes, _store.StatFs().TotalBytes);
@@ -157,6 +181,8 @@ public sealed class OsdDaemon : IAsyncDisposable
     {
         _peers!.OnMap(map);
         _service!.ApplyMap(map);
+        _heartbeatNet!.OnMap(map);
+        _heartbeater!.SetPeers(_service.HeartbeatPeers);
         if (map.FindOsd(_options.Id) is { Up: true } self && self.Address == _boot!.Address)
         {
             // Recorded from every map in order (a periodic look could miss a short up period entirely).
@@ -190,14 +216,27 @@ public sealed class OsdDaemon : IAsyncDisposable
         var reported = new HashSet<(int Osd, uint Epoch)>();
         var lastStats = DateTime.MinValue;
         var lastBeacon = DateTime.UtcNow;
+        var lastConfig = DateTime.UtcNow;
+        // Marked down while it runs: why, and when it may boot again (RejoinBackoff); kept until a boot is accepted.
+        string? rejoin = null;
+        var rejoinAt = DateTime.MaxValue;
+        var heldByWatchdog = false;
         using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(500));
         while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
         {
             try
             {
                 var map = _service!.Map;
+                if (DateTime.UtcNow - lastConfig >= TimeSpan.FromSeconds(30))
+                {
+                    lastConfig = DateTime.UtcNow;
+                    await ReadConfigAsync(ct);
+                }
+                // A store I/O outstanding past the grace: the heartbeater stops answering pings, and the beacons and
+                // re-boots stop too, so a hung disk makes a down OSD even where no peer watches it.
+                var stalled = _heartbeater!.WatchdogTripped;
                 string? bootAgain = null;
-                if (DateTime.UtcNow - lastBeacon >= _options.BeaconInterval)
+                if (!stalled && DateTime.UtcNow - lastBeacon >= (_options.BeaconInterval ?? _beaconInterval))
                 {
                     // Without beacons the monitors mark this OSD down mon_osd_report_timeout after its boot, however
                     // well it serves. Beacons follow the boot on this one loop, so a refused one means the monitors
@@ -214,20 +253,39 @@ public sealed class OsdDaemon : IAsyncDisposable
                 {
                     bootAgain = $"osdmap epoch {map.Epoch} marks it down";
                 }
-                if (bootAgain is not null)
+                if (bootAgain is not null && rejoin is null)
                 {
-                    // Marked down while it runs (Ceph's "wrongly marked me down"): a peer saw a connection reset and
-                    // reported it, or its beacons were late. Nothing else would mark it up again and its PGs would stay
-                    // undersized for good, so it boots again. A boot racing a map in flight is harmless: the monitors
-                    // answer a boot of an OSD that is up at the same address with "no change". _upFrom is cleared
-                    // only if no newer map recorded a new up meanwhile, and only once the boot is accepted (a failed
-                    // attempt is retried on the next tick).
-                    _log.LogWarning("{Osd} is marked down while it runs: {Why}; booting again", Entity, bootAgain);
+                    // Marked down while it runs (Ceph's "wrongly marked me down"): peers' heartbeats went unanswered,
+                    // a peer saw a connection reset, or its beacons were late. Nothing else would mark it up again and
+                    // its PGs would stay undersized for good, so it boots again, after a backoff that doubles while
+                    // it keeps being marked down (a flapping OSD cannot churn the maps).
+                    rejoin = bootAgain;
+                    var wait = _backoff.MarkedDown();
+                    rejoinAt = DateTime.UtcNow + wait;
+                    _log.LogWarning("{Osd} is marked down while it runs: {Why}; booting again in {Wait:0.#} s", Entity, bootAgain, wait.TotalSeconds);
+                }
+                if (rejoin is not null && stalled != heldByWatchdog)
+                {
+                    heldByWatchdog = stalled;
+                    if (stalled)
+                    {
+                        _log.LogWarning("{Osd}: not booting again while a store I/O is outstanding past the watchdog limit", Entity);
+                    }
+                }
+                if (rejoin is not null && !stalled && DateTime.UtcNow >= rejoinAt)
+                {
+                    // A boot racing a map in flight is harmless: the monitors answer a boot of an OSD that is up at
+                    // the same address with "no change". _upFrom is cleared only if no newer map recorded a new up
+                    // meanwhile, and only once the boot is accepted (a failed attempt is retried on the next tick).
                     var again = await _mon!.CommandAsync(_boot!, ct);
                     if (again.Status == MonReplyStatus.Ok)
                     {
+                        _log.LogInformation("{Osd} booted again ({Why})", Entity, rejoin);
                         Interlocked.CompareExchange(ref _upFrom, -1, upFrom);
                         lastBeacon = DateTime.UtcNow;
+                        _backoff.Up();
+                        rejoin = null;
+                        rejoinAt = DateTime.MaxValue;
                     }
                     else
                     {
@@ -248,7 +306,7 @@ public sealed class OsdDaemon : IAsyncDisposable
                             pgs.Skip(i).Take(PgStatsReport.MaxPgs).ToList()), ct);
                     }
                 }
-                // A peer that refuses or resets connections is reported at once (silent failures wait for heartbeats).
+                // A peer that refuses or resets connections is reported at once (silent failures: the heartbeater).
                 foreach (var osd in _peers!.Unreachable())
                 {
                     if (map?.FindOsd(osd) is { Up: true } && reported.Add((osd, map.Epoch)))
@@ -265,6 +323,113 @@ public sealed class OsdDaemon : IAsyncDisposable
             catch (Exception e) when (e is MonitorsUnavailableException or MonRequestFailedException or IOException or TimeoutException)
             {
                 _log.LogWarning("{Osd}: housekeeping: {Error}", Entity, e.Message);
+            }
+        }
+    }
+
+    /// <summary>The heartbeater's verdicts, to the monitors: a silent peer reported failed (not immediate: the
+    /// monitors wait for enough reporters), a returning one's report withdrawn. Sent from this loop so the
+    /// heartbeat thread never waits for a monitor.</summary>
+    private async Task SendVerdictsAsync(CancellationToken ct)
+    {
+        try
+        {
+            await foreach (var (osd, failed) in _verdicts.Reader.ReadAllAsync(ct))
+            {
+                try
+                {
+                    var map = _service!.Map;
+                    if (failed && (map?.FindOsd(osd) is not { Up: true } || map.FindOsd(_options.Id) is not { Up: true }))
+                    {
+                        continue; // down already, or this OSD's own reports would not count
+                    }
+                    MonCommand command = failed ? new OsdFailureReport(osd, _options.Id, Immediate: false) : new OsdFailureCancel(osd, _options.Id);
+                    var reply = await _mon!.CommandAsync(command, ct);
+                    _log.LogInformation("{Osd}: {Command}: {Reply}", Entity, command.Describe(), reply.Message);
+                }
+                catch (Exception e) when (e is MonitorsUnavailableException or MonRequestFailedException or IOException or TimeoutException)
+                {
+                    // A lost report is made again a grace later while the peer stays silent.
+                    _log.LogWarning("{Osd}: could not send a heartbeat verdict on osd.{Peer}: {Error}", Entity, osd, e.Message);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+        }
+    }
+
+    private sealed class VerdictQueue(ChannelWriter<(int Osd, bool Failed)> writer) : IHeartbeatReports
+    {
+        public void Failed(int osd, TimeSpan silent) => writer.TryWrite((osd, true));
+
+        public void Recovered(int osd) => writer.TryWrite((osd, false));
+    }
+
+    /// <summary>Reads the heartbeat and beacon options from the central configuration (at start, then every 30 s):
+    /// osd_heartbeat_interval (fractional seconds), osd_heartbeat_grace and osd_beacon_report_interval (seconds).
+    /// Monitors that cannot answer leave the values as they were.</summary>
+    private async Task ReadConfigAsync(CancellationToken ct)
+    {
+        async Task<double?> GetAsync(string name)
+        {
+            try
+            {
+                var r = await _mon!.QueryAsync(MonQuery.ConfigGet, name, ct);
+                return r.Status == MonReplyStatus.Ok && double.TryParse(r.Message.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v > 0 ? v : null;
+            }
+            catch (Exception e) when (e is MonitorsUnavailableException or MonRequestFailedException or IOException or TimeoutException)
+            {
+                _log.LogDebug("{Osd}: config get {Name}: {Error}", Entity, name, e.Message);
+                return null;
+            }
+        }
+        if (await GetAsync("osd_heartbeat_interval") is { } interval)
+        {
+            _heartbeater!.Interval = TimeSpan.FromSeconds(interval);
+        }
+        if (await GetAsync("osd_heartbeat_grace") is { } grace)
+        {
+            _heartbeater!.Grace = TimeSpan.FromSeconds(grace);
+        }
+        if (await GetAsync("osd_beacon_report_interval") is { } beacon)
+        {
+            _beaconInterval = TimeSpan.FromSeconds(beacon);
+        }
+    }
+
+    private uint? CurrentKeyId()
+    {
+        try
+        {
+            return _keys!.Current.Id;
+        }
+        catch (InvalidOperationException)
+        {
+            return null; // no key yet
+        }
+    }
+
+    /// <summary>Listens for messages (TCP) and heartbeats (UDP) on the same address and port. With port 0 the port
+    /// is one free for both: taken for UDP first, then for TCP (another if that one is taken).</summary>
+    private static (EndPoint Address, Socket Heartbeats) ListenWithHeartbeats(MessengerServer server, IPEndPoint listen)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            var udp = UdpHeartbeats.Bind(listen);
+            try
+            {
+                var port = ((IPEndPoint)udp.LocalEndPoint!).Port;
+                return (server.ListenTcp(new IPEndPoint(listen.Address, port)), udp);
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse && listen.Port == 0 && attempt < 20)
+            {
+                udp.Dispose();
+            }
+            catch
+            {
+                udp.Dispose();
+                throw;
             }
         }
     }
@@ -439,6 +604,7 @@ public sealed class OsdDaemon : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _stop.Cancel();
+        _heartbeatNet?.Dispose();
         if (_server is not null)
         {
             await _server.DisposeAsync();

@@ -22,6 +22,7 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
     private readonly object _mapLock = new();
     private OsdMap? _map;
     private TaskCompletionSource _mapAdvanced = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private volatile IReadOnlySet<int> _heartbeatPeers = new HashSet<int>();
 
     public OsdService(int id, ObjectStore store, IOsdPeers peers, ObjectClassRegistry classes, TimeProvider time, ILogger logger)
     {
@@ -48,6 +49,11 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
 
     public IReadOnlyCollection<PlacementGroup> Pgs => [.. _pgs.Values];
 
+    /// <summary>The OSDs this one watches with heartbeats under its newest map: every other member of the acting
+    /// sets it belongs to, and its neighbours (the next and previous up OSD by id), so an OSD that shares no PG is
+    /// still watched by someone (as Ceph adds neighbours).</summary>
+    public IReadOnlySet<int> HeartbeatPeers => _heartbeatPeers;
+
     public PlacementGroup? FindPg(PgId id) => _pgs.GetValueOrDefault(id);
 
     /// <summary>
@@ -67,12 +73,17 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
             _map = map;
             var placement = new OsdPlacement(map);
             var seen = new HashSet<PgId>();
+            var peers = new HashSet<int>();
             foreach (var pool in map.Pools.Values)
             {
                 for (var seed = 0u; seed < (uint)pool.PgNum; seed++)
                 {
                     var p = placement.Place(pool, seed);
                     var id = p.Pg;
+                    if (p.Acting.Contains(Self))
+                    {
+                        peers.UnionWith(p.Acting);
+                    }
                     if (!p.Acting.Contains(Self) && !_pgs.ContainsKey(id))
                     {
                         continue;
@@ -90,6 +101,14 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
                     pg.Stop();
                 }
             }
+            var up = map.Osds.Values.Where(o => o.Up && o.Id != Self).Select(o => o.Id).Order().ToList();
+            if (up.Count > 0)
+            {
+                peers.Add(up.FirstOrDefault(o => o > Self, up[0]));
+                peers.Add(up.LastOrDefault(o => o < Self, up[^1]));
+            }
+            peers.RemoveWhere(o => o < 0 || o == Self);
+            _heartbeatPeers = peers;
             wake = _mapAdvanced;
             _mapAdvanced = new(TaskCreationOptions.RunContinuationsAsynchronously);
         }

@@ -6,7 +6,7 @@ public static partial class Posix
 {
     public const int SIGKILL = 9;
     public const int SIGTERM = 15;
-    // Linux's numbers on x86-64 and arm64 (the generic table); other architectures are not targets.
+    /// <summary>Linux x86-64/arm64 numbers: stop a process (it cannot catch it) and let it continue.</summary>
     public const int SIGCONT = 18;
     public const int SIGSTOP = 19;
 

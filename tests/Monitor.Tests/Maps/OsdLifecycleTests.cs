@@ -95,13 +95,36 @@ public class OsdLifecycleTests
         c.Must(new ConfigSet("mon_osd_min_down_reporters", "3"));
         // Only h0 (osd.1) and h1 can report osd.4 on h2... and h2 has no other OSD: the need is capped at 2 hosts.
         Assert.Null(c.Run(new OsdFailureReport(4, 1)).Increment);
-        // Reports expire after twice osd_heartbeat_grace (20 s): this one is too old to count with the next.
-        c.Now += TimeSpan.FromSeconds(41);
+        // Reports expire after twice osd_heartbeat_grace (3 s): this one is too old to count with the next.
+        c.Now += TimeSpan.FromSeconds(7);
         Assert.Null(c.Run(new OsdFailureReport(4, 2)).Increment);
         Assert.True(c.State.Osd.FindOsd(4)!.Up);
-        c.Now += TimeSpan.FromSeconds(5);
+        c.Now += TimeSpan.FromSeconds(2);
         c.Must(new OsdFailureReport(4, 1));
         Assert.False(c.State.Osd.FindOsd(4)!.Up);
+    }
+
+    [Fact]
+    public void On_one_host_distinct_osds_must_report()
+    {
+        // As `cluster up` on one machine would be if its OSDs shared a host name.
+        var c = new Cluster();
+        c.Boot(0, "solo");
+        c.Boot(1, "solo");
+        c.Boot(2, "solo");
+        // mon_osd_min_down_reporters 2 (the default): one OSD's report is not enough, however often it repeats it.
+        var first = c.Run(new OsdFailureReport(2, 0));
+        Assert.Null(first.Increment);
+        Assert.Contains("by 1 of 2 OSDs", first.Message, StringComparison.Ordinal);
+        Assert.Null(c.Run(new OsdFailureReport(2, 0)).Increment);
+        Assert.True(c.State.Osd.FindOsd(2)!.Up);
+        // A second OSD's report marks it down.
+        var second = c.Must(new OsdFailureReport(2, 1));
+        Assert.Contains("marked down", second.Message, StringComparison.Ordinal);
+        Assert.False(c.State.Osd.FindOsd(2)!.Up);
+        // Two OSDs up: the one other OSD is every reporter there can be.
+        c.Must(new OsdFailureReport(1, 0));
+        Assert.False(c.State.Osd.FindOsd(1)!.Up);
     }
 
     [Fact]
@@ -133,10 +156,10 @@ public class OsdLifecycleTests
     public void Silent_osds_go_down_after_the_report_timeout_and_out_after_the_down_out_interval()
     {
         var c = ThreeHosts();
-        var timeout = TimeSpan.FromSeconds(120);
+        var timeout = TimeSpan.FromSeconds(20);
         var downOut = TimeSpan.FromSeconds(600);
-        // Everybody sends beacons, except osd.3, which stops after booting.
-        for (var t = TimeSpan.Zero; t <= timeout; t += TimeSpan.FromSeconds(30))
+        // Everybody sends beacons (every 5 s, the default), except osd.3, which stops after booting.
+        for (var t = TimeSpan.Zero; t <= timeout; t += TimeSpan.FromSeconds(5))
         {
             c.Now = Cluster.T0 + t;
             foreach (var id in new[] { 0, 1, 2, 4 })
@@ -235,9 +258,9 @@ public class OsdLifecycleTests
         c.Now += TimeSpan.FromHours(1);
         // Fresh soft state, as after a leader change: nobody is marked down for beacons the old leader received.
         var fresh = OsdLiveness.Start(c.Now);
-        var o = MonOperations.Execute(c.State, fresh, new OsdTick(), "mon.a", c.Now + TimeSpan.FromSeconds(119));
+        var o = MonOperations.Execute(c.State, fresh, new OsdTick(), "mon.a", c.Now + TimeSpan.FromSeconds(19));
         Assert.Null(o.Increment);
-        o = MonOperations.Execute(c.State, fresh, new OsdTick(), "mon.a", c.Now + TimeSpan.FromSeconds(121));
+        o = MonOperations.Execute(c.State, fresh, new OsdTick(), "mon.a", c.Now + TimeSpan.FromSeconds(21));
         Assert.Equal(5, o.Increment!.Osd!.OsdUpserts.Count(x => !x.Up));
     }
 

@@ -230,6 +230,8 @@ public class PeeringMapTests
     public void Blocklist_entries_are_added_audited_removed_and_expire_on_the_leaders_tick()
     {
         var c = ThreeOsds();
+        // The ticks below come a minute apart without beacons: only the blocklist may change.
+        c.Must(new ConfigSet("mon_osd_report_timeout", "1h"));
         var add = c.Must(new OsdBlocklistAdd("client.vm:4711", 60));
         Assert.Contains("osd blocklist add client.vm:4711 60", add.Increment!.Audit!.Entries.Single().Command, StringComparison.Ordinal);
         Assert.True(c.State.Osd.IsBlocklisted("client.vm:4711"));
