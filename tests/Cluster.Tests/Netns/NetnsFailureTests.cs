@@ -5,12 +5,12 @@ using Xunit.Abstractions;
 namespace Appliance.Cluster.Tests.Netns;
 
 /// <summary>
-/// Issue 18's real-process failure tests that need no heartbeats, on a <see cref="NetnsCluster"/> (3 monitors and 3
-/// OSDs, each in its own network namespace; pool `data` size 3 min_size 2): the primary of a busy PG SIGKILLed mid
-/// stream; every daemon killed and started at once; an OSD away while 64 MiB are written (512 MiB under
-/// APPLIANCE_SOAK=1); an OSD whose network is cut from everyone. Each starts from every daemon up and every PG
-/// active+clean, and ends there with every acknowledged write read back with its checksum. Victims come from the
-/// printed seed (APPLIANCE_SEED).
+/// Issue 18's real-process failure tests, on a <see cref="NetnsCluster"/> (3 monitors and 3 OSDs, each in its own
+/// network namespace; pool `data` size 3 min_size 2): the primary of a busy PG SIGKILLed mid stream; every daemon
+/// killed and started at once; an OSD away while 64 MiB are written (512 MiB under APPLIANCE_SOAK=1); an OSD whose
+/// network is cut from everyone, silently from its peers only (heartbeats), silently from the monitors only
+/// (beacons). Each starts from every daemon up and every PG active+clean, and ends there with every acknowledged
+/// write read back with its checksum. Victims come from the printed seed (APPLIANCE_SEED).
 /// </summary>
 [Collection(NetnsFixture.Collection)]
 public sealed class NetnsFailureTests(NetnsFixture fixture, ITestOutputHelper output) : IClassFixture<NetnsFixture>
@@ -166,6 +166,71 @@ public sealed class NetnsFailureTests(NetnsFixture fixture, ITestOutputHelper ou
             await Cluster.WaitCleanAsync(client, mon, Bound);
             await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 10, "writes after the heal");
         }
+        await stream.StopAsync();
+        NoWriteFailed(stream);
+        await EveryAcknowledgedWriteReadsBackAsync(stream);
+    }
+
+    /// <summary>
+    /// An OSD silently cut off from its peers (every packet dropped, heartbeats too) but not from the monitors nor the
+    /// clients: nothing refuses a connection, so only heartbeats can tell. Its peers report it and the monitors mark it
+    /// down while its process runs; it still reaches the monitors, so it learns that and boots again (after its
+    /// backoff), and is marked down again by its peers: writes stall at most for a grace each time, none fails, and no
+    /// acknowledged write is lost. Healed, it stays up and its PGs recover.
+    /// </summary>
+    [NetnsFact]
+    public async Task Osd_silently_cut_from_its_peers_only_is_marked_down_by_heartbeats_and_no_acknowledged_write_is_lost()
+    {
+        var seed = TestSeed.Get(nameof(Osd_silently_cut_from_its_peers_only_is_marked_down_by_heartbeats_and_no_acknowledged_write_is_lost), output);
+        var rng = new Random(seed);
+        await using var client = await ReadyAsync();
+        await using var mon = Cluster.MonitorClient();
+        await using var stream = new WriteStream(client.OpenPool(Pool), $"peercut-{seed}", seed, streams: 3, WriteDeadline);
+        await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 30, "writes before the cut");
+
+        var victim = Cluster.Osds[rng.Next(Cluster.Osds.Count)];
+        var name = NetnsCluster.OsdName(victim);
+        await Cluster.CutFromPeersAsync(victim, silent: true);
+        await Cluster.WaitMarkedAsync(client, [victim], up: false, Bound);
+        Assert.True(Cluster.IsRunning(name), $"{name} exited while cut off from its peers:\n{Cluster.Logs()}");
+        Log($"osd.{victim} marked down by its peers' heartbeat reports in epoch {client.OsdMap!.Epoch}; {stream.Summary()}");
+        await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 60, $"writes with osd.{victim} cut from its peers");
+
+        await Cluster.HealAsync(name);
+        await Cluster.WaitCleanAsync(client, mon, Bound);
+        await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 10, "writes after the heal");
+        await stream.StopAsync();
+        NoWriteFailed(stream);
+        await EveryAcknowledgedWriteReadsBackAsync(stream);
+    }
+
+    /// <summary>
+    /// An OSD silently cut off from the monitors but not from its peers nor the clients: its peers hear its
+    /// heartbeats and report nothing, so its beacons stopping is what marks it down (mon_osd_report_timeout). It may
+    /// go on serving with its old map meanwhile; its peers, on the newer map, refuse its replication, so nothing it
+    /// acknowledges can be lost. Healed, it learns it was marked down, boots again, and its PGs recover.
+    /// </summary>
+    [NetnsFact]
+    public async Task Osd_silently_cut_from_the_monitors_only_is_marked_down_by_missing_beacons_and_no_acknowledged_write_is_lost()
+    {
+        var seed = TestSeed.Get(nameof(Osd_silently_cut_from_the_monitors_only_is_marked_down_by_missing_beacons_and_no_acknowledged_write_is_lost), output);
+        var rng = new Random(seed);
+        await using var client = await ReadyAsync();
+        await using var mon = Cluster.MonitorClient();
+        await using var stream = new WriteStream(client.OpenPool(Pool), $"moncut-{seed}", seed, streams: 3, WriteDeadline);
+        await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 30, "writes before the cut");
+
+        var victim = Cluster.Osds[rng.Next(Cluster.Osds.Count)];
+        var name = NetnsCluster.OsdName(victim);
+        await Cluster.CutFromMonitorsAsync(name, silent: true);
+        await Cluster.WaitMarkedAsync(client, [victim], up: false, Bound);
+        Assert.True(Cluster.IsRunning(name), $"{name} exited while cut off from the monitors:\n{Cluster.Logs()}");
+        Log($"osd.{victim} marked down for missing beacons in epoch {client.OsdMap!.Epoch}; {stream.Summary()}");
+        await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 30, $"writes with osd.{victim} cut from the monitors");
+
+        await Cluster.HealAsync(name);
+        await Cluster.WaitCleanAsync(client, mon, Bound);
+        await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 10, "writes after the heal");
         await stream.StopAsync();
         NoWriteFailed(stream);
         await EveryAcknowledgedWriteReadsBackAsync(stream);
