@@ -29,12 +29,12 @@ public sealed record FsckReport(IReadOnlyList<string> Errors, IReadOnlyList<stri
 public sealed partial class ObjectStore
 {
     /// <summary>
-    /// Checks every invariant on a quiesced store (it holds off transactions, then writes a checkpoint):
-    /// both superblock copies; each onode's block map against its size and hash; every referenced block inside the
-    /// data area and owned once; the checkpoint it writes read back and equal to memory (ids with their hashes, sizes,
-    /// block maps); each collection's index (objects by id and in listing order: the same onodes,
-    /// each under its own stored id, strictly in bitwise order); the allocator against the block maps (nothing referenced is free, nothing free is
-    /// referenced, nothing is leaked); the metadata against the checkpoint capacity; and the crc32c of every block.
+    /// Checks every invariant on a quiesced store (it holds off transactions, then writes a checkpoint, so the index
+    /// alone is the state): both superblock copies; the index page by page; the collection records against memory
+    /// and against the onodes they count; every onode key (decodes, names an existing collection, is its objects'
+    /// key, nid given); every referenced block inside the data area, owned once, in use in the allocator and the data
+    /// bitmap, with its crc32c; the persisted bitmap against memory; the allocator against data blocks and index
+    /// pages (nothing leaked); the checkpoint read back. Memory does not grow with the objects.
     /// </summary>
     public async Task<FsckReport> FsckAsync(CancellationToken ct = default)
     {
