@@ -16,7 +16,7 @@ public sealed partial class ObjectStore
     /// (only transactions ordered on their collection change them, and those before it have been published). Other
     /// collections change meanwhile, so the collection table is only read under the state lock.
     /// </summary>
-    private sealed class Draft(ObjectStore s)
+    private sealed partial class Draft(ObjectStore s)
     {
         private readonly Dictionary<string, CollDraft> _colls = new(StringComparer.Ordinal);
         private readonly Dictionary<(string, ObjectId), ObjDraft> _objs = [];
@@ -24,8 +24,6 @@ public sealed partial class ObjectStore
         private readonly Dictionary<long, ReadOnlyMemory<byte>> _txnData = [];
         private readonly List<long> _allocated = [];
         private readonly Dictionary<long, int> _cowIndex = [];
-        private long _dataEntryBytes;
-        private long _extraGrowth;
 
         public ByteWriter Redo { get; } = new(512);
 
@@ -69,13 +67,8 @@ public sealed partial class ObjectStore
             }
         }
 
-        /// <summary>Upper bound of the index pages the transaction's omap changes may need at the next index commit
-        /// (the same estimate <see cref="OmapDelta"/> reserves when they apply).</summary>
-        public long IndexPages { get; private set; }
-
-        /// <summary>Upper bound of what the transaction adds to the checkpoint (checked at publication, where the
-        /// state it adds to is stable).</summary>
-        public long Growth { get; private set; }
+        /// <summary>The objects and collection ranges this draft read, for its publication (<see cref="TxnApply"/>).</summary>
+        public DraftSource Source { get; } = new();
 
         /// <summary>Writes of this transaction's copy-on-write data already on their way to its fresh blocks (long
         /// writes start while the draft is still being prepared); null when none.</summary>
@@ -127,7 +120,6 @@ public sealed partial class ObjectStore
                         cd.Exists = true;
                         cd.Objects = 0;
                         Meta.Redo.CollCreate(Redo, o.Collection);
-                        _extraGrowth += 8;
                         break;
                     }
                     case Transaction.RemoveCollectionOp o:
@@ -146,7 +138,7 @@ public sealed partial class ObjectStore
                         break;
                     }
                     case Transaction.TouchOp o:
-                        Obj(o.Collection, o.Name, create: true);
+                        await ObjAsync(o.Collection, o.Name, create: true);
                         break;
                     case Transaction.WriteOp o:
                         await WriteAsync(o.Collection, o.Name, o.Offset, o.Data.Length, o.Data, zero: false, o.Aligned);
@@ -158,51 +150,49 @@ public sealed partial class ObjectStore
                         await TruncateAsync(o.Collection, o.Name, o.Size);
                         break;
                     case Transaction.RemoveOp o:
-                        Remove(o.Collection, o.Name);
+                        await RemoveAsync(o.Collection, o.Name);
                         break;
                     case Transaction.CloneOp o:
                         await CloneAsync(o.Collection, o.Source, o.Destination);
                         break;
                     case Transaction.CloneRangeOp o:
                     {
-                        var src = Obj(o.Collection, o.Source, create: false);
+                        var src = await ObjAsync(o.Collection, o.Source, create: false);
                         var data = await ReadRangeAsync(o.Collection, o.Source, src, o.SourceOffset, checked((int)o.Length));
                         await WriteAsync(o.Collection, o.Destination, o.DestinationOffset, o.Length, data, zero: false);
                         break;
                     }
                     case Transaction.SetXattrOp o:
                     {
-                        var od = Obj(o.Collection, o.Name, create: true);
+                        var od = await ObjAsync(o.Collection, o.Name, create: true);
                         od.Xattrs[o.Key] = o.Value.ToArray();
                         Meta.Redo.XattrSet(Redo, o.Collection, o.Name, o.Key, o.Value.Span);
                         break;
                     }
                     case Transaction.RemoveXattrOp o:
                     {
-                        var od = Obj(o.Collection, o.Name, create: false);
+                        var od = await ObjAsync(o.Collection, o.Name, create: false);
                         od.Xattrs.Remove(o.Key);
                         Meta.Redo.XattrRemove(Redo, o.Collection, o.Name, o.Key);
                         break;
                     }
                     case Transaction.OmapSetOp o:
                     {
-                        var od = Obj(o.Collection, o.Name, create: true);
+                        var od = await ObjAsync(o.Collection, o.Name, create: true);
                         od.OmapChanges[o.Key] = o.Value.ToArray();
-                        IndexPages += OmapDelta.PageCost(s._meta.IndexHeight, o.Value.Length);
                         Meta.Redo.OmapSet(Redo, o.Collection, o.Name, o.Key, o.Value.Span);
                         break;
                     }
                     case Transaction.OmapRemoveOp o:
                     {
-                        var od = Obj(o.Collection, o.Name, create: false);
+                        var od = await ObjAsync(o.Collection, o.Name, create: false);
                         od.OmapChanges[o.Key] = null;
-                        IndexPages += OmapDelta.PageCost(s._meta.IndexHeight, 0);
                         Meta.Redo.OmapRemove(Redo, o.Collection, o.Name, o.Key);
                         break;
                     }
                     case Transaction.OmapRemoveRangeOp o:
                     {
-                        var od = Obj(o.Collection, o.Name, create: false);
+                        var od = await ObjAsync(o.Collection, o.Name, create: false);
                         foreach (var k in od.OmapChanges.Keys.Where(k => InRange(k, o.From, o.To)).ToList())
                         {
                             od.OmapChanges[k] = null;
@@ -211,23 +201,21 @@ public sealed partial class ObjectStore
                         {
                             od.OmapRemovedRanges.Add((o.From, o.To));
                         }
-                        IndexPages += 2 * OmapDelta.PageCost(s._meta.IndexHeight, 0);
                         Meta.Redo.OmapRemoveRange(Redo, o.Collection, o.Name, o.From, o.To);
                         break;
                     }
                     case Transaction.MoveOp o:
-                        Move(o.Collection, o.Name, o.DestinationCollection, o.Destination);
+                        await MoveAsync(o.Collection, o.Name, o.DestinationCollection, o.Destination);
                         break;
                     case Transaction.SplitCollectionOp o:
-                        Split(o.Collection, o.Bits, o.Match, o.Destination);
+                        await SplitAsync(o.Collection, o.Bits, o.Match, o.Destination);
                         break;
                     case Transaction.OmapClearOp o:
                     {
-                        var od = Obj(o.Collection, o.Name, create: false);
+                        var od = await ObjAsync(o.Collection, o.Name, create: false);
                         od.OmapCleared = true;
                         od.OmapChanges.Clear();
                         od.OmapRemovedRanges.Clear();
-                        IndexPages += 2 * OmapDelta.PageCost(s._meta.IndexHeight, 0);
                         Meta.Redo.OmapClear(Redo, o.Collection, o.Name);
                         break;
                     }
@@ -235,9 +223,6 @@ public sealed partial class ObjectStore
                         throw new InvalidOperationException($"unknown operation {op.GetType().Name}");
                 }
             }
-            // Every entry except deferred data adds at most its own size to the checkpoint, plus what was counted
-            // apart (holes from growing sizes, onode and collection headers).
-            Growth = Redo.Length - _dataEntryBytes + _extraGrowth;
         }
 
         private static bool InRange(string key, string from, string to) =>
@@ -280,147 +265,15 @@ public sealed partial class ObjectStore
         {
             if (!_colls.TryGetValue(c, out var cd))
             {
-                var coll = BaseCollection(c);
-                cd = new CollDraft { Exists = coll is not null, Objects = coll?.Objects.Count ?? 0 };
+                // The table is read under the state lock (a transaction on other collections may create or remove
+                // one meanwhile); this collection's entry changes only by transactions ordered on it.
+                lock (s._stateLock)
+                {
+                    cd = s._meta.Collections.TryGetValue(c, out var n) ? new CollDraft { Exists = true, Objects = n } : new CollDraft();
+                }
                 _colls.Add(c, cd);
             }
             return cd;
-        }
-
-        /// <summary>The collection as it was before this transaction. The table is read under the state lock (a
-        /// transaction on other collections may create or remove one meanwhile); the collection itself only changes
-        /// by transactions ordered on it, so it is read without the lock.</summary>
-        private Collection? BaseCollection(string c)
-        {
-            lock (s._stateLock)
-            {
-                return s._meta.Collections.GetValueOrDefault(c);
-            }
-        }
-
-        /// <summary>Moves the object's draft to its new key; a draft of a missing object stays at the old key (its
-        /// base, if any, is gone from there in this transaction).</summary>
-        private void Move(string c, ObjectId o, string dc, ObjectId d)
-        {
-            var src = Obj(c, o, create: false);
-            if (Lookup(dc, d).Exists)
-            {
-                throw new ObjectExistsException(dc, d.ToString());
-            }
-            _objs[(dc, d)] = src;
-            _objs[(c, o)] = new ObjDraft { Exists = false };
-            Coll(c).Objects--;
-            Coll(dc).Objects++;
-            Meta.Redo.ObjMove(Redo, c, o, dc, d);
-        }
-
-        /// <summary>A split is prepared object by object (so that later operations of the transaction see each
-        /// moved object where it went), and journaled as one entry.</summary>
-        private void Split(string source, int bits, uint match, string destination)
-        {
-            var range = SortKeyRange.ForHashBits(bits, match);
-            var sd = Coll(source);
-            var dd = Coll(destination);
-            if (!sd.Exists)
-            {
-                throw new CollectionNotFoundException(source);
-            }
-            if (!dd.Exists)
-            {
-                throw new CollectionNotFoundException(destination);
-            }
-            foreach (var id in Candidates(destination, range))
-            {
-                if (Lookup(destination, id).Exists)
-                {
-                    throw new ObjectExistsException(destination, id.ToString());
-                }
-            }
-            long moved = 0;
-            foreach (var id in Candidates(source, range))
-            {
-                var od = Lookup(source, id);
-                if (od.Exists)
-                {
-                    _objs[(destination, id)] = od;
-                    _objs[(source, id)] = new ObjDraft { Exists = false };
-                    moved++;
-                }
-            }
-            sd.Objects -= moved;
-            dd.Objects += moved;
-            Meta.Redo.CollSplit(Redo, source, bits, match, destination);
-        }
-
-        /// <summary>Every id in <paramref name="range"/> that may name an object of <paramref name="c"/> now: those
-        /// of the collection before this transaction, and those this transaction has a draft of there.</summary>
-        private List<ObjectId> Candidates(string c, SortKeyRange range)
-        {
-            var ids = new HashSet<ObjectId>();
-            if (BaseCollection(c) is { } coll)
-            {
-                foreach (var on in coll.InRange(range))
-                {
-                    ids.Add(on.Id);
-                }
-            }
-            foreach (var (dc, id) in _objs.Keys)
-            {
-                if (dc == c && range.Contains(id))
-                {
-                    ids.Add(id);
-                }
-            }
-            return [.. ids];
-        }
-
-        private ObjDraft Obj(string c, ObjectId o, bool create)
-        {
-            var od = Lookup(c, o);
-            if (!od.Exists)
-            {
-                if (!create)
-                {
-                    throw new ObjectNotFoundException(c, o.ToString());
-                }
-                od.Reset();
-                od.Exists = true;
-                Coll(c).Objects++;
-                Meta.Redo.ObjCreate(Redo, c, o);
-                _extraGrowth += 32;
-            }
-            return od;
-        }
-
-        /// <summary>This transaction's view of an object, existing or not; the collection must exist.</summary>
-        private ObjDraft Lookup(string c, ObjectId o)
-        {
-            var cd = Coll(c);
-            if (!cd.Exists)
-            {
-                throw new CollectionNotFoundException(c);
-            }
-            if (!_objs.TryGetValue((c, o), out var od))
-            {
-                var on = BaseCollection(c)?.Objects.GetValueOrDefault(o);
-                od = new ObjDraft { Exists = on is not null, Base = on, Size = on?.Size ?? 0 };
-                _objs.Add((c, o), od);
-            }
-            return od;
-        }
-
-        private void Remove(string c, ObjectId o)
-        {
-            var od = Obj(c, o, create: false);
-            if (od.Base is { HasOmap: true } || od.OmapChanges.Count > 0)
-            {
-                // Its omap goes as a range removal in the index.
-                IndexPages += 2 * OmapDelta.PageCost(s._meta.IndexHeight, 0);
-            }
-            Meta.Redo.ObjRemove(Redo, c, o);
-            od.Reset();
-            od.Exists = false;
-            Coll(c).Objects--;
         }
 
         private void SetSize(string c, ObjectId o, ObjDraft od, long size)
@@ -428,7 +281,6 @@ public sealed partial class ObjectStore
             var count = (int)((size + B - 1) / B);
             if (count > od.Blocks.Count)
             {
-                _extraGrowth += 12L * (count - od.Blocks.Count);
                 od.Blocks.AddRange(Enumerable.Repeat(default(BlockRef), count - od.Blocks.Count));
             }
             else
@@ -494,7 +346,7 @@ public sealed partial class ObjectStore
         /// whole blocks become holes.</summary>
         private async Task WriteAsync(string c, ObjectId o, long offset, long length, ReadOnlyMemory<byte> data, bool zero, bool aligned = false)
         {
-            var od = Obj(c, o, create: true);
+            var od = await ObjAsync(c, o, create: true);
             if (length == 0)
             {
                 return;
@@ -673,14 +525,13 @@ public sealed partial class ObjectStore
             else
             {
                 Meta.Redo.Data(Redo, phys, content.Span);
-                _dataEntryBytes += 1 + 8 + B;
             }
             _txnData[phys] = content;
         }
 
         private async Task TruncateAsync(string c, ObjectId o, long size)
         {
-            var od = Obj(c, o, create: true);
+            var od = await ObjAsync(c, o, create: true);
             if (size < od.Size && size % B != 0 && !od.Blocks[(int)(size / B)].IsHole)
             {
                 // Bytes past the end of the last block must read as zeros if the object grows again.
@@ -702,7 +553,7 @@ public sealed partial class ObjectStore
 
         private async Task CloneAsync(string c, ObjectId source, ObjectId destination)
         {
-            var src = Obj(c, source, create: false);
+            var src = await ObjAsync(c, source, create: false);
             if (source == destination)
             {
                 return;
@@ -720,11 +571,11 @@ public sealed partial class ObjectStore
             var xattrs = src.Xattrs.ToArray();
             var omap = await EffectiveOmapAsync(src);
 
-            if (Lookup(c, destination).Exists)
+            if ((await LookupAsync(c, destination)).Exists)
             {
-                Remove(c, destination);
+                await RemoveAsync(c, destination);
             }
-            var dst = Obj(c, destination, create: true);
+            var dst = await ObjAsync(c, destination, create: true);
             if (size > 0)
             {
                 SetSize(c, destination, dst, size);
@@ -759,7 +610,6 @@ public sealed partial class ObjectStore
             foreach (var (k, v) in omap)
             {
                 dst.OmapChanges[k] = v;
-                IndexPages += OmapDelta.PageCost(s._meta.IndexHeight, v.Length);
                 Meta.Redo.OmapSet(Redo, c, destination, k, v);
             }
         }

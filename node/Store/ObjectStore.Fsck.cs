@@ -29,12 +29,12 @@ public sealed record FsckReport(IReadOnlyList<string> Errors, IReadOnlyList<stri
 public sealed partial class ObjectStore
 {
     /// <summary>
-    /// Checks every invariant on a quiesced store (it holds off transactions, then writes a checkpoint):
-    /// both superblock copies; each onode's block map against its size and hash; every referenced block inside the
-    /// data area and owned once; the checkpoint it writes read back and equal to memory (ids with their hashes, sizes,
-    /// block maps); each collection's index (objects by id and in listing order: the same onodes,
-    /// each under its own stored id, strictly in bitwise order); the allocator against the block maps (nothing referenced is free, nothing free is
-    /// referenced, nothing is leaked); the metadata against the checkpoint capacity; and the crc32c of every block.
+    /// Checks every invariant on a quiesced store (it holds off transactions, then writes a checkpoint, so the index
+    /// alone is the state): both superblock copies; the index page by page; the collection records against memory
+    /// and against the onodes they count; every onode key (decodes, names an existing collection, is its objects'
+    /// key, nid given); every referenced block inside the data area, owned once, in use in the allocator and the data
+    /// bitmap, with its crc32c; the persisted bitmap against memory; the allocator against data blocks and index
+    /// pages (nothing leaked); the checkpoint read back. Memory does not grow with the objects.
     /// </summary>
     public async Task<FsckReport> FsckAsync(CancellationToken ct = default)
     {
@@ -86,137 +86,39 @@ public sealed partial class ObjectStore
                 }
             }
             var indexPages = _geo.DataBlocks - owned.Free;
-            var twice = new HashSet<long>();
-            long objects = 0, used = 0;
-            List<(string C, ObjectId O, int Index, BlockRef Ref)> toVerify = [];
             lock (_stateLock)
             {
-                foreach (var coll in _meta.Collections.Values)
-                {
-                    if (coll.Objects.Count != coll.Sorted.Count)
-                    {
-                        errors.Add($"collection {coll.Name}: {coll.Objects.Count} objects by id but {coll.Sorted.Count} in listing order");
-                    }
-                    foreach (var (key, on) in coll.Objects)
-                    {
-                        if (key != on.Id)
-                        {
-                            errors.Add($"collection {coll.Name}: object {on.Id} is indexed under id {key}");
-                        }
-                    }
-                    Onode? previous = null;
-                    foreach (var on in coll.Sorted)
-                    {
-                        objects++;
-                        var id = $"{coll.Name}/{on.Id}";
-                        if (on.Name is null)
-                        {
-                            errors.Add($"collection {coll.Name}: an object has no name");
-                            continue;
-                        }
-                        if (!coll.Objects.TryGetValue(on.Id, out var byId) || !ReferenceEquals(byId, on))
-                        {
-                            errors.Add($"{id}: in the listing order of {coll.Name} but not under its id (hash {on.Hash:x8})");
-                        }
-                        if (previous is not null && previous.Id.CompareTo(on.Id) >= 0)
-                        {
-                            errors.Add($"{id}: listed after {previous.Id}, out of bitwise order");
-                        }
-                        previous = on;
-                        if (on.BlockCount != (on.Size + B - 1) / B)
-                        {
-                            errors.Add($"{id}: {on.BlockCount} blocks for size {on.Size}");
-                        }
-                        for (var i = 0; i < on.BlockCount; i++)
-                        {
-                            var r = on.Blocks[i];
-                            if (r.IsHole)
-                            {
-                                continue;
-                            }
-                            if (r.Phys < _geo.FirstDataBlock || r.Phys >= _geo.EndDataBlock)
-                            {
-                                errors.Add($"{id}: block {i} points at device block {r.Phys}, outside the data area");
-                                continue;
-                            }
-                            used++;
-                            if (!owned.MarkUsed(r.Phys))
-                            {
-                                twice.Add(r.Phys);
-                            }
-                            else if (!_alloc.IsUsed(r.Phys))
-                            {
-                                errors.Add($"{id}: block {i} at device block {r.Phys} is marked free in the allocator");
-                            }
-                            toVerify.Add((coll.Name, on.Id, i, r));
-                        }
-                    }
-                }
-                if (twice.Count > 0)
-                {
-                    foreach (var coll in _meta.Collections.Values)
-                    {
-                        foreach (var on in coll.Sorted)
-                        {
-                            for (var i = 0; i < on.BlockCount; i++)
-                            {
-                                if (twice.Contains(on.Blocks[i].Phys))
-                                {
-                                    errors.Add($"device block {on.Blocks[i].Phys} is owned more than once; one owner is {coll.Name}/{on.Id} block {i}"
-                                        + (index.Pages.Contains(on.Blocks[i].Phys) || index.WaitingPages.Contains(on.Blocks[i].Phys) ? ", another the index" : ""));
-                                }
-                            }
-                        }
-                    }
-                }
-                for (var phys = _geo.FirstDataBlock; phys < _geo.EndDataBlock; phys++)
-                {
-                    if (_alloc.IsUsed(phys) && !owned.IsUsed(phys))
-                    {
-                        errors.Add($"device block {phys} is marked in use but no object or index page references it (leaked)");
-                    }
-                }
-                if (_meta.EncodedBytes > _geo.CheckpointCapacity)
-                {
-                    errors.Add($"metadata of {_meta.EncodedBytes} bytes exceeds the checkpoint capacity {_geo.CheckpointCapacity}");
-                }
+                // A checkpoint just committed everything: the tree alone is the state.
                 if (!_meta.Delta.IsEmpty || _meta.Frozen is not null)
                 {
-                    errors.Add("omap changes still wait for the index after a checkpoint");
+                    errors.Add("index changes still wait in memory after a checkpoint");
                 }
                 if (_overlay.Count > 0)
                 {
                     errors.Add($"{_overlay.Count} blocks still wait to be written in place after a checkpoint");
                 }
             }
-
-            await CheckDurableStateAsync(errors, ct);
-
-            // Checksums, in runs of adjacent blocks.
-            toVerify.Sort((a, b) => a.Ref.Phys.CompareTo(b.Ref.Phys));
-            const int run = 256;
-            using var buf = new AlignedBuffer(run * B, B);
-            for (var i = 0; i < toVerify.Count;)
+            var table = new Dictionary<string, long>(StringComparer.Ordinal);
+            lock (_stateLock)
             {
-                var j = i + 1;
-                while (j < toVerify.Count && j - i < run && toVerify[j].Ref.Phys == toVerify[j - 1].Ref.Phys + 1)
+                foreach (var (c, n) in _meta.Collections)
                 {
-                    j++;
+                    table[c] = n;
                 }
-                await _device.ReadAsync(toVerify[i].Ref.Phys * B, buf.Memory[..((j - i) * B)], ct);
-                for (var k = i; k < j; k++)
-                {
-                    var v = toVerify[k];
-                    var crc = Crc32C.Compute(buf.GetSpan().Slice((k - i) * B, B));
-                    if (crc != v.Ref.Crc)
-                    {
-                        errors.Add($"{v.C}/{v.O}: block {v.Index} at device offset {v.Ref.Phys * B}: checksum mismatch (stored {v.Ref.Crc:x8}, data {crc:x8})");
-                    }
-                }
-                i = j;
             }
+            var colls = await CheckCollectionsAsync(table, errors, ct);
+            var (objects, used, verified) = await CheckOnodesAsync(colls, owned, index, errors, ct);
+            await CheckBitmapAsync(owned, errors, ct);
+            for (var phys = _geo.FirstDataBlock; phys < _geo.EndDataBlock; phys++)
+            {
+                if (_alloc.IsUsed(phys) && !owned.IsUsed(phys))
+                {
+                    errors.Add($"device block {phys} is marked in use but no object or index page references it (leaked)");
+                }
+            }
+            await CheckDurableStateAsync(errors, ct);
             notes.Add($"index: {index.Entries} entries, {index.Pages.Count} pages, height {_index.Height}, {index.WaitingPages.Count} pages waiting for release ({indexPages} blocks in all)");
-            return new FsckReport(errors, notes, _meta.Collections.Count, objects, toVerify.Count, used + indexPages, _alloc.Free);
+            return new FsckReport(errors, notes, colls.Count, objects, verified, used + indexPages, _alloc.Free);
         }
         finally
         {
@@ -224,12 +126,200 @@ public sealed partial class ObjectStore
         }
     }
 
-    /// <summary>Reads back the checkpoint fsck just wrote and compares it with memory, collection by collection and
-    /// object by object in listing order: what a restart would load (ids with their hashes, sizes, block maps) is what
-    /// runs now. The store is quiet (fsck's turn is after everything, and the checkpoint drained the queue).</summary>
+    /// <summary>The collection keys of the index against the table in memory (names and object counts).</summary>
+    private async Task<Dictionary<string, long>> CheckCollectionsAsync(Dictionary<string, long> table, List<string> errors, CancellationToken ct)
+    {
+        var colls = new Dictionary<string, long>(StringComparer.Ordinal);
+        var cursor = _index.Scan(MetaKeys.CollectionsStart, MetaKeys.CollectionsEnd);
+        while (await cursor.MoveNextAsync(ct))
+        {
+            var c = MetaKeys.CollectionOf(cursor.Key.Span);
+            try
+            {
+                colls[c] = MetaState.DecodeCollection(c, cursor.Value.Span);
+            }
+            catch (CorruptionException e)
+            {
+                errors.Add($"index: {e.Message}");
+                colls[c] = -1;
+            }
+        }
+        foreach (var c in colls.Keys.Union(table.Keys).Order(StringComparer.Ordinal))
+        {
+            if (!colls.TryGetValue(c, out var onDisk))
+            {
+                errors.Add($"collection {c} is in memory but not in the index");
+            }
+            else if (!table.TryGetValue(c, out var inMemory))
+            {
+                errors.Add($"collection {c} is in the index but not in memory");
+            }
+            else if (onDisk != inMemory)
+            {
+                errors.Add($"collection {c}: {onDisk} objects in the index's collection record, {inMemory} in memory");
+            }
+        }
+        return colls;
+    }
+
+    /// <summary>Every onode key of the index, in key order (the listing order): it decodes, names an existing
+    /// collection, is the key its objects' ids give; each object's nid and block map are valid, its blocks inside the
+    /// data area, owned once, in use in the allocator and in the data bitmap, and their data has their crc32c (read in
+    /// runs, object by object: memory does not grow with the store). Counts per collection match the records.</summary>
+    private async Task<(long Objects, long Used, long Verified)> CheckOnodesAsync(Dictionary<string, long> colls, Allocator owned,
+        Index.IndexCheckReport index, List<string> errors, CancellationToken ct)
+    {
+        var counts = new Dictionary<string, long>(StringComparer.Ordinal);
+        long objects = 0, used = 0, verified = 0;
+        ulong lastNid;
+        lock (_stateLock)
+        {
+            lastNid = _meta.LastNid;
+        }
+        var cursor = _index.Scan(MetaKeys.OnodesStart, MetaKeys.OnodesEnd);
+        using var buf = new AlignedBuffer(256 * B, B);
+        while (await cursor.MoveNextAsync(ct))
+        {
+            var key = cursor.Key.ToArray();
+            if (MetaKeys.DecodeOnodeKey(key) is not { } k)
+            {
+                errors.Add($"index key {Convert.ToHexString(key[..Math.Min(key.Length, 40)])} is not an onode key");
+                continue;
+            }
+            if (!colls.ContainsKey(k.Collection))
+            {
+                errors.Add($"objects under key {k.NamePrefix}#{ObjectId.ReverseBits(k.SortKey):x8} of collection {k.Collection}, which does not exist");
+            }
+            OnodeSlot slot;
+            try
+            {
+                slot = OnodeCodec.Decode(key, cursor.Value.Span, _geo.FirstDataBlock, _geo.EndDataBlock);
+            }
+            catch (CorruptionException e)
+            {
+                errors.Add($"collection {k.Collection}: {e.Message}");
+                continue;
+            }
+            foreach (var on in slot.Objects)
+            {
+                objects++;
+                counts[k.Collection] = counts.GetValueOrDefault(k.Collection) + 1;
+                var id = $"{k.Collection}/{on.Id}";
+                if (!MetaKeys.OnodeKey(k.Collection, on.Id).AsSpan().SequenceEqual(key))
+                {
+                    errors.Add($"{id}: filed under another object's key");
+                }
+                if (on.Nid > lastNid)
+                {
+                    errors.Add($"{id}: nid {on.Nid}, the last given is {lastNid}");
+                }
+                for (var i = 0; i < on.BlockCount; i++)
+                {
+                    var r = on.Blocks[i];
+                    if (r.IsHole)
+                    {
+                        continue;
+                    }
+                    used++;
+                    if (!owned.MarkUsed(r.Phys))
+                    {
+                        errors.Add($"device block {r.Phys} is owned more than once; one owner is {id} block {i}"
+                            + (index.Pages.Contains(r.Phys) || index.WaitingPages.Contains(r.Phys) ? ", another the index" : ""));
+                    }
+                    else if (!_alloc.IsUsed(r.Phys))
+                    {
+                        errors.Add($"{id}: block {i} at device block {r.Phys} is marked free in the allocator");
+                    }
+                    if (!_meta.Bitmap.IsUsed(r.Phys))
+                    {
+                        errors.Add($"{id}: block {i} at device block {r.Phys} is not in the data bitmap");
+                    }
+                }
+                verified += await VerifyBlocksAsync(id, on, buf, errors, ct);
+            }
+        }
+        foreach (var (c, n) in colls)
+        {
+            if (n >= 0 && counts.GetValueOrDefault(c) != n)
+            {
+                errors.Add($"collection {c}: its record counts {n} objects, the index holds {counts.GetValueOrDefault(c)}");
+            }
+        }
+        return (objects, used, verified);
+    }
+
+    /// <summary>Checks the crc32c of every mapped block of <paramref name="on"/>, reading runs of adjacent blocks.</summary>
+    private async Task<long> VerifyBlocksAsync(string id, Onode on, AlignedBuffer buf, List<string> errors, CancellationToken ct)
+    {
+        long verified = 0;
+        var blocks = on.Blocks.ToArray();
+        for (var i = 0; i < blocks.Length;)
+        {
+            if (blocks[i].IsHole)
+            {
+                i++;
+                continue;
+            }
+            var j = i + 1;
+            while (j < blocks.Length && j - i < 256 && !blocks[j].IsHole && blocks[j].Phys == blocks[j - 1].Phys + 1)
+            {
+                j++;
+            }
+            await _device.ReadAsync(blocks[i].Phys * B, buf.Memory[..((j - i) * B)], ct);
+            for (var k = i; k < j; k++)
+            {
+                var crc = Crc32C.Compute(buf.GetSpan().Slice((k - i) * B, B));
+                if (crc != blocks[k].Crc)
+                {
+                    errors.Add($"{id}: block {k} at device offset {blocks[k].Phys * B}: checksum mismatch (stored {blocks[k].Crc:x8}, data {crc:x8})");
+                }
+                verified++;
+            }
+            i = j;
+        }
+        return verified;
+    }
+
+    /// <summary>The data bitmap marks exactly the blocks objects reference, and the index holds it as memory does.</summary>
+    private async Task CheckBitmapAsync(Allocator owned, List<string> errors, CancellationToken ct)
+    {
+        var reported = 0;
+        foreach (var phys in _meta.Bitmap.Marked())
+        {
+            if (!owned.IsUsed(phys) && reported++ < 20)
+            {
+                errors.Add($"device block {phys} is in the data bitmap but no object references it");
+            }
+        }
+        var seen = new HashSet<int>();
+        var cursor = _index.Scan(MetaKeys.AllocStart, MetaKeys.AllocEnd);
+        while (await cursor.MoveNextAsync(ct))
+        {
+            var chunk = MetaKeys.AllocChunkOf(cursor.Key.Span);
+            if (chunk < 0 || chunk >= _meta.Bitmap.Chunks)
+            {
+                errors.Add($"index: data bitmap chunk {chunk} is outside the data area");
+                continue;
+            }
+            seen.Add(chunk);
+            if (!cursor.Value.Span.SequenceEqual(_meta.Bitmap.ChunkValue(chunk)))
+            {
+                errors.Add($"index: data bitmap chunk {chunk} differs from memory");
+            }
+        }
+        for (var chunk = 0; chunk < _meta.Bitmap.Chunks; chunk++)
+        {
+            if (!seen.Contains(chunk) && _meta.Bitmap.ChunkValue(chunk).AsSpan().IndexOfAnyExcept((byte)0) >= 0)
+            {
+                errors.Add($"index: data bitmap chunk {chunk} is missing but memory marks blocks in it");
+            }
+        }
+    }
+
+    /// <summary>Reads back the checkpoint fsck just wrote and compares it with memory: generation, counters and the
+    /// index root (what a restart would load is what runs now).</summary>
     private async Task CheckDurableStateAsync(List<string> errors, CancellationToken ct)
     {
-        MetaState disk;
         try
         {
             var ck = await ReadNewestCheckpointAsync(_device, _geo, _seed, [], ct);
@@ -238,51 +328,22 @@ public sealed partial class ObjectStore
                 errors.Add($"the newest checkpoint on the device is generation {ck.H.Generation}, the one just written is {_generation}");
                 return;
             }
-            disk = DecodeCheckpoint(ck.Payload, _geo, _seed).Item1;
+            var disk = DecodeCheckpoint(ck.Payload, _geo, _seed).Item1;
             if (disk.IndexRoot != _index.Committed)
             {
                 errors.Add($"the checkpoint just written names index root {disk.IndexRoot}, the index's last commit is {_index.Committed}");
+            }
+            lock (_stateLock)
+            {
+                if (disk.LastNid != _meta.LastNid || disk.ClientBytesWritten != _meta.ClientBytesWritten)
+                {
+                    errors.Add($"the checkpoint just written holds last nid {disk.LastNid} and {disk.ClientBytesWritten} client bytes, memory {_meta.LastNid} and {_meta.ClientBytesWritten}");
+                }
             }
         }
         catch (CorruptionException e)
         {
             errors.Add($"the checkpoint just written does not read back: {e.Message}");
-            return;
-        }
-        lock (_stateLock)
-        {
-            foreach (var name in _meta.Collections.Keys.Union(disk.Collections.Keys).Order(StringComparer.Ordinal))
-            {
-                var mem = _meta.Collections.GetValueOrDefault(name);
-                var dur = disk.Collections.GetValueOrDefault(name);
-                if (mem is null || dur is null)
-                {
-                    errors.Add($"collection {name} is {(mem is null ? "in the checkpoint but not in memory" : "in memory but not in the checkpoint")}");
-                    continue;
-                }
-                var reported = 0;
-                using var a = mem.Sorted.GetEnumerator();
-                using var b = dur.Sorted.GetEnumerator();
-                while (reported < 10)
-                {
-                    var more = a.MoveNext();
-                    if (more != b.MoveNext())
-                    {
-                        errors.Add($"collection {name}: {mem.Sorted.Count} objects in memory, {dur.Sorted.Count} in the checkpoint");
-                        break;
-                    }
-                    if (!more)
-                    {
-                        break;
-                    }
-                    var (m, d) = (a.Current, b.Current);
-                    if (m.Id != d.Id || m.Size != d.Size || m.Nid != d.Nid || m.HasOmap != d.HasOmap || !m.Blocks.SequenceEqual(d.Blocks))
-                    {
-                        errors.Add($"collection {name}: memory has {m.Id} (hash {m.Hash:x8}, {m.Size} bytes) where the checkpoint has {d.Id} (hash {d.Hash:x8}, {d.Size} bytes)");
-                        reported++;
-                    }
-                }
-            }
         }
     }
 }

@@ -94,13 +94,26 @@ public sealed partial class ObjectStore
     {
         var geo = sb.Geometry;
         var seed = sb.CrcSeed;
+        var store = new ObjectStore(device, options, sb, meta, alloc, index, pages, notes)
+        {
+            _generation = ck.H.Generation,
+            _slot = ck.Slot,
+        };
+        await store.LoadTablesAsync(ct);
         var replay = new ReplaySink();
         // Deferred data a checkpoint carried for transactions it covered: as if replayed first.
         foreach (var (phys, data) in pendingData)
         {
             replay.Data(phys, data);
         }
-        var (head, nextSeq, records, tornHeaderAt, tornWhy) = await ReplayJournalAsync(device, geo, seed, ck.H.JournalSeq, meta, replay, ct);
+        var source = new StoreSource(store);
+        var (head, nextSeq, records, tornHeaderAt, tornWhy) = await ReplayJournalAsync(device, geo, seed, ck.H.JournalSeq, async (entries, where) =>
+        {
+            // Each transaction reads the state the ones before it left (the tree under the delta) and adds to it.
+            var t = new TxnApply(meta, source, where);
+            await t.RunAsync(entries);
+            meta.Commit(t, replay);
+        }, ct);
         if (records > 0)
         {
             notes.Add($"replayed {records} journal records after checkpoint generation {ck.H.Generation}");
@@ -123,28 +136,18 @@ public sealed partial class ObjectStore
         }
         await device.FlushAsync(ct);
 
-        foreach (var coll in meta.Collections.Values)
+        // The allocator: the data blocks of the bitmap (as the checkpoint's index holds it, plus replay) and the
+        // index's pages, none twice.
+        foreach (var phys in meta.Bitmap.Marked())
         {
-            foreach (var on in coll.Objects.Values)
+            if (!alloc.MarkUsed(phys))
             {
-                for (var i = 0; i < on.BlockCount; i++)
-                {
-                    var phys = on.Blocks[i].Phys;
-                    if (phys != 0 && !alloc.MarkUsed(phys))
-                    {
-                        throw new CorruptionException($"{device.Name}: device block {phys} is owned twice (one owner is {coll.Name}/{on.Id} block {i}; the other another object or an index page)");
-                    }
-                }
+                throw new CorruptionException($"{device.Name}: device block {phys} is both object data and an index page");
             }
         }
 
-        var store = new ObjectStore(device, options, sb, meta, alloc, index, pages, notes)
-        {
-            _generation = ck.H.Generation,
-            _slot = ck.Slot,
-            _nextSeq = nextSeq,
-            _journalHead = head,
-        };
+        store._nextSeq = nextSeq;
+        store._journalHead = head;
         // The other slot is older (or invalid): nothing this index replaced before its open is waiting anyway.
         store._slotIndexGeneration[0] = store._slotIndexGeneration[1] = meta.IndexRoot.Generation;
         alloc.Reserved = store.IndexReserve();
@@ -157,6 +160,30 @@ public sealed partial class ObjectStore
         await store.WriteCheckpointAsync(store.Snapshot(), ct);
         store._writer = Task.Run(store.WriterLoopAsync, CancellationToken.None);
         return store;
+    }
+
+    /// <summary>Reads what the store keeps in memory from the index: the collections with their object counts and
+    /// the bitmap of data blocks in use. Pages read: those of the collection keys and of the bitmap (a function of
+    /// the number of collections and of the device's size, not of the objects).</summary>
+    private async Task LoadTablesAsync(CancellationToken ct)
+    {
+        var colls = _index.Scan(MetaKeys.CollectionsStart, MetaKeys.CollectionsEnd);
+        while (await colls.MoveNextAsync(ct))
+        {
+            var c = MetaKeys.CollectionOf(colls.Key.Span);
+            var n = MetaState.DecodeCollection(c, colls.Value.Span);
+            _meta.Collections[c] = n;
+            _meta.Objects += n;
+        }
+        var chunks = _index.Scan(MetaKeys.AllocStart, MetaKeys.AllocEnd);
+        while (await chunks.MoveNextAsync(ct))
+        {
+            var chunk = MetaKeys.AllocChunkOf(chunks.Key.Span);
+            if (!_meta.Bitmap.Load(chunk, chunks.Value.Span))
+            {
+                throw new CorruptionException($"{_device.Name}: the index holds data bitmap chunk {chunk} of {chunks.Value.Length} bytes, which does not fit the data area");
+            }
+        }
     }
 
     /// <summary>A checkpoint payload: i64 state length, the state, then u32 count of (i64 device block, 4 KiB)
@@ -288,7 +315,7 @@ public sealed partial class ObjectStore
     /// (only one record is ever unflushed, the tail itself), else the damage is in the middle: refuse.
     /// </summary>
     private static async Task<(long Head, ulong NextSeq, int Records, long? TornHeaderAt, string? TornWhy)> ReplayJournalAsync(
-        IBlockDevice device, Geometry geo, uint seed, ulong firstSeq, MetaState meta, ReplaySink sink, CancellationToken ct)
+        IBlockDevice device, Geometry geo, uint seed, ulong firstSeq, Func<ReadOnlyMemory<byte>, string, Task> apply, CancellationToken ct)
     {
         var journal = new byte[geo.JournalSize];
         const int chunk = 1 << 20;
@@ -350,19 +377,9 @@ public sealed partial class ObjectStore
         }
         foreach (var (recordPos, hdr) in found)
         {
-            var r = new SpanReader(journal.AsSpan((int)recordPos + JournalRecord.HeaderSize, hdr.PayloadLength), $"journal record seq {hdr.Seq}");
-            if (hdr.Version >= 2)
+            foreach (var (entries, where) in Transactions(journal, recordPos, hdr, geo))
             {
-                JournalRecord.ReadManifest(ref r, geo.FirstDataBlock, geo.EndDataBlock);
-            }
-            for (var t = 0; t < hdr.Transactions; t++)
-            {
-                var len = (int)r.U32();
-                meta.Apply(r.Raw(len), sink, $"journal record seq {hdr.Seq} transaction {t}");
-            }
-            if (!r.AtEnd)
-            {
-                r.Fail("trailing bytes after the transactions");
+                await apply(entries, where);
             }
         }
         var records = found.Count;
@@ -377,6 +394,29 @@ public sealed partial class ObjectStore
             }
         }
         return (pos, seq, records, tornAt, tornAt is null ? null : tailWhy);
+    }
+
+    /// <summary>The transactions of a record (their redo entries, slices of <paramref name="journal"/>).</summary>
+    private static List<(ReadOnlyMemory<byte>, string)> Transactions(byte[] journal, long recordPos, JournalRecord.Header hdr, Geometry geo)
+    {
+        var start = (int)recordPos + JournalRecord.HeaderSize;
+        var r = new SpanReader(journal.AsSpan(start, hdr.PayloadLength), $"journal record seq {hdr.Seq}");
+        if (hdr.Version >= 2)
+        {
+            JournalRecord.ReadManifest(ref r, geo.FirstDataBlock, geo.EndDataBlock);
+        }
+        var result = new List<(ReadOnlyMemory<byte>, string)>();
+        for (var t = 0; t < hdr.Transactions; t++)
+        {
+            var len = (int)r.U32();
+            result.Add((journal.AsMemory(start + r.Position, len), $"journal record seq {hdr.Seq} transaction {t}"));
+            r.Raw(len);
+        }
+        if (!r.AtEnd)
+        {
+            r.Fail("trailing bytes after the transactions");
+        }
+        return result;
     }
 
     /// <summary>The first device block of <paramref name="manifest"/> whose content fails its crc, or null.</summary>

@@ -20,35 +20,29 @@ public sealed partial class ObjectStore
         string? startAfter = null, int limit = int.MaxValue, CancellationToken ct = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(limit);
-        ulong nid;
-        lock (_stateLock)
+        var on = await GetAsync(collection, name, ct);
+        if (!on.HasOmap || limit == 0)
         {
-            var on = Get(collection, name);
-            if (!on.HasOmap || limit == 0)
-            {
-                return [];
-            }
-            nid = on.Nid;
+            return [];
         }
-        return await OmapScanAsync(nid, prefix, startAfter, limit, ct);
+        return await OmapScanAsync(on.Nid, prefix, startAfter, limit, ct);
     }
 
     /// <summary>One omap value, or null.</summary>
     public async Task<byte[]?> OmapGetValueAsync(string collection, ObjectId name, string key, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(key);
+        var on = await GetAsync(collection, name, ct);
+        if (!on.HasOmap || key.Length > IndexKeys.MaxOmapKeyChars)
+        {
+            return null;
+        }
+        var k = IndexKeys.OmapKey(on.Nid, key);
         while (true)
         {
-            byte[] k;
             long epoch;
             lock (_stateLock)
             {
-                var on = Get(collection, name);
-                if (!on.HasOmap || key.Length > IndexKeys.MaxOmapKeyChars)
-                {
-                    return null;
-                }
-                k = IndexKeys.OmapKey(on.Nid, key);
                 var (known, v) = _meta.Delta.Lookup(on.Nid, k);
                 if (!known && _meta.Frozen is { } f)
                 {

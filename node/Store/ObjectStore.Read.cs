@@ -5,15 +5,6 @@ namespace Appliance.Store;
 
 public sealed partial class ObjectStore
 {
-    private Onode Get(string c, ObjectId o)
-    {
-        if (!_meta.Collections.TryGetValue(c, out var coll))
-        {
-            throw new CollectionNotFoundException(c);
-        }
-        return coll.Objects.TryGetValue(o, out var on) ? on : throw new ObjectNotFoundException(c, o.ToString());
-    }
-
     /// <summary>
     /// Reads up to <paramref name="length"/> bytes at <paramref name="offset"/> (fewer at the end of the object;
     /// none past it). Holes read as zeros. Every block read from the device is checked against its crc32c: a
@@ -26,20 +17,23 @@ public sealed partial class ObjectStore
         for (var attempt = 0; ; attempt++)
         {
             ThrowIfFailed();
-            byte[] result;
-            long first;
-            BlockRef[] refs;
-            ReadOnlyMemory<byte>?[] overlay;
-            lock (_stateLock)
+            byte[]? result = null;
+            long first = offset / B;
+            BlockRef[] refs = [];
+            ReadOnlyMemory<byte>?[] overlay = [];
+            // The onode and the overlay are read at one instant (under the state lock).
+            await WithOnodeAsync(collection, name, on =>
             {
-                var on = Get(collection, name);
+                if (on is null)
+                {
+                    throw new ObjectNotFoundException(collection, name.ToString());
+                }
                 var end = Math.Min(on.Size, offset + (long)length);
                 if (end <= offset)
                 {
-                    return [];
+                    return 0;
                 }
                 result = new byte[end - offset];
-                first = offset / B;
                 var last = (end - 1) / B;
                 refs = on.Blocks[(int)first..(int)(last + 1)].ToArray();
                 overlay = new ReadOnlyMemory<byte>?[refs.Length];
@@ -53,6 +47,11 @@ public sealed partial class ObjectStore
                         Place(result, offset, first + i, d.Span);
                     }
                 }
+                return 0;
+            }, ct);
+            if (result is null)
+            {
+                return [];
             }
             var (bad, actual) = await FillAsync(result, offset, first, refs, overlay, ct);
             if (bad < 0)
@@ -61,15 +60,12 @@ public sealed partial class ObjectStore
             }
             // A mismatch may be a race, not rot: the block may have moved (copy-on-write, freed and reused) or got
             // an overlay since we looked. Only a mismatch on a block whose mapping did not change is real.
-            lock (_stateLock)
+            var idx = first + bad;
+            var same = await WithOnodeAsync(collection, name, on =>
+                on is not null && idx < on.BlockCount && on.Blocks[(int)idx] == refs[bad] && !_overlay.ContainsKey(refs[bad].Phys), ct);
+            if (same || attempt >= 8)
             {
-                var on = _meta.Find(collection, name);
-                var idx = first + bad;
-                var same = on is not null && idx < on.BlockCount && on.Blocks[(int)idx] == refs[bad] && !_overlay.ContainsKey(refs[bad].Phys);
-                if (same || attempt >= 8)
-                {
-                    throw new ChecksumException(collection, name.ToString(), idx, refs[bad].Phys * B, refs[bad].Crc, actual);
-                }
+                throw new ChecksumException(collection, name.ToString(), idx, refs[bad].Phys * B, refs[bad].Crc, actual);
             }
         }
     }
@@ -141,28 +137,34 @@ public sealed partial class ObjectStore
     /// <summary>Device byte offsets of the object's allocated blocks (block index, offset), for tests and repair tools.</summary>
     internal IReadOnlyList<(long Index, long Offset)> DeviceOffsetsOf(string collection, ObjectId name)
     {
-        lock (_stateLock)
+        var on = GetAsync(collection, name).AsTask().GetAwaiter().GetResult();
+        var result = new List<(long, long)>();
+        for (var i = 0; i < on.BlockCount; i++)
         {
-            var on = Get(collection, name);
-            var result = new List<(long, long)>();
-            for (var i = 0; i < on.BlockCount; i++)
+            if (!on.Blocks[i].IsHole)
             {
-                if (!on.Blocks[i].IsHole)
-                {
-                    result.Add((i, on.Blocks[i].Phys * B));
-                }
+                result.Add((i, on.Blocks[i].Phys * B));
             }
-            return result;
         }
+        return result;
     }
 
+    /// <summary>The object's id and size, or null when it does not exist (or its collection does not). Reads the
+    /// index: prefer <see cref="StatAsync"/>.</summary>
+    public ObjectInfo? Stat(string collection, ObjectId name) => StatAsync(collection, name).GetAwaiter().GetResult();
+
     /// <summary>The object's id and size, or null when it does not exist (or its collection does not).</summary>
-    public ObjectInfo? Stat(string collection, ObjectId name)
+    public async Task<ObjectInfo?> StatAsync(string collection, ObjectId name, CancellationToken ct = default)
     {
         lock (_stateLock)
         {
-            return _meta.Find(collection, name) is { } on ? new ObjectInfo(on.Id, on.Size) : null;
+            if (!_meta.Collections.ContainsKey(collection))
+            {
+                return null;
+            }
         }
+        return await WithSlotAsync(MetaKeys.OnodeKey(collection, name),
+            slot => slot?.Find(name) is { } on && _meta.Collections.ContainsKey(collection) ? new ObjectInfo(on.Id, on.Size) : null, ct);
     }
 
     public bool CollectionExists(string collection)
@@ -182,49 +184,85 @@ public sealed partial class ObjectStore
         }
     }
 
+    /// <summary>See <see cref="ListAsync"/>; reads the index on the calling thread.</summary>
+    public ListResult List(string collection, ObjectId? after = null, int max = 1000, SortKeyRange? range = null) =>
+        ListAsync(collection, after, max, range).GetAwaiter().GetResult();
+
     /// <summary>
     /// Up to <paramref name="max"/> objects of a collection in listing order (<see cref="ObjectId.CompareTo"/>:
     /// bit-reversed hash, then name), only those whose sort key lies in <paramref name="range"/> (all by default),
     /// only those after <paramref name="after"/>. The cursor is an id, not a position: it stays valid across
     /// changes and restarts (objects created behind it are not returned, ones ahead of it are, removed ones are
     /// not), and it need not name an existing object. A walk of a range page by page returns every object that
-    /// was in it for the whole walk exactly once, in order.
+    /// was in it for the whole walk exactly once, in order. A scan of the index's onode keys (key order is the
+    /// listing order).
     /// </summary>
-    public ListResult List(string collection, ObjectId? after = null, int max = 1000, SortKeyRange? range = null)
+    public async Task<ListResult> ListAsync(string collection, ObjectId? after = null, int max = 1000, SortKeyRange? range = null,
+        CancellationToken ct = default)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
-        lock (_stateLock)
+        if (!CollectionExists(collection))
         {
-            if (!_meta.Collections.TryGetValue(collection, out var coll))
-            {
-                throw new CollectionNotFoundException(collection);
-            }
-            var page = coll.InRange(range ?? SortKeyRange.All, after).Take(max + 1).Select(o => new ObjectInfo(o.Id, o.Size)).ToList();
-            ObjectId? next = null;
-            if (page.Count > max)
-            {
-                page.RemoveAt(max);
-                next = page[^1].Id;
-            }
-            return new ListResult(page, next);
+            throw new CollectionNotFoundException(collection);
         }
+        var r = range ?? SortKeyRange.All;
+        var page = new List<ObjectInfo>();
+        if (r.IsEmpty)
+        {
+            return new ListResult(page, null);
+        }
+        var from = MetaKeys.OnodeRangeKey(collection, r.Start);
+        if (after is { } a && a.SortKey >= r.Start)
+        {
+            // The after id's own key: a bucket key may hold objects after it too.
+            var k = MetaKeys.OnodeKey(collection, a);
+            if (k.AsSpan().SequenceCompareTo(from) > 0)
+            {
+                from = k;
+            }
+        }
+        var to = MetaKeys.OnodeRangeKey(collection, r.End);
+        while (page.Count <= max && from.AsSpan().SequenceCompareTo(to) < 0)
+        {
+            var want = max + 1 - page.Count;
+            var slots = await ScanSlotsAsync(from, to, want, ct);
+            foreach (var (key, value) in slots)
+            {
+                foreach (var on in OnodeCodec.Decode(key, value, _geo.FirstDataBlock, _geo.EndDataBlock).Objects)
+                {
+                    if (after is not { } b || on.Id.CompareTo(b) > 0)
+                    {
+                        page.Add(new ObjectInfo(on.Id, on.Size));
+                    }
+                }
+            }
+            if (slots.Count < want)
+            {
+                break;
+            }
+            from = [.. slots[^1].Key, 0];
+        }
+        ObjectId? next = null;
+        if (page.Count > max)
+        {
+            page.RemoveRange(max, page.Count - max);
+            next = page[^1].Id;
+        }
+        return new ListResult(page, next);
     }
+
+    /// <summary>All xattrs of an object (copies). Reads the index: prefer <see cref="GetXattrsAsync"/>.</summary>
+    public IReadOnlyDictionary<string, byte[]> GetXattrs(string collection, ObjectId name) =>
+        GetXattrsAsync(collection, name).GetAwaiter().GetResult();
 
     /// <summary>All xattrs of an object (copies).</summary>
-    public IReadOnlyDictionary<string, byte[]> GetXattrs(string collection, ObjectId name)
-    {
-        lock (_stateLock)
-        {
-            return Get(collection, name).Xattrs.ToDictionary(kv => kv.Key, kv => (byte[])kv.Value.Clone(), StringComparer.Ordinal);
-        }
-    }
+    public async Task<IReadOnlyDictionary<string, byte[]>> GetXattrsAsync(string collection, ObjectId name, CancellationToken ct = default) =>
+        (await GetAsync(collection, name, ct)).Xattrs;
+
+    /// <summary>One xattr, or null when the object has no such key. Reads the index: prefer <see cref="GetXattrAsync"/>.</summary>
+    public byte[]? GetXattr(string collection, ObjectId name, string key) => GetXattrAsync(collection, name, key).GetAwaiter().GetResult();
 
     /// <summary>One xattr, or null when the object has no such key.</summary>
-    public byte[]? GetXattr(string collection, ObjectId name, string key)
-    {
-        lock (_stateLock)
-        {
-            return Get(collection, name).Xattrs.TryGetValue(key, out var v) ? (byte[])v.Clone() : null;
-        }
-    }
+    public async Task<byte[]?> GetXattrAsync(string collection, ObjectId name, string key, CancellationToken ct = default) =>
+        (await GetAsync(collection, name, ct)).Xattrs.GetValueOrDefault(key);
 }

@@ -105,39 +105,43 @@ public sealed partial class ObjectStore
                 // The gate keeps a checkpoint's snapshot between two publications, and makes publication and
                 // queueing one step: the journal holds transactions in the order memory applied them.
                 await _publishGate.WaitAsync(CancellationToken.None);
-                if (draft.IndexPages > 0 && !IndexPagesFit(draft.IndexPages))
+                TxnApply applied;
+                try
                 {
-                    // The index's next commit might not find its pages: commit what the index has first (a
-                    // checkpoint needs the gate, not our turns), then look again.
-                    _publishGate.Release();
-                    await CheckpointAsync(CancellationToken.None);
-                    await _publishGate.WaitAsync(CancellationToken.None);
-                    if (!IndexPagesFit(draft.IndexPages))
+                    applied = await ApplyDraftAsync(p, draft);
+                    if (!IndexPagesFit(applied))
                     {
+                        // The index's next commit might not find its pages: commit what the index has first (a
+                        // checkpoint needs the gate, not our turns), then look again (the tree's height may differ).
                         _publishGate.Release();
-                        _journalBudget.Release(journal);
-                        journal = 0;
-                        await draft.RollbackAsync();
+                        await CheckpointAsync(CancellationToken.None);
+                        await _publishGate.WaitAsync(CancellationToken.None);
+                        applied = await ApplyDraftAsync(p, draft);
+                        if (!IndexPagesFit(applied))
+                        {
+                            throw new NoSpaceException(
+                                $"{_device.Name}: out of space: the index may need {applied.Pages} blocks of 4 KiB for this transaction's metadata changes and {_alloc.Free} are free; remove objects or omap entries");
+                        }
+                    }
+                    // The checkpoint lists the index's blocks: at most 12 bytes per block it owns or may take.
+                    var metadata = 12 * (_pages.Owned + IndexReserve(applied)) + 256;
+                    if (metadata > _geo.CheckpointCapacity)
+                    {
                         throw new NoSpaceException(
-                            $"{_device.Name}: out of space: the index may need {draft.IndexPages} blocks of 4 KiB for this transaction's omap changes and {_alloc.Free} are free; remove objects or omap entries");
+                            $"{_device.Name}: out of metadata space: the checkpoint would need {metadata} bytes of {_geo.CheckpointCapacity} to list the index's blocks; remove objects or omap entries");
                     }
                 }
-                // Checked here, not in the draft: drafts on other collections run concurrently, and only
-                // publications (serialised by the gate) change what the checkpoint holds.
-                // The checkpoint also lists the index's blocks: at most 12 bytes per block it owns or may take.
-                var metadata = _meta.EncodedBytes + draft.Growth + 12 * (_pages.Owned + IndexReserve() + draft.IndexPages) + 64;
-                if (metadata + 16 > _geo.CheckpointCapacity)
+                catch (StoreException e) when (e is NoSpaceException or MetadataTooLargeException or StoreFailedException)
                 {
                     _publishGate.Release();
                     _journalBudget.Release(journal);
                     journal = 0;
                     await draft.RollbackAsync();
-                    throw new NoSpaceException(
-                        $"{_device.Name}: out of metadata space: the checkpoint would need {metadata} bytes of {_geo.CheckpointCapacity}; remove objects, omap entries or xattrs");
+                    throw;
                 }
                 try
                 {
-                    Publish(p, clientBytes);
+                    Publish(p, applied, clientBytes);
                     if (draft.Early is not null || p.Cow.Count * B >= StreamCowBytes)
                     {
                         p.DataWritten = WriteBlocksAsync([.. p.Cow], early: draft.Early is null ? null : Task.WhenAll(draft.Early));
@@ -180,22 +184,31 @@ public sealed partial class ObjectStore
         await p.Done.Task.WaitAsync(ct);
     }
 
-    /// <summary>Makes a prepared transaction visible: applies its redo entries to the metadata and puts its data in
-    /// the overlay, atomically for readers.</summary>
-    private void Publish(Pending p, long clientBytes)
+    /// <summary>Applies the draft's redo entries to what the draft loaded (caller holds the publish gate: nids are
+    /// given in journal order). Nothing shared changes. An entry the state rejects is a bug of the preparer: the
+    /// store stops.</summary>
+    private async Task<TxnApply> ApplyDraftAsync(Pending p, Draft draft)
+    {
+        var t = new TxnApply(_meta, draft.Source, "transaction");
+        try
+        {
+            await t.RunAsync(p.Redo);
+        }
+        catch (Exception e) when (e is CorruptionException or InvalidOperationException)
+        {
+            Fail(e);
+            throw new StoreFailedException("internal error applying a transaction; the store stopped (mount again to recover)", e);
+        }
+        return t;
+    }
+
+    /// <summary>Makes a prepared transaction visible: its effects become the metadata (the delta) and its data goes
+    /// into the overlay, atomically for readers.</summary>
+    private void Publish(Pending p, TxnApply applied, long clientBytes)
     {
         lock (_stateLock)
         {
-            try
-            {
-                _meta.Apply(p.Redo, new RuntimeSink(this, p), "transaction");
-            }
-            catch (Exception e)
-            {
-                // The preparer emitted an entry the state rejects: a bug. Memory may be half-changed: stop.
-                Fail(e);
-                throw new StoreFailedException("internal error applying a transaction; the store stopped (mount again to recover)", e);
-            }
+            _meta.Commit(applied, new RuntimeSink(this, p));
             foreach (var c in p.Cow)
             {
                 _overlay[c.Phys] = c.Data;
@@ -205,16 +218,26 @@ public sealed partial class ObjectStore
         }
     }
 
-    /// <summary>Blocks the index may need to commit the omap changes not yet committed (caller holds the gate or
-    /// the state lock).</summary>
-    private long IndexReserve() => _meta.Delta.Pages + (_meta.Frozen?.Pages ?? 0);
+    /// <summary>Blocks the index may need to commit the changes not yet committed, with those of
+    /// <paramref name="more"/> (caller holds the gate or the state lock): the smaller of two upper bounds, the sum of
+    /// each change's own (its path copied and split up to a new root), and for many changes at once
+    /// <see cref="IndexDelta.Bound"/>.</summary>
+    private long IndexReserve(TxnApply? more = null)
+    {
+        var frozen = _meta.Frozen;
+        var perChange = _meta.Delta.Pages + (frozen?.Pages ?? 0) + (more?.Pages ?? 0);
+        var commits = frozen is null ? 1 : 2;
+        var bound = _meta.Delta.Bound + (frozen?.Bound ?? 0) + (more?.Bound ?? 0);
+        var whole = commits * 2 * (_pages.Owned + _meta.IndexHeight + 3) + (bound + B - 1) / B;
+        return Math.Min(perChange, whole);
+    }
 
-    /// <summary>Whether <paramref name="pages"/> more for the index fit in what is free (caller holds the gate).</summary>
-    private bool IndexPagesFit(long pages)
+    /// <summary>Whether the index pages <paramref name="applied"/> may need fit in what is free (caller holds the gate).</summary>
+    private bool IndexPagesFit(TxnApply applied)
     {
         lock (_stateLock)
         {
-            return IndexReserve() + pages <= _alloc.Free;
+            return IndexReserve(applied) <= _alloc.Free;
         }
     }
 

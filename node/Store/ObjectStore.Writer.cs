@@ -59,7 +59,8 @@ public sealed partial class ObjectStore
                 }
                 // Also when the blocks kept for the index's next commit grow past a quarter of what is free: the
                 // commit returns them (a transaction short of space would otherwise wait for one).
-                if (checkpoint.Count > 0 || _journalHead > _geo.JournalSize / 2 || _alloc.Reserved > _alloc.Free / 4)
+                // And when the index changes held in memory pass their budget (onodes changed since the last commit).
+                if (checkpoint.Count > 0 || _journalHead > _geo.JournalSize / 2 || _alloc.Reserved > _alloc.Free / 4 || DeltaBytes() > _options.DeltaBytes)
                 {
                     await CheckpointUnderLockAsync(checkpoint);
                 }
@@ -324,6 +325,14 @@ public sealed partial class ObjectStore
         await WriteCheckpointAsync(snapshot, CancellationToken.None);
     }
 
+    private long DeltaBytes()
+    {
+        lock (_stateLock)
+        {
+            return _meta.Delta.Bytes;
+        }
+    }
+
     /// <summary>Journals everything queued now, in records; checkpoint requests found on the way join
     /// <paramref name="requests"/>.</summary>
     private async Task JournalQueuedAsync(List<Pending> requests)
@@ -363,16 +372,16 @@ public sealed partial class ObjectStore
         }
     }
 
-    /// <summary>What a checkpoint writes: the in-memory state's payload (without the index root, known after the
-    /// commit) and the omap layer to commit into the index.</summary>
-    private sealed record CheckpointImage(ByteWriter Payload, OmapDelta Frozen);
+    /// <summary>What a checkpoint writes: the counters (the payload without the index root, known after the commit) and
+    /// the layer of index changes to commit.</summary>
+    private sealed record CheckpointImage(ByteWriter Payload, IndexDelta Frozen);
 
     /// <summary>The checkpoint payload of the state now, and the omap changes since the last checkpoint frozen for
     /// the index (the caller keeps publications out).</summary>
     private CheckpointImage Snapshot()
     {
-        var payload = new ByteWriter((int)Math.Min(_meta.EncodedBytes + 64 + RootDescriptor.EncodedSize, int.MaxValue));
-        OmapDelta frozen;
+        var payload = new ByteWriter(256 + RootDescriptor.EncodedSize + 12 * (int)Math.Min(_pages.Owned, int.MaxValue / 16));
+        IndexDelta frozen;
         lock (_stateLock)
         {
             _meta.DeviceBytesWritten += Interlocked.Exchange(ref _deviceBytes, 0);
@@ -380,6 +389,7 @@ public sealed partial class ObjectStore
             _meta.EncodeCheckpoint(payload);
             BinaryPrimitives.WriteInt64LittleEndian(payload.Span, payload.Length - 8);
             frozen = _meta.Freeze();
+            _alloc.Reserved = IndexReserve();
         }
         // No deferred data travels with a checkpoint any more: every covered transaction is journaled first.
         payload.U32(0);

@@ -23,8 +23,12 @@ public sealed record StoreOptions
     /// <summary>Bound on the data of transactions in flight (held in memory until written).</summary>
     public long InflightBytes { get; init; } = 64L << 20;
 
-    /// <summary>The index's page cache (omap lives in the index): page buffers never exceed it (at least 16 pages).</summary>
+    /// <summary>The index's page cache (all metadata lives in the index): page buffers never exceed it (at least 16 pages).</summary>
     public long IndexCacheBytes { get; init; } = 64L << 20;
+
+    /// <summary>Index changes held in memory (onodes, omap entries changed since the last checkpoint) before a
+    /// checkpoint commits them: with the page cache, what the metadata costs in memory.</summary>
+    public long DeltaBytes { get; init; } = 32L << 20;
 }
 
 /// <summary>Options of mkfs.</summary>
@@ -257,13 +261,9 @@ public sealed partial class ObjectStore : IAsyncDisposable
         {
             var total = _alloc.Total * B;
             var free = _alloc.Free * B;
-            long objects = 0;
-            foreach (var c in _meta.Collections.Values)
-            {
-                objects += c.Objects.Count;
-            }
-            return new StoreStats(total, total - free, free, _meta.EncodedBytes, _geo.CheckpointCapacity, _geo.JournalSize,
-                _meta.Collections.Count, objects, _meta.ClientBytesWritten, _meta.DeviceBytesWritten + Interlocked.Read(ref _deviceBytes))
+            // Metadata: the index's pages, which share the data area with object data.
+            return new StoreStats(total, total - free, free, _pages.Owned * B, total, _geo.JournalSize,
+                _meta.Collections.Count, _meta.Objects, _meta.ClientBytesWritten, _meta.DeviceBytesWritten + Interlocked.Read(ref _deviceBytes))
             {
                 Transactions = Interlocked.Read(ref _transactions),
                 Records = Interlocked.Read(ref _records),

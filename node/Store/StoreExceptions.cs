@@ -77,3 +77,7 @@ public sealed class StoreFailedException(string message, Exception? inner = null
 
 /// <summary>A transaction too big for one journal record (more than an eighth of the journal); it had no effect.</summary>
 public sealed class TransactionTooLargeException(string message) : StoreException(message);
+
+/// <summary>An object's metadata (its block map and xattrs, one index value) would exceed the index's largest value
+/// (1 MiB: an object of about 1 GiB fully mapped); the transaction had no effect.</summary>
+public sealed class MetadataTooLargeException(string message) : StoreException(message);

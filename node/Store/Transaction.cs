@@ -88,6 +88,20 @@ public sealed class Transaction
         return value.ToArray();
     }
 
+    /// <summary>Longest collection name in UTF-16 code units (collections and onodes are index keys of at most 1024
+    /// bytes; object names of any length up to <see cref="MaxNameBytes"/> fit beside it).</summary>
+    public const int MaxCollectionChars = Meta.MetaKeys.MaxCollectionChars;
+
+    private static string C(string collection, string what)
+    {
+        N(collection, what);
+        if (collection.Length > MaxCollectionChars)
+        {
+            throw new ArgumentException($"{what} is longer than {MaxCollectionChars} characters (collections are index keys); use a shorter name", what);
+        }
+        return collection;
+    }
+
     private static ObjectId I(ObjectId id, string what)
     {
         N(id.Name, what);
@@ -101,17 +115,17 @@ public sealed class Transaction
         return v;
     }
 
-    public Transaction CreateCollection(string collection) => Add(new CreateCollectionOp(N(collection, nameof(collection))));
+    public Transaction CreateCollection(string collection) => Add(new CreateCollectionOp(C(collection, nameof(collection))));
 
-    public Transaction RemoveCollection(string collection) => Add(new RemoveCollectionOp(N(collection, nameof(collection))));
+    public Transaction RemoveCollection(string collection) => Add(new RemoveCollectionOp(C(collection, nameof(collection))));
 
-    public Transaction Touch(string collection, ObjectId name) => Add(new TouchOp(N(collection, nameof(collection)), I(name, nameof(name))));
+    public Transaction Touch(string collection, ObjectId name) => Add(new TouchOp(C(collection, nameof(collection)), I(name, nameof(name))));
 
     public Transaction Write(string collection, ObjectId name, long offset, ReadOnlySpan<byte> data)
     {
         NonNegative(offset + data.Length, nameof(offset));
         var aligned = data.Length >= AlignedCopyMin;
-        return Add(new WriteOp(N(collection, nameof(collection)), I(name, nameof(name)), NonNegative(offset, nameof(offset)),
+        return Add(new WriteOp(C(collection, nameof(collection)), I(name, nameof(name)), NonNegative(offset, nameof(offset)),
             aligned ? AlignedCopy(data, offset) : data.ToArray(), aligned));
     }
 
@@ -124,7 +138,7 @@ public sealed class Transaction
     public Transaction WriteWithoutCopy(string collection, ObjectId name, long offset, ReadOnlyMemory<byte> data)
     {
         NonNegative(offset + data.Length, nameof(offset));
-        return Add(new WriteOp(N(collection, nameof(collection)), I(name, nameof(name)), NonNegative(offset, nameof(offset)), data, false));
+        return Add(new WriteOp(C(collection, nameof(collection)), I(name, nameof(name)), NonNegative(offset, nameof(offset)), data, false));
     }
 
     /// <summary>Writes at least this long are copied into pinned, block-aligned memory (large writes go
@@ -147,18 +161,18 @@ public sealed class Transaction
     public Transaction Zero(string collection, ObjectId name, long offset, long length)
     {
         NonNegative(offset + length, nameof(length));
-        return Add(new ZeroOp(N(collection, nameof(collection)), I(name, nameof(name)), NonNegative(offset, nameof(offset)), NonNegative(length, nameof(length))));
+        return Add(new ZeroOp(C(collection, nameof(collection)), I(name, nameof(name)), NonNegative(offset, nameof(offset)), NonNegative(length, nameof(length))));
     }
 
     public Transaction Truncate(string collection, ObjectId name, long size) =>
-        Add(new TruncateOp(N(collection, nameof(collection)), I(name, nameof(name)), NonNegative(size, nameof(size))));
+        Add(new TruncateOp(C(collection, nameof(collection)), I(name, nameof(name)), NonNegative(size, nameof(size))));
 
-    public Transaction Remove(string collection, ObjectId name) => Add(new RemoveOp(N(collection, nameof(collection)), I(name, nameof(name))));
+    public Transaction Remove(string collection, ObjectId name) => Add(new RemoveOp(C(collection, nameof(collection)), I(name, nameof(name))));
 
     /// <summary>Makes <paramref name="destination"/> a copy of <paramref name="source"/> (data, xattrs, omap),
     /// replacing it if it exists.</summary>
     public Transaction Clone(string collection, ObjectId source, ObjectId destination) =>
-        Add(new CloneOp(N(collection, nameof(collection)), I(source, nameof(source)), I(destination, nameof(destination))));
+        Add(new CloneOp(C(collection, nameof(collection)), I(source, nameof(source)), I(destination, nameof(destination))));
 
     /// <summary>Copies <paramref name="length"/> bytes of <paramref name="source"/> (zeros past its end) into
     /// <paramref name="destination"/> at <paramref name="destinationOffset"/>.</summary>
@@ -166,30 +180,30 @@ public sealed class Transaction
     {
         NonNegative(sourceOffset + length, nameof(length));
         NonNegative(destinationOffset + length, nameof(length));
-        return Add(new CloneRangeOp(N(collection, nameof(collection)), I(source, nameof(source)), NonNegative(sourceOffset, nameof(sourceOffset)),
+        return Add(new CloneRangeOp(C(collection, nameof(collection)), I(source, nameof(source)), NonNegative(sourceOffset, nameof(sourceOffset)),
             NonNegative(length, nameof(length)), I(destination, nameof(destination)), NonNegative(destinationOffset, nameof(destinationOffset))));
     }
 
     public Transaction SetXattr(string collection, ObjectId name, string key, ReadOnlySpan<byte> value) =>
-        Add(new SetXattrOp(N(collection, nameof(collection)), I(name, nameof(name)), N(key, nameof(key)), value.ToArray()));
+        Add(new SetXattrOp(C(collection, nameof(collection)), I(name, nameof(name)), N(key, nameof(key)), value.ToArray()));
 
     public Transaction RemoveXattr(string collection, ObjectId name, string key) =>
-        Add(new RemoveXattrOp(N(collection, nameof(collection)), I(name, nameof(name)), N(key, nameof(key))));
+        Add(new RemoveXattrOp(C(collection, nameof(collection)), I(name, nameof(name)), N(key, nameof(key))));
 
     public Transaction OmapSet(string collection, ObjectId name, string key, ReadOnlySpan<byte> value) =>
-        Add(new OmapSetOp(N(collection, nameof(collection)), I(name, nameof(name)), K(key, nameof(key)), OmapValue(value)));
+        Add(new OmapSetOp(C(collection, nameof(collection)), I(name, nameof(name)), K(key, nameof(key)), OmapValue(value)));
 
     public Transaction OmapRemove(string collection, ObjectId name, string key) =>
-        Add(new OmapRemoveOp(N(collection, nameof(collection)), I(name, nameof(name)), K(key, nameof(key))));
+        Add(new OmapRemoveOp(C(collection, nameof(collection)), I(name, nameof(name)), K(key, nameof(key))));
 
     public Transaction OmapClear(string collection, ObjectId name) =>
-        Add(new OmapClearOp(N(collection, nameof(collection)), I(name, nameof(name))));
+        Add(new OmapClearOp(C(collection, nameof(collection)), I(name, nameof(name))));
 
     /// <summary>Removes the omap keys from <paramref name="fromInclusive"/> up to, not including,
     /// <paramref name="toExclusive"/> (ordinal, as omap keys are ordered), in one operation whatever their number
     /// (PG log trimming). The object must exist; an empty or inverted range removes nothing.</summary>
     public Transaction OmapRemoveRange(string collection, ObjectId name, string fromInclusive, string toExclusive) =>
-        Add(new OmapRemoveRangeOp(N(collection, nameof(collection)), I(name, nameof(name)), K(fromInclusive, nameof(fromInclusive)),
+        Add(new OmapRemoveRangeOp(C(collection, nameof(collection)), I(name, nameof(name)), K(fromInclusive, nameof(fromInclusive)),
             K(toExclusive, nameof(toExclusive))));
 
     /// <summary>
@@ -206,7 +220,7 @@ public sealed class Transaction
         {
             throw new ArgumentException($"moving {collection}/{name} onto itself", nameof(destination));
         }
-        return Add(new MoveOp(N(collection, nameof(collection)), I(name, nameof(name)), N(destinationCollection, nameof(destinationCollection)), to));
+        return Add(new MoveOp(C(collection, nameof(collection)), I(name, nameof(name)), C(destinationCollection, nameof(destinationCollection)), to));
     }
 
     /// <summary>
@@ -235,7 +249,7 @@ public sealed class Transaction
         {
             throw new ArgumentException($"splitting {source} into itself", nameof(destination));
         }
-        return Add(new SplitCollectionOp(N(source, nameof(source)), bits, match, N(destination, nameof(destination))));
+        return Add(new SplitCollectionOp(C(source, nameof(source)), bits, match, C(destination, nameof(destination))));
     }
 
     /// <summary>Every collection the transaction names, sorted ordinally, once each.</summary>

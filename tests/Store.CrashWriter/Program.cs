@@ -5,6 +5,11 @@ using Appliance.Store.CrashWriter;
 // The store's SIGKILL test writer: mounts DEVICE (a file with a store), continues the deterministic workload of
 // SEED after the transaction the store holds, keeps INFLIGHT transactions in flight and prints "ACK n" on stdout
 // (flushed) when transaction n is durable. It runs until killed.
+if (args.Length == 4 && args[0] == "fill")
+{
+    return await Fill.RunAsync(args[1], long.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture),
+        long.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture));
+}
 if (args.Length < 2)
 {
     Console.Error.WriteLine("usage: Store.CrashWriter DEVICE SEED [INFLIGHT] [LARGE_WRITE]");

@@ -12,14 +12,17 @@ namespace Appliance.Bench.Store;
 /// 4 KiB random overwrites of existing objects at QD1 and QD32 (fio: fdatasync per write at QD1, per 32 writes at
 /// QD32), 4 MiB object writes, each durable before the next (fio: 4 MiB sequential writes, fdatasync per write),
 /// and 4 KiB random reads at QD32. Each of our jobs is followed at once by fio's (the machine's load changes over
-/// a minute; a ratio compares two runs seconds apart). Also prints the store's memory use.
+/// a minute; a ratio compares two runs seconds apart). Also prints the store's memory use. With --objects N the
+/// store is first filled with N small objects (4 KiB of data and two xattrs each; --omap-keys M spread over them),
+/// and it prints the fill rate, what a checkpoint writes after 1,000 object changes, the mount time and index bytes
+/// read at a remount, and the process's peak RSS (`RSS: 123 MiB`).
 /// </summary>
 public sealed class StoreBenchmark : IBenchmark
 {
     public string Name => "store";
 
     public string Description =>
-        "object store vs fio: 4K durable overwrites QD1/QD32, 4M object writes, 4K random reads [--dir D] [--size 1G] [--seconds 3] [--rounds 1] [--jobs qd1,qd32,4m,read] [--fio no]";
+        "object store vs fio: 4K durable overwrites QD1/QD32, 4M object writes, 4K random reads [--dir D] [--size 1G] [--seconds 3] [--rounds 1] [--jobs qd1,qd32,4m,read] [--fio no] [--objects N] [--omap-keys M] [--cache 64M]";
 
     private const string Coll = "bench";
     private static readonly string[] AllJobs = ["qd1", "qd32", "4m", "read"];
@@ -33,6 +36,9 @@ public sealed class StoreBenchmark : IBenchmark
         var rounds = Math.Max(1, a.Get("--rounds", 1));
         var jobs = a.Get("--jobs", string.Join(',', AllJobs)).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var withFio = a.Get("--fio", "yes") != "no";
+        var small = a.GetSize("--objects", 0);
+        var omapKeys = a.GetSize("--omap-keys", 0);
+        var options = new StoreOptions { IndexCacheBytes = a.GetSize("--cache", 64L << 20) };
         if (jobs.FirstOrDefault(j => !AllJobs.Contains(j)) is { } unknown)
         {
             Console.Error.WriteLine($"unknown job '{unknown}'; jobs are {string.Join(',', AllJobs)}");
@@ -70,7 +76,7 @@ public sealed class StoreBenchmark : IBenchmark
         {
             await ObjectStore.MkfsAsync(dev, new MkfsOptions { Wipe = true }, ct);
             memoryBefore = GC.GetTotalMemory(forceFullCollection: true);
-            await using var store = await ObjectStore.MountAsync(dev, null, ct);
+            await using var store = await ObjectStore.MountAsync(dev, options, ct);
             var data = new byte[objectSize];
             Random.Shared.NextBytes(data);
             await store.SubmitAsync(new Transaction().CreateCollection(Coll), ct);
@@ -80,6 +86,10 @@ public sealed class StoreBenchmark : IBenchmark
             }
             Console.WriteLine($"store: file {path} ({size >> 20} MiB, O_DIRECT {(dev.DirectIo ? "yes" : "no")}), {objects} objects of 4 MiB, {seconds} s per run" +
                 (withFio ? $"; fio: file {fioPath}, same size, pre-filled, O_DIRECT, libaio" : ""));
+            if (small > 0)
+            {
+                await FillSmallAsync(store, small, omapKeys, ct);
+            }
 
             var turn = 0;
             foreach (var job in jobs)
@@ -109,6 +119,14 @@ public sealed class StoreBenchmark : IBenchmark
             memoryAfter = GC.GetTotalMemory(forceFullCollection: true);
             Console.WriteLine($"write amplification {stats.WriteAmplification.ToString("F2", CultureInfo.InvariantCulture)}");
         }
+        if (small > 0)
+        {
+            await using var dev = FileDevice.Open(path, new FileDeviceOptions { QueueDepth = 256 });
+            var clock = Stopwatch.StartNew();
+            await using var store = await ObjectStore.MountAsync(dev, options, ct);
+            Console.WriteLine($"mount: {clock.Elapsed.TotalMilliseconds.ToString("F0", CultureInfo.InvariantCulture)} ms, " +
+                $"{store.IndexStats.BytesRead / 1024} KiB of the index read, {store.StatFs().Objects} objects, index {store.StatFs().MetadataBytes >> 20} MiB");
+        }
 
         Console.WriteLine($"{"job",-22} {"appliance",12} {"fio",12} {"unit",5} {"ratio",6}");
         foreach (var (job, round, ours, fio, unit) in results)
@@ -126,9 +144,80 @@ public sealed class StoreBenchmark : IBenchmark
         }
         Console.WriteLine($"store memory: managed heap {(memoryAfter - memoryBefore) / 1024} KiB more than before mount " +
             $"(metadata {metadata / 1024} KiB for {objects * 2} objects), process working set {Environment.WorkingSet >> 20} MiB");
+        Console.WriteLine($"RSS: {PeakRssMiB()} MiB");
         File.Delete(path);
         File.Delete(fioPath);
         return 0;
+    }
+
+    /// <summary>The process's peak resident set (VmHWM), in MiB.</summary>
+    private static long PeakRssMiB()
+    {
+        var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
+        return line is null ? -1 : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024;
+    }
+
+    /// <summary>Fills the store with <paramref name="n"/> small objects in 16 collections (4 KiB of data, two xattrs
+    /// each) and <paramref name="omapKeys"/> omap keys spread over them, 256 objects per transaction, 8 in flight;
+    /// then measures what a checkpoint writes after 1,000 single-object changes.</summary>
+    private static async Task FillSmallAsync(ObjectStore store, long n, long omapKeys, CancellationToken ct)
+    {
+        var colls = Enumerable.Range(0, 16).Select(i => $"pg.{i:x}").ToArray();
+        var create = new Transaction();
+        foreach (var c in colls)
+        {
+            create.CreateCollection(c);
+        }
+        await store.SubmitAsync(create, ct);
+        (string, ObjectId) Id(long i) => (colls[i % colls.Length], new ObjectId((uint)(i * 2654435761L), $"rbd_data.5e1f.{i:x16}"));
+        var data = new byte[4096];
+        Random.Shared.NextBytes(data);
+        var keysPer = omapKeys / n;
+        var extra = omapKeys % n;
+        var clock = Stopwatch.StartNew();
+        var window = new SemaphoreSlim(8);
+        var inflight = new List<Task>();
+        for (long first = 0; first < n; first += 256)
+        {
+            var t = new Transaction();
+            for (var i = first; i < Math.Min(n, first + 256); i++)
+            {
+                var (c, id) = Id(i);
+                t.Write(c, id, 0, data).SetXattr(c, id, "_", new byte[250]).SetXattr(c, id, "snapset", new byte[31]);
+                for (var k = 0; k < keysPer + (i < extra ? 1 : 0); k++)
+                {
+                    t.OmapSet(c, id, $"{k:d10}", new byte[100]);
+                }
+            }
+            await window.WaitAsync(ct);
+            inflight.Add(store.SubmitAsync(t, ct).ContinueWith(x =>
+            {
+                window.Release();
+                x.GetAwaiter().GetResult();
+            }, TaskScheduler.Default));
+            inflight.RemoveAll(x => x.IsCompletedSuccessfully);
+        }
+        await Task.WhenAll(inflight);
+        var fill = clock.Elapsed.TotalSeconds;
+        Console.WriteLine($"filled {n} objects and {omapKeys} omap keys in {fill.ToString("F1", CultureInfo.InvariantCulture)} s " +
+            $"({(n / fill).ToString("F0", CultureInfo.InvariantCulture)} objects/s), peak RSS {PeakRssMiB()} MiB");
+        await store.CheckpointAsync(ct);
+        var rng = new Random(5);
+        for (var b = 0; b < 100; b++)
+        {
+            var t = new Transaction();
+            for (var k = 0; k < 10; k++)
+            {
+                var (c, id) = Id(rng.NextInt64(n));
+                t.SetXattr(c, id, "_", new byte[250]);
+            }
+            await store.SubmitAsync(t, ct);
+        }
+        var written = store.IndexStats.BytesWritten;
+        clock.Restart();
+        await store.CheckpointAsync(ct);
+        Console.WriteLine($"checkpoint after 1000 object changes: {(store.IndexStats.BytesWritten - written) / 1024} KiB of index pages written " +
+            $"in {clock.Elapsed.TotalMilliseconds.ToString("F0", CultureInfo.InvariantCulture)} ms");
     }
 
     private static string Ratio(double ours, double fio) =>

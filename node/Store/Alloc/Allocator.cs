@@ -4,7 +4,8 @@ namespace Appliance.Store.Alloc;
 
 /// <summary>
 /// The free space of the data area: one bit per 4 KiB block (set = in use). It is not persisted: mount rebuilds it
-/// from the block maps, so it can never disagree with them across a crash. Memory: one bit per 4 KiB of data area
+/// from the data bitmap the index holds (itself changed only as redo entries apply) and the index's own pages, so it
+/// can never disagree with them across a crash. Memory: one bit per 4 KiB of data area
 /// (32 MiB per TiB). Thread-safe.
 ///
 /// Placement keeps large objects contiguous under copy-on-write churn: every 4 KiB overwrite frees one block
@@ -70,7 +71,7 @@ internal sealed class Allocator
     /// <summary>The first block of the data area.</summary>
     public long First => _first;
 
-    /// <summary>Marks a block in use while rebuilding from the block maps; false if it was already in use (the
+    /// <summary>Marks a block in use while rebuilding at mount; false if it was already in use (the
     /// block is owned twice).</summary>
     public bool MarkUsed(long phys)
     {

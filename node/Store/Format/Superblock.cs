@@ -54,10 +54,11 @@ public sealed record Geometry(long DeviceSize, long JournalOffset, long JournalS
 public sealed record Superblock(Guid StoreId, Guid ClusterId, int OsdId, Geometry Geometry, DateTimeOffset Created)
 {
     public const int BlockSize = 4096;
-    /// <summary>The store's format: 3 keeps omap in the index (checkpoints of version 3 with the index's root;
-    /// journal records of version 3, unchanged). 2 (omap in the checkpoint) and 1 (objects by name only) are
-    /// refused: no store of either was ever deployed beyond tests.</summary>
-    public const uint Version = 3;
+    /// <summary>The store's format: 4 keeps all metadata in the index (onodes with extent maps, collections, the
+    /// data bitmap, omap; checkpoints of version 4 hold counters and the index's root; journal records of version 3,
+    /// unchanged). 3 (onodes in the checkpoint), 2 (omap in the checkpoint) and 1 (objects by name only) are refused:
+    /// no store of those was ever deployed beyond tests.</summary>
+    public const uint Version = 4;
     public static ReadOnlySpan<byte> Magic => "APLSTORE"u8;
 
     /// <summary>Seed for the journal's and checkpoints' crc32c, so that records of another store (an old store on a

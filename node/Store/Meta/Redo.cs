@@ -4,8 +4,8 @@ namespace Appliance.Store.Meta;
 
 /// <summary>
 /// The redo entries a transaction becomes. A transaction is prepared into a list of these (all decisions made:
-/// which blocks, which crcs); the same bytes go into the journal and are applied to the in-memory state by
-/// <see cref="MetaState.Apply"/> — at run time and at replay, so replay cannot drift from what ran.
+/// which blocks, which crcs); the same bytes go into the journal and are applied by
+/// <see cref="TxnApply"/> — at run time and at replay, so replay cannot drift from what ran.
 /// </summary>
 internal enum RedoKind : byte
 {
@@ -33,7 +33,7 @@ internal enum RedoKind : byte
     OmapRemoveRange = 15,
 }
 
-/// <summary>Encoders of redo entries (the decoder is <see cref="MetaState.Apply"/>).</summary>
+/// <summary>Encoders of redo entries (the decoder is <see cref="RedoEntry.Parse"/>).</summary>
 internal static class Redo
 {
     public static void CollCreate(ByteWriter w, string c)
@@ -140,6 +140,102 @@ internal static class Redo
     {
         w.U32(o.Hash);
         w.Str(o.Name);
+    }
+}
+
+/// <summary>One redo entry, decoded (<see cref="Parse"/>); the fields its kind uses are set.</summary>
+internal sealed class RedoEntry
+{
+    public RedoKind Kind;
+    public string C = "";
+    public ObjectId Id;
+    /// <summary>Destination collection and id (move, split).</summary>
+    public string? C2;
+    public ObjectId Id2;
+    public long Size;
+    public long First;
+    public BlockRef[]? Refs;
+    public long Phys;
+    /// <summary>Key (xattr, omap; range start).</summary>
+    public string? K;
+    /// <summary>Range end.</summary>
+    public string? K2;
+    /// <summary>A value, or deferred data (a slice of the entries, not copied).</summary>
+    public ReadOnlyMemory<byte> Value;
+    public int Bits;
+    public uint Match;
+
+    /// <summary>Decodes the entry at <paramref name="pos"/> and moves past it; a malformed entry is a
+    /// <see cref="CorruptionException"/>.</summary>
+    public static RedoEntry Parse(ReadOnlyMemory<byte> entries, ref int pos, string where)
+    {
+        var r = new SpanReader(entries.Span[pos..], where);
+        var e = new RedoEntry { Kind = (RedoKind)r.U8() };
+        switch (e.Kind)
+        {
+            case RedoKind.CollCreate:
+            case RedoKind.CollRemove:
+                e.C = r.Str();
+                break;
+            case RedoKind.CollSplit:
+                e.C = r.Str();
+                e.Bits = r.U8();
+                e.Match = r.U32();
+                e.C2 = r.Str();
+                break;
+            case RedoKind.Data:
+                e.Phys = r.I64();
+                r.Raw(Superblock.BlockSize);
+                e.Value = entries.Slice(pos + r.Position - Superblock.BlockSize, Superblock.BlockSize);
+                break;
+            case RedoKind.ObjCreate or RedoKind.ObjRemove or RedoKind.ObjSize or RedoKind.Blocks or RedoKind.XattrSet
+                or RedoKind.XattrRemove or RedoKind.OmapSet or RedoKind.OmapRemove or RedoKind.OmapClear or RedoKind.ObjMove
+                or RedoKind.OmapRemoveRange:
+                e.C = r.Str();
+                e.Id = new ObjectId(r.U32(), r.Str());
+                switch (e.Kind)
+                {
+                    case RedoKind.ObjSize:
+                        e.Size = r.I64();
+                        break;
+                    case RedoKind.Blocks:
+                        e.First = r.I64();
+                        var count = r.U32();
+                        if (count > r.Remaining / 12)
+                        {
+                            r.Fail($"{count} block refs");
+                        }
+                        e.Refs = new BlockRef[count];
+                        for (var i = 0; i < count; i++)
+                        {
+                            e.Refs[i] = new BlockRef(r.I64(), r.U32());
+                        }
+                        break;
+                    case RedoKind.XattrSet or RedoKind.OmapSet:
+                        e.K = r.Str();
+                        var length = checked((int)r.U32());
+                        r.Raw(length);
+                        e.Value = entries.Slice(pos + r.Position - length, length);
+                        break;
+                    case RedoKind.XattrRemove or RedoKind.OmapRemove:
+                        e.K = r.Str();
+                        break;
+                    case RedoKind.OmapRemoveRange:
+                        e.K = r.Str();
+                        e.K2 = r.Str();
+                        break;
+                    case RedoKind.ObjMove:
+                        e.C2 = r.Str();
+                        e.Id2 = new ObjectId(r.U32(), r.Str());
+                        break;
+                }
+                break;
+            default:
+                r.Fail($"unknown redo entry kind {(byte)e.Kind}");
+                break;
+        }
+        pos += r.Position;
+        return e;
     }
 }
 

@@ -36,14 +36,14 @@ internal sealed class DeltaOrder : IComparer<DeltaEntry>
 }
 
 /// <summary>
-/// The index keys changed since the last index commit (one layer): puts, removals, and per object (nid) the key
-/// ranges removed. Redo entries apply here (at publish and at replay); a checkpoint freezes the layer, applies it
+/// The index keys changed since the last index commit (one layer): onodes, collections and omap entries put or
+/// removed, and per object (nid) the omap key ranges removed. Redo entries apply here (at publish and at replay); a checkpoint freezes the layer, applies it
 /// to the tree (<see cref="ApplyToAsync"/>) and commits. Within a layer a range removal drops the points it covers
 /// first, so every point left is newer than every range: ranges then points is the order that reproduces it.
 /// Memory: bounded by the journal (only changes of records since the last checkpoint are here). Not thread-safe:
 /// the store changes and reads it under its state lock.
 /// </summary>
-internal sealed class OmapDelta
+internal sealed class IndexDelta
 {
     private readonly SortedSet<DeltaEntry> _points = new(DeltaOrder.Instance);
     private readonly Dictionary<ulong, List<(byte[] From, byte[] To)>> _ranges = [];
@@ -51,10 +51,24 @@ internal sealed class OmapDelta
     /// <summary>An upper bound of the pages committing this layer allocates (the allocator's reserve).</summary>
     public long Pages { get; private set; }
 
+    /// <summary>The other bound of those pages, for many changes at once, in bytes (pages × 4096): a commit copies
+    /// each page of the tree at most once and splits each at most once more (counted by the caller); a page split
+    /// again has gained at least a quarter page since (splits are even by bytes, cells at most half a page), and
+    /// every split adds a separator above: 16 bytes per inserted cell byte, plus overflow pages.</summary>
+    public long Bound { get; private set; }
+
+    /// <summary>See <see cref="Bound"/>: a put of a key and a value.</summary>
+    public static long PutBound(int keyLength, int valueLength) =>
+        16L * (keyLength + Math.Min(valueLength, 2000) + 8) + (valueLength > 1000 ? (valueLength + 4047) / 4048 * 4096L : 0);
+
     /// <summary>Changed keys and removed ranges held.</summary>
     public long Count => _points.Count + _ranges.Values.Sum(r => (long)r.Count);
 
     public bool IsEmpty => _points.Count == 0 && _ranges.Count == 0;
+
+    /// <summary>About the memory the layer holds (keys, values, per-entry overhead): a checkpoint is due when it grows
+    /// past <see cref="StoreOptions.DeltaBytes"/>.</summary>
+    public long Bytes { get; private set; }
 
     /// <summary>Pages one change may need at the next commit in a tree of <paramref name="height"/> levels: its
     /// path copied, a split at every level and a new root (one more level than now), and the overflow pages of
@@ -66,6 +80,7 @@ internal sealed class OmapDelta
     {
         Set(key, value);
         Pages += PageCost(height, value.Length);
+        Bound += PutBound(key.Length, value.Length);
     }
 
     public void Delete(byte[] key, int height)
@@ -84,7 +99,9 @@ internal sealed class OmapDelta
         foreach (var e in Between(from, to).ToList())
         {
             _points.Remove(e);
+            Bytes -= EntryOverhead + e.Key.Length + (e.Value?.Length ?? 0);
         }
+        Bytes += EntryOverhead + from.Length + to.Length;
         if (!_ranges.TryGetValue(nid, out var list))
         {
             _ranges[nid] = list = [];
@@ -99,13 +116,23 @@ internal sealed class OmapDelta
         var probe = new DeltaEntry(key, value);
         if (_points.TryGetValue(probe, out var e))
         {
+            Bytes += (value?.Length ?? 0) - (e.Value?.Length ?? 0);
             e.Value = value;
         }
         else
         {
             _points.Add(probe);
+            Bytes += EntryOverhead + key.Length + (value?.Length ?? 0);
         }
     }
+
+    /// <summary>A sorted-set node, the entry and the arrays' headers.</summary>
+    private const int EntryOverhead = 120;
+
+    /// <summary>What this layer says of a key that no removed range covers (onodes, collections): Known with the
+    /// value (null: removed), or not Known.</summary>
+    public (bool Known, byte[]? Value) LookupPoint(byte[] key) =>
+        _points.TryGetValue(new DeltaEntry(key, null), out var e) ? (true, e.Value) : (false, null);
 
     /// <summary>What this layer says of <paramref name="key"/> (of object <paramref name="nid"/>): Known with the
     /// value (null: removed), or not Known (look in older layers).</summary>
