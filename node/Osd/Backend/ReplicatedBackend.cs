@@ -18,12 +18,12 @@ public sealed class ReplicatedBackend(int self, PgId pg, ObjectStore store, IOsd
 
     public bool SupportsOmap => true;
 
-    public ValueTask<ObjectMeta?> StatAsync(ObjectId oid, CancellationToken ct) => ValueTask.FromResult(StoreMapping.Stat(store, pg, oid));
+    public async ValueTask<ObjectMeta?> StatAsync(ObjectId oid, CancellationToken ct) => await StoreMapping.StatAsync(store, pg, oid, ct);
 
     public Task<byte[]> ReadAsync(ObjectId oid, long offset, int length, CancellationToken ct) => store.ReadAsync(pg.Collection, oid, offset, length, ct);
 
-    public ValueTask<IReadOnlyDictionary<string, byte[]>> GetXattrsAsync(ObjectId oid, CancellationToken ct) =>
-        ValueTask.FromResult<IReadOnlyDictionary<string, byte[]>>(StoreMapping.UserXattrs(store, pg, oid));
+    public async ValueTask<IReadOnlyDictionary<string, byte[]>> GetXattrsAsync(ObjectId oid, CancellationToken ct) =>
+        await StoreMapping.UserXattrsAsync(store, pg, oid, ct);
 
     // Omap lives in the store's on-disk index: a read may wait for index pages, so it is awaited, never blocked on.
     public async ValueTask<IReadOnlyList<KeyValuePair<string, byte[]>>> OmapGetAsync(ObjectId oid, string prefix, string startAfter, int limit, CancellationToken ct) =>

@@ -80,21 +80,22 @@ public static class StoreMapping
         }
     }
 
-    public static ObjectMeta? Stat(ObjectStore store, PgId pg, ObjectId oid)
+    // The store's metadata lives in its on-disk index: a lookup may wait for index pages, so it is awaited.
+    public static async Task<ObjectMeta?> StatAsync(ObjectStore store, PgId pg, ObjectId oid, CancellationToken ct = default)
     {
-        var info = store.Stat(pg.Collection, oid);
+        var info = await store.StatAsync(pg.Collection, oid, ct);
         if (info is null)
         {
             return null;
         }
-        var (version, mtime) = PgMeta.DecodeObjectInfo(store.GetXattr(pg.Collection, oid, PgMeta.ObjectInfoKey));
+        var (version, mtime) = PgMeta.DecodeObjectInfo(await store.GetXattrAsync(pg.Collection, oid, PgMeta.ObjectInfoKey, ct));
         return new ObjectMeta(info.Size, version, mtime);
     }
 
-    public static Dictionary<string, byte[]> UserXattrs(ObjectStore store, PgId pg, ObjectId oid)
+    public static async Task<Dictionary<string, byte[]>> UserXattrsAsync(ObjectStore store, PgId pg, ObjectId oid, CancellationToken ct = default)
     {
         var result = new Dictionary<string, byte[]>(StringComparer.Ordinal);
-        foreach (var (k, v) in store.GetXattrs(pg.Collection, oid))
+        foreach (var (k, v) in await store.GetXattrsAsync(pg.Collection, oid, ct))
         {
             if (k.StartsWith(PgMeta.UserXattrPrefix, StringComparison.Ordinal))
             {

@@ -223,7 +223,7 @@ public sealed partial class PlacementGroup
         ObjectId? after = null;
         while (true)
         {
-            var page = _host.Store.List(Id.Collection, after, 256);
+            var page = await _host.Store.ListAsync(Id.Collection, after, 256);
             var t = new Transaction();
             foreach (var o in page.Objects)
             {
@@ -253,13 +253,13 @@ public sealed partial class PlacementGroup
     internal async Task<ObjectChunk> ReadChunkAsync(uint interval, ObjectId oid, long dataOffset, string? omapAfter)
     {
         var store = _host.Store;
-        var meta = StoreMapping.Stat(store, Id, oid);
+        var meta = await StoreMapping.StatAsync(store, Id, oid);
         var first = dataOffset == 0 && omapAfter is null;
         if (meta is not { } m)
         {
             return new ObjectChunk(Id, interval, oid.Name, oid.Hash, false, 0, 0, 0, first, true, [], 0, default, []);
         }
-        var xattrs = first ? StoreMapping.UserXattrs(store, Id, oid).OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList() : [];
+        var xattrs = first ? (await StoreMapping.UserXattrsAsync(store, Id, oid)).OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList() : [];
         byte[] data = [];
         if (dataOffset < m.Size)
         {
