@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using Appliance.Client;
 using Appliance.Maps.Client;
-using Appliance.Maps.Protocol;
 using Appliance.Platform.Native;
 using Xunit.Abstractions;
 
@@ -148,23 +147,7 @@ public sealed class HeartbeatTests(HeartbeatCluster cluster, ITestOutputHelper o
         Log($"{count} {what} acknowledged");
     }
 
-    /// <summary>Until every PG of the pool is reported active+clean with all three OSDs acting, by reports made at
-    /// the newest osdmap or later (as OsdKillTests waits).</summary>
-    private async Task WaitCleanAsync(ClusterClient client, MonClient mon)
-    {
-        IReadOnlyList<PgStat> stats = [];
-        await Poll.UntilAsync(async () =>
-        {
-            var map = client.OsdMap!;
-            var pool = map.FindPool(Pool)!;
-            stats = await mon.GetPgStatsAsync(Pool);
-            return map.UpCount == 3
-                && stats.Count == pool.PgNum
-                && stats.All(s => s.State == "active+clean" && s.Acting.Count(o => o >= 0) == 3 && s.ReportedEpoch >= map.Epoch);
-        }, Bound, "every PG active+clean",
-            () => string.Join("\n", stats.Where(s => s.State != "active+clean").Take(10).Select(s => $"{s.Pg} {s.State} [{string.Join(",", s.Acting)}] epoch {s.ReportedEpoch}")) + "\n" + cluster.Logs());
-        Log($"every PG active+clean in epoch {client.OsdMap!.Epoch}");
-    }
+    private Task WaitCleanAsync(ClusterClient client, MonClient mon) => cluster.WaitCleanAsync(client, mon, Pool, Bound, Log);
 
     private void Log(string line) => output.WriteLine($"{_clock.Elapsed.TotalSeconds,7:0.000} {line}");
 }

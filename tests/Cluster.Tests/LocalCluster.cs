@@ -5,6 +5,7 @@ using Appliance.Cli;
 using Appliance.Cli.Commands;
 using Appliance.Client;
 using Appliance.Maps.Client;
+using Appliance.Maps.Protocol;
 using Appliance.Platform.Native;
 using Appliance.Wire.Auth;
 
@@ -141,6 +142,24 @@ public class LocalCluster : IAsyncLifetime
         var args = Cmdline(pid).Split(' ', StringSplitOptions.RemoveEmptyEntries);
         var identity = Path.Combine(Data, name.StartsWith("osd.", StringComparison.Ordinal) ? name + ".disk" : name);
         return args.Any(a => a.EndsWith("appliance.dll", StringComparison.Ordinal)) && args.Contains("run") && args.Contains(identity);
+    }
+
+    /// <summary>Until every PG of <paramref name="pool"/> is reported active+clean with all three OSDs acting, by
+    /// reports made at the newest osdmap or later (older reports may be a dead primary's); then logs the epoch.</summary>
+    public async Task WaitCleanAsync(ClusterClient client, MonClient mon, string pool, TimeSpan bound, Action<string> log)
+    {
+        IReadOnlyList<PgStat> stats = [];
+        await Poll.UntilAsync(async () =>
+        {
+            var map = client.OsdMap!;
+            var pgNum = map.FindPool(pool)!.PgNum;
+            stats = await mon.GetPgStatsAsync(pool);
+            return map.UpCount == 3
+                && stats.Count == pgNum
+                && stats.All(s => s.State == "active+clean" && s.Acting.Count(o => o >= 0) == 3 && s.ReportedEpoch >= map.Epoch);
+        }, bound, "every PG active+clean",
+            () => string.Join("\n", stats.Where(s => s.State != "active+clean").Take(10).Select(s => $"{s.Pg} {s.State} [{string.Join(",", s.Acting)}] epoch {s.ReportedEpoch}")) + "\n" + Logs());
+        log($"every PG active+clean in epoch {client.OsdMap!.Epoch}");
     }
 
     /// <summary>The last <paramref name="lines"/> lines of every daemon's log, for a failure's message.</summary>

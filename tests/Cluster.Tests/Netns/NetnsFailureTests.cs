@@ -179,30 +179,9 @@ public sealed class NetnsFailureTests(NetnsFixture fixture, ITestOutputHelper ou
     /// acknowledged write is lost. Healed, it stays up and its PGs recover.
     /// </summary>
     [NetnsFact]
-    public async Task Osd_silently_cut_from_its_peers_only_is_marked_down_by_heartbeats_and_no_acknowledged_write_is_lost()
-    {
-        var seed = TestSeed.Get(nameof(Osd_silently_cut_from_its_peers_only_is_marked_down_by_heartbeats_and_no_acknowledged_write_is_lost), output);
-        var rng = new Random(seed);
-        await using var client = await ReadyAsync();
-        await using var mon = Cluster.MonitorClient();
-        await using var stream = new WriteStream(client.OpenPool(Pool), $"peercut-{seed}", seed, streams: 3, WriteDeadline);
-        await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 30, "writes before the cut");
-
-        var victim = Cluster.Osds[rng.Next(Cluster.Osds.Count)];
-        var name = NetnsCluster.OsdName(victim);
-        await Cluster.CutFromPeersAsync(victim, silent: true);
-        await Cluster.WaitMarkedAsync(client, [victim], up: false, Bound);
-        Assert.True(Cluster.IsRunning(name), $"{name} exited while cut off from its peers:\n{Cluster.Logs()}");
-        Log($"osd.{victim} marked down by its peers' heartbeat reports in epoch {client.OsdMap!.Epoch}; {stream.Summary()}");
-        await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 60, $"writes with osd.{victim} cut from its peers");
-
-        await Cluster.HealAsync(name);
-        await Cluster.WaitCleanAsync(client, mon, Bound);
-        await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 10, "writes after the heal");
-        await stream.StopAsync();
-        NoWriteFailed(stream);
-        await EveryAcknowledgedWriteReadsBackAsync(stream);
-    }
+    public Task Osd_silently_cut_from_its_peers_only_is_marked_down_by_heartbeats_and_no_acknowledged_write_is_lost() =>
+        SilentCutAsync(nameof(Osd_silently_cut_from_its_peers_only_is_marked_down_by_heartbeats_and_no_acknowledged_write_is_lost),
+            "peercut", osd => Cluster.CutFromPeersAsync(osd, silent: true), "its peers", "by its peers' heartbeat reports", 60);
 
     /// <summary>
     /// An OSD silently cut off from the monitors but not from its peers nor the clients: its peers hear its
@@ -211,22 +190,29 @@ public sealed class NetnsFailureTests(NetnsFixture fixture, ITestOutputHelper ou
     /// acknowledges can be lost. Healed, it learns it was marked down, boots again, and its PGs recover.
     /// </summary>
     [NetnsFact]
-    public async Task Osd_silently_cut_from_the_monitors_only_is_marked_down_by_missing_beacons_and_no_acknowledged_write_is_lost()
+    public Task Osd_silently_cut_from_the_monitors_only_is_marked_down_by_missing_beacons_and_no_acknowledged_write_is_lost() =>
+        SilentCutAsync(nameof(Osd_silently_cut_from_the_monitors_only_is_marked_down_by_missing_beacons_and_no_acknowledged_write_is_lost),
+            "moncut", osd => Cluster.CutFromMonitorsAsync(NetnsCluster.OsdName(osd), silent: true), "the monitors", "for missing beacons", 30);
+
+    /// <summary>One OSD (from the seed) cut silently by <paramref name="cut"/> under a write stream: marked down while
+    /// its process runs, <paramref name="writesAfter"/> writes acknowledged meanwhile; healed, every PG active+clean,
+    /// no write failed, every acknowledged write read back.</summary>
+    private async Task SilentCutAsync(string test, string prefix, Func<int, Task> cut, string from, string foundBy, int writesAfter)
     {
-        var seed = TestSeed.Get(nameof(Osd_silently_cut_from_the_monitors_only_is_marked_down_by_missing_beacons_and_no_acknowledged_write_is_lost), output);
+        var seed = TestSeed.Get(test, output);
         var rng = new Random(seed);
         await using var client = await ReadyAsync();
         await using var mon = Cluster.MonitorClient();
-        await using var stream = new WriteStream(client.OpenPool(Pool), $"moncut-{seed}", seed, streams: 3, WriteDeadline);
+        await using var stream = new WriteStream(client.OpenPool(Pool), $"{prefix}-{seed}", seed, streams: 3, WriteDeadline);
         await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 30, "writes before the cut");
 
         var victim = Cluster.Osds[rng.Next(Cluster.Osds.Count)];
         var name = NetnsCluster.OsdName(victim);
-        await Cluster.CutFromMonitorsAsync(name, silent: true);
+        await cut(victim);
         await Cluster.WaitMarkedAsync(client, [victim], up: false, Bound);
-        Assert.True(Cluster.IsRunning(name), $"{name} exited while cut off from the monitors:\n{Cluster.Logs()}");
-        Log($"osd.{victim} marked down for missing beacons in epoch {client.OsdMap!.Epoch}; {stream.Summary()}");
-        await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 30, $"writes with osd.{victim} cut from the monitors");
+        Assert.True(Cluster.IsRunning(name), $"{name} exited while cut off from {from}:\n{Cluster.Logs()}");
+        Log($"osd.{victim} marked down {foundBy} in epoch {client.OsdMap!.Epoch}; {stream.Summary()}");
+        await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), writesAfter, $"writes with osd.{victim} cut from {from}");
 
         await Cluster.HealAsync(name);
         await Cluster.WaitCleanAsync(client, mon, Bound);
