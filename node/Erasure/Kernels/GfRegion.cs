@@ -29,7 +29,7 @@ internal static unsafe partial class GfRegion
         }
         nuint width = kernel switch
         {
-            GfKernel.Avx2 => 32,
+            GfKernel.Avx2 => 64,
             GfKernel.Gfni256 => 32,
             GfKernel.Gfni512 => 64,
             _ => 0,
