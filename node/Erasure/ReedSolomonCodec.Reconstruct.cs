@@ -19,32 +19,10 @@ public sealed unsafe partial class ReedSolomonCodec
         {
             throw new ArgumentException($"{TotalChunks} chunks ({DataChunks} data + {ParityChunks} parity) expected, got {chunks.Length}", nameof(chunks));
         }
-        var all = TotalChunks == 64 ? ulong.MaxValue : (1UL << TotalChunks) - 1;
-        if ((present & ~all) != 0 || (rebuild is { } r && (r & ~all) != 0))
-        {
-            throw new ArgumentException($"chunk masks name chunks past the last ({TotalChunks - 1})", nameof(present));
-        }
-        var targets = (rebuild ?? all) & ~present;
-        if (targets == 0)
+        if (!Plan(present, rebuild, out var sources, out var targets))
         {
             return;
         }
-        if (PopCount(present) < DataChunks)
-        {
-            throw new ArgumentException(
-                $"only {PopCount(present)} of the {TotalChunks} chunks are present; at least {DataChunks} are needed to rebuild the others", nameof(present));
-        }
-
-        // Read the first K present chunks: data chunks first, as their generator rows are unit vectors.
-        ulong sources = 0;
-        var rest = present;
-        for (var i = 0; i < DataChunks; i++)
-        {
-            var lowest = rest & (~rest + 1);
-            sources |= lowest;
-            rest &= ~lowest;
-        }
-
         var len = -1;
         var which = sources | targets;
         for (var i = 0; i < TotalChunks; i++)
@@ -64,32 +42,104 @@ public sealed unsafe partial class ReedSolomonCodec
         }
 
         var matrix = _decodeCache.GetOrAdd(sources, targets, BuildDecodeMatrix);
-        var pins = default(PinnedChunks);
-        try
+        var list = default(ChunkList);
+        for (var i = 0; i < TotalChunks; i++)
         {
-            var ins = stackalloc byte*[DataChunks];
-            var outs = stackalloc byte*[PopCount(targets)];
-            int nIn = 0, nOut = 0;
+            if ((sources & (1UL << i)) != 0)
+            {
+                list.Add(chunks[i]);
+            }
+        }
+        for (var i = 0; i < TotalChunks; i++)
+        {
+            if ((targets & (1UL << i)) != 0)
+            {
+                list.Add(chunks[i]);
+            }
+        }
+        list.Apply(Kernel, matrix, DataChunks, (nuint)len, accumulate: false);
+    }
+
+    /// <summary>
+    /// <see cref="Reconstruct(ReadOnlySpan{Memory{byte}}, ulong, ulong?)"/> over one buffer holding the K+M chunks
+    /// back to back (chunk i at i * chunkLength; the length is <paramref name="stripe"/>.Length / (K+M)). Nothing to
+    /// pin per chunk, so small stripes pay no per-chunk cost.
+    /// </summary>
+    /// <exception cref="ArgumentException">Fewer than K chunks present, or the buffer is not K+M equal chunks.</exception>
+    public void Reconstruct(Span<byte> stripe, ulong present, ulong? rebuild = null)
+    {
+        if (stripe.Length % TotalChunks != 0)
+        {
+            throw new ArgumentException($"a stripe of {TotalChunks} chunks back to back cannot be {stripe.Length} bytes (not a multiple of {TotalChunks})", nameof(stripe));
+        }
+        if (!Plan(present, rebuild, out var sources, out var targets))
+        {
+            return;
+        }
+        var len = stripe.Length / TotalChunks;
+        fixed (byte* p = stripe)
+        {
+            var addresses = stackalloc byte*[TotalChunks];
             for (var i = 0; i < TotalChunks; i++)
             {
-                if ((sources & (1UL << i)) != 0)
-                {
-                    ins[nIn++] = pins.Add(chunks[i]);
-                }
-                else if ((targets & (1UL << i)) != 0)
-                {
-                    outs[nOut++] = pins.Add(chunks[i]);
-                }
+                addresses[i] = p + ((nint)i * len);
             }
-            GfRegion.Apply(Kernel, matrix, ins, outs, (nuint)len, accumulate: false);
-        }
-        finally
-        {
-            pins.Dispose();
+            Decode(sources, targets, addresses, len);
         }
     }
 
-    /// <summary>The mask of the K data chunks, for <see cref="Reconstruct"/>'s rebuild argument.</summary>
+    // Checks the masks; false when nothing is to be rebuilt. Sources are the first K present chunks: data chunks
+    // first, as their generator rows are unit vectors.
+    private bool Plan(ulong present, ulong? rebuild, out ulong sources, out ulong targets)
+    {
+        var all = TotalChunks == 64 ? ulong.MaxValue : (1UL << TotalChunks) - 1;
+        if ((present & ~all) != 0 || (rebuild is { } r && (r & ~all) != 0))
+        {
+            throw new ArgumentException($"chunk masks name chunks past the last ({TotalChunks - 1})", nameof(present));
+        }
+        sources = 0;
+        targets = (rebuild ?? all) & ~present;
+        if (targets == 0)
+        {
+            return false;
+        }
+        if (PopCount(present) < DataChunks)
+        {
+            throw new ArgumentException(
+                $"only {PopCount(present)} of the {TotalChunks} chunks are present; at least {DataChunks} are needed to rebuild the others", nameof(present));
+        }
+        var rest = present;
+        for (var i = 0; i < DataChunks; i++)
+        {
+            var lowest = rest & (~rest + 1);
+            sources |= lowest;
+            rest &= ~lowest;
+        }
+        return true;
+    }
+
+    // addresses[i] is chunk i's (null for chunks neither read nor written).
+    private void Decode(ulong sources, ulong targets, byte** addresses, int len)
+    {
+        var matrix = _decodeCache.GetOrAdd(sources, targets, BuildDecodeMatrix);
+        var ins = stackalloc byte*[DataChunks];
+        var outs = stackalloc byte*[PopCount(targets)];
+        int nIn = 0, nOut = 0;
+        for (var i = 0; i < TotalChunks; i++)
+        {
+            if ((sources & (1UL << i)) != 0)
+            {
+                ins[nIn++] = addresses[i];
+            }
+            else if ((targets & (1UL << i)) != 0)
+            {
+                outs[nOut++] = addresses[i];
+            }
+        }
+        GfRegion.Apply(Kernel, matrix, ins, outs, (nuint)len, accumulate: false);
+    }
+
+    /// <summary>The mask of the K data chunks, for Reconstruct's rebuild argument.</summary>
     public ulong DataMask => (1UL << DataChunks) - 1;
 
     /// <summary>

@@ -13,7 +13,8 @@ namespace Appliance.Erasure;
 /// </summary>
 /// <remarks>
 /// Buffers are passed as <see cref="Memory{T}"/> because a variable number of spans cannot be passed in C# (no
-/// arrays of ref structs); the codec pins them for the duration of a call. Single-region operations take spans.
+/// arrays of ref structs); the codec pins them for the duration of a call (see ChunkList). The overloads over one contiguous buffer
+/// avoid even that. Single-region operations take spans.
 /// </remarks>
 public sealed unsafe partial class ReedSolomonCodec
 {
@@ -100,24 +101,49 @@ public sealed unsafe partial class ReedSolomonCodec
     public void Encode(ReadOnlySpan<ReadOnlyMemory<byte>> data, ReadOnlySpan<Memory<byte>> parity)
     {
         var len = CheckStripe(data, parity);
-        var pins = default(PinnedChunks);
-        try
+        var list = default(ChunkList);
+        foreach (var d in data)
+        {
+            list.Add(d);
+        }
+        foreach (var p in parity)
+        {
+            list.Add(p);
+        }
+        list.Apply(Kernel, _encode, DataChunks, (nuint)len, accumulate: false);
+    }
+
+    /// <summary>
+    /// <see cref="Encode(ReadOnlySpan{ReadOnlyMemory{byte}}, ReadOnlySpan{Memory{byte}})"/> over contiguous buffers:
+    /// <paramref name="data"/> holds the K data chunks back to back, <paramref name="parity"/> receives the M parity
+    /// chunks back to back (chunk length data.Length / K). Nothing to pin per chunk, so small stripes (a 4 KiB
+    /// write) pay no per-chunk cost.
+    /// </summary>
+    /// <exception cref="ArgumentException">data is not K equal chunks, or parity is not M chunks of that length.</exception>
+    public void Encode(ReadOnlySpan<byte> data, Span<byte> parity)
+    {
+        if (data.Length % DataChunks != 0)
+        {
+            throw new ArgumentException($"{DataChunks} data chunks back to back cannot be {data.Length} bytes (not a multiple of {DataChunks})", nameof(data));
+        }
+        var len = data.Length / DataChunks;
+        if (parity.Length != len * ParityChunks)
+        {
+            throw new ArgumentException($"{ParityChunks} parity chunks of {len} bytes take {len * ParityChunks} bytes, not {parity.Length}", nameof(parity));
+        }
+        fixed (byte* d = data, p = parity)
         {
             var ins = stackalloc byte*[DataChunks];
             var outs = stackalloc byte*[ParityChunks];
             for (var i = 0; i < DataChunks; i++)
             {
-                ins[i] = pins.Add(data[i]);
+                ins[i] = d + ((nint)i * len);
             }
             for (var i = 0; i < ParityChunks; i++)
             {
-                outs[i] = pins.Add(parity[i]);
+                outs[i] = p + ((nint)i * len);
             }
             GfRegion.Apply(Kernel, _encode, ins, outs, (nuint)len, accumulate: false);
-        }
-        finally
-        {
-            pins.Dispose();
         }
     }
 
@@ -167,23 +193,14 @@ public sealed unsafe partial class ReedSolomonCodec
             throw new ArgumentException($"the old data is {oldData.Length} bytes and the new {newData.Length}; a parity update needs both ranges of one length", nameof(newData));
         }
         CheckLengths(parity, ParityChunks, "parity", oldData.Length);
-        var pins = default(PinnedChunks);
-        try
+        var list = default(ChunkList);
+        list.Add(oldData);
+        list.Add(newData);
+        foreach (var p in parity)
         {
-            var ins = stackalloc byte*[2];
-            var outs = stackalloc byte*[ParityChunks];
-            ins[0] = pins.Add(oldData);
-            ins[1] = pins.Add(newData);
-            for (var p = 0; p < ParityChunks; p++)
-            {
-                outs[p] = pins.Add(parity[p]);
-            }
-            GfRegion.Apply(Kernel, _update[dataIndex], ins, outs, (nuint)oldData.Length, accumulate: true);
+            list.Add(p);
         }
-        finally
-        {
-            pins.Dispose();
-        }
+        list.Apply(Kernel, _update[dataIndex], 2, (nuint)oldData.Length, accumulate: true);
     }
 
     /// <summary>

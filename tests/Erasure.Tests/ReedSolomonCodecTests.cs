@@ -175,6 +175,48 @@ public class ReedSolomonCodecTests(ITestOutputHelper output)
         }
     }
 
+    [Theory]
+    [MemberData(nameof(Kernels))]
+    public void ContiguousStripes_EncodeAndRebuildLikeSeparateChunks(GfKernel kernel)
+    {
+        var rng = new Random(TestSeed.Get($"{nameof(ContiguousStripes_EncodeAndRebuildLikeSeparateChunks)}({kernel})", output, 88));
+        foreach (var (k, m) in new[] { (2, 1), (4, 2), (8, 3), (10, 4) })
+        {
+            var codec = new ReedSolomonCodec(k, m, kernel);
+            foreach (var len in new[] { 0, 1, 33, 2048, rng.Next(1, 9000) })
+            {
+                var stripe = new byte[(k + m) * len];
+                rng.NextBytes(stripe.AsSpan(0, k * len));
+                codec.Encode(stripe.AsSpan(0, k * len), stripe.AsSpan(k * len));
+                var data = Enumerable.Range(0, k).Select(i => (ReadOnlyMemory<byte>)stripe.AsMemory(i * len, len)).ToArray();
+                var reference = ReferenceParity(codec, data);
+                for (var p = 0; p < m; p++)
+                {
+                    Assert.True(reference[p].AsSpan().SequenceEqual(stripe.AsSpan((k + p) * len, len)), $"{k}+{m} {kernel}, {len} bytes: contiguous parity {p} is wrong");
+                }
+                for (var n = 0; n < 20; n++)
+                {
+                    var erased = 0UL;
+                    var count = rng.Next(1, m + 1);
+                    while (System.Numerics.BitOperations.PopCount(erased) < count)
+                    {
+                        erased |= 1UL << rng.Next(k + m);
+                    }
+                    var damaged = (byte[])stripe.Clone();
+                    for (var i = 0; i < k + m; i++)
+                    {
+                        if ((erased & (1UL << i)) != 0)
+                        {
+                            rng.NextBytes(damaged.AsSpan(i * len, len));
+                        }
+                    }
+                    codec.Reconstruct(damaged, ((1UL << (k + m)) - 1) & ~erased);
+                    Assert.True(stripe.AsSpan().SequenceEqual(damaged), $"{k}+{m} {kernel}, {len} bytes, erased {erased:x}: the contiguous rebuild differs");
+                }
+            }
+        }
+    }
+
     [Fact]
     public void Reconstruct_OfDataOnly_LeavesMissingParityUntouched()
     {

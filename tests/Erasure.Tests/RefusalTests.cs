@@ -69,6 +69,20 @@ public class RefusalTests
     }
 
     [Fact]
+    public void ContiguousStripesOfTheWrongShape_AreRefused()
+    {
+        var codec = new ReedSolomonCodec(4, 2);
+        var e = Assert.Throws<ArgumentException>(() => codec.Encode(new byte[10], new byte[4]));
+        Assert.Contains("cannot be 10 bytes (not a multiple of 4)", e.Message);
+        e = Assert.Throws<ArgumentException>(() => codec.Encode(new byte[16], new byte[6]));
+        Assert.Contains("2 parity chunks of 4 bytes take 8 bytes, not 6", e.Message);
+        e = Assert.Throws<ArgumentException>(() => codec.Reconstruct(new byte[25], 0b111100));
+        Assert.Contains("not a multiple of 6", e.Message);
+        e = Assert.Throws<ArgumentException>(() => codec.Reconstruct(new byte[24], 0b111000));
+        Assert.Contains("only 3 of the 6 chunks are present", e.Message);
+    }
+
+    [Fact]
     public void NothingMissing_IsNotAnError_AndWritesNothing()
     {
         var codec = new ReedSolomonCodec(2, 1, GfKernel.Portable);
