@@ -127,49 +127,14 @@ public sealed class NetnsFailureTests(NetnsFixture fixture, ITestOutputHelper ou
     }
 
     /// <summary>
-    /// Without heartbeats the cluster learns of a cut that refuses connections: the OSDs that replicate to it find
-    /// their connections reset and report it, and the monitors mark it down although its process runs. (A cut that
-    /// drops packets silently waits for heartbeats; see tests/README.md.)
+    /// An OSD cut off from monitors, peers and clients by a cut that refuses connections: the OSDs that replicate to it
+    /// find their connections reset and report it at once, and the monitors mark it down although its process runs.
+    /// Healed, the same process learns it was marked down and boots again.
     /// </summary>
     [NetnsFact]
-    public async Task Osd_cut_off_from_monitors_and_peers_is_marked_down_writes_go_on_and_it_rejoins_when_healed()
-    {
-        var seed = TestSeed.Get(nameof(Osd_cut_off_from_monitors_and_peers_is_marked_down_writes_go_on_and_it_rejoins_when_healed), output);
-        var rng = new Random(seed);
-        await using var client = await ReadyAsync();
-        await using var mon = Cluster.MonitorClient();
-        await using var stream = new WriteStream(client.OpenPool(Pool), $"cut-{seed}", seed, streams: 3, WriteDeadline);
-        await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 30, "writes before the cut");
-
-        for (var round = 0; round < Rounds; round++)
-        {
-            var victim = Cluster.Osds[rng.Next(Cluster.Osds.Count)];
-            var name = NetnsCluster.OsdName(victim);
-            var pid = Cluster.Pid(name);
-            await Cluster.IsolateAsync(name);
-            await Cluster.WaitMarkedAsync(client, [victim], up: false, Bound);
-            var down = Stopwatch.GetTimestamp();
-            Assert.True(Cluster.IsRunning(name), $"{name} (pid {pid}) exited while cut off:\n{Cluster.Logs()}");
-            Log($"round {round}: osd.{victim} marked down in epoch {client.OsdMap!.Epoch} while its process runs; {stream.Summary()}");
-
-            stream.VerifyReads = true;
-            var verified = stream.VerifiedReads;
-            await WritesGoOnAsync(stream, down, 30, $"writes with osd.{victim} cut off");
-            await Poll.UntilAsync(() => stream.VerifiedReads >= verified + 20, Bound, $"20 reads verified with osd.{victim} cut off", Detail(stream));
-            stream.VerifyReads = false;
-            Assert.True(stream.ReadProblems.Count == 0, $"reads with osd.{victim} cut off:\n{string.Join("\n", stream.ReadProblems)}");
-
-            // Healed, the same process learns it was marked down and boots again; its PGs recover.
-            await Cluster.HealAsync(name);
-            await Cluster.WaitMarkedAsync(client, [victim], up: true, Bound);
-            Assert.True(Cluster.IsRunning(name), $"{name} (pid {pid}) exited after the heal:\n{Cluster.Logs()}");
-            await Cluster.WaitCleanAsync(client, mon, Bound);
-            await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 10, "writes after the heal");
-        }
-        await stream.StopAsync();
-        NoWriteFailed(stream);
-        await EveryAcknowledgedWriteReadsBackAsync(stream);
-    }
+    public Task Osd_cut_off_from_monitors_and_peers_is_marked_down_writes_go_on_and_it_rejoins_when_healed() =>
+        CutTestAsync(nameof(Osd_cut_off_from_monitors_and_peers_is_marked_down_writes_go_on_and_it_rejoins_when_healed),
+            "cut", osd => Cluster.IsolateAsync(NetnsCluster.OsdName(osd)), "everyone", "through its peers' refused connections", 30);
 
     /// <summary>
     /// An OSD silently cut off from its peers (every packet dropped, heartbeats too) but not from the monitors nor the
@@ -180,7 +145,7 @@ public sealed class NetnsFailureTests(NetnsFixture fixture, ITestOutputHelper ou
     /// </summary>
     [NetnsFact]
     public Task Osd_silently_cut_from_its_peers_only_is_marked_down_by_heartbeats_and_no_acknowledged_write_is_lost() =>
-        SilentCutAsync(nameof(Osd_silently_cut_from_its_peers_only_is_marked_down_by_heartbeats_and_no_acknowledged_write_is_lost),
+        CutTestAsync(nameof(Osd_silently_cut_from_its_peers_only_is_marked_down_by_heartbeats_and_no_acknowledged_write_is_lost),
             "peercut", osd => Cluster.CutFromPeersAsync(osd, silent: true), "its peers", "by its peers' heartbeat reports", 60);
 
     /// <summary>
@@ -191,13 +156,14 @@ public sealed class NetnsFailureTests(NetnsFixture fixture, ITestOutputHelper ou
     /// </summary>
     [NetnsFact]
     public Task Osd_silently_cut_from_the_monitors_only_is_marked_down_by_missing_beacons_and_no_acknowledged_write_is_lost() =>
-        SilentCutAsync(nameof(Osd_silently_cut_from_the_monitors_only_is_marked_down_by_missing_beacons_and_no_acknowledged_write_is_lost),
+        CutTestAsync(nameof(Osd_silently_cut_from_the_monitors_only_is_marked_down_by_missing_beacons_and_no_acknowledged_write_is_lost),
             "moncut", osd => Cluster.CutFromMonitorsAsync(NetnsCluster.OsdName(osd), silent: true), "the monitors", "for missing beacons", 30);
 
-    /// <summary>One OSD (from the seed) cut silently by <paramref name="cut"/> under a write stream: marked down while
-    /// its process runs, <paramref name="writesAfter"/> writes acknowledged meanwhile; healed, every PG active+clean,
-    /// no write failed, every acknowledged write read back.</summary>
-    private async Task SilentCutAsync(string test, string prefix, Func<int, Task> cut, string from, string foundBy, int writesAfter)
+    /// <summary>Rounds (several under APPLIANCE_SOAK=1) of one OSD, chosen from the seed, cut off by
+    /// <paramref name="cut"/> under a write stream: marked down while its process runs, <paramref name="writesAfter"/>
+    /// writes acknowledged and 20 reads verified meanwhile; healed, it is up again (the same process) and every PG
+    /// active+clean. At the end no write failed and every acknowledged write reads back.</summary>
+    private async Task CutTestAsync(string test, string prefix, Func<int, Task> cut, string from, string foundBy, int writesAfter)
     {
         var seed = TestSeed.Get(test, output);
         var rng = new Random(seed);
@@ -206,17 +172,31 @@ public sealed class NetnsFailureTests(NetnsFixture fixture, ITestOutputHelper ou
         await using var stream = new WriteStream(client.OpenPool(Pool), $"{prefix}-{seed}", seed, streams: 3, WriteDeadline);
         await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 30, "writes before the cut");
 
-        var victim = Cluster.Osds[rng.Next(Cluster.Osds.Count)];
-        var name = NetnsCluster.OsdName(victim);
-        await cut(victim);
-        await Cluster.WaitMarkedAsync(client, [victim], up: false, Bound);
-        Assert.True(Cluster.IsRunning(name), $"{name} exited while cut off from {from}:\n{Cluster.Logs()}");
-        Log($"osd.{victim} marked down {foundBy} in epoch {client.OsdMap!.Epoch}; {stream.Summary()}");
-        await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), writesAfter, $"writes with osd.{victim} cut from {from}");
+        for (var round = 0; round < Rounds; round++)
+        {
+            var victim = Cluster.Osds[rng.Next(Cluster.Osds.Count)];
+            var name = NetnsCluster.OsdName(victim);
+            var pid = Cluster.Pid(name);
+            await cut(victim);
+            await Cluster.WaitMarkedAsync(client, [victim], up: false, Bound);
+            var down = Stopwatch.GetTimestamp();
+            Assert.True(Cluster.IsRunning(name), $"{name} (pid {pid}) exited while cut off from {from}:\n{Cluster.Logs()}");
+            Log($"round {round}: osd.{victim} marked down {foundBy} in epoch {client.OsdMap!.Epoch} while its process runs; {stream.Summary()}");
 
-        await Cluster.HealAsync(name);
-        await Cluster.WaitCleanAsync(client, mon, Bound);
-        await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 10, "writes after the heal");
+            stream.VerifyReads = true;
+            var verified = stream.VerifiedReads;
+            await WritesGoOnAsync(stream, down, writesAfter, $"writes with osd.{victim} cut from {from}");
+            await Poll.UntilAsync(() => stream.VerifiedReads >= verified + 20, Bound, $"20 reads verified with osd.{victim} cut from {from}", Detail(stream));
+            stream.VerifyReads = false;
+            Assert.True(stream.ReadProblems.Count == 0, $"reads with osd.{victim} cut from {from}:\n{string.Join("\n", stream.ReadProblems)}");
+
+            // Healed, the same process learns it was marked down and boots again; its PGs recover.
+            await Cluster.HealAsync(name);
+            await Cluster.WaitMarkedAsync(client, [victim], up: true, Bound);
+            Assert.True(Cluster.IsRunning(name), $"{name} (pid {pid}) exited after the heal:\n{Cluster.Logs()}");
+            await Cluster.WaitCleanAsync(client, mon, Bound);
+            await WritesGoOnAsync(stream, Stopwatch.GetTimestamp(), 10, "writes after the heal");
+        }
         await stream.StopAsync();
         NoWriteFailed(stream);
         await EveryAcknowledgedWriteReadsBackAsync(stream);
