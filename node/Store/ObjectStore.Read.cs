@@ -77,9 +77,11 @@ public sealed partial class ObjectStore
         var bad = -1;
         uint actual = 0;
         var i = 0;
+        // Small reads use the data cache; a large one (a scan, a whole big object) neither uses nor fills it.
+        var cacheable = _dataCache.Enabled && refs.Length <= CachedReadBlocks;
         while (i < refs.Length)
         {
-            if (refs[i].IsHole || overlay[i] is not null)
+            if (refs[i].IsHole || overlay[i] is not null || (cacheable && PlaceCached(result, offset, first + i, refs[i])))
             {
                 i++;
                 continue;
@@ -89,6 +91,11 @@ public sealed partial class ObjectStore
             while (j < refs.Length && j - i < 256 && overlay[j] is null && !refs[j].IsHole && refs[j].Phys == refs[j - 1].Phys + 1)
             {
                 j++;
+            }
+            var stamps = cacheable ? new long[j - i] : null;
+            for (var k = 0; stamps is not null && k < stamps.Length; k++)
+            {
+                stamps[k] = _dataCache.Stamp(refs[i + k].Phys);
             }
             var buf = BufferPool.Rent((j - i) * B);
             try
@@ -110,6 +117,10 @@ public sealed partial class ObjectStore
                         continue;
                     }
                     Place(result, offset, first + k, block);
+                    if (stamps is not null)
+                    {
+                        _dataCache.Insert(refs[k].Phys, block, stamps[k - i]);
+                    }
                 }
             }
             catch
@@ -121,6 +132,30 @@ public sealed partial class ObjectStore
             i = j;
         }
         return (bad, actual);
+    }
+
+    /// <summary>The data cache, for tests.</summary>
+    internal DataCache DataCacheForTests => _dataCache;
+
+    /// <summary>Reads of at most this many blocks go through the data cache.</summary>
+    private const int CachedReadBlocks = 16;
+
+    /// <summary>Places the block from the data cache when it is there and matches its crc.</summary>
+    private bool PlaceCached(byte[] result, long offset, long index, BlockRef r)
+    {
+        Span<byte> block = stackalloc byte[B];
+        if (!_dataCache.TryRead(r.Phys, block))
+        {
+            return false;
+        }
+        if (Crc32C.Compute(block) != r.Crc)
+        {
+            // Not what the object holds now (cannot happen while writes invalidate their blocks): read the device.
+            _dataCache.Reject(r.Phys);
+            return false;
+        }
+        Place(result, offset, index, block);
+        return true;
     }
 
     private static void Place(byte[] result, long offset, long index, ReadOnlySpan<byte> block)

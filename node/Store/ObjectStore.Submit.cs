@@ -286,6 +286,7 @@ public sealed partial class ObjectStore
         long bytes = 0;
         try
         {
+            InvalidateCached(blocks);
             foreach (var (first, count, direct) in runs)
             {
                 if (direct is { } memory)
@@ -320,6 +321,7 @@ public sealed partial class ObjectStore
                 await Task.WhenAll(started);
             }
             Interlocked.Add(ref _deviceBytes, bytes);
+            InvalidateCached(blocks);
             if (early is not null)
             {
                 await early;
@@ -400,8 +402,24 @@ public sealed partial class ObjectStore
 
     private async ValueTask DeviceWriteAsync(long offset, ReadOnlyMemory<byte> data)
     {
+        _dataCache.Invalidate(offset / B, data.Length / B);
         await _device.WriteAsync(offset, data);
+        _dataCache.Invalidate(offset / B, data.Length / B);
         Interlocked.Add(ref _deviceBytes, data.Length);
+    }
+
+    /// <summary>Drops the blocks from the data cache: before their device writes start and after they end (a
+    /// reader that read a block in between does not cache it: <see cref="DataCache.Stamp"/>).</summary>
+    private void InvalidateCached(List<CowBlock> blocks)
+    {
+        if (!_dataCache.Enabled)
+        {
+            return;
+        }
+        foreach (var b in blocks)
+        {
+            _dataCache.Invalidate(b.Phys, 1);
+        }
     }
 }
 
