@@ -126,7 +126,7 @@ public sealed class OsdDaemon : IAsyncDisposable
             id => _keys!.Find(id) is { } k ? Convert.FromBase64String(k.Key.ToBase64()) : null,
             _ => _refreshKeys.TrySetResult(), _loggers.CreateLogger("Appliance.Osd.Heartbeat"));
         _heartbeater = new Heartbeater(_options.Id, _heartbeatNet, new VerdictQueue(_verdicts.Writer), TimeProvider.System,
-            _watched.OldestOutstanding, _loggers.CreateLogger("Appliance.Osd.Heartbeat"));
+            _watched.OldestOutstanding, _loggers.CreateLogger("Appliance.Osd.Heartbeat")) { WatchdogLimit = TimeSpan.FromSeconds(10) };
         _heartbeatNet.Heartbeater = _heartbeater;
         await ReadConfigAsync(ct);
         _heartbeatNet.Start();
@@ -367,7 +367,8 @@ public sealed class OsdDaemon : IAsyncDisposable
     }
 
     /// <summary>Reads the heartbeat and beacon options from the central configuration (at start, then every 30 s):
-    /// osd_heartbeat_interval (fractional seconds), osd_heartbeat_grace and osd_beacon_report_interval (seconds).
+    /// osd_heartbeat_interval (fractional seconds), osd_heartbeat_grace, osd_io_stall_timeout and
+    /// osd_beacon_report_interval (seconds).
     /// Monitors that cannot answer leave the values as they were.</summary>
     private async Task ReadConfigAsync(CancellationToken ct)
     {
@@ -391,6 +392,10 @@ public sealed class OsdDaemon : IAsyncDisposable
         if (await GetAsync("osd_heartbeat_grace") is { } grace)
         {
             _heartbeater!.Grace = TimeSpan.FromSeconds(grace);
+        }
+        if (await GetAsync("osd_io_stall_timeout") is { } stall)
+        {
+            _heartbeater!.WatchdogLimit = TimeSpan.FromSeconds(stall);
         }
         if (await GetAsync("osd_beacon_report_interval") is { } beacon)
         {
