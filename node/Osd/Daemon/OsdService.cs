@@ -311,6 +311,10 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
                     }
                     return (OsdMessageType.PushReply, await pg.PullAsync(from, p));
                 }
+                case OsdMessageType.PgNotify or OsdMessageType.PgActivateReply or OsdMessageType.PushReply:
+                    // An answer to a request this OSD gave up on (a new interval, a timeout): nobody waits for it.
+                    Logger.LogDebug("osd.{Osd} answered late (message type {Type}); dropped", from, type);
+                    return null;
                 default:
                     Logger.LogWarning("osd.{Osd} sent an unknown message type {Type}; dropped", from, type);
                     return null;
