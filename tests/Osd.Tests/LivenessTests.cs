@@ -1,3 +1,4 @@
+using Appliance.Client;
 using Appliance.Maps;
 using Appliance.Maps.Client;
 using Appliance.Maps.Protocol;
@@ -91,6 +92,61 @@ public sealed class LivenessTests
         {
             var later = now.FindOsd(osd.Id)!;
             Assert.True(later.Up && later.UpFrom == osd.UpFrom, $"osd.{osd.Id} up {later.Up} from epoch {later.UpFrom} (was up from {osd.UpFrom}; osdmap epoch {now.Epoch})");
+        }
+    }
+
+    [Fact]
+    public async Task Writes_complete_while_OSDs_are_marked_down_and_boot_again_one_after_another()
+    {
+        // Each OSD in turn is reported failed while it runs (as a loaded machine's late heartbeats do): marked down,
+        // it boots again after its backoff. Writers go on throughout; every write must complete (none lost in an
+        // OSD across the interval changes: a lost request would hang until its deadline) and read back.
+        var (c, admin, ids) = await StartAsync();
+        await using var _ = c;
+        await using var __ = admin;
+        await using var client = await ClusterClient.ConnectAsync(c.MonitorAddresses, "client.admin", c.Admin.Key,
+            new ClusterClientOptions { OpTimeout = TimeSpan.FromSeconds(60) });
+        var pool = client.OpenPool("data");
+        var acked = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
+        using var stop = new CancellationTokenSource();
+        var writers = Enumerable.Range(0, 8).Select(w => Task.Run(async () =>
+        {
+            for (var n = 0; !stop.IsCancellationRequested; n++)
+            {
+                var name = $"flap-{w}-{n % 16}";
+                await pool.WriteFullAsync(name, BitConverter.GetBytes(n));
+                acked[name] = n;
+            }
+        })).ToArray();
+        // APPLIANCE_SOAK=1: three rounds (each OSD's rejoin backoff grows: 1, 2, 4 s).
+        foreach (var victim in Enumerable.Repeat(ids, Appliance.Tests.Common.TestSeed.Soak ? 3 : 1).SelectMany(x => x))
+        {
+            var before = NewestMap(c).FindOsd(victim)!.UpFrom;
+            var reporter = ids.First(i => i != victim);
+            var key = Keyring.Load(OsdDaemon.KeyringPath(c.ConfDir, reporter)).Find($"osd.{reporter}")!.Key;
+            await using (var asPeer = new MonClient(c.MonitorAddresses, $"osd.{reporter}", key))
+            {
+                var r = await asPeer.CommandAsync(new OsdFailureReport(victim, reporter, Immediate: true));
+                Assert.True(r.Status == MonReplyStatus.Ok, r.Message);
+            }
+            var until = DateTime.UtcNow.AddSeconds(60);
+            while (NewestMap(c).FindOsd(victim) is not { Up: true } o || o.UpFrom == before)
+            {
+                Assert.True(DateTime.UtcNow < until, $"osd.{victim} did not boot again within 60 s");
+                if (writers.FirstOrDefault(t => t.IsFaulted) is { } failed)
+                {
+                    Assert.Fail($"a write failed: {failed.Exception?.InnerException}");
+                }
+                await Task.Delay(50);
+            }
+        }
+        stop.Cancel();
+        await Task.WhenAll(writers);
+        await c.WaitCleanAsync();
+        Assert.True(acked.Count > 0);
+        foreach (var (name, n) in acked)
+        {
+            Assert.Equal(n, BitConverter.ToInt32((await pool.ReadAsync(name, 0, 4)).Span));
         }
     }
 }
