@@ -153,6 +153,49 @@ public sealed class ReplicationTests
     }
 
     [Fact]
+    public async Task An_OSD_that_restarts_before_it_is_marked_down_is_peered_again()
+    {
+        // A fast restart (a service restart) boots again while the maps still show the OSD up: the acting sets stay
+        // the same, but the restarted OSD knows nothing of its PGs' intervals. Its new up_from must start a new
+        // interval, or its PGs would refuse every replicated change and the PGs would take no writes for good.
+        await using var c = new InProcessCluster();
+        await c.StartAsync(osds: 3, size: 3, minSize: 2, pgNum: 8);
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Equal(OsdResult.Ok, (await c.ExecuteAsync("data", $"o{i}", [OsdOp.WriteFull(Encoding.ASCII.GetBytes($"v1-{i}"))])).Result);
+        }
+        await c.KillAsync(2);
+        await c.StartOsdAsync(2, fresh: false);
+        c.Command(new OsdBoot(2, "127.0.0.1:6900", "host0", 0x10000));
+        Assert.True(c.Map.FindOsd(2) is { Up: true } o && o.UpFrom == c.Map.Epoch);
+        await c.WaitActiveCleanAsync();
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Equal(OsdResult.Ok, (await c.ExecuteAsync("data", $"o{i}", [OsdOp.WriteFull(Encoding.ASCII.GetBytes($"v2-{i}"))], timeoutSeconds: 10)).Result);
+            await AssertReplicasEqualAsync(c, $"o{i}", Encoding.ASCII.GetBytes($"v2-{i}"));
+        }
+    }
+
+    [Fact]
+    public async Task A_write_a_member_refuses_is_not_acknowledged_until_every_member_has_it()
+    {
+        // A member restarts and the maps never show it (same address, no new map): it knows nothing of its PGs'
+        // intervals and refuses replicated changes. The primary must not acknowledge such a write — nor a resend
+        // of it from its own log — until peering has brought the member to its log.
+        await using var c = new InProcessCluster();
+        await c.StartAsync(osds: 3, size: 3, minSize: 2, pgNum: 8);
+        var epoch = c.Map.Epoch;
+        await c.KillAsync(2);
+        await c.StartOsdAsync(2, fresh: false);
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Equal(OsdResult.Ok, (await c.ExecuteAsync("data", $"o{i}", [OsdOp.WriteFull(Encoding.ASCII.GetBytes($"v1-{i}"))], timeoutSeconds: 10)).Result);
+            await AssertReplicasEqualAsync(c, $"o{i}", Encoding.ASCII.GetBytes($"v1-{i}"));
+        }
+        Assert.Equal(epoch, c.Map.Epoch);
+    }
+
+    [Fact]
     public async Task A_new_OSD_with_no_copy_is_backfilled()
     {
         await using var c = new InProcessCluster();

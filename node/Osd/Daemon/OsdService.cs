@@ -90,7 +90,7 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
                     }
                     seen.Add(id);
                     var pg = _pgs.GetOrAdd(id, pid => new PlacementGroup(this, pid, pool.Size, pool.MinSize, (uint)pool.PgNum));
-                    pg.OnMap(map.Epoch, p.Acting, p.Primary, pool.Size, pool.MinSize, (uint)pool.PgNum);
+                    pg.OnMap(map.Epoch, p.Acting, p.Primary, pool.Size, pool.MinSize, (uint)pool.PgNum, UpFromOf(map, p.Acting));
                 }
             }
             foreach (var (id, pg) in _pgs)
@@ -235,6 +235,18 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
             return Refuse(OsdResult.TryAgain, $"osd.{Self} is not the primary of {req.Pg} at epoch {map.Epoch}");
         }
         return await pg.ExecuteAsync(req, new ReqId(entity, req.ClientNonce, req.Tid), session, ct);
+    }
+
+    /// <summary>The epoch from which each member of an acting set is up (0 for a hole): a member that restarted has
+    /// a new one, which starts a new interval even when the acting set is the same (its PGs must peer again).</summary>
+    private static uint[] UpFromOf(OsdMap map, int[] acting)
+    {
+        var upFrom = new uint[acting.Length];
+        for (var k = 0; k < acting.Length; k++)
+        {
+            upFrom[k] = acting[k] >= 0 && map.FindOsd(acting[k]) is { } o ? o.UpFrom : 0;
+        }
+        return upFrom;
     }
 
     private static string Describe(Access a) =>

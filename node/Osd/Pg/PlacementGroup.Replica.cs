@@ -35,7 +35,7 @@ public sealed partial class PlacementGroup
             {
                 return false;
             }
-            _interval = new PgInterval(since, old.Acting, from);
+            _interval = new PgInterval(since, old.Acting, from, old.UpFrom);
         }
         old.End();
         Logger.LogInformation("{Pg}: takes interval {Since} from its primary osd.{Primary} (it had recorded {Had}: it saw the acting set first at another epoch)", Id, since, from, old.Since);

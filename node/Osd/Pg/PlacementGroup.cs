@@ -26,11 +26,13 @@ public enum PgPhase
 }
 
 /// <summary>One interval of a PG: a stretch of epochs with the same acting set and primary.</summary>
-public sealed class PgInterval(uint since, int[] acting, int primary)
+public sealed class PgInterval(uint since, int[] acting, int primary, uint[]? upFrom = null)
 {
     public uint Since { get; } = since;
     public int[] Acting { get; } = acting;
     public int Primary { get; } = primary;
+    /// <summary>The epoch from which each member is up: a member that restarted (a new up_from) makes a new interval.</summary>
+    public uint[] UpFrom { get; } = upFrom ?? new uint[acting.Length];
     public CancellationTokenSource Ended { get; } = new();
     /// <summary>Completes when the PG goes active in this interval (primary only).</summary>
     public TaskCompletionSource Activated { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -128,12 +130,14 @@ public sealed partial class PlacementGroup
     public bool Contains(uint hash) => Crush.Placement.PoolPlacement.PgOf(hash, PgNum) == Id.Seed;
 
     /// <summary>
-    /// A new osdmap: when this PG's acting set or primary changed, a new interval starts — requests in flight end
+    /// A new osdmap: when this PG's acting set or primary changed, or a member restarted (its up_from changed: it
+    /// lost what it knew of this interval), a new interval starts — requests in flight end
     /// with <see cref="OsdResult.TryAgain"/> (the client resends; the log answers a resend of anything that was
     /// applied), and the primary peers again.
     /// </summary>
-    public void OnMap(uint epoch, int[] acting, int primary, int size, int minSize, uint pgNum)
+    public void OnMap(uint epoch, int[] acting, int primary, int size, int minSize, uint pgNum, uint[]? upFrom = null)
     {
+        upFrom ??= new uint[acting.Length];
         Size = size;
         MinSize = minSize;
         PgNum = pgNum;
@@ -142,11 +146,11 @@ public sealed partial class PlacementGroup
         lock (_lock)
         {
             old = _interval;
-            if (old is not null && old.Primary == primary && old.Acting.AsSpan().SequenceEqual(acting))
+            if (old is not null && old.Primary == primary && old.Acting.AsSpan().SequenceEqual(acting) && old.UpFrom.AsSpan().SequenceEqual(upFrom))
             {
                 return;
             }
-            next = new PgInterval(epoch, acting, primary);
+            next = new PgInterval(epoch, acting, primary, upFrom);
             _interval = next;
             _phase = primary == _host.Self ? PgPhase.Peering : acting.Contains(_host.Self) ? PgPhase.Replica : PgPhase.Stray;
         }
@@ -160,6 +164,29 @@ public sealed partial class PlacementGroup
         {
             _ = Task.Run(() => PeerLoopAsync(next));
         }
+    }
+
+    /// <summary>
+    /// Peers again within the same interval (same epoch, acting set and primary): what waits in it fails with
+    /// TryAgain and the PG serves again only once every member has this log. For a change a member did not take.
+    /// </summary>
+    private void RestartPeering(PgInterval i, string why)
+    {
+        PgInterval next;
+        lock (_lock)
+        {
+            if (_interval != i || i.Ended.IsCancellationRequested || i.Primary != _host.Self)
+            {
+                return;
+            }
+            next = new PgInterval(i.Since, i.Acting, i.Primary, i.UpFrom);
+            _interval = next;
+            _phase = PgPhase.Peering;
+        }
+        i.End();
+        Backend.FailPending($"{Id}: peering again in interval {i.Since}");
+        Logger.LogWarning("{Pg}: peering again in interval {Since}: {Why}", Id, i.Since, why);
+        _ = Task.Run(() => PeerLoopAsync(next));
     }
 
     /// <summary>The interval ended (this OSD stops): every waiter fails.</summary>
@@ -336,7 +363,18 @@ public sealed partial class PlacementGroup
         {
             _order.Release();
         }
-        await committed.WaitAsync(ct);
+        try
+        {
+            await committed.WaitAsync(ct);
+        }
+        catch (Daemon.PeerUnavailableException e)
+        {
+            // A member refused or could not take the change while the interval goes on: the entry is in this log but
+            // not on every member, so a resend must not be answered from the log yet. Peering again (still under the
+            // object's lock) brings every member to this log before the PG serves again.
+            RestartPeering(interval, e.Message);
+            throw;
+        }
         AdvanceCommitted(entry.Version);
         ApplyStats(result);
         return Reply(req, OsdResult.Ok, "", result.Outputs, entry.Version, entry.Version.Version);
