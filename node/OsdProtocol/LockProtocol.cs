@@ -4,12 +4,13 @@ namespace Appliance.Osd.Protocol;
 
 /// <summary>
 /// An exclusive lock held as a lease on an object (the header of a block image): who holds it — the client
-/// instance (<c>entity:nonce</c>, what the blocklist fences), its entity, the host it runs on and a description for
-/// people — and until when (the primary's clock, Unix ms). Kept in the object's xattr <see cref="LockProtocol.Xattr"/>.
+/// instance (<c>entity:nonce</c>, what the blocklist fences), its entity, the host it runs on, its owner (for an NBD
+/// server, the address it serves on, which tells servers on one host apart) — and until when (the primary's clock,
+/// Unix ms). Kept in the object's xattr <see cref="LockProtocol.Xattr"/>.
 /// </summary>
-public sealed record LockHolder(string Instance, string Entity, string Host, string Description, long ExpiresMs)
+public sealed record LockHolder(string Instance, string Entity, string Host, string Owner, long ExpiresMs)
 {
-    public override string ToString() => $"{Instance} on {Host}{(Description.Length > 0 ? $" ({Description})" : "")}";
+    public override string ToString() => $"{Instance} ({Owner} on {Host})";
 }
 
 /// <summary>How a lock call went.</summary>
@@ -52,7 +53,7 @@ public static class LockProtocol
         w.WriteString(h.Instance);
         w.WriteString(h.Entity);
         w.WriteString(h.Host);
-        w.WriteString(h.Description);
+        w.WriteString(h.Owner);
         w.WriteI64(h.ExpiresMs);
         w.EndStruct(m);
         return w.ToArray();
