@@ -9,7 +9,8 @@ namespace Appliance.BlockDev.Images.Cluster;
 /// <c>x / objectSize</c> at <c>x % objectSize</c>. Thin: a data object exists only once written; a missing object, or
 /// the part past its end, reads as zeros. A request spanning objects runs its pieces in parallel; a write is durable
 /// on every member of its PG when the OSD answers, so FLUSH and FUA cost nothing and a flush covers every writer.
-/// Opened for writing, it holds the image's lock (<see cref="ImageLock"/>); a server that lost it refuses writes.
+/// Opened for writing, it holds the image's lock (<see cref="ImageLock"/>); a server that lost it was fenced, and the
+/// OSDs refuse its writes.
 /// </summary>
 public sealed class ClusterImage : IImage
 {
@@ -258,10 +259,9 @@ public sealed class ClusterImage : IImage
         {
             throw new ImageException(ImageErrorKind.ReadOnly, $"image {Name} is open read-only", offset);
         }
-        if (_lock.Lost is { } why)
-        {
-            throw new ImageException(ImageErrorKind.ReadOnly, why, offset);
-        }
+        // A lock lost to another server is not checked here: it only moves after that server had this instance
+        // blocklisted, so the OSDs refuse the write (BlocklistedException below): fencing does not depend on this
+        // server noticing in time.
     }
 
     /// <summary>The one place cluster errors become image errors (the NBD layer maps those to protocol errors).</summary>
