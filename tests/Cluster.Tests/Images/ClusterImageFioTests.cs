@@ -4,7 +4,7 @@ using Appliance.BlockDev.Tests;
 
 namespace Appliance.Cluster.Tests.Images;
 
-/// <summary>fio's nbd engine with verification against cluster images, and an OSD SIGKILLed under it.</summary>
+/// <summary>fio's nbd engine with verification against cluster images, an OSD SIGKILLed under it, and ext4 through nbdfuse.</summary>
 public sealed partial class ClusterImageTests
 {
     private static string Fio => Tools.Require("fio", "fio");
@@ -26,6 +26,14 @@ public sealed partial class ClusterImageTests
             Assert.Contains("verify", r.Stdout, StringComparison.Ordinal);
             Assert.DoesNotContain("verify: bad", r.All, StringComparison.Ordinal);
         }
+    }
+
+    [Fact]
+    public async Task Ext4ThroughNbdfuseOnAClusterImage()
+    {
+        await ApplianceOkAsync("image", "create", "data/ext4", "--size", "96M");
+        await using var server = await ServeAsync("ext4.sock");
+        await Appliance.BlockDev.Tests.Clients.Ext4OverNbd.RunAsync(server.Uri("data/ext4"), 96L << 20, _dir.Path, log);
     }
 
     [Fact]
