@@ -69,6 +69,18 @@ public sealed partial class ClusterImageTests(ImageCluster cluster, ITestOutputH
     }
 
     [Fact]
+    public async Task ClusterUpServesImageDisk0OnItsSocketAndLoopbackPort()
+    {
+        var socket = Path.Combine(cluster.Data, "run", "nbd.sock");
+        var info = await Tools.RunOkAsync(NbdInfo, [$"nbd+unix:///data/disk0?socket={socket}"]);
+        Assert.Contains("export-size: 4294967296", info.Stdout, StringComparison.Ordinal);
+        var listen = (await File.ReadAllTextAsync(Path.Combine(cluster.ConfDir, "nbd.listen"))).Trim();
+        var r = await QemuIoAsync($"nbd://{listen}/data/disk0", "write -P 0x5a 4095M 1M", "read -P 0x5a 4095M 1M");
+        Assert.DoesNotContain("Pattern verification failed", r.All, StringComparison.Ordinal);
+        Assert.Contains("served by", await ApplianceOkAsync("image", "info", "data/disk0"), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task QemuImgConvertInAndOutKeepsTheDataAndTheHoles()
     {
         await ApplianceOkAsync("image", "create", "data/convert", "--size", "48M", "--object-size", "1M");
