@@ -79,15 +79,34 @@ public interface IImage : IAsyncDisposable
     ValueTask CacheAsync(long offset, long length, CancellationToken ct);
 }
 
-/// <summary>Where exports come from: the names an NBD server offers and the images behind them.</summary>
+/// <summary>What opening an image gave: the image, or why not (no such image: both null).</summary>
+public readonly record struct ImageOpenResult(IImage? Image, string? Refusal)
+{
+    public static ImageOpenResult NotFound => default;
+
+    public static ImageOpenResult Opened(IImage image) => new(image, null);
+
+    /// <summary>The image exists but may not be opened now; <paramref name="reason"/> says why, for the client
+    /// (e.g. which server holds it).</summary>
+    public static ImageOpenResult Refused(string reason) => new(null, reason);
+}
+
+/// <summary>
+/// Where exports come from: the names an NBD server offers and the images behind them. Asynchronous, because a
+/// cluster catalog asks the cluster (and takes a lock) to answer.
+/// </summary>
 public interface IImageCatalog
 {
     /// <summary>The names of the images that can be served, sorted.</summary>
-    IReadOnlyList<string> ListNames();
+    ValueTask<IReadOnlyList<string>> ListNamesAsync(CancellationToken ct);
 
-    /// <summary>Opens an image, or returns null when there is none by that name (a bad name is also "none").</summary>
-    IImage? TryOpen(string name, bool readOnly);
+    /// <summary>Whether an image of that name exists (a bad name does not).</summary>
+    ValueTask<bool> ExistsAsync(string name, CancellationToken ct);
+
+    /// <summary>Opens an image: the image, <see cref="ImageOpenResult.NotFound"/> (a bad name is also "none"), or a
+    /// refusal with its reason.</summary>
+    ValueTask<ImageOpenResult> OpenAsync(string name, bool readOnly, CancellationToken ct);
 
     /// <summary>A description for people (NBD_INFO_DESCRIPTION), or null.</summary>
-    string? Describe(string name);
+    ValueTask<string?> DescribeAsync(string name, CancellationToken ct);
 }

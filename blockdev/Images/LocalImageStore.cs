@@ -55,6 +55,23 @@ public sealed class LocalImageStore : IImageCatalog
 
     public IReadOnlyList<string> ListNames() => [.. List().Select(i => i.Name)];
 
+    ValueTask<IReadOnlyList<string>> IImageCatalog.ListNamesAsync(CancellationToken ct) => ValueTask.FromResult(ListNames());
+
+    ValueTask<bool> IImageCatalog.ExistsAsync(string name, CancellationToken ct)
+    {
+        try
+        {
+            return ValueTask.FromResult(ImageName.IsValid(name) && File.Exists(PathOf(name)));
+        }
+        catch (ImageCatalogException)
+        {
+            return ValueTask.FromResult(false);
+        }
+    }
+
+    ValueTask<ImageOpenResult> IImageCatalog.OpenAsync(string name, bool readOnly, CancellationToken ct) =>
+        ValueTask.FromResult(TryOpen(name, readOnly) is { } image ? ImageOpenResult.Opened(image) : ImageOpenResult.NotFound);
+
     /// <summary>Every image, sorted by name.</summary>
     public IReadOnlyList<ImageInfo> List()
     {
@@ -147,7 +164,7 @@ public sealed class LocalImageStore : IImageCatalog
         return File.Exists(path) ? LocalImage.Open(name, path, readOnly) : null;
     }
 
-    string? IImageCatalog.Describe(string name) => $"local image {name}";
+    ValueTask<string?> IImageCatalog.DescribeAsync(string name, CancellationToken ct) => ValueTask.FromResult<string?>($"local image {name}");
 
     private static void CheckSize(long size)
     {

@@ -14,6 +14,10 @@ public enum OsdOpCode : ushort
     /// <see cref="OsdOp.Length"/> of them (0: the server's page size); the result says if more follow.</summary>
     OmapGet = 5,
     OmapGetByKeys = 6,
+    /// <summary>The allocated runs of the object's data within [<see cref="OsdOp.Offset"/>, + <see cref="OsdOp.Length"/>)
+    /// (0: to its end): the output's data is (u64 offset, u64 length) pairs in order; what is not listed reads as zeros.
+    /// Fails with NotFound when the object does not exist.</summary>
+    MapExtents = 7,
 
     // Guards: a failed guard fails the whole request and changes nothing.
     AssertExists = 20,
@@ -96,6 +100,7 @@ public sealed record OsdOp(OsdOpCode Code)
     public static OsdOp OmapGet(string startAfter = "", string prefix = "", uint max = 0) =>
         new(OsdOpCode.OmapGet) { Name = startAfter, Name2 = prefix, Length = max };
     public static OsdOp OmapGetByKeys(IReadOnlyList<string> keys) => new(OsdOpCode.OmapGetByKeys) { Keys = keys };
+    public static OsdOp MapExtents(ulong offset, ulong length) => new(OsdOpCode.MapExtents) { Offset = offset, Length = length };
     public static OsdOp AssertExists() => new(OsdOpCode.AssertExists);
     public static OsdOp AssertVersion(ulong version) => new(OsdOpCode.AssertVersion) { Offset = version };
     public static OsdOp CmpXattr(string name, CmpXattrMode mode, ReadOnlyMemory<byte> value) =>

@@ -169,6 +169,50 @@ public sealed partial class ObjectStore
         }
     }
 
+    /// <summary>
+    /// The runs of the object's data that are allocated (not holes), as (offset, length) in bytes within
+    /// [<paramref name="offset"/>, <paramref name="offset"/> + <paramref name="length"/>) and the object's size, in
+    /// order; adjacent allocated blocks form one run. Null when the object does not exist. Holes read as zeros, so what
+    /// is not listed reads as zeros (what a block device's SEEK_DATA / NBD block status reports).
+    /// </summary>
+    public async Task<IReadOnlyList<(long Offset, long Length)>?> AllocatedExtentsAsync(string collection, ObjectId name, long offset, long length,
+        CancellationToken ct = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        return await WithOnodeAsync<IReadOnlyList<(long, long)>?>(collection, name, on =>
+        {
+            if (on is null)
+            {
+                return null;
+            }
+            var result = new List<(long, long)>();
+            var end = Math.Min(on.Size, offset + length);
+            if (end <= offset)
+            {
+                return result;
+            }
+            var blocks = on.Blocks;
+            var last = (int)Math.Min(blocks.Length - 1, (end - 1) / B);
+            long runStart = -1;
+            for (var i = (int)(offset / B); i <= last + 1; i++)
+            {
+                var allocated = i <= last && !blocks[i].IsHole;
+                if (allocated && runStart < 0)
+                {
+                    runStart = Math.Max(offset, (long)i * B);
+                }
+                else if (!allocated && runStart >= 0)
+                {
+                    var runEnd = Math.Min(end, (long)i * B);
+                    result.Add((runStart, runEnd - runStart));
+                    runStart = -1;
+                }
+            }
+            return result;
+        }, ct);
+    }
+
     /// <summary>Device byte offsets of the object's allocated blocks (block index, offset), for tests and repair tools.</summary>
     internal IReadOnlyList<(long Index, long Offset)> DeviceOffsetsOf(string collection, ObjectId name)
     {

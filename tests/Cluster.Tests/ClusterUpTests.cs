@@ -11,7 +11,7 @@ namespace Appliance.Cluster.Tests;
 /// </summary>
 public sealed class ClusterUpTests : IDisposable
 {
-    private static readonly string[] Daemons = ["mon.a", "mon.b", "mon.c", "osd.0", "osd.1", "osd.2"];
+    private static readonly string[] Daemons = ["mon.a", "mon.b", "mon.c", "nbd", "osd.0", "osd.1", "osd.2"];
 
     private readonly TempDir _dir = new();
     private readonly HashSet<int> _seen = [];
@@ -106,8 +106,9 @@ public sealed class ClusterUpTests : IDisposable
     private bool IsOurs(int pid, string name)
     {
         var args = LocalCluster.Cmdline(pid).Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        var identity = Path.Combine(Data, name.StartsWith("osd.", StringComparison.Ordinal) ? name + ".disk" : name);
-        return args.Any(a => a.EndsWith("appliance.dll", StringComparison.Ordinal)) && args.Contains("run") && args.Contains(identity);
+        // The NBD server (`nbd serve`) is known by its socket, monitors and OSDs (`… run`) by their data paths.
+        var identity = Path.Combine(Data, name == "nbd" ? "run/nbd.sock" : name.StartsWith("osd.", StringComparison.Ordinal) ? name + ".disk" : name);
+        return args.Any(a => a.EndsWith("appliance.dll", StringComparison.Ordinal)) && args.Contains(name == "nbd" ? "serve" : "run") && args.Contains(identity);
     }
 
     private static async Task UntilAsync(Func<bool> condition, string what)

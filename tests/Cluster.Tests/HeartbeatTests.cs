@@ -3,7 +3,6 @@ using System.Diagnostics;
 using Appliance.Client;
 using Appliance.Maps.Client;
 using Appliance.Platform.Native;
-using Xunit.Abstractions;
 
 namespace Appliance.Cluster.Tests;
 

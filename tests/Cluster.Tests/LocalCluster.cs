@@ -20,7 +20,7 @@ namespace Appliance.Cluster.Tests;
 /// </summary>
 public class LocalCluster : IAsyncLifetime
 {
-    public static readonly string[] Daemons = ["mon.a", "mon.b", "mon.c", "osd.0", "osd.1", "osd.2"];
+    public static readonly string[] Daemons = ["mon.a", "mon.b", "mon.c", "nbd", "osd.0", "osd.1", "osd.2"];
     private static readonly TimeSpan CommandBound = TimeSpan.FromSeconds(90);
 
     private readonly TempDir _dir = new();
@@ -140,8 +140,9 @@ public class LocalCluster : IAsyncLifetime
     public bool IsOurs(int pid, string name)
     {
         var args = Cmdline(pid).Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        var identity = Path.Combine(Data, name.StartsWith("osd.", StringComparison.Ordinal) ? name + ".disk" : name);
-        return args.Any(a => a.EndsWith("appliance.dll", StringComparison.Ordinal)) && args.Contains("run") && args.Contains(identity);
+        // The NBD server (`nbd serve`) is known by its socket, monitors and OSDs (`… run`) by their data paths.
+        var identity = Path.Combine(Data, name == "nbd" ? "run/nbd.sock" : name.StartsWith("osd.", StringComparison.Ordinal) ? name + ".disk" : name);
+        return args.Any(a => a.EndsWith("appliance.dll", StringComparison.Ordinal)) && args.Contains(name == "nbd" ? "serve" : "run") && args.Contains(identity);
     }
 
     /// <summary>Until every PG of <paramref name="pool"/> is reported active+clean with all three OSDs acting, by

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using Appliance.Client;
 using Appliance.Maps.Client;
-using Xunit.Abstractions;
 
 namespace Appliance.Cluster.Tests;
 

@@ -102,9 +102,9 @@ internal sealed partial class NbdConnection
                     await ReplyErrorAsync(option, OptionReplyType.ErrInvalid, "NBD_OPT_LIST takes no data", ct);
                     return next;
                 }
-                foreach (var name in _server.Exports.ListNames())
+                foreach (var name in await _server.Exports.ListNamesAsync(ct))
                 {
-                    await _stream.WriteAsync(NbdWire.ServerReply(name, _server.Exports.Describe(name)), ct);
+                    await _stream.WriteAsync(NbdWire.ServerReply(name, await _server.Exports.DescribeAsync(name, ct)), ct);
                 }
                 await ReplyAckAsync(option, ct);
                 return next;
@@ -201,7 +201,7 @@ internal sealed partial class NbdConnection
             await ReplyErrorAsync(option, OptionReplyType.ErrInvalid, "malformed meta context request", ct);
             return;
         }
-        if (_server.Exports.Resolve(request.ExportName) is not { } export || !_server.Exports.ListNames().Contains(export))
+        if (await _server.Exports.ResolveAsync(request.ExportName, ct) is not { } export || !await _server.Exports.ExistsAsync(export, ct))
         {
             await ReplyErrorAsync(option, OptionReplyType.ErrUnknown, $"no export named '{request.ExportName}'", ct);
             return;
@@ -241,17 +241,25 @@ internal sealed partial class NbdConnection
             await ReplyErrorAsync(option, OptionReplyType.ErrInvalid, "malformed NBD_OPT_INFO/GO request", ct);
             return null;
         }
-        var name = _server.Exports.Resolve(request.ExportName);
+        var name = await _server.Exports.ResolveAsync(request.ExportName, ct);
         ExportLease? lease;
+        string? refusal;
         try
         {
-            lease = name is null ? null : _server.Exports.Acquire(name);
+            (lease, refusal) = name is null ? (null, null) : await _server.Exports.AcquireAsync(name, ct);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // The image exists but cannot be opened (permissions, a lock held by `image rm`...): say so, go on.
             Log($"cannot open export '{name}': {e.Message}");
             await ReplyErrorAsync(option, OptionReplyType.ErrPolicy, $"export '{name}' cannot be opened now: {e.Message}", ct);
+            return null;
+        }
+        if (refusal is not null)
+        {
+            // The image exists but may not be served from here now (another server holds it): the reason names it.
+            Log($"refused export '{name}': {refusal}");
+            await ReplyErrorAsync(option, OptionReplyType.ErrPolicy, $"export '{name}': {refusal}", ct);
             return null;
         }
         if (lease is null)
@@ -268,7 +276,7 @@ internal sealed partial class NbdConnection
                 var reply = item switch
                 {
                     InfoType.Name => NbdWire.InfoString(option, InfoType.Name, lease.Name),
-                    InfoType.Description => _server.Exports.Describe(lease.Name) is { } d ? NbdWire.InfoString(option, InfoType.Description, d) : null,
+                    InfoType.Description => await _server.Exports.DescribeAsync(lease.Name, ct) is { } d ? NbdWire.InfoString(option, InfoType.Description, d) : null,
                     InfoType.BlockSize => NbdWire.InfoBlockSize(option, 1, 4096, NbdLimits.MaxPayload),
                     _ => null,
                 };
@@ -296,10 +304,15 @@ internal sealed partial class NbdConnection
     {
         var requested = HandshakeParser.ParseExportName(data)
             ?? throw new ProtocolViolationException("NBD_OPT_EXPORT_NAME with an invalid name");
-        var name = _server.Exports.Resolve(requested);
-        // EXPORT_NAME cannot fail politely: an unknown export ends the session.
-        var lease = (name is null ? null : _server.Exports.Acquire(name))
-            ?? throw new ProtocolViolationException($"NBD_OPT_EXPORT_NAME for unknown export '{requested}'");
+        var name = await _server.Exports.ResolveAsync(requested, ct);
+        // EXPORT_NAME cannot fail politely: an unknown (or refused) export ends the session.
+        var (lease, refusal) = name is null ? (null, null) : await _server.Exports.AcquireAsync(name, ct);
+        if (lease is null)
+        {
+            throw new ProtocolViolationException(refusal is null
+                ? $"NBD_OPT_EXPORT_NAME for unknown export '{requested}'"
+                : $"NBD_OPT_EXPORT_NAME for export '{requested}', refused: {refusal}");
+        }
         try
         {
             await _stream.WriteAsync(NbdWire.ExportNameReply(lease.Image.Size, FlagsFor(lease), _noZeroes), ct);

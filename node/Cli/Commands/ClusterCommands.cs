@@ -4,6 +4,8 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Appliance.BlockDev.Images;
+using Appliance.BlockDev.Images.Cluster;
 using Appliance.Cli.Common;
 using Appliance.Client;
 using Appliance.Maps;
@@ -23,6 +25,10 @@ public static class ClusterCommands
 {
     /// <summary>The pool `cluster up` makes.</summary>
     public const string PoolName = "data";
+
+    /// <summary>The image `cluster up` makes (and its size), served with the others by the local NBD server.</summary>
+    public const string ImageName = PoolName + "/disk0";
+    public const long ImageSize = 4L << 30;
 
     private static readonly Option<string> Data = new("--data")
     {
@@ -153,7 +159,9 @@ public static class ClusterCommands
                 var info = map.FindPool(PoolName)!;
                 await output.WriteLineAsync(
                     $"cluster {conf.Fsid} is up: {conf.Monitors.Count} monitors, {ids.Count} OSDs, pool '{PoolName}' ({info.Size} copies on distinct OSDs, min_size {info.MinSize}, {info.PgNum} PGs, every one taking writes)");
+                await EnsureImageAsync(client, ct);
             }
+            var listen = await ServeImagesAsync(ct);
             var dir = local.DataDirectory;
             await output.WriteLineAsync($"""
 
@@ -162,10 +170,89 @@ public static class ClusterCommands
                   appliance status
                   appliance osd tree
                   appliance pool ls
+                  appliance image ls
+                Block devices: the cluster's images over NBD (image {ImageName}, {ByteSize.Format(ImageSize)}):
+                  nbdinfo 'nbd+unix:///{ImageName}?socket={local.NbdSocket}'
+                  qemu-io -f raw 'nbd://{listen}/{ImageName}' -c 'write -P 0x5a 0 1M' -c 'read -P 0x5a 0 1M'
+                  nbd-client -unix {local.NbdSocket} /dev/nbd0 -name {ImageName}      (the kernel's client, as root; or -N {ImageName} 127.0.0.1 {listen.Split(':')[^1]})
+                  qemu-system-x86_64 ... -drive driver=nbd,server.type=unix,server.path={local.NbdSocket},export={ImageName},reconnect-delay=30
                 Logs are in {local.LogDirectory}, pid files in {local.RunDirectory}.
                 Stop it with:   appliance cluster down --data {dir}
                 Delete it with: appliance cluster down --data {dir} --purge --yes-i-really-mean-it
                 """);
+        }
+
+        /// <summary>Makes image data/disk0 the first time.</summary>
+        private async Task EnsureImageAsync(ClusterClient client, CancellationToken ct)
+        {
+            // Creating needs no lock, hence no fencing: a store whose fence refuses.
+            var store = new ClusterImageStore(client, new ClusterImageOptions
+            {
+                Identity = new LockIdentity(client.Entity, $"{client.Entity}:{client.Nonce}", Environment.MachineName, "cluster up"),
+                Fence = (_, _) => throw new InvalidOperationException("cluster up takes no image lock"),
+            });
+            try
+            {
+                await store.InfoAsync(ImageName, ct);
+            }
+            catch (ImageCatalogException e) when (e.Error == ImageCatalogError.NotFound)
+            {
+                var made = await store.CreateAsync(ImageName, ImageSize, ct: ct);
+                await output.WriteLineAsync($"image {ImageName} created: {ByteSize.Format(ImageSize)}, thin-provisioned, id {made.Header.Id}");
+            }
+        }
+
+        /// <summary>Starts the NBD server if it is not running (on the loopback port chosen the first time) and waits
+        /// until it serves; returns its TCP address.</summary>
+        private async Task<string> ServeImagesAsync(CancellationToken ct)
+        {
+            if (!File.Exists(local.NbdListenFile))
+            {
+                File.WriteAllText(local.NbdListenFile, $"127.0.0.1:{FreeLoopbackPorts(1)[0].ToString(CultureInfo.InvariantCulture)}\n");
+            }
+            var listen = File.ReadAllText(local.NbdListenFile).Trim();
+            var daemon = local.Nbd(listen);
+            await EnsureRunningAsync(daemon);
+            if (_logStarts.TryGetValue(daemon.Name, out var from))
+            {
+                // Started by this run: until it says it serves on both (or it exited, or time is up). Its pid is
+                // watched in /proc rather than by its command line, which is setsid's until it execs.
+                var pid = File.ReadAllText(local.PidFile(daemon.Name)).Trim();
+                while (ServingLines(daemon.Name, from) < 2)
+                {
+                    if (!Directory.Exists($"/proc/{pid}"))
+                    {
+                        throw new CliException(ExitCodes.Failure, $"the NBD server exited; the end of its log {local.LogFile(daemon.Name)}:{local.LogTail(daemon.Name)}");
+                    }
+                    if (Expired)
+                    {
+                        throw NotUp($"the NBD server does not serve (log {local.LogFile(daemon.Name)}){local.LogTail(daemon.Name)}");
+                    }
+                    await Task.Delay(100, ct);
+                }
+            }
+            await output.WriteLineAsync($"nbd: the cluster's images served on unix:{local.NbdSocket} and {listen} (export names POOL/IMAGE)");
+            return listen;
+        }
+
+        private int ServingLines(string name, long from)
+        {
+            try
+            {
+                using var f = new FileStream(local.LogFile(name), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+                f.Seek(Math.Min(from, f.Length), SeekOrigin.Begin);
+                using var reader = new StreamReader(f);
+                var n = 0;
+                while (reader.ReadLine() is { } line)
+                {
+                    n += line.StartsWith("nbd: serving ", StringComparison.Ordinal) ? 1 : 0;
+                }
+                return n;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                return 0;
+            }
         }
 
         /// <summary>The first time, what `mon bootstrap` does with three monitors on free loopback ports.</summary>

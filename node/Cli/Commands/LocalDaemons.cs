@@ -39,6 +39,15 @@ internal sealed class LocalDaemons(string dataDirectory)
         return new($"osd.{n}", ["osd", "run", n, "--data", OsdDisk(id), "--host", $"local-osd{n}", "--conf-dir", ConfDirectory], OsdDisk(id));
     }
 
+    /// <summary>The NBD server of the local cluster: every image of the cluster on DIR/run/nbd.sock and on
+    /// <paramref name="listen"/> (a loopback address chosen the first time, kept in CONF/nbd.listen).</summary>
+    public LocalDaemon Nbd(string listen) => new("nbd",
+        ["nbd", "serve", "--conf-dir", ConfDirectory, "--unix", NbdSocket, "--listen", listen], NbdSocket);
+
+    public string NbdSocket => Path.Combine(RunDirectory, "nbd.sock");
+
+    public string NbdListenFile => Path.Combine(ConfDirectory, "nbd.listen");
+
     /// <summary>The OSDs this directory holds: DIR/osd.N.disk with its keyring CONF/osd.N.keyring.</summary>
     public IReadOnlyList<int> OsdIds()
     {
@@ -60,8 +69,8 @@ internal sealed class LocalDaemons(string dataDirectory)
         return ids;
     }
 
-    /// <summary>The daemons with a pid file in DIR/run, OSDs first (they tell the monitors they stop), then
-    /// monitors.</summary>
+    /// <summary>The daemons with a pid file in DIR/run: the NBD server first (it gives its image locks back), then
+    /// OSDs (they tell the monitors they stop), then monitors.</summary>
     public IReadOnlyList<LocalDaemon> FromPidFiles()
     {
         if (!Directory.Exists(RunDirectory))
@@ -74,7 +83,8 @@ internal sealed class LocalDaemons(string dataDirectory)
             .Where(id => id >= 0).Order().Select(Osd);
         var mons = names.Where(n => n.StartsWith("mon.", StringComparison.Ordinal) && n.Length > 4).Order(StringComparer.Ordinal)
             .Select(n => Monitor(n[4..]));
-        return [.. osds, .. mons];
+        var nbd = names.Contains("nbd") && File.Exists(NbdListenFile) ? [Nbd(File.ReadAllText(NbdListenFile).Trim())] : Array.Empty<LocalDaemon>();
+        return [.. nbd, .. osds, .. mons];
     }
 
     /// <summary>The pid of <paramref name="daemon"/> when its pid file names a live process of ours running it.</summary>
@@ -107,7 +117,7 @@ internal sealed class LocalDaemons(string dataDirectory)
         }
         // `appliance …` (the apphost) or `dotnet …/appliance.dll …`: the program is one of the first two words.
         var ours = args.Take(2).Any(a => Path.GetFileName(a) is "appliance" or "appliance.dll");
-        return ours && args.Contains("run") && args.Contains(daemon.Identity);
+        return ours && (args.Contains("run") || args.Contains("serve")) && args.Contains(daemon.Identity);
     }
 
     /// <summary>How to start this same program: its apphost, or `dotnet appliance.dll` when run that way.</summary>

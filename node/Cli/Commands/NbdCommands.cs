@@ -17,6 +17,7 @@ public static class NbdCommands
     public static Command Create()
     {
         var nbd = new Command("nbd", "Serve block images over the NBD protocol.");
+        MonitorCommands.AddCommon(nbd);
         nbd.Subcommands.Add(Serve());
         return nbd;
     }
@@ -34,15 +35,21 @@ public static class NbdCommands
         var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM certificate offered after NBD_OPT_STARTTLS (needs --tls-key)." };
         var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert." };
         var tlsRequired = new Option<bool>("--tls-required") { Description = "Refuse every option but STARTTLS and ABORT until TLS is up." };
-        var command = new Command("serve", "Serve every image in --local DIR as an export of the same name, until SIGINT or SIGTERM.")
+        var lease = new Option<double>("--lease")
         {
-            local, listen, unix, readOnly, tlsCert, tlsKey, tlsRequired,
+            Description = "Seconds an image's lock lasts unless renewed (renewed at a third of it); after a server dies, another may take its images over once it runs out. Default 20.",
+            DefaultValueFactory = _ => 20,
+        };
+        var force = new Option<bool>("--force") { Description = "Take images over from live servers holding them (they are fenced first: the OSDs refuse their writes)." };
+        var command = new Command("serve",
+            "Serve the cluster's images (export name POOL/IMAGE; authenticating as --id, whose caps decide which pools), or with --local DIR every image " +
+            "in DIR, until SIGINT or SIGTERM. A cluster image is locked by the server while a client has it open; one held by another live server is refused, naming it.")
+        {
+            local, listen, unix, readOnly, tlsCert, tlsKey, tlsRequired, lease, force,
         };
         command.SetAction(async (parse, ct) =>
         {
             var output = TextWriter.Synchronized(parse.InvocationConfiguration.Output);
-            var dir = parse.GetRequiredValue(local);
-            var store = ImageCommands.Run(() => new LocalImageStore(dir));
             var tcp = (parse.GetValue(listen) ?? []).Select(ParseEndpoint).ToList();
             var unixPaths = parse.GetValue(unix) ?? [];
             if (tcp.Count == 0 && unixPaths.Length == 0)
@@ -51,17 +58,41 @@ public static class NbdCommands
             }
             var certificate = LoadCertificate(parse.GetValue(tlsCert), parse.GetValue(tlsKey), parse.GetValue(tlsRequired));
             var ro = parse.GetValue(readOnly);
+            var leaseSeconds = parse.GetValue(lease);
+            if (leaseSeconds is < 1 or > 600)
+            {
+                throw new CliException(ExitCodes.Usage, $"--lease {leaseSeconds}: give 1 to 600 seconds");
+            }
+            IImageCatalog catalog;
+            string what;
+            await using var cluster = parse.GetValue(local) is null
+                // The owner written into locks: the first address served, which no other live server on this host has.
+                ? await ClusterImages.ConnectAsync(parse, $"nbd serve {(unixPaths.Length > 0 ? "unix:" + Path.GetFullPath(unixPaths[0]) : "tcp:" + tcp[0])}",
+                    TimeSpan.FromSeconds(leaseSeconds), parse.GetValue(force), ct)
+                : null;
+            if (cluster is not null)
+            {
+                catalog = cluster.Store;
+                var names = await ImageCommands.RunAsync(() => cluster.Store.ListAsync(null, ct));
+                what = $"the cluster's images as {ClusterImages.Instance(cluster.Client)} ({names.Count} now{(names.Count > 0 ? ": " + string.Join(", ", names.Take(10)) + (names.Count > 10 ? ", ..." : "") : "")})";
+            }
+            else
+            {
+                var dir = parse.GetRequiredValue(local);
+                var store = ImageCommands.Run(() => new LocalImageStore(dir));
+                catalog = store;
+                var names = store.ListNames();
+                what = $"{names.Count} image{(names.Count == 1 ? "" : "s")} of {store.Root}{(names.Count > 0 ? " (" + string.Join(", ", names.Take(10)) + (names.Count > 10 ? ", ..." : "") + ")" : "")}";
+            }
+            what += $" {(ro ? "read-only" : "read-write")}{(certificate is null ? "" : parse.GetValue(tlsRequired) ? ", TLS required" : ", TLS offered")}";
             await using var server = new NbdServer(new NbdServerOptions
             {
-                Catalog = store,
+                Catalog = catalog,
                 ReadOnly = ro,
                 TlsCertificate = certificate,
                 TlsRequired = parse.GetValue(tlsRequired),
                 Log = line => output.WriteLine(line),
             });
-            var names = store.ListNames();
-            var what = $"{names.Count} image{(names.Count == 1 ? "" : "s")} of {store.Root}{(names.Count > 0 ? " (" + string.Join(", ", names.Take(10)) + (names.Count > 10 ? ", ..." : "") + ")" : "")}"
-                + $" {(ro ? "read-only" : "read-write")}{(certificate is null ? "" : parse.GetValue(tlsRequired) ? ", TLS required" : ", TLS offered")}";
             foreach (var endpoint in tcp)
             {
                 IPEndPoint bound;

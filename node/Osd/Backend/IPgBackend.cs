@@ -26,6 +26,11 @@ public interface IPgBackend
 
     ValueTask<byte[]?> OmapGetValueAsync(ObjectId oid, string key, CancellationToken ct);
 
+    /// <summary>The allocated (offset, length) runs of the object's data within the range, in order; null when the
+    /// backend cannot tell (then the whole object counts as data). Callers have checked that the object exists.</summary>
+    ValueTask<IReadOnlyList<(long Offset, long Length)>?> AllocatedExtentsAsync(ObjectId oid, long offset, long length, CancellationToken ct) =>
+        ValueTask.FromResult<IReadOnlyList<(long Offset, long Length)>?>(null);
+
     /// <summary>Whether omap operations work in this pool (erasure-coded pools refuse them, as Ceph's do).</summary>
     bool SupportsOmap { get; }
 

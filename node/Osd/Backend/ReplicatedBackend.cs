@@ -22,6 +22,9 @@ public sealed class ReplicatedBackend(int self, PgId pg, ObjectStore store, IOsd
 
     public Task<byte[]> ReadAsync(ObjectId oid, long offset, int length, CancellationToken ct) => store.ReadAsync(pg.Collection, oid, offset, length, ct);
 
+    public async ValueTask<IReadOnlyList<(long Offset, long Length)>?> AllocatedExtentsAsync(ObjectId oid, long offset, long length, CancellationToken ct) =>
+        await store.AllocatedExtentsAsync(pg.Collection, oid, offset, length, ct);
+
     public async ValueTask<IReadOnlyDictionary<string, byte[]>> GetXattrsAsync(ObjectId oid, CancellationToken ct) =>
         await StoreMapping.UserXattrsAsync(store, pg, oid, ct);
 

@@ -13,6 +13,10 @@ public interface IMethodContext
 {
     ObjectId Target { get; }
 
+    /// <summary>The primary's clock when the request started (Unix ms): what leases are judged by. Read it, never
+    /// replicate a decision that depends on another member's clock: only the method's changes are replicated.</summary>
+    long NowMs { get; }
+
     ValueTask<ObjectMeta?> StatAsync(ObjectId oid);
 
     Task<byte[]> ReadAsync(ObjectId oid, long offset, int length);

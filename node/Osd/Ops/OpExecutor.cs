@@ -190,6 +190,22 @@ public sealed class OpExecutor(IPgBackend backend, ObjectClassRegistry classes, 
                 var data = offset >= t.Size || length <= 0 ? [] : await _backend.ReadAsync(t.Oid, offset, (int)length, ct);
                 return new OsdOpOutput(data.Length) { Data = data };
             }
+            case OsdOpCode.MapExtents:
+            {
+                RequireExists(t);
+                CheckReadable(t, data: true);
+                var offset = CheckExtent(op.Offset, 0);
+                var length = op.Length == 0 ? Math.Max(0, t.Size - offset) : (long)Math.Min(op.Length, (ulong)Limits.MaxObjectSize);
+                var runs = await _backend.AllocatedExtentsAsync(t.Oid, offset, length, ct)
+                    ?? (offset < t.Size ? [(offset, Math.Min(length, t.Size - offset))] : []);
+                var b = new byte[runs.Count * 16];
+                for (var i = 0; i < runs.Count; i++)
+                {
+                    BinaryPrimitives.WriteInt64LittleEndian(b.AsSpan(i * 16), runs[i].Offset);
+                    BinaryPrimitives.WriteInt64LittleEndian(b.AsSpan(i * 16 + 8), runs[i].Length);
+                }
+                return new OsdOpOutput(runs.Count) { Data = b };
+            }
             case OsdOpCode.Stat:
             {
                 RequireExists(t);
@@ -374,7 +390,7 @@ public sealed class OpExecutor(IPgBackend backend, ObjectClassRegistry classes, 
             case OsdOpCode.Call:
             {
                 var cls = classes.Find(op.Name) ?? throw Fail(OsdResult.NotSupported, $"no object class {op.Name}");
-                var context = new MethodContext(this, run, t.Oid, ct);
+                var context = new MethodContext(this, run, t.Oid, nowMs, ct);
                 var result = await cls.CallAsync(op.Name2, context, op.Data);
                 if (result.Result < 0)
                 {
@@ -401,9 +417,11 @@ public sealed class OpExecutor(IPgBackend backend, ObjectClassRegistry classes, 
 
     /// <summary>A method's view: reads go to the backend (the state before the request); changes are recorded in the
     /// request's run, checked like a client's sub-ops.</summary>
-    private sealed class MethodContext(OpExecutor x, Run run, ObjectId target, CancellationToken ct) : IMethodContext
+    private sealed class MethodContext(OpExecutor x, Run run, ObjectId target, long nowMs, CancellationToken ct) : IMethodContext
     {
         public ObjectId Target => target;
+
+        public long NowMs => nowMs;
 
         private async ValueTask<Tracked> GetAsync(ObjectId oid)
         {

@@ -125,11 +125,14 @@ public sealed class ConcurrencyAndErrorTests(ITestOutputHelper output)
     /// <summary>Serves the real local images, wrapped so one byte offset fails (like the platform's fault device).</summary>
     private sealed class FaultyCatalog(LocalImageStore inner, long badOffset) : IImageCatalog
     {
-        public IReadOnlyList<string> ListNames() => inner.ListNames();
+        public ValueTask<IReadOnlyList<string>> ListNamesAsync(CancellationToken ct) => ValueTask.FromResult(inner.ListNames());
 
-        public string? Describe(string name) => "faulty " + name;
+        public ValueTask<bool> ExistsAsync(string name, CancellationToken ct) => ValueTask.FromResult(inner.ListNames().Contains(name));
 
-        public IImage? TryOpen(string name, bool readOnly) => inner.TryOpen(name, readOnly) is { } image ? new FaultyImage(image, badOffset) : null;
+        public ValueTask<string?> DescribeAsync(string name, CancellationToken ct) => ValueTask.FromResult<string?>("faulty " + name);
+
+        public ValueTask<ImageOpenResult> OpenAsync(string name, bool readOnly, CancellationToken ct) =>
+            ValueTask.FromResult(inner.TryOpen(name, readOnly) is { } image ? ImageOpenResult.Opened(new FaultyImage(image, badOffset)) : ImageOpenResult.NotFound);
     }
 
     private sealed class FaultyImage(IImage inner, long bad) : IImage

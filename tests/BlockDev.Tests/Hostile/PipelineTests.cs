@@ -230,11 +230,14 @@ public sealed class PipelineTests(ITestOutputHelper output)
     /// <summary>Serves the real local images; reads that cover <see cref="Gate"/> wait for the gate first.</summary>
     private sealed class GatedCatalog(LocalImageStore inner, Func<Task> gate) : IImageCatalog
     {
-        public IReadOnlyList<string> ListNames() => inner.ListNames();
+        public ValueTask<IReadOnlyList<string>> ListNamesAsync(CancellationToken ct) => ValueTask.FromResult(inner.ListNames());
 
-        public string? Describe(string name) => null;
+        public ValueTask<bool> ExistsAsync(string name, CancellationToken ct) => ValueTask.FromResult(inner.ListNames().Contains(name));
 
-        public IImage? TryOpen(string name, bool readOnly) => inner.TryOpen(name, readOnly) is { } image ? new GatedImage(image, gate) : null;
+        public ValueTask<string?> DescribeAsync(string name, CancellationToken ct) => ValueTask.FromResult<string?>(null);
+
+        public ValueTask<ImageOpenResult> OpenAsync(string name, bool readOnly, CancellationToken ct) =>
+            ValueTask.FromResult(inner.TryOpen(name, readOnly) is { } image ? ImageOpenResult.Opened(new GatedImage(image, gate)) : ImageOpenResult.NotFound);
     }
 
     private sealed class GatedImage(IImage inner, Func<Task> gate) : IImage

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using Appliance.Client;
-using Xunit.Abstractions;
 
 namespace Appliance.Cluster.Tests.Netns;
 

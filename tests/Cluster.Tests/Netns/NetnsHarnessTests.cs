@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using Appliance.Platform.Native;
-using Xunit.Abstractions;
 
 namespace Appliance.Cluster.Tests.Netns;
 
