@@ -6,8 +6,9 @@ namespace Appliance.Fs.Meta;
 /// Where a filesystem's metadata lives in its metadata pool: every object is placed by the locator key (the
 /// filesystem's name), so all of them share one PG whatever the pool's pg_num. The superblock object is the target
 /// of every metadata call (its PG's primary runs the call with the object's lock held, which orders every metadata
-/// operation of the filesystem); its data is the <see cref="Superblock"/> record, its omap the orphan list (key: the
-/// inode number in 16 hex digits, empty value). An inode's object holds the <see cref="Inode"/> record as data and,
+/// operation of the filesystem); its data is the <see cref="Superblock"/> record, its omap the orphan list (key: "o." and
+/// the inode number in 16 hex digits, empty value) and the mounts (key: "m." and the mount's id, written by the
+/// mount itself). An inode's object holds the <see cref="Inode"/> record as data and,
 /// for a directory, its entries as omap (key: the name, value: a <see cref="Dentry"/>).
 /// </summary>
 public static class MetaObjects
@@ -26,10 +27,14 @@ public static class MetaObjects
 
     public static string Inode(string fs, ulong ino) => $"{fs}.i.{ino:x16}";
 
-    public static string OrphanKey(ulong ino) => ino.ToString("x16", CultureInfo.InvariantCulture);
+    public const string OrphanPrefix = "o.";
+    public const string MountPrefix = "m.";
+
+    public static string OrphanKey(ulong ino) => OrphanPrefix + ino.ToString("x16", CultureInfo.InvariantCulture);
 
     public static ulong ParseOrphanKey(string key) =>
-        ulong.TryParse(key, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var v) && key.Length == 16
+        key.Length == OrphanPrefix.Length + 16 && key.StartsWith(OrphanPrefix, StringComparison.Ordinal)
+        && ulong.TryParse(key.AsSpan(OrphanPrefix.Length), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var v)
             ? v
             : throw new MetaFormatException($"orphan key {key} is not an inode number");
 

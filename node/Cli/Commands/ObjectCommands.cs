@@ -43,7 +43,7 @@ public static class ObjectCommands
 
     /// <summary>The cluster client for this command: the monitors of CONF_DIR/cluster.conf, --id with its keyring,
     /// --timeout for the first osdmap and for each request.</summary>
-    private static async Task<ClusterClient> ConnectAsync(ParseResult parse, CancellationToken ct)
+    internal static async Task<ClusterClient> ConnectAsync(ParseResult parse, CancellationToken ct)
     {
         var conf = MonitorCommands.LoadConf(parse);
         var entity = parse.GetValue(MonitorCommands.Entity) ?? "client.admin";

@@ -133,7 +133,7 @@ public sealed class FsMetaClass : IObjectClass
 
         public async ValueTask<IReadOnlyList<ulong>> ListOrphansAsync(ulong after, int limit)
         {
-            var page = await ctx.OmapGetAsync(ctx.Target, "", after == 0 ? "" : MetaObjects.OrphanKey(after), limit);
+            var page = await ctx.OmapGetAsync(ctx.Target, MetaObjects.OrphanPrefix, after == 0 ? "" : MetaObjects.OrphanKey(after), limit);
             return [.. page.Select(kv => MetaObjects.ParseOrphanKey(kv.Key))];
         }
     }
