@@ -8,10 +8,6 @@ namespace Appliance.Fs.Cluster;
 /// <summary>How a cluster filesystem is served by one mount.</summary>
 public sealed record ClusterFsOptions
 {
-    /// <summary>The deadline of every backend call (below the FUSE session's operation timeout, so the application
-    /// gets this call's error rather than the session's ETIMEDOUT).</summary>
-    public TimeSpan OpTimeout { get; init; } = TimeSpan.FromSeconds(20);
-
     /// <summary>How long the kernel may cache names and attributes: another mount's change shows within this.</summary>
     public TimeSpan CacheTimeout { get; init; } = TimeSpan.FromSeconds(1);
 
@@ -23,7 +19,9 @@ public sealed record ClusterFsOptions
 /// `fsmeta` class runs them atomically there), file data goes straight to the data pool (<see cref="DataStriper"/>).
 /// Node ids are inode numbers (stable, never reused); the root is 1. What this mount keeps: its open handles, the
 /// size of files it has open (close-to-open: refreshed at open, grown by its own writes), and unlinked files it
-/// still has open (purged at their last release). Every call ends within <see cref="ClusterFsOptions.OpTimeout"/>.
+/// still has open (purged at their last release). Every backend call has a deadline: the metadata calls
+/// <see cref="MetaClient"/>'s, the data calls the cluster client's OpTimeout (keep both below the FUSE session's
+/// operation timeout, so the application gets the call's ETIMEDOUT rather than the session's).
 /// </summary>
 public sealed partial class ClusterFileSystem : IFuseFileSystem
 {

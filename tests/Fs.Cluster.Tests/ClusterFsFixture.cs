@@ -44,8 +44,8 @@ public sealed class ClusterFsFixture : IAsyncLifetime
         return meta;
     }
 
-    public ClusterFileSystem FileSystem(MetaClient meta) =>
-        new(meta, Client.OpenPool(DataPool), async ct =>
+    public ClusterFileSystem FileSystem(MetaClient meta, ClusterClient? client = null) =>
+        new(meta, (client ?? Client).OpenPool(DataPool), async ct =>
         {
             await using var mon = Cluster.MonClient();
             return PoolSpace.From(await mon.GetDfAsync(ct), Client.OsdMap!, DataPool);

@@ -58,6 +58,44 @@ public sealed class MountTests(ClusterFsFixture fixture, ITestOutputHelper outpu
         Assert.Equal("rewritten", File.ReadAllText(a.P("dir/sub/moved")));
     }
 
+    /// <summary>Two mounts create, rename and remove files in one directory at once; afterwards both list the same
+    /// tree, which is exactly what the operations made, with every file's content.</summary>
+    [Fact]
+    public async Task Two_mounts_working_in_one_directory_see_the_same_tree()
+    {
+        var meta = await fixture.NewFsAsync("shared");
+        await using var a = ClusterMount.Start(fixture.FileSystem(meta));
+        await using var b = ClusterMount.Start(fixture.FileSystem(meta));
+        Directory.CreateDirectory(a.P("d"));
+        static void Work(ClusterMount m, string who)
+        {
+            for (var i = 0; i < 40; i++)
+            {
+                File.WriteAllText(m.P($"d/{who}{i}"), $"{who} {i}");
+                if (i % 4 == 1)
+                {
+                    File.Move(m.P($"d/{who}{i}"), m.P($"d/{who}{i}.moved"));
+                }
+                if (i % 4 == 2)
+                {
+                    File.Delete(m.P($"d/{who}{i}"));
+                }
+            }
+        }
+        await Task.WhenAll(Task.Run(() => Work(a, "a")), Task.Run(() => Work(b, "b")));
+        var expected = new[] { "a", "b" }.SelectMany(who => Enumerable.Range(0, 40).Where(i => i % 4 != 2)
+            .Select(i => i % 4 == 1 ? $"{who}{i}.moved" : $"{who}{i}")).Order(StringComparer.Ordinal).ToList();
+        foreach (var m in new[] { a, b })
+        {
+            Assert.Equal(expected, Directory.EnumerateFiles(m.P("d")).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+            foreach (var name in expected)
+            {
+                var content = await File.ReadAllTextAsync(m.P($"d/{name}"));
+                Assert.Equal($"{name[0]} {name[1..].Replace(".moved", "", StringComparison.Ordinal)}", content);
+            }
+        }
+    }
+
     [Fact]
     public async Task An_unlinked_file_stays_readable_while_open_and_is_purged_at_close()
     {

@@ -203,9 +203,11 @@ public static class FsCommands
     {
         var output = parse.InvocationConfiguration.Output;
         var timeout = MonitorCommands.TimeoutOf(parse);
-        await using var client = await ObjectCommands.ConnectAsync(parse, ct);
+        // Every backend call ends within 20 s, under the session's 30 s: the application gets the call's own error.
+        var deadline = TimeSpan.FromSeconds(20);
+        await using var client = await ObjectCommands.ConnectAsync(parse, ct, deadline);
         var record = await FindAsync(client, fsName, ct);
-        var meta = new MetaClient(client.OpenPool(record.MetaPool), fsName, TimeSpan.FromSeconds(20));
+        var meta = new MetaClient(client.OpenPool(record.MetaPool), fsName, deadline);
         var mon = MonitorCommands.Client(parse);
         await using var monitors = mon;
         var monLock = new SemaphoreSlim(1, 1);
