@@ -129,18 +129,27 @@ public sealed partial class ClusterFileSystem
             return new FsError(FsErrno.EFBIG);
         }
         await _data.WriteAsync(h.Ino, offset, data, ct);
-        var now = Now();
-        if (!await GrowAsync(ctx, h.Ino, end, now, ct))
-        {
-            h.Dirty = true;
-            h.LastWrite = now;
-        }
+        // The size and mtime reach the metadata PG at flush (every close), fsync or release: close-to-open, as
+        // this mount's own attributes already show the new size. Unsynced writes may be lost in a crash anyway.
+        GrowLocally(h.Ino, end);
+        h.Dirty = true;
+        h.LastWrite = Now();
         return data.Length;
     });
 
-    /// <summary>After data went past the size this mount knows: the new size (and mtime) to the metadata PG before
-    /// the write is answered, so every mount that opens the file afterwards sees it. False when the size did not grow
-    /// (the mtime then goes at flush).</summary>
+    private void GrowLocally(ulong ino, ulong end)
+    {
+        lock (_openLock)
+        {
+            if (_open.TryGetValue(ino, out var o) && o.Size < end)
+            {
+                o.Size = end;
+            }
+        }
+    }
+
+    /// <summary>A new size (and mtime) to the metadata PG at once (fallocate, copy_file_range). False when the size
+    /// did not grow (the mtime then goes at flush).</summary>
     private async Task<bool> GrowAsync(FuseContext ctx, ulong ino, ulong end, MetaTime now, CancellationToken ct)
     {
         lock (_openLock)
