@@ -14,6 +14,14 @@ public sealed partial class ClusterFileSystem
     private const int SeekData = 3;
     private const int SeekHole = 4;
 
+    /// <summary>What an open asks for (O_RDONLY 0, O_WRONLY 1, O_RDWR 2; O_TRUNC writes).</summary>
+    private static uint AccessOf(int flags) => (flags & 3) switch
+    {
+        0 => MetaOps.MakeWantRead | ((flags & OTrunc) != 0 ? MetaOps.MakeWantWrite : 0),
+        1 => MetaOps.MakeWantWrite,
+        _ => MetaOps.MakeWantRead | MetaOps.MakeWantWrite,
+    };
+
     private ulong NewHandle(Handle h)
     {
         var id = (ulong)Interlocked.Increment(ref _nextHandle);
@@ -81,7 +89,7 @@ public sealed partial class ClusterFileSystem
             Ino = parent,
             Name = name,
             Mode = ModeBits.IfReg | (mode & ModeBits.Perms),
-            Flags = (flags & OExcl) != 0 ? 0 : MetaOps.MakeOpenExisting,
+            Flags = (flags & OExcl) != 0 ? 0 : MetaOps.MakeOpenExisting | AccessOf(flags),
         }, ct);
         if (!r.IsOk)
         {

@@ -5,8 +5,12 @@ namespace Appliance.Fs.Meta;
 /// <summary>Name operations: make (mknod, mkdir, symlink, create), link, unlink, rmdir, rename.</summary>
 public static partial class MetaOps
 {
-    /// <summary>Flags of <see cref="MetaOp.Make"/>.</summary>
+    /// <summary>Flags of <see cref="MetaOp.Make"/>: a regular file that exists is returned instead of EEXIST (a
+    /// create without O_EXCL), if the caller may open it for what <see cref="MakeWantRead"/> and
+    /// <see cref="MakeWantWrite"/> say.</summary>
     public const uint MakeOpenExisting = 1;
+    public const uint MakeWantRead = 2;
+    public const uint MakeWantWrite = 4;
 
     /// <summary>A directory to change entries in: it exists, is a directory, is not removed, and the caller may write
     /// and search it.</summary>
@@ -52,7 +56,12 @@ public static partial class MetaOps
             // A create that lost a race with another mount's create of the same name opens that file instead.
             if ((req.Flags & MakeOpenExisting) != 0 && type == ModeBits.IfReg && await txn.GetAsync(existing.Ino) is { } other)
             {
-                return other.IsDir ? throw Err(Errno.EISDIR) : new MetaReply(0) { Inode = Public(other) };
+                if (other.IsDir)
+                {
+                    throw Err(Errno.EISDIR);
+                }
+                Require(other, req.Caller, ((req.Flags & MakeWantRead) != 0 ? Access.R : 0) | ((req.Flags & MakeWantWrite) != 0 ? Access.W : 0));
+                return new MetaReply(0) { Inode = Public(other) };
             }
             throw Err(Errno.EEXIST);
         }

@@ -47,6 +47,19 @@ public class NameOperationTests
     }
 
     [Fact]
+    public async Task A_create_that_finds_the_file_opens_it_only_with_permission()
+    {
+        var fs = await MetaFs.NewAsync();
+        var f = await fs.CreateOk(MetaFs.Root, "f", 0x1A4); // 0644, root's
+        var open = MetaOps.MakeOpenExisting;
+        Assert.Equal(f, MetaFs.Ok(await fs.Make(MetaFs.Root, "f", ModeBits.IfReg | 0x1A4, Alice, flags: open | MetaOps.MakeWantRead)).Inode!.Ino);
+        Assert.Equal(Errno.EACCES, (await fs.Make(MetaFs.Root, "f", ModeBits.IfReg | 0x1A4, Alice, flags: open | MetaOps.MakeWantWrite)).Errno);
+        Assert.Equal(Errno.EEXIST, (await fs.Make(MetaFs.Root, "f", ModeBits.IfReg | 0x1A4, Alice)).Errno);
+        await fs.MkdirOk(MetaFs.Root, "d");
+        Assert.Equal(Errno.EISDIR, (await fs.Make(MetaFs.Root, "d", ModeBits.IfReg | 0x1A4, null, flags: open)).Errno);
+    }
+
+    [Fact]
     public async Task Removed_directory_refuses_new_entries()
     {
         var fs = await MetaFs.NewAsync();
