@@ -14,15 +14,33 @@ public sealed class IoContext
 {
     private readonly ClusterClient _client;
 
-    internal IoContext(ClusterClient client, int poolId, string poolName)
+    internal IoContext(ClusterClient client, int poolId, string poolName, string? locator = null)
     {
         _client = client;
         PoolId = poolId;
         PoolName = poolName;
+        Locator = locator;
     }
 
     public int PoolId { get; }
     public string PoolName { get; }
+
+    /// <summary>The locator key (librados' <c>locator_set_key</c>): when set, objects are placed by the hash of this key
+    /// instead of their name, so every object named through this context lands in one PG whatever the pool's pg_num,
+    /// and a server-side method on one of them may change the others. The OSD stores an object under its name and
+    /// that hash: reach it through a context with the same locator.</summary>
+    public string? Locator { get; }
+
+    /// <summary>This pool with objects placed by <paramref name="key"/>'s hash (see <see cref="Locator"/>).</summary>
+    public IoContext WithLocator(string key)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(key);
+        return new IoContext(_client, PoolId, PoolName, key);
+    }
+
+    private OpTarget Target(string name) => Locator is null
+        ? OpTarget.ForObject(PoolId, PoolName, name)
+        : new OpTarget(PoolId, PoolName, name, OsdPlacement.ObjectHash(Locator));
 
     /// <summary>Sends <paramref name="ops"/> on object <paramref name="name"/> to its PG's primary and returns the reply
     /// (its result is 0 or positive; a failure throws).</summary>
@@ -37,7 +55,7 @@ public sealed class IoContext
         {
             throw new ArgumentException($"a request holds 1 to {Limits.MaxOps} operations, not {ops.Count}", nameof(ops));
         }
-        var outcome = await _client.SubmitAsync(OpTarget.ForObject(PoolId, PoolName, name), ops, timeout, ct);
+        var outcome = await _client.SubmitAsync(Target(name), ops, timeout, ct);
         return outcome.Reply;
     }
 
@@ -176,7 +194,7 @@ public sealed class IoContext
         {
             throw new ArgumentException(bad, nameof(name));
         }
-        return _client.WatchAsync(OpTarget.ForObject(PoolId, PoolName, name), onNotify, onError, ct);
+        return _client.WatchAsync(Target(name), onNotify, onError, ct);
     }
 
     /// <summary>Notifies the watchers of <paramref name="name"/>; completes when they all acknowledged or after

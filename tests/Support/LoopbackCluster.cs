@@ -16,7 +16,8 @@ namespace Appliance.Tests.Support;
 /// A whole cluster in the test's process: three monitors and OSD daemons on file-backed disks, talking over loopback
 /// through the messenger with tickets. CONF_DIR (<see cref="ConfDir"/>) holds cluster.conf and the keyrings as
 /// `appliance mon bootstrap` and `osd create` leave them, so clients (the cluster client, the CLI) find it as
-/// on a node. Linked into the suites that need it (tests/Osd.Tests, tests/Cli.Tests); see tests/README.md.
+/// on a node. Linked into the suites that need it (tests/Osd.Tests, tests/Cli.Tests, tests/Fs.Cluster.Tests); see
+/// tests/README.md.
 /// </summary>
 internal sealed class LoopbackCluster : IAsyncDisposable
 {

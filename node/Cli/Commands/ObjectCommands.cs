@@ -43,13 +43,13 @@ public static class ObjectCommands
 
     /// <summary>The cluster client for this command: the monitors of CONF_DIR/cluster.conf, --id with its keyring,
     /// --timeout for the first osdmap and for each request.</summary>
-    private static async Task<ClusterClient> ConnectAsync(ParseResult parse, CancellationToken ct)
+    internal static async Task<ClusterClient> ConnectAsync(ParseResult parse, CancellationToken ct, TimeSpan? opTimeout = null)
     {
         var conf = MonitorCommands.LoadConf(parse);
         var entity = parse.GetValue(MonitorCommands.Entity) ?? "client.admin";
         var key = MonitorCommands.LoadKey(parse, entity);
         var timeout = MonitorCommands.TimeoutOf(parse);
-        var options = new ClusterClientOptions { ConnectTimeout = timeout, OpTimeout = timeout };
+        var options = new ClusterClientOptions { ConnectTimeout = timeout, OpTimeout = opTimeout ?? timeout };
         return await ClusterClient.ConnectAsync(conf.Monitors.Select(m => IPEndPoint.Parse(m.Address)), entity, key.Key, options, ct);
     }
 

@@ -22,7 +22,7 @@ public static class PartsCommand
         new("osd", "node/Osd", "in progress: the OSD daemon; placement groups with PG logs, replication, peering, recovery, backfill, method classes, watch/notify; erasure coding and scrub planned", "osd create|run, cluster up|down"),
         new("client", "node/Client", "in progress: the cluster client (osdmap subscription, requests to PG primaries resent with one tid under newer maps, deadlines, typed errors, watches, listing)", "object put|get|stat|ls|rm|bench, cluster up (its probe of every PG)"),
         new("blockdev", "blockdev", "in progress: the NBD server (fixed newstyle, structured replies, base:allocation, TLS, multi-conn) over local sparse images; cluster images are planned", "nbd serve, image create|ls|rm|resize|info"),
-        new("fs", "fs", "in progress: our own FUSE kernel protocol over /dev/fuse (tested with an in-memory filesystem, appliance-testfs); the pool filesystem is planned", "-"),
+        new("fs", "fs", "in progress: our own FUSE kernel protocol over /dev/fuse; the cluster filesystem (metadata in one PG through the fsmeta class, data striped in a pool); no cross-mount invalidations, locks or leases yet", "fs create|ls|rm|mount|umount"),
         new("packaging", "packaging", "planned: .deb and systemd units", "-"),
         new("vagrant", "vagrant", "planned: a multi-VM test cluster", "-"),
     ];

@@ -5,6 +5,7 @@ using System.Threading.Channels;
 using Appliance.Maps;
 using Appliance.Maps.Client;
 using Appliance.Maps.Protocol;
+using Appliance.Osd.Ops.Classes;
 using Appliance.Osd.Heartbeat;
 using Appliance.Osd.Ops;
 using Appliance.Osd.Protocol;
@@ -112,7 +113,7 @@ public sealed class OsdDaemon : IAsyncDisposable
         _keys.Missing = _ => _refreshKeys.TrySetResult();
         var messenger = _options.Messenger;
         _peers = new MessengerPeers(_options.Id, _mon.TicketSource("osd"), messenger, _loggers.CreateLogger("Appliance.Osd.Peers"));
-        _service = new OsdService(_options.Id, _store, _peers, new ObjectClassRegistry().Add(new Ops.Classes.LockClass()), TimeProvider.System, _loggers.CreateLogger("Appliance.Osd.Pg"));
+        _service = new OsdService(_options.Id, _store, _peers, new ObjectClassRegistry().Add(new LockClass()).Add(new FsMetaClass()), TimeProvider.System, _loggers.CreateLogger("Appliance.Osd.Pg"));
         _peers.Received = (from, type, payload) => DeliverPeerAsync(from, type, payload, null);
         _service.LoadExistingPgs();
 

@@ -1,0 +1,113 @@
+using Appliance.Client;
+using Appliance.Fs.Api;
+using Appliance.Fs.Session;
+using Appliance.Platform.Native;
+using Appliance.Tests.Support;
+
+namespace Appliance.Fs.Cluster.Tests;
+
+/// <summary>One in-process cluster (3 monitors, 3 OSDs on loopback) with a metadata pool and a data pool, shared
+/// by a test class; each test formats a filesystem of its own name in them.</summary>
+public sealed class ClusterFsFixture : IAsyncLifetime
+{
+    public const string MetaPool = "fs.meta";
+    public const string DataPool = "fs.data";
+
+    internal LoopbackCluster Cluster { get; } = new();
+
+    public ClusterClient Client { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        await Cluster.StartWithPoolsAsync([MetaPool, DataPool], pgNum: 8);
+        Client = await ClusterClient.ConnectAsync(Cluster.MonitorAddresses, "client.admin", Cluster.Admin.Key);
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (Client is not null)
+        {
+            await Client.DisposeAsync();
+        }
+        await Cluster.DisposeAsync();
+    }
+
+    private int _next;
+
+    /// <summary>A new formatted filesystem (root directory 0755, root's).</summary>
+    public async Task<MetaClient> NewFsAsync(string what)
+    {
+        var name = $"{what}{Interlocked.Increment(ref _next)}";
+        var meta = new MetaClient(Client.OpenPool(MetaPool), name, TimeSpan.FromSeconds(20));
+        var r = await meta.FormatAsync(0x1ED, 0, 0, default);
+        Assert.True(r.IsOk, $"format: errno {r.Errno}");
+        return meta;
+    }
+
+    public ClusterFileSystem FileSystem(MetaClient meta, ClusterClient? client = null) =>
+        new(meta, (client ?? Client).OpenPool(DataPool), async ct =>
+        {
+            await using var mon = Cluster.MonClient();
+            return PoolSpace.From(await mon.GetDfAsync(ct), Client.OsdMap!, DataPool);
+        });
+}
+
+/// <summary>A cluster filesystem mounted by the kernel at a fresh temporary directory, served in this process.
+/// Dispose unmounts (lazily if busy) and removes the directory.</summary>
+public sealed class ClusterMount : IAsyncDisposable
+{
+    private ClusterMount(string path, FuseSession session)
+    {
+        Path = path;
+        Session = session;
+    }
+
+    public string Path { get; }
+
+    public FuseSession Session { get; }
+
+    public static ClusterMount Start(IFuseFileSystem fs, FuseOptions? options = null)
+    {
+        var path = NewDirectory("mnt");
+        try
+        {
+            return new ClusterMount(path, FuseSession.Mount(fs, path, options ?? new FuseOptions()));
+        }
+        catch
+        {
+            Directory.Delete(path);
+            throw;
+        }
+    }
+
+    public static string NewDirectory(string what)
+    {
+        var path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"appliance-cfs-{what}-{Guid.NewGuid().ToString("N")[..10]}");
+        Directory.CreateDirectory(path);
+        return path;
+    }
+
+    public string P(string relative) => System.IO.Path.Combine(Path, relative);
+
+    public async ValueTask DisposeAsync()
+    {
+        await Session.DisposeAsync();
+        if (File.ReadLines("/proc/self/mountinfo").Any(l => l.Split(' ') is { Length: > 4 } f && f[4] == Path))
+        {
+            try
+            {
+                Posix.umount2(Path, Constants.MNT_DETACH);
+            }
+            catch (PlatformException)
+            {
+            }
+        }
+        try
+        {
+            Directory.Delete(Path);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
