@@ -114,6 +114,7 @@ public sealed class OsdDaemon : IAsyncDisposable
         _peers = new MessengerPeers(_options.Id, _mon.TicketSource("osd"), messenger, _loggers.CreateLogger("Appliance.Osd.Peers"));
         _service = new OsdService(_options.Id, _store, _peers, new ObjectClassRegistry(), TimeProvider.System, _loggers.CreateLogger("Appliance.Osd.Pg"));
         _peers.Received = (from, type, payload) => DeliverPeerAsync(from, type, payload, null);
+        _service.RequestUpThruAsync = RequestAliveAsync;
         _service.LoadExistingPgs();
 
         _server = new MessengerServer(_ => null, messenger, HandleAsync, line => _log.LogDebug("messenger: {Line}", line),
@@ -155,7 +156,13 @@ public sealed class OsdDaemon : IAsyncDisposable
             {
                 await foreach (var map in _subscription!.WatchOsdMapAsync(have, ct))
                 {
-                    if (have is not null && map.Epoch > have.Epoch + 1)
+                    if (have is null && _service!.ResumeEpoch is { } resume && resume < map.Epoch)
+                    {
+                        // The first map after a start: the epochs since the newest one this store's PGs know their
+                        // intervals through are applied first, so the intervals that came and went meanwhile are seen.
+                        await ApplySkippedAsync(resume, map.Epoch, ct);
+                    }
+                    else if (have is not null && map.Epoch > have.Epoch + 1)
                     {
                         // A jump (the monitors no longer had the increments): the epochs between are fetched and
                         // applied in order, so PG intervals start where they did for the peers that saw each epoch.
@@ -208,6 +215,49 @@ public sealed class OsdDaemon : IAsyncDisposable
                 return;
             }
             Apply(past);
+        }
+    }
+
+    private readonly SemaphoreSlim _aliveGate = new(1, 1);
+    private uint _aliveSent;
+    private long _aliveSentAt;
+
+    /// <summary>
+    /// Asks the monitors to record this OSD up through <paramref name="want"/> (OsdAlive), for PGs about to activate.
+    /// Coalesced: one request at a time, for at least the newest epoch this OSD has (up_thru becomes the monitors'
+    /// next epoch, so it covers every interval up to there), and not again within a second for what was asked.
+    /// </summary>
+    private async Task RequestAliveAsync(uint want, CancellationToken ct)
+    {
+        await _aliveGate.WaitAsync(ct);
+        try
+        {
+            var map = _service?.Map;
+            if (map?.FindOsd(_options.Id) is { } me && me.UpThru >= want)
+            {
+                return;
+            }
+            if (_aliveSent >= want && Environment.TickCount64 - _aliveSentAt < 1000)
+            {
+                return;
+            }
+            var ask = Math.Max(want, map?.Epoch ?? 0);
+            var reply = await _mon!.CommandAsync(new OsdAlive(_options.Id, ask), ct);
+            _aliveSent = ask;
+            _aliveSentAt = Environment.TickCount64;
+            if (reply.Status != MonReplyStatus.Ok)
+            {
+                _log.LogDebug("{Osd}: up_thru {Want} not granted: {Message}", Entity, ask, reply.Message);
+            }
+        }
+        catch (Exception e) when (e is MonitorsUnavailableException or IOException or TimeoutException)
+        {
+            // The PG asks again (WaitUpThruAsync loops until its interval ends).
+            _log.LogDebug("{Osd}: up_thru {Want} not asked: {Error}", Entity, want, e.Message);
+        }
+        finally
+        {
+            _aliveGate.Release();
         }
     }
 

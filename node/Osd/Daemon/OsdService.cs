@@ -19,8 +19,12 @@ namespace Appliance.Osd.Daemon;
 public sealed class OsdService : IPgHost, IAsyncDisposable
 {
     private readonly ConcurrentDictionary<PgId, PlacementGroup> _pgs = new();
+    // Every PG's past intervals as this OSD saw them in the maps it applied (hosted or not): a PG this OSD comes to
+    // host takes what was seen of it; hosted PGs persist theirs. Changed under _mapLock only.
+    private readonly Dictionary<PgId, PastIntervals> _history = new();
     private readonly object _mapLock = new();
     private OsdMap? _map;
+    private OsdMap? _previousMap;
     private TaskCompletionSource _mapAdvanced = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile IReadOnlySet<int> _heartbeatPeers = new HashSet<int>();
 
@@ -71,28 +75,36 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
                 return;
             }
             _map = map;
-            var placement = new OsdPlacement(map);
             var seen = new HashSet<PgId>();
             var peers = new HashSet<int>();
+            var previous = _previousMap;
             foreach (var pool in map.Pools.Values)
             {
+                var previousPool = previous?.Pools.GetValueOrDefault(pool.Id);
                 for (var seed = 0u; seed < (uint)pool.PgNum; seed++)
                 {
-                    var p = placement.Place(pool, seed);
-                    var id = p.Pg;
-                    if (p.Acting.Contains(Self))
+                    var m = map.MapPg(new PgId(pool.Id, seed));
+                    var id = m.Pg;
+                    int[] acting = [.. m.Acting];
+                    var past = TrackInterval(previous, previousPool, map, pool, id, acting, m.ActingPrimary);
+                    if (acting.Contains(Self))
                     {
-                        peers.UnionWith(p.Acting);
+                        peers.UnionWith(acting);
                     }
-                    if (!p.Acting.Contains(Self) && !_pgs.ContainsKey(id))
+                    if (!acting.Contains(Self) && !_pgs.ContainsKey(id))
                     {
                         continue;
                     }
                     seen.Add(id);
                     var pg = _pgs.GetOrAdd(id, pid => new PlacementGroup(this, pid, pool.Size, pool.MinSize, (uint)pool.PgNum));
-                    pg.OnMap(map.Epoch, p.Acting, p.Primary, pool.Size, pool.MinSize, (uint)pool.PgNum);
+                    pg.OnMap(map.Epoch, acting, m.ActingPrimary, pool.Size, pool.MinSize, (uint)pool.PgNum, [.. m.Up], past);
                 }
             }
+            foreach (var id in _history.Keys.Where(k => !map.Pools.TryGetValue(k.Pool, out var pl) || k.Seed >= (uint)pl.PgNum).ToList())
+            {
+                _history.Remove(id);
+            }
+            _previousMap = map;
             foreach (var (id, pg) in _pgs)
             {
                 if (!seen.Contains(id))
@@ -115,7 +127,53 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
         wake.TrySetResult();
     }
 
-    /// <summary>Hosts the PGs the store already holds (at start, before the first map).</summary>
+    /// <summary>
+    /// A PG's past intervals brought to <paramref name="map"/>. First seen: known from the pool's creation when this
+    /// map creates the pool (or follows one without it), else from this epoch only.
+    /// </summary>
+    private PastIntervals TrackInterval(OsdMap? previous, PoolInfo? previousPool, OsdMap map, PoolInfo pool, PgId id, int[] acting, int primary)
+    {
+        PastIntervals past;
+        if (_history.TryGetValue(id, out var had))
+        {
+            past = had.Advance(previous, map, previousPool?.MinSize ?? pool.MinSize, acting, primary);
+        }
+        else
+        {
+            var created = pool.CreatedEpoch >= map.Epoch || (previous is not null && previous.Epoch + 1 == map.Epoch && previousPool is null);
+            past = PastIntervals.Start(created ? Math.Min(pool.CreatedEpoch, map.Epoch) : map.Epoch, map.Epoch, acting, primary, startKnown: created);
+        }
+        _history[id] = past;
+        return past;
+    }
+
+    /// <summary>The past intervals this OSD knows of a PG it does not host (null: none).</summary>
+    public PastIntervals? KnownHistory(PgId id)
+    {
+        lock (_mapLock)
+        {
+            return _history.GetValueOrDefault(id);
+        }
+    }
+
+    /// <summary>A PG activated at <paramref name="lastEpochStarted"/>: its intervals before are never needed again.</summary>
+    public void TrimHistory(PgId id, uint lastEpochStarted)
+    {
+        lock (_mapLock)
+        {
+            if (_history.TryGetValue(id, out var past))
+            {
+                _history[id] = past.TrimBefore(lastEpochStarted);
+            }
+        }
+    }
+
+    /// <summary>The oldest epoch a PG loaded from the store knows its history through: a daemon applies the maps
+    /// from there on (fetched from the monitors) before the current one, so no interval is missed while it was away.
+    /// Null when the store holds no PG.</summary>
+    public uint? ResumeEpoch { get; private set; }
+
+    /// <summary>Hosts the PGs the store already holds (at start, before the first map), with their past intervals.</summary>
     public void LoadExistingPgs()
     {
         foreach (var c in Store.ListCollections())
@@ -123,8 +181,43 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
             if (PgCollections.TryParseCollection(c, out var id))
             {
                 // Size and min_size come with the first map.
-                _pgs.GetOrAdd(id, pid => new PlacementGroup(this, pid, 1, 1, 1));
+                var pg = _pgs.GetOrAdd(id, pid => new PlacementGroup(this, pid, 1, 1, 1));
+                if (pg.Past is { } past)
+                {
+                    lock (_mapLock)
+                    {
+                        _history[id] = past;
+                    }
+                    ResumeEpoch = ResumeEpoch is { } r ? Math.Min(r, past.Through) : past.Through;
+                }
             }
+        }
+    }
+
+    /// <summary>Raises this OSD's up_thru in the maps (the daemon sends <c>OsdAlive</c>, coalesced); null where no
+    /// monitor runs.</summary>
+    public Func<uint, CancellationToken, Task>? RequestUpThruAsync { get; set; }
+
+    /// <summary>
+    /// Waits until the osdmap shows this OSD up through <paramref name="epoch"/> (Ceph's WaitUpThru): a primary does
+    /// this before it activates a PG in an interval starting at that epoch, so that every interval that served is
+    /// visible in the maps as one that may have gone rw.
+    /// </summary>
+    public async Task WaitUpThruAsync(uint epoch, CancellationToken ct)
+    {
+        while (true)
+        {
+            var map = _map;
+            if (map?.FindOsd(Self) is { } me && me.UpThru >= epoch)
+            {
+                return;
+            }
+            if (RequestUpThruAsync is not { } request)
+            {
+                return;
+            }
+            await request(epoch, ct);
+            await WaitForEpochAsync((map?.Epoch ?? 0) + 1, TimeSpan.FromSeconds(2), ct);
         }
     }
 
@@ -283,7 +376,11 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
                 {
                     var q = PgQuery.FromBytes(payload.Span);
                     var pg = _pgs.GetValueOrDefault(q.Pg);
-                    var answer = pg?.Query(from, q) ?? new PgNotify(OsdResult.TryAgain, false, PgInfo.Empty(q.Pg), [], [], false);
+                    // Not hosted here: nothing of it on this store. Said so once this OSD has the interval's map (before,
+                    // it may yet become a member).
+                    var answer = pg?.Query(from, q) ?? (Epoch >= q.Interval
+                        ? new PgNotify(OsdResult.Ok, false, PgInfo.Empty(q.Pg), [], [], false) { Past = KnownHistory(q.Pg) }
+                        : new PgNotify(OsdResult.TryAgain, false, PgInfo.Empty(q.Pg), [], [], false));
                     return (OsdMessageType.PgNotify, answer.ToBytes());
                 }
                 case OsdMessageType.PgActivate:
