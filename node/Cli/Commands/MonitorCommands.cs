@@ -432,6 +432,30 @@ public static class MonitorCommands
         var ls = new Command("ls", "One PG a line: its id (pool.seed in hex, as 2.1f), state, objects, bytes, acting set, primary.") { pool };
         ls.SetAction((parse, ct) => RunAsync(parse, c => c.QueryAsync(MonQuery.PgDump, parse.GetValue(pool) ?? "", ct)));
         pg.Subcommands.Add(ls);
+        var id = new Argument<string>("pgid") { Description = "The PG, as pg ls writes it (2.1f)." };
+        var query = new Command("query", "One PG as its primary last reported it: state, interval, info, past intervals, and what it waits for when it is down or incomplete.") { id };
+        query.SetAction((parse, ct) => RunAsync(parse, async c =>
+        {
+            var text = parse.GetRequiredValue(id);
+            if (!PgId.TryParse(text, out var pgId))
+            {
+                return new MonReply(MonReplyStatus.Invalid, 0, $"'{text}' is not a PG id: write the pool id, a dot and the seed in hex, as in 2.1f");
+            }
+            var reply = await c.QueryAsync(MonQuery.PgDump, "", ct);
+            if (reply.Status != MonReplyStatus.Ok)
+            {
+                return reply;
+            }
+            if (PgStat.DecodeDump(reply.Data ?? []).FirstOrDefault(s => s.Pg == pgId) is not { } stat)
+            {
+                return new MonReply(MonReplyStatus.Failed, (int)MonErrorCode.NotFound,
+                    $"pg {pgId} has no report: it does not exist, or its primary has not reported to the leading monitor yet (see `appliance pg ls`)");
+            }
+            var acting = string.Join(",", stat.Acting);
+            var head = $"pg {stat.Pg}: {stat.State}, acting [{acting}], primary osd.{stat.Primary}, reported at osdmap epoch {stat.ReportedEpoch}\n";
+            return new MonReply(MonReplyStatus.Ok, 0, head + stat.Detail);
+        }));
+        pg.Subcommands.Add(query);
         return pg;
     }
 

@@ -479,7 +479,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
             }
             pool = p.Id;
         }
-        var stats = _pgStats.Dump(pool);
+        var stats = _pgStats.Dump(map, Environment.TickCount64, pool);
         return new MonReply(MonReplyStatus.Ok, 0, PgStatsTable.FormatPgs(stats), Data: PgStat.EncodeDump(stats));
     }
 
@@ -564,7 +564,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
         {
             // Answered under this leader's lease: its PG statistics are the cluster's (not replicated, see PgStatsTable).
             _pgStats.Prune(_machine!.State.Osd);
-            reply = reply with { Message = reply.Message + _pgStats.StateSummary(_machine.State.Osd) + "\n" };
+            reply = reply with { Message = reply.Message + _pgStats.StateSummary(_machine.State.Osd, Environment.TickCount64) + "\n" };
         }
         done.TrySetResult(reply);
     }

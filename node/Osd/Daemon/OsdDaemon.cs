@@ -348,7 +348,8 @@ public sealed class OsdDaemon : IAsyncDisposable
                     lastStats = DateTime.UtcNow;
                     var fs = _store!.StatFs();
                     var pgs = _service.PrimaryStats()
-                        .Select(p => new PgStat(p.Pg, p.State, (ulong)Math.Max(0, p.Objects), (ulong)Math.Max(0, p.Bytes), p.Acting, p.Primary, map.Epoch))
+                        .Select(p => new PgStat(p.Pg, p.State, (ulong)Math.Max(0, p.Objects), (ulong)Math.Max(0, p.Bytes), p.Acting, p.Primary, map.Epoch)
+                            { Detail = p.Detail.Length <= PgStat.MaxDetail / 4 ? p.Detail : p.Detail[..(PgStat.MaxDetail / 4)] })
                         .ToList();
                     for (var i = 0; i < pgs.Count || i == 0; i += PgStatsReport.MaxPgs)
                     {

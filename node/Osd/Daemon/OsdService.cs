@@ -439,9 +439,9 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
     }
 
     /// <summary>PG statistics for the monitors: one line per PG this OSD is the primary of.</summary>
-    public IReadOnlyList<(PgId Pg, string State, int[] Acting, int Primary, long Objects, long Bytes)> PrimaryStats() =>
+    public IReadOnlyList<(PgId Pg, string State, int[] Acting, int Primary, long Objects, long Bytes, string Detail)> PrimaryStats() =>
         [.. _pgs.Values.Where(p => p.Interval?.Primary == Self).OrderBy(p => p.Id)
-            .Select(p => (p.Id, p.StateText, p.Interval?.Acting ?? [], p.Interval?.Primary ?? -1, p.Objects, p.Bytes))];
+            .Select(p => (p.Id, p.StateText, p.Interval?.Acting ?? [], p.Interval?.Primary ?? -1, p.Objects, p.Bytes, p.QueryText()))];
 
     public ValueTask DisposeAsync()
     {
