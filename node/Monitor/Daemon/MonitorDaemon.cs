@@ -515,9 +515,40 @@ public sealed class MonitorDaemon : IAsyncDisposable
         return who == expected ? null : $"{who} may not speak for {expected}: only {expected} itself sends its {command.Describe()}";
     }
 
+    /// <summary>
+    /// `osd rm` waits until nothing depends on the OSDs: every PG of every pool reported by its primary to this leader,
+    /// none stale, all active+clean (a PG that is still recovering or backfilling may hold its only copy of some data on
+    /// the OSD being removed). The map rules (down, out, in no PG's placement) are checked by the operation itself.
+    /// </summary>
+    private string? RemoveRefusal(OsdRemove remove)
+    {
+        var map = _machine!.State.Osd;
+        var stats = _pgStats.Dump(map, Environment.TickCount64).ToDictionary(s => s.Pg);
+        var pending = new List<string>();
+        foreach (var pool in map.Pools.Values)
+        {
+            for (var seed = 0u; seed < (uint)pool.PgNum; seed++)
+            {
+                var pg = new PgId(pool.Id, seed);
+                var state = stats.TryGetValue(pg, out var s) ? s.State : "not reported";
+                if (state != "active+clean")
+                {
+                    pending.Add($"{pg} {state}");
+                }
+            }
+        }
+        return pending.Count == 0 ? null
+            : $"refusing {remove.Describe()}: {pending.Count} PG(s) are not active+clean yet ({string.Join(", ", pending.Take(5))}{(pending.Count > 5 ? ", ..." : "")}); they may still need data on it — wait and try again";
+    }
+
     private void Execute(string who, MonRequest request, TaskCompletionSource<MonReply> done)
     {
         var node = _node!;
+        if (request.Command is OsdRemove remove && _machine is not null && NotLeading() is null && RemoveRefusal(remove) is { } refused)
+        {
+            done.TrySetResult(new MonReply(MonReplyStatus.Failed, (int)MonErrorCode.Refused, refused));
+            return;
+        }
         if (request.Command is { } command)
         {
             var key = (request.ClientId, request.Seq);
