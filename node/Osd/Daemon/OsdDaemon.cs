@@ -143,6 +143,7 @@ public sealed class OsdDaemon : IAsyncDisposable
         _loops.Add(Task.Run(() => FollowMapsAsync(_stop.Token)));
         _loops.Add(Task.Run(() => SendVerdictsAsync(_stop.Token)));
         _loops.Add(Task.Run(() => HousekeepingAsync(_stop.Token)));
+        _loops.Add(Task.Run(() => RemoveStraysAsync(_stop.Token)));
         _loops.Add(Task.Run(() => RefreshKeysAsync(_stop.Token)));
         _log.LogInformation("{Osd} booted (store {Used}/{Total} bytes used)", Entity, _store.StatFs().UsedBytes, _store.StatFs().TotalBytes);
     }
@@ -156,11 +157,14 @@ public sealed class OsdDaemon : IAsyncDisposable
             {
                 await foreach (var map in _subscription!.WatchOsdMapAsync(have, ct))
                 {
-                    if (have is null && _service!.ResumeEpoch is { } resume && resume < map.Epoch)
+                    if (have is null && ResumeFrom(map) is { } resume && resume < map.Epoch)
                     {
                         // The first map after a start: the epochs since the newest one this store's PGs know their
-                        // intervals through are applied first, so the intervals that came and went meanwhile are seen.
-                        await ApplySkippedAsync(resume, map.Epoch, ct);
+                        // intervals through (or, for PGs it never held, since their pool was created) are applied
+                        // first, so this OSD knows the intervals that came and went meanwhile. Epochs the monitors no
+                        // longer keep are skipped, and what happened in them stays unknown (peering then asks more).
+                        // The monitors keep mon_min_osdmap_epochs (500 by default): older ones are not asked for.
+                        await ApplySkippedAsync(Math.Max(resume, map.Epoch > 500 ? map.Epoch - 499 : 1), map.Epoch, ct);
                     }
                     else if (have is not null && map.Epoch > have.Epoch + 1)
                     {
@@ -197,6 +201,19 @@ public sealed class OsdDaemon : IAsyncDisposable
         }
     }
 
+    /// <summary>Where the maps this OSD applies at a start begin: the oldest epoch its stored PGs know their past
+    /// intervals through, and the creation of the oldest pool (so PGs it never held are known from their start).</summary>
+    private uint? ResumeFrom(OsdMap map)
+    {
+        uint? from = _service!.ResumeEpoch;
+        if (map.Pools.Count > 0)
+        {
+            var created = Math.Max(1, map.Pools.Values.Min(p => p.CreatedEpoch));
+            from = from is { } f ? Math.Min(f, created) : created;
+        }
+        return from;
+    }
+
     /// <summary>Fetches and applies epochs [<paramref name="from"/>, <paramref name="to"/>). One the monitors no longer
     /// keep ends the walk: the jump map follows, and a PG whose interval this OSD then names later than its peers
     /// takes its primary's (PlacementGroup.AdoptPrimaryInterval).</summary>
@@ -215,6 +232,29 @@ public sealed class OsdDaemon : IAsyncDisposable
                 return;
             }
             Apply(past);
+        }
+    }
+
+    /// <summary>Every 10 s: deletes the copies of PGs that are active+clean elsewhere (OsdService.Strays).</summary>
+    private async Task RemoveStraysAsync(CancellationToken ct)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(10));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
+            {
+                try
+                {
+                    await _service!.RemoveCleanStraysAsync(ct);
+                }
+                catch (Exception e) when (e is StoreException or IOException)
+                {
+                    _log.LogWarning("{Osd}: deleting stray PGs failed: {Error}", Entity, e.Message);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
         }
     }
 

@@ -16,7 +16,7 @@ namespace Appliance.Osd.Daemon;
 /// (<see cref="IOsdPeers"/>) and disk (the <see cref="ObjectStore"/> over any <c>IBlockDevice</c>) come in through
 /// its constructor, so tests run many of them in one process; OsdDaemon is the process around it.
 /// </summary>
-public sealed class OsdService : IPgHost, IAsyncDisposable
+public sealed partial class OsdService : IPgHost, IAsyncDisposable
 {
     private readonly ConcurrentDictionary<PgId, PlacementGroup> _pgs = new();
     // Every PG's past intervals as this OSD saw them in the maps it applied (hosted or not): a PG this OSD comes to
@@ -91,8 +91,9 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
                     {
                         peers.UnionWith(acting);
                     }
-                    if (!acting.Contains(Self) && !_pgs.ContainsKey(id))
+                    if ((!acting.Contains(Self) && !_pgs.ContainsKey(id)) || _deleting.ContainsKey(id))
                     {
+                        // Not ours, or its old copy is being deleted here (hosted again once that is done).
                         continue;
                     }
                     seen.Add(id);
@@ -180,6 +181,12 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
         {
             if (PgCollections.TryParseCollection(c, out var id))
             {
+                if (Store.Stat(c, PgMeta.MetaObject) is null)
+                {
+                    // A deletion this OSD did not finish (the meta object goes first): finished by the next pass.
+                    _orphans.Add(id);
+                    continue;
+                }
                 // Size and min_size come with the first map.
                 var pg = _pgs.GetOrAdd(id, pid => new PlacementGroup(this, pid, 1, 1, 1));
                 if (pg.Past is { } past)
@@ -396,6 +403,11 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
                     var pg = _pgs.GetValueOrDefault(ch.Pg);
                     var answer = pg is null ? new PeerResult(OsdResult.TryAgain, $"osd.{Self} does not host {ch.Pg}") : await pg.PushAsync(from, ch);
                     return (OsdMessageType.PushReply, answer.ToBytes());
+                }
+                case OsdMessageType.PgCleanQuery:
+                {
+                    var q = PgQuery.FromBytes(payload.Span);
+                    return (OsdMessageType.PgCleanReply, CleanWithout(q.Pg, from, q.Interval).ToBytes());
                 }
                 case OsdMessageType.PullRequest:
                 {

@@ -17,7 +17,12 @@ public enum PeeringVerdict
 public sealed record PeerAnswer(bool Exists, bool Backfilling, PgInfo Info);
 
 /// <summary>The outcome of <see cref="PeeringDecision.Decide"/>.</summary>
-public sealed record PeeringPlan(PeeringVerdict Verdict, IReadOnlyList<int> WaitingFor, string Reason, IReadOnlyList<PastInterval> Prior, uint LastEpochStarted);
+public sealed record PeeringPlan(PeeringVerdict Verdict, IReadOnlyList<int> WaitingFor, string Reason, IReadOnlyList<PastInterval> Prior, uint LastEpochStarted)
+{
+    /// <summary>The PG's history before the last activation anyone knows of is unknown to the OSDs that answered: the
+    /// primary then asks every OSD of the map.</summary>
+    public bool HistoryUnknown { get; init; }
+}
 
 /// <summary>
 /// The primary's rule for when a PG may go active (Ceph's PriorSet and its down/incomplete checks), as a pure function.
@@ -54,17 +59,38 @@ public static class PeeringDecision
     /// Decides from the merged past intervals (known from <paramref name="knownFrom"/>), the pool's creation epoch,
     /// the answers (by OSD) and who is up now.
     /// </summary>
+    /// <param name="poolCreated">The epoch the PG's pool was created at.</param>
+    /// <param name="knownFrom">The epoch from which <paramref name="intervals"/> are known without a gap.</param>
+    /// <param name="intervals">The past intervals every answer and this OSD know of, merged.</param>
+    /// <param name="answers">What each OSD that answered holds (the primary's own copy included).</param>
+    /// <param name="isUp">Whether an OSD is up in the current map.</param>
+    /// <param name="everyOsd">Every OSD of the map, when the primary asked all of them (it does when the history is
+    /// unknown): if every one answered and none holds the PG, nothing of it exists anywhere and it is created.</param>
     public static PeeringPlan Decide(uint poolCreated, uint knownFrom, IReadOnlyList<PastInterval> intervals,
-        IReadOnlyDictionary<int, PeerAnswer> answers, Func<int, bool> isUp)
+        IReadOnlyDictionary<int, PeerAnswer> answers, Func<int, bool> isUp, IReadOnlyCollection<int>? everyOsd = null)
     {
         var les = answers.Values.Where(a => a.Exists).Select(a => a.Info.LastEpochStarted).DefaultIfEmpty(0u).Max();
         var prior = intervals.Where(i => i.MaybeWentRw && i.Last >= les).ToList();
         var historyFrom = Math.Max(les, poolCreated);
         if (knownFrom > historyFrom)
         {
+            if (everyOsd is not null)
+            {
+                var silent = everyOsd.Where(o => !answers.ContainsKey(o)).Order().ToList();
+                if (silent.Count == 0 && answers.Values.All(a => !a.Exists))
+                {
+                    return new PeeringPlan(PeeringVerdict.Proceed, [], "", [], les) { HistoryUnknown = true };
+                }
+                if (silent.Count > 0)
+                {
+                    return new PeeringPlan(PeeringVerdict.Incomplete, silent,
+                        $"its intervals before epoch {knownFrom} are unknown to every OSD that answered and none holds it; waiting for {string.Join(", ", silent.Select(o => $"osd.{o}"))}, which may",
+                        prior, les) { HistoryUnknown = true };
+                }
+            }
             return new PeeringPlan(PeeringVerdict.Incomplete, [],
                 $"its intervals before epoch {knownFrom} are unknown to every OSD that answered, and none knows of an activation since (last_epoch_started {les}): waiting for an OSD that holds its history",
-                prior, les);
+                prior, les) { HistoryUnknown = true };
         }
         var waiting = new SortedSet<int>();
         var untrusted = new List<PastInterval>();

@@ -229,6 +229,27 @@ public sealed partial class PlacementGroup
         }
     }
 
+    /// <summary>Asks <paramref name="osds"/> that have not answered yet; one that cannot is left out.</summary>
+    private async Task ProbeMoreAsync(PgInterval i, Dictionary<int, PgNotify> notes, IEnumerable<int> osds)
+    {
+        foreach (var o in osds.Where(o => !notes.ContainsKey(o)).ToList())
+        {
+            try
+            {
+                var n = PgNotify.FromBytes(await AskAsync(i, o, OsdMessageType.PgQuery, new PgQuery(Id, i.Since).ToBytes()));
+                if (n.Result == OsdResult.Ok)
+                {
+                    notes[o] = n;
+                }
+            }
+            catch (Exception e) when (e is PeerUnavailableException or TimeoutException or IOException)
+            {
+                // Counted as silent: the decision waits for it.
+            }
+        }
+        _probed = [.. notes.Keys.Order()];
+    }
+
     private async Task PeerOnceAsync(PgInterval i)
     {
         var ct = i.Ended.Token;
@@ -240,6 +261,14 @@ public sealed partial class PlacementGroup
         var created = _host.Map?.Pools.GetValueOrDefault(Id.Pool)?.CreatedEpoch ?? 0;
         var answers = notes.ToDictionary(n => n.Key, n => new PeerAnswer(n.Value.Exists, n.Value.Backfilling, n.Value.Info));
         var plan = PeeringDecision.Decide(created, knownFrom, intervals, answers, IsUp);
+        if (plan.HistoryUnknown && _host.Map is { } map)
+        {
+            // Nobody that answered knows the PG's whole past: ask every OSD of the map whether it holds the PG.
+            await ProbeMoreAsync(i, notes, map.Osds.Values.Where(o => o.Up).Select(o => o.Id));
+            answers = notes.ToDictionary(n => n.Key, n => new PeerAnswer(n.Value.Exists, n.Value.Backfilling, n.Value.Info));
+            (knownFrom, intervals) = PastIntervals.Merge(notes.Values.Select(n => n.Past).Append(Past).OfType<PastIntervals>());
+            plan = PeeringDecision.Decide(created, knownFrom, intervals, answers, IsUp, [.. map.Osds.Keys]);
+        }
         var previous = _plan;
         _plan = plan;
         if (plan.Verdict != PeeringVerdict.Proceed)

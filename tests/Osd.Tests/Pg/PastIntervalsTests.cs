@@ -112,7 +112,7 @@ public sealed class PastIntervalsTests
 
     private static async Task AssertEveryObjectAsync(Setup s)
     {
-        await s.Cluster.WaitActiveCleanAsync();
+        await s.Cluster.WaitActiveCleanAsync(timeoutSeconds: 90);
         foreach (var (name, data) in s.Objects)
         {
             var r = await s.Cluster.ExecuteAsync("data", name, [OsdOp.Read(0, 0)]);

@@ -81,6 +81,21 @@ public sealed class PeeringDecisionTests
     }
 
     [Fact]
+    public void With_its_history_unknown_a_PG_nobody_holds_is_created_only_once_every_OSD_answered()
+    {
+        var answers = new Dictionary<int, PeerAnswer> { [0] = Empty, [1] = Empty, [2] = Empty };
+        var unknown = PeeringDecision.Decide(poolCreated: 5, knownFrom: 40, [], answers, Up(0, 1, 2), everyOsd: [0, 1, 2, 3]);
+        Assert.Equal(PeeringVerdict.Incomplete, unknown.Verdict);
+        Assert.Equal([3], unknown.WaitingFor);
+        Assert.True(unknown.HistoryUnknown);
+        answers[3] = Empty;
+        Assert.Equal(PeeringVerdict.Proceed, PeeringDecision.Decide(5, 40, [], answers, Up(0, 1, 2, 3), everyOsd: [0, 1, 2, 3]).Verdict);
+        // One of them holds it (with nothing known of its past either): never created empty over it.
+        answers[3] = Has(0);
+        Assert.Equal(PeeringVerdict.Incomplete, PeeringDecision.Decide(5, 40, [], answers, Up(0, 1, 2, 3), everyOsd: [0, 1, 2, 3]).Verdict);
+    }
+
+    [Fact]
     public void The_probe_set_is_the_acting_set_and_the_up_members_of_rw_intervals()
     {
         PastInterval[] past = [new(10, 20, [0, 1], 0, true), new(21, 22, [5, 6], 5, false)];
