@@ -7,7 +7,7 @@ using Microsoft.Extensions.Logging;
 
 namespace Appliance.Osd.Daemon;
 
-// Copies this OSD no longer needs: a PG it holds but is not in the acting set of (a stray) is deleted once its primary
+// Copies this OSD no longer needs: every PG of a removed pool, and a PG it holds but is not in the acting set of (a stray) is deleted once its primary
 // says the PG is active+clean in an interval without this OSD. From that activation on, peering never asks for the
 // intervals this copy belongs to (they end before the PG's last_epoch_started), so nothing depends on it. The deletion
 // runs in the background, a page of objects per transaction with a pause between pages, so client I/O keeps the disk.
@@ -78,6 +78,28 @@ public sealed partial class OsdService
                 }
             }
         }
+        // Every PG of a pool that was removed goes, whatever its state (its pool's data is deleted by design).
+        if (_map is { } current)
+        {
+            foreach (var pg in _pgs.Values.Where(p => !current.Pools.ContainsKey(p.Id.Pool)).ToList())
+            {
+                ct.ThrowIfCancellationRequested();
+                if (!Detach(pg, pg.Interval))
+                {
+                    continue;
+                }
+                try
+                {
+                    await DeleteCollectionAsync(pg.Id, ct);
+                    deleted++;
+                    Logger.LogInformation("{Pg}: deleted (its pool was removed)", pg.Id);
+                }
+                finally
+                {
+                    _deleting.TryRemove(pg.Id, out _);
+                }
+            }
+        }
         foreach (var pg in _pgs.Values.Where(p => p.Phase == PgPhase.Stray && p.Exists).ToList())
         {
             ct.ThrowIfCancellationRequested();
@@ -120,7 +142,7 @@ public sealed partial class OsdService
     }
 
     /// <summary>Stops hosting a stray PG before its copy is deleted, unless the map changed its interval meanwhile.</summary>
-    private bool Detach(PlacementGroup pg, PgInterval seen)
+    private bool Detach(PlacementGroup pg, PgInterval? seen)
     {
         lock (_mapLock)
         {

@@ -110,7 +110,8 @@ public sealed partial class OsdService : IPgHost, IAsyncDisposable
             {
                 if (!seen.Contains(id))
                 {
-                    // The pool is gone (or the PG with it): stop serving it. Its data stays until deleted (issue 10).
+                    // The pool is gone (or the PG with it): stop serving it. A removed pool's PGs are deleted by the next stray pass
+                    // (OsdService.Strays); a PG past a lowered pg_num keeps its data.
                     pg.Stop();
                 }
             }

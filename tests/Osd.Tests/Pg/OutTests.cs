@@ -90,4 +90,23 @@ public sealed class OutTests
         var r = await c.ExecuteAsync("data", "x", [OsdOp.Read(0, 0)]);
         Assert.Equal("keep me", System.Text.Encoding.ASCII.GetString(r.Outputs[0].Data.Span));
     }
+
+    [Fact]
+    public async Task Every_pg_of_a_removed_pool_is_deleted()
+    {
+        await using var c = new InProcessCluster();
+        var pool = await c.StartAsync(osds: 3, size: 2, minSize: 1, pgNum: 8);
+        for (var i = 0; i < 16; i++)
+        {
+            Assert.Equal(OsdResult.Ok, (await c.ExecuteAsync("data", $"p{i}", [OsdOp.WriteFull(new byte[1000])])).Result);
+        }
+        c.Command(new ConfigSet("mon_allow_pool_delete", "true"));
+        c.Command(new PoolRemove("data"));
+        foreach (var osd in c.Running)
+        {
+            await osd.RemoveCleanStraysAsync(CancellationToken.None);
+            Assert.DoesNotContain(osd.Store.ListCollections(), coll => PgCollections.TryParseCollection(coll, out var id) && id.Pool == pool.Id);
+            Assert.Empty(osd.Pgs);
+        }
+    }
 }
