@@ -523,6 +523,11 @@ public sealed class MonitorDaemon : IAsyncDisposable
     private string? RemoveRefusal(OsdRemove remove)
     {
         var map = _machine!.State.Osd;
+        if (remove.Ids.Any(id => map.FindOsd(id) is not { Up: false, In: false }))
+        {
+            // The operation refuses it on the map's grounds (missing, up, in), with the message that says what to do.
+            return null;
+        }
         var stats = _pgStats.Dump(map, Environment.TickCount64).ToDictionary(s => s.Pg);
         var pending = new List<string>();
         foreach (var pool in map.Pools.Values)
