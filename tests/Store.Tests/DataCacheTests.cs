@@ -1,4 +1,3 @@
-using Appliance.Platform.Devices;
 using Xunit.Abstractions;
 
 namespace Appliance.Store.Tests;
@@ -173,35 +172,5 @@ public class DataCacheTests(ITestOutputHelper output)
         await Task.WhenAll(readers);
         Assert.True(store.DataCacheForTests.Hits > 0);
         Assert.Equal(0, store.DataCacheForTests.StaleHits);
-    }
-
-    /// <summary>Counts device reads.</summary>
-    private sealed class CountingDevice(IBlockDevice inner) : IBlockDevice
-    {
-        private long _reads;
-
-        public long Reads => Interlocked.Read(ref _reads);
-        public string Name => inner.Name;
-        public long Size => inner.Size;
-        public int BlockSize => inner.BlockSize;
-        public int MemoryAlignment => inner.MemoryAlignment;
-        public bool IsReadOnly => inner.IsReadOnly;
-
-        public ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken ct = default)
-        {
-            Interlocked.Increment(ref _reads);
-            return inner.ReadAsync(offset, destination, ct);
-        }
-
-        public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken ct = default) => inner.WriteAsync(offset, source, ct);
-
-        public ValueTask WriteManyAsync(IReadOnlyList<(long Offset, ReadOnlyMemory<byte> Source)> writes, CancellationToken ct = default) =>
-            inner.WriteManyAsync(writes, ct);
-
-        public ValueTask FlushAsync(CancellationToken ct = default) => inner.FlushAsync(ct);
-
-        public ValueTask DiscardAsync(long offset, long length, CancellationToken ct = default) => inner.DiscardAsync(offset, length, ct);
-
-        public ValueTask DisposeAsync() => inner.DisposeAsync();
     }
 }

@@ -77,3 +77,37 @@ public sealed class YieldingDevice(IBlockDevice inner, int seed) : IBlockDevice
 
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 }
+
+/// <summary>Passes every call through and counts the reads (calls and bytes). Disposing it leaves the inner device
+/// to its owner (a test mounts it again).</summary>
+public sealed class CountingDevice(IBlockDevice inner) : IBlockDevice
+{
+    private long _reads;
+    private long _bytesRead;
+
+    public long Reads => Interlocked.Read(ref _reads);
+    public long BytesRead => Interlocked.Read(ref _bytesRead);
+    public string Name => inner.Name;
+    public long Size => inner.Size;
+    public int BlockSize => inner.BlockSize;
+    public int MemoryAlignment => inner.MemoryAlignment;
+    public bool IsReadOnly => inner.IsReadOnly;
+
+    public ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken ct = default)
+    {
+        Interlocked.Increment(ref _reads);
+        Interlocked.Add(ref _bytesRead, destination.Length);
+        return inner.ReadAsync(offset, destination, ct);
+    }
+
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken ct = default) => inner.WriteAsync(offset, source, ct);
+
+    public ValueTask WriteManyAsync(IReadOnlyList<(long Offset, ReadOnlyMemory<byte> Source)> writes, CancellationToken ct = default) =>
+        inner.WriteManyAsync(writes, ct);
+
+    public ValueTask FlushAsync(CancellationToken ct = default) => inner.FlushAsync(ct);
+
+    public ValueTask DiscardAsync(long offset, long length, CancellationToken ct = default) => inner.DiscardAsync(offset, length, ct);
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}

@@ -277,31 +277,4 @@ public class OmapIndexTests(ITestOutputHelper output)
         var report = await again.FsckAsync();
         Assert.True(report.IsClean, report.ToString());
     }
-
-    /// <summary>Counts the bytes read through it.</summary>
-    private sealed class CountingDevice(IBlockDevice inner) : IBlockDevice
-    {
-        private long _read;
-
-        public long BytesRead => Interlocked.Read(ref _read);
-        public string Name => inner.Name;
-        public long Size => inner.Size;
-        public int BlockSize => inner.BlockSize;
-        public int MemoryAlignment => inner.MemoryAlignment;
-        public bool IsReadOnly => inner.IsReadOnly;
-
-        public ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken ct = default)
-        {
-            Interlocked.Add(ref _read, destination.Length);
-            return inner.ReadAsync(offset, destination, ct);
-        }
-
-        public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken ct = default) => inner.WriteAsync(offset, source, ct);
-
-        public ValueTask FlushAsync(CancellationToken ct = default) => inner.FlushAsync(ct);
-
-        public ValueTask DiscardAsync(long offset, long length, CancellationToken ct = default) => inner.DiscardAsync(offset, length, ct);
-
-        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
-    }
 }
