@@ -348,6 +348,9 @@ public sealed partial class PlacementGroup
             return;
         }
         SetPhase(i, PgPhase.Active);
+        // Every member has the whole log now: a change that failed before (a member refused it, an interval ended
+        // under it) is settled, and method calls must not wait for its commit (they wait for what was submitted).
+        ResetCommitted(Log.Head);
         i.Activated.TrySetResult();
         Logger.LogDebug("{Pg}: active in interval {Since} at {Head}", Id, i.Since, Log.Head);
     }

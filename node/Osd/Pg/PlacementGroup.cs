@@ -392,6 +392,20 @@ public sealed partial class PlacementGroup
         wake.TrySetResult();
     }
 
+    /// <summary>At activation: every entry up to <paramref name="head"/> is on every member, and nothing is in flight.</summary>
+    private void ResetCommitted(Eversion head)
+    {
+        TaskCompletionSource wake;
+        lock (_lock)
+        {
+            _lastSubmitted = head;
+            _lastCommitted = head;
+            wake = _committedAdvanced;
+            _committedAdvanced = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+        wake.TrySetResult();
+    }
+
     private async Task WaitCommittedAsync(Eversion v, CancellationToken ct)
     {
         while (true)
