@@ -44,7 +44,9 @@ internal sealed class DataCache
 
     public long Misses => Interlocked.Read(ref _misses);
 
-    /// <summary>Hits the caller found not to match the block's crc (a missed invalidation: never, unless a bug).</summary>
+    /// <summary>Hits the caller found not to match the crc it expected: a reader whose block map is older than the
+    /// entry (a write of the block raced the read; the reader retries), or a missed invalidation (a bug). With no
+    /// write in flight it stays 0.</summary>
     public long StaleHits => Interlocked.Read(ref _stale);
 
     /// <summary>The caller found the cached block wrong: counted, and dropped.</summary>

@@ -150,7 +150,8 @@ public sealed partial class ObjectStore
         }
         if (Crc32C.Compute(block) != r.Crc)
         {
-            // Not what the object holds now (cannot happen while writes invalidate their blocks): read the device.
+            // Not the block this reader expects: its block map predates a write that raced it (or, a bug, a missed
+            // invalidation). The device read decides, and retries on a moved block as any other mismatch does.
             _dataCache.Reject(r.Phys);
             return false;
         }
