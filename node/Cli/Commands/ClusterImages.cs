@@ -60,11 +60,14 @@ internal sealed class ClusterImages : IAsyncDisposable
         {
             throw new ClusterClientException($"the monitors did not blocklist {instance}: {reply.Message.TrimEnd()}");
         }
-        // Our next requests must carry an epoch that lists it: then OSDs refuse the old holder before serving us.
+        // Our map must list it first.
         while (Client.OsdMap is not { } map || !map.IsBlocklisted(instance))
         {
             await Client.WaitForEpochAsync((Client.OsdMap?.Epoch ?? 0) + 1, ct);
         }
+        // And every OSD must have that epoch, not only those our next requests go to: an OSD with an older map would
+        // still take the old holder's late writes to objects we have not touched yet.
+        await Client.EnsureOsdsHaveEpochAsync(Client.OsdMap!.Epoch, ct);
     }
 
     public async ValueTask DisposeAsync()
