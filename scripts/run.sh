@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's main command: builds the `appliance` program (Release) and brings up a local cluster on this machine
 # with `appliance cluster up` — three monitors (a Paxos quorum on loopback ports) and three OSDs on sparse disk files,
-# a replicated pool `data` with its copies on distinct OSDs, image data/disk0 served over NBD — then writes and reads
-# an object, looks at the image with nbdinfo and qemu-io (when installed), shows the cluster's status, runs a 5 s object bench, and leaves it running (it prints the command that stops it). Running it again starts only what is not
+# a replicated pool `data` with its copies on distinct OSDs, image data/disk0 served over NBD, filesystem fs0 mounted
+# through FUSE at DIR/mnt/fs0 — then writes and reads an object, looks at the image with nbdinfo and qemu-io (when
+# installed), writes a file through the mount, shows the cluster's status, runs a 5 s object bench, and leaves it running (it prints the command that stops it). Running it again starts only what is not
 # running. The cluster lives in $APPLIANCE_DATA/cluster (default .data/cluster, ignored by git).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +52,17 @@ fi
 echo "Attach it with the kernel's client (as root):  nbd-client -unix $nbd_sock /dev/nbd0 -name data/disk0"
 echo "                        or over TCP:           nbd-client -N data/disk0 ${nbd_tcp%:*} ${nbd_tcp##*:} /dev/nbd0"
 echo "or with qemu:  qemu-system-x86_64 ... -drive driver=nbd,server.type=unix,server.path=$nbd_sock,export=data/disk0,reconnect-delay=30"
+echo
+echo "== the filesystem: fs0 mounted at $cluster/mnt/fs0 (as cluster up printed)"
+mnt="$cluster/mnt/fs0"
+if mountpoint -q "$mnt"; then
+  echo "hello from $(hostname) at $(date -u +%FT%TZ)" >"$mnt/hello.txt"
+  cat "$mnt/hello.txt"
+  ls -la "$mnt"
+  df -h "$mnt"
+else
+  echo "(fs0 is not mounted: cluster up said why above; mount it elsewhere with: appliance fs mount fs0 DIR)"
+fi
 echo
 echo "== appliance object bench data --op write --size 4K --threads 16 --seconds 5 --cleanup"
 appliance object bench data --op write --size 4K --threads 16 --seconds 5 --cleanup

@@ -5,23 +5,27 @@ namespace Appliance.Cluster.Tests;
 
 /// <summary>
 /// `appliance cluster up|down` run as processes on a temporary directory, as a user runs them: three monitors and
-/// three OSDs on 64 MiB sparse disks come up as background processes with pid files; running `up` again starts
-/// nothing, or only what was killed; `down` leaves none of them; `--purge` without its confirmation deletes nothing.
-/// Every process the test sees is killed by its pid at the end, whatever happened.
+/// three OSDs on 64 MiB sparse disks, the NBD server and the mount of filesystem fs0 come up as background processes
+/// with pid files; a file written through the mount reads back; running `up` again starts nothing, or only what was
+/// killed (a killed mount's dead FUSE mount is detached and mounted again); `down` leaves none of them and no mount;
+/// `--purge` without its confirmation deletes nothing. Every process the test sees is killed by its pid at the end,
+/// whatever happened, and a mount left behind is detached.
 /// </summary>
 public sealed class ClusterUpTests : IDisposable
 {
-    private static readonly string[] Daemons = ["mon.a", "mon.b", "mon.c", "nbd", "osd.0", "osd.1", "osd.2"];
+    private static readonly string[] Daemons = ["fs.fs0", "mon.a", "mon.b", "mon.c", "nbd", "osd.0", "osd.1", "osd.2"];
 
     private readonly TempDir _dir = new();
     private readonly HashSet<int> _seen = [];
 
     private string Data => Path.Combine(_dir.Path, "cluster");
 
+    private string Mount => Path.Combine(Data, "mnt", "fs0");
+
     [Fact]
     public async Task Up_starts_what_is_not_running_and_down_stops_everything_it_started()
     {
-        var (code, output) = await LocalCluster.ApplianceAsync("cluster", "up", "--data", Data, "--osds", "3", "--disk-size", "64M", "--timeout", "50");
+        var (code, output) = await LocalCluster.ApplianceAsync("cluster", "up", "--data", Data, "--osds", "3", "--disk-size", "64M", "--timeout", "90");
         Assert.True(code == 0, $"cluster up exited {code}:\n{output}\n{Logs()}");
         Assert.Contains("export APPLIANCE_CONF_DIR=" + Path.Combine(Data, "conf"), output);
         Assert.Contains($"cluster down --data {Data}", output);
@@ -46,26 +50,37 @@ public sealed class ClusterUpTests : IDisposable
         Assert.Matches(@"pgs +(\d+) PGs: \1 active\+clean\n", status);
         Assert.Contains("3 OSDs, 3 up, 3 in", status);
 
+        // The filesystem is mounted and holds what is written to it.
+        Assert.Contains($"filesystem fs0 mounted at {Mount}", output);
+        var payload = System.Text.Encoding.UTF8.GetBytes($"written through the mount at {DateTime.UtcNow:O}");
+        await File.WriteAllBytesAsync(Path.Combine(Mount, "hello.txt"), payload);
+        Assert.Equal(payload, await File.ReadAllBytesAsync(Path.Combine(Mount, "hello.txt")));
+
         // Everything runs: a second `up` starts nothing.
-        (code, output) = await LocalCluster.ApplianceAsync("cluster", "up", "--data", Data, "--osds", "3", "--disk-size", "64M", "--timeout", "50");
+        (code, output) = await LocalCluster.ApplianceAsync("cluster", "up", "--data", Data, "--osds", "3", "--disk-size", "64M", "--timeout", "90");
         Assert.True(code == 0, $"second cluster up exited {code}:\n{output}\n{Logs()}");
         Assert.DoesNotContain(" started (pid", output);
         Assert.Equal(first, Pids());
 
-        // One OSD killed without warning: `up` restarts it, and only it.
+        // One OSD and the mount killed without warning: `up` restarts them, and only them (the dead FUSE mount the
+        // killed mount left is detached first), and the file is still there.
         var victim = first["osd.1"];
         Process.GetProcessById(victim).Kill();
-        await UntilAsync(() => !IsOurs(victim, "osd.1"), "osd.1 to die after SIGKILL");
-        (code, output) = await LocalCluster.ApplianceAsync("cluster", "up", "--data", Data, "--timeout", "50");
+        Process.GetProcessById(first["fs.fs0"]).Kill();
+        await UntilAsync(() => !IsOurs(victim, "osd.1") && !IsOurs(first["fs.fs0"], "fs.fs0"), "osd.1 and fs.fs0 to die after SIGKILL");
+        (code, output) = await LocalCluster.ApplianceAsync("cluster", "up", "--data", Data, "--timeout", "90");
         Assert.True(code == 0, $"cluster up after a kill exited {code}:\n{output}\n{Logs()}");
         var after = Pids();
         Assert.NotEqual(victim, after["osd.1"]);
         Assert.True(IsOurs(after["osd.1"], "osd.1"), $"osd.1 restarted as {after["osd.1"]}: {LocalCluster.Cmdline(after["osd.1"])}");
-        foreach (var name in Daemons.Where(n => n != "osd.1"))
+        Assert.True(IsOurs(after["fs.fs0"], "fs.fs0"), $"fs.fs0 restarted as {after["fs.fs0"]}: {LocalCluster.Cmdline(after["fs.fs0"])}");
+        foreach (var name in Daemons.Where(n => n is not "osd.1" and not "fs.fs0"))
         {
             Assert.Equal(first[name], after[name]);
         }
         Assert.Contains("osd.1 started (pid", output);
+        Assert.Contains($"{Mount}: its mount process is gone; unmounted", output);
+        Assert.Equal(payload, await File.ReadAllBytesAsync(Path.Combine(Mount, "hello.txt")));
 
         // --purge without the confirmation: refused, nothing stopped, nothing deleted.
         (code, output) = await LocalCluster.ApplianceAsync("cluster", "down", "--data", Data, "--purge");
@@ -82,6 +97,7 @@ public sealed class ClusterUpTests : IDisposable
             Assert.False(Daemons.Any(n => IsOurs(pid, n)), $"process {pid} still runs after cluster down: {LocalCluster.Cmdline(pid)}");
         }
         Assert.Empty(Directory.GetFiles(Path.Combine(Data, "run"), "*.pid"));
+        Assert.False(IsMounted(Mount), $"{Mount} is still mounted after cluster down");
         Assert.True(File.Exists(Path.Combine(Data, "osd.0.disk")), "down without --purge keeps the data");
     }
 
@@ -106,10 +122,19 @@ public sealed class ClusterUpTests : IDisposable
     private bool IsOurs(int pid, string name)
     {
         var args = LocalCluster.Cmdline(pid).Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        // The NBD server (`nbd serve`) is known by its socket, monitors and OSDs (`… run`) by their data paths.
-        var identity = Path.Combine(Data, name == "nbd" ? "run/nbd.sock" : name.StartsWith("osd.", StringComparison.Ordinal) ? name + ".disk" : name);
-        return args.Any(a => a.EndsWith("appliance.dll", StringComparison.Ordinal)) && args.Contains(name == "nbd" ? "serve" : "run") && args.Contains(identity);
+        // The NBD server (`nbd serve`) is known by its socket, the mount (`fs mount`) by its mount point, monitors and
+        // OSDs (`… run`) by their data paths.
+        var (verb, identity) = name switch
+        {
+            "nbd" => ("serve", Path.Combine(Data, "run/nbd.sock")),
+            "fs.fs0" => ("mount", Mount),
+            _ => ("run", Path.Combine(Data, name.StartsWith("osd.", StringComparison.Ordinal) ? name + ".disk" : name)),
+        };
+        return args.Any(a => a.EndsWith("appliance.dll", StringComparison.Ordinal)) && args.Contains(verb) && args.Contains(identity);
     }
+
+    private static bool IsMounted(string path) =>
+        File.ReadLines("/proc/self/mountinfo").Any(l => l.Split(' ') is { Length: > 4 } f && f[4] == path);
 
     private static async Task UntilAsync(Func<bool> condition, string what)
     {
@@ -148,6 +173,12 @@ public sealed class ClusterUpTests : IDisposable
                     // Gone between the check and the kill.
                 }
             }
+        }
+        if (IsMounted(Mount))
+        {
+            // A killed mount process leaves a dead FUSE mount: detached, so the directory can go.
+            using var umount = Process.Start("umount", ["-l", Mount]);
+            umount.WaitForExit(10_000);
         }
         _dir.Dispose();
     }

@@ -38,7 +38,7 @@ public class LocalCluster : IAsyncLifetime
     /// PG takes writes.</summary>
     public async Task<string> UpAsync()
     {
-        var (code, output) = await ApplianceAsync("cluster", "up", "--data", Data, "--osds", "3", "--disk-size", DiskSize, "--timeout", "80");
+        var (code, output) = await ApplianceAsync("cluster", "up", "--data", Data, "--osds", "3", "--disk-size", DiskSize, "--timeout", "80", "--no-fs");
         Pids();
         Assert.True(code == 0, $"cluster up exited {code}:\n{output}\n{Logs()}");
         return output;

@@ -8,6 +8,7 @@ using Appliance.BlockDev.Images;
 using Appliance.BlockDev.Images.Cluster;
 using Appliance.Cli.Common;
 using Appliance.Client;
+using Appliance.Fs.Cluster;
 using Appliance.Maps;
 using Appliance.Maps.Client;
 using Appliance.Maps.Protocol;
@@ -30,6 +31,9 @@ public static class ClusterCommands
     public const string ImageName = PoolName + "/disk0";
     public const long ImageSize = 4L << 30;
 
+    /// <summary>The filesystem `cluster up` makes (pools fs0.meta and fs0.data) and mounts at DIR/mnt/fs0.</summary>
+    public const string FsName = "fs0";
+
     private static readonly Option<string> Data = new("--data")
     {
         Description = "The cluster's directory: conf/ (cluster.conf and keyrings), run/ (pid files), log/, the monitors' stores and the OSDs' disk files.",
@@ -49,7 +53,8 @@ public static class ClusterCommands
         var osds = new Option<int>("--osds") { Description = "How many OSDs (made the first time; more are added when the directory holds fewer). Default 3.", DefaultValueFactory = _ => 3 };
         var diskSize = new Option<string>("--disk-size") { Description = "Size of each OSD's sparse disk file, made the first time (e.g. 8G, 64M). Default 8G.", DefaultValueFactory = _ => "8G" };
         var timeout = new Option<double>("--timeout") { Description = "Seconds to wait for the cluster to take writes before saying which daemon is not up. Default 120.", DefaultValueFactory = _ => 120 };
-        var up = new Command("up", "Make a local cluster in --data the first time (3 monitors, N OSDs, a pool `data`), start whatever of it is not running, and return once every PG takes writes.") { Data, osds, diskSize, timeout };
+        var noFs = new Option<bool>("--no-fs") { Description = $"Neither make nor mount filesystem {FsName} (a cluster of objects and images only)." };
+        var up = new Command("up", $"Make a local cluster in --data the first time (3 monitors, N OSDs, a pool `data`, image {ImageName}, filesystem {FsName}), start whatever of it is not running (OSDs, monitors, the NBD server, the mount at DIR/mnt/{FsName}), and return once every PG takes writes.") { Data, osds, diskSize, timeout, noFs };
         up.SetAction(async (parse, ct) =>
         {
             var count = parse.GetValue(osds);
@@ -64,7 +69,7 @@ public static class ClusterCommands
                 throw new CliException(ExitCodes.Usage, $"--timeout {seconds} is not a number of seconds between 0 and 86400");
             }
             var local = new LocalDaemons(Path.GetFullPath(parse.GetRequiredValue(Data)));
-            var run = new ClusterUp(local, count, bytes, TimeSpan.FromSeconds(seconds), parse.InvocationConfiguration.Output);
+            var run = new ClusterUp(local, count, bytes, TimeSpan.FromSeconds(seconds), !parse.GetValue(noFs), parse.InvocationConfiguration.Output);
             await run.RunAsync(ct);
             return ExitCodes.Ok;
         });
@@ -75,7 +80,7 @@ public static class ClusterCommands
     {
         var purge = new Option<bool>("--purge") { Description = "Also delete the cluster's data: conf, monitors' stores, OSD disks, logs (needs --yes-i-really-mean-it)." };
         var really = new Option<bool>("--yes-i-really-mean-it") { Description = "Required with --purge: it destroys every object in the cluster." };
-        var down = new Command("down", "Stop the daemons `cluster up` started from --data (OSDs first, then monitors: SIGTERM, then SIGKILL after 15 s).") { Data, purge, really };
+        var down = new Command("down", "Stop the daemons `cluster up` started from --data (mounts and the NBD server first, then OSDs, then monitors: SIGTERM, then SIGKILL after 15 s).") { Data, purge, really };
         down.SetAction(async (parse, ct) =>
         {
             var dir = Path.GetFullPath(parse.GetRequiredValue(Data));
@@ -93,6 +98,10 @@ public static class ClusterCommands
             {
                 await output.WriteLineAsync(await local.StopAsync(daemon, TimeSpan.FromSeconds(15), ct));
             }
+            foreach (var line in local.DetachStaleMounts())
+            {
+                await output.WriteLineAsync(line);
+            }
             if (parse.GetValue(purge))
             {
                 Directory.Delete(dir, recursive: true);
@@ -108,7 +117,7 @@ public static class ClusterCommands
     }
 
     /// <summary>One run of `cluster up`.</summary>
-    private sealed class ClusterUp(LocalDaemons local, int osdCount, long diskBytes, TimeSpan timeout, TextWriter output)
+    private sealed class ClusterUp(LocalDaemons local, int osdCount, long diskBytes, TimeSpan timeout, bool withFs, TextWriter output)
     {
         private readonly long _deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
         private readonly List<LocalDaemon> _daemons = [];
@@ -152,7 +161,7 @@ public static class ClusterCommands
             }
             await using (client)
             {
-                var pool = await EnsurePoolAsync(client, monitors, admin, ids.Count, ct);
+                var pool = await EnsurePoolAsync(client, monitors, admin, ids.Count, PoolName, null, ct);
                 await WaitOsdsUpAsync(client, ids, ct);
                 await ProbeEveryPgAsync(client, pool, ct);
                 var map = client.OsdMap!;
@@ -160,8 +169,23 @@ public static class ClusterCommands
                 await output.WriteLineAsync(
                     $"cluster {conf.Fsid} is up: {conf.Monitors.Count} monitors, {ids.Count} OSDs, pool '{PoolName}' ({info.Size} copies on distinct OSDs, min_size {info.MinSize}, {info.PgNum} PGs, every one taking writes)");
                 await EnsureImageAsync(client, ct);
+                if (withFs)
+                {
+                    await EnsureFilesystemAsync(client, monitors, admin, ids.Count, ct);
+                }
             }
             var listen = await ServeImagesAsync(ct);
+            var mounted = withFs && await MountAsync(ct);
+            var files = !withFs ? "" : mounted
+                ? $"""
+                  Files: filesystem {FsName} mounted at {local.MountPoint(FsName)} (another mount: appliance fs mount {FsName} DIR)
+                    echo hello > {local.MountPoint(FsName)}/hello.txt
+
+                  """
+                : $"""
+                  Files: filesystem {FsName} is not mounted (see above); mount it with: appliance fs mount {FsName} DIR
+
+                  """;
             var dir = local.DataDirectory;
             await output.WriteLineAsync($"""
 
@@ -176,7 +200,7 @@ public static class ClusterCommands
                   qemu-io -f raw 'nbd://{listen}/{ImageName}' -c 'write -P 0x5a 0 1M' -c 'read -P 0x5a 0 1M'
                   nbd-client -unix {local.NbdSocket} /dev/nbd0 -name {ImageName}      (the kernel's client, as root; or -N {ImageName} 127.0.0.1 {listen.Split(':')[^1]})
                   qemu-system-x86_64 ... -drive driver=nbd,server.type=unix,server.path={local.NbdSocket},export={ImageName},reconnect-delay=30
-                Logs are in {local.LogDirectory}, pid files in {local.RunDirectory}.
+                {files}Logs are in {local.LogDirectory}, pid files in {local.RunDirectory}.
                 Stop it with:   appliance cluster down --data {dir}
                 Delete it with: appliance cluster down --data {dir} --purge --yes-i-really-mean-it
                 """);
@@ -200,6 +224,59 @@ public static class ClusterCommands
                 var made = await store.CreateAsync(ImageName, ImageSize, ct: ct);
                 await output.WriteLineAsync($"image {ImageName} created: {ByteSize.Format(ImageSize)}, thin-provisioned, id {made.Header.Id}");
             }
+        }
+
+        /// <summary>Makes filesystem fs0 the first time: pools fs0.meta (8 PGs: a filesystem's metadata lives in one
+        /// PG) and fs0.data (32 PGs), as many copies as the pool `data`.</summary>
+        private async Task EnsureFilesystemAsync(ClusterClient client, IReadOnlyList<IPEndPoint> monitors, KeyringEntry admin, int osds, CancellationToken ct)
+        {
+            if (await FsRegistry.FindAsync(client, FsName, ct) is not null)
+            {
+                return;
+            }
+            var meta = await EnsurePoolAsync(client, monitors, admin, osds, FsName + ".meta", 8, ct);
+            var data = await EnsurePoolAsync(client, monitors, admin, osds, FsName + ".data", 32, ct);
+            // A create of ours that committed before an error is found again by the FindAsync above next time.
+            if (await FsRegistry.CreateAsync(client, new FsRecord(FsName, meta.Name, data.Name, DataStriper.DefaultStripe), Remaining, ct))
+            {
+                await output.WriteLineAsync($"filesystem {FsName} created (metadata in pool {meta.Name}, data in pool {data.Name})");
+            }
+        }
+
+        /// <summary>Mounts fs0 at DIR/mnt/fs0 through a background `fs mount --foreground` unless it is mounted, and
+        /// waits until it is. A mount that cannot be made (no FUSE here) is said, not fatal: the cluster is up.</summary>
+        private async Task<bool> MountAsync(CancellationToken ct)
+        {
+            var path = local.MountPoint(FsName);
+            var daemon = local.Fs(FsName);
+            var running = local.RunningPid(daemon) is not null;
+            if (LocalDaemons.IsMounted(path) && !running)
+            {
+                foreach (var line in local.DetachStaleMounts())
+                {
+                    await output.WriteLineAsync(line);
+                }
+            }
+            Directory.CreateDirectory(path);
+            await EnsureRunningAsync(daemon);
+            var pid = File.ReadAllText(local.PidFile(daemon.Name)).Trim();
+            while (!LocalDaemons.IsMounted(path))
+            {
+                if (!Directory.Exists($"/proc/{pid}") || Expired)
+                {
+                    _daemons.Remove(daemon);
+                    await output.WriteLineAsync(
+                        $"fs: {FsName} is NOT mounted at {path} (FUSE needs /dev/fuse, and root or fusermount3 from package fuse3); the end of {local.LogFile(daemon.Name)}:{local.LogTail(daemon.Name)}");
+                    if (Directory.Exists($"/proc/{pid}"))
+                    {
+                        await output.WriteLineAsync(await local.StopAsync(daemon, TimeSpan.FromSeconds(5), ct));
+                    }
+                    return false;
+                }
+                await Task.Delay(50, ct);
+            }
+            await output.WriteLineAsync($"fs: filesystem {FsName} mounted at {path}");
+            return true;
         }
 
         /// <summary>Starts the NBD server if it is not running (on the loopback port chosen the first time) and waits
@@ -342,41 +419,42 @@ public static class ClusterCommands
             return ids;
         }
 
-        private async Task<PoolInfo> EnsurePoolAsync(ClusterClient client, IReadOnlyList<IPEndPoint> monitors, KeyringEntry admin, int osds, CancellationToken ct)
+        private async Task<PoolInfo> EnsurePoolAsync(ClusterClient client, IReadOnlyList<IPEndPoint> monitors, KeyringEntry admin, int osds,
+            string poolName, int? pgNum, CancellationToken ct)
         {
-            if (client.OsdMap!.FindPool(PoolName) is { } existing)
+            if (client.OsdMap!.FindPool(poolName) is { } existing)
             {
                 return existing;
             }
             var size = Math.Min(3, osds);
             if (size < 3)
             {
-                await output.WriteLineAsync($"only {osds} OSD(s): pool '{PoolName}' keeps {size} cop{(size == 1 ? "y" : "ies")} instead of 3 (raise it with `appliance pool set {PoolName} size 3` once there are 3 OSDs)");
+                await output.WriteLineAsync($"only {osds} OSD(s): pool '{poolName}' keeps {size} cop{(size == 1 ? "y" : "ies")} instead of 3 (raise it with `appliance pool set {poolName} size 3` once there are 3 OSDs)");
             }
             await using var mon = new MonClient(monitors, admin.Entity, admin.Key) { Deadline = Remaining };
             MonReply reply;
             try
             {
-                reply = await mon.CommandAsync(new PoolCreate(PoolName, PoolType.Replicated, Size: size, MinSize: size - (size / 2)), ct);
+                reply = await mon.CommandAsync(new PoolCreate(poolName, PoolType.Replicated, Size: size, MinSize: size - (size / 2), PgNum: pgNum), ct);
             }
             catch (MonitorsUnavailableException e)
             {
-                throw NotUp($"the monitors did not create pool '{PoolName}' ({e.Message})");
+                throw NotUp($"the monitors did not create pool '{poolName}' ({e.Message})");
             }
             // AlreadyExists: a create of ours that committed before a leader change, answered again.
             if (reply.Status != MonReplyStatus.Ok && !(reply.Status == MonReplyStatus.Failed && reply.Code == (int)MonErrorCode.AlreadyExists))
             {
-                throw new CliException(ExitCodes.Failure, $"the monitors refused to create pool '{PoolName}': {reply.Message.Trim()}");
+                throw new CliException(ExitCodes.Failure, $"the monitors refused to create pool '{poolName}': {reply.Message.Trim()}");
             }
             if (reply.Status == MonReplyStatus.Ok)
             {
                 await output.WriteLineAsync(reply.Message.Trim());
             }
-            while (client.OsdMap!.FindPool(PoolName) is null)
+            while (client.OsdMap!.FindPool(poolName) is null)
             {
                 await NextMapAsync(client, ct);
             }
-            return client.OsdMap!.FindPool(PoolName)!;
+            return client.OsdMap!.FindPool(poolName)!;
         }
 
         /// <summary>Until every OSD of ours is up in the osdmap (or a daemon exited, or time is up). One started by

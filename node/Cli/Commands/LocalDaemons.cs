@@ -46,6 +46,14 @@ internal sealed class LocalDaemons(string dataDirectory)
 
     public string NbdSocket => Path.Combine(RunDirectory, "nbd.sock");
 
+    /// <summary>Where the local cluster mounts filesystem <paramref name="name"/>: DIR/mnt/NAME.</summary>
+    public string MountPoint(string name) => Path.Combine(DataDirectory, "mnt", name);
+
+    /// <summary>The FUSE mount of filesystem <paramref name="name"/> at <see cref="MountPoint"/>, served by `fs mount
+    /// --foreground` (SIGTERM unmounts it and ends the process).</summary>
+    public LocalDaemon Fs(string name) => new($"fs.{name}",
+        ["fs", "mount", name, MountPoint(name), "--foreground", "--conf-dir", ConfDirectory], MountPoint(name));
+
     public string NbdListenFile => Path.Combine(ConfDirectory, "nbd.listen");
 
     /// <summary>The OSDs this directory holds: DIR/osd.N.disk with its keyring CONF/osd.N.keyring.</summary>
@@ -69,8 +77,8 @@ internal sealed class LocalDaemons(string dataDirectory)
         return ids;
     }
 
-    /// <summary>The daemons with a pid file in DIR/run: the NBD server first (it gives its image locks back), then
-    /// OSDs (they tell the monitors they stop), then monitors.</summary>
+    /// <summary>The daemons with a pid file in DIR/run: mounts first (they unregister from their filesystem), the NBD
+    /// server (it gives its image locks back), then OSDs (they tell the monitors they stop), then monitors.</summary>
     public IReadOnlyList<LocalDaemon> FromPidFiles()
     {
         if (!Directory.Exists(RunDirectory))
@@ -84,7 +92,9 @@ internal sealed class LocalDaemons(string dataDirectory)
         var mons = names.Where(n => n.StartsWith("mon.", StringComparison.Ordinal) && n.Length > 4).Order(StringComparer.Ordinal)
             .Select(n => Monitor(n[4..]));
         var nbd = names.Contains("nbd") && File.Exists(NbdListenFile) ? [Nbd(File.ReadAllText(NbdListenFile).Trim())] : Array.Empty<LocalDaemon>();
-        return [.. nbd, .. osds, .. mons];
+        var mounts = names.Where(n => n.StartsWith("fs.", StringComparison.Ordinal) && n.Length > 3).Order(StringComparer.Ordinal)
+            .Select(n => Fs(n[3..]));
+        return [.. mounts, .. nbd, .. osds, .. mons];
     }
 
     /// <summary>The pid of <paramref name="daemon"/> when its pid file names a live process of ours running it.</summary>
@@ -117,7 +127,7 @@ internal sealed class LocalDaemons(string dataDirectory)
         }
         // `appliance …` (the apphost) or `dotnet …/appliance.dll …`: the program is one of the first two words.
         var ours = args.Take(2).Any(a => Path.GetFileName(a) is "appliance" or "appliance.dll");
-        return ours && (args.Contains("run") || args.Contains("serve")) && args.Contains(daemon.Identity);
+        return ours && (args.Contains("run") || args.Contains("serve") || args.Contains("mount")) && args.Contains(daemon.Identity);
     }
 
     /// <summary>How to start this same program: its apphost, or `dotnet appliance.dll` when run that way.</summary>
@@ -203,6 +213,27 @@ internal sealed class LocalDaemons(string dataDirectory)
             await Task.Delay(50, ct);
         }
         return true;
+    }
+
+    /// <summary>Whether something is mounted at <paramref name="path"/> (as /proc/self/mountinfo lists it).</summary>
+    public static bool IsMounted(string path) =>
+        File.ReadLines("/proc/self/mountinfo").Any(l => l.Split(' ') is { Length: > 4 } f && f[4] == path);
+
+    /// <summary>Detaches what is left mounted under DIR/mnt (a mount whose process was killed leaves a dead FUSE
+    /// mount: every access fails with ENOTCONN until it is unmounted). Returns what it did, one line each.</summary>
+    public IReadOnlyList<string> DetachStaleMounts()
+    {
+        var said = new List<string>();
+        var mnt = Path.Combine(DataDirectory, "mnt");
+        foreach (var line in File.ReadLines("/proc/self/mountinfo").ToList())
+        {
+            if (line.Split(' ') is { Length: > 4 } f && f[4].StartsWith(mnt + "/", StringComparison.Ordinal))
+            {
+                Appliance.Fs.Session.FuseMounter.Unmount(f[4], viaFusermount: !Appliance.Fs.Session.FuseMounter.IsRoot);
+                said.Add($"{f[4]}: its mount process is gone; unmounted");
+            }
+        }
+        return said;
     }
 
     /// <summary>The last lines of a daemon's log, for a message that says why it is not up.</summary>
