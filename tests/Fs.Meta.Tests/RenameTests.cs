@@ -127,6 +127,11 @@ public class RenameTests(ITestOutputHelper output)
                 Assert.True(before == fs.Store.Snapshot(), $"seed {seed}, operation {i}: failed with {reply.Errno} but changed something");
             }
             fs.Store.Check();
+            if (i % 500 == 0)
+            {
+                var check = FsCheck.Run(FsCheckTests.ImageOf(fs));
+                Assert.True(check.Clean, $"seed {seed}, operation {i}: fs check found {string.Join("; ", check.Problems)}");
+            }
         }
         output.WriteLine(string.Join(", ", errors.OrderBy(e => e.Key, StringComparer.Ordinal).Select(e => $"{e.Key}={e.Value}")));
     }
