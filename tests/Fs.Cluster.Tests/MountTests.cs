@@ -1,4 +1,5 @@
 using System.Text;
+using Appliance.Fs.Meta;
 using Appliance.Fs.Tests.Session;
 using Appliance.Platform.Native;
 using Xunit.Abstractions;
@@ -15,17 +16,69 @@ public sealed class MountTests(ClusterFsFixture fixture, ITestOutputHelper outpu
         var count = TestSeed.Soak ? 20_000 : 600;
         var seed = TestSeed.Get($"cluster fs RandomOperations ({count} operations)", output);
         var meta = await fixture.NewFsAsync("random");
-        await using var m = ClusterMount.Start(fixture.FileSystem(meta));
         var local = ClusterMount.NewDirectory("local");
         var outcomes = new Dictionary<string, int>();
-        try
+        await using (var m = ClusterMount.Start(fixture.FileSystem(meta)))
         {
-            await Task.Run(() => SyscallComparison.Run(m.Path, local, count, seed, "cluster fs", outcomes));
+            try
+            {
+                await Task.Run(() => SyscallComparison.Run(m.Path, local, count, seed, "cluster fs", outcomes));
+            }
+            finally
+            {
+                output.WriteLine(string.Join(", ", outcomes.OrderBy(o => o.Key, StringComparer.Ordinal).Select(o => $"{o.Key}: {o.Value}")));
+                Directory.Delete(local, recursive: true);
+            }
         }
-        finally
+        // Unmounted: fs check finds nothing wrong.
+        var check = FsCheck.Run(await FsChecker.ReadAsync(fixture.Client, Record(meta), new MetaTime(1, 0), default));
+        Assert.True(check.Clean, string.Join("\n", check.Problems));
+    }
+
+    private static FsRecord Record(MetaClient meta) => new(meta.FsName, ClusterFsFixture.MetaPool, ClusterFsFixture.DataPool, DataStriper.DefaultStripe);
+
+    [Fact]
+    public async Task Fs_check_finds_and_repairs_damage_and_the_files_come_back_in_lost_and_found()
+    {
+        var meta = await fixture.NewFsAsync("check");
+        var data = new byte[5 << 20]; // two stripes
+        new Random(11).NextBytes(data);
+        await using (var m = ClusterMount.Start(fixture.FileSystem(meta)))
         {
-            output.WriteLine(string.Join(", ", outcomes.OrderBy(o => o.Key, StringComparer.Ordinal).Select(o => $"{o.Key}: {o.Value}")));
-            Directory.Delete(local, recursive: true);
+            await Task.Run(() =>
+            {
+                Directory.CreateDirectory(m.P("dir"));
+                File.WriteAllBytes(m.P("dir/big"), data);
+                File.WriteAllText(m.P("dir/small"), "small");
+            });
+        }
+        var record = Record(meta);
+        Assert.True(FsCheck.Run(await FsChecker.ReadAsync(fixture.Client, record, new MetaTime(1, 0), default)).Clean);
+
+        // Damage: dir's entry for big goes (big is reached from nowhere), a stray data object of no file appears.
+        var big = await meta.CallAsync(new MetaRequest(MetaOp.Lookup, Caller.Root, default) { Ino = Superblock.RootIno, Name = "dir" }, default);
+        var dirIno = big.Inode!.Ino;
+        var bigIno = (await meta.CallAsync(new MetaRequest(MetaOp.Lookup, Caller.Root, default) { Ino = dirIno, Name = "big" }, default)).Inode!.Ino;
+        await meta.Pool.RemoveOmapKeysAsync(MetaObjects.Inode(meta.FsName, dirIno), ["big"]);
+        var striper = new DataStriper(fixture.Client.OpenPool(ClusterFsFixture.DataPool), meta.FsName);
+        await fixture.Client.OpenPool(ClusterFsFixture.DataPool).WriteFullAsync(striper.ObjectName(0xdead, 0), new byte[100]);
+
+        var found = FsCheck.Run(await FsChecker.ReadAsync(fixture.Client, record, new MetaTime(1, 0), default));
+        Assert.Contains(found.Problems, p => p.Contains($"inode {bigIno} is reached from no directory"));
+        Assert.Contains(found.Problems, p => p.Contains($"directory {dirIno} counts 2 entries, holds 1"));
+        Assert.Contains(found.Problems, p => p.Contains("inode 57005, which does not exist"));
+        await FsChecker.RepairAsync(fixture.Client, record, found, default);
+        var again = FsCheck.Run(await FsChecker.ReadAsync(fixture.Client, record, new MetaTime(1, 0), default));
+        Assert.True(again.Clean, string.Join("\n", again.Problems));
+
+        await using (var m = ClusterMount.Start(fixture.FileSystem(meta)))
+        {
+            await Task.Run(() =>
+            {
+                Assert.Equal(data, File.ReadAllBytes(m.P($"lost+found/#{bigIno}")));
+                Assert.Equal("small", File.ReadAllText(m.P("dir/small")));
+                Assert.Equal(["small"], Directory.EnumerateFileSystemEntries(m.P("dir")).Select(Path.GetFileName));
+            });
         }
     }
 

@@ -28,6 +28,7 @@ public static class FsCommands
         fs.Subcommands.Add(Rm());
         fs.Subcommands.Add(Mount());
         fs.Subcommands.Add(Umount());
+        fs.Subcommands.Add(Check());
         return fs;
     }
 
@@ -138,6 +139,69 @@ public static class FsCommands
             }
             await FsRegistry.RemoveAsync(client, record, timeout, ct);
             parse.InvocationConfiguration.Output.WriteLine($"filesystem {fsName} removed (pools {record.MetaPool} and {record.DataPool} stay)");
+            return ExitCodes.Ok;
+        });
+        return c;
+    }
+
+    private static Command Check()
+    {
+        var name = NameArg();
+        var repair = new Option<bool>("--repair") { Description = "Fix what is found (refused while the filesystem is mounted): counts set from what is there, dangling entries removed, what no directory reaches linked into /lost+found, stray data removed." };
+        var c = new Command("check", "Check a filesystem: every entry names an inode of its type, link counts and directory counts are right, every inode is reachable (or an orphan), no data object lies outside a file. Exit 0 when clean (or repaired), 1 when something is wrong.") { name, repair };
+        c.SetAction(async (parse, ct) =>
+        {
+            var fsName = CheckName(parse.GetRequiredValue(name));
+            var output = parse.InvocationConfiguration.Output;
+            await using var client = await ObjectCommands.ConnectAsync(parse, ct);
+            var record = await FindAsync(client, fsName, ct);
+            var meta = new MetaClient(client.OpenPool(record.MetaPool), fsName, MonitorCommands.TimeoutOf(parse));
+            var mounts = new List<string>();
+            foreach (var (id, where) in await FsRegistry.MountsAsync(meta, ct))
+            {
+                if (IsStale(where))
+                {
+                    await FsRegistry.UnregisterMountAsync(meta, id, ct);
+                    continue;
+                }
+                mounts.Add(where);
+            }
+            if (mounts.Count > 0 && parse.GetValue(repair))
+            {
+                throw new CliException(ExitCodes.Refused, $"filesystem {fsName} is mounted ({string.Join("; ", mounts)}); unmount it everywhere before --repair");
+            }
+            if (mounts.Count > 0)
+            {
+                await output.WriteLineAsync($"note: {fsName} is mounted ({string.Join("; ", mounts)}): what changes during the check may show as a problem");
+            }
+            var now = MetaTime.FromDateTime(DateTime.UtcNow);
+            var found = FsCheck.Run(await FsChecker.ReadAsync(client, record, now, ct));
+            foreach (var p in found.Problems)
+            {
+                await output.WriteLineAsync(p);
+            }
+            if (found.Clean)
+            {
+                await output.WriteLineAsync($"filesystem {fsName}: clean");
+                return ExitCodes.Ok;
+            }
+            if (!parse.GetValue(repair))
+            {
+                await output.WriteLineAsync($"filesystem {fsName}: {found.Problems.Count} problem(s); `appliance fs check {fsName} --repair` fixes them");
+                return ExitCodes.Failure;
+            }
+            await FsChecker.RepairAsync(client, record, found, ct);
+            var again = FsCheck.Run(await FsChecker.ReadAsync(client, record, now, ct));
+            if (!again.Clean)
+            {
+                foreach (var p in again.Problems)
+                {
+                    await output.WriteLineAsync("after the repair: " + p);
+                }
+                await output.WriteLineAsync($"filesystem {fsName}: {again.Problems.Count} problem(s) left after the repair; run it again, and report it if they stay");
+                return ExitCodes.Failure;
+            }
+            await output.WriteLineAsync($"filesystem {fsName}: {found.Problems.Count} problem(s) repaired; clean now");
             return ExitCodes.Ok;
         });
         return c;
