@@ -119,7 +119,46 @@ public sealed partial class ClusterFileSystem : IFuseFileSystem
 
     private MetaRequest Req(MetaOp op, FuseContext ctx) => new(op, Callers.Of(ctx), Now());
 
-    private Task<MetaReply> CallAsync(MetaRequest req, CancellationToken ct) => _meta.CallAsync(req, ct);
+    /// <summary>Where this mount tells the others what it changed (<see cref="Cluster.Coherence"/>); none: the others
+    /// see changes when their cached names and attributes expire.</summary>
+    public Coherence? Coherence { get; set; }
+
+    private async Task<MetaReply> CallAsync(MetaRequest req, CancellationToken ct)
+    {
+        var reply = await _meta.CallAsync(req, ct);
+        if (reply.IsOk && Coherence is { } coherence && !MetaOps.IsReadOnly(req.Op))
+        {
+            coherence.Publish(ChangedNames(req), ChangedInodes(req, reply));
+        }
+        return reply;
+    }
+
+    /// <summary>The names a successful change made, removed or replaced.</summary>
+    private static IEnumerable<(ulong, string)> ChangedNames(MetaRequest req) => req.Op switch
+    {
+        MetaOp.Make or MetaOp.Unlink or MetaOp.RmDir => [(req.Ino, req.Name)],
+        MetaOp.Rename => [(req.Ino, req.Name), (req.Ino2, req.Name2)],
+        MetaOp.Link => [(req.Ino2, req.Name2)],
+        _ => [],
+    };
+
+    /// <summary>The inodes whose attributes (or, for a file, data) a successful change touched: the request's
+    /// inodes (a directory's times and counts change with its entries) and the one the reply names.</summary>
+    private static IEnumerable<ulong> ChangedInodes(MetaRequest req, MetaReply reply)
+    {
+        if (req.Ino != 0)
+        {
+            yield return req.Ino;
+        }
+        if (req.Ino2 != 0)
+        {
+            yield return req.Ino2;
+        }
+        if (reply.Inode is { } n && n.Ino != req.Ino && n.Ino != req.Ino2)
+        {
+            yield return n.Ino;
+        }
+    }
 
     private static Timestamp T(MetaTime t) => new(t.Seconds, t.Nanoseconds);
 

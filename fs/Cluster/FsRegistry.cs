@@ -106,6 +106,13 @@ public static class FsRegistry
         var data = client.OpenPool(record.DataPool);
         await RemoveWithPrefixAsync(data, data, record.Name + ".d.", ct);
         var meta = new MetaClient(client.OpenPool(record.MetaPool), record.Name, timeout);
+        try
+        {
+            await meta.Pool.RemoveAsync(MetaObjects.Watch(record.Name), ct);
+        }
+        catch (ObjectNotFoundException)
+        {
+        }
         // The superblock last: a removal cut short leaves a filesystem that still lists, and can be removed again.
         await RemoveWithPrefixAsync(client.OpenPool(record.MetaPool), meta.Pool, record.Name + ".i.", ct);
         try

@@ -27,6 +27,11 @@ public static class MetaObjects
 
     public static string Inode(string fs, ulong ino) => $"{fs}.i.{ino:x16}";
 
+    /// <summary>The object every mount watches: a mount that changed metadata notifies on it which names and inodes
+    /// changed, so the others drop them from their caches (not the superblock: a notify must not hold the lock that
+    /// orders metadata operations).</summary>
+    public static string Watch(string fs) => fs + ".watch";
+
     public const string OrphanPrefix = "o.";
     public const string MountPrefix = "m.";
 

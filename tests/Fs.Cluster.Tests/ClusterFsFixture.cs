@@ -44,12 +44,12 @@ public sealed class ClusterFsFixture : IAsyncLifetime
         return meta;
     }
 
-    public ClusterFileSystem FileSystem(MetaClient meta, ClusterClient? client = null) =>
+    public ClusterFileSystem FileSystem(MetaClient meta, ClusterClient? client = null, ClusterFsOptions? options = null) =>
         new(meta, (client ?? Client).OpenPool(DataPool), async ct =>
         {
             await using var mon = Cluster.MonClient();
             return PoolSpace.From(await mon.GetDfAsync(ct), Client.OsdMap!, DataPool);
-        });
+        }, options);
 }
 
 /// <summary>A cluster filesystem mounted by the kernel at a fresh temporary directory, served in this process.
@@ -60,6 +60,20 @@ public sealed class ClusterMount : IAsyncDisposable
     {
         Path = path;
         Session = session;
+    }
+
+    /// <summary>Coherence with the other mounts of its filesystem, when started with <see cref="StartCoherentAsync"/>.</summary>
+    public Coherence? Coherence { get; private set; }
+
+    /// <summary>Mounts <paramref name="fs"/> and has it tell other mounts its changes and apply theirs, as `fs mount`
+    /// does (mount id <paramref name="id"/>).</summary>
+    public static async Task<ClusterMount> StartCoherentAsync(ClusterFileSystem fs, MetaClient meta, string id)
+    {
+        var m = Start(fs);
+        m.Coherence = new Coherence(meta.Pool, meta.FsName, id, _ => { });
+        await m.Coherence.StartAsync(m.Session, default);
+        fs.Coherence = m.Coherence;
+        return m;
     }
 
     public string Path { get; }
@@ -91,6 +105,10 @@ public sealed class ClusterMount : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (Coherence is not null)
+        {
+            await Coherence.DisposeAsync();
+        }
         await Session.DisposeAsync();
         if (File.ReadLines("/proc/self/mountinfo").Any(l => l.Split(' ') is { Length: > 4 } f && f[4] == Path))
         {

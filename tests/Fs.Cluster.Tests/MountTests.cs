@@ -114,6 +114,38 @@ public sealed class MountTests(ClusterFsFixture fixture, ITestOutputHelper outpu
     /// <summary>Two mounts create, rename and remove files in one directory at once; afterwards both list the same
     /// tree, which is exactly what the operations made, with every file's content.</summary>
     [Fact]
+    public async Task A_change_in_one_mount_reaches_another_at_once_not_when_its_cache_expires()
+    {
+        var meta = await fixture.NewFsAsync("coherent");
+        // An hour of caching: only the notifies can make the second mount see a change within the test.
+        var options = new ClusterFsOptions { CacheTimeout = TimeSpan.FromHours(1) };
+        await using var a = await ClusterMount.StartCoherentAsync(fixture.FileSystem(meta, options: options), meta, "a");
+        await using var b = await ClusterMount.StartCoherentAsync(fixture.FileSystem(meta, options: options), meta, "b");
+        await Task.Run(() => File.WriteAllText(a.P("f"), "one"));
+        Assert.Equal("one", await Task.Run(() => File.ReadAllText(b.P("f")))); // b caches the name and attributes
+
+        await Task.Run(() => File.Move(a.P("f"), a.P("g")));
+        await UntilAsync(() => !File.Exists(b.P("f")) && File.Exists(b.P("g")), "b to see the rename");
+        await Task.Run(() => File.WriteAllText(a.P("g"), "two-two"));
+        await UntilAsync(() => File.ReadAllText(b.P("g")) == "two-two", "b to read what a wrote after it closed the file");
+        await Task.Run(() => File.SetUnixFileMode(a.P("g"), UnixFileMode.UserRead));
+        await UntilAsync(() => File.GetUnixFileMode(b.P("g")) == UnixFileMode.UserRead, "b to see the chmod");
+        await Task.Run(() => Directory.CreateDirectory(b.P("d")));
+        await UntilAsync(() => Directory.Exists(a.P("d")), "a to see b's mkdir");
+        Assert.True(b.Coherence!.Applied > 0 && a.Coherence!.Applied > 0);
+    }
+
+    private static async Task UntilAsync(Func<bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!await Task.Run(condition))
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"waited 30 s for {what}");
+            await Task.Delay(20);
+        }
+    }
+
+    [Fact]
     public async Task Two_mounts_working_in_one_directory_see_the_same_tree()
     {
         var meta = await fixture.NewFsAsync("shared");

@@ -300,6 +300,17 @@ public static class FsCommands
             await FsRegistry.UnregisterMountAsync(meta, id, CancellationToken.None);
             throw new CliException(ExitCodes.Failure, $"mounting {fsName} at {path}: {e.Message}");
         }
+        // Other mounts' changes reach this one's kernel cache through notifies, and this one's reach them.
+        var coherence = new Coherence(meta.Pool, fsName, id, line => output.WriteLine(line));
+        try
+        {
+            await coherence.StartAsync(session, ct);
+            fs.Coherence = coherence;
+        }
+        catch (ClusterClientException e)
+        {
+            await output.WriteLineAsync($"coherence: could not watch {MetaObjects.Watch(fsName)} ({e.Message}); other mounts' changes show here within {new ClusterFsOptions().CacheTimeout.TotalSeconds:0.#} s");
+        }
         await output.WriteLineAsync($"mounted {fsName} at {path}");
         await output.FlushAsync(ct);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -319,6 +330,8 @@ public static class FsCommands
             {
             }
         }
+        fs.Coherence = null;
+        await coherence.DisposeAsync();
         await session.DisposeAsync();
         using var cleanup = new CancellationTokenSource(timeout);
         await FsRegistry.UnregisterMountAsync(meta, id, cleanup.Token);
