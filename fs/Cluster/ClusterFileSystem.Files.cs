@@ -131,6 +131,17 @@ public sealed partial class ClusterFileSystem
         {
             return new FsError(FsErrno.EBADF);
         }
+        if ((h.Flags & OAppend) != 0 && data.Length > 0)
+        {
+            // O_APPEND: the kernel's offset is its own idea of the end; the metadata PG gives this write its room at
+            // the real end, so appends from every mount land one after another, none over another.
+            var room = await CallAsync(Req(MetaOp.Append, ctx) with { Ino = h.Ino, Size = (ulong)data.Length, Mtime = Now() }, ct);
+            if (!room.IsOk)
+            {
+                return new FsError(room.Errno);
+            }
+            offset = (long)(room.Inode!.Size - (ulong)data.Length);
+        }
         var end = (ulong)(offset + data.Length);
         if (end > MetaOps.MaxFileSize)
         {
@@ -144,6 +155,8 @@ public sealed partial class ClusterFileSystem
         h.LastWrite = Now();
         return data.Length;
     });
+
+    private const int OAppend = 0x400;
 
     private void GrowLocally(ulong ino, ulong end)
     {

@@ -57,6 +57,7 @@ public static partial class MetaOps
                 MetaOp.RemoveXattr => await RemoveXattrAsync(txn, req),
                 MetaOp.Access => await AccessAsync(txn, req),
                 MetaOp.Written => await WrittenAsync(txn, req),
+                MetaOp.Append => await AppendAsync(txn, req),
                 MetaOp.Purge => await PurgeAsync(txn, req),
                 MetaOp.ListOrphans => new MetaReply(0) { Orphans = await source.ListOrphansAsync(req.Ino, (int)Math.Clamp(req.Limit, 1, 4096)) },
                 MetaOp.StatFs => new MetaReply(0) { Inodes = (await txn.SuperAsync())!.Inodes },
@@ -266,6 +267,24 @@ public static partial class MetaOps
         var n = await InodeAsync(txn, req.Ino);
         Require(n, req.Caller, (int)(req.Mode & 7));
         return new MetaReply(0);
+    }
+
+    private static async ValueTask<MetaReply> AppendAsync(MetaTxn txn, MetaRequest req)
+    {
+        var n = await InodeAsync(txn, req.Ino);
+        if (!n.IsReg)
+        {
+            throw Err(n.IsDir ? Errno.EISDIR : Errno.EINVAL);
+        }
+        if (req.Size > MaxFileSize || n.Size + req.Size > MaxFileSize)
+        {
+            throw Err(Errno.EFBIG);
+        }
+        n.Size += req.Size;
+        n.Mtime = req.Mtime;
+        n.Ctime = req.Mtime;
+        txn.Put(n);
+        return new MetaReply(0) { Inode = Public(n) };
     }
 
     private static async ValueTask<MetaReply> WrittenAsync(MetaTxn txn, MetaRequest req)

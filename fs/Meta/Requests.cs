@@ -23,6 +23,10 @@ public enum MetaOp : byte
     Purge,
     ListOrphans,
     StatFs,
+    /// <summary>An O_APPEND write's room: a regular file's size grows by Size at once, mtime and ctime = Mtime; the
+    /// reply's inode has the new size, so the write goes at (new size - Size). Appends of several mounts get
+    /// disjoint ranges in the order the metadata PG runs them.</summary>
+    Append,
 }
 
 /// <summary>Which attributes a SetAttr changes.</summary>

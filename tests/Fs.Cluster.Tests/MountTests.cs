@@ -135,6 +135,46 @@ public sealed class MountTests(ClusterFsFixture fixture, ITestOutputHelper outpu
         Assert.True(b.Coherence!.Applied > 0 && a.Coherence!.Applied > 0);
     }
 
+    [Fact]
+    public async Task Appends_from_two_mounts_at_once_all_land_whole_and_none_over_another()
+    {
+        var meta = await fixture.NewFsAsync("append");
+        await using var a = await ClusterMount.StartCoherentAsync(fixture.FileSystem(meta), meta, "a");
+        await using var b = await ClusterMount.StartCoherentAsync(fixture.FileSystem(meta), meta, "b");
+        await Task.Run(() => File.WriteAllText(a.P("log"), "start\n"));
+        const int PerWriter = 60;
+        var writers = new[] { (a, "a0"), (a, "a1"), (b, "b0"), (b, "b1") }.Select(w => Task.Run(() =>
+        {
+            // Each writer its own descriptor opened O_APPEND; one write(2) per line (pwrite ignores the offset then).
+            var fd = Posix.open(w.Item1.P("log"), Constants.O_WRONLY | 0x400);
+            try
+            {
+                for (var i = 0; i < PerWriter; i++)
+                {
+                    Posix.pwrite(fd, Encoding.ASCII.GetBytes($"{w.Item2}:{i:D4}:{new string('x', 20)}\n"), 0);
+                }
+            }
+            finally
+            {
+                Posix.close(fd);
+            }
+        })).ToArray();
+        await Task.WhenAll(writers);
+        // b learns the final size from a's notifies (or its cache expiring): wait for it, then read.
+        var total = 6 + 4 * PerWriter * ("a0:0000:".Length + 20 + 1);
+        await UntilAsync(() => new FileInfo(b.P("log")).Length == total, $"b to see the log's {total} bytes");
+        var lines = (await Task.Run(() => File.ReadAllText(b.P("log")))).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var expected = new[] { "a0", "a1", "b0", "b1" }.SelectMany(w => Enumerable.Range(0, PerWriter).Select(i => $"{w}:{i:D4}:{new string('x', 20)}"))
+            .Append("start").Order(StringComparer.Ordinal).ToList();
+        Assert.Equal(expected, lines.Order(StringComparer.Ordinal).ToList());
+        // Each writer's lines in its own order.
+        foreach (var w in new[] { "a0", "a1", "b0", "b1" })
+        {
+            var mine = lines.Where(l => l.StartsWith(w + ":", StringComparison.Ordinal)).ToList();
+            Assert.Equal(mine.Order(StringComparer.Ordinal), mine);
+        }
+    }
+
     private static async Task UntilAsync(Func<bool> condition, string what)
     {
         var deadline = DateTime.UtcNow.AddSeconds(30);

@@ -245,4 +245,21 @@ public class NameOperationTests
         }
         Assert.Equal(names, seen);
     }
+
+    [Fact]
+    public async Task Appends_get_disjoint_ranges_at_the_end_and_only_regular_files_take_them()
+    {
+        var fs = await MetaFs.NewAsync();
+        var f = await fs.CreateOk(MetaFs.Root, "log");
+        MetaFs.Ok(await fs.Run(MetaOp.Written, null, r => r with { Ino = f, Size = 100, Mtime = new MetaTime(5, 0) }));
+        var first = MetaFs.Ok(await fs.Run(MetaOp.Append, null, r => r with { Ino = f, Size = 10, Mtime = new MetaTime(6, 0) }));
+        var second = MetaFs.Ok(await fs.Run(MetaOp.Append, null, r => r with { Ino = f, Size = 7, Mtime = new MetaTime(7, 0) }));
+        Assert.Equal(110UL, first.Inode!.Size); // this append's range: [100, 110)
+        Assert.Equal(117UL, second.Inode!.Size); // [110, 117)
+        Assert.Equal(new MetaTime(7, 0), (await fs.Inode(f)).Mtime);
+        var d = await fs.MkdirOk(MetaFs.Root, "dir");
+        Assert.Equal(Errno.EISDIR, (await fs.Run(MetaOp.Append, null, r => r with { Ino = d, Size = 1 })).Errno);
+        Assert.Equal(Errno.EFBIG, (await fs.Run(MetaOp.Append, null, r => r with { Ino = f, Size = MetaOps.MaxFileSize })).Errno);
+        fs.Store.Check();
+    }
 }
