@@ -144,6 +144,43 @@ public sealed partial class ClusterFileSystem
         await PurgeAsync(gone.Ino, gone.Size, ct);
     }
 
+    /// <summary>
+    /// Purges every orphan on the filesystem's list that this mount does not hold open: the unlinked-while-open files
+    /// of mounts that ended without closing them (a crash, a kill). Only safe when no other live mount may hold one
+    /// open (`fs mount` calls it when it is the only mount). Returns how many it purged.
+    /// </summary>
+    public async Task<int> SweepOrphansAsync(CancellationToken ct)
+    {
+        var purged = 0;
+        ulong after = 0;
+        while (true)
+        {
+            var page = await CallAsync(new MetaRequest(MetaOp.ListOrphans, Caller.Root, Now()) { Ino = after, Limit = 256 }, ct);
+            if (!page.IsOk || page.Orphans.Count == 0)
+            {
+                return purged;
+            }
+            foreach (var ino in page.Orphans)
+            {
+                after = ino;
+                lock (_openLock)
+                {
+                    if (_open.TryGetValue(ino, out var o) && o.Handles > 0)
+                    {
+                        continue;
+                    }
+                }
+                var attr = await CallAsync(new MetaRequest(MetaOp.GetAttr, Caller.Root, Now()) { Ino = ino }, ct);
+                if (!attr.IsOk || attr.Inode!.Nlink != 0)
+                {
+                    continue;
+                }
+                await PurgeAsync(ino, attr.Inode.Size, ct);
+                purged++;
+            }
+        }
+    }
+
     private async Task PurgeAsync(ulong ino, ulong size, CancellationToken ct)
     {
         await _data.RemoveAllAsync(ino, size, ct);

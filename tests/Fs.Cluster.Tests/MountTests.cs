@@ -175,6 +175,29 @@ public sealed class MountTests(ClusterFsFixture fixture, ITestOutputHelper outpu
         }
     }
 
+    [Fact]
+    public async Task Orphans_a_dead_mount_left_are_swept_with_their_data()
+    {
+        var meta = await fixture.NewFsAsync("sweep");
+        // What a mount that died holding an unlinked file open leaves: the inode on the orphan list, its data.
+        var now = MetaTime.FromDateTime(DateTime.UtcNow);
+        var made = await meta.CallAsync(new MetaRequest(MetaOp.Make, Caller.Root, now) { Ino = Superblock.RootIno, Name = "f", Mode = ModeBits.IfReg | 0x1A4 }, default);
+        var ino = made.Inode!.Ino;
+        var striper = new DataStriper(fixture.Client.OpenPool(ClusterFsFixture.DataPool), meta.FsName);
+        await striper.WriteAsync(ino, 0, new byte[5 << 20], default);
+        Assert.True((await meta.CallAsync(new MetaRequest(MetaOp.Written, Caller.Root, now) { Ino = ino, Size = 5 << 20, Mtime = now }, default)).IsOk);
+        Assert.True((await meta.CallAsync(new MetaRequest(MetaOp.Unlink, Caller.Root, now) { Ino = Superblock.RootIno, Name = "f" }, default)).IsOk);
+        Assert.Equal([ino], (await meta.CallAsync(new MetaRequest(MetaOp.ListOrphans, Caller.Root, now) { Limit = 10 }, default)).Orphans);
+
+        Assert.Equal(1, await fixture.FileSystem(meta).SweepOrphansAsync(default));
+        Assert.Empty((await meta.CallAsync(new MetaRequest(MetaOp.ListOrphans, Caller.Root, now) { Limit = 10 }, default)).Orphans);
+        var data = fixture.Client.OpenPool(ClusterFsFixture.DataPool);
+        await Assert.ThrowsAsync<Appliance.Client.ObjectNotFoundException>(() => data.StatAsync(striper.ObjectName(ino, 0)));
+        await Assert.ThrowsAsync<Appliance.Client.ObjectNotFoundException>(() => data.StatAsync(striper.ObjectName(ino, 1)));
+        var check = FsCheck.Run(await FsChecker.ReadAsync(fixture.Client, Record(meta), now, default));
+        Assert.True(check.Clean, string.Join("\n", check.Problems));
+    }
+
     private static async Task UntilAsync(Func<bool> condition, string what)
     {
         var deadline = DateTime.UtcNow.AddSeconds(30);

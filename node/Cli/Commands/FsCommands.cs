@@ -300,6 +300,25 @@ public static class FsCommands
             await FsRegistry.UnregisterMountAsync(meta, id, CancellationToken.None);
             throw new CliException(ExitCodes.Failure, $"mounting {fsName} at {path}: {e.Message}");
         }
+        // The only mount: what unlinked-while-open files other mounts left when they ended without closing them goes.
+        var others = 0;
+        foreach (var (otherId, where) in await FsRegistry.MountsAsync(meta, ct))
+        {
+            if (otherId == id)
+            {
+                continue;
+            }
+            if (IsStale(where))
+            {
+                await FsRegistry.UnregisterMountAsync(meta, otherId, ct);
+                continue;
+            }
+            others++;
+        }
+        if (others == 0 && await fs.SweepOrphansAsync(ct) is > 0 and var swept)
+        {
+            await output.WriteLineAsync($"purged {swept} unlinked file(s) that mounts which ended without closing them had left");
+        }
         // Other mounts' changes reach this one's kernel cache through notifies, and this one's reach them.
         var coherence = new Coherence(meta.Pool, fsName, id, line => output.WriteLine(line));
         try
