@@ -123,13 +123,8 @@ public static class FsCommands
             await using var client = await ObjectCommands.ConnectAsync(parse, ct);
             var record = await FindAsync(client, fsName, ct);
             var meta = new MetaClient(client.OpenPool(record.MetaPool), fsName, timeout);
-            foreach (var (id, where) in await FsRegistry.MountsAsync(meta, ct))
+            if ((await LiveMountsAsync(meta, ct)).FirstOrDefault() is { Where: var where })
             {
-                if (IsStale(where))
-                {
-                    await FsRegistry.UnregisterMountAsync(meta, id, ct);
-                    continue;
-                }
                 throw new CliException(ExitCodes.Refused, $"filesystem {fsName} is mounted ({where}); unmount it first with `appliance fs umount MOUNTPOINT`");
             }
             var root = await meta.CallAsync(new MetaRequest(MetaOp.GetAttr, Caller.Root, default) { Ino = Superblock.RootIno }, ct);
@@ -156,16 +151,7 @@ public static class FsCommands
             await using var client = await ObjectCommands.ConnectAsync(parse, ct);
             var record = await FindAsync(client, fsName, ct);
             var meta = new MetaClient(client.OpenPool(record.MetaPool), fsName, MonitorCommands.TimeoutOf(parse));
-            var mounts = new List<string>();
-            foreach (var (id, where) in await FsRegistry.MountsAsync(meta, ct))
-            {
-                if (IsStale(where))
-                {
-                    await FsRegistry.UnregisterMountAsync(meta, id, ct);
-                    continue;
-                }
-                mounts.Add(where);
-            }
+            var mounts = (await LiveMountsAsync(meta, ct)).Select(m => m.Where).ToList();
             if (mounts.Count > 0 && parse.GetValue(repair))
             {
                 throw new CliException(ExitCodes.Refused, $"filesystem {fsName} is mounted ({string.Join("; ", mounts)}); unmount it everywhere before --repair");
@@ -205,6 +191,22 @@ public static class FsCommands
             return ExitCodes.Ok;
         });
         return c;
+    }
+
+    /// <summary>The filesystem's mount records, less those <see cref="IsStale"/> finds stale (which it removes).</summary>
+    private static async Task<List<(string Id, string Where)>> LiveMountsAsync(MetaClient meta, CancellationToken ct)
+    {
+        var live = new List<(string, string)>();
+        foreach (var (id, where) in await FsRegistry.MountsAsync(meta, ct))
+        {
+            if (IsStale(where))
+            {
+                await FsRegistry.UnregisterMountAsync(meta, id, ct);
+                continue;
+            }
+            live.Add((id, where));
+        }
+        return live;
     }
 
     /// <summary>A mount record ("HOST PID MOUNTPOINT") of this host whose process is gone: a mount that crashed.
@@ -301,21 +303,7 @@ public static class FsCommands
             throw new CliException(ExitCodes.Failure, $"mounting {fsName} at {path}: {e.Message}");
         }
         // The only mount: what unlinked-while-open files other mounts left when they ended without closing them goes.
-        var others = 0;
-        foreach (var (otherId, where) in await FsRegistry.MountsAsync(meta, ct))
-        {
-            if (otherId == id)
-            {
-                continue;
-            }
-            if (IsStale(where))
-            {
-                await FsRegistry.UnregisterMountAsync(meta, otherId, ct);
-                continue;
-            }
-            others++;
-        }
-        if (others == 0 && await fs.SweepOrphansAsync(ct) is > 0 and var swept)
+        if (!(await LiveMountsAsync(meta, ct)).Any(m => m.Id != id) && await fs.SweepOrphansAsync(ct) is > 0 and var swept)
         {
             await output.WriteLineAsync($"purged {swept} unlinked file(s) that mounts which ended without closing them had left");
         }
