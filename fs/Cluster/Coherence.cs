@@ -73,6 +73,11 @@ public sealed class Coherence : IAsyncDisposable
     /// <summary>Tells the other mounts that these names and inodes changed (returns at once).</summary>
     public void Publish(IEnumerable<(ulong Dir, string Name)> entries, IEnumerable<ulong> inodes)
     {
+        if (_stop.IsCancellationRequested)
+        {
+            // Disposed (a call that was in flight while the mount ended): nobody to tell any more.
+            return;
+        }
         lock (_lock)
         {
             _entries.UnionWith(entries);
@@ -226,7 +231,6 @@ public sealed class Coherence : IAsyncDisposable
                 _log($"coherence: unwatching {_object} failed ({e.Message})");
             }
         }
-        _stop.Dispose();
-        _pending.Dispose();
+        // _stop and _pending stay undisposed: a call still in flight may publish (and is ignored) after this.
     }
 }
