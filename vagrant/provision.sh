@@ -39,9 +39,9 @@ case ${1:-} in
       appliance disk add "$dev"
     done < <(lsblk -dnbpo NAME,TYPE,SIZE) ;;
   pools)
-    appliance pool ls | grep -qx vm || appliance pool create vm --size 3
-    appliance image ls vm | grep -q disk0 || appliance image create vm/disk0 --size 4G
-    appliance fs ls | grep -q shared || appliance fs create shared
+    appliance pool ls | grep -w vm >/dev/null || appliance pool create vm --size 3
+    appliance image ls vm | grep -w disk0 >/dev/null || appliance image create vm/disk0 --size 4G
+    appliance fs ls | awk '$1 == "shared" { found = 1 } END { exit !found }' || appliance fs create shared
     appliance status
     appliance disk ls
     appliance image ls vm

@@ -114,7 +114,9 @@ public sealed class ProgramTests(PackageFixture package)
         var log = Path.Combine(scratch, "log", "fs.log");
         var r = Mount("data", mountpoint, "-o", $"conf_dir={Path.Combine(scratch, "no-conf")},log={log},timeout=1");
         Assert.Equal(32, r.ExitCode);
-        Assert.Contains("no-conf", r.Stderr); // the program's own message, naming the missing configuration
-        Assert.True(Directory.Exists(Path.GetDirectoryName(log)), "the helper makes the log's folder before it runs the program");
+        // `fs mount` started its background process, which failed: the program says so and where its log is, and
+        // the log (the helper's log= option, its folder made by the helper) holds the reason, naming conf_dir.
+        Assert.Contains($"see {log}", r.Stderr);
+        Assert.Contains($"no cluster.conf in {Path.Combine(scratch, "no-conf")}", File.ReadAllText(log));
     }
 }
