@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using System.Globalization;
+using System.Security.Cryptography;
 
 namespace Appliance.Crush.Tests;
 
@@ -9,8 +11,9 @@ public sealed record VectorCase(string Id, string MapPath, int RuleId, string Ru
 }
 
 /// <summary>
-/// Finds the shared reference vectors at ../shared/crush-vectors relative to the repository root (the folder that
-/// holds Appliance.sln). Missing vectors are a test failure, never a skip.
+/// The reference vectors of tests/Crush.Tests/vectors: crush-vectors.tar.xz, unpacked (with `tar -xJf`) into the
+/// test binary's folder on first use, and again whenever the archive changes (its SHA-256 is kept beside the
+/// unpacked files). A missing archive or a failed unpack is a test failure, never a skip.
 /// </summary>
 public static class Vectors
 {
@@ -35,12 +38,57 @@ public static class Vectors
 
     private static string Locate()
     {
-        var dir = Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared", "crush-vectors"));
+        var archive = Path.Combine(RepoRoot, "tests", "Crush.Tests", "vectors", "crush-vectors.tar.xz");
+        if (!File.Exists(archive))
+        {
+            throw new InvalidOperationException($"the CRUSH reference vectors are missing: expected {archive}. These tests cannot pass without them.");
+        }
+        var hash = Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(archive)));
+        var dir = Path.Combine(AppContext.BaseDirectory, "crush-vectors");
+        var stamp = Path.Combine(dir, ".archive-sha256");
+        if (File.Exists(stamp) && File.ReadAllText(stamp) == hash)
+        {
+            return dir;
+        }
+        // Unpacked beside its final place and renamed into it, so an interrupted unpack is never taken for a whole one.
+        var staging = dir + ".unpacking-" + Environment.ProcessId;
+        if (Directory.Exists(staging))
+        {
+            Directory.Delete(staging, recursive: true);
+        }
+        Directory.CreateDirectory(staging);
+        var psi = new ProcessStartInfo("tar") { RedirectStandardError = true };
+        foreach (var arg in new[] { "-xJf", archive, "-C", staging })
+        {
+            psi.ArgumentList.Add(arg);
+        }
+        Process p;
+        try
+        {
+            p = Process.Start(psi)!;
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new InvalidOperationException($"cannot run tar to unpack {archive} ({e.Message}); install tar and xz-utils (scripts/test-packages.txt)", e);
+        }
+        using (p)
+        {
+            var stderr = p.StandardError.ReadToEnd();
+            p.WaitForExit();
+            if (p.ExitCode != 0)
+            {
+                throw new InvalidOperationException($"tar -xJf {archive} failed (exit {p.ExitCode}): {stderr.Trim()}; it needs xz-utils (scripts/test-packages.txt)");
+            }
+        }
+        File.WriteAllText(Path.Combine(staging, ".archive-sha256"), hash);
+        if (Directory.Exists(dir))
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+        Directory.Move(staging, dir);
         if (!File.Exists(Path.Combine(dir, "cases.tsv")))
         {
-            throw new InvalidOperationException(
-                $"the CRUSH reference vectors are missing: expected {dir}/cases.tsv (../shared/crush-vectors next to the repository). " +
-                "These tests need them; they cannot pass without them.");
+            throw new InvalidOperationException($"{archive} holds no cases.tsv");
         }
         return dir;
     }

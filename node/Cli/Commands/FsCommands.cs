@@ -352,7 +352,7 @@ public static class FsCommands
     {
         var args = Environment.GetCommandLineArgs().Skip(1).Append("--foreground").ToList();
         var process = Environment.ProcessPath ?? "dotnet";
-        var program = Path.GetFileName(process) == "appliance" ? [process] : new[] { process, typeof(CliApp).Assembly.Location };
+        var program = Path.GetFileName(process) == "appliance" ? [process] : new[] { process, Path.Combine(AppContext.BaseDirectory, "appliance.dll") };
         var psi = new ProcessStartInfo("setsid") { UseShellExecute = false };
         foreach (var a in (string[])["sh", "-c", "log=$1; shift; exec \"$@\" </dev/null >>\"$log\" 2>&1", "sh", log, .. program, .. args])
         {

@@ -139,7 +139,8 @@ internal sealed class LocalDaemons(string dataDirectory)
             return [process];
         }
         var muxer = Path.GetFileNameWithoutExtension(process) == "dotnet" ? process : "dotnet";
-        return [muxer, typeof(CliApp).Assembly.Location];
+        // AppContext.BaseDirectory, not Assembly.Location: the latter is empty in a single-file publish (packaging/).
+        return [muxer, Path.Combine(AppContext.BaseDirectory, "appliance.dll")];
     }
 
     /// <summary>
