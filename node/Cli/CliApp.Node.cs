@@ -9,5 +9,9 @@ public static partial class CliApp
     static partial void AddNodeCommands(RootCommand root)
     {
         root.Subcommands.Add(BootstrapCommand.Create());
+        foreach (var c in NodeCommands.Create())
+        {
+            root.Subcommands.Add(c);
+        }
     }
 }

@@ -322,7 +322,7 @@ public static class DiskCommands
 
     /// <summary>Until no PG of the current osdmap has <paramref name="id"/> in its up or acting set (pg_temp
     /// included) and no PG the primaries report lists it as acting or is not active+clean.</summary>
-    private static async Task DrainAsync(MonClient client, int id, TimeSpan bound, TextWriter output, CancellationToken ct)
+    internal static async Task DrainAsync(MonClient client, int id, TimeSpan bound, TextWriter output, CancellationToken ct)
     {
         var until = DateTime.UtcNow + bound;
         var said = -1;
