@@ -94,9 +94,9 @@ public static class BootstrapCommand
         throw new CliException(ExitCodes.Usage, $"--mon-ip {text}: write an IP address, or IP:PORT");
     }
 
-    /// <summary>The cluster's status once its monitors answer (as client.admin), failing early if the monitor's
-    /// process exits.</summary>
-    internal static async Task<string> WaitStatusAsync(NodeServices services, LocalDaemon monitor, ClusterConf conf, TimeSpan bound, CancellationToken ct)
+    /// <summary>The cluster's status once its monitors answer (as client.admin), failing early if this node's
+    /// monitor (<paramref name="monitor"/>, when it runs one) exits.</summary>
+    internal static async Task<string> WaitStatusAsync(NodeServices services, LocalDaemon? monitor, ClusterConf conf, TimeSpan bound, CancellationToken ct)
     {
         var local = services.Local;
         var admin = Appliance.Wire.Auth.Keyring.Load(Path.Combine(local.ConfDirectory, ClusterConf.AdminKeyringName)).Find("client.admin")!;
@@ -120,14 +120,16 @@ public static class BootstrapCommand
                     last = e.Message;
                 }
             }
-            if (services.Exited(monitor))
+            if (monitor is not null && services.Exited(monitor))
             {
                 throw new CliException(ExitCodes.Failure, $"{monitor.Name} exited; the end of its log {local.LogFile(monitor.Name)}:{local.LogTail(monitor.Name)}");
             }
             if (DateTime.UtcNow > until)
             {
-                throw new CliException(ExitCodes.Failure, $"the monitors did not answer within {bound.TotalSeconds.ToString("0", CultureInfo.InvariantCulture)} s ({last}); see {(services.UsesSystemd ? "journalctl -u appliance-mon@*" : local.LogFile(monitor.Name))}");
+                var see = monitor is null ? "`appliance mon status`" : services.UsesSystemd ? $"journalctl -u {NodeServices.MonUnit(monitor.Name[4..])}" : local.LogFile(monitor.Name);
+                throw new CliException(ExitCodes.Failure, $"the monitors did not answer within {bound.TotalSeconds.ToString("0", CultureInfo.InvariantCulture)} s ({last}); see {see}");
             }
+            await Task.Delay(200, ct);
         }
     }
 }

@@ -67,7 +67,7 @@ public static class NodeCommands
             var output = parse.InvocationConfiguration.Output;
             var t = JoinToken.Decode(parse.GetRequiredValue(token));
             var want = parse.GetValue(mons);
-            if (want is not (1 or 3 or 5))
+            if (want is not (3 or 5))
             {
                 throw new CliException(ExitCodes.Usage, $"--mons {want}: give 3 or 5");
             }
@@ -153,7 +153,8 @@ public static class NodeCommands
                     services, daemon, t.Node, IPEndPoint.Parse(monAddress), bound, ct);
                 await output.WriteLineAsync($"mon.{t.Node} is a voting member");
             }
-            await output.WriteAsync(await BootstrapCommand.WaitStatusAsync(services, local.Monitor(t.Node), conf, bound, ct));
+            var ours = conf.Monitors.Any(m => m.Name == t.Node) ? local.Monitor(t.Node) : null;
+            await output.WriteAsync(await BootstrapCommand.WaitStatusAsync(services, ours, conf, bound, ct));
             await output.WriteLineAsync($"""
 
                 Next, on this node:
