@@ -109,14 +109,16 @@ public static class OsdCommands
     {
         var id = new Argument<int>("id") { Description = "The OSD's id (as `osd create` printed it)." };
         var data = new Option<string>("--data") { Description = "Its disk: a block device or a file, made by `osd create`.", Required = true };
-        var addr = new Option<string>("--addr") { Description = "Address to listen on, IP or IP:PORT (default: 127.0.0.1 and a free port)." };
-        var host = new Option<string>("--host") { Description = "The host it is on, for CRUSH (default: this machine's name)." };
+        var addr = new Option<string>("--addr") { Description = "Address to listen on, IP or IP:PORT (default: the node's address in CONF_DIR/node.conf, else 127.0.0.1; a free port)." };
+        var host = new Option<string>("--host") { Description = "The host it is on, for CRUSH (default: the node's name in CONF_DIR/node.conf, else this machine's name)." };
         var run = new Command("run", "Run one OSD in the foreground until it is stopped (SIGTERM or Ctrl-C: it tells the monitors first).") { id, data, addr, host };
         run.SetAction(async (parse, ct) =>
         {
             // As for monitors: nothing an OSD's socket continuation does blocks its thread.
             SocketCompletions.RunInline();
-            var listen = new IPEndPoint(IPAddress.Loopback, 0);
+            // A node made by bootstrap/join names itself and its address (so a systemd unit needs neither).
+            var node = NodeConf.Load(MonitorCommands.ConfDirOf(parse));
+            var listen = new IPEndPoint(node is null ? IPAddress.Loopback : IPAddress.Parse(node.Address), 0);
             if (parse.GetValue(addr) is { } a)
             {
                 if (IPEndPoint.TryParse(a, out var ep))
@@ -137,7 +139,7 @@ public static class OsdCommands
             var options = new OsdDaemonOptions(osdId, parse.GetRequiredValue(data), MonitorCommands.ConfDirOf(parse))
             {
                 Listen = listen,
-                Host = parse.GetValue(host) ?? Environment.MachineName,
+                Host = parse.GetValue(host) ?? node?.Name ?? Environment.MachineName,
             };
             var daemon = new OsdDaemon(options, loggers);
             try
