@@ -28,6 +28,8 @@ public static partial class CliApp
         AddOsdCommands(root);
         AddClusterCommands(root);
         AddObjectCommands(root);
+        AddDiskCommands(root);
+        AddNodeCommands(root);
         return root;
     }
 
@@ -46,6 +48,10 @@ public static partial class CliApp
     static partial void AddClusterCommands(RootCommand root);
 
     static partial void AddObjectCommands(RootCommand root);
+
+    static partial void AddDiskCommands(RootCommand root);
+
+    static partial void AddNodeCommands(RootCommand root);
 
     public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken ct = default)
     {

@@ -14,14 +14,15 @@ internal sealed record LocalDaemon(string Name, IReadOnlyList<string> Args, stri
 /// (`appliance mon run …`, `appliance osd run …`) detached in a session of its own, its output appended to
 /// DIR/log/NAME.log and its pid in DIR/run/NAME.pid. A pid file is trusted only while /proc/PID/cmdline is this
 /// program running that daemon: a pid file whose process is gone, or whose pid now belongs to something else, is
-/// stale.
+/// stale. A node made by `appliance bootstrap`/`join` keeps its configuration elsewhere (/etc/appliance):
+/// <paramref name="confDirectory"/>; `cluster up` keeps it in DIR/conf.
 /// </summary>
-internal sealed class LocalDaemons(string dataDirectory)
+internal sealed class LocalDaemons(string dataDirectory, string? confDirectory = null)
 {
     public string DataDirectory { get; } = dataDirectory;
     public string RunDirectory => Path.Combine(DataDirectory, "run");
     public string LogDirectory => Path.Combine(DataDirectory, "log");
-    public string ConfDirectory => Path.Combine(DataDirectory, "conf");
+    public string ConfDirectory { get; } = confDirectory ?? Path.Combine(dataDirectory, "conf");
 
     public string PidFile(string name) => Path.Combine(RunDirectory, name + ".pid");
     public string LogFile(string name) => Path.Combine(LogDirectory, name + ".log");
@@ -33,10 +34,16 @@ internal sealed class LocalDaemons(string dataDirectory)
 
     /// <summary>Each local OSD is its own CRUSH host (local-osdN): the monitors' replicated rule separates copies
     /// by host, so this puts every copy on a distinct OSD of this one machine.</summary>
-    public LocalDaemon Osd(int id)
+    public LocalDaemon Osd(int id) => Osd(id, $"local-osd{id.ToString(CultureInfo.InvariantCulture)}");
+
+    /// <summary>OSD <paramref name="id"/> on DIR/osd.N.disk (the disk itself, or a symlink to the device `disk add`
+    /// gave it) as part of CRUSH host <paramref name="host"/>, listening on <paramref name="address"/> (a free port;
+    /// loopback when null).</summary>
+    public LocalDaemon Osd(int id, string host, string? address = null)
     {
         var n = id.ToString(CultureInfo.InvariantCulture);
-        return new($"osd.{n}", ["osd", "run", n, "--data", OsdDisk(id), "--host", $"local-osd{n}", "--conf-dir", ConfDirectory], OsdDisk(id));
+        string[] listen = address is null ? [] : ["--addr", address];
+        return new($"osd.{n}", ["osd", "run", n, "--data", OsdDisk(id), "--host", host, .. listen, "--conf-dir", ConfDirectory], OsdDisk(id));
     }
 
     /// <summary>The NBD server of the local cluster: every image of the cluster on DIR/run/nbd.sock and on
@@ -64,7 +71,8 @@ internal sealed class LocalDaemons(string dataDirectory)
         {
             return ids;
         }
-        foreach (var path in Directory.EnumerateFiles(DataDirectory, "osd.*.disk"))
+        // EnumerateFileSystemEntries: `disk add` links DIR/osd.N.disk to a block device.
+        foreach (var path in Directory.EnumerateFileSystemEntries(DataDirectory, "osd.*.disk"))
         {
             var middle = Path.GetFileName(path)["osd.".Length..^".disk".Length];
             if (int.TryParse(middle, NumberStyles.None, CultureInfo.InvariantCulture, out var id)

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.CommandLine;
 using System.Net;
 using Appliance.Cli.Common;
+using Appliance.Maps.Client;
 using Appliance.Maps.Protocol;
 using Appliance.Osd.Daemon;
 using Appliance.Platform.Devices;
@@ -33,8 +34,6 @@ public static class OsdCommands
         create.SetAction(async (parse, ct) =>
         {
             var path = parse.GetRequiredValue(data);
-            var confDir = MonitorCommands.ConfDirOf(parse);
-            var conf = MonitorCommands.LoadConf(parse);
             var fresh = !File.Exists(path);
             if (fresh)
             {
@@ -49,50 +48,77 @@ public static class OsdCommands
                     f.SetLength(bytes);
                 }
             }
-            var uuid = Guid.NewGuid();
-            var key = Secret.Generate();
             await using var client = MonitorCommands.Client(parse);
-            var reply = await client.CommandAsync(new OsdCreate(uuid, key), ct);
-            if (reply.Status != MonReplyStatus.Ok || reply.Data is not { Length: 4 } idBytes)
-            {
-                if (fresh)
-                {
-                    File.Delete(path);
-                }
-                throw new CliException(reply.Status == MonReplyStatus.Denied ? ExitCodes.PermissionDenied : ExitCodes.Failure, $"the monitors refused to create an OSD: {reply.Message}");
-            }
-            var id = BinaryPrimitives.ReadInt32LittleEndian(idBytes);
+            int id;
             try
             {
-                await using var device = FileDevice.Open(path);
-                await ObjectStore.MkfsAsync(device, new MkfsOptions { OsdId = id, ClusterId = conf.Fsid, StoreId = uuid, Wipe = parse.GetValue(wipe) }, ct);
+                id = await CreateOnAsync(client, MonitorCommands.LoadConf(parse), MonitorCommands.ConfDirOf(parse), path, parse.GetValue(wipe), ct);
             }
-            catch (Exception e) when (e is StoreException or DeviceInUseException or IOException)
+            catch (CliException) when (fresh)
             {
-                throw new CliException(e is ForeignSignatureException ? ExitCodes.Refused : ExitCodes.Failure,
-                    $"osd.{id} exists in the maps but its store could not be made on {path}: {e.Message}");
+                // A file made just now holds nothing of value.
+                File.Delete(path);
+                throw;
             }
-            var keyring = new Keyring();
-            keyring.Add(new KeyringEntry($"osd.{id}", key, OsdCaps));
-            keyring.Save(OsdDaemon.KeyringPath(confDir, id));
             await parse.InvocationConfiguration.Output.WriteLineAsync(id.ToString(System.Globalization.CultureInfo.InvariantCulture));
             return ExitCodes.Ok;
         });
         return create;
     }
 
+    /// <summary>
+    /// What `osd create` does once the disk exists: a new id and key from the monitors (<see cref="OsdCreate"/>), the
+    /// store on <paramref name="path"/> (its superblock names the cluster and the id; <paramref name="wipe"/> lets mkfs
+    /// overwrite a foreign signature), and the keyring CONF_DIR/osd.N.keyring (0600). Returns the id.
+    /// </summary>
+    internal static async Task<int> CreateOnAsync(MonClient client, ClusterConf conf, string confDir, string path, bool wipe, CancellationToken ct)
+    {
+        var uuid = Guid.NewGuid();
+        var key = Secret.Generate();
+        MonReply reply;
+        try
+        {
+            reply = await client.CommandAsync(new OsdCreate(uuid, key), ct);
+        }
+        catch (MonitorsUnavailableException e)
+        {
+            throw new CliException(ExitCodes.Failure, e.Message);
+        }
+        if (reply.Status != MonReplyStatus.Ok || reply.Data is not { Length: 4 } idBytes)
+        {
+            throw new CliException(reply.Status == MonReplyStatus.Denied ? ExitCodes.PermissionDenied : ExitCodes.Failure, $"the monitors refused to create an OSD: {reply.Message}");
+        }
+        var id = BinaryPrimitives.ReadInt32LittleEndian(idBytes);
+        try
+        {
+            await using var device = FileDevice.Open(path);
+            await ObjectStore.MkfsAsync(device, new MkfsOptions { OsdId = id, ClusterId = conf.Fsid, StoreId = uuid, Wipe = wipe }, ct);
+        }
+        catch (Exception e) when (e is StoreException or DeviceInUseException or IOException)
+        {
+            throw new CliException(e is ForeignSignatureException ? ExitCodes.Refused : ExitCodes.Failure,
+                $"osd.{id} exists in the maps but its store could not be made on {path}: {e.Message}");
+        }
+        var keyring = new Keyring();
+        keyring.Add(new KeyringEntry($"osd.{id}", key, OsdCaps));
+        keyring.Save(OsdDaemon.KeyringPath(confDir, id));
+        return id;
+    }
+
     private static Command Run()
     {
         var id = new Argument<int>("id") { Description = "The OSD's id (as `osd create` printed it)." };
         var data = new Option<string>("--data") { Description = "Its disk: a block device or a file, made by `osd create`.", Required = true };
-        var addr = new Option<string>("--addr") { Description = "Address to listen on, IP or IP:PORT (default: 127.0.0.1 and a free port)." };
-        var host = new Option<string>("--host") { Description = "The host it is on, for CRUSH (default: this machine's name)." };
+        var addr = new Option<string>("--addr") { Description = "Address to listen on, IP or IP:PORT (default: the node's address in CONF_DIR/node.conf, else 127.0.0.1; a free port)." };
+        var host = new Option<string>("--host") { Description = "The host it is on, for CRUSH (default: the node's name in CONF_DIR/node.conf, else this machine's name)." };
         var run = new Command("run", "Run one OSD in the foreground until it is stopped (SIGTERM or Ctrl-C: it tells the monitors first).") { id, data, addr, host };
         run.SetAction(async (parse, ct) =>
         {
             // As for monitors: nothing an OSD's socket continuation does blocks its thread.
             SocketCompletions.RunInline();
-            var listen = new IPEndPoint(IPAddress.Loopback, 0);
+            // A node made by bootstrap/join names itself and its address (so a systemd unit needs neither).
+            var node = NodeConf.Load(MonitorCommands.ConfDirOf(parse));
+            var listen = new IPEndPoint(node is null ? IPAddress.Loopback : IPAddress.Parse(node.Address), 0);
             if (parse.GetValue(addr) is { } a)
             {
                 if (IPEndPoint.TryParse(a, out var ep))
@@ -113,7 +139,7 @@ public static class OsdCommands
             var options = new OsdDaemonOptions(osdId, parse.GetRequiredValue(data), MonitorCommands.ConfDirOf(parse))
             {
                 Listen = listen,
-                Host = parse.GetValue(host) ?? Environment.MachineName,
+                Host = parse.GetValue(host) ?? node?.Name ?? Environment.MachineName,
             };
             var daemon = new OsdDaemon(options, loggers);
             try

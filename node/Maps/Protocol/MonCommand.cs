@@ -232,3 +232,31 @@ public sealed record MonRemove(string Name) : MonCommand
 {
     public override string Describe() => $"mon rm {Name}";
 }
+
+/// <summary>
+/// `join-token NAME`: a one-use token for node <see cref="Node"/> to join, good for <see cref="TtlSeconds"/>. The
+/// monitors record it as entity <c>client.join.NAME</c> with <see cref="Key"/> (the token's secret: the joining
+/// node authenticates with it, so a forged token is refused at the handshake) and an expiry (the proposer's clock
+/// plus the TTL). Creating a token again for the same node replaces it. Expired tokens are dropped then too.
+/// </summary>
+public sealed record JoinTokenCreate(string Node, Secret Key, long TtlSeconds) : MonCommand
+{
+    /// <summary>The entity a token for <paramref name="node"/> authenticates as.</summary>
+    public static string EntityOf(string node) => "client.join." + node;
+
+    /// <summary>The entity a joined node's own key is.</summary>
+    public static string NodeEntityOf(string node) => "client.node." + node;
+
+    public override string Describe() => $"join-token {Node} ttl {TtlSeconds.ToString(CultureInfo.InvariantCulture)} s";
+}
+
+/// <summary>
+/// A joining node spends its token (it is authenticated as <c>client.join.NODE</c>, and only that entity may send
+/// this): refused when the token expired or was used; else the token is marked used and entity
+/// <c>client.node.NODE</c> is made with <see cref="NodeKey"/>. The reply's data is the keyring text the node needs
+/// (the monitors' shared key and client.admin's).
+/// </summary>
+public sealed record JoinConsume(string Node, Secret NodeKey) : MonCommand
+{
+    public override string Describe() => $"join {Node}";
+}

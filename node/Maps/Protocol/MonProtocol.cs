@@ -393,6 +393,18 @@ public static class MonCommandCodec
                     w.WriteU8((byte)fullness);
                 }
                 break;
+            // Tags 28 and 29 are taken by branch peer (osd set/unset, osd rm); join tokens start at 40.
+            case JoinTokenCreate c:
+                w.WriteU8(40);
+                w.WriteString(c.Node);
+                w.WriteString(c.Key.ToBase64());
+                w.WriteI64(c.TtlSeconds);
+                break;
+            case JoinConsume c:
+                w.WriteU8(41);
+                w.WriteString(c.Node);
+                w.WriteString(c.NodeKey.ToBase64());
+                break;
             default:
                 throw new ArgumentException($"no encoding for command {command.GetType().Name}", nameof(command));
         }
@@ -431,6 +443,8 @@ public static class MonCommandCodec
             25 => new OsdCreate(MapCodec.ReadGuid(ref r), ReadSecret(ref r), ReadOptional(ref r)),
             26 => new PoolQuotaFlags(ReadPoolFlags(ref r)),
             27 => new OsdFullFlags(ReadOsdFullness(ref r)),
+            40 => new JoinTokenCreate(r.ReadString(), ReadSecret(ref r), r.ReadI64()),
+            41 => new JoinConsume(r.ReadString(), ReadSecret(ref r)),
             _ => throw new WireFormatException($"unknown monitor command tag {tag}"),
         };
     }

@@ -147,7 +147,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
         // added since, whatever the conf lists now).
         var initial = ClusterState.Bootstrap(o.Conf.Fsid, o.Conf.Initial, DateTimeOffset.FromUnixTimeMilliseconds(o.Conf.CreatedMs),
             [new AuthEntity(o.Admin.Entity, o.Admin.Key, o.Admin.Caps.ToImmutableSortedDictionary(StringComparer.Ordinal))]);
-        _machine = new MonitorStateMachine(initial);
+        _machine = new MonitorStateMachine(initial, o.MonKey);
         var isInitial = initial.Mon.Find(o.Name) is not null;
         if (_store.Get(IdPrefix, IdKey) is { Length: 4 } stored)
         {
@@ -386,9 +386,11 @@ public sealed class MonitorDaemon : IAsyncDisposable
     /// a continuation must not block.</summary>
     private Task<MonReply> HandleRequestAsync(string who, MonRequest request)
     {
+        var entity = _published?.Auth.Find(who);
         var caps = who.StartsWith("mon.", StringComparison.Ordinal)
             ? new EntityCaps(new Dictionary<string, string> { ["mon"] = "allow *" })
-            : _published?.Auth.Find(who)?.ParsedCaps() ?? EntityCaps.None;
+            // A join token past its expiry may do nothing (its JoinConsume is refused by the operation, saying so).
+            : entity is null || entity.ExpiredAt(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) ? EntityCaps.None : entity.ParsedCaps();
         if (request.Command is { IsAdministrative: false } lifecycle && LifecycleRefusal(who, lifecycle) is { } refusal)
         {
             return Task.FromResult(new MonReply(MonReplyStatus.Denied, 0, refusal));
@@ -400,7 +402,9 @@ public sealed class MonitorDaemon : IAsyncDisposable
         var need = request.Command switch
         {
             null => Access.Read,
-            AuthAdd or AuthCaps or AuthRemove or MonAdd or MonRemove or OsdCreate => Access.All,
+            AuthAdd or AuthCaps or AuthRemove or MonAdd or MonRemove or OsdCreate or JoinTokenCreate => Access.All,
+            // Any authenticated entity may try; the operation accepts it only from the token's own entity.
+            JoinConsume => Access.None,
             { IsAdministrative: false } => Access.Read | Access.Execute,
             _ => Access.Write,
         };
@@ -541,6 +545,16 @@ public sealed class MonitorDaemon : IAsyncDisposable
         if (request.Query == MonQuery.MonStatus)
         {
             done.TrySetResult(new MonReply(MonReplyStatus.Ok, 0, DescribeSelf()));
+            return;
+        }
+        if (request.Query == MonQuery.MonMapSince && who.StartsWith("mon.", StringComparison.Ordinal) && _machine!.State.Mon.Find(who[4..]) is not null)
+        {
+            // A monitor starting after `mon add` asks for the monmap to learn its id (only monitors ask as mon.*).
+            // Answered from the committed state, without a lease: adding the second monitor makes the Paxos
+            // configuration two members, which the first alone cannot hold a lease for until the new one runs, and it
+            // cannot run without its id. The map may be behind the leader's, but it lists the asker, and a monitor's
+            // id never changes once committed.
+            done.TrySetResult(MonReply.Decode(_machine.Query(MonitorStateMachine.EncodeQuery(MonQuery.MonMapSince, "0"))));
             return;
         }
         if (request.Query is MonQuery.OsdMapSince or MonQuery.MonMapSince)

@@ -4,6 +4,8 @@ using Appliance.Maps;
 using Appliance.Maps.Protocol;
 using Appliance.Monitor.Maps;
 using Appliance.Paxos.Core;
+using Appliance.Maps.Client;
+using Appliance.Wire.Auth;
 using Appliance.Wire.Codec;
 
 namespace Appliance.Monitor.Daemon;
@@ -28,8 +30,16 @@ public sealed class MonitorStateMachine : IStateMachine
     // Immutable maps share what did not change, so this costs far less than that many maps.
     private readonly Queue<OsdMap> _osdMaps = new();
 
-    public MonitorStateMachine(ClusterState initial)
+    /// <summary>The monitors' shared key, handed (sealed) to a node that spends its join token, so it can run a
+    /// monitor; null: joining nodes get client.admin's key only.</summary>
+    private readonly Secret? _monKey;
+
+    /// <summary>What a joining node gets is sealed under its token's key with this purpose (<see cref="SecretBox"/>).</summary>
+    public const string JoinPurpose = "appliance join keyring";
+
+    public MonitorStateMachine(ClusterState initial, Secret? monKey = null)
     {
+        _monKey = monKey;
         _state = initial;
         _liveness = OsdLiveness.Start(DateTimeOffset.UnixEpoch); // the same on every member
         _osdMaps.Enqueue(initial.Osd);
@@ -78,6 +88,7 @@ public sealed class MonitorStateMachine : IStateMachine
             // Deterministic: every member refuses the same bytes the same way.
             return new MonReply(MonReplyStatus.Invalid, 0, $"unreadable command: {e.Message}").Encode();
         }
+        var tokenKey = cmd is JoinConsume ? _state.Auth.Find(who)?.Key : null;
         var outcome = MonOperations.Execute(_state, _liveness, cmd, who, now);
         _liveness = outcome.Liveness;
         if (outcome.Error is { } error)
@@ -107,7 +118,20 @@ public sealed class MonitorStateMachine : IStateMachine
                 }
             }
         }
-        return new MonReply(MonReplyStatus.Ok, 0, outcome.Message, Data: outcome.Data).Encode();
+        var data = outcome.Data;
+        if (cmd is JoinConsume && tokenKey is not null && data is not null)
+        {
+            // The keys go out sealed under the token's secret, which only the joining node holds: a crc-mode
+            // connection never carries them in the clear. (The reply is not replicated state: sealing it with a random
+            // nonce on each member is fine.)
+            var keyring = Keyring.Parse(System.Text.Encoding.UTF8.GetString(data), "join reply");
+            if (_monKey is not null)
+            {
+                keyring.Add(new KeyringEntry(ClusterConf.MonEntity, _monKey, new Dictionary<string, string> { ["mon"] = "allow *" }));
+            }
+            data = SecretBox.Seal(tokenKey, JoinPurpose, System.Text.Encoding.UTF8.GetBytes(keyring.Format()));
+        }
+        return new MonReply(MonReplyStatus.Ok, 0, outcome.Message, Data: data).Encode();
     }
 
     /// <summary>A query: <see cref="MonQuery"/> byte then the argument.</summary>
@@ -182,6 +206,11 @@ public sealed class MonitorStateMachine : IStateMachine
                 foreach (var e in s.Auth.Entities.Values)
                 {
                     b.AppendLine(e.Name);
+                    if (e.ExpiresMs != 0)
+                    {
+                        b.AppendLine(CultureInfo.InvariantCulture,
+                            $"        join token, expires {DateTimeOffset.FromUnixTimeMilliseconds(e.ExpiresMs):u}{(e.Caps.Count == 0 ? ", used" : "")}");
+                    }
                     foreach (var (service, caps) in e.Caps)
                     {
                         b.AppendLine(CultureInfo.InvariantCulture, $"        caps {service} = \"{caps}\"");

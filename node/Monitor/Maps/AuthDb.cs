@@ -6,10 +6,14 @@ using Appliance.Wire.Codec;
 namespace Appliance.Monitor.Maps;
 
 /// <summary>One entity of the auth database: its name (<c>client.admin</c>, <c>osd.3</c>), secret and capabilities per
-/// service (<c>mon</c> → <c>allow *</c>), in Ceph's syntax, validated by <see cref="ServiceCaps.Parse"/>.</summary>
-public sealed record AuthEntity(string Name, Secret Key, ImmutableSortedDictionary<string, string> Caps)
+/// service (<c>mon</c> → <c>allow *</c>), in Ceph's syntax, validated by <see cref="ServiceCaps.Parse"/>.
+/// <see cref="ExpiresMs"/> (unix ms; 0 never) is set on join tokens only: past it the entity may do nothing.</summary>
+public sealed record AuthEntity(string Name, Secret Key, ImmutableSortedDictionary<string, string> Caps, long ExpiresMs = 0)
 {
-    private const byte Version = 1;
+    private const byte Version = 2;
+
+    /// <summary>Whether the entity has expired at <paramref name="nowMs"/>.</summary>
+    public bool ExpiredAt(long nowMs) => ExpiresMs != 0 && nowMs >= ExpiresMs;
 
     /// <summary>The services a capability may name.</summary>
     public static IReadOnlyList<string> Services { get; } = ["mon", "osd", "mgr"];
@@ -25,7 +29,8 @@ public sealed record AuthEntity(string Name, Secret Key, ImmutableSortedDictiona
 
     internal void Encode(WireWriter w)
     {
-        var m = w.BeginStruct(Version, 1);
+        // A monitor that knows no expiry would keep an expired token usable: an entity with one needs version 2.
+        var m = w.BeginStruct(Version, ExpiresMs != 0 ? (byte)2 : (byte)1);
         w.WriteString(Name);
         MapCodec.WriteSecret(w, Key);
         w.WriteU32((uint)Caps.Count);
@@ -34,6 +39,7 @@ public sealed record AuthEntity(string Name, Secret Key, ImmutableSortedDictiona
             w.WriteString(service);
             w.WriteString(caps);
         }
+        w.WriteI64(ExpiresMs);
         w.EndStruct(m);
     }
 
@@ -52,8 +58,9 @@ public sealed record AuthEntity(string Name, Secret Key, ImmutableSortedDictiona
                 throw new WireFormatException($"auth entity {name} lists caps for {service} twice");
             }
         }
+        var expires = s.Version >= 2 ? r.ReadI64() : 0;
         r.EndStruct(s);
-        return new AuthEntity(name, key, caps.ToImmutable());
+        return new AuthEntity(name, key, caps.ToImmutable(), expires);
     }
 }
 

@@ -57,6 +57,8 @@ public static partial class MonOperations
             OsdCreate c => OsdCreateOp(ctx, c),
             PoolQuotaFlags c => PoolQuotaFlagsOp(ctx, c),
             OsdFullFlags c => OsdFullFlagsOp(ctx, c),
+            JoinTokenCreate c => JoinTokenCreateOp(ctx, c),
+            JoinConsume c => JoinConsumeOp(ctx, c, who),
             _ => Result.Fail(MonErrorCode.InvalidArgument, $"unknown command {command.GetType().Name}"),
         };
         if (result.Error is not null)
