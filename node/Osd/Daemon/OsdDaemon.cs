@@ -115,6 +115,7 @@ public sealed class OsdDaemon : IAsyncDisposable
         _peers = new MessengerPeers(_options.Id, _mon.TicketSource("osd"), messenger, _loggers.CreateLogger("Appliance.Osd.Peers"));
         _service = new OsdService(_options.Id, _store, _peers, new ObjectClassRegistry().Add(new LockClass()).Add(new FsMetaClass()), TimeProvider.System, _loggers.CreateLogger("Appliance.Osd.Pg"));
         _peers.Received = (from, type, payload) => DeliverPeerAsync(from, type, payload, null);
+        _service.RequestUpThruAsync = RequestAliveAsync;
         _service.LoadExistingPgs();
 
         _server = new MessengerServer(_ => null, messenger, HandleAsync, line => _log.LogDebug("messenger: {Line}", line),
@@ -143,6 +144,7 @@ public sealed class OsdDaemon : IAsyncDisposable
         _loops.Add(Task.Run(() => FollowMapsAsync(_stop.Token)));
         _loops.Add(Task.Run(() => SendVerdictsAsync(_stop.Token)));
         _loops.Add(Task.Run(() => HousekeepingAsync(_stop.Token)));
+        _loops.Add(Task.Run(() => RemoveStraysAsync(_stop.Token)));
         _loops.Add(Task.Run(() => RefreshKeysAsync(_stop.Token)));
         _log.LogInformation("{Osd} booted (store {Used}/{Total} bytes used)", Entity, _store.StatFs().UsedBytes, _store.StatFs().TotalBytes);
     }
@@ -156,7 +158,16 @@ public sealed class OsdDaemon : IAsyncDisposable
             {
                 await foreach (var map in _subscription!.WatchOsdMapAsync(have, ct))
                 {
-                    if (have is not null && map.Epoch > have.Epoch + 1)
+                    if (have is null && ResumeFrom(map) is { } resume && resume < map.Epoch)
+                    {
+                        // The first map after a start: the epochs since the newest one this store's PGs know their
+                        // intervals through (or, for PGs it never held, since their pool was created) are applied
+                        // first, so this OSD knows the intervals that came and went meanwhile. Epochs the monitors no
+                        // longer keep are skipped, and what happened in them stays unknown (peering then asks more).
+                        // The monitors keep mon_min_osdmap_epochs (500 by default): older ones are not asked for.
+                        await ApplySkippedAsync(Math.Max(resume, map.Epoch > 500 ? map.Epoch - 499 : 1), map.Epoch, ct);
+                    }
+                    else if (have is not null && map.Epoch > have.Epoch + 1)
                     {
                         // A jump (the monitors no longer had the increments): the epochs between are fetched and
                         // applied in order, so PG intervals start where they did for the peers that saw each epoch.
@@ -191,6 +202,19 @@ public sealed class OsdDaemon : IAsyncDisposable
         }
     }
 
+    /// <summary>Where the maps this OSD applies at a start begin: the oldest epoch its stored PGs know their past
+    /// intervals through, and the creation of the oldest pool (so PGs it never held are known from their start).</summary>
+    private uint? ResumeFrom(OsdMap map)
+    {
+        uint? from = _service!.ResumeEpoch;
+        if (map.Pools.Count > 0)
+        {
+            var created = Math.Max(1, map.Pools.Values.Min(p => p.CreatedEpoch));
+            from = from is { } f ? Math.Min(f, created) : created;
+        }
+        return from;
+    }
+
     /// <summary>Fetches and applies epochs [<paramref name="from"/>, <paramref name="to"/>). One the monitors no longer
     /// keep ends the walk: the jump map follows, and a PG whose interval this OSD then names later than its peers
     /// takes its primary's (PlacementGroup.AdoptPrimaryInterval).</summary>
@@ -209,6 +233,72 @@ public sealed class OsdDaemon : IAsyncDisposable
                 return;
             }
             Apply(past);
+        }
+    }
+
+    /// <summary>Every 10 s: deletes the copies of PGs that are active+clean elsewhere (OsdService.Strays).</summary>
+    private async Task RemoveStraysAsync(CancellationToken ct)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(10));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
+            {
+                try
+                {
+                    await _service!.RemoveCleanStraysAsync(ct);
+                }
+                catch (Exception e) when (e is StoreException or IOException)
+                {
+                    _log.LogWarning("{Osd}: deleting stray PGs failed: {Error}", Entity, e.Message);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+        }
+    }
+
+    private readonly SemaphoreSlim _aliveGate = new(1, 1);
+    private uint _aliveSent;
+    private long _aliveSentAt;
+
+    /// <summary>
+    /// Asks the monitors to record this OSD up through <paramref name="want"/> (OsdAlive), for PGs about to activate.
+    /// Coalesced: one request at a time, for at least the newest epoch this OSD has (up_thru becomes the monitors'
+    /// next epoch, so it covers every interval up to there), and not again within a second for what was asked.
+    /// </summary>
+    private async Task RequestAliveAsync(uint want, CancellationToken ct)
+    {
+        await _aliveGate.WaitAsync(ct);
+        try
+        {
+            var map = _service?.Map;
+            if (map?.FindOsd(_options.Id) is { } me && me.UpThru >= want)
+            {
+                return;
+            }
+            if (_aliveSent >= want && Environment.TickCount64 - _aliveSentAt < 1000)
+            {
+                return;
+            }
+            var ask = Math.Max(want, map?.Epoch ?? 0);
+            var reply = await _mon!.CommandAsync(new OsdAlive(_options.Id, ask), ct);
+            _aliveSent = ask;
+            _aliveSentAt = Environment.TickCount64;
+            if (reply.Status != MonReplyStatus.Ok)
+            {
+                _log.LogDebug("{Osd}: up_thru {Want} not granted: {Message}", Entity, ask, reply.Message);
+            }
+        }
+        catch (Exception e) when (e is MonitorsUnavailableException or IOException or TimeoutException)
+        {
+            // The PG asks again (WaitUpThruAsync loops until its interval ends).
+            _log.LogDebug("{Osd}: up_thru {Want} not asked: {Error}", Entity, want, e.Message);
+        }
+        finally
+        {
+            _aliveGate.Release();
         }
     }
 
@@ -299,7 +389,8 @@ public sealed class OsdDaemon : IAsyncDisposable
                     lastStats = DateTime.UtcNow;
                     var fs = _store!.StatFs();
                     var pgs = _service.PrimaryStats()
-                        .Select(p => new PgStat(p.Pg, p.State, (ulong)Math.Max(0, p.Objects), (ulong)Math.Max(0, p.Bytes), p.Acting, p.Primary, map.Epoch))
+                        .Select(p => new PgStat(p.Pg, p.State, (ulong)Math.Max(0, p.Objects), (ulong)Math.Max(0, p.Bytes), p.Acting, p.Primary, map.Epoch)
+                            { Detail = p.Detail.Length <= PgStat.MaxDetail / 4 ? p.Detail : p.Detail[..(PgStat.MaxDetail / 4)] })
                         .ToList();
                     for (var i = 0; i < pgs.Count || i == 0; i += PgStatsReport.MaxPgs)
                     {

@@ -19,6 +19,8 @@ public enum PgPhase
     Undersized,
     /// <summary>Primary: no member holds a usable history (every one is empty or mid-backfill while the PG had data).</summary>
     Incomplete,
+    /// <summary>Primary: an interval that may have acknowledged writes has no member that answered; waits for them.</summary>
+    Down,
     /// <summary>A non-primary member of the acting set.</summary>
     Replica,
     /// <summary>Holds data of the PG but is no longer in its acting set.</summary>
@@ -79,6 +81,7 @@ public sealed partial class PlacementGroup
         Log = loaded?.Log ?? new PgLog(Eversion.Zero, []);
         Missing = loaded?.Missing ?? [];
         Backfilling = loaded is not null && host.Store.OmapGetValue(id.Collection, PgMeta.MetaObject, BackfillKey) is not null;
+        Past = loaded is not null ? PgMeta.LoadPast(host.Store, id) : null;
         _lastSubmitted = _lastCommitted = Log.Head;
         Backend = new ReplicatedBackend(host.Self, id, host.Store, host.Peers);
     }
@@ -105,26 +108,8 @@ public sealed partial class PlacementGroup
 
     private ILogger Logger => _host.Logger;
 
-    /// <summary>Ceph-style state words for status and <c>pg ls</c>.</summary>
-    public string StateText
-    {
-        get
-        {
-            var i = _interval;
-            return _phase switch
-            {
-                PgPhase.Active when i is not null && i.Acting.Count(o => o >= 0) < Size => "active+undersized+degraded",
-                PgPhase.Active => "active+clean",
-                PgPhase.Peering => _recovering ? "peering+recovering" : "peering",
-                PgPhase.Undersized => "undersized+degraded+peered",
-                PgPhase.Incomplete => "incomplete",
-                PgPhase.Replica => "replica",
-                _ => "stray",
-            };
-        }
-    }
-
-    private volatile bool _recovering;
+    /// <summary>Ceph-style state words for status and <c>pg ls</c> (PlacementGroup.Peering.cs).</summary>
+    public string StateText => StateWords();
 
     /// <summary>Whether an object hash belongs to this PG under the pool's pg_num.</summary>
     public bool Contains(uint hash) => Crush.Placement.PoolPlacement.PgOf(hash, PgNum) == Id.Seed;
@@ -135,12 +120,12 @@ public sealed partial class PlacementGroup
     /// with <see cref="OsdResult.TryAgain"/> (the client resends; the log answers a resend of anything that was
     /// applied), and the primary peers again.
     /// </summary>
-    public void OnMap(uint epoch, int[] acting, int primary, int size, int minSize, uint pgNum, uint[]? upFrom = null)
+    public void OnMap(uint epoch, int[] acting, int primary, int size, int minSize, uint pgNum, int[] up, PastIntervals past, uint[] upFrom)
     {
-        upFrom ??= new uint[acting.Length];
         Size = size;
         MinSize = minSize;
         PgNum = pgNum;
+        TakeHistory(up, past);
         PgInterval? old;
         PgInterval next;
         lock (_lock)
@@ -148,6 +133,8 @@ public sealed partial class PlacementGroup
             old = _interval;
             if (old is not null && old.Primary == primary && old.Acting.AsSpan().SequenceEqual(acting) && old.UpFrom.AsSpan().SequenceEqual(upFrom))
             {
+                // The same interval: a PG waiting for OSDs (down, incomplete) looks again with this map.
+                Kick();
                 return;
             }
             next = new PgInterval(epoch, acting, primary, upFrom);
