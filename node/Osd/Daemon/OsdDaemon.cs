@@ -133,6 +133,8 @@ public sealed class OsdDaemon : IAsyncDisposable
         await ReadConfigAsync(ct);
         _heartbeatNet.Start();
 
+        await CatchUpBeforeBootAsync(ct);
+
         var weight = OsdMap.WeightForCapacity(_store.StatFs().TotalBytes);
         _boot = new OsdBoot(_options.Id, address, _options.Host, weight, address, _store.Superblock.StoreId);
         var boot = await _mon.CommandAsync(_boot, ct);
@@ -158,20 +160,18 @@ public sealed class OsdDaemon : IAsyncDisposable
             {
                 await foreach (var map in _subscription!.WatchOsdMapAsync(have, ct))
                 {
-                    if (have is null && ResumeFrom(map) is { } resume && resume < map.Epoch)
+                    if (have is null)
                     {
-                        // The first map after a start: the epochs since the newest one this store's PGs know their
-                        // intervals through (or, for PGs it never held, since their pool was created) are applied
-                        // first, so this OSD knows the intervals that came and went meanwhile. Epochs the monitors no
-                        // longer keep are skipped, and what happened in them stays unknown (peering then asks more).
-                        // The monitors keep mon_min_osdmap_epochs (500 by default): older ones are not asked for.
-                        await ApplySkippedAsync(Math.Max(resume, map.Epoch > 500 ? map.Epoch - 499 : 1), map.Epoch, ct);
+                        // The first map since the boot: the epochs between the history caught up before it and this
+                        // one (few: the boot's own, and what came meanwhile) go to the past intervals first.
+                        await TrackEpochsAsync(StartOfHistory(map), map.Epoch, ct);
                     }
-                    else if (have is not null && map.Epoch > have.Epoch + 1)
+                    else if (map.Epoch > have.Epoch + 1)
                     {
                         // A jump (the monitors no longer had the increments): the epochs between are fetched and
-                        // applied in order, so PG intervals start where they did for the peers that saw each epoch.
-                        await ApplySkippedAsync(have.Epoch + 1, map.Epoch, ct);
+                        // brought to the past intervals in order, so PG intervals start where they did for the peers
+                        // that saw each epoch; only the jump map itself changes intervals here.
+                        await TrackEpochsAsync(have.Epoch + 1, map.Epoch, ct);
                     }
                     have = map;
                     Apply(map);
@@ -189,13 +189,57 @@ public sealed class OsdDaemon : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Before it boots, this OSD brings the past intervals of its PGs (and of every PG, for the OSDs that ask it) to the
+    /// newest osdmap: the epochs since the oldest one its stored PGs know their intervals through, or since the oldest
+    /// pool's creation, at most the 500 the monitors keep. Done while the monitors still show it down, this costs no
+    /// one anything: once up, clients and peers count on it at once. (Done after the boot, every PG of which it is a
+    /// member waited for the whole catch-up, and every interval of those epochs in which it was a primary peered
+    /// for nothing and made its members take that interval's epoch, ending their current one.)
+    /// </summary>
+    private async Task CatchUpBeforeBootAsync(CancellationToken ct)
+    {
+        OsdMap? newest = null;
+        await foreach (var map in _subscription!.WatchOsdMapAsync(null, ct))
+        {
+            newest = map;
+            break;
+        }
+        if (newest is null)
+        {
+            return;
+        }
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        var from = StartOfHistory(newest);
+        await TrackEpochsAsync(from, newest.Epoch, ct);
+        _service!.TrackHistory(newest);
+        if (from < newest.Epoch)
+        {
+            _log.LogInformation("{Osd}: past intervals brought from epoch {From} to {To} before booting ({Ms} ms)", Entity, from, newest.Epoch,
+                started.ElapsedMilliseconds);
+        }
+    }
+
+    /// <summary>The first epoch the past intervals still need before <paramref name="map"/>: after the newest one they
+    /// were brought to, else (at a start) where the stored PGs' knowledge ends or the oldest pool began, bounded by the
+    /// 500 epochs the monitors keep.</summary>
+    private uint StartOfHistory(OsdMap map)
+    {
+        if (_service!.HistoryEpoch is { } through)
+        {
+            return through + 1;
+        }
+        var from = ResumeFrom(map) ?? map.Epoch;
+        return Math.Max(from, map.Epoch > 500 ? map.Epoch - 499 : 1);
+    }
+
     private void Apply(OsdMap map)
     {
         _peers!.OnMap(map);
         _service!.ApplyMap(map);
         _heartbeatNet!.OnMap(map);
         _heartbeater!.SetPeers(_service.HeartbeatPeers);
-        if (map.FindOsd(_options.Id) is { Up: true } self && self.Address == _boot!.Address)
+        if (_boot is { } boot && map.FindOsd(_options.Id) is { Up: true } self && self.Address == boot.Address)
         {
             // Recorded from every map in order (a periodic look could miss a short up period entirely).
             Interlocked.Exchange(ref _upFrom, self.UpFrom);
@@ -215,10 +259,11 @@ public sealed class OsdDaemon : IAsyncDisposable
         return from;
     }
 
-    /// <summary>Fetches and applies epochs [<paramref name="from"/>, <paramref name="to"/>). One the monitors no longer
-    /// keep ends the walk: the jump map follows, and a PG whose interval this OSD then names later than its peers
-    /// takes its primary's (PlacementGroup.AdoptPrimaryInterval).</summary>
-    private async Task ApplySkippedAsync(uint from, uint to, CancellationToken ct)
+    /// <summary>Fetches epochs [<paramref name="from"/>, <paramref name="to"/>) and brings the past intervals to each
+    /// (<see cref="OsdService.TrackHistory"/>: no PG changes interval for them). One the monitors no longer keep ends the
+    /// walk: the next map then starts the intervals' knowledge over, and a PG whose interval this OSD names otherwise
+    /// than its peers takes its primary's (PlacementGroup.AdoptPrimaryInterval).</summary>
+    private async Task TrackEpochsAsync(uint from, uint to, CancellationToken ct)
     {
         for (var epoch = from; epoch < to; epoch++)
         {
@@ -232,7 +277,7 @@ public sealed class OsdDaemon : IAsyncDisposable
                 _log.LogInformation("{Osd}: osdmap epoch {Epoch} is not kept any more ({Error}); jumping to {To}", Entity, epoch, e.Message, to);
                 return;
             }
-            Apply(past);
+            _service!.TrackHistory(past);
         }
     }
 

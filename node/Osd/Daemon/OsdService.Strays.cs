@@ -171,7 +171,7 @@ public sealed partial class OsdService
                 return;
             }
             var pg = _pgs.GetOrAdd(id, pid => new PlacementGroup(this, pid, pool.Size, pool.MinSize, (uint)pool.PgNum));
-            pg.OnMap(map.Epoch, acting, m.ActingPrimary, pool.Size, pool.MinSize, (uint)pool.PgNum, [.. m.Up], past, UpFromOf(map, acting));
+            pg.OnMap(map.Epoch, acting, m.ActingPrimary, pool.Size, pool.MinSize, (uint)pool.PgNum, [.. m.Up], past, PastIntervals.UpFromOf(map, acting));
         }
     }
 

@@ -77,35 +77,21 @@ public sealed partial class OsdService : IPgHost, IAsyncDisposable
             _map = map;
             var seen = new HashSet<PgId>();
             var peers = new HashSet<int>();
-            var previous = _previousMap;
-            foreach (var pool in map.Pools.Values)
+            TrackHistoryLocked(map, (id, pool, m, acting, past) =>
             {
-                var previousPool = previous?.Pools.GetValueOrDefault(pool.Id);
-                for (var seed = 0u; seed < (uint)pool.PgNum; seed++)
+                if (acting.Contains(Self))
                 {
-                    var m = map.MapPg(new PgId(pool.Id, seed));
-                    var id = m.Pg;
-                    int[] acting = [.. m.Acting];
-                    var past = TrackInterval(previous, previousPool, map, pool, id, acting, m.ActingPrimary);
-                    if (acting.Contains(Self))
-                    {
-                        peers.UnionWith(acting);
-                    }
-                    if ((!acting.Contains(Self) && !_pgs.ContainsKey(id)) || _deleting.ContainsKey(id))
-                    {
-                        // Not ours, or its old copy is being deleted here (hosted again once that is done).
-                        continue;
-                    }
-                    seen.Add(id);
-                    var pg = _pgs.GetOrAdd(id, pid => new PlacementGroup(this, pid, pool.Size, pool.MinSize, (uint)pool.PgNum));
-                    pg.OnMap(map.Epoch, acting, m.ActingPrimary, pool.Size, pool.MinSize, (uint)pool.PgNum, [.. m.Up], past, UpFromOf(map, acting));
+                    peers.UnionWith(acting);
                 }
-            }
-            foreach (var id in _history.Keys.Where(k => !map.Pools.TryGetValue(k.Pool, out var pl) || k.Seed >= (uint)pl.PgNum).ToList())
-            {
-                _history.Remove(id);
-            }
-            _previousMap = map;
+                if ((!acting.Contains(Self) && !_pgs.ContainsKey(id)) || _deleting.ContainsKey(id))
+                {
+                    // Not ours, or its old copy is being deleted here (hosted again once that is done).
+                    return;
+                }
+                seen.Add(id);
+                var pg = _pgs.GetOrAdd(id, pid => new PlacementGroup(this, pid, pool.Size, pool.MinSize, (uint)pool.PgNum));
+                pg.OnMap(map.Epoch, acting, m.ActingPrimary, pool.Size, pool.MinSize, (uint)pool.PgNum, [.. m.Up], past, PastIntervals.UpFromOf(map, acting));
+            });
             foreach (var (id, pg) in _pgs)
             {
                 if (!seen.Contains(id))
@@ -130,6 +116,66 @@ public sealed partial class OsdService : IPgHost, IAsyncDisposable
     }
 
     /// <summary>
+    /// An epoch older than the one this OSD will serve from, applied to the PGs' past intervals only (a start
+    /// catching up on the epochs since its PGs' history, or the epochs a jump skipped): no PG changes interval or
+    /// peers for it, and nothing is sent. Peering in an interval that is long over would only disturb the members
+    /// of the current one (they would take the old interval's epoch from their primary), and would keep this OSD
+    /// busy while clients and peers wait for it. <see cref="ApplyMap"/> of a later epoch then names each PG's
+    /// interval by the epoch it began at (<see cref="PastIntervals.CurrentSince"/>), as the peers that saw every
+    /// epoch name it.
+    /// </summary>
+    public void TrackHistory(OsdMap map)
+    {
+        lock (_mapLock)
+        {
+            if ((_map is not null && map.Epoch <= _map.Epoch) || (_previousMap is not null && map.Epoch <= _previousMap.Epoch))
+            {
+                return;
+            }
+            TrackHistoryLocked(map, null);
+        }
+    }
+
+    /// <summary>The newest epoch the past intervals were brought to (null before any).</summary>
+    public uint? HistoryEpoch
+    {
+        get
+        {
+            lock (_mapLock)
+            {
+                return _previousMap?.Epoch;
+            }
+        }
+    }
+
+    /// <summary>Brings every PG's past intervals to <paramref name="map"/> (under _mapLock), calling
+    /// <paramref name="each"/> with each PG's placement and history.</summary>
+    private void TrackHistoryLocked(OsdMap map, Action<PgId, PoolInfo, PgMapping, int[], PastIntervals>? each)
+    {
+        var previous = _previousMap;
+        foreach (var pool in map.Pools.Values)
+        {
+            var previousPool = previous?.Pools.GetValueOrDefault(pool.Id);
+            for (var seed = 0u; seed < (uint)pool.PgNum; seed++)
+            {
+                var m = map.MapPg(new PgId(pool.Id, seed));
+                var id = m.Pg;
+                int[] acting = [.. m.Acting];
+                var past = TrackInterval(previous, previousPool, map, pool, id, acting, m.ActingPrimary);
+                each?.Invoke(id, pool, m, acting, past);
+            }
+        }
+        foreach (var id in _history.Keys.Where(k => !map.Pools.TryGetValue(k.Pool, out var pl) || k.Seed >= (uint)pl.PgNum).ToList())
+        {
+            _history.Remove(id);
+        }
+        if (previous is null || map.Epoch > previous.Epoch)
+        {
+            _previousMap = map;
+        }
+    }
+
+    /// <summary>
     /// A PG's past intervals brought to <paramref name="map"/>. First seen: known from the pool's creation when this
     /// map creates the pool (or follows one without it), else from this epoch only.
     /// </summary>
@@ -143,11 +189,21 @@ public sealed partial class OsdService : IPgHost, IAsyncDisposable
         else
         {
             var created = pool.CreatedEpoch >= map.Epoch || (previous is not null && previous.Epoch + 1 == map.Epoch && previousPool is null);
-            past = PastIntervals.Start(created ? Math.Min(pool.CreatedEpoch, map.Epoch) : map.Epoch, map.Epoch, acting, primary, startKnown: created);
+            past = PastIntervals.Start(created ? Math.Min(pool.CreatedEpoch, map.Epoch) : map.Epoch, map.Epoch, acting, primary, startKnown: created,
+                PastIntervals.UpFromOf(map, acting));
         }
         _history[id] = past;
         return past;
     }
+
+    private int _intervalsTaken;
+
+    /// <summary>How many times a PG here took its primary's epoch for an interval it had recorded at another epoch
+    /// (PlacementGroup.AdoptPrimaryInterval): each time, what the PG did in the interval it had was ended. OSDs that
+    /// saw the same maps name intervals alike, so this stays 0 unless one of them missed epochs.</summary>
+    public int IntervalsTaken => Volatile.Read(ref _intervalsTaken);
+
+    void IPgHost.IntervalTaken() => Interlocked.Increment(ref _intervalsTaken);
 
     /// <summary>The past intervals this OSD knows of a PG it does not host (null: none).</summary>
     public PastIntervals? KnownHistory(PgId id)
@@ -336,18 +392,6 @@ public sealed partial class OsdService : IPgHost, IAsyncDisposable
             return Refuse(OsdResult.TryAgain, $"osd.{Self} is not the primary of {req.Pg} at epoch {map.Epoch}");
         }
         return await pg.ExecuteAsync(req, new ReqId(entity, req.ClientNonce, req.Tid), session, ct);
-    }
-
-    /// <summary>The epoch from which each member of an acting set is up (0 for a hole): a member that restarted has
-    /// a new one, which starts a new interval even when the acting set is the same (its PGs must peer again).</summary>
-    private static uint[] UpFromOf(OsdMap map, int[] acting)
-    {
-        var upFrom = new uint[acting.Length];
-        for (var k = 0; k < acting.Length; k++)
-        {
-            upFrom[k] = acting[k] >= 0 && map.FindOsd(acting[k]) is { } o ? o.UpFrom : 0;
-        }
-        return upFrom;
     }
 
     private static string Describe(Access a) =>

@@ -39,4 +39,8 @@ public interface IPgHost
 
     /// <summary>The PG activated at <paramref name="lastEpochStarted"/>: the OSD forgets its intervals before that.</summary>
     void TrimHistory(Maps.PgId pg, uint lastEpochStarted);
+
+    /// <summary>A PG here took its primary's epoch for the interval (it had recorded another): counted, since it ends
+    /// what the PG was doing in the interval it had.</summary>
+    void IntervalTaken();
 }

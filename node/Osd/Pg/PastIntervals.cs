@@ -61,7 +61,11 @@ public sealed record PastInterval(uint First, uint Last, int[] Acting, int Prima
 
 /// <summary>
 /// What a PG knows of its own past (Ceph's past_intervals with pg_history_t's bounds): the finished intervals from
-/// <see cref="KnownFrom"/> on, contiguous up to the current interval (which starts at <see cref="CurrentSince"/>).
+/// <see cref="KnownFrom"/> on, contiguous up to the current interval (which starts at <see cref="CurrentSince"/>). An
+/// interval ends when the acting set or the primary changes, or when a member of the acting set restarted (its
+/// up_from changed: it knows nothing of the interval it left), as the PG's own interval does (PlacementGroup.OnMap);
+/// <see cref="CurrentSince"/> is therefore the epoch that names the PG's current interval on every OSD that saw the
+/// maps in order, whichever map it first hosted the PG at.
 /// Epochs before <see cref="KnownFrom"/> are unknown here; <see cref="KnownFrom"/> at or below the pool's creation
 /// epoch means the whole history is known. Immutable: a new interval is a new value. Kept with the PG (its meta omap
 /// key <c>past_intervals</c>) and sent with every answer to a peering query, so the primary merges what every member
@@ -75,17 +79,39 @@ public sealed record PastIntervals(uint KnownFrom, uint CurrentSince, int[] Curr
     /// it; one after a gap starts over (intervals in the gap are unknown).</summary>
     public uint Through { get; init; } = CurrentSince;
 
-    private const byte EncodingVersion = 1;
+    /// <summary>The up_from of each member of <see cref="CurrentActing"/> (0 for a hole) when the current interval
+    /// began; null when unknown (kept by an older version), and then only a change of the acting set or primary ends it.</summary>
+    public uint[]? CurrentUpFrom { get; init; }
+
+    // Version 2 adds CurrentUpFrom after the intervals; a version 1 reader skips it.
+    private const byte EncodingVersion = 2;
     public const int MaxIntervals = 200;
 
     /// <summary>Nothing known before <paramref name="since"/>, where an interval with this acting set starts (or was
     /// first seen, when <paramref name="startKnown"/> is false).</summary>
-    public static PastIntervals Start(uint knownFrom, uint since, int[] acting, int primary, bool startKnown) =>
-        new(knownFrom, since, acting, primary, startKnown, []) { Through = since };
+    public static PastIntervals Start(uint knownFrom, uint since, int[] acting, int primary, bool startKnown, uint[]? upFrom = null) =>
+        new(knownFrom, since, acting, primary, startKnown, []) { Through = since, CurrentUpFrom = upFrom };
+
+    /// <summary>The epoch from which each member of <paramref name="acting"/> is up in <paramref name="map"/> (0 for a
+    /// hole or an OSD the map does not have).</summary>
+    public static uint[] UpFromOf(OsdMap map, IReadOnlyList<int> acting)
+    {
+        var upFrom = new uint[acting.Count];
+        for (var k = 0; k < acting.Count; k++)
+        {
+            upFrom[k] = acting[k] >= 0 && map.FindOsd(acting[k]) is { } o ? o.UpFrom : 0;
+        }
+        return upFrom;
+    }
+
+    /// <summary>Whether the current interval is the one of <paramref name="acting"/>, <paramref name="primary"/> and
+    /// members up from <paramref name="upFrom"/>.</summary>
+    public bool IsCurrent(int[] acting, int primary, uint[] upFrom) =>
+        CurrentPrimary == primary && CurrentActing.AsSpan().SequenceEqual(acting) && (CurrentUpFrom is null || CurrentUpFrom.AsSpan().SequenceEqual(upFrom));
 
     /// <summary>
-    /// This knowledge brought to <paramref name="map"/>: unchanged when the PG's acting set and primary are, a new
-    /// interval when they changed, or — when epochs were skipped since <see cref="Through"/> — started over from
+    /// This knowledge brought to <paramref name="map"/>: unchanged when the PG's acting set, primary and the members'
+    /// up_from are, a new interval when one of them changed, or — when epochs were skipped since <see cref="Through"/> — started over from
     /// <paramref name="map"/> with nothing known before it (an interval could have come and gone in the gap).
     /// </summary>
     public PastIntervals Advance(OsdMap? previous, OsdMap map, int minSize, int[] acting, int primary)
@@ -94,21 +120,22 @@ public sealed record PastIntervals(uint KnownFrom, uint CurrentSince, int[] Curr
         {
             return this;
         }
+        var upFrom = UpFromOf(map, acting);
         if (map.Epoch != Through + 1)
         {
-            return Start(map.Epoch, map.Epoch, acting, primary, startKnown: false);
+            return Start(map.Epoch, map.Epoch, acting, primary, startKnown: false, upFrom);
         }
-        if (CurrentPrimary == primary && CurrentActing.AsSpan().SequenceEqual(acting))
+        if (IsCurrent(acting, primary, upFrom))
         {
-            return this with { Through = map.Epoch };
+            return this with { Through = map.Epoch, CurrentUpFrom = upFrom };
         }
-        return Next(previous?.Epoch == Through ? previous : null, minSize, map.Epoch, acting, primary);
+        return Next(previous?.Epoch == Through ? previous : null, minSize, map.Epoch, acting, primary, upFrom);
     }
 
     /// <summary>The current interval ended with <paramref name="lastMap"/> (epoch <paramref name="newSince"/> - 1; null
     /// when this OSD does not hold that map, and then the interval is judged by its size alone); a new one starts at
     /// <paramref name="newSince"/>.</summary>
-    public PastIntervals Next(OsdMap? lastMap, int minSize, uint newSince, int[] acting, int primary)
+    public PastIntervals Next(OsdMap? lastMap, int minSize, uint newSince, int[] acting, int primary, uint[]? upFrom = null)
     {
         var ended = new PastInterval(CurrentSince, newSince - 1, CurrentActing, CurrentPrimary,
             PastInterval.WentRw(lastMap, CurrentSince, CurrentStartKnown, CurrentActing, CurrentPrimary, minSize));
@@ -121,7 +148,7 @@ public sealed record PastIntervals(uint KnownFrom, uint CurrentSince, int[] Curr
             knownFrom = list[0].Last + 1;
             list.RemoveAt(0);
         }
-        return new PastIntervals(knownFrom, newSince, acting, primary, true, list) { Through = newSince };
+        return new PastIntervals(knownFrom, newSince, acting, primary, true, list) { Through = newSince, CurrentUpFrom = upFrom };
     }
 
     /// <summary>Drops the intervals that ended before <paramref name="lastEpochStarted"/>: a PG activated at that epoch
@@ -154,6 +181,15 @@ public sealed record PastIntervals(uint KnownFrom, uint CurrentSince, int[] Curr
         {
             i.Encode(w);
         }
+        w.WriteBool(CurrentUpFrom is not null);
+        if (CurrentUpFrom is not null)
+        {
+            w.WriteU32((uint)CurrentUpFrom.Length);
+            foreach (var u in CurrentUpFrom)
+            {
+                w.WriteU32(u);
+            }
+        }
         w.EndStruct(m);
     }
 
@@ -175,8 +211,21 @@ public sealed record PastIntervals(uint KnownFrom, uint CurrentSince, int[] Curr
         {
             list[i] = PastInterval.Decode(ref r);
         }
+        uint[]? upFrom = null;
+        if (s.Version >= 2 && r.ReadBool())
+        {
+            upFrom = new uint[Limits.ReadCount(ref r, 4, "acting set up_from")];
+            for (var i = 0; i < upFrom.Length; i++)
+            {
+                upFrom[i] = r.ReadU32();
+            }
+            if (upFrom.Length != acting.Length)
+            {
+                throw new WireFormatException($"past intervals: {upFrom.Length} up_from values for an acting set of {acting.Length}");
+            }
+        }
         r.EndStruct(s);
-        return new PastIntervals(knownFrom, since, acting, primary, startKnown, list) { Through = through };
+        return new PastIntervals(knownFrom, since, acting, primary, startKnown, list) { Through = through, CurrentUpFrom = upFrom };
     }
 
     public byte[] ToBytes()

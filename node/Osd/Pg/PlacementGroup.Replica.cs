@@ -35,9 +35,10 @@ public sealed partial class PlacementGroup
             {
                 return false;
             }
-            _interval = new PgInterval(since, old.Acting, from, old.UpFrom);
+            _interval = new PgInterval(since, old.Acting, from, old.UpFrom, old.HistorySince);
         }
         old.End();
+        _host.IntervalTaken();
         Logger.LogInformation("{Pg}: takes interval {Since} from its primary osd.{Primary} (it had recorded {Had}: it saw the acting set first at another epoch)", Id, since, from, old.Since);
         return true;
     }

@@ -142,6 +142,30 @@ public sealed class PeeringDecisionTests
     }
 
     [Fact]
+    public void A_member_that_restarted_ends_the_interval_though_the_acting_set_and_primary_stay()
+    {
+        var m10 = TestMaps.WithOsds((0, 1, 10), (1, 1, 0)).At(10);
+        var past = PastIntervals.Start(5, 8, [0, 1], 0, startKnown: true, PastIntervals.UpFromOf(m10, [0, 1])) with { Through = 10 };
+        Assert.Equal([1u, 1u], past.CurrentUpFrom!);
+        // osd.1 restarted: up from epoch 11, in the same acting set under the same primary. It knows nothing of the
+        // interval it left, so the PG's interval ends here in the past intervals as it does on the PG (OnMap).
+        var m11 = TestMaps.WithOsds((0, 1, 10), (1, 11, 0)).At(11);
+        var next = past.Advance(m10, m11, 2, [0, 1], 0);
+        var ended = Assert.Single(next.Intervals);
+        Assert.Equal((8u, 10u), (ended.First, ended.Last));
+        Assert.True(ended.MaybeWentRw);
+        Assert.Equal(11u, next.CurrentSince);
+        Assert.Equal([1u, 11u], next.CurrentUpFrom!);
+        Assert.False(next.IsCurrent([0, 1], 0, [1, 1]));
+        // The next map with the same members up from the same epochs: the same interval.
+        var same = next.Advance(m11, m11.At(12), 2, [0, 1], 0);
+        Assert.Single(same.Intervals);
+        Assert.Equal((11u, 12u), (same.CurrentSince, same.Through));
+        // Kept through an encoding.
+        Assert.Equal([1u, 11u], PastIntervals.FromBytes(same.ToBytes()).CurrentUpFrom!);
+    }
+
+    [Fact]
     public void Past_intervals_round_trip_and_merge_on_the_safe_side()
     {
         var a = new PastIntervals(5, 30, [2, 3], 2, true, [new(10, 20, [0, 1], 0, false), new(21, 29, [1, 2], 1, true)]) { Through = 31 };
