@@ -39,6 +39,10 @@ internal sealed class InProcessCluster : IAsyncDisposable
 
     public OsdMap Map => _state.Osd;
 
+    /// <summary>Requests (from, to, type, payload) for which this returns true are never delivered: the sender waits out
+    /// its timeout, as with a peer that stopped answering.</summary>
+    public Func<int, int, ushort, ReadOnlyMemory<byte>, bool>? Withhold { get; set; }
+
     public OsdService Osd(int id) => _osds[id];
 
     public IEnumerable<OsdService> Running => _osds.Values;
@@ -286,6 +290,12 @@ internal sealed class InProcessCluster : IAsyncDisposable
             if (!cluster._osds.TryGetValue(osd, out var target))
             {
                 throw new PeerUnavailableException(osd, $"osd.{osd} is down");
+            }
+            if (cluster.Withhold?.Invoke(self, osd, type, payload) == true)
+            {
+                // Never delivered: the sender waits out its timeout (or gives up sooner).
+                await Task.Delay(timeout, ct);
+                throw new TimeoutException($"osd.{osd} did not answer message {type} (withheld by the test)");
             }
             var answer = await target.HandlePeerAsync(self, type, payload.ToArray(), (_, _) => ValueTask.CompletedTask).WaitAsync(timeout, ct);
             return answer?.Payload ?? throw new PeerUnavailableException(osd, $"osd.{osd} gave no answer to message {type}");

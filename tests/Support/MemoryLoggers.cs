@@ -31,6 +31,8 @@ internal sealed class MemoryLoggers(string prefix) : ILoggerFactory
     {
     }
 
+    private static readonly object FileLock = new();
+
     private static readonly string? LogFile = Environment.GetEnvironmentVariable("APPLIANCE_TEST_LOG") switch
     {
         null or "" or "0" => null,
@@ -53,7 +55,8 @@ internal sealed class MemoryLoggers(string prefix) : ILoggerFactory
             }
             if (LogFile is { } path)
             {
-                lock (owner._lines)
+                // One lock for every daemon's loggers: two appends to the file at once would lose lines or throw.
+                lock (FileLock)
                 {
                     File.AppendAllText(path, line + "\n");
                 }

@@ -543,6 +543,14 @@ public sealed partial class PlacementGroup
             }
             return;
         }
+        if (!note.Exists && Log.Head == Eversion.Zero)
+        {
+            // A PG that never took a write (being created): nothing to copy, and the activation creates the member's
+            // copy. Marking it mid-backfill first would leave it so for good if this interval ended before the
+            // activation (an OSD marked down while a pool is created), and a PG whose every holder is mid-backfill is
+            // incomplete: it would wait for a history that never existed.
+            return;
+        }
         if (Log.Head > Eversion.Zero)
         {
             Logger.LogInformation("{Pg}: backfilling osd.{Osd} (its log does not overlap ours, or it has no copy)", Id, m);
