@@ -116,6 +116,20 @@ public static class CrushLayout
 
     public static string OsdName(int osd) => $"osd.{osd}";
 
+    /// <summary>Takes osd.<paramref name="osd"/> out of every bucket and the device list (a host left empty stays).</summary>
+    public static CrushMap RemoveOsd(CrushMap map, int osd)
+    {
+        ArgumentNullException.ThrowIfNull(map);
+        var def = map.ToDefinition();
+        var name = OsdName(osd);
+        def.Devices.RemoveAll(d => d.Id == osd);
+        foreach (var b in def.Buckets)
+        {
+            b.Items.RemoveAll(i => i.Name == name);
+        }
+        return Compile(def);
+    }
+
     private static CrushMap Compile(CrushMapDefinition def)
     {
         // Bucket-to-bucket weights are the children's totals: leave them unwritten so the compiler sums them again.

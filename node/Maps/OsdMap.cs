@@ -178,7 +178,7 @@ public sealed record PoolInfo(
 /// </summary>
 public sealed class OsdMap
 {
-    private const byte Version = 2;
+    private const byte Version = 3;
 
     /// <summary>A hole in an erasure-coded PG's set (no OSD for that shard): CRUSH's ITEM_NONE.</summary>
     public const int NoOsd = CrushMapper.ItemNone;
@@ -190,8 +190,9 @@ public sealed class OsdMap
     public OsdMap(uint epoch, Guid fsid, long modifiedMs, ImmutableSortedDictionary<int, OsdInfo> osds, ImmutableSortedDictionary<int, PoolInfo> pools,
         int poolMax, string failureDomain, string crushText, CrushMap? crush = null,
         ImmutableSortedDictionary<PgId, ImmutableArray<int>>? pgTemp = null, ImmutableSortedDictionary<PgId, int>? primaryTemp = null,
-        ImmutableSortedDictionary<string, long>? blocklist = null)
+        ImmutableSortedDictionary<string, long>? blocklist = null, OsdMapFlags flags = OsdMapFlags.None)
     {
+        Flags = flags;
         Epoch = epoch;
         Fsid = fsid;
         ModifiedMs = modifiedMs;
@@ -209,6 +210,8 @@ public sealed class OsdMap
     }
 
     public uint Epoch { get; }
+    /// <summary>Cluster-wide flags an administrator sets (<see cref="OsdMapFlags.NoOut"/>).</summary>
+    public OsdMapFlags Flags { get; }
     public Guid Fsid { get; }
     /// <summary>When this epoch was made, Unix milliseconds.</summary>
     public long ModifiedMs { get; }
@@ -408,7 +411,8 @@ public sealed class OsdMap
             blocklist[instance] = expires;
         }
         return new OsdMap(inc.Epoch, Fsid, inc.ModifiedMs, osds.ToImmutable(), pools.ToImmutable(), inc.NewPoolMax ?? PoolMax, FailureDomain,
-            inc.NewCrushText ?? CrushText, inc.NewCrushText is null ? Crush : null, pgTemp.ToImmutable(), primaryTemp.ToImmutable(), blocklist.ToImmutable());
+            inc.NewCrushText ?? CrushText, inc.NewCrushText is null ? Crush : null, pgTemp.ToImmutable(), primaryTemp.ToImmutable(), blocklist.ToImmutable(),
+            inc.NewFlags ?? Flags);
     }
 
     public void Encode(WireWriter w)
@@ -448,6 +452,7 @@ public sealed class OsdMap
             w.WriteString(instance);
             w.WriteI64(expires);
         }
+        w.WriteU32((uint)Flags);
         w.EndStruct(m);
     }
 
@@ -513,11 +518,12 @@ public sealed class OsdMap
                 }
             }
         }
+        var flags = s.Version >= 3 ? (OsdMapFlags)r.ReadU32() : OsdMapFlags.None;
         r.EndStruct(s);
         try
         {
             return new OsdMap(epoch, fsid, modified, osds.ToImmutable(), pools.ToImmutable(), poolMax, failureDomain, crushText, null,
-                pgTemp.ToImmutable(), primaryTemp.ToImmutable(), blocklist.ToImmutable());
+                pgTemp.ToImmutable(), primaryTemp.ToImmutable(), blocklist.ToImmutable(), flags);
         }
         catch (CrushMapException e)
         {
@@ -536,6 +542,16 @@ public sealed class OsdMap
     }
 }
 
+/// <summary>Cluster-wide flags of the osdmap (Ceph's CEPH_OSDMAP_*), set and cleared by `osd set|unset`.</summary>
+[Flags]
+public enum OsdMapFlags : uint
+{
+    None = 0,
+    /// <summary>Down OSDs are not marked out (maintenance): their PGs stay where they are, degraded, instead of
+    /// moving.</summary>
+    NoOut = 1,
+}
+
 /// <summary>Where a PG lives in one epoch (see <see cref="OsdMap.MapPg"/>): the up set from CRUSH and the OSDs that
 /// are up, the acting set that serves it (the up set unless peering asked for a pg_temp), and each one's primary (-1
 /// when none).</summary>
@@ -552,7 +568,10 @@ public sealed record OsdMapIncrement(
     IReadOnlyDictionary<PgId, IReadOnlyList<int>>? NewPgTemp = null, IReadOnlyDictionary<PgId, int>? NewPrimaryTemp = null,
     IReadOnlyDictionary<string, long>? BlocklistAdds = null, IReadOnlyList<string>? BlocklistRemovals = null)
 {
-    private const byte Version = 2;
+    private const byte Version = 3;
+
+    /// <summary>The cluster flags from this epoch on (null: unchanged).</summary>
+    public OsdMapFlags? NewFlags { get; init; }
 
     public IReadOnlyDictionary<PgId, IReadOnlyList<int>> NewPgTemp { get; init; } = NewPgTemp ?? new Dictionary<PgId, IReadOnlyList<int>>();
     public IReadOnlyDictionary<PgId, int> NewPrimaryTemp { get; init; } = NewPrimaryTemp ?? new Dictionary<PgId, int>();
@@ -606,6 +625,8 @@ public sealed record OsdMapIncrement(
             w.WriteI64(expires);
         }
         MapCodec.WriteStringList(w, BlocklistRemovals);
+        w.WriteBool(NewFlags is not null);
+        w.WriteU32((uint)(NewFlags ?? OsdMapFlags.None));
         w.EndStruct(m);
     }
 
@@ -665,7 +686,14 @@ public sealed record OsdMapIncrement(
             }
             removals = MapCodec.ReadStringList(ref r, "osdmap increment blocklist removals");
         }
+        OsdMapFlags? flags = null;
+        if (s.Version >= 3)
+        {
+            var has = r.ReadBool();
+            var value = (OsdMapFlags)r.ReadU32();
+            flags = has ? value : null;
+        }
         r.EndStruct(s);
-        return new OsdMapIncrement(epoch, modified, osds, osdRemovals, pools, poolRemovals, poolMax, crush, pgTemp, primaryTemp, adds, removals);
+        return new OsdMapIncrement(epoch, modified, osds, osdRemovals, pools, poolRemovals, poolMax, crush, pgTemp, primaryTemp, adds, removals) { NewFlags = flags };
     }
 }

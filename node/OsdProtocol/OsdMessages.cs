@@ -20,6 +20,9 @@ public static class OsdMessageType
     public const ushort Push = 534;
     public const ushort PushReply = 535;
     public const ushort PullRequest = 536;
+    /// <summary>A stray asks a PG's primary whether the PG is active+clean without it (answered with a PeerResult).</summary>
+    public const ushort PgCleanQuery = 537;
+    public const ushort PgCleanReply = 538;
 }
 
 /// <summary>

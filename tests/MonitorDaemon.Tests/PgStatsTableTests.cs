@@ -86,4 +86,23 @@ public sealed class PgStatsTableTests
         table.Record(new PgStatsReport(1, 5, 0, 0, [Stat(pool, 1, 1, 1, 5) with { State = "peering" }]), map, 1);
         Assert.Equal("pgs     2 PGs: 1 active+clean, 1 peering", table.StateSummary(map));
     }
+
+    [Fact]
+    public void A_pg_whose_reporting_primary_is_down_or_silent_is_stale()
+    {
+        var (map, pool) = MapWithPool(0);
+        var table = new PgStatsTable();
+        table.Record(new PgStatsReport(0, 5, 0, 0, [Stat(pool, 0, 1, 0, 5) with { Detail = "waiting for: osd.3\n" }]), map, 1_000);
+        table.Record(new PgStatsReport(1, 5, 0, 0, [Stat(pool, 1, 1, 1, 5)]), map, 5_000);
+        Assert.Equal(["active+clean", "active+clean"], table.Dump(map, 6_000).Select(s => s.State));
+        // osd.0's report is older than the threshold: stale; osd.1's is fresh.
+        Assert.Equal(["stale+active+clean", "active+clean"], table.Dump(map, 1_000 + PgStatsTable.StaleAfterMs + 1).Select(s => s.State));
+        // osd.1 is marked down: its PG is stale at once.
+        var down = map.Apply(new OsdMapIncrement(map.Epoch + 1, 0, [map.FindOsd(1)! with { Up = false }], [], [], [], null, null));
+        Assert.Equal(["active+clean", "stale+active+clean"], table.Dump(down, 6_000).Select(s => s.State));
+        Assert.Equal("pgs     2 PGs: 1 active+clean, 1 stale+active+clean", table.StateSummary(down, 6_000));
+        // pg query's detail travels with the dump.
+        var dump = PgStat.DecodeDump(PgStat.EncodeDump(table.Dump(down, 6_000)));
+        Assert.Equal("waiting for: osd.3\n", dump[0].Detail);
+    }
 }

@@ -27,6 +27,8 @@ internal sealed class InProcessCluster : IAsyncDisposable
     private OsdLiveness _liveness;
     private readonly DateTimeOffset _now = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
     private long _tid;
+    // Maps change from the test and from PGs asking for up_thru at once: one at a time, published in order.
+    private readonly object _gate = new();
 
     public InProcessCluster()
     {
@@ -37,6 +39,10 @@ internal sealed class InProcessCluster : IAsyncDisposable
 
     public OsdMap Map => _state.Osd;
 
+    /// <summary>Requests (from, to, type, payload) for which this returns true are never delivered: the sender waits out
+    /// its timeout, as with a peer that stopped answering.</summary>
+    public Func<int, int, ushort, ReadOnlyMemory<byte>, bool>? Withhold { get; set; }
+
     public OsdService Osd(int id) => _osds[id];
 
     public IEnumerable<OsdService> Running => _osds.Values;
@@ -44,19 +50,54 @@ internal sealed class InProcessCluster : IAsyncDisposable
     /// <summary>Runs a monitor command the way the leader would and gives the new map to every OSD.</summary>
     public void Command(MonCommand c)
     {
-        Must(c);
-        Publish();
+        lock (_gate)
+        {
+            Must(c);
+            Publish();
+        }
     }
 
     private void Must(MonCommand c)
     {
-        var o = MonOperations.Execute(_state, _liveness, c, "client.admin", _now);
+        var o = Try(c);
         Assert.True(o.Ok, $"{c.Describe()}: {o.Error}");
-        _liveness = o.Liveness;
-        if (o.Increment is not null)
+    }
+
+    private MonOutcome Try(MonCommand c)
+    {
+        lock (_gate)
         {
-            _state = _state.Apply(o.Increment);
+            var o = MonOperations.Execute(_state, _liveness, c, "client.admin", _now);
+            _liveness = o.Liveness;
+            if (o.Ok && o.Increment is not null)
+            {
+                _state = _state.Apply(o.Increment);
+            }
+            return o;
         }
+    }
+
+    /// <summary>Runs a command as the leader would, without asserting it was accepted (its outcome is returned).</summary>
+    public MonOutcome TryCommand(MonCommand c)
+    {
+        var o = Try(c);
+        Publish();
+        return o;
+    }
+
+    /// <summary>A PG's primary asks for up_thru (OsdAlive), as the daemon does through the monitors.</summary>
+    private Task AliveAsync(int id, uint want)
+    {
+        lock (_gate)
+        {
+            if (Map.FindOsd(id) is not { Up: true } me || me.UpThru >= want)
+            {
+                return Task.CompletedTask;
+            }
+            Try(new OsdAlive(id, Math.Max(want, Map.Epoch)));
+            Publish();
+        }
+        return Task.CompletedTask;
     }
 
     /// <summary>Starts OSDs 0..n-1 (each a fresh store) and creates a replicated pool.</summary>
@@ -83,9 +124,13 @@ internal sealed class InProcessCluster : IAsyncDisposable
         }
         var store = await ObjectStore.MountAsync(_devices[id]);
         var osd = new OsdService(id, store, new Peers(this, id), new ObjectClassRegistry(), TimeProvider.System, NullLogger.Instance);
+        osd.RequestUpThruAsync = (want, _) => Task.Run(() => AliveAsync(id, want));
         osd.LoadExistingPgs();
-        _osds[id] = osd;
-        osd.ApplyMap(Map);
+        lock (_gate)
+        {
+            _osds[id] = osd;
+            osd.ApplyMap(Map);
+        }
     }
 
     /// <summary>Stops an OSD as a crash would (its store's unflushed writes are kept: a process death, not a power
@@ -102,32 +147,41 @@ internal sealed class InProcessCluster : IAsyncDisposable
     /// <summary>Marks OSDs down or up in a new map and gives it to every running OSD.</summary>
     public void SetUp(int id, bool up)
     {
-        var info = Map.Osds[id] with { Up = up };
-        var m = Map;
-        var next = new OsdMap(m.Epoch + 1, m.Fsid, m.ModifiedMs, m.Osds.SetItem(id, info), m.Pools, m.PoolMax, m.FailureDomain, m.CrushText, m.Crush);
-        _state = new ClusterState(_state.Mon, next, _state.Auth, _state.Config, _state.Audit);
-        Publish();
+        lock (_gate)
+        {
+            var m = Map;
+            var info = m.Osds[id] with { Up = up, UpFrom = up && !m.Osds[id].Up ? m.Epoch + 1 : m.Osds[id].UpFrom };
+            var next = new OsdMap(m.Epoch + 1, m.Fsid, m.ModifiedMs, m.Osds.SetItem(id, info), m.Pools, m.PoolMax, m.FailureDomain, m.CrushText, m.Crush);
+            _state = new ClusterState(_state.Mon, next, _state.Auth, _state.Config, _state.Audit);
+            Publish();
+        }
     }
 
     /// <summary>Runs a monitor command and gives the new map to every OSD but <paramref name="skipped"/>, which jumps
     /// over that epoch when the next one is published (as an OSD does whose first map comes after a change).</summary>
     public void CommandWithheldFrom(MonCommand c, int skipped)
     {
-        Must(c);
-        foreach (var (id, osd) in _osds)
+        lock (_gate)
         {
-            if (id != skipped)
+            Must(c);
+            foreach (var (id, osd) in _osds)
             {
-                osd.ApplyMap(Map);
+                if (id != skipped)
+                {
+                    osd.ApplyMap(Map);
+                }
             }
         }
     }
 
     public void Publish()
     {
-        foreach (var osd in _osds.Values)
+        lock (_gate)
         {
-            osd.ApplyMap(Map);
+            foreach (var osd in _osds.Values)
+            {
+                osd.ApplyMap(Map);
+            }
         }
     }
 
@@ -236,6 +290,12 @@ internal sealed class InProcessCluster : IAsyncDisposable
             if (!cluster._osds.TryGetValue(osd, out var target))
             {
                 throw new PeerUnavailableException(osd, $"osd.{osd} is down");
+            }
+            if (cluster.Withhold?.Invoke(self, osd, type, payload) == true)
+            {
+                // Never delivered: the sender waits out its timeout (or gives up sooner).
+                await Task.Delay(timeout, ct);
+                throw new TimeoutException($"osd.{osd} did not answer message {type} (withheld by the test)");
             }
             var answer = await target.HandlePeerAsync(self, type, payload.ToArray(), (_, _) => ValueTask.CompletedTask).WaitAsync(timeout, ct);
             return answer?.Payload ?? throw new PeerUnavailableException(osd, $"osd.{osd} gave no answer to message {type}");

@@ -2,7 +2,9 @@ using Microsoft.Extensions.Logging;
 
 namespace Appliance.Tests.Support;
 
-/// <summary>Loggers that keep every line in memory (printed when a test fails, or always with APPLIANCE_TEST_LOG=1).</summary>
+/// <summary>Loggers that keep every line in memory (printed when a test fails); APPLIANCE_TEST_LOG=1 also appends every
+/// line to /tmp/appliance-test.log, and APPLIANCE_TEST_LOG=/some/file.log to that file (two runs at once each name
+/// their own).</summary>
 internal sealed class MemoryLoggers(string prefix) : ILoggerFactory
 {
     private readonly string _prefix = prefix;
@@ -29,6 +31,15 @@ internal sealed class MemoryLoggers(string prefix) : ILoggerFactory
     {
     }
 
+    private static readonly object FileLock = new();
+
+    private static readonly string? LogFile = Environment.GetEnvironmentVariable("APPLIANCE_TEST_LOG") switch
+    {
+        null or "" or "0" => null,
+        "1" => "/tmp/appliance-test.log",
+        var path => path,
+    };
+
     private sealed class Logger(MemoryLoggers owner, string category) : ILogger
     {
         public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
@@ -42,11 +53,12 @@ internal sealed class MemoryLoggers(string prefix) : ILoggerFactory
             {
                 owner._lines.Add(line);
             }
-            if (Environment.GetEnvironmentVariable("APPLIANCE_TEST_LOG") == "1")
+            if (LogFile is { } path)
             {
-                lock (owner._lines)
+                // One lock for every daemon's loggers: two appends to the file at once would lose lines or throw.
+                lock (FileLock)
                 {
-                    File.AppendAllText("/tmp/appliance-test.log", line + "\n");
+                    File.AppendAllText(path, line + "\n");
                 }
             }
         }

@@ -399,11 +399,83 @@ public static class MonitorCommands
         foreach (var (verb, markIn) in new[] { ("out", false), ("in", true) })
         {
             var ids = new Argument<int[]>("ids") { Description = "OSD ids (3 or osd.3).", Arity = ArgumentArity.OneOrMore, CustomParser = ParseIds };
-            var c = new Command(verb, markIn ? "Mark OSDs in: data is placed on them again." : "Mark OSDs out: their data moves elsewhere.") { ids };
-            c.SetAction((parse, ct) => RunAsync(parse, client => client.CommandAsync(markIn ? new OsdIn(parse.GetRequiredValue(ids)) : new OsdOut(parse.GetRequiredValue(ids)), ct)));
+            var dryRun = new Option<bool>("--dry-run") { Description = "Only print how many PGs and bytes the change would move." };
+            var c = new Command(verb, (markIn ? "Mark OSDs in: data is placed on them again." : "Mark OSDs out: their data moves elsewhere.")
+                + " Prints how many PGs and bytes move first.") { ids, dryRun };
+            c.SetAction((parse, ct) => RunAsync(parse, async client =>
+            {
+                var list = parse.GetRequiredValue(ids);
+                MonCommand command = markIn ? new OsdIn(list) : new OsdOut(list);
+                var estimate = await EstimateMoveAsync(client, map => PgMovement.WithInOut(map, list, markIn), ct);
+                var line = $"{command.Describe()} {estimate}\n";
+                if (parse.GetValue(dryRun))
+                {
+                    return new MonReply(MonReplyStatus.Ok, 0, line);
+                }
+                var reply = await client.CommandAsync(command, ct);
+                return reply.Status == MonReplyStatus.Ok ? reply with { Message = line + reply.Message } : reply;
+            }));
             osd.Subcommands.Add(c);
         }
+        foreach (var (verb, set) in new[] { ("set", true), ("unset", false) })
+        {
+            var flag = new Argument<string>("flag") { Description = "noout: down OSDs are not marked out (for maintenance)." };
+            var c = new Command(verb, set ? "Set a cluster flag (noout)." : "Clear a cluster flag (noout).") { flag };
+            c.SetAction((parse, ct) => RunAsync(parse, client => client.CommandAsync(new OsdSetFlag(parse.GetRequiredValue(flag), set), ct)));
+            osd.Subcommands.Add(c);
+        }
+        var rmIds = new Argument<int[]>("ids") { Description = "OSD ids (3 or osd.3).", Arity = ArgumentArity.OneOrMore, CustomParser = ParseIds };
+        var rmDryRun = new Option<bool>("--dry-run") { Description = "Only print how many PGs and bytes the removal would move." };
+        var rm = new Command("rm", "Remove OSDs from the cluster (osdmap, CRUSH, their key). Refused while one is up or in, a PG's placement names it, or any PG is not active+clean.") { rmIds, rmDryRun };
+        rm.SetAction((parse, ct) => RunAsync(parse, async client =>
+        {
+            var list = parse.GetRequiredValue(rmIds);
+            var command = new OsdRemove(list);
+            // An OSD that may be removed is out and in no placement: nothing moves, but say so (and the refusal says
+            // why when something would).
+            var estimate = await EstimateMoveAsync(client, map => PgMovement.WithInOut(map, list, markIn: false), ct);
+            var line = $"{command.Describe()} {estimate}\n";
+            if (parse.GetValue(rmDryRun))
+            {
+                return new MonReply(MonReplyStatus.Ok, 0, line);
+            }
+            var reply = await client.CommandAsync(command, ct);
+            return reply.Status == MonReplyStatus.Ok ? reply with { Message = line + reply.Message } : reply;
+        }));
+        osd.Subcommands.Add(rm);
         return osd;
+    }
+
+    /// <summary>What a change would move, from the current osdmap and the PG sizes the leader holds.</summary>
+    private static async Task<string> EstimateMoveAsync(MonClient client, Func<OsdMap, OsdMap> change, CancellationToken ct)
+    {
+        OsdMap? map = null;
+        await foreach (var m in client.WatchOsdMapAsync(null, ct))
+        {
+            map = m;
+            break;
+        }
+        if (map is null)
+        {
+            return "(the osdmap could not be read: PGs moved unknown)";
+        }
+        IReadOnlyDictionary<PgId, ulong> sizes;
+        try
+        {
+            sizes = (await client.GetPgStatsAsync(null, ct)).ToDictionary(s => s.Pg, s => s.Bytes);
+        }
+        catch (MonRequestFailedException)
+        {
+            sizes = new Dictionary<PgId, ulong>();
+        }
+        try
+        {
+            return PgMovement.Describe(PgMovement.Between(map, change(map), sizes));
+        }
+        catch (ArgumentException e)
+        {
+            return $"(PGs moved unknown: {e.Message})";
+        }
     }
 
     /// <summary>`osd blocklist add|rm|ls`: fence client instances (ENTITY:NONCE) off the OSDs.</summary>
@@ -432,6 +504,30 @@ public static class MonitorCommands
         var ls = new Command("ls", "One PG a line: its id (pool.seed in hex, as 2.1f), state, objects, bytes, acting set, primary.") { pool };
         ls.SetAction((parse, ct) => RunAsync(parse, c => c.QueryAsync(MonQuery.PgDump, parse.GetValue(pool) ?? "", ct)));
         pg.Subcommands.Add(ls);
+        var id = new Argument<string>("pgid") { Description = "The PG, as pg ls writes it (2.1f)." };
+        var query = new Command("query", "One PG as its primary last reported it: state, interval, info, past intervals, and what it waits for when it is down or incomplete.") { id };
+        query.SetAction((parse, ct) => RunAsync(parse, async c =>
+        {
+            var text = parse.GetRequiredValue(id);
+            if (!PgId.TryParse(text, out var pgId))
+            {
+                return new MonReply(MonReplyStatus.Invalid, 0, $"'{text}' is not a PG id: write the pool id, a dot and the seed in hex, as in 2.1f");
+            }
+            var reply = await c.QueryAsync(MonQuery.PgDump, "", ct);
+            if (reply.Status != MonReplyStatus.Ok)
+            {
+                return reply;
+            }
+            if (PgStat.DecodeDump(reply.Data ?? []).FirstOrDefault(s => s.Pg == pgId) is not { } stat)
+            {
+                return new MonReply(MonReplyStatus.Failed, (int)MonErrorCode.NotFound,
+                    $"pg {pgId} has no report: it does not exist, or its primary has not reported to the leading monitor yet (see `appliance pg ls`)");
+            }
+            var acting = string.Join(",", stat.Acting);
+            var head = $"pg {stat.Pg}: {stat.State}, acting [{acting}], primary osd.{stat.Primary}, reported at osdmap epoch {stat.ReportedEpoch}\n";
+            return new MonReply(MonReplyStatus.Ok, 0, head + stat.Detail);
+        }));
+        pg.Subcommands.Add(query);
         return pg;
     }
 

@@ -196,6 +196,19 @@ public sealed record OsdIn(IReadOnlyList<int> Ids) : MonCommand
     public override string Describe() => $"osd in {IdsText(Ids)}";
 }
 
+/// <summary>`osd set FLAG` / `osd unset FLAG`: a cluster flag of the osdmap (<c>noout</c>).</summary>
+public sealed record OsdSetFlag(string Flag, bool Set) : MonCommand
+{
+    public override string Describe() => $"osd {(Set ? "set" : "unset")} {Flag}";
+}
+
+/// <summary>`osd rm IDS`: OSDs leave the cluster (osdmap, CRUSH and their auth entity); refused while one is up, in,
+/// or named by a PG's placement.</summary>
+public sealed record OsdRemove(IReadOnlyList<int> Ids) : MonCommand
+{
+    public override string Describe() => $"osd rm {IdsText(Ids)}";
+}
+
 /// <summary>`auth add ENTITY caps...`; the CLI generates <see cref="Key"/> (the operation itself is pure).</summary>
 public sealed record AuthAdd(string Entity, IReadOnlyDictionary<string, string> Caps, Secret Key) : MonCommand
 {

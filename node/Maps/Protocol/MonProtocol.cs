@@ -275,6 +275,15 @@ public static class MonCommandCodec
                 w.WriteU8(5);
                 WriteIds(w, c.Ids);
                 break;
+            case OsdSetFlag c:
+                w.WriteU8(28);
+                w.WriteString(c.Flag);
+                w.WriteBool(c.Set);
+                break;
+            case OsdRemove c:
+                w.WriteU8(29);
+                WriteIds(w, c.Ids);
+                break;
             case AuthAdd c:
                 w.WriteU8(6);
                 w.WriteString(c.Entity);
@@ -443,6 +452,8 @@ public static class MonCommandCodec
             25 => new OsdCreate(MapCodec.ReadGuid(ref r), ReadSecret(ref r), ReadOptional(ref r)),
             26 => new PoolQuotaFlags(ReadPoolFlags(ref r)),
             27 => new OsdFullFlags(ReadOsdFullness(ref r)),
+            28 => new OsdSetFlag(r.ReadString(), r.ReadBool()),
+            29 => new OsdRemove(ReadIds(ref r)),
             40 => new JoinTokenCreate(r.ReadString(), ReadSecret(ref r), r.ReadI64()),
             41 => new JoinConsume(r.ReadString(), ReadSecret(ref r)),
             _ => throw new WireFormatException($"unknown monitor command tag {tag}"),

@@ -8,7 +8,13 @@ namespace Appliance.Maps.Protocol;
 /// </summary>
 public sealed record PgStat(PgId Pg, string State, ulong Objects, ulong Bytes, IReadOnlyList<int> Acting, int Primary, uint ReportedEpoch)
 {
-    private const byte Version = 1;
+    private const byte Version = 2;
+    /// <summary>Largest <see cref="Detail"/> in bytes.</summary>
+    public const int MaxDetail = 16 << 10;
+
+    /// <summary>What <c>pg query</c> prints: the primary's account of the PG (info, past intervals, what it waits
+    /// for); empty from a primary that sends none.</summary>
+    public string Detail { get; init; } = "";
 
     internal void Encode(WireWriter w)
     {
@@ -20,6 +26,7 @@ public sealed record PgStat(PgId Pg, string State, ulong Objects, ulong Bytes, I
         MapCodec.WriteIntList(w, Acting);
         w.WriteI32(Primary);
         w.WriteU32(ReportedEpoch);
+        w.WriteString(Detail);
         w.EndStruct(m);
     }
 
@@ -27,6 +34,10 @@ public sealed record PgStat(PgId Pg, string State, ulong Objects, ulong Bytes, I
     {
         var s = r.BeginStruct(Version, "pg stat");
         var stat = new PgStat(PgId.Decode(ref r), r.ReadString(256), r.ReadU64(), r.ReadU64(), MapCodec.ReadIntList(ref r, "pg stat acting"), r.ReadI32(), r.ReadU32());
+        if (s.Version >= 2)
+        {
+            stat = stat with { Detail = r.ReadString(MaxDetail) };
+        }
         r.EndStruct(s);
         return stat;
     }

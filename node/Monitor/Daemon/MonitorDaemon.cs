@@ -483,7 +483,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
             }
             pool = p.Id;
         }
-        var stats = _pgStats.Dump(pool);
+        var stats = _pgStats.Dump(map, Environment.TickCount64, pool);
         return new MonReply(MonReplyStatus.Ok, 0, PgStatsTable.FormatPgs(stats), Data: PgStat.EncodeDump(stats));
     }
 
@@ -519,9 +519,45 @@ public sealed class MonitorDaemon : IAsyncDisposable
         return who == expected ? null : $"{who} may not speak for {expected}: only {expected} itself sends its {command.Describe()}";
     }
 
+    /// <summary>
+    /// `osd rm` waits until nothing depends on the OSDs: every PG of every pool reported by its primary to this leader,
+    /// none stale, all active+clean (a PG that is still recovering or backfilling may hold its only copy of some data on
+    /// the OSD being removed). The map rules (down, out, in no PG's placement) are checked by the operation itself.
+    /// </summary>
+    private string? RemoveRefusal(OsdRemove remove)
+    {
+        var map = _machine!.State.Osd;
+        if (remove.Ids.Any(id => map.FindOsd(id) is not { Up: false, In: false }))
+        {
+            // The operation refuses it on the map's grounds (missing, up, in), with the message that says what to do.
+            return null;
+        }
+        var stats = _pgStats.Dump(map, Environment.TickCount64).ToDictionary(s => s.Pg);
+        var pending = new List<string>();
+        foreach (var pool in map.Pools.Values)
+        {
+            for (var seed = 0u; seed < (uint)pool.PgNum; seed++)
+            {
+                var pg = new PgId(pool.Id, seed);
+                var state = stats.TryGetValue(pg, out var s) ? s.State : "not reported";
+                if (state != "active+clean")
+                {
+                    pending.Add($"{pg} {state}");
+                }
+            }
+        }
+        return pending.Count == 0 ? null
+            : $"refusing {remove.Describe()}: {pending.Count} PG(s) are not active+clean yet ({string.Join(", ", pending.Take(5))}{(pending.Count > 5 ? ", ..." : "")}); they may still need data on it — wait and try again";
+    }
+
     private void Execute(string who, MonRequest request, TaskCompletionSource<MonReply> done)
     {
         var node = _node!;
+        if (request.Command is OsdRemove remove && _machine is not null && NotLeading() is null && RemoveRefusal(remove) is { } refused)
+        {
+            done.TrySetResult(new MonReply(MonReplyStatus.Failed, (int)MonErrorCode.Refused, refused));
+            return;
+        }
         if (request.Command is { } command)
         {
             var key = (request.ClientId, request.Seq);
@@ -578,7 +614,7 @@ public sealed class MonitorDaemon : IAsyncDisposable
         {
             // Answered under this leader's lease: its PG statistics are the cluster's (not replicated, see PgStatsTable).
             _pgStats.Prune(_machine!.State.Osd);
-            reply = reply with { Message = reply.Message + _pgStats.StateSummary(_machine.State.Osd) + "\n" };
+            reply = reply with { Message = reply.Message + _pgStats.StateSummary(_machine.State.Osd, Environment.TickCount64) + "\n" };
         }
         done.TrySetResult(reply);
     }

@@ -187,7 +187,8 @@ public sealed class MonitorStateMachine : IStateMachine
                         b.AppendLine(CultureInfo.InvariantCulture, $"        {c.Severity.ToString().ToUpperInvariant()}: {c.Message}");
                     }
                     b.AppendLine(CultureInfo.InvariantCulture, $"mon     {h.Monitors} monitors: {string.Join(", ", s.Mon.Monitors.Select(m => $"{m.Name}@{m.Address}"))}");
-                    b.AppendLine(CultureInfo.InvariantCulture, $"osd     epoch {h.OsdEpoch}: {h.Osds} OSDs, {h.OsdsUp} up, {h.OsdsIn} in");
+                    var flags = (s.Osd.Flags & OsdMapFlags.NoOut) != 0 ? "; flags noout" : "";
+                    b.AppendLine(CultureInfo.InvariantCulture, $"osd     epoch {h.OsdEpoch}: {h.Osds} OSDs, {h.OsdsUp} up, {h.OsdsIn} in{flags}");
                     b.AppendLine(CultureInfo.InvariantCulture, $"pools   {h.Pools} pools, {h.PgsTotal} PGs");
                     return Ok(b);
                 }

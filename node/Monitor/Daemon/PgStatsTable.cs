@@ -66,9 +66,29 @@ public sealed class PgStatsTable
         }
     }
 
-    /// <summary>The PGs held (of pool <paramref name="poolId"/> only, when given), in id order.</summary>
+    /// <summary>The PGs held (of pool <paramref name="poolId"/> only, when given), in id order, as reported.</summary>
     public List<PgStat> Dump(int? poolId = null) =>
         [.. _pgs.Values.Select(v => v.Stat).Where(s => poolId is null || s.Pg.Pool == poolId)];
+
+    /// <summary>A report older than this (several report intervals) says nothing of the PG now.</summary>
+    public const long StaleAfterMs = 10_000;
+
+    /// <summary>
+    /// The PGs held, in id order, with <c>stale+</c> before the state of each whose report can no longer be trusted
+    /// (Ceph's stale): the OSD that reported it as its primary is down in <paramref name="map"/>, or the report is
+    /// older than <see cref="StaleAfterMs"/> at <paramref name="nowMs"/> (null: age not judged).
+    /// </summary>
+    public List<PgStat> Dump(OsdMap map, long? nowMs, int? poolId = null)
+    {
+        ArgumentNullException.ThrowIfNull(map);
+        return [.. _pgs.Values.Where(v => poolId is null || v.Stat.Pg.Pool == poolId).Select(v => Effective(v.Stat, v.AtMs, map, nowMs))];
+    }
+
+    private static PgStat Effective(PgStat stat, long atMs, OsdMap map, long? nowMs)
+    {
+        var stale = map.FindOsd(stat.Primary) is not { Up: true } || (nowMs is { } now && now - atMs > StaleAfterMs);
+        return stale && !stat.State.StartsWith("stale", StringComparison.Ordinal) ? stat with { State = "stale+" + stat.State } : stat;
+    }
 
     public DfReport Df(OsdMap map)
     {
@@ -160,11 +180,12 @@ public sealed class PgStatsTable
 
     /// <summary>The `pgs` line of `status`: how many PGs the pools have, how many are in each state (most first, as
     /// the primaries last reported them), and how many have no report yet.</summary>
-    public string StateSummary(OsdMap map)
+    public string StateSummary(OsdMap map, long? nowMs = null)
     {
         ArgumentNullException.ThrowIfNull(map);
         var total = map.Pools.Values.Sum(p => (long)p.PgNum);
-        var states = _pgs.Values.Where(v => v.Stat.Pg.ExistsIn(map)).GroupBy(v => v.Stat.State, StringComparer.Ordinal)
+        var states = _pgs.Values.Where(v => v.Stat.Pg.ExistsIn(map)).Select(v => (Stat: Effective(v.Stat, v.AtMs, map, nowMs), v.AtMs))
+            .GroupBy(v => v.Stat.State, StringComparer.Ordinal)
             .Select(g => (State: g.Key, Count: g.Count())).OrderByDescending(g => g.Count).ThenBy(g => g.State, StringComparer.Ordinal).ToList();
         var reported = states.Sum(s => (long)s.Count);
         var parts = states.Select(s => $"{s.Count.ToString(CultureInfo.InvariantCulture)} {s.State}").ToList();

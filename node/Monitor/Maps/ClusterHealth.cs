@@ -32,6 +32,11 @@ public static class ClusterHealth
         {
             checks.Add(new HealthCheck(HealthStatus.Warn, $"{down.Count} OSD(s) down: {string.Join(", ", down)}"));
         }
+        if ((osd.Flags & OsdMapFlags.NoOut) != 0)
+        {
+            checks.Add(new HealthCheck(HealthStatus.Warn,
+                "noout flag set: down OSDs are not marked out, their PGs stay degraded (`appliance osd unset noout` after the maintenance)"));
+        }
         var outOsds = booted.Where(o => !o.In).Select(o => $"osd.{o.Id}").ToList();
         if (outOsds.Count > 0)
         {

@@ -168,7 +168,8 @@ public static partial class MonOperations
     /// <summary>
     /// The leader's periodic check at <c>now</c>: an up OSD not heard from (beacon or boot) for longer than
     /// mon_osd_report_timeout is marked down; a down OSD that is in and has been down for mon_osd_down_out_interval
-    /// (0: never) is marked out (automatically, so it comes back in when it boots); stale failure reports expire.
+    /// (0: never) is marked out (automatically, so it comes back in when it boots) unless the noout flag is set (its timer
+    /// runs on: unset, it goes out at the next check if it was down that long); stale failure reports expire.
     /// </summary>
     private static Result OsdTickOp(Context ctx)
     {
@@ -185,7 +186,8 @@ public static partial class MonOperations
                 changes.Add(MarkDown(ctx, osd));
                 notes.Add($"osd.{osd.Id} down (no beacon for {(ctx.NowMs - ctx.Liveness.LastHeardMs(osd.Id)) / 1000} s)");
             }
-            else if (!osd.Up && osd.In && outAfter > 0 && osd.DownStampMs > 0 && ctx.NowMs - osd.DownStampMs >= outAfter)
+            else if (!osd.Up && osd.In && outAfter > 0 && osd.DownStampMs > 0 && ctx.NowMs - osd.DownStampMs >= outAfter
+                && (ctx.Osd.Flags & OsdMapFlags.NoOut) == 0)
             {
                 changes.Add(osd with { In = false, AutoOut = true });
                 notes.Add($"osd.{osd.Id} out (down for {(ctx.NowMs - osd.DownStampMs) / 1000} s)");
@@ -412,5 +414,80 @@ public static partial class MonOperations
         }
         return Result.Changed(new ClusterIncrement(Osd: OsdInc(ctx, osds: [.. changes.Values])),
             $"marked {word} {string.Join(", ", changes.Keys.Select(i => $"osd.{i}"))}");
+    }
+
+    /// <summary>`osd set|unset noout`.</summary>
+    private static Result OsdSetFlagOp(Context ctx, OsdSetFlag c)
+    {
+        var flag = c.Flag switch
+        {
+            "noout" => OsdMapFlags.NoOut,
+            _ => (OsdMapFlags?)null,
+        };
+        if (flag is not { } f)
+        {
+            return Result.Fail(MonErrorCode.InvalidArgument, $"unknown flag '{c.Flag}'; the flags are: noout");
+        }
+        var now = c.Set ? ctx.Osd.Flags | f : ctx.Osd.Flags & ~f;
+        if (now == ctx.Osd.Flags)
+        {
+            return Result.Unchanged($"{c.Flag} is {(c.Set ? "set" : "unset")} already");
+        }
+        return Result.Changed(new ClusterIncrement(Osd: OsdInc(ctx) with { NewFlags = now }),
+            c.Set ? $"{c.Flag} is set: down OSDs are not marked out" : $"{c.Flag} is unset");
+    }
+
+    /// <summary>
+    /// `osd rm`: each OSD leaves the osdmap, the CRUSH map and the auth database. Refused (whole) while one is up or in
+    /// (mark it out and stop it first), or while a PG's placement still names it (its up or acting set, or a pg_temp):
+    /// the data it holds may be the only copy. The leader also refuses while any PG is not active+clean (it checks the
+    /// PG statistics before proposing).
+    /// </summary>
+    private static Result OsdRemoveOp(Context ctx, OsdRemove c)
+    {
+        if (c.Ids.Count == 0)
+        {
+            return Result.Fail(MonErrorCode.InvalidArgument, "name at least one OSD to remove");
+        }
+        var ids = c.Ids.Distinct().Order().ToList();
+        foreach (var id in ids)
+        {
+            var osd = ctx.Osd.FindOsd(id);
+            if (osd is null)
+            {
+                return Result.Fail(MonErrorCode.NotFound, $"osd.{id} does not exist");
+            }
+            if (osd.Up)
+            {
+                return Result.Fail(MonErrorCode.Refused, $"osd.{id} is up; stop it first (and mark it out so its data moves: `appliance osd out {id}`)");
+            }
+            if (osd.In)
+            {
+                return Result.Fail(MonErrorCode.Refused, $"osd.{id} is in; mark it out first (`appliance osd out {id}`) and wait until its PGs are active+clean elsewhere");
+            }
+        }
+        var named = new HashSet<int>(ids);
+        foreach (var pool in ctx.Osd.Pools.Values)
+        {
+            for (var seed = 0u; seed < (uint)pool.PgNum; seed++)
+            {
+                var pg = new PgId(pool.Id, seed);
+                var m = ctx.Osd.MapPg(pg);
+                var temp = ctx.Osd.PgTemp.TryGetValue(pg, out var t) ? t : [];
+                if (m.Up.Concat(m.Acting).Concat(temp).FirstOrDefault(named.Contains, -1) is var hit && hit >= 0)
+                {
+                    return Result.Fail(MonErrorCode.Refused, $"osd.{hit} is still in the placement of pg {pg}; wait until it has moved");
+                }
+            }
+        }
+        var crush = ctx.Osd.Crush;
+        foreach (var id in ids)
+        {
+            crush = CrushLayout.RemoveOsd(crush, id);
+        }
+        var entities = ids.Select(CrushLayout.OsdName).Where(e => ctx.State.Auth.Find(e) is not null).ToList();
+        return Result.Changed(new ClusterIncrement(Osd: OsdInc(ctx, crushText: CrushLayout.ToText(crush)) with { OsdRemovals = ids },
+                Auth: entities.Count == 0 ? null : AuthInc(ctx, removals: entities)),
+            $"removed {string.Join(", ", ids.Select(i => $"osd.{i}"))}");
     }
 }

@@ -43,6 +43,8 @@ public static partial class MonOperations
             ServiceKeyRotate c => ServiceKeyRotateOp(ctx, c),
             OsdOut c => OsdInOutOp(ctx, c.Ids, markIn: false),
             OsdIn c => OsdInOutOp(ctx, c.Ids, markIn: true),
+            OsdSetFlag c => OsdSetFlagOp(ctx, c),
+            OsdRemove c => OsdRemoveOp(ctx, c),
             AuthAdd c => AuthAddOp(ctx, c),
             AuthCaps c => AuthCapsOp(ctx, c),
             AuthRemove c => AuthRemoveOp(ctx, c),

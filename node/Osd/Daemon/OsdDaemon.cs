@@ -43,7 +43,7 @@ public sealed record OsdDaemonOptions(int Id, string DataPath, string ConfDir)
 /// reports boot with its address, follows the osdmaps, serves requests and peers through <see cref="OsdService"/>,
 /// reports peers it cannot reach, and sends PG statistics. <see cref="StopAsync"/> is the orderly stop.
 /// </summary>
-public sealed class OsdDaemon : IAsyncDisposable
+public sealed partial class OsdDaemon : IAsyncDisposable
 {
     private readonly OsdDaemonOptions _options;
     private readonly ILoggerFactory _loggers;
@@ -115,6 +115,7 @@ public sealed class OsdDaemon : IAsyncDisposable
         _peers = new MessengerPeers(_options.Id, _mon.TicketSource("osd"), messenger, _loggers.CreateLogger("Appliance.Osd.Peers"));
         _service = new OsdService(_options.Id, _store, _peers, new ObjectClassRegistry().Add(new LockClass()).Add(new FsMetaClass()), TimeProvider.System, _loggers.CreateLogger("Appliance.Osd.Pg"));
         _peers.Received = (from, type, payload) => DeliverPeerAsync(from, type, payload, null);
+        _service.RequestUpThruAsync = RequestAliveAsync;
         _service.LoadExistingPgs();
 
         _server = new MessengerServer(_ => null, messenger, HandleAsync, line => _log.LogDebug("messenger: {Line}", line),
@@ -132,6 +133,8 @@ public sealed class OsdDaemon : IAsyncDisposable
         await ReadConfigAsync(ct);
         _heartbeatNet.Start();
 
+        await CatchUpBeforeBootAsync(ct);
+
         var weight = OsdMap.WeightForCapacity(_store.StatFs().TotalBytes);
         _boot = new OsdBoot(_options.Id, address, _options.Host, weight, address, _store.Superblock.StoreId);
         var boot = await _mon.CommandAsync(_boot, ct);
@@ -143,72 +146,74 @@ public sealed class OsdDaemon : IAsyncDisposable
         _loops.Add(Task.Run(() => FollowMapsAsync(_stop.Token)));
         _loops.Add(Task.Run(() => SendVerdictsAsync(_stop.Token)));
         _loops.Add(Task.Run(() => HousekeepingAsync(_stop.Token)));
+        _loops.Add(Task.Run(() => RemoveStraysAsync(_stop.Token)));
         _loops.Add(Task.Run(() => RefreshKeysAsync(_stop.Token)));
         _log.LogInformation("{Osd} booted (store {Used}/{Total} bytes used)", Entity, _store.StatFs().UsedBytes, _store.StatFs().TotalBytes);
     }
 
-    private async Task FollowMapsAsync(CancellationToken ct)
+    /// <summary>Every 10 s: deletes the copies of PGs that are active+clean elsewhere (OsdService.Strays).</summary>
+    private async Task RemoveStraysAsync(CancellationToken ct)
     {
-        OsdMap? have = null;
-        while (!ct.IsCancellationRequested)
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(10));
+        try
         {
-            try
+            while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
             {
-                await foreach (var map in _subscription!.WatchOsdMapAsync(have, ct))
+                try
                 {
-                    if (have is not null && map.Epoch > have.Epoch + 1)
-                    {
-                        // A jump (the monitors no longer had the increments): the epochs between are fetched and
-                        // applied in order, so PG intervals start where they did for the peers that saw each epoch.
-                        await ApplySkippedAsync(have.Epoch + 1, map.Epoch, ct);
-                    }
-                    have = map;
-                    Apply(map);
+                    await _service!.RemoveCleanStraysAsync(ct);
+                }
+                catch (Exception e) when (e is StoreException or IOException)
+                {
+                    _log.LogWarning("{Osd}: deleting stray PGs failed: {Error}", Entity, e.Message);
                 }
             }
-            catch (OperationCanceledException) when (ct.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception e) when (e is MonitorsUnavailableException or IOException or TimeoutException or WireFormatException)
-            {
-                _log.LogWarning("{Osd}: osdmap subscription interrupted ({Error}); resuming", Entity, e.Message);
-                await Task.Delay(500, ct);
-            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
         }
     }
 
-    private void Apply(OsdMap map)
-    {
-        _peers!.OnMap(map);
-        _service!.ApplyMap(map);
-        _heartbeatNet!.OnMap(map);
-        _heartbeater!.SetPeers(_service.HeartbeatPeers);
-        if (map.FindOsd(_options.Id) is { Up: true } self && self.Address == _boot!.Address)
-        {
-            // Recorded from every map in order (a periodic look could miss a short up period entirely).
-            Interlocked.Exchange(ref _upFrom, self.UpFrom);
-        }
-    }
+    private readonly SemaphoreSlim _aliveGate = new(1, 1);
+    private uint _aliveSent;
+    private long _aliveSentAt;
 
-    /// <summary>Fetches and applies epochs [<paramref name="from"/>, <paramref name="to"/>). One the monitors no longer
-    /// keep ends the walk: the jump map follows, and a PG whose interval this OSD then names later than its peers
-    /// takes its primary's (PlacementGroup.AdoptPrimaryInterval).</summary>
-    private async Task ApplySkippedAsync(uint from, uint to, CancellationToken ct)
+    /// <summary>
+    /// Asks the monitors to record this OSD up through <paramref name="want"/> (OsdAlive), for PGs about to activate.
+    /// Coalesced: one request at a time, for at least the newest epoch this OSD has (up_thru becomes the monitors'
+    /// next epoch, so it covers every interval up to there), and not again within a second for what was asked.
+    /// </summary>
+    private async Task RequestAliveAsync(uint want, CancellationToken ct)
     {
-        for (var epoch = from; epoch < to; epoch++)
+        await _aliveGate.WaitAsync(ct);
+        try
         {
-            OsdMap past;
-            try
+            var map = _service?.Map;
+            if (map?.FindOsd(_options.Id) is { } me && me.UpThru >= want)
             {
-                past = await _mon!.GetOsdMapAsync(epoch, ct);
-            }
-            catch (MonRequestFailedException e)
-            {
-                _log.LogInformation("{Osd}: osdmap epoch {Epoch} is not kept any more ({Error}); jumping to {To}", Entity, epoch, e.Message, to);
                 return;
             }
-            Apply(past);
+            if (_aliveSent >= want && Environment.TickCount64 - _aliveSentAt < 1000)
+            {
+                return;
+            }
+            var ask = Math.Max(want, map?.Epoch ?? 0);
+            var reply = await _mon!.CommandAsync(new OsdAlive(_options.Id, ask), ct);
+            _aliveSent = ask;
+            _aliveSentAt = Environment.TickCount64;
+            if (reply.Status != MonReplyStatus.Ok)
+            {
+                _log.LogDebug("{Osd}: up_thru {Want} not granted: {Message}", Entity, ask, reply.Message);
+            }
+        }
+        catch (Exception e) when (e is MonitorsUnavailableException or IOException or TimeoutException)
+        {
+            // The PG asks again (WaitUpThruAsync loops until its interval ends).
+            _log.LogDebug("{Osd}: up_thru {Want} not asked: {Error}", Entity, want, e.Message);
+        }
+        finally
+        {
+            _aliveGate.Release();
         }
     }
 
@@ -299,7 +304,8 @@ public sealed class OsdDaemon : IAsyncDisposable
                     lastStats = DateTime.UtcNow;
                     var fs = _store!.StatFs();
                     var pgs = _service.PrimaryStats()
-                        .Select(p => new PgStat(p.Pg, p.State, (ulong)Math.Max(0, p.Objects), (ulong)Math.Max(0, p.Bytes), p.Acting, p.Primary, map.Epoch))
+                        .Select(p => new PgStat(p.Pg, p.State, (ulong)Math.Max(0, p.Objects), (ulong)Math.Max(0, p.Bytes), p.Acting, p.Primary, map.Epoch)
+                            { Detail = p.Detail.Length <= PgStat.MaxDetail / 4 ? p.Detail : p.Detail[..(PgStat.MaxDetail / 4)] })
                         .ToList();
                     for (var i = 0; i < pgs.Count || i == 0; i += PgStatsReport.MaxPgs)
                     {

@@ -16,11 +16,15 @@ namespace Appliance.Osd.Daemon;
 /// (<see cref="IOsdPeers"/>) and disk (the <see cref="ObjectStore"/> over any <c>IBlockDevice</c>) come in through
 /// its constructor, so tests run many of them in one process; OsdDaemon is the process around it.
 /// </summary>
-public sealed class OsdService : IPgHost, IAsyncDisposable
+public sealed partial class OsdService : IPgHost, IAsyncDisposable
 {
     private readonly ConcurrentDictionary<PgId, PlacementGroup> _pgs = new();
+    // Every PG's past intervals as this OSD saw them in the maps it applied (hosted or not): a PG this OSD comes to
+    // host takes what was seen of it; hosted PGs persist theirs. Changed under _mapLock only.
+    private readonly Dictionary<PgId, PastIntervals> _history = new();
     private readonly object _mapLock = new();
     private OsdMap? _map;
+    private OsdMap? _previousMap;
     private TaskCompletionSource _mapAdvanced = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile IReadOnlySet<int> _heartbeatPeers = new HashSet<int>();
 
@@ -71,33 +75,29 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
                 return;
             }
             _map = map;
-            var placement = new OsdPlacement(map);
             var seen = new HashSet<PgId>();
             var peers = new HashSet<int>();
-            foreach (var pool in map.Pools.Values)
+            TrackHistoryLocked(map, (id, pool, m, acting, past) =>
             {
-                for (var seed = 0u; seed < (uint)pool.PgNum; seed++)
+                if (acting.Contains(Self))
                 {
-                    var p = placement.Place(pool, seed);
-                    var id = p.Pg;
-                    if (p.Acting.Contains(Self))
-                    {
-                        peers.UnionWith(p.Acting);
-                    }
-                    if (!p.Acting.Contains(Self) && !_pgs.ContainsKey(id))
-                    {
-                        continue;
-                    }
-                    seen.Add(id);
-                    var pg = _pgs.GetOrAdd(id, pid => new PlacementGroup(this, pid, pool.Size, pool.MinSize, (uint)pool.PgNum));
-                    pg.OnMap(map.Epoch, p.Acting, p.Primary, pool.Size, pool.MinSize, (uint)pool.PgNum, UpFromOf(map, p.Acting));
+                    peers.UnionWith(acting);
                 }
-            }
+                if ((!acting.Contains(Self) && !_pgs.ContainsKey(id)) || _deleting.ContainsKey(id))
+                {
+                    // Not ours, or its old copy is being deleted here (hosted again once that is done).
+                    return;
+                }
+                seen.Add(id);
+                var pg = _pgs.GetOrAdd(id, pid => new PlacementGroup(this, pid, pool.Size, pool.MinSize, (uint)pool.PgNum));
+                pg.OnMap(map.Epoch, acting, m.ActingPrimary, pool.Size, pool.MinSize, (uint)pool.PgNum, [.. m.Up], past, PastIntervals.UpFromOf(map, acting));
+            });
             foreach (var (id, pg) in _pgs)
             {
                 if (!seen.Contains(id))
                 {
-                    // The pool is gone (or the PG with it): stop serving it. Its data stays until deleted (issue 10).
+                    // The pool is gone (or the PG with it): stop serving it. A removed pool's PGs are deleted by the next stray pass
+                    // (OsdService.Strays); a PG past a lowered pg_num keeps its data.
                     pg.Stop();
                 }
             }
@@ -115,16 +115,173 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
         wake.TrySetResult();
     }
 
-    /// <summary>Hosts the PGs the store already holds (at start, before the first map).</summary>
+    /// <summary>
+    /// An epoch older than the one this OSD will serve from, applied to the PGs' past intervals only (a start
+    /// catching up on the epochs since its PGs' history, or the epochs a jump skipped): no PG changes interval or
+    /// peers for it, and nothing is sent. Peering in an interval that is long over would only disturb the members
+    /// of the current one (they would take the old interval's epoch from their primary), and would keep this OSD
+    /// busy while clients and peers wait for it. <see cref="ApplyMap"/> of a later epoch then names each PG's
+    /// interval by the epoch it began at (<see cref="PastIntervals.CurrentSince"/>), as the peers that saw every
+    /// epoch name it.
+    /// </summary>
+    public void TrackHistory(OsdMap map)
+    {
+        lock (_mapLock)
+        {
+            if ((_map is not null && map.Epoch <= _map.Epoch) || (_previousMap is not null && map.Epoch <= _previousMap.Epoch))
+            {
+                return;
+            }
+            TrackHistoryLocked(map, null);
+        }
+    }
+
+    /// <summary>The newest epoch the past intervals were brought to (null before any).</summary>
+    public uint? HistoryEpoch
+    {
+        get
+        {
+            lock (_mapLock)
+            {
+                return _previousMap?.Epoch;
+            }
+        }
+    }
+
+    /// <summary>Brings every PG's past intervals to <paramref name="map"/> (under _mapLock), calling
+    /// <paramref name="each"/> with each PG's placement and history.</summary>
+    private void TrackHistoryLocked(OsdMap map, Action<PgId, PoolInfo, PgMapping, int[], PastIntervals>? each)
+    {
+        var previous = _previousMap;
+        foreach (var pool in map.Pools.Values)
+        {
+            var previousPool = previous?.Pools.GetValueOrDefault(pool.Id);
+            for (var seed = 0u; seed < (uint)pool.PgNum; seed++)
+            {
+                var m = map.MapPg(new PgId(pool.Id, seed));
+                var id = m.Pg;
+                int[] acting = [.. m.Acting];
+                var past = TrackInterval(previous, previousPool, map, pool, id, acting, m.ActingPrimary);
+                each?.Invoke(id, pool, m, acting, past);
+            }
+        }
+        foreach (var id in _history.Keys.Where(k => !map.Pools.TryGetValue(k.Pool, out var pl) || k.Seed >= (uint)pl.PgNum).ToList())
+        {
+            _history.Remove(id);
+        }
+        if (previous is null || map.Epoch > previous.Epoch)
+        {
+            _previousMap = map;
+        }
+    }
+
+    /// <summary>
+    /// A PG's past intervals brought to <paramref name="map"/>. First seen: known from the pool's creation when this
+    /// map creates the pool (or follows one without it), else from this epoch only.
+    /// </summary>
+    private PastIntervals TrackInterval(OsdMap? previous, PoolInfo? previousPool, OsdMap map, PoolInfo pool, PgId id, int[] acting, int primary)
+    {
+        PastIntervals past;
+        if (_history.TryGetValue(id, out var had))
+        {
+            past = had.Advance(previous, map, previousPool?.MinSize ?? pool.MinSize, acting, primary);
+        }
+        else
+        {
+            var created = pool.CreatedEpoch >= map.Epoch || (previous is not null && previous.Epoch + 1 == map.Epoch && previousPool is null);
+            past = PastIntervals.Start(created ? Math.Min(pool.CreatedEpoch, map.Epoch) : map.Epoch, map.Epoch, acting, primary, startKnown: created,
+                PastIntervals.UpFromOf(map, acting));
+        }
+        _history[id] = past;
+        return past;
+    }
+
+    private int _intervalsTaken;
+
+    /// <summary>How many times a PG here took its primary's epoch for an interval it had recorded at another epoch
+    /// (PlacementGroup.AdoptPrimaryInterval): each time, what the PG did in the interval it had was ended. OSDs that
+    /// saw the same maps name intervals alike, so this stays 0 unless one of them missed epochs.</summary>
+    public int IntervalsTaken => Volatile.Read(ref _intervalsTaken);
+
+    void IPgHost.IntervalTaken() => Interlocked.Increment(ref _intervalsTaken);
+
+    /// <summary>The past intervals this OSD knows of a PG it does not host (null: none).</summary>
+    public PastIntervals? KnownHistory(PgId id)
+    {
+        lock (_mapLock)
+        {
+            return _history.GetValueOrDefault(id);
+        }
+    }
+
+    /// <summary>A PG activated at <paramref name="lastEpochStarted"/>: its intervals before are never needed again.</summary>
+    public void TrimHistory(PgId id, uint lastEpochStarted)
+    {
+        lock (_mapLock)
+        {
+            if (_history.TryGetValue(id, out var past))
+            {
+                _history[id] = past.TrimBefore(lastEpochStarted);
+            }
+        }
+    }
+
+    /// <summary>The oldest epoch a PG loaded from the store knows its history through: a daemon applies the maps
+    /// from there on (fetched from the monitors) before the current one, so no interval is missed while it was away.
+    /// Null when the store holds no PG.</summary>
+    public uint? ResumeEpoch { get; private set; }
+
+    /// <summary>Hosts the PGs the store already holds (at start, before the first map), with their past intervals.</summary>
     public void LoadExistingPgs()
     {
         foreach (var c in Store.ListCollections())
         {
             if (PgCollections.TryParseCollection(c, out var id))
             {
+                if (Store.Stat(c, PgMeta.MetaObject) is null)
+                {
+                    // A deletion this OSD did not finish (the meta object goes first): finished by the next pass.
+                    _orphans.Add(id);
+                    continue;
+                }
                 // Size and min_size come with the first map.
-                _pgs.GetOrAdd(id, pid => new PlacementGroup(this, pid, 1, 1, 1));
+                var pg = _pgs.GetOrAdd(id, pid => new PlacementGroup(this, pid, 1, 1, 1));
+                if (pg.Past is { } past)
+                {
+                    lock (_mapLock)
+                    {
+                        _history[id] = past;
+                    }
+                    ResumeEpoch = ResumeEpoch is { } r ? Math.Min(r, past.Through) : past.Through;
+                }
             }
+        }
+    }
+
+    /// <summary>Raises this OSD's up_thru in the maps (the daemon sends <c>OsdAlive</c>, coalesced); null where no
+    /// monitor runs.</summary>
+    public Func<uint, CancellationToken, Task>? RequestUpThruAsync { get; set; }
+
+    /// <summary>
+    /// Waits until the osdmap shows this OSD up through <paramref name="epoch"/> (Ceph's WaitUpThru): a primary does
+    /// this before it activates a PG in an interval starting at that epoch, so that every interval that served is
+    /// visible in the maps as one that may have gone rw.
+    /// </summary>
+    public async Task WaitUpThruAsync(uint epoch, CancellationToken ct)
+    {
+        while (true)
+        {
+            var map = _map;
+            if (map?.FindOsd(Self) is { } me && me.UpThru >= epoch)
+            {
+                return;
+            }
+            if (RequestUpThruAsync is not { } request)
+            {
+                return;
+            }
+            await request(epoch, ct);
+            await WaitForEpochAsync((map?.Epoch ?? 0) + 1, TimeSpan.FromSeconds(2), ct);
         }
     }
 
@@ -237,18 +394,6 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
         return await pg.ExecuteAsync(req, new ReqId(entity, req.ClientNonce, req.Tid), session, ct);
     }
 
-    /// <summary>The epoch from which each member of an acting set is up (0 for a hole): a member that restarted has
-    /// a new one, which starts a new interval even when the acting set is the same (its PGs must peer again).</summary>
-    private static uint[] UpFromOf(OsdMap map, int[] acting)
-    {
-        var upFrom = new uint[acting.Length];
-        for (var k = 0; k < acting.Length; k++)
-        {
-            upFrom[k] = acting[k] >= 0 && map.FindOsd(acting[k]) is { } o ? o.UpFrom : 0;
-        }
-        return upFrom;
-    }
-
     private static string Describe(Access a) =>
         string.Join("+", new[] { (Access.Read, "read"), (Access.Write, "write"), (Access.Execute, "call methods") }.Where(x => a.HasFlag(x.Item1)).Select(x => x.Item2));
 
@@ -295,7 +440,11 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
                 {
                     var q = PgQuery.FromBytes(payload.Span);
                     var pg = _pgs.GetValueOrDefault(q.Pg);
-                    var answer = pg?.Query(from, q) ?? new PgNotify(OsdResult.TryAgain, false, PgInfo.Empty(q.Pg), [], [], false);
+                    // Not hosted here: nothing of it on this store. Said so once this OSD has the interval's map (before,
+                    // it may yet become a member).
+                    var answer = pg?.Query(from, q) ?? (Epoch >= q.Interval
+                        ? new PgNotify(OsdResult.Ok, false, PgInfo.Empty(q.Pg), [], [], false) { Past = KnownHistory(q.Pg) }
+                        : new PgNotify(OsdResult.TryAgain, false, PgInfo.Empty(q.Pg), [], [], false));
                     return (OsdMessageType.PgNotify, answer.ToBytes());
                 }
                 case OsdMessageType.PgActivate:
@@ -311,6 +460,11 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
                     var pg = _pgs.GetValueOrDefault(ch.Pg);
                     var answer = pg is null ? new PeerResult(OsdResult.TryAgain, $"osd.{Self} does not host {ch.Pg}") : await pg.PushAsync(from, ch);
                     return (OsdMessageType.PushReply, answer.ToBytes());
+                }
+                case OsdMessageType.PgCleanQuery:
+                {
+                    var q = PgQuery.FromBytes(payload.Span);
+                    return (OsdMessageType.PgCleanReply, CleanWithout(q.Pg, from, q.Interval).ToBytes());
                 }
                 case OsdMessageType.PullRequest:
                 {
@@ -358,9 +512,9 @@ public sealed class OsdService : IPgHost, IAsyncDisposable
     }
 
     /// <summary>PG statistics for the monitors: one line per PG this OSD is the primary of.</summary>
-    public IReadOnlyList<(PgId Pg, string State, int[] Acting, int Primary, long Objects, long Bytes)> PrimaryStats() =>
+    public IReadOnlyList<(PgId Pg, string State, int[] Acting, int Primary, long Objects, long Bytes, string Detail)> PrimaryStats() =>
         [.. _pgs.Values.Where(p => p.Interval?.Primary == Self).OrderBy(p => p.Id)
-            .Select(p => (p.Id, p.StateText, p.Interval?.Acting ?? [], p.Interval?.Primary ?? -1, p.Objects, p.Bytes))];
+            .Select(p => (p.Id, p.StateText, p.Interval?.Acting ?? [], p.Interval?.Primary ?? -1, p.Objects, p.Bytes, p.QueryText()))];
 
     public ValueTask DisposeAsync()
     {

@@ -30,4 +30,17 @@ public interface IPgHost
 
     /// <summary>Watchers of an object are told of a notify (the host owns the client sessions).</summary>
     Watchers Watchers { get; }
+
+    /// <summary>The newest osdmap this OSD has (null before the first).</summary>
+    Maps.OsdMap? Map { get; }
+
+    /// <summary>Completes once the osdmap shows this OSD up through <paramref name="epoch"/> (asking the monitors).</summary>
+    Task WaitUpThruAsync(uint epoch, CancellationToken ct);
+
+    /// <summary>The PG activated at <paramref name="lastEpochStarted"/>: the OSD forgets its intervals before that.</summary>
+    void TrimHistory(Maps.PgId pg, uint lastEpochStarted);
+
+    /// <summary>A PG here took its primary's epoch for the interval (it had recorded another): counted, since it ends
+    /// what the PG was doing in the interval it had.</summary>
+    void IntervalTaken();
 }

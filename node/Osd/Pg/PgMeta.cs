@@ -18,6 +18,7 @@ public static class PgMeta
 {
     public static readonly ObjectId MetaObject = new(0, "\0pgmeta");
     public const string InfoKey = "info";
+    public const string PastKey = "past_intervals";
     public const string LogPrefix = "log.";
     public const string MissingPrefix = "missing.";
     public const string ObjectInfoKey = "\0oi";
@@ -44,6 +45,12 @@ public static class PgMeta
     }
 
     public static void SetInfo(Transaction t, PgId pg, PgInfo info) => t.OmapSet(pg.Collection, MetaObject, InfoKey, info.ToBytes());
+
+    public static void SetPast(Transaction t, PgId pg, PastIntervals past) => t.OmapSet(pg.Collection, MetaObject, PastKey, past.ToBytes());
+
+    /// <summary>The past intervals a PG kept on this store (null: none recorded).</summary>
+    public static PastIntervals? LoadPast(ObjectStore store, PgId pg) =>
+        store.OmapGetValue(pg.Collection, MetaObject, PastKey) is { } b ? PastIntervals.FromBytes(b) : null;
 
     public static void AppendLog(Transaction t, PgId pg, PgLogEntry entry) =>
         t.OmapSet(pg.Collection, MetaObject, LogKey(entry.Version), entry.ToBytes());

@@ -5,23 +5,145 @@ using Microsoft.Extensions.Logging;
 
 namespace Appliance.Osd.Pg;
 
-// Peering and recovery, run by the primary at the start of each interval. Steps: ask every member of the acting set
-// what it holds (info, log, missing objects, unfinished backfill); take as authoritative the member with the newest
-// history among those whose log can be trusted (not mid-backfill); bring the primary to it (merge the logs and pull
-// the objects it lacks, or copy the whole PG when the logs do not overlap); bring every other member to the primary
-// the same way (push); then activate them all and serve. A member that does not answer, or answers from another
-// interval, makes the attempt start over after a short backoff; a new interval cancels it. Every step is idempotent:
-// a member records the objects it lacks durably (the missing set) before they are copied, so an interrupted
-// recovery is resumed, never mistaken for a complete copy.
+// Peering and recovery, run by the primary at the start of each interval. Steps: ask every OSD that may hold the
+// PG's newest history — the acting set, and the up members of every past interval that may have acknowledged writes
+// (the answers bring their own past intervals, which may name more OSDs to ask); decide whether the PG may go active
+// (PeeringDecision: one answer from a member of every such interval since the last activation anyone knows of, else
+// down or incomplete, waiting); take as authoritative the OSD with the newest history among those whose log can be
+// trusted (not mid-backfill), strays included; bring the primary to it (merge the logs and pull the objects it lacks,
+// or copy the whole PG when the logs do not overlap); bring every other member to the primary the same way (push);
+// have the monitors record this OSD as up through the interval (up_thru), so the maps show the interval may have
+// gone rw; then activate them all and serve. A member that does not answer, or answers from another interval, makes
+// the attempt start over after a short backoff; a new interval cancels it. Every step is idempotent: a member records
+// the objects it lacks durably (the missing set) before they are copied, so an interrupted recovery is resumed, never
+// mistaken for a complete copy.
 //
-// What this does not do yet (issue 10): past intervals (a member set that shares no OSD with the last active one
-// is not detected: with three OSDs and min_size 2 any two sets overlap), serving while recovering, strays as
-// sources, throttling.
+// Not yet: serving while recovering, throttling.
 public sealed partial class PlacementGroup
 {
     private static readonly TimeSpan PeerTimeout = TimeSpan.FromSeconds(10);
+    /// <summary>How often a PG that waits (down, incomplete) asks again without a new map.</summary>
+    private static readonly TimeSpan WaitingRecheck = TimeSpan.FromSeconds(5);
 
     private sealed class RetryPeering(string message) : Exception(message);
+
+    private volatile bool _recovering;
+    private int[] _up = [];
+    private TaskCompletionSource _kick = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private PeeringPlan? _plan;
+    private IReadOnlyList<int> _probed = [];
+
+    /// <summary>What this OSD knows of the PG's past intervals (null before the first map, or loaded without any).</summary>
+    public PastIntervals? Past { get; private set; }
+
+    /// <summary>The primary's last peering verdict (null before one): what it waits for, and why.</summary>
+    public PeeringPlan? Plan => _plan;
+
+    /// <summary>Takes the up set and past intervals of a new map; kept with the PG when a new interval began.</summary>
+    private void TakeHistory(int[] up, PastIntervals past)
+    {
+        PastIntervals? had;
+        bool exists;
+        lock (_lock)
+        {
+            _up = up;
+            had = Past;
+            Past = past;
+            exists = Exists;
+        }
+        if (exists && (had is null || had.CurrentSince != past.CurrentSince || had.KnownFrom != past.KnownFrom))
+        {
+            var t = new Transaction();
+            PgMeta.SetPast(t, Id, past);
+            _ = PersistAsync(t);
+        }
+    }
+
+    private async Task PersistAsync(Transaction t)
+    {
+        try
+        {
+            await _host.Store.SubmitAsync(t);
+        }
+        catch (Exception e) when (e is StoreException or ObjectDisposedException or InvalidOperationException)
+        {
+            // The next interval change or peering step writes them again; until then a restart knows less (safe side).
+            Logger.LogWarning("{Pg}: past intervals not kept: {Error}", Id, e.Message);
+        }
+    }
+
+    /// <summary>Wakes a primary that waits for OSDs (a new map may bring them).</summary>
+    private void Kick()
+    {
+        TaskCompletionSource k;
+        lock (_lock)
+        {
+            k = _kick;
+            _kick = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+        k.TrySetResult();
+    }
+
+    private string StateWords()
+    {
+        var i = _interval;
+        var up = _up;
+        var remapped = i is not null && up.Length > 0 && !up.AsSpan().SequenceEqual(i.Acting) ? "+remapped" : "";
+        var undersized = i is not null && i.Acting.Count(o => o >= 0) < Size;
+        return _phase switch
+        {
+            PgPhase.Active when undersized => "active+undersized+degraded" + remapped,
+            PgPhase.Active => remapped.Length > 0 ? "active" + remapped : "active+clean",
+            PgPhase.Peering when !Exists && _recovering => "creating",
+            PgPhase.Peering => _recovering ? "peering+recovering" + remapped : "peering" + remapped,
+            PgPhase.Undersized => "undersized+degraded+peered" + remapped,
+            PgPhase.Incomplete => "incomplete" + remapped,
+            PgPhase.Down => "down" + remapped,
+            PgPhase.Replica => "replica",
+            _ => "stray",
+        };
+    }
+
+    /// <summary>What <c>appliance pg query</c> shows of this PG here: state, interval, info, past intervals, and what
+    /// the primary waits for.</summary>
+    public string QueryText()
+    {
+        var i = _interval;
+        var past = Past;
+        var plan = _plan;
+        var sb = new System.Text.StringBuilder();
+        sb.Append("state: ").AppendLine(StateText);
+        if (i is not null)
+        {
+            sb.Append("interval since epoch ").Append(i.Since).Append(": up [").Append(string.Join(",", _up)).Append("] acting [")
+                .Append(string.Join(",", i.Acting)).Append("] primary osd.").Append(i.Primary).AppendLine();
+        }
+        var info = Info;
+        sb.Append("info: last_update ").Append(Log.Head).Append(", log_tail ").Append(Log.Tail).Append(", last_epoch_started ")
+            .Append(info.LastEpochStarted).Append(", objects ").Append(Objects).Append(", missing ").Append(Missing.Count)
+            .Append(Backfilling ? ", backfilling" : "").AppendLine();
+        if (past is not null)
+        {
+            sb.Append("past intervals (known from epoch ").Append(past.KnownFrom).Append("):").AppendLine(past.Intervals.Count == 0 ? " none" : "");
+            foreach (var p in past.Intervals)
+            {
+                sb.Append("  ").AppendLine(p.ToString());
+            }
+        }
+        if (_probed.Count > 0)
+        {
+            sb.Append("probed: ").AppendLine(string.Join(", ", _probed.Select(o => $"osd.{o}")));
+        }
+        if (plan is not null && plan.Verdict != PeeringVerdict.Proceed)
+        {
+            sb.Append(plan.Verdict == PeeringVerdict.Down ? "down: " : "incomplete: ").AppendLine(plan.Reason);
+            if (plan.WaitingFor.Count > 0)
+            {
+                sb.Append("waiting for: ").AppendLine(string.Join(", ", plan.WaitingFor.Select(o => $"osd.{o}")));
+            }
+        }
+        return sb.ToString();
+    }
 
     private async Task PeerLoopAsync(PgInterval i)
     {
@@ -60,35 +182,115 @@ public sealed partial class PlacementGroup
     private async Task<byte[]> AskAsync(PgInterval i, int osd, ushort type, byte[] payload) =>
         await _host.Peers.RequestAsync(osd, type, payload, PeerTimeout, i.Ended.Token);
 
+    private bool IsUp(int osd) => _host.Map?.FindOsd(osd) is { Up: true };
+
+    /// <summary>
+    /// Asks the acting set and every up OSD of a past interval that may have gone rw, until the answers name no one
+    /// new. A member of the acting set that does not answer makes the attempt start over; another OSD that does not
+    /// answer is left out (the decision then counts its intervals as unheard).
+    /// </summary>
+    private async Task<Dictionary<int, PgNotify>> ProbeAsync(PgInterval i, int[] members)
+    {
+        var self = _host.Self;
+        var notes = new Dictionary<int, PgNotify> { [self] = Query(self, new PgQuery(Id, i.Since)) };
+        var failed = new HashSet<int>();
+        while (true)
+        {
+            var (_, intervals) = PastIntervals.Merge(notes.Values.Select(n => n.Past).Append(Past).OfType<PastIntervals>());
+            var ask = PeeringDecision.ProbeSet(members, intervals, IsUp).Where(o => !notes.ContainsKey(o) && !failed.Contains(o)).ToList();
+            if (ask.Count == 0)
+            {
+                _probed = [.. notes.Keys.Order()];
+                return notes;
+            }
+            foreach (var o in ask)
+            {
+                PgNotify n;
+                try
+                {
+                    n = PgNotify.FromBytes(await AskAsync(i, o, OsdMessageType.PgQuery, new PgQuery(Id, i.Since).ToBytes()));
+                }
+                catch (Exception e) when (!members.Contains(o) && e is PeerUnavailableException or TimeoutException or IOException)
+                {
+                    failed.Add(o);
+                    continue;
+                }
+                if (n.Result != OsdResult.Ok)
+                {
+                    if (members.Contains(o))
+                    {
+                        throw new RetryPeering($"osd.{o} is not in interval {i.Since} yet");
+                    }
+                    failed.Add(o);
+                    continue;
+                }
+                notes[o] = n;
+            }
+        }
+    }
+
+    /// <summary>Asks <paramref name="osds"/> that have not answered yet; one that cannot is left out.</summary>
+    private async Task ProbeMoreAsync(PgInterval i, Dictionary<int, PgNotify> notes, IEnumerable<int> osds)
+    {
+        foreach (var o in osds.Where(o => !notes.ContainsKey(o)).ToList())
+        {
+            try
+            {
+                var n = PgNotify.FromBytes(await AskAsync(i, o, OsdMessageType.PgQuery, new PgQuery(Id, i.Since).ToBytes()));
+                if (n.Result == OsdResult.Ok)
+                {
+                    notes[o] = n;
+                }
+            }
+            catch (Exception e) when (e is PeerUnavailableException or TimeoutException or IOException)
+            {
+                // Counted as silent: the decision waits for it.
+            }
+        }
+        _probed = [.. notes.Keys.Order()];
+    }
+
     private async Task PeerOnceAsync(PgInterval i)
     {
         var ct = i.Ended.Token;
         var self = _host.Self;
         var members = i.Acting.Where(o => o >= 0).Distinct().ToArray();
-        var notes = new Dictionary<int, PgNotify> { [self] = Query(self, new PgQuery(Id, i.Since)) };
-        foreach (var m in members.Where(m => m != self))
+        var kick = _kick.Task;
+        var notes = await ProbeAsync(i, members);
+        var (knownFrom, intervals) = PastIntervals.Merge(notes.Values.Select(n => n.Past).Append(Past).OfType<PastIntervals>());
+        var created = _host.Map?.Pools.GetValueOrDefault(Id.Pool)?.CreatedEpoch ?? 0;
+        var answers = notes.ToDictionary(n => n.Key, n => new PeerAnswer(n.Value.Exists, n.Value.Backfilling, n.Value.Info));
+        var plan = PeeringDecision.Decide(created, knownFrom, intervals, answers, IsUp);
+        if (plan.HistoryUnknown && _host.Map is { } map)
         {
-            var n = PgNotify.FromBytes(await AskAsync(i, m, OsdMessageType.PgQuery, new PgQuery(Id, i.Since).ToBytes()));
-            if (n.Result != OsdResult.Ok)
+            // Nobody that answered knows the PG's whole past: ask every OSD of the map whether it holds the PG.
+            await ProbeMoreAsync(i, notes, map.Osds.Values.Where(o => o.Up).Select(o => o.Id));
+            answers = notes.ToDictionary(n => n.Key, n => new PeerAnswer(n.Value.Exists, n.Value.Backfilling, n.Value.Info));
+            (knownFrom, intervals) = PastIntervals.Merge(notes.Values.Select(n => n.Past).Append(Past).OfType<PastIntervals>());
+            plan = PeeringDecision.Decide(created, knownFrom, intervals, answers, IsUp, [.. map.Osds.Keys]);
+        }
+        var previous = _plan;
+        _plan = plan;
+        if (plan.Verdict != PeeringVerdict.Proceed)
+        {
+            SetPhase(i, plan.Verdict == PeeringVerdict.Down ? PgPhase.Down : PgPhase.Incomplete);
+            if (previous?.Reason != plan.Reason)
             {
-                throw new RetryPeering($"osd.{m} is not in interval {i.Since} yet");
+                Logger.LogWarning("{Pg}: {Verdict}: {Reason}", Id, plan.Verdict == PeeringVerdict.Down ? "down" : "incomplete", plan.Reason);
             }
-            notes[m] = n;
+            // Not serving: wait for a map that may bring an OSD back, or look again after a while.
+            await Task.WhenAny(kick, Task.Delay(WaitingRecheck, _host.Time, ct));
+            ct.ThrowIfCancellationRequested();
+            throw new RetryPeering($"{plan.Verdict}: {plan.Reason}");
         }
         _recovering = true;
         try
         {
             var candidates = notes.Where(n => n.Value.Exists && !n.Value.Backfilling).ToList();
-            if (candidates.Count == 0 && notes.Values.Any(n => n.Exists && n.Backfilling))
-            {
-                SetPhase(i, PgPhase.Incomplete);
-                Logger.LogWarning("{Pg}: incomplete: every member holding it is mid-backfill; waiting for a member with its history", Id);
-                return;
-            }
             if (candidates.Count > 0)
             {
                 var auth = candidates.OrderByDescending(n => n.Value.Info.LastUpdate).ThenByDescending(n => n.Key == self)
-                    .ThenBy(n => n.Value.Missing.Count).First();
+                    .ThenByDescending(n => members.Contains(n.Key)).ThenBy(n => n.Value.Missing.Count).First();
                 if (auth.Key != self && auth.Value.Info.LastUpdate > Log.Head)
                 {
                     await CatchUpFromAsync(i, auth.Key, auth.Value);
@@ -97,7 +299,7 @@ public sealed partial class PlacementGroup
             }
             else if (!Exists)
             {
-                // Nobody holds the PG: it is new (issue 10 adds past intervals to tell new from lost).
+                // Nobody holds the PG and every interval that could have served answered: it is new.
                 var create = new Transaction();
                 CreateIfMissing(create);
                 if (create.Count > 0)
@@ -114,7 +316,14 @@ public sealed partial class PlacementGroup
                 ct.ThrowIfCancellationRequested();
                 await BringMemberAsync(i, m, notes[m]);
             }
-            var info = new PgInfo(Id, Log.Head, Log.Head, Log.Tail, i.Since, i.Since);
+            // Before anything can be acknowledged in this interval, the maps must say this primary was up through it:
+            // a later peering then sees it as an interval that may have gone rw (and one whose primary never got this
+            // far as one that did not).
+            await _host.WaitUpThruAsync(i.Since, ct);
+            // last_epoch_started moves only when the PG will serve: a PG peered below min_size gathered the history
+            // but acknowledges nothing, and the intervals before it must still be asked for after it.
+            var les = members.Length >= MinSize ? i.Since : plan.LastEpochStarted;
+            var info = new PgInfo(Id, Log.Head, Log.Head, Log.Tail, les, i.Since);
             foreach (var m in members.Where(m => m != self))
             {
                 var backfilled = !notes[m].Exists || notes[m].Backfilling || !Overlaps(notes[m].Info);
@@ -332,6 +541,14 @@ public sealed partial class PlacementGroup
             {
                 await PushObjectAsync(i, m, new ObjectId(hash, name));
             }
+            return;
+        }
+        if (!note.Exists && Log.Head == Eversion.Zero)
+        {
+            // A PG that never took a write (being created): nothing to copy, and the activation creates the member's
+            // copy. Marking it mid-backfill first would leave it so for good if this interval ended before the
+            // activation (an OSD marked down while a pool is created), and a PG whose every holder is mid-backfill is
+            // incomplete: it would wait for a history that never existed.
             return;
         }
         if (Log.Head > Eversion.Zero)

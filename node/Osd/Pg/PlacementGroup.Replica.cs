@@ -35,9 +35,10 @@ public sealed partial class PlacementGroup
             {
                 return false;
             }
-            _interval = new PgInterval(since, old.Acting, from, old.UpFrom);
+            _interval = new PgInterval(since, old.Acting, from, old.UpFrom, old.HistorySince);
         }
         old.End();
+        _host.IntervalTaken();
         Logger.LogInformation("{Pg}: takes interval {Since} from its primary osd.{Primary} (it had recorded {Had}: it saw the acting set first at another epoch)", Id, since, from, old.Since);
         return true;
     }
@@ -98,7 +99,7 @@ public sealed partial class PlacementGroup
         lock (_lock)
         {
             return new PgNotify(OsdResult.Ok, Exists, Info with { LastUpdate = Log.Head, LogTail = Log.Tail }, [.. Log.Entries],
-                [.. Missing.Keys.Select(k => (k.Name, k.Hash))], Backfilling);
+                [.. Missing.Keys.Select(k => (k.Name, k.Hash))], Backfilling) { Past = Past };
         }
     }
 
@@ -136,6 +137,18 @@ public sealed partial class PlacementGroup
         var t = new Transaction();
         var c = Id.Collection;
         CreateIfMissing(t);
+        var past = Past;
+        if (u.Kind == PgUpdateKind.Activate && past is not null)
+        {
+            // Activated at this epoch: the intervals before it are never needed again.
+            past = past.TrimBefore(u.Info.LastEpochStarted);
+            _host.TrimHistory(Id, u.Info.LastEpochStarted);
+        }
+        if (past is not null)
+        {
+            // Kept with the PG from its first transaction on (the collection may be created by this one).
+            PgMeta.SetPast(t, Id, past);
+        }
         switch (u.Kind)
         {
             case PgUpdateKind.Merge:
@@ -213,6 +226,10 @@ public sealed partial class PlacementGroup
                     }
                     Info = u.Info;
                     Exists = true;
+                    if (past is not null && Past is { } now && now.CurrentSince == past.CurrentSince)
+                    {
+                        Past = now.TrimBefore(u.Info.LastEpochStarted);
+                    }
                 }
                 break;
         }

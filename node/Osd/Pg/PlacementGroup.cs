@@ -19,6 +19,8 @@ public enum PgPhase
     Undersized,
     /// <summary>Primary: no member holds a usable history (every one is empty or mid-backfill while the PG had data).</summary>
     Incomplete,
+    /// <summary>Primary: an interval that may have acknowledged writes has no member that answered; waits for them.</summary>
+    Down,
     /// <summary>A non-primary member of the acting set.</summary>
     Replica,
     /// <summary>Holds data of the PG but is no longer in its acting set.</summary>
@@ -26,9 +28,13 @@ public enum PgPhase
 }
 
 /// <summary>One interval of a PG: a stretch of epochs with the same acting set and primary.</summary>
-public sealed class PgInterval(uint since, int[] acting, int primary, uint[]? upFrom = null)
+public sealed class PgInterval(uint since, int[] acting, int primary, uint[]? upFrom = null, uint? historySince = null)
 {
+    /// <summary>The epoch that names the interval in messages (the primary's, when a member took it).</summary>
     public uint Since { get; } = since;
+    /// <summary>The epoch this OSD's past intervals say the interval began at (<see cref="PastIntervals.CurrentSince"/>
+    /// when it began): another there means another interval, even with the same acting set.</summary>
+    public uint HistorySince { get; } = historySince ?? since;
     public int[] Acting { get; } = acting;
     public int Primary { get; } = primary;
     /// <summary>The epoch from which each member is up: a member that restarted (a new up_from) makes a new interval.</summary>
@@ -79,6 +85,7 @@ public sealed partial class PlacementGroup
         Log = loaded?.Log ?? new PgLog(Eversion.Zero, []);
         Missing = loaded?.Missing ?? [];
         Backfilling = loaded is not null && host.Store.OmapGetValue(id.Collection, PgMeta.MetaObject, BackfillKey) is not null;
+        Past = loaded is not null ? PgMeta.LoadPast(host.Store, id) : null;
         _lastSubmitted = _lastCommitted = Log.Head;
         Backend = new ReplicatedBackend(host.Self, id, host.Store, host.Peers);
     }
@@ -105,52 +112,45 @@ public sealed partial class PlacementGroup
 
     private ILogger Logger => _host.Logger;
 
-    /// <summary>Ceph-style state words for status and <c>pg ls</c>.</summary>
-    public string StateText
-    {
-        get
-        {
-            var i = _interval;
-            return _phase switch
-            {
-                PgPhase.Active when i is not null && i.Acting.Count(o => o >= 0) < Size => "active+undersized+degraded",
-                PgPhase.Active => "active+clean",
-                PgPhase.Peering => _recovering ? "peering+recovering" : "peering",
-                PgPhase.Undersized => "undersized+degraded+peered",
-                PgPhase.Incomplete => "incomplete",
-                PgPhase.Replica => "replica",
-                _ => "stray",
-            };
-        }
-    }
-
-    private volatile bool _recovering;
+    /// <summary>Ceph-style state words for status and <c>pg ls</c> (PlacementGroup.Peering.cs).</summary>
+    public string StateText => StateWords();
 
     /// <summary>Whether an object hash belongs to this PG under the pool's pg_num.</summary>
     public bool Contains(uint hash) => Crush.Placement.PoolPlacement.PgOf(hash, PgNum) == Id.Seed;
 
     /// <summary>
     /// A new osdmap: when this PG's acting set or primary changed, or a member restarted (its up_from changed: it
-    /// lost what it knew of this interval), a new interval starts — requests in flight end
-    /// with <see cref="OsdResult.TryAgain"/> (the client resends; the log answers a resend of anything that was
-    /// applied), and the primary peers again.
+    /// lost what it knew of this interval), or epochs this OSD tracked in its past intervals only held another
+    /// interval meanwhile, a new interval starts — requests in flight end with <see cref="OsdResult.TryAgain"/> (the
+    /// client resends; the log answers a resend of anything that was applied), and the primary peers again. The
+    /// interval is named by the epoch it began at in <paramref name="past"/> (brought to this map), so an OSD that
+    /// first hosts the PG later than it began (a start, a jump over epochs) names it as its peers do.
     /// </summary>
-    public void OnMap(uint epoch, int[] acting, int primary, int size, int minSize, uint pgNum, uint[]? upFrom = null)
+    public void OnMap(uint epoch, int[] acting, int primary, int size, int minSize, uint pgNum, int[] up, PastIntervals past, uint[] upFrom)
     {
-        upFrom ??= new uint[acting.Length];
         Size = size;
         MinSize = minSize;
         PgNum = pgNum;
+        TakeHistory(up, past);
         PgInterval? old;
         PgInterval next;
+        var since = past.CurrentUpFrom is not null && past.IsCurrent(acting, primary, upFrom) && past.CurrentSince <= epoch ? past.CurrentSince : epoch;
         lock (_lock)
         {
             old = _interval;
-            if (old is not null && old.Primary == primary && old.Acting.AsSpan().SequenceEqual(acting) && old.UpFrom.AsSpan().SequenceEqual(upFrom))
+            var sameSet = old is not null && old.Primary == primary && old.Acting.AsSpan().SequenceEqual(acting) && old.UpFrom.AsSpan().SequenceEqual(upFrom);
+            if (old is not null && sameSet && old.HistorySince == since)
             {
+                // The same interval: a PG waiting for OSDs (down, incomplete) looks again with this map.
+                Kick();
                 return;
             }
-            next = new PgInterval(epoch, acting, primary, upFrom);
+            if (old is not null && since <= old.HistorySince)
+            {
+                // Never the name of an interval that is over (history that did not split where this PG did).
+                since = epoch;
+            }
+            next = new PgInterval(since, acting, primary, upFrom);
             _interval = next;
             _phase = primary == _host.Self ? PgPhase.Peering : acting.Contains(_host.Self) ? PgPhase.Replica : PgPhase.Stray;
         }
@@ -159,7 +159,7 @@ public sealed partial class PlacementGroup
             old.End();
             Backend.FailPending($"{Id}: interval {old.Since} ended at epoch {epoch}");
         }
-        Logger.LogDebug("{Pg} interval {Since}: acting [{Acting}] primary osd.{Primary}", Id, epoch, string.Join(",", acting), primary);
+        Logger.LogDebug("{Pg} interval {Since} (epoch {Epoch}): acting [{Acting}] primary osd.{Primary}", Id, next.Since, epoch, string.Join(",", acting), primary);
         if (primary == _host.Self)
         {
             _ = Task.Run(() => PeerLoopAsync(next));
@@ -179,7 +179,7 @@ public sealed partial class PlacementGroup
             {
                 return;
             }
-            next = new PgInterval(i.Since, i.Acting, i.Primary, i.UpFrom);
+            next = new PgInterval(i.Since, i.Acting, i.Primary, i.UpFrom, i.HistorySince);
             _interval = next;
             _phase = PgPhase.Peering;
         }

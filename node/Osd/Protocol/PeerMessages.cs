@@ -126,6 +126,9 @@ public sealed record PgQuery(PgId Pg, uint Interval)
 /// </summary>
 public sealed record PgNotify(int Result, bool Exists, PgInfo Info, IReadOnlyList<PgLogEntry> Log, IReadOnlyList<(string Name, uint Hash)> Missing, bool Backfilling)
 {
+    /// <summary>The past intervals the answering OSD knows of the PG (null: none).</summary>
+    public PastIntervals? Past { get; init; }
+
     public byte[] ToBytes() => PeerCodec.Encode(w =>
     {
         w.WriteI32(Result);
@@ -143,6 +146,8 @@ public sealed record PgNotify(int Result, bool Exists, PgInfo Info, IReadOnlyLis
             w.WriteU32(h);
         }
         w.WriteBool(Backfilling);
+        w.WriteBool(Past is not null);
+        Past?.Encode(w);
     }, 1024 + Log.Count * 128);
 
     public static PgNotify FromBytes(ReadOnlySpan<byte> b) => PeerCodec.Decode(b, "pg notify", static (ref WireReader r) =>
@@ -160,7 +165,10 @@ public sealed record PgNotify(int Result, bool Exists, PgInfo Info, IReadOnlyLis
         {
             missing[i] = (r.ReadString(Limits.MaxObjectNameBytes), r.ReadU32());
         }
-        return new PgNotify(result, exists, info, log, missing, r.ReadBool());
+        var backfilling = r.ReadBool();
+        // Appended later: an older sender ends here.
+        var past = r.Remaining > 0 && r.ReadBool() ? PastIntervals.Decode(ref r) : null;
+        return new PgNotify(result, exists, info, log, missing, backfilling) { Past = past };
     });
 }
 
