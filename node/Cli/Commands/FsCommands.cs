@@ -123,7 +123,7 @@ public static class FsCommands
             await using var client = await ObjectCommands.ConnectAsync(parse, ct);
             var record = await FindAsync(client, fsName, ct);
             var meta = new MetaClient(client.OpenPool(record.MetaPool), fsName, timeout);
-            if ((await LiveMountsAsync(meta, ct)).FirstOrDefault() is { Where: var where })
+            if (await LiveMountsAsync(meta, ct) is [var (_, where), ..])
             {
                 throw new CliException(ExitCodes.Refused, $"filesystem {fsName} is mounted ({where}); unmount it first with `appliance fs umount MOUNTPOINT`");
             }
