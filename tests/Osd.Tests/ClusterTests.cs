@@ -16,20 +16,8 @@ public sealed class ClusterTests
     public async Task Objects_survive_an_OSD_crash_and_the_OSD_catches_up_when_it_returns()
     {
         await using var c = new LoopbackCluster();
-        await c.StartMonitorsAsync();
+        var ids = await c.StartWithPoolsAsync(["data"], pgNum: 16);
         await using var admin = c.MonClient();
-        var ids = new List<int>();
-        for (var i = 0; i < 3; i++)
-        {
-            ids.Add(await c.CreateOsdAsync(admin));
-        }
-        foreach (var id in ids)
-        {
-            await c.StartOsdAsync(id);
-        }
-        var created = await admin.CommandAsync(new PoolCreate("data", Size: 3, MinSize: 2, PgNum: 16));
-        Assert.True(created.Status == MonReplyStatus.Ok, created.Message);
-        await c.WaitCleanAsync();
         // The primaries report their PGs to the monitors: `pg ls` shows every PG of the pool active+clean.
         var deadline = DateTime.UtcNow.AddSeconds(30);
         IReadOnlyList<PgStat> stats = [];

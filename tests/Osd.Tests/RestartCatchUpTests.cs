@@ -20,20 +20,8 @@ public sealed class RestartCatchUpTests
     {
         var c = new LoopbackCluster();
         await using var _ = c;
-        await c.StartMonitorsAsync();
+        var ids = await c.StartWithPoolsAsync(["data"], pgNum: 8);
         await using var admin = c.MonClient();
-        var ids = new List<int>();
-        for (var i = 0; i < 3; i++)
-        {
-            ids.Add(await c.CreateOsdAsync(admin));
-        }
-        foreach (var id in ids)
-        {
-            await c.StartOsdAsync(id);
-        }
-        var created = await admin.CommandAsync(new PoolCreate("data", Size: 3, MinSize: 2, PgNum: 8));
-        Assert.True(created.Status == MonReplyStatus.Ok, created.Message);
-        await c.WaitCleanAsync();
         await using var client = await ClusterClient.ConnectAsync(c.MonitorAddresses, "client.admin", c.Admin.Key,
             new ClusterClientOptions { OpTimeout = TimeSpan.FromSeconds(60) });
         var pool = client.OpenPool("data");

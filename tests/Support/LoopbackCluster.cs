@@ -58,7 +58,9 @@ internal sealed class LoopbackCluster : IAsyncDisposable
 
     /// <summary>Monitors, <paramref name="osds"/> OSDs (created and started), and replicated pools of size 3
     /// (min 2) whose every PG is active+clean when this returns.</summary>
-    public async Task StartWithPoolsAsync(IReadOnlyList<string> pools, int osds = 3, int pgNum = 16)
+    /// <summary>Monitors, <paramref name="osds"/> new OSDs and the pools (3 copies, min_size 2), every PG clean;
+    /// returns the OSDs' ids.</summary>
+    public async Task<IReadOnlyList<int>> StartWithPoolsAsync(IReadOnlyList<string> pools, int osds = 3, int pgNum = 16)
     {
         await StartMonitorsAsync();
         await using var admin = MonClient();
@@ -77,6 +79,7 @@ internal sealed class LoopbackCluster : IAsyncDisposable
             Assert.True(created.Status == MonReplyStatus.Ok, created.Message);
         }
         await WaitCleanAsync();
+        return ids;
     }
 
     public async Task StartMonitorsAsync()

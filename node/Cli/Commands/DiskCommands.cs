@@ -171,11 +171,14 @@ public static class DiskCommands
     }
 
     /// <summary>The monitors' current osdmap (the first answer of a subscription).</summary>
-    internal static async Task<OsdMap> CurrentMapAsync(MonClient client, CancellationToken ct)
+    internal static Task<OsdMap> CurrentMapAsync(MonClient client, CancellationToken ct) => FirstAsync(client.WatchOsdMapAsync(null, ct), "osdmap");
+
+    /// <summary>The first map a subscription gives (the current one); the monitors' failure as the CLI reports it.</summary>
+    internal static async Task<T> FirstAsync<T>(IAsyncEnumerable<T> maps, string what)
     {
         try
         {
-            await foreach (var map in client.WatchOsdMapAsync(null, ct))
+            await foreach (var map in maps)
             {
                 return map;
             }
@@ -184,7 +187,7 @@ public static class DiskCommands
         {
             throw new CliException(ExitCodes.Failure, e.Message);
         }
-        throw new CliException(ExitCodes.Failure, "the monitors gave no osdmap");
+        throw new CliException(ExitCodes.Failure, $"the monitors gave no {what}");
     }
 
     private static Command List()

@@ -212,21 +212,8 @@ public static class NodeCommands
         }
     }
 
-    private static async Task<MonMap> CurrentMonMapAsync(MonClient client, CancellationToken ct)
-    {
-        try
-        {
-            await foreach (var map in client.WatchMonMapAsync(null, ct))
-            {
-                return map;
-            }
-        }
-        catch (MonitorsUnavailableException e)
-        {
-            throw new CliException(ExitCodes.Failure, e.Message);
-        }
-        throw new CliException(ExitCodes.Failure, "the monitors gave no monmap");
-    }
+    private static Task<MonMap> CurrentMonMapAsync(MonClient client, CancellationToken ct) =>
+        DiskCommands.FirstAsync(client.WatchMonMapAsync(null, ct), "monmap");
 
     private static async Task<MonReply> CallAsync(Task<MonReply> call)
     {
