@@ -67,7 +67,7 @@ public sealed class ProgramTests(PackageFixture package)
 
     /// <summary>Completion as bash runs it: COMP_* set for a line, the completion function called.</summary>
     [Theory]
-    [InlineData("appliance osd r", "run")]
+    [InlineData("appliance osd ru", "run")]
     [InlineData("appliance nbd serve --un", "--unix")]
     [InlineData("appliance po", "pool")]
     public void Bash_completion_asks_the_program(string line, string expected)
