@@ -58,7 +58,7 @@ public sealed class NbdServer : IAsyncDisposable
             {
                 socket.DualMode = true;
             }
-            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            Appliance.Platform.Native.Listeners.AllowRebind(socket);
             socket.Bind(endpoint);
             socket.Listen(512);
         }

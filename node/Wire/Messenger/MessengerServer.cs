@@ -65,7 +65,7 @@ public sealed class MessengerServer : IAsyncDisposable
     public EndPoint ListenTcp(IPEndPoint endpoint)
     {
         var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+        Appliance.Platform.Native.Listeners.AllowRebind(socket);
         socket.Bind(endpoint);
         return Start(socket);
     }

@@ -560,4 +560,16 @@ public sealed class MessengerHandlerTests
         Assert.Equal(7, await seen.Reader.ReadAsync(new CancellationTokenSource(TimeSpan.FromSeconds(60)).Token));
         Assert.Contains(log, l => l.Contains("BUG in the message handler", StringComparison.Ordinal) && l.Contains("handler bug", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public async Task A_second_server_cannot_listen_on_a_port_another_listens_on()
+    {
+        // With SO_REUSEPORT (what SocketOptionName.ReuseAddress sets on Linux) both would listen and the kernel would
+        // split connections between them: a client could reach another daemon than the one at its address.
+        await using var first = new MessengerServer(_ => null, new MessengerOptions(), (_, _) => ValueTask.CompletedTask, _ => { });
+        var endpoint = (System.Net.IPEndPoint)first.ListenTcp(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        await using var second = new MessengerServer(_ => null, new MessengerOptions(), (_, _) => ValueTask.CompletedTask, _ => { });
+        var e = Assert.Throws<System.Net.Sockets.SocketException>(() => second.ListenTcp(endpoint));
+        Assert.Equal(System.Net.Sockets.SocketError.AddressAlreadyInUse, e.SocketErrorCode);
+    }
 }
