@@ -362,7 +362,7 @@ public static class FsCommands
         var deadline = DateTime.UtcNow + MonitorCommands.TimeoutOf(parse) + TimeSpan.FromSeconds(10);
         while (DateTime.UtcNow < deadline)
         {
-            if (IsMounted(path))
+            if (LocalDaemons.IsMounted(path))
             {
                 parse.InvocationConfiguration.Output.WriteLine($"mounted {fsName} at {path} (pid {p.Id}, log {log}); unmount with `appliance fs umount {path}`");
                 return ExitCodes.Ok;
@@ -376,9 +376,6 @@ public static class FsCommands
         throw new CliException(ExitCodes.Failure, $"{fsName} is not mounted at {path} yet; the mount process (pid {p.Id}) logs to {log}");
     }
 
-    private static bool IsMounted(string path) =>
-        File.ReadLines("/proc/self/mountinfo").Any(l => l.Split(' ') is { Length: > 4 } f && f[4] == path);
-
     private static Command Umount()
     {
         var mountPoint = new Argument<string>("mountpoint") { Description = "Where a filesystem is mounted." };
@@ -386,7 +383,7 @@ public static class FsCommands
         c.SetAction((parse, ct) =>
         {
             var path = Path.GetFullPath(parse.GetRequiredValue(mountPoint));
-            if (!IsMounted(path))
+            if (!LocalDaemons.IsMounted(path))
             {
                 throw new CliException(ExitCodes.NotFound, $"nothing is mounted at {path}");
             }
