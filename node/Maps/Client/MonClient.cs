@@ -417,39 +417,38 @@ public sealed class MonClient : IAsyncDisposable
     }
 
     /// <summary>
-    /// Waits for <paramref name="task"/>, checking every <see cref="UnreachableCheckInterval"/> whether
-    /// <paramref name="client"/> has failed to (re)connect: a monitor that is gone (nothing listens) is given up on at
-    /// once, with <paramref name="gone"/> as the reason, not after the whole attempt's time. <paramref name="limit"/>
-    /// bounds the wait when the task has no timeout of its own. The task's own outcome is rethrown as it is.
+    /// Waits for <paramref name="task"/>, giving up as soon as <paramref name="client"/> fails to (re)connect: a
+    /// monitor that is gone (nothing listens) is given up on at once, with <paramref name="gone"/> as the reason, not
+    /// after the whole attempt's time. <paramref name="limit"/> bounds the wait when the task has no timeout of its
+    /// own. The task's own outcome is rethrown as it is. No timer runs unless there is a limit: a long poll costs no
+    /// wake-ups while it waits.
     /// </summary>
     private static async Task UnlessUnreachableAsync(Task task, MessengerClient client, string gone, TimeSpan? limit, CancellationToken ct)
     {
         var until = limit is { } l ? Stopwatch.GetTimestamp() + (long)(l.TotalSeconds * Stopwatch.Frequency) : long.MaxValue;
         while (!task.IsCompleted)
         {
+            // Taken before the count is read: a failure in between completes it.
+            var failure = client.NextConnectFailure;
+            var unreachable = client.FailedConnectsInARow > 0;
+            var left = until - Stopwatch.GetTimestamp();
+            if (unreachable || left <= 0)
+            {
+                _ = task.ContinueWith(t => _ = t.Exception, TaskScheduler.Default);
+                throw new TimeoutException(unreachable ? gone : $"no answer within {limit!.Value.TotalSeconds:0.#} s");
+            }
+            var either = Task.WhenAny(task, failure);
             try
             {
-                // WaitAsync drops its timer when the task completes first (a Task.Delay per request would stay queued).
-                await task.WaitAsync(UnreachableCheckInterval, ct);
+                await (until == long.MaxValue ? either.WaitAsync(ct) : either.WaitAsync(TimeSpan.FromSeconds((double)left / Stopwatch.Frequency), ct));
             }
-            catch (TimeoutException) when (!task.IsCompleted)
+            catch (TimeoutException)
             {
-                var unreachable = client.FailedConnectsInARow > 0;
-                if (unreachable || Stopwatch.GetTimestamp() >= until)
-                {
-                    _ = task.ContinueWith(t => _ = t.Exception, TaskScheduler.Default);
-                    throw new TimeoutException(unreachable ? gone : $"no answer within {limit!.Value.TotalSeconds:0.#} s");
-                }
-            }
-            catch (Exception) when (task.IsCompleted)
-            {
-                // The task's own outcome (a reply, its timeout, a closed connection) is awaited below.
+                // Judged at the top of the loop.
             }
         }
         await task;
     }
-
-    private static readonly TimeSpan UnreachableCheckInterval = TimeSpan.FromMilliseconds(50);
 
     private MonitorsUnavailableException Unavailable(List<string> reasons) =>
         new($"no monitor answered within {Deadline.TotalSeconds:0} s (monitors: {string.Join(", ", _monitors.Select(m => m.ToString()))}); last: {string.Join("; ", reasons.TakeLast(3))}");

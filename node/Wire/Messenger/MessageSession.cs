@@ -72,8 +72,11 @@ public sealed class MessageSession : IAsyncDisposable
     private ulong _nextSeq = 1;
     private bool _disposed;
     private TaskCompletionSource? _writerWake;
-    // Set by the ack loop while every delivery is acknowledged; the next delivery completes it.
-    private TaskCompletionSource? _ackWanted;
+    // The process's ack timer for this session's interval (set at each attach), whether the session is on its list,
+    // and the newest delivery it had at the timer's previous tick.
+    private AckTimer? _ackTimer;
+    private bool _ackListed;
+    private ulong _ackMark;
     private ulong _lastDelivered;
     private ulong _lastAckSent;
     private long _bytesSinceAck;
@@ -432,6 +435,7 @@ public sealed class MessageSession : IAsyncDisposable
             _nextSeq = (ulong)_unacked.Count + 1;
             _lastDelivered = 0;
             _lastAckSent = 0;
+            _ackMark = 0;
             _bytesSinceAck = 0;
             return _unacked.Count;
         }
@@ -475,7 +479,7 @@ public sealed class MessageSession : IAsyncDisposable
         try
         {
             TaskCompletionSource<Message>? waiter = null;
-            TaskCompletionSource? ackWanted;
+            AckTimer? listOn = null;
             lock (_lock)
             {
                 if (h.Seq <= _lastDelivered)
@@ -494,11 +498,14 @@ public sealed class MessageSession : IAsyncDisposable
                 {
                     _requests.Remove(h.ReplyTo, out waiter);
                 }
-                ackWanted = _ackWanted;
-                _ackWanted = null;
+                if (!_ackListed && _ackTimer is not null)
+                {
+                    _ackListed = true;
+                    _ackMark = 0;
+                    listOn = _ackTimer;
+                }
             }
-            // Runs the ack loop's continuation here: it only arms its delay and returns.
-            ackWanted?.TrySetResult();
+            listOn?.Add(this);
             if (waiter is not null)
             {
                 // A reply outlives any handler: it gets an array of its own and the pooled buffer goes back; a large
@@ -600,43 +607,45 @@ public sealed class MessageSession : IAsyncDisposable
         }
     }
 
+    /// <summary>Explicit acknowledgements go through the process's timer for <paramref name="interval"/> (see
+    /// <see cref="AckTimer"/>); called at each attach.</summary>
+    internal void AcknowledgeWithin(TimeSpan interval) => _ackTimer = AckTimer.For(interval);
+
     /// <summary>
-    /// Acknowledges, within <paramref name="interval"/>, any delivery that no outgoing message carried an
-    /// acknowledgement for, until <paramref name="ct"/> is cancelled (the connection ended). Idle while everything
-    /// delivered is acknowledged: a timer runs only from a delivery to the ack that covers it, so a quiet connection
-    /// costs no wake-ups (a periodic 20 ms timer per connection was most of an idle monitor's or OSD's CPU, ~400
-    /// timer and ~800 thread-pool wake-ups a second in a monitor with 8 connections).
+    /// The ack timer's tick for this session: acknowledges everything delivered when a delivery it had at the
+    /// previous tick is still unacknowledged (no outgoing message carried it meanwhile). True when the session stays
+    /// on the timer's list (something delivered is still unacknowledged).
     /// </summary>
-    internal async Task AckLoopAsync(Connection connection, TimeSpan interval, CancellationToken ct)
+    internal bool AckTick()
     {
-        try
+        Connection? connection;
+        ulong ack;
+        lock (_lock)
         {
-            while (true)
+            if (_disposed || _lastDelivered == _lastAckSent)
             {
-                Task? wanted = null;
-                lock (_lock)
-                {
-                    // Shared, not replaced: after a reconnect the previous connection's loop may still wait here
-                    // beside the new one's, and one delivery wakes both (the old one's ack fails on its closed
-                    // connection, harmlessly, and it ends with it).
-                    if (_lastDelivered == _lastAckSent)
-                    {
-                        _ackWanted ??= new TaskCompletionSource();
-                        wanted = _ackWanted.Task;
-                    }
-                }
-                if (wanted is not null)
-                {
-                    await wanted.WaitAsync(ct);
-                }
-                await Task.Delay(interval, ct);
-                await MaybeAckAsync(connection, force: true);
+                _ackListed = false;
+                return false;
             }
+            if (_lastAckSent >= _ackMark)
+            {
+                // What was there at the previous tick (if anything) went out with a message: look again next tick.
+                _ackMark = _lastDelivered;
+                return true;
+            }
+            _ackListed = false;
+            connection = _connection;
+            if (connection is null)
+            {
+                // Detached: the next handshake tells the peer how far this side got.
+                return false;
+            }
+            ack = _lastDelivered;
+            _lastAckSent = ack;
+            _bytesSinceAck = 0;
         }
-        catch (OperationCanceledException)
-        {
-            // The connection ended; the next one runs a loop of its own.
-        }
+        _ = SendAckAsync(connection, ack);
+        return false;
     }
 
     /// <summary>Acknowledges explicitly when enough deliveries have not been piggybacked on outgoing messages.</summary>
@@ -654,6 +663,11 @@ public sealed class MessageSession : IAsyncDisposable
             _lastAckSent = ack;
             _bytesSinceAck = 0;
         }
+        await SendAckAsync(connection, ack);
+    }
+
+    private static async ValueTask SendAckAsync(Connection connection, ulong ack)
+    {
         try
         {
             await connection.SendAsync(new FrameHeader(FrameTypes.Ack, 0, 0, ack, 0, 0), ReadOnlyMemory<byte>.Empty);

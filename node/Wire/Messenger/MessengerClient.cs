@@ -67,6 +67,12 @@ public sealed class MessengerClient : IAsyncDisposable
 
     private int _failedConnects;
 
+    private TaskCompletionSource _connectFailed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes at the next failed connection attempt (then <see cref="FailedConnectsInARow"/> is above 0):
+    /// a caller waiting on a reply learns that the peer is gone without polling.</summary>
+    public Task NextConnectFailure => Volatile.Read(ref _connectFailed).Task;
+
     /// <summary>Starts connecting; completes when the first connection is authenticated (or fails for good).</summary>
     public Task StartAsync()
     {
@@ -110,20 +116,11 @@ public sealed class MessengerClient : IAsyncDisposable
                 Volatile.Write(ref _failedConnects, 0);
                 _firstConnect.TrySetResult();
                 backoff = TimeSpan.FromMilliseconds(5);
-                using var acks = new CancellationTokenSource();
-                var ackLoop = Session.AckLoopAsync(connection, _options.AckInterval, acks.Token);
-                try
+                Session.AcknowledgeWithin(_options.AckInterval);
+                while (true)
                 {
-                    while (true)
-                    {
-                        var frame = await connection.ReadFrameAsync(_stop.Token);
-                        await Session.ReceiveAsync(connection, frame);
-                    }
-                }
-                finally
-                {
-                    await acks.CancelAsync();
-                    await ackLoop;
+                    var frame = await connection.ReadFrameAsync(_stop.Token);
+                    await Session.ReceiveAsync(connection, frame);
                 }
             }
             catch (AuthenticationException e)
@@ -139,6 +136,7 @@ public sealed class MessengerClient : IAsyncDisposable
                 {
                     _log(e is SocketException ? $"connect to {_endpoint} failed: {e.Message}" : e.Message);
                     Interlocked.Increment(ref _failedConnects);
+                    Interlocked.Exchange(ref _connectFailed, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
                 }
             }
             catch (OperationCanceledException) when (_stop.IsCancellationRequested)

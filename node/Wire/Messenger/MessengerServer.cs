@@ -125,20 +125,11 @@ public sealed class MessengerServer : IAsyncDisposable
         try
         {
             session = await HandshakeAsync(connection);
-            using var acks = new CancellationTokenSource();
-            var ackLoop = session.AckLoopAsync(connection, _options.AckInterval, acks.Token);
-            try
+            session.AcknowledgeWithin(_options.AckInterval);
+            while (true)
             {
-                while (true)
-                {
-                    var frame = await connection.ReadFrameAsync(_stop.Token);
-                    await session.ReceiveAsync(connection, frame);
-                }
-            }
-            finally
-            {
-                await acks.CancelAsync();
-                await ackLoop;
+                var frame = await connection.ReadFrameAsync(_stop.Token);
+                await session.ReceiveAsync(connection, frame);
             }
         }
         catch (ConnectionClosedException)
