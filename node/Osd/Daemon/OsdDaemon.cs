@@ -559,6 +559,13 @@ public sealed partial class OsdDaemon : IAsyncDisposable
             {
                 reply = new OsdOpReply(req.Tid, OsdResult.TryAgain, _service!.Epoch, default, 0, []) { Message = $"{Entity} is stopping" };
             }
+            catch (Exception e)
+            {
+                // Every request gets an answer: without one the client waits for it until its deadline and nobody
+                // learns why. An exception here is our bug (or a store failure): said loudly, answered as an I/O error.
+                _log.LogError(e, "{Osd}: request {Tid} of {Peer} on {Pg}/{Object} failed", Entity, req.Tid, session.PeerEntity, req.Pg, req.Object);
+                reply = new OsdOpReply(req.Tid, OsdResult.IoError, _service!.Epoch, default, 0, []) { Message = $"{Entity} failed the request: {e.GetType().Name}: {e.Message}" };
+            }
             // Encoded before the request's buffer goes: an output may slice it (a method that answers with its input).
             bytes = reply.Encode();
         }
