@@ -70,9 +70,11 @@ public sealed class NetnsNodeTests(ITestOutputHelper output)
         var status = await nodes.OkAsync(n3, "status");
         Assert.Contains("3 monitors", status);
 
-        foreach (var n in nodes.Nodes)
+        // Each node adds its disk at the same time, as three machines would.
+        var adds = nodes.Nodes.Select(n => nodes.OkAsync(n, "disk", "add", Path.Combine(nodes.Data, n, "disk.img"), "--size", "1G")).ToList();
+        await Task.WhenAll(adds);
+        foreach (var (n, added) in nodes.Nodes.Zip(adds.Select(a => a.Result)))
         {
-            var added = await nodes.OkAsync(n, "disk", "add", Path.Combine(nodes.Data, n, "disk.img"), "--size", "1G");
             Assert.Contains($"host {n}", added);
             Assert.Matches(@"osd\.\d+ is up at " + Regex.Escape(nodes.Address(n).ToString()), added);
         }
