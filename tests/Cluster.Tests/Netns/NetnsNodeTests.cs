@@ -71,9 +71,8 @@ public sealed class NetnsNodeTests(ITestOutputHelper output)
         Assert.Contains("3 monitors", status);
 
         // Each node adds its disk at the same time, as three machines would.
-        var adds = nodes.Nodes.Select(n => nodes.OkAsync(n, "disk", "add", Path.Combine(nodes.Data, n, "disk.img"), "--size", "1G")).ToList();
-        await Task.WhenAll(adds);
-        foreach (var (n, added) in nodes.Nodes.Zip(adds.Select(a => a.Result)))
+        var adds = await Task.WhenAll(nodes.Nodes.Select(n => nodes.OkAsync(n, "disk", "add", Path.Combine(nodes.Data, n, "disk.img"), "--size", "1G")));
+        foreach (var (n, added) in nodes.Nodes.Zip(adds))
         {
             Assert.Contains($"host {n}", added);
             Assert.Matches(@"osd\.\d+ is up at " + Regex.Escape(nodes.Address(n).ToString()), added);
