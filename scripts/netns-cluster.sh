@@ -40,7 +40,7 @@ on() {
     nsenter --net="/run/netns/$(ns "$k")" -- dotnet "$program" "$@"
 }
 
-nodes() { ls -d "$state"/n* 2>/dev/null | sed 's|.*/n||' | sort -n; }
+nodes() { ls -d "$state"/n[0-9]* 2>/dev/null | sed "s|.*/n||" | sort -n; }
 
 preflight() {
   [ "$(id -u)" = 0 ] || die "network namespaces need root: run it with sudo"
