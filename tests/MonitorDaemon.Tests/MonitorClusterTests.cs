@@ -387,6 +387,39 @@ public sealed partial class MonitorClusterTests
     }
 
     [Fact]
+    public async Task A_client_that_knows_only_a_peon_follows_its_hint_to_a_leader_it_did_not_know_and_learns_the_monmap()
+    {
+        await using var c = new Cluster(3);
+        for (var i = 0; i < 3; i++)
+        {
+            await c.StartAsync(i);
+        }
+        await using (var first = c.Client())
+        {
+            await Ok(first.CommandAsync(new ConfigSet("osd_heartbeat_grace", "20")));
+        }
+        var leader = c.LeaderIndex();
+        Assert.True(leader >= 0, "someone leads after the first commit");
+        var peon = (leader + 1) % 3;
+
+        // As a daemon of a node whose cluster.conf predates the monitors that joined later: it lists one peon only.
+        // Reads are the leader's; the peon names a leader this client does not list, and it goes there.
+        await using var client = new MonClient([IPEndPoint.Parse(c.Conf.Monitors[peon].Address)], "client.admin", c.Admin.Key)
+        {
+            Deadline = TimeSpan.FromSeconds(10),
+        };
+        using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await foreach (var map in client.WatchOsdMapAsync(null, bound.Token))
+        {
+            Assert.True(map.Epoch > 0);
+            break;
+        }
+        // Its first poll learnt the monmap: every monitor, not only the one it was given and the leader it was sent to.
+        Assert.Equal(c.Conf.Monitors.Select(m => IPEndPoint.Parse(m.Address).ToString()).Order(StringComparer.Ordinal),
+            client.Monitors.Select(m => m.ToString()).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public async Task The_leader_rotates_service_keys_and_a_client_reaches_a_service_with_a_ticket_from_the_monitors()
     {
         await using var c = new Cluster(3);

@@ -282,10 +282,16 @@ public static class DiskCommands
                 drained = true;
             }
             await output.WriteLineAsync(await services.StopAsync(local.Osd(id), NodeServices.OsdUnit(id), ct));
-            var auth = await client.CommandAsync(new AuthRemove($"osd.{id}"), ct);
-            if (auth.Status != MonReplyStatus.Ok && !(auth.Status == MonReplyStatus.Failed && auth.Code == (int)MonErrorCode.NotFound))
+            var removed = await RemoveFromMapAsync(client, id, TimeSpan.FromSeconds(drained ? 60 : 10), ct);
+            if (removed is not null)
             {
-                throw new CliException(ExitCodes.Failure, $"osd.{id} is stopped but the monitors did not remove its key: {auth.Message.Trim()}; run `appliance auth rm osd.{id}`");
+                // Not removable yet (--force on an OSD a placement still names): its key goes at least, so it cannot
+                // come back; `osd rm` finishes the job once its PGs have moved.
+                var auth = await client.CommandAsync(new AuthRemove($"osd.{id}"), ct);
+                if (auth.Status != MonReplyStatus.Ok && !(auth.Status == MonReplyStatus.Failed && auth.Code == (int)MonErrorCode.NotFound))
+                {
+                    throw new CliException(ExitCodes.Failure, $"osd.{id} is stopped but the monitors did not remove its key: {auth.Message.Trim()}; run `appliance auth rm osd.{id}`");
+                }
             }
             if (drained && File.Exists(link))
             {
@@ -294,12 +300,63 @@ public static class DiskCommands
             }
             File.Delete(Appliance.Osd.Daemon.OsdDaemon.KeyringPath(local.ConfDirectory, id));
             File.Delete(link);
+            var fate = removed is null ? $"removed from the osdmap and CRUSH" : $"its key removed; the osdmap keeps it down and out ({removed}): run `appliance osd rm {id}` once its PGs are active+clean elsewhere";
             await output.WriteLineAsync(drained
-                ? $"osd.{id} removed: stopped, its key removed, {device} free (its store's superblocks zeroed); the osdmap keeps osd.{id} down and out"
-                : $"osd.{id} removed without draining: stopped, its key removed; {device} keeps its store (add it again with --wipe); the osdmap keeps osd.{id} down and out");
+                ? $"osd.{id} removed: stopped, {fate}; {device} free (its store's superblocks zeroed)"
+                : $"osd.{id} removed without draining: stopped, {fate}; {device} keeps its store (add it again with --wipe)");
             return ExitCodes.Ok;
         });
         return rm;
+    }
+
+    /// <summary>
+    /// `osd rm` of a stopped OSD: waits until the osdmap shows it down (a stopping OSD tells the monitors at once; one
+    /// that could not is marked down by its peers), then removes it from the osdmap, CRUSH and the auth database,
+    /// trying again while the leader refuses because PGs are still settling (not active+clean, or a placement still
+    /// naming it). Returns null when removed, else why not (after <paramref name="bound"/>).
+    /// </summary>
+    internal static async Task<string?> RemoveFromMapAsync(MonClient client, int id, TimeSpan bound, CancellationToken ct)
+    {
+        var until = DateTime.UtcNow + bound;
+        var why = "";
+        while (true)
+        {
+            var map = await CurrentMapAsync(client, ct);
+            if (map.FindOsd(id) is not { } osd)
+            {
+                return null;
+            }
+            if (osd.Up)
+            {
+                why = $"osd.{id} is still up in osdmap e{map.Epoch}";
+            }
+            else
+            {
+                MonReply reply;
+                try
+                {
+                    reply = await client.CommandAsync(new OsdRemove([id]), ct);
+                }
+                catch (MonitorsUnavailableException e)
+                {
+                    throw new CliException(ExitCodes.Failure, e.Message);
+                }
+                if (reply.Status == MonReplyStatus.Ok || reply.Status == MonReplyStatus.Failed && reply.Code == (int)MonErrorCode.NotFound)
+                {
+                    return null;
+                }
+                why = reply.Message.Trim();
+                if (reply.Status != MonReplyStatus.Failed || reply.Code != (int)MonErrorCode.Refused)
+                {
+                    return why;
+                }
+            }
+            if (DateTime.UtcNow > until)
+            {
+                return why;
+            }
+            await Task.Delay(500, ct);
+        }
     }
 
     /// <summary>The OSD id named by "3", "osd.3", or a disk this node's DATA/osd.N.disk is (or links to).</summary>

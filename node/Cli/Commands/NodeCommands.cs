@@ -315,9 +315,22 @@ public static class NodeCommands
                     await DiskCommands.DrainAsync(client, id, TimeSpan.FromSeconds(parse.GetValue(drainTimeout)), output, ct);
                 }
             }
+            // Its OSDs that are down (the node is gone, or its daemons were stopped) leave the osdmap; those still up
+            // lose their key, and leave with `osd rm` once stopped.
+            var removed = new List<int>();
+            var kept = new List<int>();
             foreach (var id in ids)
             {
-                await RemoveEntityAsync(client, $"osd.{id}", ct);
+                var now = await DiskCommands.CurrentMapAsync(client, ct);
+                if (now.FindOsd(id) is { Up: false } && await DiskCommands.RemoveFromMapAsync(client, id, TimeSpan.FromSeconds(parse.GetValue(force) ? 10 : 60), ct) is null)
+                {
+                    removed.Add(id);
+                }
+                else
+                {
+                    await RemoveEntityAsync(client, $"osd.{id}", ct);
+                    kept.Add(id);
+                }
             }
             if (monmap.Find(name) is not null)
             {
@@ -328,11 +341,79 @@ public static class NodeCommands
             }
             await RemoveEntityAsync(client, JoinTokenCreate.NodeEntityOf(name), ct);
             await RemoveEntityAsync(client, JoinTokenCreate.EntityOf(name), ct);
-            await output.WriteLineAsync($"node {name} removed{(ids.Count > 0 ? $" (its OSDs {string.Join(", ", ids.Select(i => $"osd.{i}"))} drained and their keys removed; the osdmap keeps them down and out)" : "")}; stop its daemons on that machine");
+            var osds = new List<string>();
+            if (removed.Count > 0)
+            {
+                osds.Add($"{string.Join(", ", removed.Select(i => $"osd.{i}"))} removed from the osdmap");
+            }
+            if (kept.Count > 0)
+            {
+                osds.Add($"{string.Join(", ", kept.Select(i => $"osd.{i}"))} still up: their keys removed; once stopped, `appliance osd rm {string.Join(" ", kept)}` removes them from the osdmap");
+            }
+            await output.WriteLineAsync($"node {name} removed{(osds.Count > 0 ? $" ({string.Join("; ", osds)})" : "")}; stop its daemons on that machine (`appliance node stop` there)");
             return ExitCodes.Ok;
         });
         node.Subcommands.Add(rm);
+        node.Subcommands.Add(Stop());
+        node.Subcommands.Add(Start());
         return node;
+    }
+
+    /// <summary>`node stop`: this node's daemons stopped (not disabled): `systemctl stop appliance.target` under
+    /// systemd, else every background process with a pid file in DATA/run (mounts, the NBD server, OSDs, then the
+    /// monitor), SIGTERM then SIGKILL after 15 s.</summary>
+    private static Command Stop()
+    {
+        var stop = new Command("stop", "Stop this node's daemons (its OSDs, then its monitor): `systemctl stop appliance.target` under systemd, else the background processes of --data. `node start` starts them again.");
+        stop.SetAction(async (parse, ct) =>
+        {
+            var output = parse.InvocationConfiguration.Output;
+            var services = DiskCommands.ServicesOf(parse);
+            if (services.UsesSystemd)
+            {
+                await NodeServices.SystemctlAsync(ct, "stop", "appliance.target");
+                await output.WriteLineAsync("appliance.target stopped (its units stay enabled: they start again at boot, or with `appliance node start`)");
+                return ExitCodes.Ok;
+            }
+            var daemons = services.Local.FromPidFiles();
+            if (daemons.Count == 0)
+            {
+                await output.WriteLineAsync($"no daemon of this node runs (no pid file in {services.Local.RunDirectory})");
+            }
+            foreach (var daemon in daemons)
+            {
+                await output.WriteLineAsync(await services.Local.StopAsync(daemon, TimeSpan.FromSeconds(15), ct));
+            }
+            return ExitCodes.Ok;
+        });
+        return stop;
+    }
+
+    /// <summary>`node start`: this node's monitor (when cluster.conf lists mon.NAME) and every OSD of DATA started
+    /// unless they run, as `bootstrap`, `join` and `disk add` started them.</summary>
+    private static Command Start()
+    {
+        var start = new Command("start", "Start this node's daemons again: its monitor (when the cluster's configuration lists one of this node's name) and every OSD of --data, unless they run.");
+        start.SetAction(async (parse, ct) =>
+        {
+            var output = parse.InvocationConfiguration.Output;
+            var services = DiskCommands.ServicesOf(parse);
+            if (services.Node is not { } node)
+            {
+                throw new CliException(ExitCodes.NotFound, $"{services.Local.ConfDirectory} holds no {NodeConf.FileName}: this machine is not a node (`appliance bootstrap` or `appliance join` makes one)");
+            }
+            var conf = MonitorCommands.LoadConf(parse);
+            if (conf.Monitors.Any(m => m.Name == node.Name))
+            {
+                await output.WriteLineAsync(await services.StartAsync(services.Local.Monitor(node.Name), NodeServices.MonUnit(node.Name), ct));
+            }
+            foreach (var id in services.Local.OsdIds())
+            {
+                await output.WriteLineAsync(await services.StartAsync(services.Osd(id), NodeServices.OsdUnit(id), ct));
+            }
+            return ExitCodes.Ok;
+        });
+        return start;
     }
 
     private static async Task RemoveEntityAsync(MonClient client, string entity, CancellationToken ct)

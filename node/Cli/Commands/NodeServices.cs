@@ -98,7 +98,7 @@ internal sealed class NodeServices(LocalDaemons local)
 
     public static string MonUnit(string name) => $"appliance-mon@{name}.service";
 
-    private static async Task SystemctlAsync(CancellationToken ct, params string[] args)
+    internal static async Task SystemctlAsync(CancellationToken ct, params string[] args)
     {
         var psi = new ProcessStartInfo("systemctl") { RedirectStandardError = true, RedirectStandardOutput = true };
         foreach (var a in args)

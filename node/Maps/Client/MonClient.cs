@@ -225,10 +225,14 @@ public sealed class MonClient : IAsyncDisposable
     {
         var map = have;
         var monMapCheck = Stopwatch.StartNew();
+        // The first poll learns the monmap too: the monitors a client was started with (a node's cluster.conf) may
+        // be fewer than the cluster has now.
+        var first = true;
         while (true)
         {
-            if (monMapCheck.Elapsed >= MonMapCheckInterval)
+            if (first || monMapCheck.Elapsed >= MonMapCheckInterval)
             {
+                first = false;
                 monMapCheck.Restart();
                 try
                 {
@@ -332,9 +336,19 @@ public sealed class MonClient : IAsyncDisposable
                 {
                     case MonReplyStatus.NotLeader when reply.Leader is { } leader && IPEndPoint.TryParse(leader, out var ep)
                         && Array.IndexOf(monitors, ep) is var i && i >= 0 && i != current && hops++ < monitors.Length:
-                        // Straight to the leader it names; a hint back to itself, to a monitor we do not know, or
-                        // hops going round in circles (a stale hint) is handled like "no quorum": the next, after a pause.
+                        // Straight to the leader it names; a hint back to itself, or hops going round in circles (a
+                        // stale hint) is handled like "no quorum": the next, after a pause.
                         _current = i;
+                        continue;
+                    case MonReplyStatus.NotLeader when reply.Leader is { } leader && IPEndPoint.TryParse(leader, out var ep)
+                        && Array.IndexOf(monitors, ep) < 0 && hops++ < monitors.Length + 1:
+                        // A leader this client does not know yet: a monitor added after the configuration it started
+                        // from was written (a node that joined later), before its monmap refresh. The hint comes from
+                        // a monitor this client authenticated mutually, as a monmap would: it is added to the list
+                        // (the next monmap replaces the list whole).
+                        _monitors = [.. monitors, ep];
+                        _current = monitors.Length;
+                        _log.LogInformation("mon at {Monitor} leads, a monitor not in this client's list: added", ep);
                         continue;
                     case MonReplyStatus.NotLeader:
                     case MonReplyStatus.NoQuorum:

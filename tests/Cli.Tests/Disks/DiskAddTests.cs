@@ -105,7 +105,12 @@ public sealed class DiskAddTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(3, node.DaemonPids().Count());
         Assert.DoesNotContain("osd.1", await node.OkAsync("disk", "ls"));
         Assert.DoesNotContain("osd.1", await node.OkAsync("auth", "ls"));
-        Assert.Contains("osd.3 is up", await node.OkAsync("disk", "add", foreign));
+        // Gone from the osdmap and CRUSH (`osd rm`), not kept down and out: its id is the lowest free one again.
+        Assert.Contains("removed from the osdmap and CRUSH", rm);
+        var tree = await node.OkAsync("osd", "tree");
+        Assert.DoesNotContain("osd.1 ", tree);
+        Assert.Contains("osd.2", tree);
+        Assert.Contains("osd.1 is up", await node.OkAsync("disk", "add", foreign));
     }
 
     public void Dispose()

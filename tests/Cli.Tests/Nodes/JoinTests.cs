@@ -8,8 +8,8 @@ namespace Appliance.Cli.Tests.Nodes;
 /// `join-token` and `join` with two "nodes" on this machine (each its own conf and data directory, its monitor on
 /// its own loopback port): the second joins with the first's token, becomes the second monitor, adds a disk (an OSD
 /// of CRUSH host n2); the token used again, and a forged one, are refused; `node ls` shows both nodes; `node rm`
-/// takes the second out again. (An expired token is refused by the monitors' operation, tested with an injected
-/// clock in tests/Monitor.Tests' JoinTokenTests.)
+/// takes the second out again; a token of 1 s used after it expired is refused too (tests/Monitor.Tests' JoinTokenTests
+/// tests the expiry with an injected clock).
 /// </summary>
 public sealed class JoinTests(ITestOutputHelper output) : IDisposable
 {
@@ -45,6 +45,21 @@ public sealed class JoinTests(ITestOutputHelper output) : IDisposable
         // The same token again, from a third machine: refused, saying it was used.
         var reused = await RefusedTokenAsync(n3, token);
         Assert.Contains("was used already", reused);
+        Assert.False(File.Exists(Path.Combine(n3.ConfDir, "cluster.conf")));
+
+        // A token that expired before it was used: refused by the monitors, saying so.
+        var (shortCode, shortToken, shortErr) = await n1.RunAsync("join-token", "n4", "--ttl", "1");
+        Assert.True(shortCode == 0, shortErr);
+        var stated = System.Text.RegularExpressions.Regex.Match(shortErr, @"good until (\S+ [^\s;]+)");
+        Assert.True(stated.Success, shortErr);
+        // The monitors print the expiry to the second ("u"): it is past once that second is.
+        var expiry = DateTimeOffset.ParseExact(stated.Groups[1].Value, "u", CultureInfo.InvariantCulture).AddSeconds(1);
+        while (DateTimeOffset.UtcNow <= expiry)
+        {
+            await Task.Delay(100);
+        }
+        var expired = await RefusedTokenAsync(n3, shortToken.Trim());
+        Assert.Contains("join token for node n4 expired at", expired);
         Assert.False(File.Exists(Path.Combine(n3.ConfDir, "cluster.conf")));
 
         // The joined node adds a disk: an OSD on host n2.

@@ -15,12 +15,9 @@ namespace Appliance.Cluster.Tests.Netns;
 /// A cluster of real daemons (the built `appliance` program: 3 monitors, N OSDs on sparse file disks), each in a
 /// network namespace of its own with its own address, so that a test can partition, kill, stop and restart them.
 /// <para>
-/// Network: everything is named after the run id <c>nsx-PID-N</c> (PID of the test process, in hex; N counts the
-/// clusters of this process), so parallel runs never collide and leftovers are recognised. A hub namespace
-/// (<c>RUN-hub</c>) holds a bridge; each daemon's namespace (<c>RUN-mon.a</c>, <c>RUN-osd.0</c>) has an <c>eth0</c>
-/// on it with an address in a /24 picked for this run from 10.200-249.x.0 (one no route or address of the root
-/// namespace uses); the test process reaches the cluster through a veth of the root namespace named <c>RUN</c>
-/// (address .254). Monitors are .1-.3 (port 6789), osd.N is .(10+N).
+/// Network (<see cref="NetnsNetwork"/>): a bridge in a hub namespace, each daemon's namespace (<c>RUN-mon.a</c>,
+/// <c>RUN-osd.0</c>) with an <c>eth0</c> on it, the test process on a root veth (.254). Monitors are .1-.3 (port
+/// 6789), osd.N is .(10+N).
 /// </para>
 /// <para>
 /// Faults: SIGKILL / SIGSTOP / SIGCONT to a daemon by the pid it was started with (checked against
@@ -38,48 +35,47 @@ namespace Appliance.Cluster.Tests.Netns;
 public sealed class NetnsCluster : IAsyncDisposable
 {
     /// <summary>Every name this harness gives a namespace or a link starts with this.</summary>
-    public const string Prefix = "nsx-";
+    public const string Prefix = NetnsNetwork.Prefix;
 
-    /// <summary>Set to 1 on a machine that cannot make network namespaces: the netns tests are then skipped (reported as
-    /// skipped, with this reason). Unset, a machine that cannot make them fails the tests, saying why.</summary>
-    public const string NoNetnsVariable = "APPLIANCE_NO_NETNS";
+    /// <summary>Set to 1 on a machine that cannot make network namespaces (see <see cref="NetnsNetwork.NoNetnsVariable"/>).</summary>
+    public const string NoNetnsVariable = NetnsNetwork.NoNetnsVariable;
 
     public const string Pool = "data";
     public const int MonitorPort = 6789;
     public static readonly string[] Monitors = ["mon.a", "mon.b", "mon.c"];
 
-    private static int _clusters;
     private readonly TempDir _dir = new();
     private readonly Action<string> _log;
+    private readonly NetnsNetwork _network;
     private readonly Dictionary<string, int> _pids = [];
     private readonly HashSet<int> _started = [];
-    private readonly List<string> _namespaces = [];
-    private readonly HashSet<string> _cut = [];
     private readonly List<int> _osds = [];
-    private bool _hostLink;
 
-    private NetnsCluster(Action<string> log)
+    private NetnsCluster(NetnsNetwork network, Action<string> log)
     {
+        _network = network;
         _log = log;
-        RunId = $"{Prefix}{Environment.ProcessId.ToString("x", CultureInfo.InvariantCulture)}-{Interlocked.Increment(ref _clusters).ToString("x", CultureInfo.InvariantCulture)}";
         Directory.CreateDirectory(LogDir);
     }
 
-    public string RunId { get; }
+    public string RunId => _network.RunId;
 
     /// <summary>The first three octets of this run's /24, e.g. "10.213.7".</summary>
-    public string Subnet { get; private set; } = "";
+    public string Subnet => _network.Subnet;
+
+    /// <summary>The network: namespaces, cuts, probes.</summary>
+    public NetnsNetwork Network => _network;
 
     public string Data => _dir.Path;
     public string ConfDir => Path.Combine(Data, "conf");
     public string LogDir => Path.Combine(Data, "log");
     public IReadOnlyList<int> Osds => _osds;
     public IEnumerable<string> Daemons => [.. Monitors, .. _osds.Select(OsdName)];
-    public string HubNamespace => RunId + "-hub";
+    public string HubNamespace => _network.HubNamespace;
 
     public static string OsdName(int id) => "osd." + id.ToString(CultureInfo.InvariantCulture);
 
-    public string Namespace(string daemon) => $"{RunId}-{daemon}";
+    public string Namespace(string daemon) => _network.Namespace(daemon);
 
     /// <summary>The address of a daemon, or of the test process for "host".</summary>
     public IPAddress Address(string daemon)
@@ -93,7 +89,7 @@ public sealed class NetnsCluster : IAsyncDisposable
             _ when daemon.StartsWith("osd.", StringComparison.Ordinal) => 10 + int.Parse(daemon[4..], CultureInfo.InvariantCulture),
             _ => throw new ArgumentException($"no daemon {daemon}", nameof(daemon)),
         };
-        return IPAddress.Parse($"{Subnet}.{last.ToString(CultureInfo.InvariantCulture)}");
+        return _network.At(last);
     }
 
     /// <summary>
@@ -104,12 +100,13 @@ public sealed class NetnsCluster : IAsyncDisposable
     /// </summary>
     public static async Task<NetnsCluster> StartAsync(int osds, long diskBytes, int pgNum, Action<string> log)
     {
-        await PreflightAsync();
-        await SweepStaleAsync(log);
-        var cluster = new NetnsCluster(log);
+        var cluster = new NetnsCluster(await NetnsNetwork.CreateAsync(log), log);
         try
         {
-            await cluster.MakeNetworkAsync();
+            foreach (var m in Monitors)
+            {
+                await cluster._network.AddMemberAsync(m, cluster.Address(m));
+            }
             var clock = Stopwatch.StartNew();
             ClusterConf.Bootstrap(cluster.ConfDir,
                 [.. Monitors.Select(m => (m[4..], $"{cluster.Address(m)}:{MonitorPort.ToString(CultureInfo.InvariantCulture)}"))], DateTimeOffset.UtcNow);
@@ -123,7 +120,7 @@ public sealed class NetnsCluster : IAsyncDisposable
             }
             foreach (var id in cluster._osds)
             {
-                await cluster.AddDaemonNamespaceAsync(OsdName(id));
+                await cluster._network.AddMemberAsync(OsdName(id), cluster.Address(OsdName(id)));
                 cluster.Start(OsdName(id));
             }
             await using (var mon = cluster.MonitorClient())
@@ -157,113 +154,6 @@ public sealed class NetnsCluster : IAsyncDisposable
             }
             throw new InvalidOperationException($"netns cluster {cluster.RunId} (data {cluster.Data}) did not start: {e.Message}{cleanup}", e);
         }
-    }
-
-    /// <summary>Fails with what to do when this machine cannot make network namespaces.</summary>
-    private static async Task PreflightAsync()
-    {
-        var fix = $"the netns cluster tests need root, iproute2 (`ip`) and nftables (`nft`); run them as root (scripts/test.sh does), " +
-            $"install the packages of scripts/test-packages.txt, or set {NoNetnsVariable}=1 to skip them on a machine that cannot make network namespaces";
-        if (Posix.getuid() != 0)
-        {
-            throw new InvalidOperationException($"not root: {fix}");
-        }
-        foreach (var tool in new[] { "ip", "nft" })
-        {
-            try
-            {
-                await Host.RunAsync(tool, ["-V"]);
-            }
-            catch (System.ComponentModel.Win32Exception e)
-            {
-                throw new InvalidOperationException($"`{tool}` cannot run ({e.Message}): {fix}");
-            }
-        }
-    }
-
-    /// <summary>Removes what earlier runs of this harness left behind (a test process killed before its clean-up):
-    /// namespaces and root links named nsx-PID-… whose PID no longer runs, and any process still in them.</summary>
-    public static async Task SweepStaleAsync(Action<string> log)
-    {
-        static bool Stale(string name)
-        {
-            if (!name.StartsWith(Prefix, StringComparison.Ordinal))
-            {
-                return false;
-            }
-            var parts = name.Split('-');
-            return parts.Length >= 3 && int.TryParse(parts[1], NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var pid)
-                && pid != Environment.ProcessId && !Directory.Exists($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}");
-        }
-        foreach (var ns in (await Host.NamespacesAsync()).Where(Stale))
-        {
-            foreach (var pid in await Host.PidsInAsync(ns))
-            {
-                Posix.kill(pid, Posix.SIGKILL);
-            }
-            await Host.RunAsync("ip", ["netns", "del", ns]);
-            log($"swept stale namespace {ns}");
-        }
-        foreach (var link in (await Host.LinksAsync()).Where(Stale))
-        {
-            await Host.RunAsync("ip", ["link", "del", link]);
-            log($"swept stale link {link}");
-        }
-    }
-
-    private async Task MakeNetworkAsync()
-    {
-        // A /24 that no address or route of the root namespace touches (the check and the claim race another run's;
-        // the chance that two runs pick the same of 12800 at the same moment is left).
-        var used = await Host.IpAsync("-4", "-o", "addr", "show") + await Host.IpAsync("-4", "route", "show");
-        for (var attempt = 0; Subnet.Length == 0; attempt++)
-        {
-            var candidate = $"10.{Random.Shared.Next(200, 250).ToString(CultureInfo.InvariantCulture)}.{Random.Shared.Next(0, 256).ToString(CultureInfo.InvariantCulture)}";
-            if (!used.Contains(candidate + ".", StringComparison.Ordinal))
-            {
-                Subnet = candidate;
-            }
-            if (attempt > 100)
-            {
-                throw new InvalidOperationException("no free 10.200-249.x.0/24 in the root namespace");
-            }
-        }
-
-        await AddNamespaceAsync(HubNamespace);
-        await Host.IpAsync("-n", HubNamespace, "link", "add", "br0", "type", "bridge");
-        await Host.IpAsync("-n", HubNamespace, "link", "set", "br0", "up");
-
-        // The test process's way in: RUN in the root namespace, its peer h-host on the bridge.
-        await Host.IpAsync("link", "add", RunId, "type", "veth", "peer", "name", "h-host", "netns", HubNamespace);
-        _hostLink = true;
-        await Host.IpAsync("-n", HubNamespace, "link", "set", "h-host", "master", "br0", "up");
-        await Host.IpAsync("addr", "add", $"{Address("host")}/24", "dev", RunId);
-        await Host.IpAsync("link", "set", RunId, "up");
-
-        foreach (var m in Monitors)
-        {
-            await AddDaemonNamespaceAsync(m);
-        }
-        _log($"network {Subnet}.0/24: bridge in {HubNamespace}, test process at {Address("host")} on {RunId}");
-    }
-
-    /// <summary>The namespace of <paramref name="daemon"/>: lo, and eth0 with its address on the bridge.</summary>
-    private async Task AddDaemonNamespaceAsync(string daemon)
-    {
-        var ns = Namespace(daemon);
-        await AddNamespaceAsync(ns);
-        var hubSide = "h-" + daemon;
-        await Host.IpAsync("-n", HubNamespace, "link", "add", hubSide, "type", "veth", "peer", "name", "eth0", "netns", ns);
-        await Host.IpAsync("-n", HubNamespace, "link", "set", hubSide, "master", "br0", "up");
-        await Host.IpAsync("-n", ns, "addr", "add", $"{Address(daemon)}/24", "dev", "eth0");
-        await Host.IpAsync("-n", ns, "link", "set", "eth0", "up");
-        await Host.IpAsync("-n", ns, "link", "set", "lo", "up");
-    }
-
-    private async Task AddNamespaceAsync(string ns)
-    {
-        await Host.IpAsync("netns", "add", ns);
-        _namespaces.Add(ns);
     }
 
     /// <summary>`osd create` (run in this process, as `cluster up` does): a new id from the monitors, its store on a
@@ -416,15 +306,8 @@ public sealed class NetnsCluster : IAsyncDisposable
     }
 
     /// <summary>Cuts <paramref name="daemon"/> off from <paramref name="from"/> (daemon names, or "host" for the test
-    /// process), both ways, with nftables rules in its namespace: TCP to and from them is refused with a reset (or,
-    /// <paramref name="silent"/>, every packet dropped). Replaces an earlier cut of that daemon.</summary>
-    public Task PartitionAsync(string daemon, IEnumerable<string> from, bool silent = false)
-    {
-        var addresses = from.Distinct().Select(d => Address(d).ToString()).ToList();
-        var set = string.Join(", ", addresses);
-        return CutAsync(daemon, $"ip saddr {{ {set} }}", $"ip daddr {{ {set} }}", silent, $"from {set}",
-            $"( {string.Join(" or ", addresses.Select(a => "dst " + a))} )");
-    }
+    /// process), both ways (<see cref="NetnsNetwork.PartitionAsync"/>).</summary>
+    public Task PartitionAsync(string daemon, IEnumerable<string> from, bool silent = false) => _network.PartitionAsync(daemon, from, silent);
 
     /// <summary>Cuts an OSD off from every other OSD (not from the monitors nor the test process).</summary>
     public Task CutFromPeersAsync(int osd, bool silent = false) => PartitionAsync(OsdName(osd), _osds.Where(o => o != osd).Select(OsdName), silent);
@@ -433,95 +316,15 @@ public sealed class NetnsCluster : IAsyncDisposable
     public Task CutFromMonitorsAsync(string daemon, bool silent = false) => PartitionAsync(daemon, Monitors.Where(m => m != daemon), silent);
 
     /// <summary>Cuts a daemon off from everything: monitors, OSDs and the test process.</summary>
-    public Task IsolateAsync(string daemon, bool silent = false) =>
-        CutAsync(daemon, "iifname \"eth0\"", "oifname \"eth0\"", silent, "from everyone",
-            $"( dst {Subnet}.0/24 ) and not ( dst {Address(daemon)} )");
+    public Task IsolateAsync(string daemon, bool silent = false) => _network.IsolateAsync(daemon, silent);
 
-    /// <summary>Installs the cut of <paramref name="daemon"/>: nft matches <paramref name="inbound"/> and
-    /// <paramref name="outbound"/>, and <paramref name="connections"/> an ss(8) filter of the TCP connections that cross
-    /// it (by remote address); <paramref name="what"/> for the log.</summary>
-    private async Task CutAsync(string daemon, string inbound, string outbound, bool silent, string what, string connections)
-    {
-        string Rule(string match) => silent ? $"{match} drop" : $"{match} meta l4proto tcp reject with tcp reset\n    {match} drop";
-        // Resets pass both ways: the one the input chain sends back to a peer leaves through the output hook, and the
-        // one the output chain makes for a local connect comes in through the input hook (as from the peer). Caught by
-        // the other chain's reject they would be dropped (nft never answers a reset with a reset), and the cut would
-        // be silent. A reset only ever ends a connection, so letting them through opens nothing.
-        string Resets(string match) => silent ? "" : $"{match} tcp flags & rst == rst accept\n    ";
-        // add + delete + define in one transaction: replaces an earlier cut atomically.
-        var script = $$"""
-            table inet nsx_cut
-            delete table inet nsx_cut
-            table inet nsx_cut {
-              chain input {
-                type filter hook input priority 0; policy accept;
-                {{Resets(inbound)}}{{Rule(inbound)}}
-              }
-              chain output {
-                type filter hook output priority 0; policy accept;
-                {{Resets(outbound)}}{{Rule(outbound)}}
-              }
-            }
-            """;
-        await Host.InAsync(Namespace(daemon), "nft", ["-f", "-"], script);
-        _cut.Add(daemon);
-        if (!silent)
-        {
-            // The open connections across the cut are reset too (ss -K aborts them; each sends its peer a reset), as
-            // the kernel of a dead process would: otherwise a request that crossed before the cut waits, silently, for
-            // a reply the cut drops, and nothing on the other side learns of the cut until its own timeout.
-            await Host.InAsync(Namespace(daemon), "ss", ["-K", "-t", "-n", connections]);
-        }
-        _log($"{daemon} cut off {what} ({(silent ? "packets dropped" : "connections reset")})");
-    }
+    public Task HealAsync(string daemon) => _network.HealAsync(daemon);
 
-    /// <summary>Removes the cut of <paramref name="daemon"/>.</summary>
-    public async Task HealAsync(string daemon)
-    {
-        await Host.InAsync(Namespace(daemon), "nft", ["-f", "-"], "table inet nsx_cut\ndelete table inet nsx_cut\n");
-        _cut.Remove(daemon);
-        _log($"{daemon} healed");
-    }
+    public Task HealAllAsync() => _network.HealAllAsync();
 
-    public async Task HealAllAsync()
-    {
-        foreach (var d in _cut.ToList())
-        {
-            await HealAsync(d);
-        }
-    }
-
-    /// <summary>What a TCP connect from <paramref name="from"/> (a daemon's namespace, or "host": the test process) to
-    /// <paramref name="to"/> meets: "connected", "refused" or "timeout" (no answer within 2 s).</summary>
-    public async Task<string> ProbeAsync(string from, IPEndPoint to)
-    {
-        if (from == "host")
-        {
-            using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
-            using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(2));
-            try
-            {
-                await socket.ConnectAsync(to, bound.Token);
-                return "connected";
-            }
-            catch (OperationCanceledException)
-            {
-                return "timeout";
-            }
-            catch (System.Net.Sockets.SocketException e) when (e.SocketErrorCode is System.Net.Sockets.SocketError.ConnectionRefused or System.Net.Sockets.SocketError.ConnectionReset)
-            {
-                return "refused";
-            }
-        }
-        var (code, output) = await Host.RunAsync("ip", ["netns", "exec", Namespace(from), "timeout", "2", "bash", "-c", $"exec 3<>/dev/tcp/{to.Address}/{to.Port.ToString(CultureInfo.InvariantCulture)}"]);
-        return code switch
-        {
-            0 => "connected",
-            124 => "timeout",
-            _ when output.Contains("refused", StringComparison.OrdinalIgnoreCase) || output.Contains("reset", StringComparison.OrdinalIgnoreCase) => "refused",
-            _ => throw new InvalidOperationException($"probe {from} → {to} exited {code}: {output.Trim()}"),
-        };
-    }
+    /// <summary>What a TCP connect from <paramref name="from"/> (a daemon's namespace, or "host") to <paramref name="to"/>
+    /// meets: "connected", "refused" or "timeout".</summary>
+    public Task<string> ProbeAsync(string from, IPEndPoint to) => _network.ProbeAsync(from, to);
 
     /// <summary>A cluster client of the test process (client.admin), through the root veth.</summary>
     public async Task<ClusterClient> ConnectAsync(TimeSpan opTimeout)
@@ -600,30 +403,35 @@ public sealed class NetnsCluster : IAsyncDisposable
 
     /// <summary>Until every OSD is up and every PG of the pool is reported active+clean with all its copies acting, by
     /// reports made at the newest osdmap or later (older ones may be a dead primary's).</summary>
-    public async Task WaitCleanAsync(ClusterClient client, MonClient mon, TimeSpan bound)
+    public Task WaitCleanAsync(ClusterClient client, MonClient mon, TimeSpan bound) => WaitCleanAsync(client, mon, _osds, Pool, bound, () => Logs(), _log);
+
+    /// <summary>Until every OSD of <paramref name="osds"/> is up and every PG of <paramref name="poolName"/> is reported
+    /// active+clean with all its copies acting, by reports made at the newest osdmap or later.</summary>
+    public static async Task WaitCleanAsync(ClusterClient client, MonClient mon, IReadOnlyCollection<int> osds, string poolName, TimeSpan bound,
+        Func<string> logs, Action<string> log)
     {
         IReadOnlyList<PgStat> stats = [];
         await Poll.UntilAsync(async () =>
         {
-            if (client.OsdMap is not { } map || map.FindPool(Pool) is not { } pool)
+            if (client.OsdMap is not { } map || map.FindPool(poolName) is not { } pool)
             {
                 return false;
             }
             try
             {
-                stats = await mon.GetPgStatsAsync(Pool);
+                stats = await mon.GetPgStatsAsync(poolName);
             }
             catch (MonitorsUnavailableException)
             {
                 return false;
             }
-            return _osds.All(o => map.FindOsd(o)?.Up == true)
+            return osds.All(o => map.FindOsd(o)?.Up == true)
                 && stats.Count == pool.PgNum
                 && stats.All(s => s.State == "active+clean" && s.Acting.Count(o => o >= 0) == pool.Size && s.ReportedEpoch >= map.Epoch);
         }, bound, "every OSD up and every PG active+clean",
             () => $"osdmap epoch {client.OsdMap?.Epoch}: " + string.Join("\n", stats.Where(s => s.State != "active+clean").Take(10)
-                .Select(s => $"{s.Pg} {s.State} [{string.Join(",", s.Acting)}] epoch {s.ReportedEpoch}")) + "\n" + Logs());
-        _log($"every PG active+clean in epoch {client.OsdMap!.Epoch}");
+                .Select(s => $"{s.Pg} {s.State} [{string.Join(",", s.Acting)}] epoch {s.ReportedEpoch}")) + "\n" + logs());
+        log($"every PG of {poolName} active+clean in epoch {client.OsdMap!.Epoch}");
     }
 
     /// <summary>The last <paramref name="lines"/> lines of every daemon's log, for a failure's message.</summary>
@@ -653,41 +461,14 @@ public sealed class NetnsCluster : IAsyncDisposable
         {
             problems.Add(e.Message);
         }
-        foreach (var ns in _namespaces.AsEnumerable().Reverse())
+        try
         {
-            try
-            {
-                // Only processes in a namespace this cluster made: a daemon's children, or one started by hand.
-                foreach (var pid in await Host.PidsInAsync(ns))
-                {
-                    Posix.kill(pid, Posix.SIGKILL);
-                }
-                var (code, output) = await Host.RunAsync("ip", ["netns", "del", ns]);
-                if (code != 0)
-                {
-                    problems.Add($"ip netns del {ns}: {output.Trim()}");
-                }
-            }
-            catch (Exception e) when (e is InvalidOperationException or TimeoutException or IOException)
-            {
-                problems.Add($"{ns}: {e.Message}");
-            }
+            // Then whatever is left in its namespaces, and the namespaces and links themselves.
+            await _network.DisposeAsync();
         }
-        if (_hostLink)
+        catch (InvalidOperationException e)
         {
-            // It goes with the hub namespace (a veth dies with its peer), a moment after `ip netns del` returns.
-            try
-            {
-                await Poll.UntilAsync(async () => !(await Host.LinksAsync()).Contains(RunId), TimeSpan.FromSeconds(5), $"link {RunId} to go with {HubNamespace}");
-            }
-            catch (Xunit.Sdk.XunitException)
-            {
-                var (code, output) = await Host.RunAsync("ip", ["link", "del", RunId]);
-                if (code != 0 && !output.Contains("Cannot find device", StringComparison.Ordinal))
-                {
-                    problems.Add($"ip link del {RunId}: {output.Trim()}");
-                }
-            }
+            problems.Add(e.Message);
         }
         _dir.Dispose();
         if (problems.Count > 0)

@@ -41,7 +41,7 @@ public sealed class NetnsHarnessTests(ITestOutputHelper output)
             await Poll.UntilAsync(async () => (await Host.PidsInAsync(staleNs)).Contains(sleeper.Id), TimeSpan.FromSeconds(10), "the sleeper to run in the stale namespace");
 
             var swept = new List<string>();
-            await NetnsCluster.SweepStaleAsync(swept.Add);
+            await NetnsNetwork.SweepStaleAsync(swept.Add);
             output.WriteLine(string.Join("\n", swept));
 
             var namespaces = await Host.NamespacesAsync();
