@@ -34,11 +34,12 @@ public static partial class MetaOps
     private static async ValueTask<bool> LiveAsync(MetaTxn txn, string mount) =>
         await txn.LeaseAsync(mount) is { } lease && lease.Live(txn.Source.NowMs);
 
+    /// <summary>The conflicting lock of a live mount that starts first (what F_GETLK reports), or null.</summary>
     private static async ValueTask<FileLock?> ConflictAsync(MetaTxn txn, List<FileLock> locks, FileLock request)
     {
-        foreach (var l in locks)
+        foreach (var l in locks.Where(l => l.Blocks(request)).OrderBy(l => l.Start))
         {
-            if (l.Blocks(request) && await LiveAsync(txn, l.Mount))
+            if (await LiveAsync(txn, l.Mount))
             {
                 return l;
             }
