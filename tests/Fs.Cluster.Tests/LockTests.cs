@@ -10,14 +10,16 @@ namespace Appliance.Fs.Cluster.Tests;
 /// </summary>
 public sealed class LockTests(ClusterFsFixture fixture) : IClassFixture<ClusterFsFixture>
 {
+    /// <summary>The default lease, where no test waits for one to run out (a loaded machine never loses one).</summary>
+    private const double LeaseSeconds = 30;
     /// <summary>Short, so a killed mount's locks go within the test; mounts renew every third of it.</summary>
-    private const double LeaseSeconds = 3;
+    private const double ShortLeaseSeconds = 5;
 
-    private async Task<(MetaClient Meta, MountProcess A, MountProcess B)> TwoMountsAsync(string what)
+    private async Task<(MetaClient Meta, MountProcess A, MountProcess B)> TwoMountsAsync(string what, double leaseSeconds = LeaseSeconds)
     {
         var meta = await fixture.NewRegisteredFsAsync(what);
-        var a = await MountProcess.StartAsync(fixture.Cluster.ConfDir, meta.FsName, LeaseSeconds);
-        var b = await MountProcess.StartAsync(fixture.Cluster.ConfDir, meta.FsName, LeaseSeconds);
+        var a = await MountProcess.StartAsync(fixture.Cluster.ConfDir, meta.FsName, leaseSeconds);
+        var b = await MountProcess.StartAsync(fixture.Cluster.ConfDir, meta.FsName, leaseSeconds);
         return (meta, a, b);
     }
 
@@ -92,11 +94,29 @@ public sealed class LockTests(ClusterFsFixture fixture) : IClassFixture<ClusterF
             await using var waiter = await Locker.StartAsync(b.P("f"));
             Assert.Equal("ok", await holder.AskAsync("lock wr 0 0"));
             var granted = await waiter.SendAsync("lockw wr 10 5");
+            // More waiters on b than it has FUSE reader threads (2 on this machine's cores, at most 8): waits hold
+            // none, so b still serves every other call.
+            var others = new List<(Locker Locker, Task<string?> Granted)>();
+            for (var i = 0; i < 8; i++)
+            {
+                var other = await Locker.StartAsync(b.P("f"));
+                others.Add((other, await other.SendAsync($"lockw rd {100 + i} 1")));
+            }
+            await Task.Run(() =>
+            {
+                File.WriteAllText(b.P("g"), "served while locks are waited for");
+                Assert.Equal("served while locks are waited for", File.ReadAllText(b.P("g")));
+            }).WaitAsync(TimeSpan.FromSeconds(60));
             // The holder still answers, and still holds the range: the waiter cannot have it.
             Assert.Equal("unlck", await holder.AskAsync("test wr 0 0"));
             Assert.False(granted.IsCompleted, "F_SETLKW answered while the range was held on the other mount");
             Assert.Equal("ok", await holder.AskAsync("lock un 0 0"));
             Assert.Equal("ok", await granted.WaitAsync(TimeSpan.FromSeconds(60)));
+            foreach (var (other, got) in others)
+            {
+                Assert.Equal("ok", await got.WaitAsync(TimeSpan.FromSeconds(60)));
+                await other.DisposeAsync();
+            }
             Assert.Equal($"wr 10 5 {waiter.Pid}", await holder.AskAsync("test rd 12 1"));
 
             // flock -w 1 waits in F_SETLKW (flock) until its alarm: the signal makes the kernel send INTERRUPT, the
@@ -112,7 +132,7 @@ public sealed class LockTests(ClusterFsFixture fixture) : IClassFixture<ClusterF
     [Fact]
     public async Task A_killed_mounts_locks_are_released_after_its_lease_and_fs_check_is_clean()
     {
-        var (meta, a, b) = await TwoMountsAsync("killed");
+        var (meta, a, b) = await TwoMountsAsync("killed", ShortLeaseSeconds);
         await using (a)
         await using (b)
         {
@@ -124,7 +144,7 @@ public sealed class LockTests(ClusterFsFixture fixture) : IClassFixture<ClusterF
                 await a.KillAsync();
                 await holder.KillAsync();
             }
-            // No unmount, no release: the locks stay until a's lease runs out (3 s), then b's next try gets them.
+            // No unmount, no release: the locks stay until a's lease runs out (5 s), then b's next try gets them.
             var deadline = DateTime.UtcNow.AddSeconds(60);
             while (await FlockTool.RunAsync(b.P("f"), "-n") != 0)
             {
