@@ -7,8 +7,9 @@ namespace Appliance.Fs.Cluster;
 /// <summary>
 /// Cluster-wide locks: every flock and fcntl lock is a lock in the filesystem's metadata (fs/Meta's SetLock, run by
 /// the metadata PG), held by this mount's lease (<see cref="Lease"/>) and the kernel's lock owner, so locks of all
-/// mounts exclude each other. F_SETLKW tries, and on a conflict waits (a backoff from 20 ms to 500 ms) and tries
-/// again until granted or interrupted; each try has the metadata call's deadline.
+/// mounts exclude each other. F_SETLKW tries, and on a conflict looks again (GetLock, a read the PG does not log)
+/// after a backoff from 20 ms to 500 ms until the range looks free, then tries again, until granted or interrupted;
+/// each call has the metadata call's deadline.
 /// </summary>
 public sealed partial class ClusterFileSystem : IFuseLocks
 {
@@ -41,6 +42,10 @@ public sealed partial class ClusterFileSystem : IFuseLocks
 
     private void OnLeaseLost() => _lockers.Clear();
 
+    /// <summary>A lock request: no permission is checked (the kernel checked the open), so no groups are read.</summary>
+    private static MetaRequest LockReq(MetaOp op, FuseContext ctx, ulong ino, FileLock l) =>
+        new(op, new Caller(ctx.Uid, ctx.Gid, []), Now()) { Ino = ino, Data = l.Encode() };
+
     private static FileLock ToMeta(string mount, ulong owner, FuseLock l, bool flock) =>
         flock
             ? new FileLock(mount, owner, l.Pid, LockKind.Flock, (LockType)l.Type, 0, FileLock.ToEnd)
@@ -53,7 +58,7 @@ public sealed partial class ClusterFileSystem : IFuseLocks
             {
                 return new FsError(Meta.Errno.ENOLCK);
             }
-            var r = await _meta.CallAsync(Req(MetaOp.GetLock, ctx) with { Ino = nodeId, Data = ToMeta(lease.MountId, owner, request, flock: false).Encode() }, ct);
+            var r = await _meta.CallAsync(LockReq(MetaOp.GetLock, ctx, nodeId, ToMeta(lease.MountId, owner, request, flock: false)), ct);
             if (!r.IsOk)
             {
                 return new FsError(Errno(r));
@@ -78,7 +83,7 @@ public sealed partial class ClusterFileSystem : IFuseLocks
             var delay = FirstRetry;
             while (true)
             {
-                var r = await _meta.CallAsync(Req(MetaOp.SetLock, ctx) with { Ino = nodeId, Data = l.Encode() }, ct);
+                var r = await _meta.CallAsync(LockReq(MetaOp.SetLock, ctx, nodeId, l), ct);
                 if (r.IsOk)
                 {
                     if (l.Type == LockType.Unlock && l.Start == 0 && l.End == FileLock.ToEnd)
@@ -91,10 +96,17 @@ public sealed partial class ClusterFileSystem : IFuseLocks
                 {
                     return new FsError(Errno(r));
                 }
-                // Held elsewhere: try again after a while (a release by another mount, or its lease running out).
-                // Cancelled (the caller was interrupted): the session has answered EINTR already.
-                await Task.Delay(delay, ct);
-                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, LastRetry.Ticks));
+                // Held elsewhere: look again after a while (a release by another mount, or its lease running out)
+                // with GetLock, which the PG answers without logging anything, and try to take it once it looks free
+                // (another may win it first: then the wait goes on). Cancelled (the caller was interrupted): the
+                // session has answered EINTR already.
+                do
+                {
+                    await Task.Delay(delay, ct);
+                    delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, LastRetry.Ticks));
+                    r = await _meta.CallAsync(LockReq(MetaOp.GetLock, ctx, nodeId, l), ct);
+                }
+                while (r.IsOk && r.Lock is not null);
             }
         });
 
