@@ -36,11 +36,21 @@ public static class FsChecker
         {
         }
         var orphans = new HashSet<ulong>();
+        var locks = new Dictionary<ulong, byte[]>();
+        var leases = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         if (super is not null)
         {
             await foreach (var kv in meta.ListOmapAsync(MetaObjects.Super(record.Name), MetaObjects.OrphanPrefix, ct: ct))
             {
                 orphans.Add(MetaObjects.ParseOrphanKey(kv.Key));
+            }
+            await foreach (var kv in meta.ListOmapAsync(MetaObjects.Super(record.Name), MetaObjects.LockPrefix, ct: ct))
+            {
+                locks[MetaObjects.ParseLockKey(kv.Key)] = kv.Value;
+            }
+            await foreach (var kv in meta.ListOmapAsync(MetaObjects.Super(record.Name), MetaObjects.LeasePrefix, ct: ct))
+            {
+                leases[kv.Key[MetaObjects.LeasePrefix.Length..]] = kv.Value;
             }
         }
         var inodes = new Dictionary<ulong, byte[]>();
@@ -93,6 +103,8 @@ public static class FsChecker
             Inodes = inodes,
             Entries = entries,
             Orphans = orphans,
+            Locks = locks,
+            Leases = leases,
             Data = objects,
             StripeSize = record.StripeSize,
             Now = now,
@@ -149,6 +161,18 @@ public static class FsChecker
         if (repair.Super is not null)
         {
             await meta.WriteFullAsync(superName, repair.Super, ct);
+        }
+        var superSet = repair.Locks.Where(l => l.Value is not null).Select(l => new KeyValuePair<string, byte[]>(MetaObjects.LockKey(l.Key), l.Value!))
+            .Concat(repair.Leases.Where(l => l.Value is not null).Select(l => new KeyValuePair<string, byte[]>(MetaObjects.LeaseKey(l.Key), l.Value!))).ToList();
+        var superGone = repair.Locks.Where(l => l.Value is null).Select(l => MetaObjects.LockKey(l.Key))
+            .Concat(repair.Leases.Where(l => l.Value is null).SelectMany(l => new[] { MetaObjects.LeaseKey(l.Key), MetaObjects.MountPrefix + l.Key })).ToList();
+        if (superSet.Count > 0)
+        {
+            await meta.SetOmapAsync(superName, superSet, ct);
+        }
+        if (superGone.Count > 0)
+        {
+            await meta.RemoveOmapKeysAsync(superName, superGone, ct);
         }
         var striper = new DataStriper(client.OpenPool(record.DataPool), record.Name, record.StripeSize);
         var data = client.OpenPool(record.DataPool);

@@ -45,7 +45,9 @@ public sealed class MetaClient
         {
             MetaOp.Make => await CallAsync(new MetaRequest(MetaOp.Lookup, req.Caller, req.Now) { Ino = req.Ino, Name = req.Name }, ct),
             MetaOp.Link or MetaOp.Rename => await CallAsync(new MetaRequest(MetaOp.Lookup, req.Caller, req.Now) { Ino = req.Ino2, Name = req.Name2 }, ct),
-            MetaOp.Format or MetaOp.Unlink or MetaOp.RmDir or MetaOp.Purge => new MetaReply(0),
+            MetaOp.Format or MetaOp.Unlink or MetaOp.RmDir or MetaOp.Purge or MetaOp.SetLock or MetaOp.RenewLease => new MetaReply(0),
+            // A paged release: the same page again is harmless (what it released stays released).
+            MetaOp.EndLease or MetaOp.SweepLeases => new MetaReply(0) { More = true, Next = req.Ino },
             // The range an append got cannot be read back (the size may have grown since): never guessed.
             MetaOp.Append => throw new OsdProtocolException("the metadata PG applied an append but kept no reply to say where; the data was not written"),
             _ => await CallAsync(new MetaRequest(MetaOp.GetAttr, req.Caller, req.Now) { Ino = req.Ino }, ct),

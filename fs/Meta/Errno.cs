@@ -22,6 +22,9 @@ public static class Errno
     public const int ELOOP = 40;
     public const int ENODATA = 61;
     public const int EOPNOTSUPP = 95;
+    public const int EAGAIN = 11;
+    public const int ENOLCK = 37;
+    public const int ESTALE = 116;
 }
 
 /// <summary>Permission checks from the caller's uid, gid and groups (the classic owner/group/other bits).</summary>

@@ -12,6 +12,9 @@ public sealed class FsImage
     /// <summary>Directory entries by the inode whose object holds them (whether or not that inode exists).</summary>
     public Dictionary<ulong, SortedDictionary<string, byte[]>> Entries { get; init; } = [];
     public HashSet<ulong> Orphans { get; init; } = [];
+    /// <summary>Lock records by inode, leases by mount id (both in the superblock's omap).</summary>
+    public Dictionary<ulong, byte[]> Locks { get; init; } = [];
+    public Dictionary<string, byte[]> Leases { get; init; } = new(StringComparer.Ordinal);
     public List<DataObject> Data { get; init; } = [];
     public int StripeSize { get; init; }
     /// <summary>The time a repair stamps on what it makes (lost+found).</summary>
@@ -36,7 +39,9 @@ public sealed class FsCheckResult
 /// are dropped; entries that name nothing (or the wrong type, or a directory a second time) are removed or
 /// rewritten; inodes no entry reaches from the root (and not orphans) are linked into /lost+found as "#INO"; then
 /// every count (nlink, children, parent, the orphan list, the superblock) is set from what is there; data objects
-/// of inodes that are not regular files, or past a file's size, are removed or cut.
+/// of inodes that are not regular files, or past a file's size, are removed or cut; lock records of inodes that do
+/// not exist go, and so do locks of mounts without a lease (a lease that merely ran out is no problem: the next
+/// operation that meets its locks, or a sweep, releases them).
 /// </summary>
 public static class FsCheck
 {
@@ -277,6 +282,8 @@ public static class FsCheck
             repair.Super = fixedSuper.Encode();
         }
 
+        CheckLocks(image, inodes, result);
+
         // File data.
         var stripe = (ulong)image.StripeSize;
         foreach (var d in image.Data.OrderBy(d => d.Ino).ThenBy(d => d.Stripe))
@@ -300,6 +307,53 @@ public static class FsCheck
             }
         }
         return result;
+    }
+
+    private static void CheckLocks(FsImage image, SortedDictionary<ulong, Inode> inodes, FsCheckResult result)
+    {
+        var leased = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (mount, raw) in image.Leases.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            try
+            {
+                MountLease.Decode(raw);
+                leased.Add(mount);
+            }
+            catch (MetaFormatException e)
+            {
+                result.Problems.Add($"the lease of mount {mount} does not decode ({e.Message}): removed");
+                result.Repair.Leases[mount] = null;
+            }
+        }
+        foreach (var (ino, raw) in image.Locks.OrderBy(kv => kv.Key))
+        {
+            if (!inodes.ContainsKey(ino))
+            {
+                result.Problems.Add($"locks on inode {ino}, which does not exist: removed");
+                result.Repair.Locks[ino] = null;
+                continue;
+            }
+            List<FileLock> locks;
+            try
+            {
+                locks = LockTable.Decode(raw);
+            }
+            catch (MetaFormatException e)
+            {
+                result.Problems.Add($"the locks on inode {ino} do not decode ({e.Message}): removed");
+                result.Repair.Locks[ino] = null;
+                continue;
+            }
+            var kept = locks.Where(l => leased.Contains(l.Mount)).ToList();
+            foreach (var l in locks.Where(l => !leased.Contains(l.Mount)))
+            {
+                result.Problems.Add($"a lock on inode {ino} of mount {l.Mount}, which has no lease: removed");
+            }
+            if (kept.Count != locks.Count)
+            {
+                result.Repair.Locks[ino] = kept.Count == 0 ? null : LockTable.Encode(kept);
+            }
+        }
     }
 
     private static bool NamesIn(FsImage image, ulong dir, ulong ino) =>

@@ -7,8 +7,9 @@ namespace Appliance.Fs.Meta;
 /// filesystem's name), so all of them share one PG whatever the pool's pg_num. The superblock object is the target
 /// of every metadata call (its PG's primary runs the call with the object's lock held, which orders every metadata
 /// operation of the filesystem); its data is the <see cref="Superblock"/> record, its omap the orphan list (key: "o." and
-/// the inode number in 16 hex digits, empty value) and the mounts (key: "m." and the mount's id, written by the
-/// mount itself). An inode's object holds the <see cref="Inode"/> record as data and,
+/// the inode number in 16 hex digits, empty value), the mounts (key: "m." and the mount's id, written by the
+/// mount itself), the mounts' leases (key: "lease." and the mount's id, value: a <see cref="MountLease"/>) and the
+/// file locks (key: "l." and the inode number in 16 hex digits, value: the inode's <see cref="LockTable"/>). An inode's object holds the <see cref="Inode"/> record as data and,
 /// for a directory, its entries as omap (key: the name, value: a <see cref="Dentry"/>).
 /// </summary>
 public static class MetaObjects
@@ -34,6 +35,18 @@ public static class MetaObjects
 
     public const string OrphanPrefix = "o.";
     public const string MountPrefix = "m.";
+    public const string LeasePrefix = "lease.";
+    public const string LockPrefix = "l.";
+
+    public static string LeaseKey(string mount) => LeasePrefix + mount;
+
+    public static string LockKey(ulong ino) => LockPrefix + ino.ToString("x16", CultureInfo.InvariantCulture);
+
+    public static ulong ParseLockKey(string key) =>
+        key.Length == LockPrefix.Length + 16 && key.StartsWith(LockPrefix, StringComparison.Ordinal)
+        && ulong.TryParse(key.AsSpan(LockPrefix.Length), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var v)
+            ? v
+            : throw new MetaFormatException($"lock key {key} is not an inode number");
 
     public static string OrphanKey(ulong ino) => OrphanPrefix + ino.ToString("x16", CultureInfo.InvariantCulture);
 

@@ -27,7 +27,8 @@ public static partial class MetaOps
 
     /// <summary>Operations that change nothing (a host may run them without logging).</summary>
     public static bool IsReadOnly(MetaOp op) =>
-        op is MetaOp.Lookup or MetaOp.GetAttr or MetaOp.ReadDir or MetaOp.GetXattrs or MetaOp.Access or MetaOp.ListOrphans or MetaOp.StatFs;
+        op is MetaOp.Lookup or MetaOp.GetAttr or MetaOp.ReadDir or MetaOp.GetXattrs or MetaOp.Access or MetaOp.ListOrphans or MetaOp.StatFs
+        or MetaOp.GetLock;
 
     /// <summary>Runs <paramref name="req"/> over <paramref name="source"/>. A failed operation returns its errno and
     /// empty changes.</summary>
@@ -61,6 +62,11 @@ public static partial class MetaOps
                 MetaOp.Purge => await PurgeAsync(txn, req),
                 MetaOp.ListOrphans => new MetaReply(0) { Orphans = await source.ListOrphansAsync(req.Ino, (int)Math.Clamp(req.Limit, 1, 4096)) },
                 MetaOp.StatFs => new MetaReply(0) { Inodes = (await txn.SuperAsync())!.Inodes },
+                MetaOp.GetLock => await GetLockAsync(txn, req),
+                MetaOp.SetLock => await SetLockAsync(txn, req),
+                MetaOp.RenewLease => await RenewLeaseAsync(txn, req),
+                MetaOp.EndLease => await EndLeaseAsync(txn, req),
+                MetaOp.SweepLeases => await SweepLeasesAsync(txn, req),
                 _ => throw Err(Errno.ENOSYS),
             };
             return (reply, IsReadOnly(req.Op) ? new MetaChanges() : txn.Changes());
@@ -314,6 +320,11 @@ public static partial class MetaOps
         }
         txn.Delete(n.Ino);
         txn.SetOrphan(n.Ino, false);
+        // Locks left on it by mounts that died holding it open go with it.
+        if ((await txn.LocksAsync(n.Ino)).Count > 0)
+        {
+            txn.PutLocks(n.Ino, []);
+        }
         var s = (await txn.SuperAsync())!;
         s.Inodes--;
         txn.PutSuper(s);

@@ -27,6 +27,24 @@ public enum MetaOp : byte
     /// reply's inode has the new size, so the write goes at (new size - Size). Appends of several mounts get
     /// disjoint ranges in the order the metadata PG runs them.</summary>
     Append,
+    /// <summary>F_GETLK: the first lock of a live mount that keeps the lock in <see cref="MetaRequest.Data"/> (an
+    /// encoded <see cref="FileLock"/>) on inode Ino from being granted, in the reply's Lock; none: no Lock.</summary>
+    GetLock,
+    /// <summary>F_SETLK (and each try of F_SETLKW): takes, changes or (type Unlock) releases the lock in Data on
+    /// inode Ino for its owner, with POSIX's splitting and merging of that owner's ranges. A conflict with a live
+    /// mount's lock: EAGAIN, that lock in the reply. Locks of mounts whose lease ran out are dropped on the way. A
+    /// mount without a live lease cannot take locks (ENOLCK).</summary>
+    SetLock,
+    /// <summary>A mount's lease (mount id in Name, length in ms in Limit) runs to the PG's clock + Limit. Flags bit 1:
+    /// the mount starts (no lease or a live one); otherwise a lease that ran out or is gone is ESTALE: its locks may
+    /// have gone to others, so the mount ends it (EndLease) and starts again.</summary>
+    RenewLease,
+    /// <summary>An orderly end of the mount in Name: its locks released (lock records after Ino, a page at a time;
+    /// the reply says More and the next Ino to go on from), then its lease and mount record removed.</summary>
+    EndLease,
+    /// <summary>Releases the locks of every mount whose lease ran out (lock records after Ino, a page at a time, as
+    /// <see cref="EndLease"/>), then removes those leases and their mount records.</summary>
+    SweepLeases,
 }
 
 /// <summary>Which attributes a SetAttr changes.</summary>
@@ -167,13 +185,23 @@ public sealed record MetaReply(int Errno)
     public bool More { get; init; }
     public IReadOnlyList<ulong> Orphans { get; init; } = [];
     public ulong Inodes { get; init; }
+    /// <summary>The lock <see cref="MetaOp.GetLock"/> found, or the one a <see cref="MetaOp.SetLock"/> conflicts with.</summary>
+    public FileLock? Lock { get; init; }
+    /// <summary>Where a paged operation (<see cref="MetaOp.EndLease"/>, <see cref="MetaOp.SweepLeases"/>) goes on
+    /// from, when <see cref="More"/>.</summary>
+    public ulong Next { get; init; }
 
     public bool IsOk => Errno == 0;
+
+    /// <summary>Version 2 adds <see cref="Lock"/> and <see cref="Next"/> at the end; a reply without them is written
+    /// as version 1, so mounts that predate locks read every reply they can ask for.</summary>
+    public const byte LockFormatVersion = 2;
 
     public byte[] Encode()
     {
         var w = new MetaWriter();
-        w.U8(FormatVersion);
+        var withLocks = Lock is not null || Next != 0;
+        w.U8(withLocks ? LockFormatVersion : FormatVersion);
         w.U32((uint)Errno);
         WriteInode(w, Inode);
         WriteInode(w, Released);
@@ -192,6 +220,12 @@ public sealed record MetaReply(int Errno)
             w.U64(o);
         }
         w.U64(Inodes);
+        if (withLocks)
+        {
+            w.U8(Lock is null ? (byte)0 : (byte)1);
+            Lock?.Write(w);
+            w.U64(Next);
+        }
         return w.ToArray();
     }
 
@@ -206,7 +240,7 @@ public sealed record MetaReply(int Errno)
     public static MetaReply Decode(ReadOnlySpan<byte> data)
     {
         var r = new MetaReader(data);
-        r.Version(FormatVersion, "a metadata reply");
+        var version = r.Version(LockFormatVersion, "a metadata reply");
         var errno = (int)r.U32();
         var inode = ReadInode(ref r);
         var released = ReadInode(ref r);
@@ -226,6 +260,10 @@ public sealed record MetaReply(int Errno)
             orphans.Add(r.U64());
         }
         var reply = new MetaReply(errno) { Inode = inode, Released = released, Entries = entries, More = more, Orphans = orphans, Inodes = r.U64() };
+        if (version >= LockFormatVersion)
+        {
+            reply = reply with { Lock = r.U8() == 0 ? null : FileLock.Read(ref r), Next = r.U64() };
+        }
         return r.End ? reply : throw new MetaFormatException("a metadata reply has trailing bytes");
     }
 }

@@ -152,6 +152,10 @@ public static class FuseConstants
     public const int BufferSize = MaxWrite + 4096;
     public const uint FsyncFdatasync = 1;
     public const uint ReleaseFlush = 1;
+    /// <summary>FUSE_RELEASE_FLOCK_UNLOCK: the release also drops the flock locks of its lock_owner.</summary>
+    public const uint ReleaseFlockUnlock = 2;
+    /// <summary>FUSE_LK_FLOCK in fuse_lk_in.lk_flags: a flock(2) lock (whole file, owner: the open file).</summary>
+    public const uint LkFlock = 1;
     public const uint GetAttrFh = 1;
     public const uint WriteCache = 1;
     public const uint WriteKillSuidGid = 1 << 2;

@@ -342,6 +342,31 @@ public struct fuse_lseek_out
 }
 
 [StructLayout(LayoutKind.Sequential)]
+public struct fuse_file_lock
+{
+    public ulong start;
+    public ulong end;
+    public uint type;
+    public uint pid;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct fuse_lk_in
+{
+    public ulong fh;
+    public ulong owner;
+    public fuse_file_lock lk;
+    public uint lk_flags;
+    public uint padding;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct fuse_lk_out
+{
+    public fuse_file_lock lk;
+}
+
+[StructLayout(LayoutKind.Sequential)]
 public struct fuse_copy_file_range_in
 {
     public ulong fh_in;

@@ -43,7 +43,7 @@ public sealed partial class FuseSession
     /// (the common case for an in-memory or cached answer), else when it completes or its deadline passes. Returns
     /// true when the request keeps its buffer (still running).
     /// </summary>
-    private bool Complete<T>(Request r, ValueTask<FsResult<T>> task, Func<Request, T, int> reply, Action<T>? undo = null)
+    private bool Complete<T>(Request r, ValueTask<FsResult<T>> task, Func<Request, T, int> reply, Action<T>? undo = null, TimeSpan? deadline = null)
     {
         if (task.IsCompleted)
         {
@@ -60,16 +60,16 @@ public sealed partial class FuseSession
             r.Dispose();
             return false;
         }
-        _ = CompleteLaterAsync(r, task, reply, undo);
+        _ = CompleteLaterAsync(r, task, reply, undo, deadline ?? _options.OperationTimeout);
         return true;
     }
 
-    private async Task CompleteLaterAsync<T>(Request r, ValueTask<FsResult<T>> task, Func<Request, T, int> reply, Action<T>? undo)
+    private async Task CompleteLaterAsync<T>(Request r, ValueTask<FsResult<T>> task, Func<Request, T, int> reply, Action<T>? undo, TimeSpan timeout)
     {
         // Lost race, on purpose: an INTERRUPT read before this line finds nothing and is answered EAGAIN, so the
         // kernel sends it again.
         _inflight[r.Unique] = r;
-        var deadline = r.Arm(_options.OperationTimeout, OnCancel);
+        var deadline = r.Arm(timeout, OnCancel);
         FsResult<T> result;
         try
         {

@@ -177,15 +177,61 @@ public sealed partial class FuseSession
             case FuseOpcode.Release:
             case FuseOpcode.ReleaseDir:
             {
-                return RequestParser.ReadStruct<fuse_release_in>(args, out var a) < 0
-                    ? Invalid(r)
-                    : CompleteStatus(r, r.Opcode == FuseOpcode.Release
-                        ? _fs.ReleaseAsync(ctx, node, a.fh, ct)
-                        : _fs.ReleaseDirAsync(ctx, node, a.fh, ct));
+                if (RequestParser.ReadStruct<fuse_release_in>(args, out var a) < 0)
+                {
+                    return Invalid(r);
+                }
+                if (r.Opcode == FuseOpcode.Release && (a.release_flags & FuseConstants.ReleaseFlockUnlock) != 0 && Locks is { } locks)
+                {
+                    return CompleteStatus(r, ReleaseWithFlocksAsync(locks, ctx, node, a.fh, a.lock_owner, ct));
+                }
+                return CompleteStatus(r, r.Opcode == FuseOpcode.Release
+                    ? _fs.ReleaseAsync(ctx, node, a.fh, ct)
+                    : _fs.ReleaseDirAsync(ctx, node, a.fh, ct));
             }
             case FuseOpcode.Flush:
             {
-                return RequestParser.ReadStruct<fuse_flush_in>(args, out var a) < 0 ? Invalid(r) : CompleteStatus(r, _fs.FlushAsync(ctx, node, a.fh, ct));
+                if (RequestParser.ReadStruct<fuse_flush_in>(args, out var a) < 0)
+                {
+                    return Invalid(r);
+                }
+                return CompleteStatus(r, Locks is { } locks ? FlushWithLocksAsync(locks, ctx, node, a.fh, a.lock_owner, ct) : _fs.FlushAsync(ctx, node, a.fh, ct));
+            }
+            case FuseOpcode.GetLk:
+            {
+                if (RequestParser.ReadStruct<fuse_lk_in>(args, out var a) < 0)
+                {
+                    return Invalid(r);
+                }
+                if (Locks is not { } locks || !ValidLock(a.lk, allowUnlock: false))
+                {
+                    return Refuse(r, Locks is null ? FsErrno.ENOSYS : FsErrno.EINVAL);
+                }
+                return Complete(r, locks.GetLockAsync(ctx, node, a.fh, a.owner, ToLock(a.lk), ct),
+                    static (q, l) => Replies.Write(q.Payload.Span, new fuse_lk_out { lk = new fuse_file_lock { start = l.Start, end = l.End, type = (uint)l.Type, pid = l.Pid } }));
+            }
+            case FuseOpcode.SetLk:
+            case FuseOpcode.SetLkW:
+            {
+                if (RequestParser.ReadStruct<fuse_lk_in>(args, out var a) < 0)
+                {
+                    return Invalid(r);
+                }
+                if (Locks is not { } locks || !ValidLock(a.lk, allowUnlock: true))
+                {
+                    return Refuse(r, Locks is null ? FsErrno.ENOSYS : FsErrno.EINVAL);
+                }
+                var flock = (a.lk_flags & FuseConstants.LkFlock) != 0;
+                var wait = r.Opcode == FuseOpcode.SetLkW;
+                var request = ToLock(a.lk);
+                var (fh, owner) = (a.fh, a.owner);
+                // A grant the kernel never saw (answered EINTR or ETIMEDOUT first) is given back: the caller was told
+                // it does not hold the lock.
+                Action<bool>? undo = request.Type == FuseLockType.Unlock ? null : _ => Unlock(locks, ctx, node, fh, owner, request, flock);
+                // F_SETLKW waits as long as the lock is held elsewhere (as on any filesystem): no deadline, only the
+                // caller's interruption (INTERRUPT → EINTR) ends the wait; each try inside has its own deadline.
+                return Complete(r, AsResult(locks.SetLockAsync(ctx, node, fh, owner, request, flock, wait, ct)), static (_, _) => 0, undo,
+                    wait && request.Type != FuseLockType.Unlock ? Timeout.InfiniteTimeSpan : null);
             }
             case FuseOpcode.Fsync:
             case FuseOpcode.FsyncDir:
@@ -286,7 +332,7 @@ public sealed partial class FuseSession
                     static (q, copied) => Replies.Write(q.Payload.Span, new fuse_write_out { size = (uint)copied }));
             }
             default:
-                // STATX, locks (not negotiated), IOCTL, POLL, BMAP, SYNCFS, TMPFILE, ...: refused; the kernel falls back
+                // STATX, IOCTL, POLL, BMAP, SYNCFS, TMPFILE, ...: refused; the kernel falls back
                 // (STATX → GETATTR) or reports ENOSYS/EOPNOTSUPP to the caller.
                 if (r.TryClaim())
                 {
@@ -337,7 +383,8 @@ public sealed partial class FuseSession
         var wanted = InitFlags.AsyncRead | InitFlags.AtomicOTrunc | InitFlags.ExportSupport | InitFlags.BigWrites
             | InitFlags.DoReaddirplus | InitFlags.ReaddirplusAuto | InitFlags.AsyncDio | InitFlags.ParallelDirops
             | InitFlags.MaxPages | InitFlags.AutoInvalData | InitFlags.InitExt
-            | (_options.WritebackCache ? InitFlags.WritebackCache : InitFlags.None);
+            | (_options.WritebackCache ? InitFlags.WritebackCache : InitFlags.None)
+            | (_fs is IFuseLocks ? InitFlags.PosixLocks | InitFlags.FlockLocks : InitFlags.None);
         var agreed = kernelFlags & wanted;
         var minor = Math.Min(init.minor, FuseConstants.KernelMinorVersion);
         var reply = new fuse_init_out
@@ -431,6 +478,55 @@ public sealed partial class FuseSession
                 _log($"fuse {MountPoint}: releasing unanswered handle {handle} failed: {e.Message}");
             }
         });
+    }
+
+    /// <summary>The filesystem's own locks, when it keeps them (and the kernel agreed to send them).</summary>
+    private IFuseLocks? Locks => _fs as IFuseLocks;
+
+    private static bool ValidLock(in fuse_file_lock lk, bool allowUnlock) =>
+        lk.type <= (allowUnlock ? 2u : 1u) && lk.start <= lk.end && lk.end <= long.MaxValue;
+
+    private static FuseLock ToLock(in fuse_file_lock lk) => new(lk.start, lk.end, (FuseLockType)lk.type, lk.pid);
+
+    private async ValueTask<FsError> FlushWithLocksAsync(IFuseLocks locks, FuseContext ctx, ulong node, ulong fh, ulong owner, CancellationToken ct)
+    {
+        var flushed = await _fs.FlushAsync(ctx, node, fh, ct);
+        // A close by this process: its POSIX locks on the file go (the kernel leaves that to us once it sends them).
+        var unlocked = await locks.ReleaseOwnerAsync(ctx, node, owner, flock: false, ct);
+        return flushed.IsOk ? unlocked : flushed;
+    }
+
+    private async ValueTask<FsError> ReleaseWithFlocksAsync(IFuseLocks locks, FuseContext ctx, ulong node, ulong fh, ulong owner, CancellationToken ct)
+    {
+        // The last close of an open file that took flock locks: they go before the handle does.
+        await locks.ReleaseOwnerAsync(ctx, node, owner, flock: true, ct);
+        return await _fs.ReleaseAsync(ctx, node, fh, ct);
+    }
+
+    private void Unlock(IFuseLocks locks, FuseContext ctx, ulong node, ulong fh, ulong owner, FuseLock granted, bool flock)
+    {
+        _ = Task.Run(async () =>
+        {
+            using var cts = new CancellationTokenSource(_options.OperationTimeout);
+            try
+            {
+                await locks.SetLockAsync(ctx, node, fh, owner, granted with { Type = FuseLockType.Unlock }, flock, wait: false, cts.Token).AsTask().WaitAsync(cts.Token);
+            }
+            catch (Exception e)
+            {
+                _log($"fuse {MountPoint}: giving back an unanswered lock on node {node} failed: {e.Message}");
+            }
+        });
+    }
+
+    private bool Refuse(Request r, int errno)
+    {
+        if (r.TryClaim())
+        {
+            SendError(r.Fd, r.Unique, errno);
+        }
+        r.Dispose();
+        return false;
     }
 
     private static SetAttrRequest ToSetAttr(in fuse_setattr_in a)

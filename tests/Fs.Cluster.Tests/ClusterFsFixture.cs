@@ -44,6 +44,14 @@ public sealed class ClusterFsFixture : IAsyncLifetime
         return meta;
     }
 
+    /// <summary>A new filesystem in the registry too, so `appliance fs mount|check NAME` finds it.</summary>
+    public async Task<MetaClient> NewRegisteredFsAsync(string what)
+    {
+        var name = $"{what}{Interlocked.Increment(ref _next)}";
+        Assert.True(await FsRegistry.CreateAsync(Client, new FsRecord(name, MetaPool, DataPool, DataStriper.DefaultStripe), TimeSpan.FromSeconds(20), default));
+        return new MetaClient(Client.OpenPool(MetaPool), name, TimeSpan.FromSeconds(20));
+    }
+
     public ClusterFileSystem FileSystem(MetaClient meta, ClusterClient? client = null, ClusterFsOptions? options = null) =>
         new(meta, (client ?? Client).OpenPool(DataPool), async ct =>
         {

@@ -8,7 +8,22 @@ public sealed class MemoryMetaSource : IMetaSource
     public readonly SortedDictionary<ulong, byte[]> Inodes = [];
     public readonly Dictionary<ulong, SortedDictionary<string, byte[]>> Entries = [];
     public readonly SortedSet<ulong> Orphans = [];
+    public readonly SortedDictionary<ulong, byte[]> Locks = [];
+    public readonly SortedDictionary<string, byte[]> Leases = new(StringComparer.Ordinal);
     private long _clock = 1_000_000;
+
+    /// <summary>The metadata PG's clock (ms), moved by the test.</summary>
+    public long NowMs { get; set; } = 1_000_000;
+
+    public ValueTask<byte[]?> GetLocksAsync(ulong ino) => new(Locks.GetValueOrDefault(ino));
+
+    public ValueTask<IReadOnlyList<KeyValuePair<ulong, byte[]>>> ListLocksAsync(ulong after, int limit) =>
+        new(Locks.Where(kv => kv.Key > after).Take(limit).ToList());
+
+    public ValueTask<byte[]?> GetLeaseAsync(string mount) => new(Leases.GetValueOrDefault(mount));
+
+    public ValueTask<IReadOnlyList<KeyValuePair<string, byte[]>>> ListLeasesAsync(string after, int limit) =>
+        new(Leases.Where(kv => string.CompareOrdinal(kv.Key, after) > 0).Take(limit).ToList());
 
     public MetaTime Tick() => new(Interlocked.Increment(ref _clock), 500);
 
@@ -66,6 +81,28 @@ public sealed class MemoryMetaSource : IMetaSource
                 Orphans.Remove(ino);
             }
         }
+        foreach (var (ino, value) in c.Locks)
+        {
+            if (value is null)
+            {
+                Locks.Remove(ino);
+            }
+            else
+            {
+                Locks[ino] = value;
+            }
+        }
+        foreach (var (mount, value) in c.Leases)
+        {
+            if (value is null)
+            {
+                Leases.Remove(mount);
+            }
+            else
+            {
+                Leases[mount] = value;
+            }
+        }
     }
 
     public async Task<MetaReply> RunAsync(MetaRequest req)
@@ -83,6 +120,8 @@ public sealed class MemoryMetaSource : IMetaSource
         parts.AddRange(Inodes.Select(kv => $"{kv.Key}:{Convert.ToHexString(kv.Value)}"));
         parts.AddRange(Entries.OrderBy(kv => kv.Key).SelectMany(kv => kv.Value.Select(e => $"{kv.Key}/{e.Key}:{Convert.ToHexString(e.Value)}")));
         parts.AddRange(Orphans.Select(o => $"orphan {o}"));
+        parts.AddRange(Locks.Select(kv => $"locks {kv.Key}:{Convert.ToHexString(kv.Value)}"));
+        parts.AddRange(Leases.Select(kv => $"lease {kv.Key}:{Convert.ToHexString(kv.Value)}"));
         return string.Join("\n", parts);
     }
 
@@ -133,6 +172,18 @@ public sealed class MemoryMetaSource : IMetaSource
             }
         }
         Assert.All(Orphans, o => Assert.True(inodes.ContainsKey(o), $"orphan {o} has no inode"));
+        foreach (var (ino, raw) in Locks)
+        {
+            Assert.True(inodes.ContainsKey(ino), $"locks on {ino}, which is no inode");
+            var locks = LockTable.Decode(raw);
+            Assert.NotEmpty(locks);
+            Assert.All(locks, l => Assert.True(Leases.ContainsKey(l.Mount), $"a lock on {ino} of mount {l.Mount}, which has no lease"));
+            // Canonical: one owner's locks never overlap or touch with the same type.
+            foreach (var a in locks)
+            {
+                Assert.DoesNotContain(locks, b => !ReferenceEquals(a, b) && a.SameOwner(b) && a.Overlaps(b));
+            }
+        }
         var s = Superblock.Decode(Super!);
         Assert.Equal((ulong)inodes.Count, s.Inodes);
         Assert.All(inodes.Keys, k => Assert.True(k < s.NextIno));

@@ -223,7 +223,7 @@ public static class FsCommands
         var name = NameArg();
         var mountPoint = new Argument<string>("mountpoint") { Description = "An existing directory." };
         var foreground = new Option<bool>("--foreground") { Description = "Serve from this process until unmounted (or SIGINT/SIGTERM)." };
-        var options = new Option<string>("-o") { Description = "Mount options, comma-separated: ro, rw, allow_other, noallow_other, default_permissions." };
+        var options = new Option<string>("-o") { Description = "Mount options, comma-separated: ro, rw, allow_other, noallow_other, default_permissions, lease=SECONDS (how long the locks of this mount outlive it if it dies; default 30)." };
         var log = new Option<string>("--log") { Description = "Where the background mount writes its log (default: /tmp/appliance-fs-NAME.log)." };
         var c = new Command("mount", "Mount a filesystem at a directory; returns once it is mounted (the mount runs in the background unless --foreground).")
         {
@@ -237,21 +237,29 @@ public static class FsCommands
             {
                 throw new CliException(ExitCodes.NotFound, $"no directory {path} to mount on; make it with `mkdir -p {path}`");
             }
-            var fuse = ParseOptions(parse.GetValue(options), fsName);
+            var (fuse, lease) = ParseOptions(parse.GetValue(options), fsName);
             if (parse.GetValue(foreground))
             {
-                return await ServeAsync(parse, fsName, path, fuse, ct);
+                return await ServeAsync(parse, fsName, path, fuse, lease, ct);
             }
             return await StartBackgroundAsync(parse, fsName, path, parse.GetValue(log) ?? $"/tmp/appliance-fs-{fsName}.log", ct);
         });
         return c;
     }
 
-    private static FuseOptions ParseOptions(string? list, string fsName)
+    private static (FuseOptions Fuse, TimeSpan Lease) ParseOptions(string? list, string fsName)
     {
         var o = new FuseOptions { FsName = "appliance:" + fsName, Subtype = "appliance" };
+        var lease = LeaseKeeper.DefaultLease;
         foreach (var opt in (list ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries))
         {
+            if (opt.StartsWith("lease=", StringComparison.Ordinal))
+            {
+                lease = double.TryParse(opt.AsSpan(6), NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) && seconds >= 1 && seconds <= MountLease.MaxLeaseMs / 1000
+                    ? TimeSpan.FromSeconds(seconds)
+                    : throw new CliException(ExitCodes.Usage, $"mount option '{opt}': a lease is 1 to {MountLease.MaxLeaseMs / 1000} seconds");
+                continue;
+            }
             o = opt switch
             {
                 "ro" => o with { ReadOnly = true },
@@ -259,13 +267,13 @@ public static class FsCommands
                 "allow_other" => o with { AllowOther = true },
                 "noallow_other" => o with { AllowOther = false },
                 "default_permissions" => o with { DefaultPermissions = true },
-                _ => throw new CliException(ExitCodes.Usage, $"unknown mount option '{opt}'; known: ro, rw, allow_other, noallow_other, default_permissions"),
+                _ => throw new CliException(ExitCodes.Usage, $"unknown mount option '{opt}'; known: ro, rw, allow_other, noallow_other, default_permissions, lease=SECONDS"),
             };
         }
-        return o;
+        return (o, lease);
     }
 
-    private static async Task<int> ServeAsync(ParseResult parse, string fsName, string path, FuseOptions fuse, CancellationToken ct)
+    private static async Task<int> ServeAsync(ParseResult parse, string fsName, string path, FuseOptions fuse, TimeSpan lease, CancellationToken ct)
     {
         var output = parse.InvocationConfiguration.Output;
         var timeout = MonitorCommands.TimeoutOf(parse);
@@ -292,6 +300,10 @@ public static class FsCommands
         }, new ClusterFsOptions { StripeSize = record.StripeSize });
         var id = $"{client.Entity}.{client.Nonce:x16}";
         await FsRegistry.RegisterMountAsync(meta, id, $"{Environment.MachineName} {Environment.ProcessId} {path}", ct);
+        // The lease this mount's locks live by: taken before the kernel can send a lock, ended after the last.
+        var leaseKeeper = new LeaseKeeper(meta, id, lease, line => output.WriteLine(line));
+        await leaseKeeper.StartAsync(ct);
+        fs.Lease = leaseKeeper;
         FuseSession session;
         try
         {
@@ -299,6 +311,7 @@ public static class FsCommands
         }
         catch (FuseMountException e)
         {
+            await leaseKeeper.DisposeAsync();
             await FsRegistry.UnregisterMountAsync(meta, id, CancellationToken.None);
             throw new CliException(ExitCodes.Failure, $"mounting {fsName} at {path}: {e.Message}");
         }
@@ -340,6 +353,8 @@ public static class FsCommands
         fs.Coherence = null;
         await coherence.DisposeAsync();
         await session.DisposeAsync();
+        // An orderly end: every lock of this mount released at once, not when its lease runs out.
+        await leaseKeeper.DisposeAsync();
         using var cleanup = new CancellationTokenSource(timeout);
         await FsRegistry.UnregisterMountAsync(meta, id, cleanup.Token);
         await output.WriteLineAsync($"unmounted {path}");

@@ -27,6 +27,9 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, SetLastError = true)]
     internal static partial int fcntl(int fd, int cmd, int arg);
 
+    [LibraryImport(Lib, EntryPoint = "fcntl", SetLastError = true)]
+    internal static partial int fcntl_flock(int fd, int cmd, PosixLock* arg);
+
     [LibraryImport(Lib)]
     internal static partial uint getuid();
 
@@ -113,4 +116,16 @@ internal struct CmsgHdr
     public nuint cmsg_len;
     public int cmsg_level;
     public int cmsg_type;
+}
+
+/// <summary>struct flock (x86_64 and aarch64, 64-bit off_t): l_type F_RDLCK 0 / F_WRLCK 1 / F_UNLCK 2, l_whence
+/// SEEK_SET 0, l_len 0 meaning "to the end of the file".</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct PosixLock
+{
+    public short l_type;
+    public short l_whence;
+    public long l_start;
+    public long l_len;
+    public int l_pid;
 }

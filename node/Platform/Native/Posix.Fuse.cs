@@ -133,6 +133,24 @@ public static unsafe partial class Posix
         }
     }
 
+    public const int F_GETLK = 5;
+    public const int F_SETLK = 6;
+    public const int F_SETLKW = 7;
+
+    /// <summary>fcntl(2) with a struct flock: F_GETLK fills <paramref name="l"/> with the conflicting lock (or type
+    /// F_UNLCK); F_SETLK throws EAGAIN on a conflict; F_SETLKW waits (EINTR is not retried: it is what a caller
+    /// that sets an alarm wants to see).</summary>
+    public static void fcntl_lock(int fd, int cmd, ref PosixLock l)
+    {
+        fixed (PosixLock* p = &l)
+        {
+            if (Libc.fcntl_flock(fd, cmd, p) != 0)
+            {
+                throw Throw.LastError(cmd switch { F_GETLK => "fcntl(F_GETLK)", F_SETLK => "fcntl(F_SETLK)", _ => "fcntl(F_SETLKW)" });
+            }
+        }
+    }
+
     /// <summary>Sets O_NONBLOCK (reads then fail with EAGAIN instead of waiting).</summary>
     public static void fcntl_set_nonblock(int fd)
     {

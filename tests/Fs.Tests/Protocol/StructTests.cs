@@ -21,6 +21,9 @@ public class StructTests
         Assert.Equal(64, Unsafe.SizeOf<fuse_init_out>());
         Assert.Equal(88, Unsafe.SizeOf<fuse_setattr_in>());
         Assert.Equal(16, Unsafe.SizeOf<fuse_getattr_in>());
+        Assert.Equal(24, Unsafe.SizeOf<fuse_file_lock>());
+        Assert.Equal(48, Unsafe.SizeOf<fuse_lk_in>());
+        Assert.Equal(24, Unsafe.SizeOf<fuse_lk_out>());
         Assert.Equal(16, Unsafe.SizeOf<fuse_mknod_in>());
         Assert.Equal(16, Unsafe.SizeOf<fuse_create_in>());
         Assert.Equal(16, Unsafe.SizeOf<fuse_open_out>());

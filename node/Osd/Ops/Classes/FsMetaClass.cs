@@ -104,6 +104,19 @@ public sealed class FsMetaClass : IObjectClass
         {
             await ctx.OmapSetAsync(ctx.Target, orphansAdded);
         }
+        // Lock records and leases: omap of the superblock too; a removed lease takes the mount's record along.
+        var superSet = c.Locks.Where(l => l.Value is not null).Select(l => new KeyValuePair<string, byte[]>(MetaObjects.LockKey(l.Key), l.Value!))
+            .Concat(c.Leases.Where(l => l.Value is not null).Select(l => new KeyValuePair<string, byte[]>(MetaObjects.LeaseKey(l.Key), l.Value!))).ToList();
+        var superGone = c.Locks.Where(l => l.Value is null).Select(l => MetaObjects.LockKey(l.Key))
+            .Concat(c.Leases.Where(l => l.Value is null).SelectMany(l => new[] { MetaObjects.LeaseKey(l.Key), MetaObjects.MountPrefix + l.Key })).ToList();
+        if (superGone.Count > 0)
+        {
+            await ctx.OmapRemoveAsync(ctx.Target, superGone);
+        }
+        if (superSet.Count > 0)
+        {
+            await ctx.OmapSetAsync(ctx.Target, superSet);
+        }
         foreach (var (ino, data) in c.Inodes)
         {
             if (data is null)
@@ -116,6 +129,24 @@ public sealed class FsMetaClass : IObjectClass
     /// <summary>The filesystem's objects as the method context shows them (the state before this request).</summary>
     private sealed class Source(IMethodContext ctx, string fs) : IMetaSource
     {
+        public long NowMs => ctx.NowMs;
+
+        public ValueTask<byte[]?> GetLocksAsync(ulong ino) => ctx.OmapGetValueAsync(ctx.Target, MetaObjects.LockKey(ino));
+
+        public async ValueTask<IReadOnlyList<KeyValuePair<ulong, byte[]>>> ListLocksAsync(ulong after, int limit)
+        {
+            var page = await ctx.OmapGetAsync(ctx.Target, MetaObjects.LockPrefix, after == 0 ? "" : MetaObjects.LockKey(after), limit);
+            return [.. page.Select(kv => new KeyValuePair<ulong, byte[]>(MetaObjects.ParseLockKey(kv.Key), kv.Value))];
+        }
+
+        public ValueTask<byte[]?> GetLeaseAsync(string mount) => ctx.OmapGetValueAsync(ctx.Target, MetaObjects.LeaseKey(mount));
+
+        public async ValueTask<IReadOnlyList<KeyValuePair<string, byte[]>>> ListLeasesAsync(string after, int limit)
+        {
+            var page = await ctx.OmapGetAsync(ctx.Target, MetaObjects.LeasePrefix, after.Length == 0 ? "" : MetaObjects.LeaseKey(after), limit);
+            return [.. page.Select(kv => new KeyValuePair<string, byte[]>(kv.Key[MetaObjects.LeasePrefix.Length..], kv.Value))];
+        }
+
         public ObjectId InodeOid(ulong ino) => new(ctx.Target.Hash, MetaObjects.Inode(fs, ino));
 
         private async ValueTask<byte[]?> WholeAsync(ObjectId oid) =>
