@@ -427,7 +427,7 @@ public sealed partial class OsdService : IPgHost, IAsyncDisposable
                     // Taken before the store sees the data: it reads them until the change is durable.
                     var kept = keep?.Invoke();
                     var done = pg.ApplyRepOp(from, op);
-                    _ = AnswerWhenDurableAsync(done, reply, kept);
+                    _ = AnswerWhenDurableAsync(op, done, reply, kept);
                     return null;
                 }
                 case OsdMessageType.RepOpReply:
@@ -493,12 +493,22 @@ public sealed partial class OsdService : IPgHost, IAsyncDisposable
         }
     }
 
-    private async Task AnswerWhenDurableAsync(Task<RepOpReply> done, Func<ushort, byte[], ValueTask> reply, IDisposable? kept)
+    private async Task AnswerWhenDurableAsync(RepOp op, Task<RepOpReply> done, Func<ushort, byte[], ValueTask> reply, IDisposable? kept)
     {
         RepOpReply r;
         using (kept)
         {
-            r = await done;
+            try
+            {
+                r = await done;
+            }
+            catch (Exception e)
+            {
+                // Every rep op is answered: the primary holds the object (and its client's request) until it hears
+                // back or the interval ends. An exception here is our bug: said loudly, refused as an I/O error.
+                Logger.LogError(e, "{Pg}: replicated change {Version} failed here", op.Pg, op.Entry.Version);
+                r = new RepOpReply(op.Pg, op.Interval, op.Entry.Version, OsdResult.IoError);
+            }
         }
         try
         {
