@@ -98,7 +98,22 @@ public sealed partial class ClusterFileSystem
 
     public ValueTask<FsError> UnlinkAsync(FuseContext ctx, ulong parent, string name, CancellationToken ct) => GuardAsync(async () =>
     {
-        var r = await CallAsync(Req(MetaOp.Unlink, ctx) with { Ino = parent, Name = name }, ct);
+        // Orphans whose data is gone ride along: purged in this unlink's transaction rather than one of their own.
+        var riders = _purges.Take();
+        MetaReply r;
+        try
+        {
+            r = await CallAsync(Req(MetaOp.Unlink, ctx) with { Ino = parent, Name = name, Data = MetaOps.EncodePurgeRiders(riders) }, ct);
+        }
+        catch
+        {
+            _purges.Return(riders);
+            throw;
+        }
+        if (!r.IsOk)
+        {
+            _purges.Return(riders);
+        }
         if (r.IsOk && r.Released is { } gone)
         {
             await ReleasedAsync(gone, ct);
@@ -128,9 +143,10 @@ public sealed partial class ClusterFileSystem
     public ValueTask<FsError> AccessAsync(FuseContext ctx, ulong nodeId, int mask, CancellationToken ct) => GuardAsync(async () =>
         new FsError((await CallAsync(Req(MetaOp.Access, ctx) with { Ino = nodeId, Mode = (uint)mask }, ct)).Errno));
 
-    /// <summary>An inode lost its last link: purge it now (data objects, then the inode and its orphan entry), or at
-    /// the last release of this mount's handles on it. Until purged it stays on the orphan list, which is how a crash
-    /// in between is found again.</summary>
+    /// <summary>An inode lost its last link: its data objects go now and the inode and its orphan entry with the next
+    /// unlink's transaction (or <see cref="PurgeQueue"/>'s own purge soon after), or all of it at the last release of
+    /// this mount's handles on it. Until purged it stays on the orphan list, which is how a crash in between is found
+    /// again.</summary>
     private async Task ReleasedAsync(Inode gone, CancellationToken ct)
     {
         lock (_openLock)
@@ -141,8 +157,12 @@ public sealed partial class ClusterFileSystem
                 return;
             }
         }
-        await PurgeAsync(gone.Ino, gone.Size, ct);
+        await _data.RemoveAllAsync(gone.Ino, gone.Size, ct);
+        _purges.Add(gone.Ino);
     }
+
+    /// <summary>Purges what is still waiting for an unlink to ride on (the mount calls it before it ends).</summary>
+    public Task FlushPurgesAsync(CancellationToken ct) => _purges.FlushAsync(ct);
 
     /// <summary>
     /// Purges every orphan on the filesystem's list that this mount does not hold open: the unlinked-while-open files

@@ -12,6 +12,9 @@ public sealed record ClusterFsOptions
     public TimeSpan CacheTimeout { get; init; } = TimeSpan.FromSeconds(1);
 
     public int StripeSize { get; init; } = DataStriper.DefaultStripe;
+
+    /// <summary>Where background work that failed is told (an orphan that could not be purged); none: not told.</summary>
+    public Action<string>? Log { get; init; }
 }
 
 /// <summary>
@@ -42,6 +45,7 @@ public sealed partial class ClusterFileSystem : IFuseFileSystem
         _meta = meta;
         _data = new DataStriper(dataPool, meta.FsName, _options.StripeSize);
         _statFs = statFs;
+        _purges = new PurgeQueue(this);
     }
 
     /// <summary>A file this mount has open: how many handles, its size as this mount knows it, and whether it lost

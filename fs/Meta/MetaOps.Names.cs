@@ -176,8 +176,39 @@ public static partial class MetaOps
         txn.PutSuper(s);
     }
 
+    /// <summary>Orphans an <see cref="MetaOp.Unlink"/> purges as well: the request's data, a u64 (little-endian)
+    /// inode number each, at most <see cref="PurgeRidersMax"/>.</summary>
+    public const int PurgeRidersMax = 64;
+
+    /// <summary>Encodes the orphans an unlink purges as well (see <see cref="MetaOp.Unlink"/>).</summary>
+    public static byte[] EncodePurgeRiders(IReadOnlyList<ulong> inodes)
+    {
+        var w = new MetaWriter();
+        foreach (var ino in inodes)
+        {
+            w.U64(ino);
+        }
+        return w.ToArray();
+    }
+
+    private static ulong[] DecodePurgeRiders(byte[] data)
+    {
+        if (data.Length % 8 != 0 || data.Length / 8 > PurgeRidersMax)
+        {
+            throw Err(Errno.EINVAL);
+        }
+        var r = new MetaReader(data);
+        var inodes = new ulong[data.Length / 8];
+        for (var i = 0; i < inodes.Length; i++)
+        {
+            inodes[i] = r.U64();
+        }
+        return inodes;
+    }
+
     private static async ValueTask<MetaReply> UnlinkAsync(MetaTxn txn, MetaRequest req)
     {
+        var riders = DecodePurgeRiders(req.Data);
         var dir = await WritableDirAsync(txn, req.Ino, req.Caller);
         CheckName(req.Name);
         if (req.Name is "." or "..")
@@ -198,7 +229,15 @@ public static partial class MetaOps
         dir.Children--;
         Touch(dir, req.Now, content: true);
         txn.Put(dir);
-        return new MetaReply(0) { Inode = Public(n), Released = DropLink(txn, n, req.Now) };
+        var released = DropLink(txn, n, req.Now);
+        foreach (var ino in riders)
+        {
+            if (ino != n.Ino)
+            {
+                await TryPurgeAsync(txn, ino);
+            }
+        }
+        return new MetaReply(0) { Inode = Public(n), Released = released };
     }
 
     private static async ValueTask<MetaReply> RmDirAsync(MetaTxn txn, MetaRequest req)

@@ -9,6 +9,9 @@ public enum MetaOp : byte
     SetAttr,
     Make,
     Link,
+    /// <summary>Removes a non-directory's entry; one that loses its last link goes on the orphan list (the reply's
+    /// Released). Data: orphans to purge in the same transaction (their data already removed by the mount), a u64
+    /// each (<see cref="MetaOps.EncodePurgeRiders"/>, at most 64); those gone or not orphans are skipped.</summary>
     Unlink,
     RmDir,
     Rename,

@@ -289,7 +289,7 @@ public static class FsCommands
             {
                 monLock.Release();
             }
-        }, new ClusterFsOptions { StripeSize = record.StripeSize });
+        }, new ClusterFsOptions { StripeSize = record.StripeSize, Log = line => output.WriteLine(line) });
         var id = $"{client.Entity}.{client.Nonce:x16}";
         await FsRegistry.RegisterMountAsync(meta, id, $"{Environment.MachineName} {Environment.ProcessId} {path}", ct);
         FuseSession session;
@@ -341,6 +341,7 @@ public static class FsCommands
         await coherence.DisposeAsync();
         await session.DisposeAsync();
         using var cleanup = new CancellationTokenSource(timeout);
+        await fs.FlushPurgesAsync(cleanup.Token);
         await FsRegistry.UnregisterMountAsync(meta, id, cleanup.Token);
         await output.WriteLineAsync($"unmounted {path}");
         return ExitCodes.Ok;
