@@ -16,6 +16,10 @@ public sealed partial class ClusterFileSystem
 
     public ValueTask<FsResult<AttrReply>> GetAttrAsync(FuseContext ctx, ulong nodeId, ulong? handle, CancellationToken ct) => GuardAsync<AttrReply>(async () =>
     {
+        if (_dirAttrs.TryGet(nodeId, out var dir, out var left))
+        {
+            return new AttrReply(AttrOf(dir), left);
+        }
         var r = await CallAsync(Req(MetaOp.GetAttr, ctx) with { Ino = nodeId }, ct);
         return r.IsOk ? AttrReplyOf(r.Inode!) : new FsError(r.Errno);
     });
@@ -83,7 +87,7 @@ public sealed partial class ClusterFileSystem
 
     private ValueTask<FsResult<Entry>> MakeAsync(FuseContext ctx, ulong parent, string name, uint mode, uint rdev, byte[] data, CancellationToken ct) => GuardAsync<Entry>(async () =>
     {
-        var r = await CallAsync(Req(MetaOp.Make, ctx) with { Ino = parent, Name = name, Mode = mode, Rdev = rdev, Data = data }, ct);
+        var r = await CallAsync(Req(MetaOp.Make, ctx) with { Ino = parent, Name = name, Mode = mode, Rdev = rdev, Data = data, Flags = MetaOps.WantParent }, ct);
         return r.IsOk ? EntryOf(r.Inode!) : new FsError(r.Errno);
     });
 
@@ -103,7 +107,7 @@ public sealed partial class ClusterFileSystem
         MetaReply r;
         try
         {
-            r = await CallAsync(Req(MetaOp.Unlink, ctx) with { Ino = parent, Name = name, Data = MetaOps.EncodePurgeRiders(riders) }, ct);
+            r = await CallAsync(Req(MetaOp.Unlink, ctx) with { Ino = parent, Name = name, Data = MetaOps.EncodePurgeRiders(riders), Flags = MetaOps.WantParent }, ct);
         }
         catch
         {

@@ -57,6 +57,10 @@ public sealed class Coherence : IAsyncDisposable
         _log = log;
     }
 
+    /// <summary>Told which inodes another mount changed (the directories of changed names included) before the
+    /// kernel's cache is (the filesystem's own caches must not answer the kernel's next question from before).</summary>
+    public Action<IReadOnlyCollection<ulong>>? BeforeInvalidate { get; set; }
+
     /// <summary>Notifies sent, and notifies from other mounts applied (for tests and statistics).</summary>
     public long Sent => Interlocked.Read(ref _sent);
 
@@ -257,6 +261,7 @@ public sealed class Coherence : IAsyncDisposable
         {
             await foreach (var (entries, inodes) in _received.Reader.ReadAllAsync(_stop.Token))
             {
+                BeforeInvalidate?.Invoke([.. inodes, .. entries.Select(e => e.Item1)]);
                 foreach (var (dir, name) in entries)
                 {
                     session.NotifyInvalEntry(dir, name);

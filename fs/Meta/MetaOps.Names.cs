@@ -12,6 +12,10 @@ public static partial class MetaOps
     public const uint MakeWantRead = 2;
     public const uint MakeWantWrite = 4;
 
+    /// <summary>A flag of <see cref="MetaOp.Make"/> and <see cref="MetaOp.Unlink"/>: the reply carries the directory
+    /// as the operation left it (<see cref="MetaReply.Parent"/>), so the mount can answer its attributes.</summary>
+    public const uint WantParent = 0x100;
+
     /// <summary>A directory to change entries in: it exists, is a directory, is not removed, and the caller may write
     /// and search it.</summary>
     private static async ValueTask<Inode> WritableDirAsync(MetaTxn txn, ulong ino, Caller caller)
@@ -117,7 +121,7 @@ public static partial class MetaOps
         }
         Touch(dir, req.Now, content: true);
         txn.Put(dir);
-        return new MetaReply(0) { Inode = n };
+        return new MetaReply(0) { Inode = n, Parent = (req.Flags & WantParent) != 0 ? Public(dir) : null };
     }
 
     private static async ValueTask<MetaReply> LinkAsync(MetaTxn txn, MetaRequest req)
@@ -237,7 +241,7 @@ public static partial class MetaOps
                 await TryPurgeAsync(txn, ino);
             }
         }
-        return new MetaReply(0) { Inode = Public(n), Released = released };
+        return new MetaReply(0) { Inode = Public(n), Released = released, Parent = (req.Flags & WantParent) != 0 ? Public(dir) : null };
     }
 
     private static async ValueTask<MetaReply> RmDirAsync(MetaTxn txn, MetaRequest req)

@@ -159,12 +159,15 @@ public sealed record DirEntry(string Name, Dentry Entry, Inode? Inode);
 /// The answer: an errno (0: done) and what the operation returns. <see cref="Inode"/>: the inode looked up, created,
 /// changed (its xattrs only for <see cref="MetaOp.GetXattrs"/>). <see cref="Released"/>: an inode that lost its
 /// last link in this operation and is now on the orphan list (the mount purges it once no handle holds it).
+/// <see cref="Parent"/>: the directory as the operation left it, when the request asked (<see cref="MetaOps.WantParent"/>).
 /// </summary>
 public sealed record MetaReply(int Errno)
 {
-    public const byte FormatVersion = 1;
+    /// <summary>Version 2 adds <see cref="Parent"/> at the end; a reply without one is written as version 1.</summary>
+    public const byte FormatVersion = 2;
 
     public Inode? Inode { get; init; }
+    public Inode? Parent { get; init; }
     public Inode? Released { get; init; }
     public IReadOnlyList<DirEntry> Entries { get; init; } = [];
     public bool More { get; init; }
@@ -176,7 +179,7 @@ public sealed record MetaReply(int Errno)
     public byte[] Encode()
     {
         var w = new MetaWriter();
-        w.U8(FormatVersion);
+        w.U8(Parent is null ? (byte)1 : FormatVersion);
         w.U32((uint)Errno);
         WriteInode(w, Inode);
         WriteInode(w, Released);
@@ -195,6 +198,10 @@ public sealed record MetaReply(int Errno)
             w.U64(o);
         }
         w.U64(Inodes);
+        if (Parent is not null)
+        {
+            WriteInode(w, Parent);
+        }
         return w.ToArray();
     }
 
@@ -209,7 +216,7 @@ public sealed record MetaReply(int Errno)
     public static MetaReply Decode(ReadOnlySpan<byte> data)
     {
         var r = new MetaReader(data);
-        r.Version(FormatVersion, "a metadata reply");
+        var version = r.Version(FormatVersion, "a metadata reply");
         var errno = (int)r.U32();
         var inode = ReadInode(ref r);
         var released = ReadInode(ref r);
@@ -229,6 +236,10 @@ public sealed record MetaReply(int Errno)
             orphans.Add(r.U64());
         }
         var reply = new MetaReply(errno) { Inode = inode, Released = released, Entries = entries, More = more, Orphans = orphans, Inodes = r.U64() };
+        if (version >= 2)
+        {
+            reply = reply with { Parent = ReadInode(ref r) };
+        }
         return r.End ? reply : throw new MetaFormatException("a metadata reply has trailing bytes");
     }
 }

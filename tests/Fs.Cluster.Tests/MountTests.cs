@@ -159,6 +159,40 @@ public sealed class MountTests(ClusterFsFixture fixture, ITestOutputHelper outpu
         Assert.True(a.Coherence.Sent > sent);
     }
 
+    /// <summary>The directory's attributes the mount answers after a create, mkdir or unlink in it (from the
+    /// operation's reply, not a GETATTR of their own) are the metadata PG's, to the nanosecond.</summary>
+    [Fact]
+    public async Task A_directory_stat_after_each_change_in_it_is_what_the_metadata_pg_holds()
+    {
+        var meta = await fixture.NewFsAsync("dirattrs");
+        await using var m = ClusterMount.Start(fixture.FileSystem(meta));
+        var d = m.P("d");
+        await Task.Run(() => Directory.CreateDirectory(d));
+        var ino = Posix.lstatx(d).stx_ino;
+        for (var i = 0; i < 12; i++)
+        {
+            await Task.Run(() =>
+            {
+                switch (i % 3)
+                {
+                    case 0:
+                        File.WriteAllText(Path.Combine(d, $"f{i}"), "x");
+                        break;
+                    case 1:
+                        Directory.CreateDirectory(Path.Combine(d, $"s{i}"));
+                        break;
+                    default:
+                        File.Delete(Path.Combine(d, $"f{i - 2}"));
+                        break;
+                }
+            });
+            var seen = await Task.Run(() => Posix.lstatx(d));
+            var truth = (await meta.CallAsync(new MetaRequest(MetaOp.GetAttr, Caller.Root, default) { Ino = ino }, default)).Inode!;
+            Assert.Equal((truth.Nlink, truth.Mtime.Seconds, truth.Mtime.Nanoseconds, truth.Ctime.Seconds, truth.Ctime.Nanoseconds),
+                (seen.stx_nlink, seen.stx_mtime.tv_sec, seen.stx_mtime.tv_nsec, seen.stx_ctime.tv_sec, seen.stx_ctime.tv_nsec));
+        }
+    }
+
     [Fact]
     public async Task Appends_from_two_mounts_at_once_all_land_whole_and_none_over_another()
     {
