@@ -89,7 +89,7 @@ public sealed partial class ClusterFileSystem
             Ino = parent,
             Name = name,
             Mode = ModeBits.IfReg | (mode & ModeBits.Perms),
-            Flags = (flags & OExcl) != 0 ? 0 : MetaOps.MakeOpenExisting | AccessOf(flags),
+            Flags = MetaOps.WantParent | ((flags & OExcl) != 0 ? 0 : MetaOps.MakeOpenExisting | AccessOf(flags)),
         }, ct);
         if (!r.IsOk)
         {

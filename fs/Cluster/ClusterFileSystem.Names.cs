@@ -16,6 +16,10 @@ public sealed partial class ClusterFileSystem
 
     public ValueTask<FsResult<AttrReply>> GetAttrAsync(FuseContext ctx, ulong nodeId, ulong? handle, CancellationToken ct) => GuardAsync<AttrReply>(async () =>
     {
+        if (_dirAttrs.TryGet(nodeId, out var dir, out var left))
+        {
+            return new AttrReply(AttrOf(dir), left);
+        }
         var r = await CallAsync(Req(MetaOp.GetAttr, ctx) with { Ino = nodeId }, ct);
         return r.IsOk ? AttrReplyOf(r.Inode!) : new FsError(r.Errno);
     });
@@ -83,7 +87,7 @@ public sealed partial class ClusterFileSystem
 
     private ValueTask<FsResult<Entry>> MakeAsync(FuseContext ctx, ulong parent, string name, uint mode, uint rdev, byte[] data, CancellationToken ct) => GuardAsync<Entry>(async () =>
     {
-        var r = await CallAsync(Req(MetaOp.Make, ctx) with { Ino = parent, Name = name, Mode = mode, Rdev = rdev, Data = data }, ct);
+        var r = await CallAsync(Req(MetaOp.Make, ctx) with { Ino = parent, Name = name, Mode = mode, Rdev = rdev, Data = data, Flags = MetaOps.WantParent }, ct);
         return r.IsOk ? EntryOf(r.Inode!) : new FsError(r.Errno);
     });
 
@@ -98,7 +102,22 @@ public sealed partial class ClusterFileSystem
 
     public ValueTask<FsError> UnlinkAsync(FuseContext ctx, ulong parent, string name, CancellationToken ct) => GuardAsync(async () =>
     {
-        var r = await CallAsync(Req(MetaOp.Unlink, ctx) with { Ino = parent, Name = name }, ct);
+        // Orphans whose data is gone ride along: purged in this unlink's transaction rather than one of their own.
+        var riders = _purges.Take();
+        MetaReply r;
+        try
+        {
+            r = await CallAsync(Req(MetaOp.Unlink, ctx) with { Ino = parent, Name = name, Data = MetaOps.EncodePurgeRiders(riders), Flags = MetaOps.WantParent }, ct);
+        }
+        catch
+        {
+            _purges.Return(riders);
+            throw;
+        }
+        if (!r.IsOk)
+        {
+            _purges.Return(riders);
+        }
         if (r.IsOk && r.Released is { } gone)
         {
             await ReleasedAsync(gone, ct);
@@ -128,9 +147,10 @@ public sealed partial class ClusterFileSystem
     public ValueTask<FsError> AccessAsync(FuseContext ctx, ulong nodeId, int mask, CancellationToken ct) => GuardAsync(async () =>
         new FsError((await CallAsync(Req(MetaOp.Access, ctx) with { Ino = nodeId, Mode = (uint)mask }, ct)).Errno));
 
-    /// <summary>An inode lost its last link: purge it now (data objects, then the inode and its orphan entry), or at
-    /// the last release of this mount's handles on it. Until purged it stays on the orphan list, which is how a crash
-    /// in between is found again.</summary>
+    /// <summary>An inode lost its last link: its data objects go now and the inode and its orphan entry with the next
+    /// unlink's transaction (or <see cref="PurgeQueue"/>'s own purge soon after), or all of it at the last release of
+    /// this mount's handles on it. Until purged it stays on the orphan list, which is how a crash in between is found
+    /// again.</summary>
     private async Task ReleasedAsync(Inode gone, CancellationToken ct)
     {
         lock (_openLock)
@@ -141,8 +161,12 @@ public sealed partial class ClusterFileSystem
                 return;
             }
         }
-        await PurgeAsync(gone.Ino, gone.Size, ct);
+        await _data.RemoveAllAsync(gone.Ino, gone.Size, ct);
+        _purges.Add(gone.Ino);
     }
+
+    /// <summary>Purges what is still waiting for an unlink to ride on (the mount calls it before it ends).</summary>
+    public Task FlushPurgesAsync(CancellationToken ct) => _purges.FlushAsync(ct);
 
     /// <summary>
     /// Purges every orphan on the filesystem's list that this mount does not hold open: the unlinked-while-open files

@@ -12,6 +12,9 @@ public sealed record ClusterFsOptions
     public TimeSpan CacheTimeout { get; init; } = TimeSpan.FromSeconds(1);
 
     public int StripeSize { get; init; } = DataStriper.DefaultStripe;
+
+    /// <summary>Where background work that failed is told (an orphan that could not be purged); none: not told.</summary>
+    public Action<string>? Log { get; init; }
 }
 
 /// <summary>
@@ -42,6 +45,8 @@ public sealed partial class ClusterFileSystem : IFuseFileSystem
         _meta = meta;
         _data = new DataStriper(dataPool, meta.FsName, _options.StripeSize);
         _statFs = statFs;
+        _purges = new PurgeQueue(this);
+        _dirAttrs = new DirAttrCache(_options.CacheTimeout);
     }
 
     /// <summary>A file this mount has open: how many handles, its size as this mount knows it, and whether it lost
@@ -121,11 +126,41 @@ public sealed partial class ClusterFileSystem : IFuseFileSystem
 
     /// <summary>Where this mount tells the others what it changed (<see cref="Cluster.Coherence"/>); none: the others
     /// see changes when their cached names and attributes expire.</summary>
-    public Coherence? Coherence { get; set; }
+    public Coherence? Coherence
+    {
+        get => _coherence;
+        set
+        {
+            _coherence = value;
+            if (value is not null)
+            {
+                value.BeforeInvalidate = _dirAttrs.Invalidate;
+            }
+        }
+    }
+
+    private Coherence? _coherence;
 
     private async Task<MetaReply> CallAsync(MetaRequest req, CancellationToken ct)
     {
-        var reply = await _meta.CallAsync(req, ct);
+        MetaReply reply;
+        if (MetaOps.IsReadOnly(req.Op))
+        {
+            reply = await _meta.CallAsync(req, ct);
+        }
+        else
+        {
+            var ticket = _dirAttrs.Begin(req);
+            MetaReply? answered = null;
+            try
+            {
+                reply = answered = await _meta.CallAsync(req, ct);
+            }
+            finally
+            {
+                _dirAttrs.End(ticket, answered);
+            }
+        }
         if (reply.IsOk && Coherence is { } coherence && !MetaOps.IsReadOnly(req.Op))
         {
             coherence.Publish(ChangedNames(req), ChangedInodes(req, reply));

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Threading.Channels;
 using Appliance.Client;
 using Appliance.Fs.Meta;
@@ -15,7 +16,11 @@ namespace Appliance.Fs.Cluster;
 /// </summary>
 /// <remarks>
 /// Nothing waits on it: a change is published to a queue and notifies go out in batches from one loop (whatever
-/// gathered while the previous notify was out), so a filesystem call never waits for other mounts. A notify is
+/// gathered while the previous notify was out), so a filesystem call never waits for other mounts. A mount that is
+/// the only one watching sends nothing: a notify's reply lists the watchers, and when it lists none but this mount,
+/// publishing stops until another mount shows itself — every mount announces itself with an empty notify when it
+/// starts watching (acknowledged only after the receiver has marked that it has company), and any notify from
+/// another mount, or a watch of ours that had to be registered again, turns publishing back on. A notify is
 /// acknowledged at once and applied to the kernel from another loop: the kernel takes a directory's lock for an
 /// entry's invalidation, which a call of this mount may hold while it waits for the cluster. The watch object is
 /// not the superblock, whose lock orders every metadata operation.
@@ -52,6 +57,10 @@ public sealed class Coherence : IAsyncDisposable
         _log = log;
     }
 
+    /// <summary>Told which inodes another mount changed (the directories of changed names included) before the
+    /// kernel's cache is (the filesystem's own caches must not answer the kernel's next question from before).</summary>
+    public Action<IReadOnlyCollection<ulong>>? BeforeInvalidate { get; set; }
+
     /// <summary>Notifies sent, and notifies from other mounts applied (for tests and statistics).</summary>
     public long Sent => Interlocked.Read(ref _sent);
 
@@ -59,14 +68,50 @@ public sealed class Coherence : IAsyncDisposable
 
     private long _sent;
     private long _applied;
+    private long _skipped;
+
+    /// <summary>Changes not sent because no other mount watched (for tests and statistics).</summary>
+    public long Skipped => Interlocked.Read(ref _skipped);
+
+    /// <summary>Whether another mount may be watching: set by every sign of one (its notify, our watch registered
+    /// again, the start), cleared only by a notify whose reply listed no other watcher and during which no such sign
+    /// came (<see cref="_company"/> counts the signs).</summary>
+    private volatile bool _others = true;
+    private long _company;
+    private long _ownDelivered;
+
+    /// <summary>Whether changes go out to other mounts now (false: this mount is the only one watching).</summary>
+    public bool HasCompany => _others;
+
+    private void MarkCompany()
+    {
+        Interlocked.Increment(ref _company);
+        _others = true;
+    }
 
     /// <summary>Watches the filesystem's watch object (made if missing) and starts applying other mounts' changes to
     /// <paramref name="session"/>'s kernel cache, and sending this mount's.</summary>
     public async Task StartAsync(FuseSession session, CancellationToken ct)
     {
         await _meta.ExecuteAsync(_object, [OsdOp.Create(exclusive: false)], null, ct);
-        _watch = await _meta.WatchAsync(_object, OnNotifyAsync, e => _log($"coherence: the watch on {_object} was lost for a while ({e.Message}); other mounts' changes show within the cache timeout meanwhile"), ct);
+        _watch = await _meta.WatchAsync(_object, OnNotifyAsync, e =>
+        {
+            // We may have missed another mount's announcement meanwhile: publish again until a reply says otherwise.
+            MarkCompany();
+            _log($"coherence: the watch on {_object} was lost for a while ({e.Message}); other mounts' changes show within the cache timeout meanwhile");
+        }, ct);
         _applier = Task.Run(() => ApplyLoopAsync(session));
+        // The announcement: every other mount has marked its company once this returns (they acknowledge after), and
+        // its reply says whether there are any.
+        try
+        {
+            await SendAsync([], [], ct);
+        }
+        catch (ClusterClientException e)
+        {
+            // Publishing stays on (as it starts): only what other mounts learn of us late is at stake.
+            _log($"coherence: announcing this mount on {_object} failed ({e.Message}); a mount that found itself alone tells this one its changes only once this one's first notify reaches it (until then they show here when the cache expires)");
+        }
         _sender = Task.Run(SendLoopAsync);
     }
 
@@ -76,6 +121,14 @@ public sealed class Coherence : IAsyncDisposable
         if (_stop.IsCancellationRequested)
         {
             // Disposed (a call that was in flight while the mount ended): nobody to tell any more.
+            return;
+        }
+        if (!_others)
+        {
+            // The only mount watching: no kernel cache but ours holds what changed. A mount that starts watching now
+            // announces itself before it serves anything it cached meanwhile... except what it looked up between its
+            // kernel mount and that announcement, which the cache timeout bounds, as for any lost notify.
+            Interlocked.Increment(ref _skipped);
             return;
         }
         lock (_lock)
@@ -121,8 +174,7 @@ public sealed class Coherence : IAsyncDisposable
             }
             try
             {
-                await _meta.NotifyAsync(_object, Encode(_me, entries, inodes), NotifyWait, _stop.Token);
-                Interlocked.Increment(ref _sent);
+                await SendAsync(entries, inodes, _stop.Token);
             }
             catch (OperationCanceledException) when (_stop.IsCancellationRequested)
             {
@@ -140,9 +192,19 @@ public sealed class Coherence : IAsyncDisposable
         try
         {
             var (sender, entries, inodes) = Decode(message.Payload.Span);
-            if (sender != _me)
+            if (sender == _me)
             {
-                _received.Writer.TryWrite((entries, inodes));
+                Interlocked.Increment(ref _ownDelivered);
+            }
+            else
+            {
+                // Marked before the acknowledgement (sent when this returns): a mount whose announcement returned
+                // knows every watcher publishes to it from then on.
+                MarkCompany();
+                if (entries.Count > 0 || inodes.Count > 0)
+                {
+                    _received.Writer.TryWrite((entries, inodes));
+                }
             }
         }
         catch (MetaFormatException e)
@@ -152,12 +214,54 @@ public sealed class Coherence : IAsyncDisposable
         return ValueTask.CompletedTask;
     }
 
+    /// <summary>One notify; its reply (u32 count, then per watcher u64 cookie and u8 acknowledged) says whether any
+    /// watcher but this mount's own is left, and if none is and no other mount showed itself meanwhile, publishing
+    /// stops.</summary>
+    private async Task SendAsync(IReadOnlyCollection<(ulong, string)> entries, IReadOnlyCollection<ulong> inodes, CancellationToken ct)
+    {
+        var signs = Interlocked.Read(ref _company);
+        var own = Interlocked.Read(ref _ownDelivered);
+        var reply = await _meta.NotifyAsync(_object, Encode(_me, entries, inodes), NotifyWait, ct);
+        Interlocked.Increment(ref _sent);
+        var data = reply.Outputs.Count > 0 ? reply.Outputs[0].Data.Span : default;
+        if (data.Length < 4 || _watch is not { } watch)
+        {
+            return;
+        }
+        var count = (int)BinaryPrimitives.ReadUInt32LittleEndian(data);
+        var others = 0;
+        for (var i = 0; i < count && 4 + (i * 9) + 9 <= data.Length; i++)
+        {
+            if (BinaryPrimitives.ReadUInt64LittleEndian(data[(4 + (i * 9))..]) != watch.Cookie)
+            {
+                others++;
+            }
+        }
+        // Our own notify must have reached our own watch (delivered before the OSD's reply): a watch cookie is unique
+        // per client only, and another client's watch under the same cookie replaces ours at the OSD, so a reply
+        // listing "our" cookie alone may mean that the other mount holds it.
+        var ownCame = Interlocked.Read(ref _ownDelivered) > own;
+        lock (_lock)
+        {
+            // Lost the race with another mount's announcement (it came while this notify was out): keep publishing.
+            if (others == 0 && ownCame && Interlocked.Read(ref _company) == signs)
+            {
+                _others = false;
+            }
+            else
+            {
+                _others = true;
+            }
+        }
+    }
+
     private async Task ApplyLoopAsync(FuseSession session)
     {
         try
         {
             await foreach (var (entries, inodes) in _received.Reader.ReadAllAsync(_stop.Token))
             {
+                BeforeInvalidate?.Invoke([.. inodes, .. entries.Select(e => e.Item1)]);
                 foreach (var (dir, name) in entries)
                 {
                     session.NotifyInvalEntry(dir, name);

@@ -12,6 +12,10 @@ public static partial class MetaOps
     public const uint MakeWantRead = 2;
     public const uint MakeWantWrite = 4;
 
+    /// <summary>A flag of <see cref="MetaOp.Make"/> and <see cref="MetaOp.Unlink"/>: the reply carries the directory
+    /// as the operation left it (<see cref="MetaReply.Parent"/>), so the mount can answer its attributes.</summary>
+    public const uint WantParent = 0x100;
+
     /// <summary>A directory to change entries in: it exists, is a directory, is not removed, and the caller may write
     /// and search it.</summary>
     private static async ValueTask<Inode> WritableDirAsync(MetaTxn txn, ulong ino, Caller caller)
@@ -117,7 +121,7 @@ public static partial class MetaOps
         }
         Touch(dir, req.Now, content: true);
         txn.Put(dir);
-        return new MetaReply(0) { Inode = n };
+        return new MetaReply(0) { Inode = n, Parent = (req.Flags & WantParent) != 0 ? Public(dir) : null };
     }
 
     private static async ValueTask<MetaReply> LinkAsync(MetaTxn txn, MetaRequest req)
@@ -176,8 +180,39 @@ public static partial class MetaOps
         txn.PutSuper(s);
     }
 
+    /// <summary>Orphans an <see cref="MetaOp.Unlink"/> purges as well: the request's data, a u64 (little-endian)
+    /// inode number each, at most <see cref="PurgeRidersMax"/>.</summary>
+    public const int PurgeRidersMax = 64;
+
+    /// <summary>Encodes the orphans an unlink purges as well (see <see cref="MetaOp.Unlink"/>).</summary>
+    public static byte[] EncodePurgeRiders(IReadOnlyList<ulong> inodes)
+    {
+        var w = new MetaWriter();
+        foreach (var ino in inodes)
+        {
+            w.U64(ino);
+        }
+        return w.ToArray();
+    }
+
+    private static ulong[] DecodePurgeRiders(byte[] data)
+    {
+        if (data.Length % 8 != 0 || data.Length / 8 > PurgeRidersMax)
+        {
+            throw Err(Errno.EINVAL);
+        }
+        var r = new MetaReader(data);
+        var inodes = new ulong[data.Length / 8];
+        for (var i = 0; i < inodes.Length; i++)
+        {
+            inodes[i] = r.U64();
+        }
+        return inodes;
+    }
+
     private static async ValueTask<MetaReply> UnlinkAsync(MetaTxn txn, MetaRequest req)
     {
+        var riders = DecodePurgeRiders(req.Data);
         var dir = await WritableDirAsync(txn, req.Ino, req.Caller);
         CheckName(req.Name);
         if (req.Name is "." or "..")
@@ -198,7 +233,15 @@ public static partial class MetaOps
         dir.Children--;
         Touch(dir, req.Now, content: true);
         txn.Put(dir);
-        return new MetaReply(0) { Inode = Public(n), Released = DropLink(txn, n, req.Now) };
+        var released = DropLink(txn, n, req.Now);
+        foreach (var ino in riders)
+        {
+            if (ino != n.Ino)
+            {
+                await TryPurgeAsync(txn, ino);
+            }
+        }
+        return new MetaReply(0) { Inode = Public(n), Released = released, Parent = (req.Flags & WantParent) != 0 ? Public(dir) : null };
     }
 
     private static async ValueTask<MetaReply> RmDirAsync(MetaTxn txn, MetaRequest req)

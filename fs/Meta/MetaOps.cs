@@ -318,6 +318,18 @@ public static partial class MetaOps
         {
             throw Err(Errno.EBUSY);
         }
+        await TryPurgeAsync(txn, n.Ino);
+        return new MetaReply(0) { Inode = Public(n) };
+    }
+
+    /// <summary>Drops an orphan (its inode record, its orphan entry, one from the inode count); false, changing
+    /// nothing, when <paramref name="ino"/> is gone or still has a link.</summary>
+    private static async ValueTask<bool> TryPurgeAsync(MetaTxn txn, ulong ino)
+    {
+        if (await txn.GetAsync(ino) is not { Nlink: 0 } n)
+        {
+            return false;
+        }
         txn.Delete(n.Ino);
         txn.SetOrphan(n.Ino, false);
         // Locks left on it by mounts that died holding it open go with it.
@@ -328,7 +340,7 @@ public static partial class MetaOps
         var s = (await txn.SuperAsync())!;
         s.Inodes--;
         txn.PutSuper(s);
-        return new MetaReply(0) { Inode = Public(n) };
+        return true;
     }
 
     private static async ValueTask<MetaReply> ReadDirAsync(MetaTxn txn, MetaRequest req)

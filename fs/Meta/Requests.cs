@@ -9,6 +9,9 @@ public enum MetaOp : byte
     SetAttr,
     Make,
     Link,
+    /// <summary>Removes a non-directory's entry; one that loses its last link goes on the orphan list (the reply's
+    /// Released). Data: orphans to purge in the same transaction (their data already removed by the mount), a u64
+    /// each (<see cref="MetaOps.EncodePurgeRiders"/>, at most 64); those gone or not orphans are skipped.</summary>
     Unlink,
     RmDir,
     Rename,
@@ -174,12 +177,16 @@ public sealed record DirEntry(string Name, Dentry Entry, Inode? Inode);
 /// The answer: an errno (0: done) and what the operation returns. <see cref="Inode"/>: the inode looked up, created,
 /// changed (its xattrs only for <see cref="MetaOp.GetXattrs"/>). <see cref="Released"/>: an inode that lost its
 /// last link in this operation and is now on the orphan list (the mount purges it once no handle holds it).
+/// <see cref="Parent"/>: the directory as the operation left it, when the request asked (<see cref="MetaOps.WantParent"/>).
 /// </summary>
 public sealed record MetaReply(int Errno)
 {
-    public const byte FormatVersion = 1;
+    /// <summary>Version 2 adds <see cref="Lock"/>, <see cref="Next"/> and <see cref="Parent"/> at the end; a reply
+    /// without them is written as version 1, so mounts that predate them read every reply they can ask for.</summary>
+    public const byte FormatVersion = 2;
 
     public Inode? Inode { get; init; }
+    public Inode? Parent { get; init; }
     public Inode? Released { get; init; }
     public IReadOnlyList<DirEntry> Entries { get; init; } = [];
     public bool More { get; init; }
@@ -193,15 +200,11 @@ public sealed record MetaReply(int Errno)
 
     public bool IsOk => Errno == 0;
 
-    /// <summary>Version 2 adds <see cref="Lock"/> and <see cref="Next"/> at the end; a reply without them is written
-    /// as version 1, so mounts that predate locks read every reply they can ask for.</summary>
-    public const byte LockFormatVersion = 2;
-
     public byte[] Encode()
     {
         var w = new MetaWriter();
-        var withLocks = Lock is not null || Next != 0;
-        w.U8(withLocks ? LockFormatVersion : FormatVersion);
+        var extended = Lock is not null || Next != 0 || Parent is not null;
+        w.U8(extended ? FormatVersion : (byte)1);
         w.U32((uint)Errno);
         WriteInode(w, Inode);
         WriteInode(w, Released);
@@ -220,11 +223,12 @@ public sealed record MetaReply(int Errno)
             w.U64(o);
         }
         w.U64(Inodes);
-        if (withLocks)
+        if (extended)
         {
             w.U8(Lock is null ? (byte)0 : (byte)1);
             Lock?.Write(w);
             w.U64(Next);
+            WriteInode(w, Parent);
         }
         return w.ToArray();
     }
@@ -240,7 +244,7 @@ public sealed record MetaReply(int Errno)
     public static MetaReply Decode(ReadOnlySpan<byte> data)
     {
         var r = new MetaReader(data);
-        var version = r.Version(LockFormatVersion, "a metadata reply");
+        var version = r.Version(FormatVersion, "a metadata reply");
         var errno = (int)r.U32();
         var inode = ReadInode(ref r);
         var released = ReadInode(ref r);
@@ -260,9 +264,9 @@ public sealed record MetaReply(int Errno)
             orphans.Add(r.U64());
         }
         var reply = new MetaReply(errno) { Inode = inode, Released = released, Entries = entries, More = more, Orphans = orphans, Inodes = r.U64() };
-        if (version >= LockFormatVersion)
+        if (version >= 2)
         {
-            reply = reply with { Lock = r.U8() == 0 ? null : FileLock.Read(ref r), Next = r.U64() };
+            reply = reply with { Lock = r.U8() == 0 ? null : FileLock.Read(ref r), Next = r.U64(), Parent = ReadInode(ref r) };
         }
         return r.End ? reply : throw new MetaFormatException("a metadata reply has trailing bytes");
     }

@@ -136,6 +136,63 @@ public sealed class MountTests(ClusterFsFixture fixture, ITestOutputHelper outpu
         await UntilAsync(() => b.Coherence!.Applied > 0 && a.Coherence!.Applied > 0, "both mounts to have applied a notify of the other's");
     }
 
+    /// <summary>A mount alone sends no notifies for its changes; a second mount's announcement turns them on again
+    /// before the second mount's start returns, so the second sees the first's changes at once.</summary>
+    [Fact]
+    public async Task A_mount_alone_sends_no_notifies_and_sends_them_again_once_another_mount_starts()
+    {
+        var meta = await fixture.NewFsAsync("alone");
+        var options = new ClusterFsOptions { CacheTimeout = TimeSpan.FromHours(1) };
+        await using var a = await ClusterMount.StartCoherentAsync(fixture.FileSystem(meta, options: options), meta, "a");
+        Assert.False(a.Coherence!.HasCompany);
+        await Task.Run(() => File.WriteAllText(a.P("f"), "one"));
+        var sent = a.Coherence.Sent;
+        Assert.True(a.Coherence.Skipped > 0, "a's changes while alone were not skipped");
+        Assert.Equal(1, sent); // its announcement only
+
+        await using var b = await ClusterMount.StartCoherentAsync(fixture.FileSystem(meta, options: options), meta, "b");
+        Assert.True(a.Coherence.HasCompany, "b's announcement returned before a knew of b");
+        Assert.True(b.Coherence!.HasCompany);
+        Assert.Equal("one", await Task.Run(() => File.ReadAllText(b.P("f")))); // b caches the name for an hour
+        await Task.Run(() => File.Move(a.P("f"), a.P("g")));
+        await UntilAsync(() => !File.Exists(b.P("f")) && File.Exists(b.P("g")), "b to see a's rename");
+        Assert.True(a.Coherence.Sent > sent);
+    }
+
+    /// <summary>The directory's attributes the mount answers after a create, mkdir or unlink in it (from the
+    /// operation's reply, not a GETATTR of their own) are the metadata PG's, to the nanosecond.</summary>
+    [Fact]
+    public async Task A_directory_stat_after_each_change_in_it_is_what_the_metadata_pg_holds()
+    {
+        var meta = await fixture.NewFsAsync("dirattrs");
+        await using var m = ClusterMount.Start(fixture.FileSystem(meta));
+        var d = m.P("d");
+        await Task.Run(() => Directory.CreateDirectory(d));
+        var ino = Posix.lstatx(d).stx_ino;
+        for (var i = 0; i < 12; i++)
+        {
+            await Task.Run(() =>
+            {
+                switch (i % 3)
+                {
+                    case 0:
+                        File.WriteAllText(Path.Combine(d, $"f{i}"), "x");
+                        break;
+                    case 1:
+                        Directory.CreateDirectory(Path.Combine(d, $"s{i}"));
+                        break;
+                    default:
+                        File.Delete(Path.Combine(d, $"f{i - 2}"));
+                        break;
+                }
+            });
+            var seen = await Task.Run(() => Posix.lstatx(d));
+            var truth = (await meta.CallAsync(new MetaRequest(MetaOp.GetAttr, Caller.Root, default) { Ino = ino }, default)).Inode!;
+            Assert.Equal((truth.Nlink, truth.Mtime.Seconds, truth.Mtime.Nanoseconds, truth.Ctime.Seconds, truth.Ctime.Nanoseconds),
+                (seen.stx_nlink, seen.stx_mtime.tv_sec, seen.stx_mtime.tv_nsec, seen.stx_ctime.tv_sec, seen.stx_ctime.tv_nsec));
+        }
+    }
+
     [Fact]
     public async Task Appends_from_two_mounts_at_once_all_land_whole_and_none_over_another()
     {

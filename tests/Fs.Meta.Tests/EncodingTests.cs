@@ -17,6 +17,13 @@ public class EncodingTests
         Assert.Equal([3u, 4u], req2.Caller.Groups);
         var reply = new MetaReply(0) { Inode = n, Entries = [new("e", new Dentry(5, ModeBits.IfReg), null), new("f", new Dentry(6, ModeBits.IfDir), n)], More = true, Orphans = [1, 2], Inodes = 77 };
         Assert.Equal(reply.Encode(), MetaReply.Decode(reply.Encode()).Encode());
+        // Without a parent a reply is written as version 1 (what mounts of the first format read); with one, 2.
+        Assert.Equal(1, reply.Encode()[0]);
+        var withParent = reply with { Parent = new Inode { Ino = 9, Mode = ModeBits.IfDir | 0x1ED, Nlink = 3 } };
+        Assert.Equal(2, withParent.Encode()[0]);
+        var parent = MetaReply.Decode(withParent.Encode()).Parent!;
+        Assert.Equal((9UL, 3u), (parent.Ino, parent.Nlink));
+        Assert.Null(MetaReply.Decode(reply.Encode()).Parent);
     }
 
     [Fact]

@@ -111,6 +111,32 @@ public class NameOperationTests
     }
 
     [Fact]
+    public async Task An_unlink_purges_the_orphans_riding_along_and_skips_what_is_not_one()
+    {
+        var fs = await MetaFs.NewAsync();
+        var a = await fs.CreateOk(MetaFs.Root, "a");
+        var b = await fs.CreateOk(MetaFs.Root, "b");
+        var c = await fs.CreateOk(MetaFs.Root, "c");
+        MetaFs.Ok(await fs.Unlink(MetaFs.Root, "a"));
+        MetaFs.Ok(await fs.Unlink(MetaFs.Root, "b"));
+        var inodes = fs.Store.Inodes.Count;
+        // a is an orphan; c has a link (skipped); 12345 does not exist (skipped); b goes on the list as the unlink's own.
+        var r = MetaFs.Ok(await fs.Run(MetaOp.Unlink, null, q => q with { Ino = MetaFs.Root, Name = "c", Data = MetaOps.EncodePurgeRiders([a, b, 12345]) }));
+        Assert.Equal(c, r.Released!.Ino);
+        Assert.Equal(Errno.ENOENT, (await fs.GetAttr(a)).Errno);
+        Assert.Equal(Errno.ENOENT, (await fs.GetAttr(b)).Errno);
+        Assert.Equal([c], fs.Store.Orphans);
+        Assert.Equal(inodes - 2, fs.Store.Inodes.Count);
+        fs.Store.Check();
+        // A failed unlink purges nothing; a rider list that is not whole u64s, or too long, is refused.
+        Assert.Equal(Errno.ENOENT, (await fs.Run(MetaOp.Unlink, null, q => q with { Ino = MetaFs.Root, Name = "nope", Data = MetaOps.EncodePurgeRiders([c]) })).Errno);
+        Assert.Contains(c, fs.Store.Orphans);
+        Assert.Equal(Errno.EINVAL, (await fs.Run(MetaOp.Unlink, null, q => q with { Ino = MetaFs.Root, Name = "x", Data = [1, 2, 3] })).Errno);
+        Assert.Equal(Errno.EINVAL, (await fs.Run(MetaOp.Unlink, null, q => q with { Ino = MetaFs.Root, Name = "x", Data = MetaOps.EncodePurgeRiders([.. Enumerable.Range(1, 65).Select(i => (ulong)i)]) })).Errno);
+        fs.Store.Check();
+    }
+
+    [Fact]
     public async Task Permissions_come_from_uid_gid_and_groups()
     {
         var fs = await MetaFs.NewAsync(rootMode: 0x1ED); // 0755, root's

@@ -113,7 +113,13 @@ public class RenameTests(ITestOutputHelper output)
             {
                 0 => await fs.Make(D(), N(), ModeBits.IfReg | 0x1A4),
                 1 => await fs.Make(D(), N(), ModeBits.IfDir | 0x1ED),
-                2 => await fs.Unlink(D(), N()),
+                // Orphans (and, now and then, an inode that is not one) ride along to be purged with the unlink.
+                2 => await fs.Run(MetaOp.Unlink, null, r => r with
+                {
+                    Ino = D(),
+                    Name = N(),
+                    Data = MetaOps.EncodePurgeRiders([.. fs.Store.Orphans.Where(_ => rng.Next(2) == 0), .. rng.Next(4) == 0 ? [all[rng.Next(all.Count)]] : Array.Empty<ulong>()]),
+                }),
                 3 => await fs.RmDir(D(), N()),
                 4 => await fs.Link(all[rng.Next(all.Count)], D(), N()),
                 5 or 6 => await fs.Rename(D(), N(), D(), N(), (uint)rng.Next(3)),

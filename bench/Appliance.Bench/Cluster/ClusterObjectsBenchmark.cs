@@ -218,6 +218,8 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
     /// <summary>Our cluster, through the `appliance` program: every command a process of its own.</summary>
     internal sealed class OurCluster(string appliance, string dataDir)
     {
+        internal string DataDir => dataDir;
+
         internal string ConfDir => Path.Combine(dataDir, "conf");
 
         /// <summary>`cluster up`; returns its wall time in seconds (it returns once every PG is active+clean).</summary>
@@ -268,7 +270,7 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
         }
 
         /// <summary>CPU seconds so far of every daemon whose pid file name starts with <paramref name="prefix"/>.</summary>
-        private double DaemonCpu(string prefix) =>
+        internal double DaemonCpu(string prefix) =>
             DaemonPids(prefix).Sum(p => Proc.CpuSeconds(p.Pid));
 
         public List<(string Osd, long Rss, long Hwm)> Memory() =>
@@ -279,7 +281,7 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
         /// <summary>DIR/run/osd.N.pid, trusted only while /proc/PID/cmdline is a daemon running from our data dir.</summary>
         internal List<(string Osd, int Pid)> OsdPids() => DaemonPids("osd.");
 
-        private List<(string Osd, int Pid)> DaemonPids(string prefix) =>
+        internal List<(string Osd, int Pid)> DaemonPids(string prefix) =>
             [.. Directory.EnumerateFiles(Path.Combine(dataDir, "run"), prefix + "*.pid").Order(StringComparer.Ordinal)
                 .Select(f => (Osd: Path.GetFileNameWithoutExtension(f), Pid: int.TryParse(File.ReadAllText(f).Trim(), CultureInfo.InvariantCulture, out var p) ? p : 0))
                 .Where(p => p.Pid > 0 && Proc.CmdlineContains(p.Pid, dataDir))];
@@ -310,6 +312,9 @@ public sealed class ClusterObjectsBenchmark : IBenchmark
 
         /// <summary>The environment of its commands (CEPH_CONF, CEPH_WORK).</summary>
         internal Dictionary<string, string> Env => _env;
+
+        /// <summary>Its work dir (CEPH_WORK): pid files in run/, the ceph-fuse mount point mnt/.</summary>
+        internal string Work => _work;
 
         public static CephCluster Find(string scripts, string work)
         {

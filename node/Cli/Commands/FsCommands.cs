@@ -297,7 +297,7 @@ public static class FsCommands
             {
                 monLock.Release();
             }
-        }, new ClusterFsOptions { StripeSize = record.StripeSize });
+        }, new ClusterFsOptions { StripeSize = record.StripeSize, Log = line => output.WriteLine(line) });
         var id = $"{client.Entity}.{client.Nonce:x16}";
         await FsRegistry.RegisterMountAsync(meta, id, $"{Environment.MachineName} {Environment.ProcessId} {path}", ct);
         // The lease this mount's locks live by: taken before the kernel can send a lock, ended after the last.
@@ -356,6 +356,7 @@ public static class FsCommands
         // An orderly end: every lock of this mount released at once, not when its lease runs out.
         await leaseKeeper.DisposeAsync();
         using var cleanup = new CancellationTokenSource(timeout);
+        await fs.FlushPurgesAsync(cleanup.Token);
         await FsRegistry.UnregisterMountAsync(meta, id, cleanup.Token);
         await output.WriteLineAsync($"unmounted {path}");
         return ExitCodes.Ok;
