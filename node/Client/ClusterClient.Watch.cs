@@ -50,7 +50,10 @@ public sealed partial class ClusterClient
     }
 
     private readonly ConcurrentDictionary<ulong, WatchState> _watches = new();
-    private long _lastCookie;
+    // Cookies start at a random point, so two client instances (two mounts of one filesystem, two NBD servers) never
+    // present the same cookie at an OSD, which keys an object's watchers by cookie: the second watch would replace the
+    // first and only one of them would hear notifies.
+    private long _lastCookie = Random.Shared.NextInt64(1, long.MaxValue / 2);
 
     internal async Task<ObjectWatch> WatchAsync(OpTarget target, Func<WatchNotifyMessage, ValueTask> onNotify, Action<Exception>? onError, CancellationToken ct)
     {
