@@ -102,6 +102,29 @@ public sealed class ClusterMount : IAsyncDisposable
         }
     }
 
+    /// <summary>Detaches whatever is still mounted at <paramref name="path"/> (lazily) and removes the directory; for
+    /// a test's cleanup, so it never fails.</summary>
+    public static void DetachAndRemove(string path)
+    {
+        if (File.ReadLines("/proc/self/mountinfo").Any(l => l.Split(' ') is { Length: > 4 } f && f[4] == path))
+        {
+            try
+            {
+                Posix.umount2(path, Constants.MNT_DETACH);
+            }
+            catch (PlatformException)
+            {
+            }
+        }
+        try
+        {
+            Directory.Delete(path);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
     public static string NewDirectory(string what)
     {
         var path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"appliance-cfs-{what}-{Guid.NewGuid().ToString("N")[..10]}");
@@ -118,22 +141,6 @@ public sealed class ClusterMount : IAsyncDisposable
             await Coherence.DisposeAsync();
         }
         await Session.DisposeAsync();
-        if (File.ReadLines("/proc/self/mountinfo").Any(l => l.Split(' ') is { Length: > 4 } f && f[4] == Path))
-        {
-            try
-            {
-                Posix.umount2(Path, Constants.MNT_DETACH);
-            }
-            catch (PlatformException)
-            {
-            }
-        }
-        try
-        {
-            Directory.Delete(Path);
-        }
-        catch (IOException)
-        {
-        }
+        ClusterMount.DetachAndRemove(Path);
     }
 }

@@ -99,23 +99,7 @@ public sealed class MountProcess : IAsyncDisposable
                 await _process.WaitForExitAsync();
             }
         }
-        if (File.ReadLines("/proc/self/mountinfo").Any(l => l.Split(' ') is { Length: > 4 } f && f[4] == Path))
-        {
-            try
-            {
-                Posix.umount2(Path, Constants.MNT_DETACH);
-            }
-            catch (PlatformException)
-            {
-            }
-        }
-        try
-        {
-            Directory.Delete(Path);
-        }
-        catch (IOException)
-        {
-        }
+        ClusterMount.DetachAndRemove(Path);
         _process.Dispose();
     }
 }
