@@ -566,7 +566,7 @@ public sealed class MessageSession : IAsyncDisposable
         {
             _receiveGate.Release();
         }
-        await MaybeAckAsync(connection, force: false);
+        await MaybeAckAsync(connection);
     }
 
     /// <summary>Waits until the messages waiting for the handler leave room for <paramref name="bytes"/> more (one
@@ -649,13 +649,13 @@ public sealed class MessageSession : IAsyncDisposable
     }
 
     /// <summary>Acknowledges explicitly when enough deliveries have not been piggybacked on outgoing messages.</summary>
-    internal async ValueTask MaybeAckAsync(Connection connection, bool force)
+    private async ValueTask MaybeAckAsync(Connection connection)
     {
         ulong ack;
         lock (_lock)
         {
             if (_lastDelivered == _lastAckSent
-                || (!force && _lastDelivered - _lastAckSent < (ulong)_options.AckEvery && _bytesSinceAck < _options.AckBytes))
+                || (_lastDelivered - _lastAckSent < (ulong)_options.AckEvery && _bytesSinceAck < _options.AckBytes))
             {
                 return;
             }
