@@ -335,11 +335,10 @@ public sealed partial class MonitorClusterTests
         Assert.Fail("timed out waiting: " + describe());
     }
 
-    [Fact]
-    public async Task A_command_answered_through_a_peon_sends_the_client_to_the_leader_and_a_stopped_monitor_is_passed_over_at_once()
+    /// <summary>Starts every monitor of <paramref name="c"/>, commits one command and returns who leads then.</summary>
+    private static async Task<int> StartAllAndCommitAsync(Cluster c)
     {
-        await using var c = new Cluster(3);
-        for (var i = 0; i < 3; i++)
+        for (var i = 0; i < c.Conf.Monitors.Count; i++)
         {
             await c.StartAsync(i);
         }
@@ -349,6 +348,14 @@ public sealed partial class MonitorClusterTests
         }
         var leader = c.LeaderIndex();
         Assert.True(leader >= 0, "someone leads after the first commit");
+        return leader;
+    }
+
+    [Fact]
+    public async Task A_command_answered_through_a_peon_sends_the_client_to_the_leader_and_a_stopped_monitor_is_passed_over_at_once()
+    {
+        await using var c = new Cluster(3);
+        var leader = await StartAllAndCommitAsync(c);
         var leaderAddress = c.Conf.Monitors[leader].Address;
 
         // A client starts at a random monitor: take one whose first command a peon forwarded (its answer names the
@@ -390,16 +397,7 @@ public sealed partial class MonitorClusterTests
     public async Task A_client_that_knows_only_a_peon_follows_its_hint_to_a_leader_it_did_not_know_and_learns_the_monmap()
     {
         await using var c = new Cluster(3);
-        for (var i = 0; i < 3; i++)
-        {
-            await c.StartAsync(i);
-        }
-        await using (var first = c.Client())
-        {
-            await Ok(first.CommandAsync(new ConfigSet("osd_heartbeat_grace", "20")));
-        }
-        var leader = c.LeaderIndex();
-        Assert.True(leader >= 0, "someone leads after the first commit");
+        var leader = await StartAllAndCommitAsync(c);
         var peon = (leader + 1) % 3;
 
         // As a daemon of a node whose cluster.conf predates the monitors that joined later: it lists one peon only.
