@@ -23,7 +23,10 @@ public sealed partial class ObjectStore
         public Task DataWritten { get; set; } = Task.CompletedTask;
         /// <summary>The copy-on-write data is small and goes to the device with the record, in the writer's batch.</summary>
         public bool CowWithRecord { get; set; }
-        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        /// <summary>Completed by the writer, whose thread runs what waited on it (up to its next wait): the OSD's
+        /// reply or acknowledgement goes out from there, without a hop to the thread pool per transaction.</summary>
+        public TaskCompletionSource Done { get; } = new();
+        public int Finished;
     }
 
     /// <summary>New content for a fresh device block: 4 KiB (a slice of the transaction's own copy of the data)

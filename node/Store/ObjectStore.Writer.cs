@@ -106,11 +106,20 @@ public sealed partial class ObjectStore
 
     private void Finish(Pending p, Exception? error = null)
     {
-        var first = error is null ? p.Done.TrySetResult() : p.Done.TrySetException(error);
-        if (first)
+        if (Interlocked.Exchange(ref p.Finished, 1) == 1)
         {
-            _budget.Release(p.Budget);
-            _journalBudget.Release(p.JournalBudget);
+            return;
+        }
+        // The budgets first: what waited on the transaction runs inline below and may submit the next one.
+        _budget.Release(p.Budget);
+        _journalBudget.Release(p.JournalBudget);
+        if (error is null)
+        {
+            p.Done.TrySetResult();
+        }
+        else
+        {
+            p.Done.TrySetException(error);
         }
     }
 
