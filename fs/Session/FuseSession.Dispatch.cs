@@ -442,13 +442,33 @@ public sealed partial class FuseSession
         }
         if (_inflight.TryGetValue(interrupt.unique, out var target))
         {
-            target.Interrupt(); // its EINTR answer is the reply; the INTERRUPT itself is not answered
+            if (IsInterruptible(target.Opcode))
+            {
+                target.Interrupt(); // its EINTR answer is the reply; the INTERRUPT itself is not answered
+            }
+            else
+            {
+                // Ignored (the protocol allows it): the request finishes and is answered as usual.
+                Interlocked.Increment(ref _interruptsIgnored);
+            }
             return;
         }
         // Not (yet) in flight here: it is still being dispatched on another thread, or already answered. EAGAIN
         // makes the kernel send the INTERRUPT again if the request is still pending.
         SendError(fd, header.unique, FsErrno.EAGAIN);
     }
+
+    /// <summary>
+    /// Whether an INTERRUPT ends a request with EINTR at once. Only for requests that change nothing, or whose change
+    /// the session gives back when the kernel never saw it (a lookup's reference, a lock wait's grant): EINTR tells
+    /// the caller nothing happened, and a WRITE, a create or a rename may already have happened when the signal
+    /// comes — a program that writes again after EINTR would write twice (an O_APPEND write lands twice). Those
+    /// finish and are answered as usual; their deadline still bounds them.
+    /// </summary>
+    internal static bool IsInterruptible(FuseOpcode op) => op is FuseOpcode.Lookup or FuseOpcode.GetAttr or FuseOpcode.ReadLink
+        or FuseOpcode.Read or FuseOpcode.StatFs or FuseOpcode.Fsync or FuseOpcode.GetXattr or FuseOpcode.ListXattr
+        or FuseOpcode.ReadDir or FuseOpcode.ReadDirPlus or FuseOpcode.FsyncDir or FuseOpcode.GetLk or FuseOpcode.SetLkW
+        or FuseOpcode.Access or FuseOpcode.Bmap or FuseOpcode.Poll or FuseOpcode.Lseek or FuseOpcode.Statx or FuseOpcode.SyncFs;
 
     private void Forget(ulong nodeId, ulong nlookup)
     {

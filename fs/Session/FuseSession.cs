@@ -58,6 +58,11 @@ public sealed partial class FuseSession : IAsyncDisposable
     /// <summary>Requests answered EINTR because the caller was interrupted.</summary>
     public long Interrupts => Interlocked.Read(ref _interrupts);
 
+    /// <summary>INTERRUPTs of requests that are not ended early (<see cref="IsInterruptible"/>): they finish as usual.</summary>
+    public long InterruptsIgnored => Interlocked.Read(ref _interruptsIgnored);
+
+    private long _interruptsIgnored;
+
     /// <summary>Backend results dropped because the request had already been answered (deadline or interrupt);
     /// the lookups and handles they created were given back.</summary>
     public long LateAnswers => Interlocked.Read(ref _lateAnswers);

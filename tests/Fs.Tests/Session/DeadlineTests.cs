@@ -96,4 +96,45 @@ public class DeadlineTests
         Assert.Equal(1, m.Session.Interrupts);
         Assert.Equal(0, m.Session.Timeouts);
     }
+
+    [Fact]
+    public async Task An_interrupted_write_is_not_answered_EINTR_it_finishes_and_lands_once()
+    {
+        // EINTR would tell the writer nothing was written while the write may already have landed; a program that
+        // writes again then writes twice (an O_APPEND log gets a line twice, or a hole where the first one went).
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var fs = new MemoryFileSystem
+        {
+            Gate = (op, _, _) =>
+            {
+                if (op != "write")
+                {
+                    return Task.CompletedTask;
+                }
+                entered.TrySetResult();
+                return release.Task;
+            },
+        };
+        await using var m = TestMount.Start(fs, new FuseOptions { OperationTimeout = TimeSpan.FromMinutes(10) });
+        // The writer handles SIGUSR1 (a handled signal is what makes the kernel send INTERRUPT; an ignored one is not).
+        var psi = new ProcessStartInfo("bash") { RedirectStandardError = true, RedirectStandardOutput = true };
+        psi.ArgumentList.Add("-c");
+        psi.ArgumentList.Add($"trap ':' USR1; printf 'one line\\n' >> '{m.P("log")}'");
+        using var writer = Process.Start(psi)!;
+        var stderr = writer.StandardError.ReadToEndAsync();
+        await entered.Task.WaitAsync(Bound);
+        Shell.Ok($"kill -USR1 {writer.Id}");
+        var deadline = DateTime.UtcNow + Bound;
+        while (m.Session.InterruptsIgnored == 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20);
+        }
+        Assert.Equal(1, m.Session.InterruptsIgnored);
+        release.SetResult();
+        await writer.WaitForExitAsync().WaitAsync(Bound);
+        Assert.True(writer.ExitCode == 0, $"the writer exited {writer.ExitCode}: {await stderr}");
+        Assert.Equal("one line\n", File.ReadAllText(m.P("log")));
+        Assert.Equal(0, m.Session.Interrupts);
+    }
 }
