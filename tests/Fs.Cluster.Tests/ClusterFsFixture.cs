@@ -73,12 +73,19 @@ public sealed class ClusterMount : IAsyncDisposable
     /// <summary>Coherence with the other mounts of its filesystem, when started with <see cref="StartCoherentAsync"/>.</summary>
     public Coherence? Coherence { get; private set; }
 
+    /// <summary>What its coherence logged (failures to notify or to watch), for a failing test to show.</summary>
+    public System.Collections.Concurrent.ConcurrentQueue<string> Log { get; } = new();
+
+    /// <summary>Its coherence's counters and log, for a failing test's message.</summary>
+    public string Describe() => Coherence is not { } c ? "not coherent" :
+        $"sent {c.Sent}, skipped {c.Skipped}, applied {c.Applied}, company {c.HasCompany}; log: {string.Join(" | ", Log)}";
+
     /// <summary>Mounts <paramref name="fs"/> and has it tell other mounts its changes and apply theirs, as `fs mount`
     /// does (mount id <paramref name="id"/>).</summary>
     public static async Task<ClusterMount> StartCoherentAsync(ClusterFileSystem fs, MetaClient meta, string id)
     {
         var m = Start(fs);
-        m.Coherence = new Coherence(meta.Pool, meta.FsName, id, _ => { });
+        m.Coherence = new Coherence(meta.Pool, meta.FsName, id, line => m.Log.Enqueue($"{DateTime.UtcNow:HH:mm:ss.fff} {line}"));
         await m.Coherence.StartAsync(m.Session, default);
         fs.Coherence = m.Coherence;
         return m;

@@ -197,6 +197,7 @@ public sealed class MountTests(ClusterFsFixture fixture, ITestOutputHelper outpu
     public async Task Appends_from_two_mounts_at_once_all_land_whole_and_none_over_another()
     {
         var meta = await fixture.NewFsAsync("append");
+        var startEpoch = fixture.Client.OsdMap!.Epoch;
         await using var a = await ClusterMount.StartCoherentAsync(fixture.FileSystem(meta), meta, "a");
         await using var b = await ClusterMount.StartCoherentAsync(fixture.FileSystem(meta), meta, "b");
         await Task.Run(() => File.WriteAllText(a.P("log"), "start\n"));
@@ -220,7 +221,7 @@ public sealed class MountTests(ClusterFsFixture fixture, ITestOutputHelper outpu
         await Task.WhenAll(writers);
         // b learns the final size from a's notifies (or its cache expiring): wait for it, then read.
         var total = 6 + 4 * PerWriter * ("a0:0000:".Length + 20 + 1);
-        await UntilAsync(() => new FileInfo(b.P("log")).Length == total, $"b to see the log's {total} bytes");
+        await UntilAsync(() => new FileInfo(b.P("log")).Length == total, () => $"b to see the log's {total} bytes (b sees {new FileInfo(b.P("log")).Length}, a {new FileInfo(a.P("log")).Length}; content: {DescribeLog(a.P("log"))}; osdmap epochs {startEpoch}..{fixture.Client.OsdMap!.Epoch}, OSDs {string.Join(" ", fixture.Client.OsdMap!.Osds.Values.Select(o => $"{o.Id}:{(o.Up ? "up" : "down")}@{o.UpFrom}"))}; a: {a.Describe()}; b: {b.Describe()})");
         var lines = (await Task.Run(() => File.ReadAllText(b.P("log")))).Split('\n', StringSplitOptions.RemoveEmptyEntries);
         var expected = new[] { "a0", "a1", "b0", "b1" }.SelectMany(w => Enumerable.Range(0, PerWriter).Select(i => $"{w}:{i:D4}:{new string('x', 20)}"))
             .Append("start").Order(StringComparer.Ordinal).ToList();
@@ -256,12 +257,26 @@ public sealed class MountTests(ClusterFsFixture fixture, ITestOutputHelper outpu
         Assert.True(check.Clean, string.Join("\n", check.Problems));
     }
 
-    private static async Task UntilAsync(Func<bool> condition, string what)
+    private static string DescribeLog(string path)
+    {
+        var bytes = File.ReadAllBytes(path);
+        var text = Encoding.ASCII.GetString(bytes).Replace("\0", "", StringComparison.Ordinal);
+        var lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var dups = lines.GroupBy(l => l).Where(g => g.Count() > 1).Select(g => $"{g.Key} x{g.Count()}");
+        return $"{bytes.Length} bytes, {bytes.Count(b => b == 0)} NUL, {lines.Length} lines, duplicated: [{string.Join(", ", dups)}]";
+    }
+
+    private static Task UntilAsync(Func<bool> condition, string what) => UntilAsync(condition, () => what);
+
+    private static async Task UntilAsync(Func<bool> condition, Func<string> what)
     {
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (!await Task.Run(condition))
         {
-            Assert.True(DateTime.UtcNow < deadline, $"waited 30 s for {what}");
+            if (DateTime.UtcNow >= deadline)
+            {
+                Assert.Fail($"waited 30 s for {what()}");
+            }
             await Task.Delay(20);
         }
     }

@@ -255,6 +255,12 @@ public sealed partial class PlacementGroup
                 // A resend of a request already applied: its entry is committed (the object lock held it until then).
                 return Reply(req, done.Result, "", [new OsdOpOutput(done.Result) { Data = done.Output }], done.Version, done.ObjectVersion);
             }
+            if (req.Resend && req.IsWrite)
+            {
+                // Rare and worth knowing: a resent change this PG has no record of is applied now (its first attempt
+                // never reached a log that survived, or it is older than the log's tail).
+                Logger.LogInformation("{Pg}: resend of request {ReqId} on {Object} is not in the log ({Tail}..{Head}): applying it", Id, reqId, req.Object, Log.Tail, Log.Head);
+            }
             if (hasCall)
             {
                 // A method may read other objects: writes in flight on them must be committed before it reads.
