@@ -77,23 +77,35 @@ public sealed partial class ClusterFileSystem
             });
         }
 
+        /// <summary>One flush at a time: a flush that returns has seen every orphan queued before it purged,
+        /// including those a flush already running (the scheduled one) had taken.</summary>
+        private readonly SemaphoreSlim _flushing = new(1, 1);
+
         /// <summary>Purges every waiting orphan with a call of its own. One the cluster does not take (a deadline)
         /// stays on the orphan list for a later sweep; one that is gone or linked (EBUSY, ENOENT) needs nothing.</summary>
         public async Task FlushAsync(CancellationToken ct)
         {
-            while (Take() is { Length: > 0 } batch)
+            await _flushing.WaitAsync(ct);
+            try
             {
-                foreach (var ino in batch)
+                while (Take() is { Length: > 0 } batch)
                 {
-                    try
+                    foreach (var ino in batch)
                     {
-                        await fs.CallAsync(new MetaRequest(MetaOp.Purge, Caller.Root, Now()) { Ino = ino }, ct);
-                    }
-                    catch (Exception e) when (ErrnoOf(e) > 0)
-                    {
-                        fs._options.Log?.Invoke($"purging orphan inode {ino} failed ({e.Message}); it stays on the orphan list for a later sweep");
+                        try
+                        {
+                            await fs.CallAsync(new MetaRequest(MetaOp.Purge, Caller.Root, Now()) { Ino = ino }, ct);
+                        }
+                        catch (Exception e) when (ErrnoOf(e) > 0)
+                        {
+                            fs._options.Log?.Invoke($"purging orphan inode {ino} failed ({e.Message}); it stays on the orphan list for a later sweep");
+                        }
                     }
                 }
+            }
+            finally
+            {
+                _flushing.Release();
             }
         }
     }

@@ -59,13 +59,21 @@ public static class FsChecker
         {
             var read = await Task.WhenAll(batch.Select(async x =>
             {
-                var data = (await meta.ReadAsync(x.Name, 0, 1 << 20, ct)).ToArray();
                 var omap = new SortedDictionary<string, byte[]>(StringComparer.Ordinal);
-                await foreach (var kv in meta.ListOmapAsync(x.Name, ct: ct))
+                try
                 {
-                    omap[kv.Key] = kv.Value;
+                    var data = (await meta.ReadAsync(x.Name, 0, 1 << 20, ct)).ToArray();
+                    await foreach (var kv in meta.ListOmapAsync(x.Name, ct: ct))
+                    {
+                        omap[kv.Key] = kv.Value;
+                    }
+                    return (x.Ino, data, omap);
                 }
-                return (x.Ino, data, omap);
+                catch (ObjectNotFoundException)
+                {
+                    // Listed, then removed (a purge of a mount still at work): as if it had not been listed.
+                    return (x.Ino, Array.Empty<byte>(), new SortedDictionary<string, byte[]>(StringComparer.Ordinal));
+                }
             }));
             foreach (var (ino, data, omap) in read)
             {
@@ -95,7 +103,18 @@ public static class FsChecker
         var objects = new List<DataObject>();
         foreach (var batch in dataNames.Chunk(InFlight))
         {
-            objects.AddRange(await Task.WhenAll(batch.Select(async d => new DataObject(d.Ino, d.Stripe, (await dataPool.StatAsync(d.Name, ct)).Size))));
+            var stats = await Task.WhenAll(batch.Select(async d =>
+            {
+                try
+                {
+                    return (DataObject?)new DataObject(d.Ino, d.Stripe, (await dataPool.StatAsync(d.Name, ct)).Size);
+                }
+                catch (ObjectNotFoundException)
+                {
+                    return null; // listed, then removed
+                }
+            }));
+            objects.AddRange(stats.Where(o => o.HasValue).Select(o => o!.Value));
         }
         return new FsImage
         {
