@@ -51,8 +51,9 @@ public sealed partial class ClusterImageTests
         var message = Encoding.UTF8.GetString(refused.Data);
         Assert.True(refused.Type == OptionReplyType.ErrPolicy && message.Contains(a.Socket, StringComparison.Ordinal), $"{refused.Type}: {message}");
 
-        // A stops (as a server that hangs): a write sent to it now is not answered.
-        a.Signal(Posix.SIGSTOP);
+        // A stops (as a server that hangs): a write sent to it now is not answered. Sent only once every thread of A
+        // is stopped: until then A may still carry it out, before the takeover, and rightly answer it 0 when continued.
+        await a.StopAsync();
         await c1.SendRequestAsync(NbdCommand.Write, 2, 0, 4096, 0, Pattern(0xa2, 4096));
         await Poll.UntilAsync(async () => (await ApplianceOkAsync("image", "info", "data/locked")).Contains("lease expired", StringComparison.Ordinal),
             TimeSpan.FromSeconds(60), "A's lease to run out");
@@ -71,13 +72,14 @@ public sealed partial class ClusterImageTests
         // A goes on: its late write reaches the OSDs, which refuse it; the client hears an error.
         a.Signal(Posix.SIGCONT);
         var late = await c1.ReadReplyAsync();
-        // EPERM: the image is open read-write in A, so only the OSDs' refusal of a blocklisted client maps to it.
-        Assert.True(late.Cookie == 2 && late.ErrorValue == (uint)NbdError.Perm, $"A's late write was answered {late.ErrorValue} (cookie {late.Cookie})\n{a.Output}");
-
-        // What B wrote is there, not A's late write.
         var read = new byte[4096];
         await c2.SendRequestAsync(NbdCommand.Read, 4, 0, 4096);
         Assert.Equal(0u, await c2.ReadStructuredReadAsync(4, 0, read));
+        // EPERM: the image is open read-write in A, so only the OSDs' refusal of a blocklisted client maps to it.
+        Assert.True(late.Cookie == 2 && late.ErrorValue == (uint)NbdError.Perm,
+            $"A's late write was answered {late.ErrorValue} (cookie {late.Cookie}); B reads 0x{read[0]:x2} back (0xb1 is B's, 0xa2 A's)\n{a.Output}\n{cluster.Logs()}");
+
+        // What B wrote is there, not A's late write.
         Assert.Equal(Pattern(0xb1, 4096), read);
         info = await ApplianceOkAsync("image", "info", "data/locked");
         Assert.Contains(b.Socket, info, StringComparison.Ordinal);

@@ -13,7 +13,8 @@ public sealed class ImageCluster : LocalCluster
 
 /// <summary>
 /// `appliance nbd serve` of a <see cref="LocalCluster"/> as a process of its own, on a unix socket: started, stopped
-/// with SIGKILL or SIGSTOP/SIGCONT by its pid, and killed by its pid when disposed. Its output is kept for messages.
+/// with SIGKILL or SIGSTOP/SIGCONT by its pid (<see cref="StopAsync"/> returns once it is stopped), and killed by
+/// its pid when disposed. Its output is kept for messages.
 /// </summary>
 public sealed class NbdServerProcess : IAsyncDisposable
 {
@@ -87,6 +88,37 @@ public sealed class NbdServerProcess : IAsyncDisposable
     }
 
     public void Signal(int signal) => Assert.True(Posix.kill(Pid, signal), $"kill -{signal} {Pid} (nbd serve) failed");
+
+    /// <summary>SIGSTOP, and returns once every thread of the process is stopped. kill(2) returns before that: the
+    /// signal goes to one thread, which stops the others only when it next runs (on a busy machine, a while later),
+    /// and meanwhile they go on: the one reading a client's socket may still take a request and carry it out.</summary>
+    public async Task StopAsync()
+    {
+        Signal(Posix.SIGSTOP);
+        await Poll.UntilAsync(() => Threads().All(t => t.State is 'T' or 't' or 'X' or 'Z'), TimeSpan.FromSeconds(30),
+            $"every thread of nbd serve (pid {Pid}) to stop after SIGSTOP", ThreadStates);
+    }
+
+    /// <summary>Each thread as tid:state (/proc/PID/task/*/stat; T once stopped).</summary>
+    private string ThreadStates() => string.Join(" ", Threads().Select(t => $"{t.Tid}:{t.State}"));
+
+    private IEnumerable<(string Tid, char State)> Threads()
+    {
+        foreach (var task in Directory.EnumerateDirectories($"/proc/{Pid}/task"))
+        {
+            string stat;
+            try
+            {
+                stat = File.ReadAllText(Path.Combine(task, "stat"));
+            }
+            catch (IOException)
+            {
+                continue; // the thread ended meanwhile
+            }
+            // "tid (comm) S ...": comm may hold spaces and parentheses, the state follows the last ')'.
+            yield return (Path.GetFileName(task), stat[stat.LastIndexOf(')') + 2]);
+        }
+    }
 
     /// <summary>SIGKILL, and wait until the process is gone.</summary>
     public async Task KillAsync()
