@@ -442,9 +442,18 @@ public sealed partial class FuseSession
         }
         if (_inflight.TryGetValue(interrupt.unique, out var target))
         {
-            if (IsInterruptible(target.Opcode))
+            if (IsInterruptible(target.Opcode) || CallerIsDying(target.Context.Pid))
             {
-                target.Interrupt(); // its EINTR answer is the reply; the INTERRUPT itself is not answered
+                try
+                {
+                    target.Interrupt(); // its EINTR answer is the reply; the INTERRUPT itself is not answered
+                }
+                catch (AggregateException e)
+                {
+                    // A cancellation callback of the filesystem's failed: told, never the end of this reader thread
+                    // (which would end the mount).
+                    _log($"fuse {MountPoint}: interrupting {target.Opcode} on node {target.NodeId}: {e.InnerException?.Message ?? e.Message}");
+                }
             }
             else
             {
@@ -459,16 +468,46 @@ public sealed partial class FuseSession
     }
 
     /// <summary>
-    /// Whether an INTERRUPT ends a request with EINTR at once. Only for requests that change nothing, or whose change
-    /// the session gives back when the kernel never saw it (a lookup's reference, a lock wait's grant): EINTR tells
-    /// the caller nothing happened, and a WRITE, a create or a rename may already have happened when the signal
-    /// comes — a program that writes again after EINTR would write twice (an O_APPEND write lands twice). Those
-    /// finish and are answered as usual; their deadline still bounds them.
+    /// Whether an INTERRUPT ends a request with EINTR at once whatever the caller: only a lock wait (F_SETLKW, flock),
+    /// where programs expect EINTR (`flock -w` ends its wait with an alarm) and the session gives back a grant the
+    /// kernel never saw. Any other request is ended early only for a caller that is dying (<see cref="CallerIsDying"/>);
+    /// otherwise it finishes and is answered as usual, as on a local filesystem, which never fails a stat or a write
+    /// with EINTR: EINTR says nothing happened, while a write, a create or a rename may already have happened (a
+    /// program that writes again would write twice: an O_APPEND line twice, or a hole where the first attempt took
+    /// its room), and a stat failed with EINTR reads as "no such file" to many programs (.NET's File.Exists).
     /// </summary>
-    internal static bool IsInterruptible(FuseOpcode op) => op is FuseOpcode.Lookup or FuseOpcode.GetAttr or FuseOpcode.ReadLink
-        or FuseOpcode.Read or FuseOpcode.StatFs or FuseOpcode.Fsync or FuseOpcode.GetXattr or FuseOpcode.ListXattr
-        or FuseOpcode.ReadDir or FuseOpcode.ReadDirPlus or FuseOpcode.FsyncDir or FuseOpcode.GetLk or FuseOpcode.SetLkW
-        or FuseOpcode.Access or FuseOpcode.Bmap or FuseOpcode.Poll or FuseOpcode.Lseek or FuseOpcode.Statx or FuseOpcode.SyncFs;
+    internal static bool IsInterruptible(FuseOpcode op) => op is FuseOpcode.SetLkW;
+
+    /// <summary>
+    /// Whether the thread that made a request is being killed (or is gone): a fatal signal is turned by the kernel
+    /// into SIGKILL pending on every thread of the process before the thread wakes and sends INTERRUPT, and the kernel
+    /// waits for the answer of a request we already read even then — so Ctrl-C on a call hung in the cluster ends
+    /// the program only if we answer. Nobody is left to repeat what EINTR says did not happen.
+    /// </summary>
+    internal static bool CallerIsDying(uint tid)
+    {
+        string[] lines;
+        try
+        {
+            lines = File.ReadAllLines($"/proc/{tid}/status");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return e is FileNotFoundException or DirectoryNotFoundException;
+        }
+        foreach (var line in lines)
+        {
+            if ((line.StartsWith("SigPnd:", StringComparison.Ordinal) || line.StartsWith("ShdPnd:", StringComparison.Ordinal))
+                && ulong.TryParse(line.AsSpan(7).Trim(), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture, out var pending)
+                && (pending & (1UL << (SigKill - 1))) != 0)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private const int SigKill = 9;
 
     private void Forget(ulong nodeId, ulong nlookup)
     {

@@ -52,7 +52,14 @@ internal sealed class Request(int fd, byte[] buffer, in fuse_in_header header)
     public void Interrupt()
     {
         Volatile.Write(ref _cancelErrno, FsErrno.EINTR);
-        _cts.Cancel();
+        try
+        {
+            _cts.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Answered and done between the INTERRUPT's lookup and now: nothing left to interrupt.
+        }
     }
 
     public void Dispose() => _cts.Dispose();

@@ -111,6 +111,27 @@ public sealed class DispatchTests : IDisposable
     }
 
     [Fact]
+    public void An_interrupt_that_comes_as_its_request_finishes_does_nothing()
+    {
+        // The INTERRUPT's reader finds the request in flight, its backend call ends and disposes it, then the
+        // interrupt lands: it must not throw (it ran on a reader thread, whose failure ends the mount).
+        var r = new Request(0, [], new fuse_in_header { opcode = (uint)FuseOpcode.SetLkW, unique = 9 });
+        r.Dispose();
+        r.Interrupt();
+        Assert.Equal(FsErrno.EINTR, r.CancelErrno);
+    }
+
+    [Fact]
+    public void Only_lock_waits_and_dying_callers_are_interrupted()
+    {
+        Assert.True(FuseSession.IsInterruptible(FuseOpcode.SetLkW));
+        Assert.All([FuseOpcode.Write, FuseOpcode.Create, FuseOpcode.Rename, FuseOpcode.Unlink, FuseOpcode.Lookup, FuseOpcode.GetAttr, FuseOpcode.Read],
+            op => Assert.False(FuseSession.IsInterruptible(op)));
+        Assert.False(FuseSession.CallerIsDying((uint)Environment.ProcessId)); // this test process: alive, no SIGKILL pending
+        Assert.True(FuseSession.CallerIsDying(int.MaxValue - 1)); // no such process
+    }
+
+    [Fact]
     public void Random_requests_get_exactly_one_well_formed_reply_each()
     {
         var seed = TestSeed.Get(nameof(Random_requests_get_exactly_one_well_formed_reply_each), _output);
