@@ -158,6 +158,9 @@ public sealed partial class PlacementGroup
                     {
                         t.OmapRemove(c, PgMeta.MetaObject, PgMeta.LogKey(v));
                     }
+                    // The merged log starts after the primary's tail: what this member kept from before goes, on disk as
+                    // in memory (the Reset below), or the next start finds entries before the tail.
+                    PgMeta.TrimLogThrough(t, Id, u.Info.LogTail);
                     foreach (var e in u.Append)
                     {
                         PgMeta.AppendLog(t, Id, e);
