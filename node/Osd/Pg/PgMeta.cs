@@ -59,11 +59,6 @@ public static class PgMeta
     public static void TrimLog(Transaction t, PgId pg, Eversion from, Eversion to) =>
         t.OmapRemoveRange(pg.Collection, MetaObject, LogKey(from) + "\0", LogKey(to) + "\0");
 
-    /// <summary>Removes every durable log entry at or before <paramref name="tail"/> (a log that takes another's
-    /// tail keeps nothing older: <see cref="Load"/> would find entries before its tail).</summary>
-    public static void TrimLogThrough(Transaction t, PgId pg, Eversion tail) =>
-        t.OmapRemoveRange(pg.Collection, MetaObject, LogPrefix, LogKey(tail) + "\0");
-
     public static void ClearLog(Transaction t, PgId pg) =>
         t.OmapRemoveRange(pg.Collection, MetaObject, LogPrefix, LogPrefix[..^1] + "/");
 

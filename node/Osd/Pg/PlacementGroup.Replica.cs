@@ -160,7 +160,7 @@ public sealed partial class PlacementGroup
                     }
                     // The merged log starts after the primary's tail: what this member kept from before goes, on disk as
                     // in memory (the Reset below), or the next start finds entries before the tail.
-                    PgMeta.TrimLogThrough(t, Id, u.Info.LogTail);
+                    PgMeta.TrimLog(t, Id, Eversion.Zero, u.Info.LogTail);
                     foreach (var e in u.Append)
                     {
                         PgMeta.AppendLog(t, Id, e);

@@ -34,7 +34,7 @@ public class PgMetaTests
 
         // And what a merge now removes: every entry through the tail, none after it.
         t = new Transaction();
-        PgMeta.TrimLogThrough(t, pg, new Eversion(40, 1503));
+        PgMeta.TrimLog(t, pg, Eversion.Zero, new Eversion(40, 1503));
         await store.SubmitAsync(t);
         var keys = store.OmapGet(pg.Collection, PgMeta.MetaObject, null, null, 100).Select(kv => kv.Key).Where(k => k.StartsWith(PgMeta.LogPrefix, StringComparison.Ordinal));
         Assert.Equal([PgMeta.LogKey(new Eversion(40, 1504))], keys);
